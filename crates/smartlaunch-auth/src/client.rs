@@ -1,0 +1,300 @@
+//! Registered clients and RFC 7591 dynamic registration (spec digest §1.3, checklist 17–18).
+
+use serde::{Deserialize, Serialize};
+use smart_scopes::ScopeSet;
+use url::Url;
+
+use crate::error::RegistrationError;
+
+/// How a client authenticates at the token endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenEndpointAuthMethod {
+    /// A public client (`client-public`).
+    None,
+    /// HTTP Basic `client_id:client_secret` (`client-confidential-symmetric`, checklist 44).
+    ClientSecretBasic,
+    /// `client_id` and `client_secret` in the form body.
+    ClientSecretPost,
+}
+
+impl TokenEndpointAuthMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenEndpointAuthMethod::None => "none",
+            TokenEndpointAuthMethod::ClientSecretBasic => "client_secret_basic",
+            TokenEndpointAuthMethod::ClientSecretPost => "client_secret_post",
+        }
+    }
+
+    pub fn is_confidential(self) -> bool {
+        self != TokenEndpointAuthMethod::None
+    }
+}
+
+/// The metadata a client registers (RFC 7591 §2), as kept and returned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientMetadata {
+    pub client_name: String,
+    pub redirect_uris: Vec<String>,
+    pub grant_types: Vec<String>,
+    pub token_endpoint_auth_method: TokenEndpointAuthMethod,
+    /// The most this client may be granted; `None`: anything the server supports.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// The app's SMART launch URL, for EHR launch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub initiate_login_uri: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logo_uri: Option<String>,
+}
+
+/// A registered client.  The secret itself is never kept, only its hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Client {
+    pub client_id: String,
+    pub metadata: ClientMetadata,
+    pub secret_hash: Option<String>,
+    pub created_at: i64,
+}
+
+impl Client {
+    pub fn is_confidential(&self) -> bool {
+        self.metadata.token_endpoint_auth_method.is_confidential()
+    }
+
+    pub fn allows_grant(&self, grant_type: &str) -> bool {
+        self.metadata.grant_types.iter().any(|g| g == grant_type)
+    }
+
+    /// The registered scope limit, parsed (it was validated at registration).
+    pub fn allowed_scopes(&self) -> Option<ScopeSet> {
+        self.metadata
+            .scope
+            .as_deref()
+            .and_then(|s| ScopeSet::parse(s).ok())
+    }
+}
+
+/// An RFC 7591 registration request: every field optional, unknown fields ignored.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct RegistrationRequest {
+    pub client_name: Option<String>,
+    pub redirect_uris: Option<Vec<String>>,
+    pub grant_types: Option<Vec<String>>,
+    pub response_types: Option<Vec<String>>,
+    pub token_endpoint_auth_method: Option<String>,
+    pub scope: Option<String>,
+    pub initiate_login_uri: Option<String>,
+    pub logo_uri: Option<String>,
+}
+
+const MAX_REDIRECT_URIS: usize = 20;
+const MAX_URI_LEN: usize = 2000;
+
+impl RegistrationRequest {
+    /// Validates the request into the metadata to keep.
+    pub fn validate(self) -> Result<ClientMetadata, RegistrationError> {
+        let meta = |m: String| RegistrationError::InvalidClientMetadata(m);
+        let redirect_uris = self.redirect_uris.unwrap_or_default();
+        if redirect_uris.is_empty() {
+            return Err(RegistrationError::InvalidRedirectUri(
+                "redirect_uris is required: register at least one fixed, fully-specified redirect URI".into(),
+            ));
+        }
+        if redirect_uris.len() > MAX_REDIRECT_URIS {
+            return Err(RegistrationError::InvalidRedirectUri(format!(
+                "at most {MAX_REDIRECT_URIS} redirect_uris"
+            )));
+        }
+        for uri in &redirect_uris {
+            check_app_uri(uri).map_err(|why| {
+                RegistrationError::InvalidRedirectUri(format!(
+                    "redirect_uri `{}`: {why}",
+                    shorten(uri)
+                ))
+            })?;
+        }
+        let token_endpoint_auth_method = match self.token_endpoint_auth_method.as_deref() {
+            None | Some("client_secret_basic") => TokenEndpointAuthMethod::ClientSecretBasic,
+            Some("client_secret_post") => TokenEndpointAuthMethod::ClientSecretPost,
+            Some("none") => TokenEndpointAuthMethod::None,
+            Some(other) => {
+                return Err(meta(format!(
+                    "token_endpoint_auth_method `{}` is not supported; use `none` (public app), `client_secret_basic` or `client_secret_post`",
+                    shorten(other)
+                )))
+            }
+        };
+        let grant_types = self
+            .grant_types
+            .unwrap_or_else(|| vec!["authorization_code".into()]);
+        if grant_types.is_empty() {
+            return Err(meta("grant_types must not be empty".into()));
+        }
+        for g in &grant_types {
+            if g != "authorization_code" && g != "refresh_token" {
+                return Err(meta(format!(
+                    "grant_type `{}` is not supported; use `authorization_code` and `refresh_token`",
+                    shorten(g)
+                )));
+            }
+        }
+        if !grant_types.iter().any(|g| g == "authorization_code") {
+            return Err(meta("grant_types must include `authorization_code`".into()));
+        }
+        if let Some(rt) = &self.response_types {
+            if rt.iter().any(|r| r != "code") {
+                return Err(meta("response_types may only contain `code`: the implicit flow is not part of SMART App Launch 2".into()));
+            }
+        }
+        if let Some(scope) = &self.scope {
+            let set = ScopeSet::parse(scope).map_err(|e| meta(format!("scope: {e}")))?;
+            if set.is_empty() {
+                return Err(meta("scope must not be empty when given".into()));
+            }
+        }
+        if let Some(uri) = &self.initiate_login_uri {
+            check_app_uri(uri).map_err(|why| meta(format!("initiate_login_uri: {why}")))?;
+        }
+        if let Some(uri) = &self.logo_uri {
+            let ok = Url::parse(uri).is_ok_and(|u| matches!(u.scheme(), "https" | "http"))
+                && uri.len() <= MAX_URI_LEN;
+            if !ok {
+                return Err(meta("logo_uri must be an absolute http(s) URL".into()));
+            }
+        }
+        let client_name = self.client_name.unwrap_or_default().trim().to_owned();
+        if client_name.chars().count() > 200 || client_name.chars().any(char::is_control) {
+            return Err(meta(
+                "client_name must be at most 200 printable characters".into(),
+            ));
+        }
+        Ok(ClientMetadata {
+            client_name: if client_name.is_empty() {
+                "Unnamed app".into()
+            } else {
+                client_name
+            },
+            redirect_uris,
+            grant_types,
+            token_endpoint_auth_method,
+            scope: self.scope,
+            initiate_login_uri: self.initiate_login_uri,
+            logo_uri: self.logo_uri,
+        })
+    }
+}
+
+/// A redirect or launch URI must be absolute, without a fragment, and either `https`, `http` on
+/// a loopback host, or a private-use scheme of a native app (RFC 8252 §7.1, e.g. `com.example.app:/cb`).
+fn check_app_uri(uri: &str) -> Result<(), &'static str> {
+    if uri.len() > MAX_URI_LEN {
+        return Err("too long");
+    }
+    let url = Url::parse(uri).map_err(|_| "must be an absolute URL")?;
+    if url.fragment().is_some() {
+        return Err("must not contain a fragment (#)");
+    }
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" => match url.host() {
+            Some(url::Host::Domain("localhost")) => Ok(()),
+            Some(url::Host::Ipv4(ip)) if ip.is_loopback() => Ok(()),
+            Some(url::Host::Ipv6(ip)) if ip.is_loopback() => Ok(()),
+            _ => Err(
+                "http is allowed only for loopback hosts (localhost, 127.0.0.1, [::1]); use https",
+            ),
+        },
+        "javascript" | "data" | "file" | "vbscript" | "about" | "blob" => {
+            Err("this scheme is not allowed")
+        }
+        s if s.contains('.') => Ok(()),
+        _ => Err("use https, http on a loopback host, or a reverse-domain private-use scheme"),
+    }
+}
+
+fn shorten(s: &str) -> String {
+    s.chars().take(100).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(uris: &[&str]) -> RegistrationRequest {
+        RegistrationRequest {
+            redirect_uris: Some(uris.iter().map(|s| s.to_string()).collect()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn defaults_follow_rfc7591() {
+        let m = req(&["https://app.example/cb"]).validate().unwrap();
+        assert_eq!(
+            m.token_endpoint_auth_method,
+            TokenEndpointAuthMethod::ClientSecretBasic
+        );
+        assert_eq!(m.grant_types, vec!["authorization_code"]);
+    }
+
+    #[test]
+    fn redirect_uris_are_checked() {
+        for bad in [
+            "",
+            "/relative",
+            "http://evil.example/cb",
+            "https://a.example/cb#frag",
+            "javascript:alert(1)",
+        ] {
+            assert!(
+                matches!(
+                    req(&[bad]).validate(),
+                    Err(RegistrationError::InvalidRedirectUri(_))
+                ),
+                "{bad}"
+            );
+        }
+        for good in [
+            "http://127.0.0.1:9000/index.html",
+            "http://localhost/cb",
+            "https://app.example/cb?x=1",
+            "com.example.app:/cb",
+        ] {
+            assert!(req(&[good]).validate().is_ok(), "{good}");
+        }
+        assert!(matches!(
+            RegistrationRequest::default().validate(),
+            Err(RegistrationError::InvalidRedirectUri(_))
+        ));
+    }
+
+    #[test]
+    fn metadata_is_checked() {
+        let mut r = req(&["https://app.example/cb"]);
+        r.token_endpoint_auth_method = Some("private_key_jwt".into());
+        assert!(matches!(
+            r.validate(),
+            Err(RegistrationError::InvalidClientMetadata(_))
+        ));
+        let mut r = req(&["https://app.example/cb"]);
+        r.response_types = Some(vec!["token".into()]);
+        assert!(matches!(
+            r.validate(),
+            Err(RegistrationError::InvalidClientMetadata(_))
+        ));
+        let mut r = req(&["https://app.example/cb"]);
+        r.scope = Some("patient/Observation.xyz".into());
+        assert!(matches!(
+            r.validate(),
+            Err(RegistrationError::InvalidClientMetadata(_))
+        ));
+        let mut r = req(&["https://app.example/cb"]);
+        r.grant_types = Some(vec!["implicit".into()]);
+        assert!(matches!(
+            r.validate(),
+            Err(RegistrationError::InvalidClientMetadata(_))
+        ));
+    }
+}

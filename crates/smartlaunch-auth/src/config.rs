@@ -1,0 +1,65 @@
+//! The authorization server's settings, read once at start and passed down.
+
+/// URLs and lifetimes of the authorization server.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    /// The externally visible base URL, without a trailing slash (e.g. `http://127.0.0.1:8080`).
+    /// It is also the OpenID Connect `issuer`.
+    pub public_url: String,
+    /// Access-token lifetime in seconds (SHOULD ≤ 1 h, checklist item 62).
+    pub access_token_lifetime: i64,
+    /// Authorization-code lifetime in seconds (≤ 60, checklist item 31).
+    pub code_lifetime: i64,
+    /// Absolute lifetime of an `offline_access` refresh-token family.
+    pub offline_lifetime: i64,
+    /// Lifetime of a sign-in session; `online_access` refresh tokens end with it.
+    pub session_lifetime: i64,
+    /// How long a user has to finish the browser steps of one authorization.
+    pub pending_lifetime: i64,
+    /// When set, RFC 7591 registration requires `Authorization: Bearer <this>`.
+    pub registration_token: Option<String>,
+}
+
+impl AuthConfig {
+    pub fn new(public_url: &str) -> AuthConfig {
+        AuthConfig {
+            public_url: public_url.trim_end_matches('/').to_owned(),
+            access_token_lifetime: 3600,
+            code_lifetime: 60,
+            offline_lifetime: 30 * 24 * 3600,
+            session_lifetime: 12 * 3600,
+            pending_lifetime: 30 * 60,
+            registration_token: None,
+        }
+    }
+
+    /// The FHIR base URL: the `aud` every authorization must name.
+    pub fn fhir_base(&self) -> String {
+        format!("{}/fhir", self.public_url)
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.public_url
+    }
+
+    pub fn authorize_endpoint(&self) -> String {
+        format!("{}/auth/authorize", self.public_url)
+    }
+
+    pub fn token_endpoint(&self) -> String {
+        format!("{}/auth/token", self.public_url)
+    }
+
+    pub fn registration_endpoint(&self) -> String {
+        format!("{}/auth/register", self.public_url)
+    }
+
+    pub fn jwks_uri(&self) -> String {
+        format!("{}/.well-known/jwks.json", self.public_url)
+    }
+
+    /// Whether `aud` names our FHIR base (a trailing slash is tolerated; checklist item 25).
+    pub fn is_our_audience(&self, aud: &str) -> bool {
+        aud.strip_suffix('/').unwrap_or(aud) == self.fhir_base()
+    }
+}

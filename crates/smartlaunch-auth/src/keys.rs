@@ -1,0 +1,299 @@
+//! The server's keys: an RSA key that signs id_tokens (RS256, published in the JWKS;
+//! checklist items 87, 89) and an HMAC key for access tokens, which only this server verifies.
+//!
+//! Access tokens are HS256 JWTs so that the resource server checks them without I/O and
+//! without an RSA signature per launch; third parties ask the introspection endpoint.
+
+use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der};
+use aws_lc_rs::rsa::KeySize;
+use aws_lc_rs::signature::{KeyPair, RsaKeyPair};
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::error::BearerError;
+use crate::secrets::{hash_token, random_token};
+use crate::UnixTime;
+
+/// The persisted key material (what the store keeps).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyMaterial {
+    pub kid: String,
+    /// PKCS#8 DER of the RSA private key.
+    pub rsa_pkcs8: Vec<u8>,
+    /// The HMAC secret for access tokens.
+    pub hmac_secret: Vec<u8>,
+}
+
+impl KeyMaterial {
+    /// Generates fresh keys: RSA-2048 and a 256-bit HMAC secret.
+    pub fn generate() -> KeyMaterial {
+        let pair = RsaKeyPair::generate(KeySize::Rsa2048).expect("RSA key generation failed");
+        let der: Pkcs8V1Der = AsDer::as_der(&pair).expect("RSA key serialisation failed");
+        let rsa_pkcs8 = der.as_ref().to_vec();
+        let kid = hash_token(&URL_SAFE_NO_PAD.encode(pair.public_key().as_ref()))[..16].to_owned();
+        let hmac_secret = URL_SAFE_NO_PAD
+            .decode(random_token(32))
+            .expect("own base64");
+        KeyMaterial {
+            kid,
+            rsa_pkcs8,
+            hmac_secret,
+        }
+    }
+}
+
+/// The claims of an access token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessClaims {
+    pub iss: String,
+    /// The FHIR base the token is for (checklist item 25).
+    pub aud: String,
+    /// The user id, or the client id when no user is involved.
+    pub sub: String,
+    pub client_id: String,
+    pub scope: String,
+    /// The grant (authorization) this token belongs to: revoking it revokes the token.
+    pub grant: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patient: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encounter: Option<String>,
+    /// Relative `fhirUser` (`Practitioner/…`), when a user signed in.
+    #[serde(default, rename = "fhirUser", skip_serializing_if = "Option::is_none")]
+    pub fhir_user: Option<String>,
+    pub iat: UnixTime,
+    pub exp: UnixTime,
+    pub jti: String,
+}
+
+/// The claims of an OpenID Connect id_token (spec digest §1.9).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IdTokenClaims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: String,
+    pub exp: UnixTime,
+    pub iat: UnixTime,
+    pub auth_time: UnixTime,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+    /// Absolute URL of the user's FHIR resource (checklist items 88, 90).
+    #[serde(rename = "fhirUser", skip_serializing_if = "Option::is_none")]
+    pub fhir_user: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// Loaded keys, ready to sign and verify.
+pub struct SigningKeys {
+    kid: String,
+    rsa: EncodingKey,
+    jwk: serde_json::Value,
+    hmac_encode: EncodingKey,
+    hmac_decode: DecodingKey,
+    validation: Validation,
+}
+
+impl SigningKeys {
+    pub fn load(material: &KeyMaterial) -> Result<SigningKeys, String> {
+        let pair = RsaKeyPair::from_pkcs8(&material.rsa_pkcs8)
+            .map_err(|e| format!("stored RSA key: {e}"))?;
+        let (n, e) = rsa_public_components(pair.public_key().as_ref())
+            .ok_or("stored RSA key: bad public key")?;
+        let pem = format!(
+            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+            STANDARD.encode(&material.rsa_pkcs8)
+        );
+        let rsa = EncodingKey::from_rsa_pem(pem.as_bytes())
+            .map_err(|e| format!("stored RSA key: {e}"))?;
+        let jwk = serde_json::json!({
+            "kty": "RSA",
+            "kid": material.kid,
+            "use": "sig",
+            "alg": "RS256",
+            "n": URL_SAFE_NO_PAD.encode(n),
+            "e": URL_SAFE_NO_PAD.encode(e),
+        });
+        let mut validation = Validation::new(Algorithm::HS256);
+        // Expiry and audience are checked against the injected clock in `verify_access_token`.
+        validation.validate_exp = false;
+        validation.validate_aud = false;
+        validation.required_spec_claims.clear();
+        Ok(SigningKeys {
+            kid: material.kid.clone(),
+            rsa,
+            jwk,
+            hmac_encode: EncodingKey::from_secret(&material.hmac_secret)
+                .map_err(|e| format!("HMAC key: {e}"))?,
+            hmac_decode: DecodingKey::from_secret(&material.hmac_secret)
+                .map_err(|e| format!("HMAC key: {e}"))?,
+            validation,
+        })
+    }
+
+    /// The public JWK Set (`jwks_uri`): bare RSA keys with `kid`, `use`, `alg`.
+    pub fn jwks(&self) -> serde_json::Value {
+        serde_json::json!({ "keys": [self.jwk] })
+    }
+
+    pub fn sign_id_token(&self, claims: &IdTokenClaims) -> String {
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some(self.kid.clone());
+        jsonwebtoken::encode(&header, claims, &self.rsa)
+            .expect("RS256 signing with a loaded key cannot fail")
+    }
+
+    pub fn sign_access_token(&self, claims: &AccessClaims) -> String {
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.hmac_encode)
+            .expect("HS256 signing cannot fail")
+    }
+
+    /// Checks signature, expiry and audience of an access token (checklist item 77).
+    /// Revocation is checked by the caller against the revocation list.
+    pub fn verify_access_token(
+        &self,
+        token: &str,
+        audience: &str,
+        now: UnixTime,
+    ) -> Result<AccessClaims, BearerError> {
+        let data = jsonwebtoken::decode::<AccessClaims>(token, &self.hmac_decode, &self.validation)
+            .map_err(|_| {
+                BearerError::Invalid("the access token is malformed or its signature is invalid")
+            })?;
+        let claims = data.claims;
+        if claims.exp <= now {
+            return Err(BearerError::Invalid("the access token has expired"));
+        }
+        if claims.aud != audience {
+            return Err(BearerError::Invalid(
+                "the access token was issued for another FHIR server (aud)",
+            ));
+        }
+        Ok(claims)
+    }
+}
+
+/// Reads `n` and `e` from a PKCS#1 `RSAPublicKey ::= SEQUENCE { n INTEGER, e INTEGER }`.
+fn rsa_public_components(der: &[u8]) -> Option<(&[u8], &[u8])> {
+    fn read_tlv(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
+        let (&t, rest) = input.split_first()?;
+        if t != tag {
+            return None;
+        }
+        let (&first, rest) = rest.split_first()?;
+        let (len, rest) = if first < 0x80 {
+            (first as usize, rest)
+        } else {
+            let n = (first & 0x7f) as usize;
+            if n == 0 || n > 4 || rest.len() < n {
+                return None;
+            }
+            let len = rest[..n]
+                .iter()
+                .fold(0usize, |acc, b| (acc << 8) | *b as usize);
+            (len, &rest[n..])
+        };
+        (rest.len() >= len).then(|| rest.split_at(len))
+    }
+    fn strip_zero(i: &[u8]) -> &[u8] {
+        match i {
+            [0, rest @ ..] if !rest.is_empty() => rest,
+            _ => i,
+        }
+    }
+    let (seq, _) = read_tlv(der, 0x30)?;
+    let (n, rest) = read_tlv(seq, 0x02)?;
+    let (e, _) = read_tlv(rest, 0x02)?;
+    Some((strip_zero(n), strip_zero(e)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> (KeyMaterial, SigningKeys) {
+        let m = KeyMaterial::generate();
+        let k = SigningKeys::load(&m).unwrap();
+        (m, k)
+    }
+
+    #[test]
+    fn id_token_verifies_with_the_published_jwk() {
+        let (_, k) = keys();
+        let claims = IdTokenClaims {
+            iss: "http://x".into(),
+            sub: "u".into(),
+            aud: "c".into(),
+            exp: 2_000_000_000,
+            iat: 1,
+            auth_time: 1,
+            nonce: Some("n".into()),
+            fhir_user: Some("http://x/fhir/Patient/p".into()),
+            name: None,
+        };
+        let token = k.sign_id_token(&claims);
+        let jwks = k.jwks();
+        let jwk = &jwks["keys"][0];
+        assert_eq!(jwk["alg"], "RS256");
+        assert_eq!(jwk["use"], "sig");
+        let header = jsonwebtoken::decode_header(&token).unwrap();
+        assert_eq!(header.kid.as_deref(), jwk["kid"].as_str());
+        let dk = DecodingKey::from_rsa_components(
+            jwk["n"].as_str().unwrap(),
+            jwk["e"].as_str().unwrap(),
+        )
+        .unwrap();
+        let mut v = Validation::new(Algorithm::RS256);
+        v.set_audience(&["c"]);
+        let decoded = jsonwebtoken::decode::<IdTokenClaims>(&token, &dk, &v).unwrap();
+        assert_eq!(decoded.claims.nonce.as_deref(), Some("n"));
+    }
+
+    #[test]
+    fn access_tokens_check_expiry_audience_and_signature() {
+        let (_, k) = keys();
+        let claims = AccessClaims {
+            iss: "i".into(),
+            aud: "http://x/fhir".into(),
+            sub: "u".into(),
+            client_id: "c".into(),
+            scope: "patient/*.rs".into(),
+            grant: "g".into(),
+            patient: Some("p".into()),
+            encounter: None,
+            fhir_user: None,
+            iat: 100,
+            exp: 200,
+            jti: "j".into(),
+        };
+        let t = k.sign_access_token(&claims);
+        assert_eq!(
+            k.verify_access_token(&t, "http://x/fhir", 150).unwrap(),
+            claims
+        );
+        assert!(
+            k.verify_access_token(&t, "http://x/fhir", 200).is_err(),
+            "expired at exp"
+        );
+        assert!(k.verify_access_token(&t, "http://evil/fhir", 150).is_err());
+        let (_, other) = keys();
+        assert!(
+            other.verify_access_token(&t, "http://x/fhir", 150).is_err(),
+            "foreign signature"
+        );
+        let mut tampered = t.clone();
+        tampered.insert(t.find('.').unwrap() + 3, 'A');
+        assert!(k
+            .verify_access_token(&tampered, "http://x/fhir", 150)
+            .is_err());
+    }
+
+    #[test]
+    fn material_round_trips() {
+        let (m, _) = keys();
+        assert_eq!(m.kid.len(), 16);
+        assert!(SigningKeys::load(&m).is_ok());
+    }
+}

@@ -1,0 +1,25 @@
+//! The SMART App Launch 2.2 / OAuth 2.0 protocol core of smartlaunch.
+//!
+//! Typed requests in, typed results out; the caller passes the time; storage sits behind the
+//! [`store::AuthStore`] trait.  Nothing here knows about HTTP or HTML: the binary's handlers
+//! parse a request, call one function of [`AuthService`] and render its result.
+
+pub mod authorize;
+pub mod client;
+pub mod config;
+pub mod error;
+pub mod keys;
+pub mod pkce;
+pub mod revocation;
+pub mod secrets;
+pub mod service;
+pub mod store;
+pub mod token;
+pub mod users;
+
+pub use config::AuthConfig;
+pub use error::{AuthorizeError, OAuthError, RegistrationError, TokenError};
+pub use service::AuthService;
+
+/// Seconds since the Unix epoch.  Every core function takes `now` from its caller.
+pub type UnixTime = i64;

@@ -1,0 +1,547 @@
+//! The authorization flow: a validated request is kept server-side and advanced step by step
+//! (sign-in → patient picker → encounter picker → consent) until a code is issued.  Each
+//! browser step names the pending request by its unguessable id and must carry its CSRF token;
+//! the server alone decides which step comes next, so no URL or form can skip one.
+
+use smart_scopes::{Scope, ScopeSet};
+use url::Url;
+
+use crate::authorize::{self, needs_encounter, needs_patient, AuthorizationRequest};
+use crate::error::{AuthorizeError, OAuthError};
+use crate::secrets::{hash_token, random_token, secrets_equal};
+use crate::store::{AuthStore, CodeGrant, PendingAuthorization, Session};
+use crate::users::{verify_password, User};
+use crate::{AuthService, UnixTime};
+
+/// The page the browser must show next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FlowStep {
+    SignIn,
+    PickPatient,
+    /// The patient's encounters, newest first.
+    PickEncounter {
+        encounter_ids: Vec<String>,
+    },
+    Consent,
+}
+
+/// Where an authorization stands after a request or a step.
+#[derive(Debug, Clone)]
+pub enum Progress {
+    /// A step needs the user: show it for this pending request (and its signed-in user).
+    Step {
+        step: FlowStep,
+        pending: Box<PendingAuthorization>,
+        user: Option<Box<User>>,
+    },
+    /// Done: send the browser to the app (a `code`, or an error such as `access_denied`).
+    Redirect(String),
+}
+
+/// A successful sign-in: the session cookie value to set.
+#[derive(Debug, Clone)]
+pub struct SignedIn {
+    pub session_cookie: String,
+}
+
+impl<S: AuthStore> AuthService<S> {
+    /// Starts an authorization (`GET`/`POST /auth/authorize`).  With a live session and a
+    /// remembered consent that needs no picker, it completes at once.
+    pub async fn authorize(
+        &self,
+        request: AuthorizationRequest,
+        session_cookie: Option<&str>,
+        now: UnixTime,
+    ) -> Result<Progress, AuthorizeError> {
+        let client = match request.client_id.as_deref() {
+            Some(id) if !id.is_empty() && id.len() <= 256 => self.store.client(id).await?,
+            _ => None,
+        };
+        let v = authorize::validate(&request, client.as_ref(), &self.config)?;
+        let mut pending = PendingAuthorization {
+            id: random_token(32),
+            client_id: v.client_id,
+            redirect_uri: v.redirect_uri,
+            state: v.state,
+            code_challenge: v.code_challenge,
+            aud: v.aud,
+            nonce: v.nonce,
+            scope: v.scope.to_string(),
+            prompt: v.prompt,
+            user_id: None,
+            session_id: None,
+            auth_time: None,
+            patient: None,
+            encounter: None,
+            encounter_decided: false,
+            approved: None,
+            csrf: random_token(24),
+            expires_at: now + self.config.pending_lifetime,
+        };
+        if pending.prompt.as_deref() != Some("login") {
+            self.adopt_session(&mut pending, session_cookie, now)
+                .await?;
+        }
+        let progress = self.advance(pending, false, now).await?;
+        match (&progress, request.prompt.as_deref()) {
+            (Progress::Step { step, pending, .. }, Some("none")) => {
+                self.store.delete_pending(&pending.id).await?;
+                let error = match step {
+                    FlowStep::SignIn => "login_required",
+                    FlowStep::Consent => "consent_required",
+                    _ => "interaction_required",
+                };
+                Ok(Progress::Redirect(error_redirect(
+                    &pending.redirect_uri,
+                    Some(&pending.state),
+                    error,
+                    "prompt=none was requested but the user must act first",
+                )))
+            }
+            _ => Ok(progress),
+        }
+    }
+
+    /// Shows where a pending request stands (`GET /auth/flow/{id}`).
+    pub async fn resume(
+        &self,
+        pending_id: &str,
+        session_cookie: Option<&str>,
+        now: UnixTime,
+    ) -> Result<Progress, AuthorizeError> {
+        let mut pending = self.load_pending(pending_id, now).await?;
+        let mut changed = false;
+        if pending.user_id.is_none() && pending.prompt.as_deref() != Some("login") {
+            changed = self
+                .adopt_session(&mut pending, session_cookie, now)
+                .await?;
+        }
+        if changed {
+            self.store.update_pending(&pending).await?;
+        }
+        self.advance(pending, true, now).await
+    }
+
+    /// The sign-in step.  Wrong credentials → [`AuthorizeError::SignInFailed`].
+    pub async fn sign_in(
+        &self,
+        pending_id: &str,
+        csrf: &str,
+        username: &str,
+        password: &str,
+        now: UnixTime,
+    ) -> Result<SignedIn, AuthorizeError> {
+        let mut pending = self.load_pending(pending_id, now).await?;
+        check_csrf(&pending, csrf)?;
+        if pending.user_id.is_some() {
+            return Err(AuthorizeError::BadStep(
+                "You are already signed in for this request.",
+            ));
+        }
+        let user = self.check_password(username, password).await?;
+        let cookie = random_token(32);
+        let session = Session {
+            id_hash: hash_token(&cookie),
+            user_id: user.id.clone(),
+            csrf: random_token(24),
+            created_at: now,
+            expires_at: now + self.config.session_lifetime,
+        };
+        self.store.insert_session(&session).await?;
+        pending.user_id = Some(user.id);
+        pending.session_id = Some(session.id_hash);
+        pending.auth_time = Some(now);
+        self.store.update_pending(&pending).await?;
+        Ok(SignedIn {
+            session_cookie: cookie,
+        })
+    }
+
+    /// The patient-picker step: only a real patient, only while the step is due.
+    pub async fn choose_patient(
+        &self,
+        pending_id: &str,
+        csrf: &str,
+        patient_id: &str,
+        now: UnixTime,
+    ) -> Result<(), AuthorizeError> {
+        let mut pending = self.load_pending(pending_id, now).await?;
+        check_csrf(&pending, csrf)?;
+        if !matches!(
+            self.current_step(&pending).await?,
+            Some(FlowStep::PickPatient)
+        ) {
+            return Err(AuthorizeError::BadStep(
+                "A patient cannot be chosen at this point of the sign-in.",
+            ));
+        }
+        if patient_id.is_empty()
+            || patient_id.len() > 64
+            || !self.store.patient_exists(patient_id).await?
+        {
+            return Err(AuthorizeError::BadStep("That patient does not exist."));
+        }
+        pending.patient = Some(patient_id.to_owned());
+        self.store.update_pending(&pending).await?;
+        Ok(())
+    }
+
+    /// The encounter-picker step: one of the patient's encounters.
+    pub async fn choose_encounter(
+        &self,
+        pending_id: &str,
+        csrf: &str,
+        encounter_id: &str,
+        now: UnixTime,
+    ) -> Result<(), AuthorizeError> {
+        let mut pending = self.load_pending(pending_id, now).await?;
+        check_csrf(&pending, csrf)?;
+        match self.current_step(&pending).await? {
+            Some(FlowStep::PickEncounter { encounter_ids })
+                if encounter_ids.iter().any(|e| e == encounter_id) => {}
+            Some(FlowStep::PickEncounter { .. }) => {
+                return Err(AuthorizeError::BadStep(
+                    "That encounter is not one of this patient's.",
+                ))
+            }
+            _ => {
+                return Err(AuthorizeError::BadStep(
+                    "An encounter cannot be chosen at this point of the sign-in.",
+                ))
+            }
+        }
+        pending.encounter = Some(encounter_id.to_owned());
+        pending.encounter_decided = true;
+        self.store.update_pending(&pending).await?;
+        Ok(())
+    }
+
+    /// The consent step.  `approved` holds the scopes left checked; anything not requested is
+    /// ignored, so a tampered form can only narrow the grant.  Deny → `access_denied`.
+    pub async fn consent(
+        &self,
+        pending_id: &str,
+        csrf: &str,
+        allow: bool,
+        approved: &[String],
+        now: UnixTime,
+    ) -> Result<Progress, AuthorizeError> {
+        let mut pending = self.load_pending(pending_id, now).await?;
+        check_csrf(&pending, csrf)?;
+        if !matches!(self.current_step(&pending).await?, Some(FlowStep::Consent)) {
+            return Err(AuthorizeError::BadStep(
+                "There is nothing to approve at this point of the sign-in.",
+            ));
+        }
+        let requested = parse_scope(&pending.scope)?;
+        let granted = requested.retain(|s| approved.iter().any(|a| *a == s.to_string()));
+        if !allow || granted.is_empty() {
+            self.store.delete_pending(&pending.id).await?;
+            let why = if allow {
+                "the user approved none of the requested permissions"
+            } else {
+                "the user denied the request"
+            };
+            return Ok(Progress::Redirect(error_redirect(
+                &pending.redirect_uri,
+                Some(&pending.state),
+                "access_denied",
+                why,
+            )));
+        }
+        let user_id = pending
+            .user_id
+            .clone()
+            .ok_or(AuthorizeError::BadStep("Sign in first."))?;
+        self.store
+            .put_consent(&user_id, &pending.client_id, &granted.to_string(), now)
+            .await?;
+        pending.approved = Some(granted.to_string());
+        self.advance(pending, true, now).await
+    }
+
+    /// Ends a signed-in session (the sign-out link).
+    pub async fn sign_out(
+        &self,
+        session_cookie: &str,
+        csrf: &str,
+        now: UnixTime,
+    ) -> Result<(), AuthorizeError> {
+        let id_hash = hash_token(session_cookie);
+        match self.store.session(&id_hash, now).await? {
+            Some(s) if secrets_equal(&s.csrf, csrf) => {
+                Ok(self.store.delete_session(&id_hash).await?)
+            }
+            Some(_) => Err(AuthorizeError::BadStep(
+                "The sign-out form has expired; please try again.",
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// The signed-in user of a session cookie, with the session (for sign-out forms).
+    pub async fn session_user(
+        &self,
+        session_cookie: &str,
+        now: UnixTime,
+    ) -> Result<Option<(Session, User)>, AuthorizeError> {
+        let Some(session) = self.store.session(&hash_token(session_cookie), now).await? else {
+            return Ok(None);
+        };
+        Ok(self
+            .store
+            .user(&session.user_id)
+            .await?
+            .map(|u| (session, u)))
+    }
+
+    /// Checks a username and password (argon2id off the async runtime).
+    pub async fn check_password(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<User, AuthorizeError> {
+        if username.len() > 256 || password.len() > 1024 {
+            return Err(AuthorizeError::SignInFailed);
+        }
+        let user = self.store.user_by_username(username).await?;
+        let hash = user.as_ref().map(|u| u.password_hash.clone());
+        let password = password.to_owned();
+        let ok = tokio::task::spawn_blocking(move || verify_password(hash.as_deref(), &password))
+            .await
+            .map_err(|e| AuthorizeError::Internal(e.to_string()))?;
+        match user {
+            Some(u) if ok => Ok(u),
+            _ => Err(AuthorizeError::SignInFailed),
+        }
+    }
+
+    async fn load_pending(
+        &self,
+        pending_id: &str,
+        now: UnixTime,
+    ) -> Result<PendingAuthorization, AuthorizeError> {
+        if pending_id.len() > 64 {
+            return Err(AuthorizeError::UnknownRequest);
+        }
+        self.store
+            .pending(pending_id, now)
+            .await?
+            .ok_or(AuthorizeError::UnknownRequest)
+    }
+
+    /// Puts the user of a live session on the request; true when it did.
+    async fn adopt_session(
+        &self,
+        pending: &mut PendingAuthorization,
+        session_cookie: Option<&str>,
+        now: UnixTime,
+    ) -> Result<bool, AuthorizeError> {
+        let Some(cookie) = session_cookie.filter(|c| c.len() <= 64) else {
+            return Ok(false);
+        };
+        let Some(session) = self.store.session(&hash_token(cookie), now).await? else {
+            return Ok(false);
+        };
+        pending.user_id = Some(session.user_id);
+        pending.auth_time = Some(session.created_at);
+        pending.session_id = Some(session.id_hash);
+        Ok(true)
+    }
+
+    /// The step due for a stored request, without changing it (`None`: nothing is due).
+    async fn current_step(
+        &self,
+        pending: &PendingAuthorization,
+    ) -> Result<Option<FlowStep>, AuthorizeError> {
+        let Some(user_id) = &pending.user_id else {
+            return Ok(Some(FlowStep::SignIn));
+        };
+        let Some(user) = self.store.user(user_id).await? else {
+            return Ok(Some(FlowStep::SignIn));
+        };
+        let scope = parse_scope(&pending.scope)?;
+        if needs_patient(&scope) && pending.patient.is_none() && user.patient_id().is_none() {
+            return Ok(Some(FlowStep::PickPatient));
+        }
+        if needs_encounter(&scope) && !pending.encounter_decided {
+            let patient = pending
+                .patient
+                .as_deref()
+                .or(user.patient_id())
+                .unwrap_or_default();
+            let encounter_ids = self.store.patient_encounters(patient).await?;
+            if !encounter_ids.is_empty() {
+                return Ok(Some(FlowStep::PickEncounter { encounter_ids }));
+            }
+        }
+        if pending.approved.is_none() {
+            let remembered = match pending.prompt.as_deref() {
+                Some("consent") => None,
+                _ => self.store.consent(user_id, &pending.client_id).await?,
+            };
+            let covered = remembered
+                .and_then(|r| ScopeSet::parse(&r).ok())
+                .is_some_and(|r| scope.is_subset_of(&r));
+            if !covered {
+                return Ok(Some(FlowStep::Consent));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Moves a request forward: fills what the server knows (a patient user's own record, an
+    /// empty encounter list), then shows the next step or completes with a code.
+    async fn advance(
+        &self,
+        mut pending: PendingAuthorization,
+        stored: bool,
+        now: UnixTime,
+    ) -> Result<Progress, AuthorizeError> {
+        let user = match &pending.user_id {
+            Some(id) => self.store.user(id).await?,
+            None => None,
+        };
+        let mut changed = false;
+        if let Some(u) = &user {
+            let scope = parse_scope(&pending.scope)?;
+            if needs_patient(&scope) && pending.patient.is_none() {
+                if let Some(own) = u.patient_id() {
+                    pending.patient = Some(own.to_owned());
+                    changed = true;
+                }
+            }
+            if needs_encounter(&scope) && !pending.encounter_decided {
+                if let Some(p) = &pending.patient {
+                    if self.store.patient_encounters(p).await?.is_empty() {
+                        pending.encounter_decided = true;
+                        changed = true;
+                    }
+                }
+            }
+        }
+        match (self.current_step(&pending).await?, user) {
+            (Some(step), user) => {
+                if !stored {
+                    self.store.insert_pending(&pending).await?;
+                } else if changed {
+                    self.store.update_pending(&pending).await?;
+                }
+                Ok(Progress::Step {
+                    step,
+                    pending: Box::new(pending),
+                    user: user.map(Box::new),
+                })
+            }
+            (None, Some(user)) => {
+                if stored && !self.store.delete_pending(&pending.id).await? {
+                    return Err(AuthorizeError::UnknownRequest);
+                }
+                self.issue_code(&pending, &user, now)
+                    .await
+                    .map(Progress::Redirect)
+            }
+            (None, None) => Err(AuthorizeError::Internal(
+                "a request completed without a user".into(),
+            )),
+        }
+    }
+
+    /// Issues the authorization code and returns the redirect to the app (checklist 30–31).
+    async fn issue_code(
+        &self,
+        pending: &PendingAuthorization,
+        user: &User,
+        now: UnixTime,
+    ) -> Result<String, AuthorizeError> {
+        let granted = parse_scope(pending.approved.as_deref().unwrap_or(&pending.scope))?;
+        let grant = CodeGrant {
+            grant_id: random_token(16),
+            client_id: pending.client_id.clone(),
+            redirect_uri: pending.redirect_uri.clone(),
+            code_challenge: pending.code_challenge.clone(),
+            aud: pending.aud.clone(),
+            user_id: user.id.clone(),
+            fhir_user: user.fhir_user.clone(),
+            user_name: user.display_name.clone(),
+            scope: granted.to_string(),
+            patient: pending.patient.clone().filter(|_| needs_patient(&granted)),
+            encounter: pending
+                .encounter
+                .clone()
+                .filter(|_| needs_encounter(&granted)),
+            nonce: pending.nonce.clone(),
+            session_id: pending
+                .session_id
+                .clone()
+                .filter(|_| granted.contains(&Scope::OnlineAccess)),
+            auth_time: pending.auth_time.unwrap_or(now),
+        };
+        let code = random_token(32);
+        self.store
+            .insert_code(&hash_token(&code), &grant, now + self.config.code_lifetime)
+            .await?;
+        let mut url = Url::parse(&pending.redirect_uri)
+            .map_err(|e| AuthorizeError::Internal(e.to_string()))?;
+        url.query_pairs_mut()
+            .append_pair("code", &code)
+            .append_pair("state", &pending.state);
+        Ok(url.into())
+    }
+}
+
+fn check_csrf(pending: &PendingAuthorization, csrf: &str) -> Result<(), AuthorizeError> {
+    if secrets_equal(&pending.csrf, csrf) {
+        Ok(())
+    } else {
+        Err(AuthorizeError::BadStep("The form has expired or did not come from this page; please go back to the app and try again."))
+    }
+}
+
+fn parse_scope(s: &str) -> Result<ScopeSet, AuthorizeError> {
+    ScopeSet::parse(s).map_err(|e| AuthorizeError::Internal(format!("stored scope: {e}")))
+}
+
+/// An RFC 6749 §4.1.2.1 error redirect to a verified redirect_uri.
+pub fn error_redirect(
+    redirect_uri: &str,
+    state: Option<&str>,
+    error: &str,
+    description: &str,
+) -> String {
+    let Ok(mut url) = Url::parse(redirect_uri) else {
+        return redirect_uri.to_owned();
+    };
+    {
+        let mut q = url.query_pairs_mut();
+        q.append_pair("error", error)
+            .append_pair("error_description", description);
+        if let Some(s) = state {
+            q.append_pair("state", s);
+        }
+    }
+    url.into()
+}
+
+impl AuthorizeError {
+    /// The redirect of a redirectable error.
+    pub fn redirect_url(&self) -> Option<String> {
+        match self {
+            AuthorizeError::Redirect {
+                redirect_uri,
+                state,
+                error:
+                    OAuthError {
+                        error,
+                        error_description,
+                    },
+            } => Some(error_redirect(
+                redirect_uri,
+                state.as_deref(),
+                error,
+                error_description,
+            )),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,347 @@
+//! The token endpoint: client authentication, the `authorization_code` and `refresh_token`
+//! grants, and token minting (spec digest §1.5–1.7, checklist items 41–76).
+
+use smart_scopes::{Scope, ScopeSet};
+
+use crate::client::Client;
+use crate::error::TokenError;
+use crate::keys::{AccessClaims, IdTokenClaims};
+use crate::pkce;
+use crate::secrets::{hash_token, random_token, secrets_equal};
+use crate::store::{AuthStore, CodeRedemption, Grant, RefreshToken};
+use crate::token::{BasicCredentials, TokenRequest, TokenResponse};
+use crate::{AuthService, UnixTime};
+
+impl<S: AuthStore> AuthService<S> {
+    /// `POST /auth/token`.
+    pub async fn token(
+        &self,
+        req: TokenRequest,
+        basic: Option<BasicCredentials>,
+        now: UnixTime,
+    ) -> Result<TokenResponse, TokenError> {
+        let client = self.authenticate_client(&req, basic).await?;
+        match req.grant_type.as_deref() {
+            Some("authorization_code") => {
+                let client = client.ok_or_else(|| {
+                    TokenError::InvalidClient("no client identified: public apps send client_id; confidential apps authenticate with HTTP Basic".into())
+                })?;
+                self.exchange_code(&client, &req, now).await
+            }
+            Some("refresh_token") => self.refresh(client, &req, now).await,
+            None | Some("") => Err(TokenError::InvalidRequest("grant_type is required".into())),
+            Some(other) => Err(TokenError::UnsupportedGrantType(format!(
+                "grant_type `{}` is not supported; use `authorization_code` or `refresh_token`",
+                other.chars().take(64).collect::<String>()
+            ))),
+        }
+    }
+
+    /// Identifies and authenticates the client (checklist items 42–44).  `Ok(None)`: nothing
+    /// identifies a client (allowed only for a public client's refresh).
+    async fn authenticate_client(
+        &self,
+        req: &TokenRequest,
+        basic: Option<BasicCredentials>,
+    ) -> Result<Option<Client>, TokenError> {
+        let (client_id, secret) = match (basic, &req.client_secret) {
+            (Some(_), Some(_)) => {
+                return Err(TokenError::InvalidRequest(
+                    "send the client secret once: either HTTP Basic or client_secret, not both"
+                        .into(),
+                ))
+            }
+            (Some(b), None) => {
+                if req.client_id.as_deref().is_some_and(|id| id != b.client_id) {
+                    return Err(TokenError::InvalidClient(
+                        "client_id in the body differs from the HTTP Basic user name".into(),
+                    ));
+                }
+                (b.client_id, Some(b.client_secret))
+            }
+            (None, Some(secret)) => {
+                let id = req.client_id.clone().ok_or_else(|| {
+                    TokenError::InvalidClient("client_secret was sent without client_id".into())
+                })?;
+                (id, Some(secret.clone()))
+            }
+            (None, None) => match &req.client_id {
+                Some(id) => (id.clone(), None),
+                None => return Ok(None),
+            },
+        };
+        let client = match client_id.len() {
+            1..=256 => self.store.client(&client_id).await?,
+            _ => None,
+        }
+        .ok_or_else(|| {
+            TokenError::InvalidClient("unknown client_id: register the app first".into())
+        })?;
+        match (&client.secret_hash, secret) {
+            (None, None) => Ok(Some(client)),
+            (None, Some(_)) => Err(TokenError::InvalidClient("this is a public client: it has no client secret; send only client_id".into())),
+            (Some(_), None) => Err(TokenError::InvalidClient(
+                "this client is confidential: authenticate with HTTP Basic (client_secret_basic) or client_secret_post".into(),
+            )),
+            (Some(hash), Some(secret)) if secrets_equal(hash, &hash_token(&secret)) => Ok(Some(client)),
+            (Some(_), Some(_)) => Err(TokenError::InvalidClient("the client secret is wrong".into())),
+        }
+    }
+
+    /// The `authorization_code` grant (checklist items 29, 31, 42).
+    async fn exchange_code(
+        &self,
+        client: &Client,
+        req: &TokenRequest,
+        now: UnixTime,
+    ) -> Result<TokenResponse, TokenError> {
+        if !client.allows_grant("authorization_code") {
+            return Err(TokenError::UnauthorizedClient(
+                "this client is not registered for the authorization_code grant".into(),
+            ));
+        }
+        let code = req
+            .code
+            .as_deref()
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| TokenError::InvalidRequest("code is required".into()))?;
+        let redirect_uri = req.redirect_uri.as_deref().ok_or_else(|| {
+            TokenError::InvalidRequest(
+                "redirect_uri is required and must equal the one sent to authorize".into(),
+            )
+        })?;
+        if code.len() > 256 {
+            return Err(TokenError::InvalidGrant(
+                "the code is unknown, expired or already used".into(),
+            ));
+        }
+        // Consume first, atomically: a racing second redemption finds nothing.
+        let cg = match self.store.redeem_code(&hash_token(code), now).await? {
+            CodeRedemption::Redeemed(cg) => cg,
+            CodeRedemption::Unknown => {
+                return Err(TokenError::InvalidGrant(
+                    "the code is unknown, expired or already used".into(),
+                ))
+            }
+            CodeRedemption::Replayed { grant_id } => {
+                self.revoke_grant(&grant_id, now).await?;
+                return Err(TokenError::InvalidGrant(
+                    "the code was already used; the tokens issued for it have been revoked".into(),
+                ));
+            }
+        };
+        if cg.client_id != client.client_id {
+            return Err(TokenError::InvalidGrant(
+                "the code was issued to another client".into(),
+            ));
+        }
+        if cg.redirect_uri != redirect_uri {
+            return Err(TokenError::InvalidGrant(
+                "redirect_uri differs from the one in the authorization request".into(),
+            ));
+        }
+        pkce::verify(&cg.code_challenge, req.code_verifier.as_deref())
+            .map_err(|m| TokenError::InvalidGrant(m.into()))?;
+
+        let scope =
+            ScopeSet::parse(&cg.scope).map_err(|e| TokenError::ServerError(e.to_string()))?;
+        let refresh_expires_at = if scope.contains(&Scope::OfflineAccess) {
+            Some(now + self.config.offline_lifetime)
+        } else if scope.contains(&Scope::OnlineAccess) {
+            Some(now + self.config.session_lifetime)
+        } else {
+            None
+        };
+        let grant = Grant {
+            id: cg.grant_id.clone(),
+            client_id: client.client_id.clone(),
+            user_id: cg.user_id.clone(),
+            fhir_user: cg.fhir_user.clone(),
+            scope: cg.scope.clone(),
+            patient: cg.patient.clone(),
+            encounter: cg.encounter.clone(),
+            session_id: cg.session_id.clone(),
+            refresh_expires_at,
+            created_at: now,
+            revoked_at: None,
+        };
+        let refresh_token = refresh_expires_at.map(|_| random_token(32));
+        let refresh_record = refresh_token
+            .as_deref()
+            .map(|t| self.refresh_record(t, &grant));
+        self.store
+            .insert_grant(&grant, refresh_record.as_ref())
+            .await?;
+
+        let id_token = scope.contains(&Scope::OpenId).then(|| {
+            self.keys.sign_id_token(&IdTokenClaims {
+                iss: self.config.issuer().to_owned(),
+                sub: cg.user_id.clone(),
+                aud: client.client_id.clone(),
+                exp: now + self.config.access_token_lifetime,
+                iat: now,
+                auth_time: cg.auth_time,
+                nonce: cg.nonce.clone(),
+                fhir_user: scope
+                    .contains(&Scope::FhirUser)
+                    .then(|| format!("{}/{}", self.config.fhir_base(), cg.fhir_user)),
+                name: Some(cg.user_name.clone()),
+            })
+        });
+        let mut response = self.access_token_response(&grant, &scope, now);
+        response.refresh_token = refresh_token;
+        response.id_token = id_token;
+        Ok(response)
+    }
+
+    /// The `refresh_token` grant: bound to its client, rotated on every use, reuse revokes the
+    /// family, scope may narrow but never widen (checklist items 71–76).
+    async fn refresh(
+        &self,
+        client: Option<Client>,
+        req: &TokenRequest,
+        now: UnixTime,
+    ) -> Result<TokenResponse, TokenError> {
+        let token = req
+            .refresh_token
+            .as_deref()
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| TokenError::InvalidRequest("refresh_token is required".into()))?;
+        let unknown =
+            || TokenError::InvalidGrant("the refresh token is unknown, expired or revoked".into());
+        if token.len() > 256 {
+            return Err(unknown());
+        }
+        let old_hash = hash_token(token);
+        let record = self
+            .store
+            .refresh_token(&old_hash)
+            .await?
+            .ok_or_else(unknown)?;
+        let client = match client {
+            Some(c) if c.client_id != record.client_id => {
+                return Err(TokenError::InvalidGrant(
+                    "the refresh token was issued to another client".into(),
+                ))
+            }
+            Some(c) => c,
+            None => {
+                let c = self
+                    .store
+                    .client(&record.client_id)
+                    .await?
+                    .ok_or_else(unknown)?;
+                if c.is_confidential() {
+                    return Err(TokenError::InvalidClient(
+                        "this client is confidential: authenticate to refresh".into(),
+                    ));
+                }
+                c
+            }
+        };
+        if !client.allows_grant("refresh_token") {
+            return Err(TokenError::UnauthorizedClient(
+                "this client is not registered for the refresh_token grant".into(),
+            ));
+        }
+        if record.used_at.is_some() {
+            self.revoke_grant(&record.grant_id, now).await?;
+            return Err(TokenError::InvalidGrant(
+                "the refresh token was already used; for safety this authorization is now revoked — sign in again".into(),
+            ));
+        }
+        if record.expires_at <= now {
+            return Err(TokenError::InvalidGrant(
+                "the refresh token has expired; sign in again".into(),
+            ));
+        }
+        let grant = self
+            .store
+            .grant(&record.grant_id)
+            .await?
+            .ok_or_else(unknown)?;
+        if grant.revoked_at.is_some() {
+            return Err(unknown());
+        }
+        if let Some(session) = &grant.session_id {
+            if self.store.session(session, now).await?.is_none() {
+                return Err(TokenError::InvalidGrant(
+                    "online_access ended: the user signed out or the session expired".into(),
+                ));
+            }
+        }
+        let granted =
+            ScopeSet::parse(&grant.scope).map_err(|e| TokenError::ServerError(e.to_string()))?;
+        let scope = match req.scope.as_deref().map(str::trim) {
+            None | Some("") => granted,
+            Some(s) => {
+                let asked =
+                    ScopeSet::parse(s).map_err(|e| TokenError::InvalidScope(e.to_string()))?;
+                if !asked.is_subset_of(&granted) {
+                    return Err(TokenError::InvalidScope(format!(
+                        "a refresh may only narrow the original grant ({granted}); it cannot add scopes"
+                    )));
+                }
+                asked
+            }
+        };
+        let new_token = random_token(32);
+        let new_record = self.refresh_record(&new_token, &grant);
+        if !self
+            .store
+            .rotate_refresh(&old_hash, &new_record, now)
+            .await?
+        {
+            self.revoke_grant(&record.grant_id, now).await?;
+            return Err(TokenError::InvalidGrant(
+                "the refresh token was already used; for safety this authorization is now revoked — sign in again".into(),
+            ));
+        }
+        let mut response = self.access_token_response(&grant, &scope, now);
+        response.refresh_token = Some(new_token);
+        Ok(response)
+    }
+
+    fn refresh_record(&self, token: &str, grant: &Grant) -> RefreshToken {
+        RefreshToken {
+            token_hash: hash_token(token),
+            grant_id: grant.id.clone(),
+            client_id: grant.client_id.clone(),
+            expires_at: grant.refresh_expires_at.unwrap_or(grant.created_at),
+            used_at: None,
+        }
+    }
+
+    fn access_token_response(
+        &self,
+        grant: &Grant,
+        scope: &ScopeSet,
+        now: UnixTime,
+    ) -> TokenResponse {
+        let lifetime = self.config.access_token_lifetime;
+        let claims = AccessClaims {
+            iss: self.config.issuer().to_owned(),
+            aud: self.config.fhir_base(),
+            sub: grant.user_id.clone(),
+            client_id: grant.client_id.clone(),
+            scope: scope.to_string(),
+            grant: grant.id.clone(),
+            patient: grant.patient.clone(),
+            encounter: grant.encounter.clone(),
+            fhir_user: Some(grant.fhir_user.clone()).filter(|f| !f.is_empty()),
+            iat: now,
+            exp: now + lifetime,
+            jti: random_token(12),
+        };
+        TokenResponse {
+            access_token: self.keys.sign_access_token(&claims),
+            token_type: "Bearer",
+            expires_in: lifetime,
+            scope: claims.scope,
+            refresh_token: None,
+            id_token: None,
+            patient: claims.patient,
+            encounter: claims.encounter,
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! What the protocol core keeps, and the storage trait it needs.  The sqlx implementation lives
+//! in `smartlaunch-store`; its tests run these rules against the real database.
+
+use std::future::Future;
+
+use serde::{Deserialize, Serialize};
+
+use crate::client::Client;
+use crate::error::StoreError;
+use crate::keys::KeyMaterial;
+use crate::users::User;
+use crate::UnixTime;
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A signed-in browser session.  The cookie carries a random id; the store keeps its hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub id_hash: String,
+    pub user_id: String,
+    /// The CSRF token of forms posted with this session (sign-out).
+    pub csrf: String,
+    pub created_at: UnixTime,
+    pub expires_at: UnixTime,
+}
+
+/// An authorization request in progress: validated once, kept server-side, and referenced by
+/// the browser steps only through its unguessable `id` (ARCHITECTURE.md "Security design").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingAuthorization {
+    pub id: String,
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub state: String,
+    pub code_challenge: String,
+    pub aud: String,
+    pub nonce: Option<String>,
+    /// The scopes to ask consent for: the request negotiated against the client's limit.
+    pub scope: String,
+    /// OpenID Connect `prompt`: `login` forces a fresh sign-in, `consent` the consent page.
+    pub prompt: Option<String>,
+    /// Set when the user signs in (or a session is found) for this request.
+    pub user_id: Option<String>,
+    pub session_id: Option<String>,
+    pub auth_time: Option<UnixTime>,
+    pub patient: Option<String>,
+    pub encounter: Option<String>,
+    /// The encounter step is done (possibly with no encounter).
+    pub encounter_decided: bool,
+    /// The scopes the user approved on the consent page of this request.
+    pub approved: Option<String>,
+    /// The CSRF token every form of this request must post back.
+    pub csrf: String,
+    pub expires_at: UnixTime,
+}
+
+/// What an authorization code stands for.  Bound to client, redirect_uri, PKCE challenge,
+/// aud, user and grant (checklist items 29, 31).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CodeGrant {
+    pub grant_id: String,
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub code_challenge: String,
+    pub aud: String,
+    pub user_id: String,
+    pub fhir_user: String,
+    pub user_name: String,
+    pub scope: String,
+    pub patient: Option<String>,
+    pub encounter: Option<String>,
+    pub nonce: Option<String>,
+    /// The sign-in session, which `online_access` refresh tokens live no longer than.
+    pub session_id: Option<String>,
+    pub auth_time: UnixTime,
+}
+
+/// The result of redeeming a code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CodeRedemption {
+    /// First, valid use.
+    Redeemed(CodeGrant),
+    /// The code was used before: the grant it produced must be revoked (RFC 6749 §4.1.2).
+    Replayed { grant_id: String },
+    /// Unknown or expired.
+    Unknown,
+}
+
+/// An authorization: what a user granted a client, with the launch context.  Its refresh
+/// tokens form one family; revoking the grant revokes them and its access tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub id: String,
+    pub client_id: String,
+    pub user_id: String,
+    pub fhir_user: String,
+    pub scope: String,
+    pub patient: Option<String>,
+    pub encounter: Option<String>,
+    /// Set for `online_access`: the grant ends with this session.
+    pub session_id: Option<String>,
+    /// Absolute end of the refresh-token family (checklist item 71).
+    pub refresh_expires_at: Option<UnixTime>,
+    pub created_at: UnixTime,
+    pub revoked_at: Option<UnixTime>,
+}
+
+/// A refresh token as stored (by hash only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshToken {
+    pub token_hash: String,
+    pub grant_id: String,
+    pub client_id: String,
+    pub expires_at: UnixTime,
+    pub used_at: Option<UnixTime>,
+}
+
+/// The storage the protocol core needs.  Every method is one atomic operation.
+pub trait AuthStore: Send + Sync + 'static {
+    /// The signing keys, if any were stored yet.
+    fn keys(&self) -> impl Future<Output = StoreResult<Option<KeyMaterial>>> + Send;
+    /// Stores `fresh` unless keys exist (another node may have raced us); returns the stored keys.
+    fn insert_keys_if_absent(
+        &self,
+        fresh: &KeyMaterial,
+    ) -> impl Future<Output = StoreResult<KeyMaterial>> + Send;
+
+    fn insert_client(&self, client: &Client) -> impl Future<Output = StoreResult<()>> + Send;
+    fn client(&self, client_id: &str) -> impl Future<Output = StoreResult<Option<Client>>> + Send;
+    fn clients(&self) -> impl Future<Output = StoreResult<Vec<Client>>> + Send;
+    /// Removes a client and everything issued to it; false when it did not exist.
+    fn delete_client(&self, client_id: &str) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// Inserts a user; false when the username is taken.
+    fn insert_user(&self, user: &User) -> impl Future<Output = StoreResult<bool>> + Send;
+    fn user_by_username(
+        &self,
+        username: &str,
+    ) -> impl Future<Output = StoreResult<Option<User>>> + Send;
+    fn user(&self, id: &str) -> impl Future<Output = StoreResult<Option<User>>> + Send;
+
+    fn insert_session(&self, session: &Session) -> impl Future<Output = StoreResult<()>> + Send;
+    /// A live session (not expired at `now`).
+    fn session(
+        &self,
+        id_hash: &str,
+        now: UnixTime,
+    ) -> impl Future<Output = StoreResult<Option<Session>>> + Send;
+    fn delete_session(&self, id_hash: &str) -> impl Future<Output = StoreResult<()>> + Send;
+
+    fn insert_pending(
+        &self,
+        pending: &PendingAuthorization,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    fn pending(
+        &self,
+        id: &str,
+        now: UnixTime,
+    ) -> impl Future<Output = StoreResult<Option<PendingAuthorization>>> + Send;
+    fn update_pending(
+        &self,
+        pending: &PendingAuthorization,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Removes the pending request; false when it was already gone (a racing completion).
+    fn delete_pending(&self, id: &str) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// The scopes a user last approved for a client.
+    fn consent(
+        &self,
+        user_id: &str,
+        client_id: &str,
+    ) -> impl Future<Output = StoreResult<Option<String>>> + Send;
+    fn put_consent(
+        &self,
+        user_id: &str,
+        client_id: &str,
+        scope: &str,
+        now: UnixTime,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    fn insert_code(
+        &self,
+        code_hash: &str,
+        grant: &CodeGrant,
+        expires_at: UnixTime,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Marks the code used with one conditional update: of racing redemptions exactly one
+    /// gets [`CodeRedemption::Redeemed`].
+    fn redeem_code(
+        &self,
+        code_hash: &str,
+        now: UnixTime,
+    ) -> impl Future<Output = StoreResult<CodeRedemption>> + Send;
+
+    /// Stores a grant and, optionally, the first refresh token of its family, in one transaction.
+    fn insert_grant(
+        &self,
+        grant: &Grant,
+        refresh: Option<&RefreshToken>,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    fn grant(&self, id: &str) -> impl Future<Output = StoreResult<Option<Grant>>> + Send;
+    fn refresh_token(
+        &self,
+        token_hash: &str,
+    ) -> impl Future<Output = StoreResult<Option<RefreshToken>>> + Send;
+    /// Marks `old_hash` used and stores `new` in one transaction; false (and nothing stored)
+    /// when `old_hash` was already used: a racing or replayed refresh.
+    fn rotate_refresh(
+        &self,
+        old_hash: &str,
+        new: &RefreshToken,
+        now: UnixTime,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+    fn revoke_grant(
+        &self,
+        grant_id: &str,
+        now: UnixTime,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Grants revoked at or after `since` (to fill the revocation list at start).
+    fn revoked_grants(
+        &self,
+        since: UnixTime,
+    ) -> impl Future<Output = StoreResult<Vec<(String, UnixTime)>>> + Send;
+
+    /// Whether the Patient exists (a picked patient must be real).
+    fn patient_exists(&self, patient_id: &str) -> impl Future<Output = StoreResult<bool>> + Send;
+    /// The ids of the patient's encounters, newest first.
+    fn patient_encounters(
+        &self,
+        patient_id: &str,
+    ) -> impl Future<Output = StoreResult<Vec<String>>> + Send;
+
+    /// Deletes expired codes, pending requests and sessions.
+    fn purge_expired(&self, now: UnixTime) -> impl Future<Output = StoreResult<()>> + Send;
+}
