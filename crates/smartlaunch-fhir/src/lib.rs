@@ -1,1 +1,20 @@
-//! placeholder
+//! FHIR R4 for smartlaunch: the patient compartment, SMART access decisions on resources,
+//! the CapabilityStatement, the resource-store trait and the offline demo data set.
+
+pub mod access;
+pub mod capability;
+pub mod compartment;
+pub mod demo;
+pub mod store;
+
+/// The FHIR version served.
+pub const FHIR_VERSION: &str = "4.0.1";
+
+/// Whether `id` is a valid FHIR id: 1–64 of `[A-Za-z0-9-.]`.
+pub fn is_valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+}

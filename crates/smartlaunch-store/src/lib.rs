@@ -1,1 +1,81 @@
-//! placeholder
+//! The database of smartlaunch (sqlx): the pool, numbered migrations, and the implementations
+//! of the auth core's [`AuthStore`](smartlaunch_auth::store::AuthStore) and the FHIR
+//! [`ResourceStore`](smartlaunch_fhir::store::ResourceStore).
+//!
+//! SQLite (WAL) is the embedded default.  The SQL is kept portable so that PostgreSQL can run
+//! the same statements when the scale-out store arrives.
+
+mod auth;
+mod resources;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+/// Numbered migrations, applied in order, each once.
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/0001_init.sql"))];
+
+/// A database failure.
+#[derive(Debug, thiserror::Error)]
+#[error("database: {0}")]
+pub struct DbError(#[from] sqlx::Error);
+
+/// The smartlaunch database.  Cheap to clone (a pool handle).
+#[derive(Clone, Debug)]
+pub struct Db {
+    pool: SqlitePool,
+}
+
+impl Db {
+    /// Opens (creating if needed) the SQLite database `smartlaunch.db` in `dir` and migrates it.
+    pub async fn open_dir(dir: &Path) -> Result<Db, DbError> {
+        std::fs::create_dir_all(dir).map_err(|e| DbError(sqlx::Error::Io(e)))?;
+        let options = SqliteConnectOptions::from_str("sqlite://")?
+            .filename(dir.join("smartlaunch.db"))
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .min_connections(1)
+            .connect_with(options)
+            .await?;
+        let db = Db { pool };
+        db.migrate().await?;
+        Ok(db)
+    }
+
+    async fn migrate(&self) -> Result<(), DbError> {
+        sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY)")
+            .execute(&self.pool)
+            .await?;
+        for (version, sql) in MIGRATIONS {
+            let applied: Option<(i64,)> =
+                sqlx::query_as("SELECT version FROM schema_migrations WHERE version = ?")
+                    .bind(version)
+                    .fetch_optional(&self.pool)
+                    .await?;
+            if applied.is_none() {
+                let mut tx = self.pool.begin().await?;
+                sqlx::raw_sql(sql).execute(&mut *tx).await?;
+                sqlx::query("INSERT INTO schema_migrations (version) VALUES (?)")
+                    .bind(version)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes the pool (waits for connections to finish).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}

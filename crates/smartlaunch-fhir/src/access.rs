@@ -1,0 +1,149 @@
+//! SMART access decisions on resources (spec digest §1.8, checklist items 77–81).
+
+use smart_scopes::{Interaction, Level, ScopeSet};
+
+/// Who is asking: the granted scopes and launch context of a validated access token.
+#[derive(Debug, Clone, Copy)]
+pub struct Requester<'a> {
+    pub scopes: &'a ScopeSet,
+    /// The patient in context (`patient/` scopes are limited to it).
+    pub patient: Option<&'a str>,
+    /// The signed-in user, relative: `Practitioner/…` or `Patient/…`.
+    pub fhir_user: Option<&'a str>,
+}
+
+/// Why access is refused (→ 403 OperationOutcome).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Denied {
+    /// No granted scope names this type and interaction.
+    NoScope { needed: String },
+    /// Scopes name the type, but this resource is outside what they cover (another patient).
+    OutsideGrant,
+}
+
+impl Denied {
+    pub fn message(&self) -> String {
+        match self {
+            Denied::NoScope { needed } => format!("the access token has no scope for this interaction; it needs {needed}"),
+            Denied::OutsideGrant => {
+                "the granted scopes do not cover this resource (it is outside the patient in context or the user's access)".into()
+            }
+        }
+    }
+}
+
+/// May the requester read a resource of `resource_type` in the compartment of
+/// `compartment_patient` (see [`crate::compartment::patient_of`])?  Scopes form a union; each one applies its level:
+/// `patient/` — the context patient's compartment; `user/` — a patient user's own compartment,
+/// a practitioner everything; `system/` — everything.  Granular `?param=value` scopes admit a
+/// read only once the search engine can evaluate them, so until then they admit nothing.
+pub fn may_read(
+    req: &Requester<'_>,
+    resource_type: &str,
+    compartment_patient: Option<&str>,
+) -> Result<(), Denied> {
+    let mut any = false;
+    for scope in req.scopes.grants(resource_type, Interaction::Read) {
+        any = true;
+        if !scope.filter.is_empty() {
+            continue;
+        }
+        let admitted = match scope.level {
+            Level::Patient => req.patient.is_some_and(|p| compartment_patient == Some(p)),
+            Level::User => match req.fhir_user.and_then(|u| u.strip_prefix("Patient/")) {
+                Some(own) => compartment_patient == Some(own),
+                None => req
+                    .fhir_user
+                    .is_some_and(|u| u.starts_with("Practitioner/")),
+            },
+            Level::System => true,
+        };
+        if admitted {
+            return Ok(());
+        }
+    }
+    if any {
+        Err(Denied::OutsideGrant)
+    } else {
+        Err(Denied::NoScope {
+            needed: format!("patient/{resource_type}.r, user/{resource_type}.r or a wildcard"),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compartment::patient_of;
+    use serde_json::{json, Value};
+
+    fn check(
+        scopes: &str,
+        patient: Option<&str>,
+        user: Option<&str>,
+        resource: Value,
+    ) -> Result<(), Denied> {
+        let scopes = ScopeSet::parse(scopes).unwrap();
+        let req = Requester {
+            scopes: &scopes,
+            patient,
+            fhir_user: user,
+        };
+        let ty = resource["resourceType"].as_str().unwrap().to_owned();
+        may_read(&req, &ty, patient_of(&resource).as_deref())
+    }
+
+    #[test]
+    fn patient_scopes_see_only_the_context_patient() {
+        let p1 = json!({"resourceType": "Patient", "id": "p1"});
+        let p2 = json!({"resourceType": "Patient", "id": "p2"});
+        assert!(check("patient/*.rs", Some("p1"), None, p1.clone()).is_ok());
+        assert_eq!(
+            check("patient/*.rs", Some("p1"), None, p2),
+            Err(Denied::OutsideGrant)
+        );
+        assert!(check("patient/Patient.r", Some("p1"), None, p1.clone()).is_ok());
+        assert!(matches!(
+            check("patient/Observation.rs", Some("p1"), None, p1.clone()),
+            Err(Denied::NoScope { .. })
+        ));
+        assert!(
+            matches!(
+                check("patient/Patient.c", Some("p1"), None, p1),
+                Err(Denied::NoScope { .. })
+            ),
+            "write never implies read"
+        );
+    }
+
+    #[test]
+    fn user_scopes_follow_the_user() {
+        let p1 = json!({"resourceType": "Patient", "id": "p1"});
+        let dr = json!({"resourceType": "Practitioner", "id": "d1"});
+        assert!(check("user/*.rs", None, Some("Practitioner/d1"), p1.clone()).is_ok());
+        assert!(check("user/*.rs", None, Some("Practitioner/d1"), dr.clone()).is_ok());
+        assert!(check("user/*.rs", None, Some("Patient/p1"), p1).is_ok());
+        assert_eq!(
+            check(
+                "user/*.rs",
+                None,
+                Some("Patient/p2"),
+                json!({"resourceType": "Patient", "id": "p1"})
+            ),
+            Err(Denied::OutsideGrant)
+        );
+        assert_eq!(
+            check("patient/*.rs", Some("p1"), None, dr),
+            Err(Denied::OutsideGrant)
+        );
+    }
+
+    #[test]
+    fn granular_scopes_admit_nothing_they_cannot_evaluate() {
+        let p1 = json!({"resourceType": "Patient", "id": "p1"});
+        assert_eq!(
+            check("patient/Patient.r?gender=female", Some("p1"), None, p1),
+            Err(Denied::OutsideGrant)
+        );
+    }
+}

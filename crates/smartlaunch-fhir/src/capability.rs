@@ -1,0 +1,65 @@
+//! The server's R4 CapabilityStatement (`GET /fhir/metadata`), with the SMART security
+//! service and the `oauth-uris` extension the Python SMART client discovers through.
+
+use serde_json::{json, Value};
+
+/// The OAuth endpoints announced in `rest[0].security`.
+pub struct OAuthUris<'a> {
+    pub authorize: &'a str,
+    pub token: &'a str,
+    pub register: &'a str,
+}
+
+/// The resource types served today and their interactions.
+pub const RESOURCES: &[(&str, &[&str])] = &[("Patient", &["read"]), ("Practitioner", &["read"])];
+
+pub fn capability_statement(
+    software_version: &str,
+    fhir_base: &str,
+    uris: &OAuthUris<'_>,
+    date: &str,
+) -> Value {
+    let resources: Vec<Value> = RESOURCES
+        .iter()
+        .map(|(ty, interactions)| {
+            json!({
+                "type": ty,
+                "interaction": interactions.iter().map(|i| json!({"code": i})).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    json!({
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": date,
+        "publisher": "smartlaunch",
+        "kind": "instance",
+        "software": { "name": "smartlaunch", "version": software_version },
+        "implementation": { "description": "smartlaunch SMART on FHIR server", "url": fhir_base },
+        "fhirVersion": crate::FHIR_VERSION,
+        "format": ["json", "application/fhir+json"],
+        "rest": [{
+            "mode": "server",
+            "security": {
+                "cors": true,
+                "service": [{
+                    "coding": [{
+                        "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                        "code": "SMART-on-FHIR",
+                        "display": "SMART-on-FHIR"
+                    }],
+                    "text": "OAuth2 using SMART-on-FHIR profile (see http://docs.smarthealthit.org)"
+                }],
+                "extension": [{
+                    "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+                    "extension": [
+                        { "url": "authorize", "valueUri": uris.authorize },
+                        { "url": "token", "valueUri": uris.token },
+                        { "url": "register", "valueUri": uris.register }
+                    ]
+                }]
+            },
+            "resource": resources
+        }]
+    })
+}

@@ -1,0 +1,92 @@
+-- smartlaunch schema, version 1.  Portable SQL: SQLite today, PostgreSQL with the same text.
+
+CREATE TABLE signing_keys (
+    kid          TEXT PRIMARY KEY,
+    rsa_pkcs8    BLOB NOT NULL,
+    hmac_secret  BLOB NOT NULL,
+    created_at   BIGINT NOT NULL
+);
+
+CREATE TABLE clients (
+    client_id    TEXT PRIMARY KEY,
+    metadata     TEXT NOT NULL,
+    secret_hash  TEXT,
+    created_at   BIGINT NOT NULL
+);
+
+CREATE TABLE users (
+    id             TEXT PRIMARY KEY,
+    username       TEXT NOT NULL UNIQUE,
+    password_hash  TEXT NOT NULL,
+    fhir_user      TEXT NOT NULL,
+    display_name   TEXT NOT NULL
+);
+
+CREATE TABLE sessions (
+    id_hash     TEXT PRIMARY KEY,
+    user_id     TEXT NOT NULL,
+    csrf        TEXT NOT NULL,
+    created_at  BIGINT NOT NULL,
+    expires_at  BIGINT NOT NULL
+);
+
+CREATE TABLE pending_authorizations (
+    id          TEXT PRIMARY KEY,
+    request     TEXT NOT NULL,
+    expires_at  BIGINT NOT NULL
+);
+
+CREATE TABLE consents (
+    user_id     TEXT NOT NULL,
+    client_id   TEXT NOT NULL,
+    scope       TEXT NOT NULL,
+    updated_at  BIGINT NOT NULL,
+    PRIMARY KEY (user_id, client_id)
+);
+
+CREATE TABLE authorization_codes (
+    code_hash   TEXT PRIMARY KEY,
+    grant_id    TEXT NOT NULL,
+    client_id   TEXT NOT NULL,
+    data        TEXT NOT NULL,
+    expires_at  BIGINT NOT NULL,
+    used_at     BIGINT
+);
+
+CREATE TABLE grants (
+    id                  TEXT PRIMARY KEY,
+    client_id           TEXT NOT NULL,
+    user_id             TEXT NOT NULL,
+    fhir_user           TEXT NOT NULL,
+    scope               TEXT NOT NULL,
+    patient             TEXT,
+    encounter           TEXT,
+    session_id          TEXT,
+    refresh_expires_at  BIGINT,
+    created_at          BIGINT NOT NULL,
+    revoked_at          BIGINT
+);
+CREATE INDEX grants_revoked_at ON grants (revoked_at);
+CREATE INDEX grants_client ON grants (client_id);
+
+CREATE TABLE refresh_tokens (
+    token_hash  TEXT PRIMARY KEY,
+    grant_id    TEXT NOT NULL,
+    client_id   TEXT NOT NULL,
+    expires_at  BIGINT NOT NULL,
+    used_at     BIGINT
+);
+CREATE INDEX refresh_tokens_grant ON refresh_tokens (grant_id);
+
+CREATE TABLE resources (
+    resource_type  TEXT NOT NULL,
+    id             TEXT NOT NULL,
+    version_id     BIGINT NOT NULL,
+    last_updated   TEXT NOT NULL,
+    patient_id     TEXT,
+    sort_key       TEXT,
+    content        TEXT NOT NULL,
+    PRIMARY KEY (resource_type, id)
+);
+CREATE INDEX resources_compartment ON resources (patient_id, resource_type, sort_key);
+CREATE INDEX resources_sort ON resources (resource_type, sort_key);

@@ -1,0 +1,549 @@
+//! The auth core's storage: keys, clients, users, sessions, pending requests, consents,
+//! codes, grants and refresh tokens.
+
+use smartlaunch_auth::client::{Client, ClientMetadata};
+use smartlaunch_auth::error::StoreError;
+use smartlaunch_auth::keys::KeyMaterial;
+use smartlaunch_auth::store::{
+    AuthStore, CodeGrant, CodeRedemption, Grant, PendingAuthorization, RefreshToken, Session,
+    StoreResult,
+};
+use smartlaunch_auth::users::User;
+use smartlaunch_auth::UnixTime;
+
+use crate::Db;
+
+fn err(e: impl std::fmt::Display) -> StoreError {
+    StoreError(e.to_string())
+}
+
+type ClientRow = (String, String, Option<String>, i64);
+type UserRow = (String, String, String, String, String);
+type GrantRow = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    i64,
+    Option<i64>,
+);
+
+fn client_from_row(
+    (client_id, metadata, secret_hash, created_at): ClientRow,
+) -> StoreResult<Client> {
+    let metadata: ClientMetadata = serde_json::from_str(&metadata).map_err(err)?;
+    Ok(Client {
+        client_id,
+        metadata,
+        secret_hash,
+        created_at,
+    })
+}
+
+fn user_from_row((id, username, password_hash, fhir_user, display_name): UserRow) -> User {
+    User {
+        id,
+        username,
+        password_hash,
+        fhir_user,
+        display_name,
+    }
+}
+
+const USER_COLUMNS: &str = "id, username, password_hash, fhir_user, display_name";
+const GRANT_COLUMNS: &str =
+    "id, client_id, user_id, fhir_user, scope, patient, encounter, session_id, refresh_expires_at, created_at, revoked_at";
+
+impl AuthStore for Db {
+    async fn keys(&self) -> StoreResult<Option<KeyMaterial>> {
+        let row: Option<(String, Vec<u8>, Vec<u8>)> = sqlx::query_as(
+            "SELECT kid, rsa_pkcs8, hmac_secret FROM signing_keys ORDER BY created_at DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(err)?;
+        Ok(row.map(|(kid, rsa_pkcs8, hmac_secret)| KeyMaterial {
+            kid,
+            rsa_pkcs8,
+            hmac_secret,
+        }))
+    }
+
+    async fn insert_keys_if_absent(&self, fresh: &KeyMaterial) -> StoreResult<KeyMaterial> {
+        let mut tx = self.pool.begin().await.map_err(err)?;
+        let existing: Option<(i64,)> = sqlx::query_as("SELECT COUNT(*) FROM signing_keys")
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(err)?;
+        if existing.is_none_or(|(n,)| n == 0) {
+            sqlx::query("INSERT INTO signing_keys (kid, rsa_pkcs8, hmac_secret, created_at) VALUES (?, ?, ?, 0)")
+                .bind(&fresh.kid)
+                .bind(&fresh.rsa_pkcs8)
+                .bind(&fresh.hmac_secret)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+        }
+        tx.commit().await.map_err(err)?;
+        self.keys()
+            .await?
+            .ok_or_else(|| StoreError("signing keys vanished".into()))
+    }
+
+    async fn insert_client(&self, client: &Client) -> StoreResult<()> {
+        sqlx::query("INSERT INTO clients (client_id, metadata, secret_hash, created_at) VALUES (?, ?, ?, ?)")
+            .bind(&client.client_id)
+            .bind(serde_json::to_string(&client.metadata).map_err(err)?)
+            .bind(&client.secret_hash)
+            .bind(client.created_at)
+            .execute(&self.pool)
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn client(&self, client_id: &str) -> StoreResult<Option<Client>> {
+        let row: Option<ClientRow> = sqlx::query_as(
+            "SELECT client_id, metadata, secret_hash, created_at FROM clients WHERE client_id = ?",
+        )
+        .bind(client_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(err)?;
+        row.map(client_from_row).transpose()
+    }
+
+    async fn clients(&self) -> StoreResult<Vec<Client>> {
+        let rows: Vec<ClientRow> =
+            sqlx::query_as("SELECT client_id, metadata, secret_hash, created_at FROM clients ORDER BY created_at, client_id")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(err)?;
+        rows.into_iter().map(client_from_row).collect()
+    }
+
+    async fn delete_client(&self, client_id: &str) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await.map_err(err)?;
+        let deleted = sqlx::query("DELETE FROM clients WHERE client_id = ?")
+            .bind(client_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?
+            .rows_affected();
+        for sql in [
+            "DELETE FROM refresh_tokens WHERE client_id = ?",
+            "DELETE FROM authorization_codes WHERE client_id = ?",
+            "DELETE FROM consents WHERE client_id = ?",
+        ] {
+            sqlx::query(sql)
+                .bind(client_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+        }
+        sqlx::query(
+            "UPDATE grants SET revoked_at = COALESCE(revoked_at, created_at) WHERE client_id = ?",
+        )
+        .bind(client_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?;
+        tx.commit().await.map_err(err)?;
+        Ok(deleted > 0)
+    }
+
+    async fn insert_user(&self, user: &User) -> StoreResult<bool> {
+        let result = sqlx::query(
+            "INSERT INTO users (id, username, password_hash, fhir_user, display_name) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(&user.id)
+        .bind(&user.username)
+        .bind(&user.password_hash)
+        .bind(&user.fhir_user)
+        .bind(&user.display_name)
+        .execute(&self.pool)
+        .await
+        .map_err(err)?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    async fn user_by_username(&self, username: &str) -> StoreResult<Option<User>> {
+        let row: Option<UserRow> = sqlx::query_as(&format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE username = ?"
+        ))
+        .bind(username)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(err)?;
+        Ok(row.map(user_from_row))
+    }
+
+    async fn user(&self, id: &str) -> StoreResult<Option<User>> {
+        let row: Option<UserRow> =
+            sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?"))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(err)?;
+        Ok(row.map(user_from_row))
+    }
+
+    async fn insert_session(&self, s: &Session) -> StoreResult<()> {
+        sqlx::query("INSERT INTO sessions (id_hash, user_id, csrf, created_at, expires_at) VALUES (?, ?, ?, ?, ?)")
+            .bind(&s.id_hash)
+            .bind(&s.user_id)
+            .bind(&s.csrf)
+            .bind(s.created_at)
+            .bind(s.expires_at)
+            .execute(&self.pool)
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn session(&self, id_hash: &str, now: UnixTime) -> StoreResult<Option<Session>> {
+        let row: Option<(String, String, String, i64, i64)> = sqlx::query_as(
+            "SELECT id_hash, user_id, csrf, created_at, expires_at FROM sessions WHERE id_hash = ? AND expires_at > ?",
+        )
+        .bind(id_hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(err)?;
+        Ok(
+            row.map(|(id_hash, user_id, csrf, created_at, expires_at)| Session {
+                id_hash,
+                user_id,
+                csrf,
+                created_at,
+                expires_at,
+            }),
+        )
+    }
+
+    async fn delete_session(&self, id_hash: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM sessions WHERE id_hash = ?")
+            .bind(id_hash)
+            .execute(&self.pool)
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn insert_pending(&self, p: &PendingAuthorization) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO pending_authorizations (id, request, expires_at) VALUES (?, ?, ?)",
+        )
+        .bind(&p.id)
+        .bind(serde_json::to_string(p).map_err(err)?)
+        .bind(p.expires_at)
+        .execute(&self.pool)
+        .await
+        .map_err(err)?;
+        Ok(())
+    }
+
+    async fn pending(&self, id: &str, now: UnixTime) -> StoreResult<Option<PendingAuthorization>> {
+        let row: Option<(String,)> = sqlx::query_as(
+            "SELECT request FROM pending_authorizations WHERE id = ? AND expires_at > ?",
+        )
+        .bind(id)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(err)?;
+        row.map(|(json,)| serde_json::from_str(&json).map_err(err))
+            .transpose()
+    }
+
+    async fn update_pending(&self, p: &PendingAuthorization) -> StoreResult<()> {
+        sqlx::query("UPDATE pending_authorizations SET request = ? WHERE id = ?")
+            .bind(serde_json::to_string(p).map_err(err)?)
+            .bind(&p.id)
+            .execute(&self.pool)
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn delete_pending(&self, id: &str) -> StoreResult<bool> {
+        let r = sqlx::query("DELETE FROM pending_authorizations WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(err)?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn consent(&self, user_id: &str, client_id: &str) -> StoreResult<Option<String>> {
+        let row: Option<(String,)> =
+            sqlx::query_as("SELECT scope FROM consents WHERE user_id = ? AND client_id = ?")
+                .bind(user_id)
+                .bind(client_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(err)?;
+        Ok(row.map(|(s,)| s))
+    }
+
+    async fn put_consent(
+        &self,
+        user_id: &str,
+        client_id: &str,
+        scope: &str,
+        now: UnixTime,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO consents (user_id, client_id, scope, updated_at) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (user_id, client_id) DO UPDATE SET scope = excluded.scope, updated_at = excluded.updated_at",
+        )
+        .bind(user_id)
+        .bind(client_id)
+        .bind(scope)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(err)?;
+        Ok(())
+    }
+
+    async fn insert_code(
+        &self,
+        code_hash: &str,
+        grant: &CodeGrant,
+        expires_at: UnixTime,
+    ) -> StoreResult<()> {
+        sqlx::query("INSERT INTO authorization_codes (code_hash, grant_id, client_id, data, expires_at) VALUES (?, ?, ?, ?, ?)")
+            .bind(code_hash)
+            .bind(&grant.grant_id)
+            .bind(&grant.client_id)
+            .bind(serde_json::to_string(grant).map_err(err)?)
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn redeem_code(&self, code_hash: &str, now: UnixTime) -> StoreResult<CodeRedemption> {
+        let redeemed: Option<(String,)> = sqlx::query_as(
+            "UPDATE authorization_codes SET used_at = ? WHERE code_hash = ? AND used_at IS NULL AND expires_at > ? RETURNING data",
+        )
+        .bind(now)
+        .bind(code_hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(err)?;
+        if let Some((data,)) = redeemed {
+            return Ok(CodeRedemption::Redeemed(
+                serde_json::from_str(&data).map_err(err)?,
+            ));
+        }
+        let used: Option<(String,)> = sqlx::query_as(
+            "SELECT grant_id FROM authorization_codes WHERE code_hash = ? AND used_at IS NOT NULL",
+        )
+        .bind(code_hash)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(err)?;
+        Ok(match used {
+            Some((grant_id,)) => CodeRedemption::Replayed { grant_id },
+            None => CodeRedemption::Unknown,
+        })
+    }
+
+    async fn insert_grant(&self, g: &Grant, refresh: Option<&RefreshToken>) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(err)?;
+        sqlx::query(&format!(
+            "INSERT INTO grants ({GRANT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        ))
+        .bind(&g.id)
+        .bind(&g.client_id)
+        .bind(&g.user_id)
+        .bind(&g.fhir_user)
+        .bind(&g.scope)
+        .bind(&g.patient)
+        .bind(&g.encounter)
+        .bind(&g.session_id)
+        .bind(g.refresh_expires_at)
+        .bind(g.created_at)
+        .bind(g.revoked_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?;
+        if let Some(r) = refresh {
+            insert_refresh(&mut tx, r).await?;
+        }
+        tx.commit().await.map_err(err)
+    }
+
+    async fn grant(&self, id: &str) -> StoreResult<Option<Grant>> {
+        let row: Option<GrantRow> =
+            sqlx::query_as(&format!("SELECT {GRANT_COLUMNS} FROM grants WHERE id = ?"))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(err)?;
+        Ok(row.map(
+            |(
+                id,
+                client_id,
+                user_id,
+                fhir_user,
+                scope,
+                patient,
+                encounter,
+                session_id,
+                refresh_expires_at,
+                created_at,
+                revoked_at,
+            )| Grant {
+                id,
+                client_id,
+                user_id,
+                fhir_user,
+                scope,
+                patient,
+                encounter,
+                session_id,
+                refresh_expires_at,
+                created_at,
+                revoked_at,
+            },
+        ))
+    }
+
+    async fn refresh_token(&self, token_hash: &str) -> StoreResult<Option<RefreshToken>> {
+        let row: Option<(String, String, String, i64, Option<i64>)> = sqlx::query_as(
+            "SELECT token_hash, grant_id, client_id, expires_at, used_at FROM refresh_tokens WHERE token_hash = ?",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(err)?;
+        Ok(row.map(
+            |(token_hash, grant_id, client_id, expires_at, used_at)| RefreshToken {
+                token_hash,
+                grant_id,
+                client_id,
+                expires_at,
+                used_at,
+            },
+        ))
+    }
+
+    async fn rotate_refresh(
+        &self,
+        old_hash: &str,
+        new: &RefreshToken,
+        now: UnixTime,
+    ) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await.map_err(err)?;
+        let rotated = sqlx::query(
+            "UPDATE refresh_tokens SET used_at = ? WHERE token_hash = ? AND used_at IS NULL",
+        )
+        .bind(now)
+        .bind(old_hash)
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?
+        .rows_affected();
+        if rotated != 1 {
+            tx.rollback().await.map_err(err)?;
+            return Ok(false);
+        }
+        insert_refresh(&mut tx, new).await?;
+        tx.commit().await.map_err(err)?;
+        Ok(true)
+    }
+
+    async fn revoke_grant(&self, grant_id: &str, now: UnixTime) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(err)?;
+        sqlx::query("UPDATE grants SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+            .bind(now)
+            .bind(grant_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        sqlx::query("DELETE FROM refresh_tokens WHERE grant_id = ? AND used_at IS NULL")
+            .bind(grant_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        tx.commit().await.map_err(err)
+    }
+
+    async fn revoked_grants(&self, since: UnixTime) -> StoreResult<Vec<(String, UnixTime)>> {
+        sqlx::query_as("SELECT id, revoked_at FROM grants WHERE revoked_at >= ?")
+            .bind(since)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(err)
+    }
+
+    async fn patient_exists(&self, patient_id: &str) -> StoreResult<bool> {
+        let row: Option<(i64,)> =
+            sqlx::query_as("SELECT 1 FROM resources WHERE resource_type = 'Patient' AND id = ?")
+                .bind(patient_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(err)?;
+        Ok(row.is_some())
+    }
+
+    async fn patient_encounters(&self, patient_id: &str) -> StoreResult<Vec<String>> {
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT id FROM resources WHERE patient_id = ? AND resource_type = 'Encounter' ORDER BY sort_key DESC, id",
+        )
+        .bind(patient_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        Ok(rows.into_iter().map(|(id,)| id).collect())
+    }
+
+    async fn purge_expired(&self, now: UnixTime) -> StoreResult<()> {
+        for (sql, before) in [
+            (
+                "DELETE FROM pending_authorizations WHERE expires_at <= ?",
+                now,
+            ),
+            ("DELETE FROM sessions WHERE expires_at <= ?", now),
+            // Used codes are kept an hour past expiry so a replay can still revoke its grant.
+            (
+                "DELETE FROM authorization_codes WHERE expires_at <= ?",
+                now - 3600,
+            ),
+            ("DELETE FROM refresh_tokens WHERE expires_at <= ?", now),
+        ] {
+            sqlx::query(sql)
+                .bind(before)
+                .execute(&self.pool)
+                .await
+                .map_err(err)?;
+        }
+        Ok(())
+    }
+}
+
+async fn insert_refresh(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    r: &RefreshToken,
+) -> StoreResult<()> {
+    sqlx::query("INSERT INTO refresh_tokens (token_hash, grant_id, client_id, expires_at, used_at) VALUES (?, ?, ?, ?, ?)")
+        .bind(&r.token_hash)
+        .bind(&r.grant_id)
+        .bind(&r.client_id)
+        .bind(r.expires_at)
+        .bind(r.used_at)
+        .execute(&mut **tx)
+        .await
+        .map_err(err)?;
+    Ok(())
+}
