@@ -103,6 +103,15 @@ impl RegistrationError {
             RegistrationError::ServerError(_) => "server_error",
         }
     }
+
+    pub fn description(&self) -> &str {
+        match self {
+            RegistrationError::InvalidRedirectUri(d)
+            | RegistrationError::InvalidClientMetadata(d)
+            | RegistrationError::InvalidToken(d)
+            | RegistrationError::ServerError(d) => d,
+        }
+    }
 }
 
 /// Why a bearer token was not accepted at the resource server (RFC 6750 §3.1).

@@ -1,1 +1,275 @@
-fn main() {}
+//! `smartlaunch`: the command line.
+
+use std::io::BufRead;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+use smartlaunch::{start, Settings, SystemClock};
+use smartlaunch_auth::client::RegistrationRequest;
+use smartlaunch_auth::config::AuthConfig;
+use smartlaunch_auth::store::AuthStore;
+use smartlaunch_auth::AuthService;
+use smartlaunch_store::Db;
+
+/// SMART on FHIR sandbox: a SMART App Launch 2.2 authorization server and a FHIR R4 server
+/// with demo data, in one binary.
+#[derive(Parser)]
+#[command(name = "smartlaunch", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the sandbox: authorization server, FHIR API and pages, on an embedded SQLite
+    /// database (demo data and demo accounts are created on first start).
+    Serve(ServeArgs),
+    /// Manage the users who can sign in.
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// Manage registered apps (OAuth clients).
+    #[command(subcommand)]
+    Clients(ClientsCommand),
+}
+
+#[derive(Args)]
+struct DataArg {
+    /// The data directory (database, keys).
+    #[arg(
+        long = "data",
+        value_name = "DIR",
+        default_value = "./smartlaunch-data",
+        env = "SMARTLAUNCH_DATA"
+    )]
+    data: PathBuf,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    data: DataArg,
+    /// The address to listen on; port 0 picks a free port.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        default_value = "127.0.0.1:8080",
+        env = "SMARTLAUNCH_LISTEN"
+    )]
+    listen: SocketAddr,
+    /// The externally visible base URL (e.g. behind a proxy); default http://<listen address>.
+    /// The FHIR base URL is <public-url>/fhir.
+    #[arg(long, value_name = "URL", env = "SMARTLAUNCH_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// Require this initial access token (Authorization: Bearer …) for dynamic client
+    /// registration.  Without it, registration is open (sandbox).
+    #[arg(long, value_name = "TOKEN", env = "SMARTLAUNCH_REGISTRATION_TOKEN")]
+    registration_token: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum UsersCommand {
+    /// Add a user who can sign in.  The password is read from standard input when --password
+    /// is not given.
+    Add {
+        #[command(flatten)]
+        data: DataArg,
+        #[arg(long)]
+        username: String,
+        #[arg(long)]
+        password: Option<String>,
+        /// The FHIR resource that is this user, e.g. Practitioner/pract-002 or Patient/pat-003.
+        #[arg(long, value_name = "TYPE/ID")]
+        fhir_user: String,
+        /// The name shown on pages (default: the username).
+        #[arg(long)]
+        name: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClientsCommand {
+    /// Register an app and print its client_id (and secret, once).
+    Add {
+        #[command(flatten)]
+        data: DataArg,
+        /// The app's name, shown on the consent page.
+        #[arg(long)]
+        name: String,
+        /// A redirect URI (repeat for several); matched exactly.
+        #[arg(long = "redirect-uri", required = true)]
+        redirect_uris: Vec<String>,
+        /// A confidential client with a generated secret (client_secret_basic); default public.
+        #[arg(long)]
+        confidential: bool,
+        /// The most this app may be granted (space-separated scopes); default: anything.
+        #[arg(long)]
+        scope: Option<String>,
+        /// The app's SMART launch URL (initiate_login_uri), for EHR launch.
+        #[arg(long)]
+        launch_uri: Option<String>,
+    },
+    /// List registered apps.
+    List {
+        #[command(flatten)]
+        data: DataArg,
+    },
+    /// Remove an app and revoke everything issued to it.
+    Remove {
+        #[command(flatten)]
+        data: DataArg,
+        client_id: String,
+    },
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "smartlaunch=info,warn".into()),
+        )
+        .init();
+    match Cli::parse().command {
+        Command::Serve(args) => serve(args).await,
+        Command::Users(UsersCommand::Add {
+            data,
+            username,
+            password,
+            fhir_user,
+            name,
+        }) => {
+            let password = match password {
+                Some(p) => p,
+                None => std::io::stdin()
+                    .lock()
+                    .lines()
+                    .next()
+                    .transpose()?
+                    .unwrap_or_default(),
+            };
+            anyhow::ensure!(!password.is_empty(), "the password must not be empty");
+            anyhow::ensure!(
+                fhir_user.starts_with("Practitioner/") || fhir_user.starts_with("Patient/"),
+                "--fhir-user must be Practitioner/<id> or Patient/<id>"
+            );
+            let db = Db::open_dir(&data.data).await?;
+            let display = name.unwrap_or_else(|| username.clone());
+            if smartlaunch::seed::add_user(&db, &username, &password, &fhir_user, &display).await? {
+                println!("added user {username} ({fhir_user})");
+                Ok(())
+            } else {
+                anyhow::bail!("the username {username} is taken")
+            }
+        }
+        Command::Clients(command) => clients(command).await,
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let settings = Settings {
+        data_dir: args.data.data,
+        listen: args.listen,
+        public_url: args.public_url,
+        registration_token: args.registration_token,
+    };
+    let running = start(settings, Arc::new(SystemClock::default())).await?;
+    let base = &running.public_url;
+    println!(
+        "smartlaunch is running on {} (listening on {})",
+        base, running.addr
+    );
+    println!();
+    println!("  FHIR base URL        {}", running.fhir_base());
+    println!(
+        "  SMART discovery      {}/.well-known/smart-configuration",
+        running.fhir_base()
+    );
+    println!("  OpenID configuration {base}/.well-known/openid-configuration");
+    println!("  Authorize            {base}/auth/authorize");
+    println!("  Token                {base}/auth/token");
+    println!("  Register (RFC 7591)  {base}/auth/register");
+    println!("  Home page            {base}/");
+    println!();
+    println!("  Demo accounts        clinician / clinician   (a practitioner)");
+    println!("                       patient / patient       (a patient)");
+    println!();
+    println!("Press Ctrl-C to stop.");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = running.wait() => {}
+    }
+    Ok(())
+}
+
+async fn clients(command: ClientsCommand) -> anyhow::Result<()> {
+    match command {
+        ClientsCommand::Add {
+            data,
+            name,
+            redirect_uris,
+            confidential,
+            scope,
+            launch_uri,
+        } => {
+            let db = Db::open_dir(&data.data).await?;
+            let auth = AuthService::open(db, AuthConfig::new("http://127.0.0.1"), now()).await?;
+            let request = RegistrationRequest {
+                client_name: Some(name),
+                redirect_uris: Some(redirect_uris),
+                grant_types: Some(vec!["authorization_code".into(), "refresh_token".into()]),
+                token_endpoint_auth_method: Some(
+                    if confidential {
+                        "client_secret_basic"
+                    } else {
+                        "none"
+                    }
+                    .into(),
+                ),
+                scope,
+                initiate_login_uri: launch_uri,
+                ..Default::default()
+            };
+            let registered = auth
+                .add_client(request, now())
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&registered.response_json())?
+            );
+            Ok(())
+        }
+        ClientsCommand::List { data } => {
+            let db = Db::open_dir(&data.data).await?;
+            for c in db.clients().await? {
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    c.client_id,
+                    c.metadata.token_endpoint_auth_method.as_str(),
+                    c.metadata.client_name,
+                    c.metadata.redirect_uris.join(" ")
+                );
+            }
+            Ok(())
+        }
+        ClientsCommand::Remove { data, client_id } => {
+            let db = Db::open_dir(&data.data).await?;
+            if db.delete_client(&client_id).await? {
+                println!("removed {client_id}");
+                Ok(())
+            } else {
+                anyhow::bail!("no client {client_id}")
+            }
+        }
+    }
+}

@@ -260,6 +260,36 @@ impl<S: AuthStore> AuthService<S> {
         self.advance(pending, true, now).await
     }
 
+    /// “Not you? Sign out” during a request: ends the session and sends the request back to
+    /// the sign-in step, forgetting the user's choices.
+    pub async fn sign_out_of_flow(
+        &self,
+        pending_id: &str,
+        csrf: &str,
+        session_cookie: Option<&str>,
+        now: UnixTime,
+    ) -> Result<(), AuthorizeError> {
+        let mut pending = self.load_pending(pending_id, now).await?;
+        check_csrf(&pending, csrf)?;
+        if let Some(cookie) = session_cookie {
+            self.store.delete_session(&hash_token(cookie)).await?;
+        }
+        if let Some(session) = &pending.session_id {
+            self.store.delete_session(session).await?;
+        }
+        pending.user_id = None;
+        pending.session_id = None;
+        pending.auth_time = None;
+        pending.patient = None;
+        pending.encounter = None;
+        pending.encounter_decided = false;
+        pending.approved = None;
+        // After an explicit sign-out, do not adopt another live session silently.
+        pending.prompt = Some("login".into());
+        self.store.update_pending(&pending).await?;
+        Ok(())
+    }
+
     /// Ends a signed-in session (the sign-out link).
     pub async fn sign_out(
         &self,

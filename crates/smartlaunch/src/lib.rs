@@ -1,0 +1,11 @@
+//! The smartlaunch binary's library: configuration, start-up, demo seeding and the web layer
+//! (axum routers and askama pages).  Integration tests start the real server through
+//! [`server::start`] on an ephemeral port and talk to it over HTTP.
+
+pub mod clock;
+pub mod seed;
+pub mod server;
+mod web;
+
+pub use clock::{Clock, SystemClock};
+pub use server::{start, Running, Settings};

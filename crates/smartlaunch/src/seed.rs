@@ -1,0 +1,79 @@
+//! First-start seeding: the demo data set and the demo accounts.
+
+use smartlaunch_auth::store::AuthStore;
+use smartlaunch_auth::users::{hash_password, User};
+use smartlaunch_fhir::store::ResourceStore;
+use smartlaunch_store::Db;
+
+/// The demo accounts: (username, password).
+pub const DEMO_ACCOUNTS: [(&str, &str); 2] = [("clinician", "clinician"), ("patient", "patient")];
+
+/// Seeds the demo data and accounts into an empty database; leaves a seeded one alone.
+pub async fn seed_demo(db: &Db, now_instant: &str) -> anyhow::Result<()> {
+    let demo = smartlaunch_fhir::demo::generate();
+    if db.count().await? == 0 {
+        db.put_all(&demo.resources, now_instant).await?;
+    }
+    let name_of = |reference: &str| {
+        demo.resources
+            .iter()
+            .find(|r| {
+                format!(
+                    "{}/{}",
+                    r["resourceType"].as_str().unwrap_or_default(),
+                    r["id"].as_str().unwrap_or_default()
+                ) == reference
+            })
+            .and_then(|r| display_name(r))
+            .unwrap_or_else(|| reference.to_owned())
+    };
+    for (username, fhir_user) in [
+        ("clinician", demo.clinician.as_str()),
+        ("patient", demo.patient.as_str()),
+    ] {
+        if db.user_by_username(username).await?.is_some() {
+            continue;
+        }
+        add_user(db, username, username, fhir_user, &name_of(fhir_user)).await?;
+    }
+    Ok(())
+}
+
+/// Adds a user with an argon2id password hash (computed off the async runtime).
+/// Returns false when the username is taken.
+pub async fn add_user(
+    db: &Db,
+    username: &str,
+    password: &str,
+    fhir_user: &str,
+    display_name: &str,
+) -> anyhow::Result<bool> {
+    let password = password.to_owned();
+    let password_hash = tokio::task::spawn_blocking(move || hash_password(&password)).await?;
+    let user = User {
+        id: format!("user-{}", smartlaunch_auth::secrets::random_token(9)),
+        username: username.to_owned(),
+        password_hash,
+        fhir_user: fhir_user.to_owned(),
+        display_name: display_name.to_owned(),
+    };
+    Ok(db.insert_user(&user).await?)
+}
+
+/// "Given Family" (with a prefix such as "Dr." when present) of a Patient or Practitioner.
+pub fn display_name(resource: &serde_json::Value) -> Option<String> {
+    let name = resource.get("name")?.get(0)?;
+    if let Some(text) = name.get("text").and_then(|t| t.as_str()) {
+        return Some(text.to_owned());
+    }
+    let mut parts: Vec<&str> = Vec::new();
+    for key in ["prefix", "given"] {
+        if let Some(list) = name.get(key).and_then(|v| v.as_array()) {
+            parts.extend(list.iter().filter_map(|v| v.as_str()));
+        }
+    }
+    if let Some(f) = name.get("family").and_then(|v| v.as_str()) {
+        parts.push(f);
+    }
+    (!parts.is_empty()).then(|| parts.join(" "))
+}

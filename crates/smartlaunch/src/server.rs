@@ -1,0 +1,135 @@
+//! Start-up: open the database, seed it, open the authorization service, bind and serve.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+use smartlaunch_auth::{AuthConfig, AuthService};
+use smartlaunch_store::Db;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::clock::Clock;
+
+/// Server settings, read once at start (ARCHITECTURE.md: one config struct, no globals).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Where the SQLite database and its keys live.
+    pub data_dir: PathBuf,
+    /// The address to listen on; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// The externally visible base URL; `None`: `http://<bound address>`.
+    pub public_url: Option<String>,
+    /// When set, dynamic registration requires this initial access token.
+    pub registration_token: Option<String>,
+}
+
+/// Everything a request handler needs.
+pub(crate) struct AppState {
+    pub auth: AuthService<Db>,
+    pub db: Db,
+    pub clock: Arc<dyn Clock>,
+    /// Origins of registered redirect URIs: the CORS allow-list of the token endpoint and the
+    /// FHIR API (spec digest §1.1 "CORS").
+    pub client_origins: RwLock<HashSet<String>>,
+    pub secure_cookies: bool,
+}
+
+pub(crate) type App = Arc<AppState>;
+
+/// A running server.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub public_url: String,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl Running {
+    pub fn fhir_base(&self) -> String {
+        format!("{}/fhir", self.public_url)
+    }
+
+    /// Waits until the server stops (it runs until [`Running::stop`] or the process ends).
+    pub async fn wait(self) {
+        let _ = self.task.await;
+    }
+
+    /// Stops accepting connections and waits for the server to finish.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = self.task.await;
+    }
+}
+
+/// Opens the data directory, seeds the demo data on first start, and serves.
+pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
+    let listener = TcpListener::bind(settings.listen).await?;
+    let addr = listener.local_addr()?;
+    let public_url = settings
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
+    let public_url = public_url.trim_end_matches('/').to_owned();
+    url::Url::parse(&public_url).map_err(|e| anyhow::anyhow!("--public-url {public_url}: {e}"))?;
+
+    let db = Db::open_dir(&settings.data_dir).await?;
+    crate::seed::seed_demo(&db, &instant(clock.now())).await?;
+    let mut config = AuthConfig::new(&public_url);
+    config.registration_token = settings.registration_token.clone();
+    let auth = AuthService::open(db.clone(), config, clock.now()).await?;
+    let state = Arc::new(AppState {
+        auth,
+        db,
+        clock,
+        client_origins: RwLock::new(HashSet::new()),
+        secure_cookies: public_url.starts_with("https://"),
+    });
+    crate::web::reload_client_origins(&state).await;
+    spawn_housekeeping(state.clone());
+
+    let router = crate::web::router(state);
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let serve = axum::serve(listener, router).with_graceful_shutdown(async {
+            let _ = rx.await;
+        });
+        if let Err(e) = serve.await {
+            tracing::error!("server stopped: {e}");
+        }
+    });
+    Ok(Running {
+        addr,
+        public_url,
+        shutdown: Some(tx),
+        task,
+    })
+}
+
+/// Deletes expired records every minute.
+fn spawn_housekeeping(state: App) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            if let Err(e) = state.auth.purge_expired(state.clock.now()).await {
+                tracing::warn!("housekeeping: {e}");
+            }
+        }
+    });
+}
+
+/// A FHIR `instant` (RFC 3339, UTC) for a Unix time.
+pub(crate) fn instant(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| "1970-01-01T00:00:00Z".into())
+}

@@ -1,0 +1,525 @@
+//! The authorize endpoint (GET and POST, checklist item 21) and the browser steps that follow:
+//! sign-in, patient picker, encounter picker, consent.
+
+use askama::Template;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::Response;
+use serde_json::Value;
+use smart_scopes::ScopeSet;
+use smartlaunch_auth::authorize::AuthorizationRequest;
+use smartlaunch_auth::service::{FlowStep, Progress};
+use smartlaunch_auth::store::{AuthStore, PendingAuthorization};
+use smartlaunch_auth::users::User;
+use smartlaunch_auth::AuthorizeError;
+use smartlaunch_fhir::store::ResourceStore;
+
+use crate::seed::display_name;
+use crate::server::App;
+use crate::web::pages::{error_page, render};
+use crate::web::{
+    field, form_pairs, is_form, redirect, see_other, session_cookie, session_set_cookie,
+};
+
+/// Patients per page in the picker.
+const PAGE_SIZE: i64 = 10;
+
+/// `GET /auth/authorize`.
+pub(crate) async fn authorize_get(
+    State(app): State<App>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let pairs = form_pairs(query.unwrap_or_default().as_bytes());
+    start(&app, &headers, pairs, StatusCode::FOUND).await
+}
+
+/// `POST /auth/authorize` (form body).
+pub(crate) async fn authorize_post(
+    State(app): State<App>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let pairs = if is_form(&headers) {
+        form_pairs(&body)
+    } else {
+        Vec::new()
+    };
+    start(&app, &headers, pairs, StatusCode::SEE_OTHER).await
+}
+
+async fn start(
+    app: &App,
+    headers: &HeaderMap,
+    pairs: Vec<(String, String)>,
+    status: StatusCode,
+) -> Response {
+    let request = AuthorizationRequest::from_pairs(pairs);
+    let cookie = session_cookie(headers);
+    match app
+        .auth
+        .authorize(request, cookie.as_deref(), app.clock.now())
+        .await
+    {
+        Ok(Progress::Redirect(url)) => redirect(status, &url),
+        Ok(Progress::Step { pending, .. }) => {
+            redirect(status, &format!("/auth/flow/{}", pending.id))
+        }
+        Err(e) => flow_error(e, status),
+    }
+}
+
+/// The response to a flow error: an error page, or a redirect to the verified redirect_uri.
+fn flow_error(e: AuthorizeError, status: StatusCode) -> Response {
+    if let Some(url) = e.redirect_url() {
+        return redirect(status, &url);
+    }
+    match e {
+        AuthorizeError::NotRedirectable(m) => error_page(StatusCode::BAD_REQUEST, "This app cannot sign in", &m),
+        AuthorizeError::UnknownRequest => error_page(
+            StatusCode::BAD_REQUEST,
+            "This sign-in has expired",
+            "This sign-in request is unknown, finished or has expired. Go back to the app and start again.",
+        ),
+        AuthorizeError::BadStep(m) => error_page(StatusCode::BAD_REQUEST, "This step cannot be done", m),
+        AuthorizeError::SignInFailed => error_page(StatusCode::BAD_REQUEST, "Sign-in failed", "The username or password is incorrect."),
+        AuthorizeError::Internal(m) => {
+            tracing::error!("authorization flow: {m}");
+            error_page(StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong", "The server could not complete this step.")
+        }
+        AuthorizeError::Redirect { .. } => error_page(StatusCode::BAD_REQUEST, "Bad request", "The request is not valid."),
+    }
+}
+
+/// `GET /auth/flow/{id}`: shows the step the request is at (`q` and `page` page the picker).
+pub(crate) async fn show(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let query = form_pairs(query.unwrap_or_default().as_bytes());
+    let cookie = session_cookie(&headers);
+    match app
+        .auth
+        .resume(&id, cookie.as_deref(), app.clock.now())
+        .await
+    {
+        Ok(Progress::Redirect(url)) => see_other(&url),
+        Ok(Progress::Step {
+            step,
+            pending,
+            user,
+        }) => render_step(&app, step, &pending, user.as_deref(), &query, false).await,
+        Err(e) => flow_error(e, StatusCode::SEE_OTHER),
+    }
+}
+
+/// `POST /auth/flow/{id}/signin`.
+pub(crate) async fn sign_in(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let form = form_pairs(&body);
+    let (csrf, username, password) = (
+        field(&form, "csrf"),
+        field(&form, "username"),
+        field(&form, "password"),
+    );
+    let now = app.clock.now();
+    match app
+        .auth
+        .sign_in(
+            &id,
+            csrf.unwrap_or_default(),
+            username.unwrap_or_default(),
+            password.unwrap_or_default(),
+            now,
+        )
+        .await
+    {
+        Ok(signed_in) => {
+            let mut response = see_other(&format!("/auth/flow/{id}"));
+            response.headers_mut().insert(
+                header::SET_COOKIE,
+                session_set_cookie(&app, &signed_in.session_cookie),
+            );
+            response
+        }
+        Err(AuthorizeError::SignInFailed) => match app.auth.resume(&id, None, now).await {
+            Ok(Progress::Step {
+                step: FlowStep::SignIn,
+                pending,
+                ..
+            }) => render_step(&app, FlowStep::SignIn, &pending, None, &[], true).await,
+            Ok(_) => see_other(&format!("/auth/flow/{id}")),
+            Err(e) => flow_error(e, StatusCode::SEE_OTHER),
+        },
+        Err(e) => flow_error(e, StatusCode::SEE_OTHER),
+    }
+}
+
+/// `POST /auth/flow/{id}/patient`.
+pub(crate) async fn choose_patient(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let form = form_pairs(&body);
+    let result = app
+        .auth
+        .choose_patient(
+            &id,
+            field(&form, "csrf").unwrap_or_default(),
+            field(&form, "patient").unwrap_or_default(),
+            app.clock.now(),
+        )
+        .await;
+    after_step(result, &id)
+}
+
+/// `POST /auth/flow/{id}/encounter`.
+pub(crate) async fn choose_encounter(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let form = form_pairs(&body);
+    let result = app
+        .auth
+        .choose_encounter(
+            &id,
+            field(&form, "csrf").unwrap_or_default(),
+            field(&form, "encounter").unwrap_or_default(),
+            app.clock.now(),
+        )
+        .await;
+    after_step(result, &id)
+}
+
+/// `POST /auth/flow/{id}/consent`: `decision` is `allow` or `deny`; each checked `scope` is kept.
+pub(crate) async fn consent(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let form = form_pairs(&body);
+    let approved: Vec<String> = form
+        .iter()
+        .filter(|(k, _)| k == "scope")
+        .map(|(_, v)| v.clone())
+        .collect();
+    let allow = field(&form, "decision") == Some("allow");
+    match app
+        .auth
+        .consent(
+            &id,
+            field(&form, "csrf").unwrap_or_default(),
+            allow,
+            &approved,
+            app.clock.now(),
+        )
+        .await
+    {
+        Ok(Progress::Redirect(url)) => see_other(&url),
+        Ok(Progress::Step { .. }) => see_other(&format!("/auth/flow/{id}")),
+        Err(e) => flow_error(e, StatusCode::SEE_OTHER),
+    }
+}
+
+/// `POST /auth/flow/{id}/signout`: "Not you? Sign out".
+pub(crate) async fn sign_out(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form = form_pairs(&body);
+    let cookie = session_cookie(&headers);
+    let result = app
+        .auth
+        .sign_out_of_flow(
+            &id,
+            field(&form, "csrf").unwrap_or_default(),
+            cookie.as_deref(),
+            app.clock.now(),
+        )
+        .await;
+    let mut response = after_step(result, &id);
+    response
+        .headers_mut()
+        .insert(header::SET_COOKIE, crate::web::session_clear_cookie());
+    response
+}
+
+fn after_step(result: Result<(), AuthorizeError>, id: &str) -> Response {
+    match result {
+        Ok(()) => see_other(&format!("/auth/flow/{id}")),
+        Err(e) => flow_error(e, StatusCode::SEE_OTHER),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "signin.html")]
+struct SignInPage<'a> {
+    app_name: &'a str,
+    pending_id: &'a str,
+    csrf: &'a str,
+    failed: bool,
+}
+
+struct PatientRow {
+    id: String,
+    name: String,
+    gender: String,
+    birth_date: String,
+    mrn: String,
+}
+
+#[derive(Template)]
+#[template(path = "patients.html")]
+struct PatientsPage<'a> {
+    app_name: &'a str,
+    user_name: &'a str,
+    pending_id: &'a str,
+    csrf: &'a str,
+    query: &'a str,
+    patients: Vec<PatientRow>,
+    total: i64,
+    first: i64,
+    last: i64,
+    prev_href: Option<String>,
+    next_href: Option<String>,
+}
+
+struct EncounterRow {
+    id: String,
+    date: String,
+    kind: String,
+    class: String,
+}
+
+#[derive(Template)]
+#[template(path = "encounters.html")]
+struct EncountersPage<'a> {
+    app_name: &'a str,
+    user_name: &'a str,
+    pending_id: &'a str,
+    csrf: &'a str,
+    patient_name: &'a str,
+    encounters: Vec<EncounterRow>,
+}
+
+struct ScopeRow {
+    raw: String,
+    label: String,
+}
+
+#[derive(Template)]
+#[template(path = "consent.html")]
+struct ConsentPage<'a> {
+    app_name: &'a str,
+    user_name: &'a str,
+    pending_id: &'a str,
+    csrf: &'a str,
+    patient_name: Option<String>,
+    encounter_label: Option<String>,
+    scopes: Vec<ScopeRow>,
+}
+
+async fn render_step(
+    app: &App,
+    step: FlowStep,
+    pending: &PendingAuthorization,
+    user: Option<&User>,
+    query: &[(String, String)],
+    failed: bool,
+) -> Response {
+    let client = app.db.client(&pending.client_id).await.ok().flatten();
+    let app_name = client
+        .as_ref()
+        .map_or("the app", |c| c.metadata.client_name.as_str());
+    let user_name = user.map_or("", |u| u.display_name.as_str());
+    let (pending_id, csrf) = (pending.id.as_str(), pending.csrf.as_str());
+    match step {
+        FlowStep::SignIn => render(
+            StatusCode::OK,
+            &SignInPage {
+                app_name,
+                pending_id,
+                csrf,
+                failed,
+            },
+        ),
+        FlowStep::PickPatient => {
+            let q = field(query, "q")
+                .unwrap_or_default()
+                .chars()
+                .take(100)
+                .collect::<String>();
+            let page = field(query, "page")
+                .and_then(|p| p.parse::<i64>().ok())
+                .unwrap_or(1)
+                .clamp(1, 100_000);
+            let (patients, total) = match app
+                .db
+                .search_patients(&q, (page - 1) * PAGE_SIZE, PAGE_SIZE)
+                .await
+            {
+                Ok(found) => found,
+                Err(e) => {
+                    return flow_error(
+                        AuthorizeError::Internal(e.to_string()),
+                        StatusCode::SEE_OTHER,
+                    )
+                }
+            };
+            let href = |p: i64| {
+                format!(
+                    "/auth/flow/{pending_id}?{}",
+                    serde_urlencoded::to_string([("q", q.as_str()), ("page", &p.to_string())])
+                        .unwrap_or_default()
+                )
+            };
+            let first = (page - 1) * PAGE_SIZE + 1;
+            let last = first + patients.len() as i64 - 1;
+            let rows = patients.iter().map(patient_row).collect();
+            render(
+                StatusCode::OK,
+                &PatientsPage {
+                    app_name,
+                    user_name,
+                    pending_id,
+                    csrf,
+                    query: &q,
+                    patients: rows,
+                    total,
+                    first,
+                    last,
+                    prev_href: (page > 1).then(|| href(page - 1)),
+                    next_href: (last < total).then(|| href(page + 1)),
+                },
+            )
+        }
+        FlowStep::PickEncounter { encounter_ids } => {
+            let patient = pending
+                .patient
+                .as_deref()
+                .or(user.and_then(User::patient_id))
+                .unwrap_or_default();
+            let encounters = app.db.encounters_of(patient).await.unwrap_or_default();
+            let rows = encounters
+                .iter()
+                .filter(|e| {
+                    e["id"]
+                        .as_str()
+                        .is_some_and(|id| encounter_ids.iter().any(|x| x == id))
+                })
+                .map(encounter_row)
+                .collect();
+            let patient_name = patient_name(app, Some(patient)).await.unwrap_or_default();
+            render(
+                StatusCode::OK,
+                &EncountersPage {
+                    app_name,
+                    user_name,
+                    pending_id,
+                    csrf,
+                    patient_name: &patient_name,
+                    encounters: rows,
+                },
+            )
+        }
+        FlowStep::Consent => {
+            let scopes = ScopeSet::parse(&pending.scope)
+                .map(|s| {
+                    s.iter()
+                        .map(|s| ScopeRow {
+                            raw: s.to_string(),
+                            label: s.describe(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let patient = pending
+                .patient
+                .as_deref()
+                .or(user.and_then(User::patient_id));
+            let encounter_label = match &pending.encounter {
+                Some(e) => app
+                    .db
+                    .read("Encounter", e)
+                    .await
+                    .ok()
+                    .flatten()
+                    .and_then(|r| serde_json::from_str(&r.json).ok())
+                    .map(|v: Value| {
+                        let row = encounter_row(&v);
+                        format!("{} — {}", row.date, row.kind)
+                    }),
+                None => None,
+            };
+            render(
+                StatusCode::OK,
+                &ConsentPage {
+                    app_name,
+                    user_name,
+                    pending_id,
+                    csrf,
+                    patient_name: patient_name(app, patient).await,
+                    encounter_label,
+                    scopes,
+                },
+            )
+        }
+    }
+}
+
+async fn patient_name(app: &App, patient: Option<&str>) -> Option<String> {
+    let stored = app.db.read("Patient", patient?).await.ok()??;
+    let value: Value = serde_json::from_str(&stored.json).ok()?;
+    display_name(&value)
+}
+
+fn patient_row(p: &Value) -> PatientRow {
+    let mrn = p["identifier"]
+        .as_array()
+        .and_then(|ids| {
+            ids.iter()
+                .find(|i| i["type"]["text"] == "MRN")
+                .or(ids.first())
+        })
+        .and_then(|i| i["value"].as_str())
+        .unwrap_or_default();
+    PatientRow {
+        id: p["id"].as_str().unwrap_or_default().to_owned(),
+        name: display_name(p).unwrap_or_else(|| "(no name)".into()),
+        gender: p["gender"].as_str().unwrap_or("unknown").to_owned(),
+        birth_date: p["birthDate"].as_str().unwrap_or_default().to_owned(),
+        mrn: mrn.to_owned(),
+    }
+}
+
+fn encounter_row(e: &Value) -> EncounterRow {
+    EncounterRow {
+        id: e["id"].as_str().unwrap_or_default().to_owned(),
+        date: e["period"]["start"]
+            .as_str()
+            .unwrap_or_default()
+            .chars()
+            .take(10)
+            .collect(),
+        kind: e["type"][0]["text"]
+            .as_str()
+            .or(e["type"][0]["coding"][0]["display"].as_str())
+            .unwrap_or("Encounter")
+            .to_owned(),
+        class: e["class"]["display"]
+            .as_str()
+            .or(e["class"]["code"].as_str())
+            .unwrap_or_default()
+            .to_owned(),
+    }
+}

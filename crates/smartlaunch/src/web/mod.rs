@@ -1,0 +1,208 @@
+//! The HTTP layer: routers, CORS, and the few helpers every handler shares.  Handlers parse,
+//! call the core, render; protocol rules live in `smartlaunch-auth`.
+
+mod discovery;
+mod fhir;
+mod flow;
+mod home;
+mod oauth;
+mod pages;
+
+use std::collections::HashSet;
+
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use smartlaunch_auth::store::AuthStore;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+use tower_http::limit::RequestBodyLimitLayer;
+
+use crate::server::App;
+
+/// The session cookie's name.
+pub(crate) const SESSION_COOKIE: &str = "smartlaunch_session";
+/// The largest request body accepted by the OAuth and page endpoints.
+const FORM_BODY_LIMIT: usize = 64 * 1024;
+
+pub(crate) fn router(app: App) -> Router {
+    // Discovery documents and the CapabilityStatement: any origin (checklist item 15).
+    let public = Router::new()
+        .route(
+            "/fhir/.well-known/smart-configuration",
+            get(discovery::smart_configuration),
+        )
+        .route(
+            "/.well-known/openid-configuration",
+            get(discovery::openid_configuration),
+        )
+        .route("/.well-known/jwks.json", get(discovery::jwks))
+        .route("/fhir/metadata", get(fhir::metadata))
+        .route("/auth/register", post(oauth::register))
+        .layer(
+            CorsLayer::new()
+                .allow_origin(Any)
+                .allow_methods([Method::GET, Method::POST])
+                .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT]),
+        );
+    // The token endpoint and the FHIR API: registered client origins only.
+    let state = app.clone();
+    let for_clients = Router::new()
+        .route("/auth/token", post(oauth::token))
+        .route("/fhir/{resource_type}/{id}", get(fhir::read))
+        .layer(
+            CorsLayer::new()
+                .allow_origin(AllowOrigin::async_predicate(
+                    move |origin: HeaderValue, _| {
+                        let state = state.clone();
+                        async move { is_client_origin(&state, &origin).await }
+                    },
+                ))
+                .allow_methods([Method::GET, Method::POST])
+                .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
+                .expose_headers([header::ETAG, header::LOCATION, header::WWW_AUTHENTICATE]),
+        );
+    let pages = Router::new()
+        .route("/", get(home::home))
+        .route("/auth/signout", post(home::sign_out))
+        .route(
+            "/auth/authorize",
+            get(flow::authorize_get).post(flow::authorize_post),
+        )
+        .route("/auth/flow/{id}", get(flow::show))
+        .route("/auth/flow/{id}/signin", post(flow::sign_in))
+        .route("/auth/flow/{id}/patient", post(flow::choose_patient))
+        .route("/auth/flow/{id}/encounter", post(flow::choose_encounter))
+        .route("/auth/flow/{id}/consent", post(flow::consent))
+        .route("/auth/flow/{id}/signout", post(flow::sign_out));
+    public
+        .merge(for_clients)
+        .merge(pages)
+        .fallback(not_found)
+        .layer(RequestBodyLimitLayer::new(FORM_BODY_LIMIT))
+        .layer(CatchPanicLayer::new())
+        .with_state(app)
+}
+
+async fn not_found(method: Method, uri: axum::http::Uri) -> Response {
+    if uri.path().starts_with("/fhir/") {
+        return fhir::outcome(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            &format!("{method} {} is not supported", uri.path()),
+        );
+    }
+    pages::error_page(
+        StatusCode::NOT_FOUND,
+        "Not found",
+        "There is no page at this address.",
+    )
+}
+
+/// Whether `origin` is the origin of a registered redirect URI.  A miss reloads the list from
+/// the database, so clients registered by another process (the CLI) are seen too.
+async fn is_client_origin(app: &App, origin: &HeaderValue) -> bool {
+    let Ok(origin) = origin.to_str() else {
+        return false;
+    };
+    if app
+        .client_origins
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .contains(origin)
+    {
+        return true;
+    }
+    reload_client_origins(app).await;
+    app.client_origins
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .contains(origin)
+}
+
+/// Recomputes the CORS allow-list from the registered clients.
+pub(crate) async fn reload_client_origins(app: &App) {
+    let Ok(clients) = app.db.clients().await else {
+        return;
+    };
+    let origins: HashSet<String> = clients
+        .iter()
+        .flat_map(|c| c.metadata.redirect_uris.iter())
+        .filter_map(|u| url::Url::parse(u).ok())
+        .map(|u| u.origin().ascii_serialization())
+        .filter(|o| o != "null")
+        .collect();
+    *app.client_origins
+        .write()
+        .unwrap_or_else(|p| p.into_inner()) = origins;
+}
+
+/// Decodes an `application/x-www-form-urlencoded` body (or query) into pairs.
+pub(crate) fn form_pairs(bytes: &[u8]) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(bytes).into_owned().collect()
+}
+
+/// The first value of a form field.
+pub(crate) fn field<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// Whether the request body is declared as a form.
+pub(crate) fn is_form(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| {
+            v.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
+}
+
+/// The session cookie's value, if the browser sent one.
+pub(crate) fn session_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value.to_owned())
+}
+
+/// `Set-Cookie` for a new session: random id, HttpOnly, SameSite=Lax, Secure over TLS.
+pub(crate) fn session_set_cookie(app: &App, value: &str) -> HeaderValue {
+    let secure = if app.secure_cookies { "; Secure" } else { "" };
+    let max_age = app.auth.config.session_lifetime;
+    HeaderValue::from_str(&format!(
+        "{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}"
+    ))
+    .expect("cookie value is URL-safe")
+}
+
+/// `Set-Cookie` that removes the session cookie.
+pub(crate) fn session_clear_cookie() -> HeaderValue {
+    HeaderValue::from_static("smartlaunch_session=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0")
+}
+
+/// `303 See Other` to a URL (after a form POST).
+pub(crate) fn see_other(location: &str) -> Response {
+    redirect(StatusCode::SEE_OTHER, location)
+}
+
+/// A redirect with the given 3xx status.
+pub(crate) fn redirect(status: StatusCode, location: &str) -> Response {
+    match HeaderValue::from_str(location) {
+        Ok(v) => (status, [(header::LOCATION, v)]).into_response(),
+        Err(_) => pages::error_page(
+            StatusCode::BAD_REQUEST,
+            "Bad redirect",
+            "The redirect address is not valid.",
+        ),
+    }
+}

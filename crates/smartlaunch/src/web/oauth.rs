@@ -1,0 +1,149 @@
+//! The token endpoint (RFC 6749 §3.2, spec digest §1.5–1.7) and RFC 7591 registration.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value};
+use smartlaunch_auth::client::RegistrationRequest;
+use smartlaunch_auth::token::{BasicCredentials, TokenRequest};
+use smartlaunch_auth::{RegistrationError, TokenError};
+
+use crate::server::App;
+use crate::web::{form_pairs, is_form, reload_client_origins};
+
+/// JSON with `Cache-Control: no-store` and `Pragma: no-cache` (checklist item 61), errors included.
+fn json_no_store(
+    status: StatusCode,
+    body: &Value,
+    extra: Option<(header::HeaderName, HeaderValue)>,
+) -> Response {
+    let mut response = (
+        status,
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+            (header::PRAGMA, HeaderValue::from_static("no-cache")),
+        ],
+        body.to_string(),
+    )
+        .into_response();
+    if let Some((name, value)) = extra {
+        response.headers_mut().insert(name, value);
+    }
+    response
+}
+
+/// An RFC 6749 §5.2 error: 401 for `invalid_client` (with a `WWW-Authenticate` challenge when
+/// the client tried HTTP Basic), 500 for our own failures, 400 otherwise.
+fn token_error(e: &TokenError, used_basic: bool) -> Response {
+    let status = match e {
+        TokenError::InvalidClient(_) => StatusCode::UNAUTHORIZED,
+        TokenError::ServerError(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    if status.is_server_error() {
+        tracing::error!("token endpoint: {e}");
+    }
+    let challenge = (used_basic && status == StatusCode::UNAUTHORIZED).then(|| {
+        (
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"smartlaunch\""),
+        )
+    });
+    json_no_store(
+        status,
+        &json!({ "error": e.code(), "error_description": e.description() }),
+        challenge,
+    )
+}
+
+/// `POST /auth/token`.
+pub(crate) async fn token(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let used_basic =
+        authorization.is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("basic "));
+    let now = app.clock.now();
+    let result = async {
+        if !is_form(&headers) {
+            return Err(TokenError::InvalidRequest(
+                "the token request must be a POST with Content-Type: application/x-www-form-urlencoded".into(),
+            ));
+        }
+        let basic = authorization.map(BasicCredentials::from_authorization).transpose()?.flatten();
+        let request = TokenRequest::from_pairs(form_pairs(&body))?;
+        app.auth.token(request, basic, now).await
+    }
+    .await;
+    match result {
+        Ok(response) => json_no_store(
+            StatusCode::OK,
+            &serde_json::to_value(response).unwrap_or_default(),
+            None,
+        ),
+        Err(e) => token_error(&e, used_basic),
+    }
+}
+
+/// `POST /auth/register` (RFC 7591).
+pub(crate) async fn register(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim);
+    let result = async {
+        let is_json = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.split(';')
+                    .next()
+                    .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+            });
+        if !is_json {
+            return Err(RegistrationError::InvalidClientMetadata(
+                "send the client metadata as Content-Type: application/json".into(),
+            ));
+        }
+        let request: RegistrationRequest = serde_json::from_slice(&body).map_err(|e| {
+            RegistrationError::InvalidClientMetadata(format!(
+                "the body is not valid client metadata JSON: {e}"
+            ))
+        })?;
+        app.auth.register(request, bearer, app.clock.now()).await
+    }
+    .await;
+    match result {
+        Ok(registered) => {
+            reload_client_origins(&app).await;
+            json_no_store(StatusCode::CREATED, &registered.response_json(), None)
+        }
+        Err(e) => {
+            let status = match e {
+                RegistrationError::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+                RegistrationError::ServerError(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            let challenge = (status == StatusCode::UNAUTHORIZED).then(|| {
+                (
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"smartlaunch\""),
+                )
+            });
+            json_no_store(
+                status,
+                &json!({ "error": e.code(), "error_description": e.description() }),
+                challenge,
+            )
+        }
+    }
+}
