@@ -11,7 +11,15 @@ pub struct OAuthUris<'a> {
 }
 
 /// The resource types served today and their interactions.
-pub const RESOURCES: &[(&str, &[&str])] = &[("Patient", &["read"]), ("Practitioner", &["read"])];
+pub const RESOURCES: &[(&str, &[&str])] = &[
+    ("AllergyIntolerance", &["read"]),
+    ("Condition", &["read"]),
+    ("Encounter", &["read"]),
+    ("MedicationRequest", &["read"]),
+    ("Observation", &["read"]),
+    ("Patient", &["read"]),
+    ("Practitioner", &["read"]),
+];
 
 pub fn capability_statement(
     software_version: &str,

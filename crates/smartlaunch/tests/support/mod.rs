@@ -1,0 +1,451 @@
+//! Test support: a real server on an ephemeral port, and a scripted browser that follows the
+//! server's HTML forms by their field names (no mocks of our own server).
+
+use std::sync::Arc;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use reqwest::header::{HeaderMap, COOKIE, LOCATION, SET_COOKIE};
+use reqwest::redirect::Policy;
+use reqwest::{Response, StatusCode};
+use serde_json::{json, Value};
+use smartlaunch::{start, Running, Settings, SystemClock};
+
+pub struct Server {
+    pub running: Option<Running>,
+    pub clock: Arc<SystemClock>,
+    pub base: String,
+    pub fhir: String,
+    pub http: reqwest::Client,
+    dir: std::path::PathBuf,
+}
+
+pub fn random(n: usize) -> String {
+    let mut b = vec![0u8; n];
+    aws_lc_rs::rand::fill(&mut b).unwrap();
+    URL_SAFE_NO_PAD.encode(b)
+}
+
+pub fn s256(verifier: &str) -> String {
+    URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        verifier.as_bytes(),
+    ))
+}
+
+impl Server {
+    pub async fn start() -> Server {
+        Server::start_with(None).await
+    }
+
+    pub async fn start_with(registration_token: Option<&str>) -> Server {
+        let dir = std::env::temp_dir().join(format!("smartlaunch-it-{}", random(8)));
+        let clock = Arc::new(SystemClock::default());
+        let running = start(
+            Settings {
+                data_dir: dir.clone(),
+                listen: "127.0.0.1:0".parse().unwrap(),
+                public_url: None,
+                registration_token: registration_token.map(str::to_owned),
+            },
+            clock.clone(),
+        )
+        .await
+        .expect("server starts");
+        let base = running.public_url.clone();
+        Server {
+            fhir: format!("{base}/fhir"),
+            base,
+            clock,
+            http: reqwest::Client::builder()
+                .redirect(Policy::none())
+                .build()
+                .unwrap(),
+            running: Some(running),
+            dir,
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(r) = self.running.take() {
+            r.stop().await;
+        }
+        std::fs::remove_dir_all(&self.dir).ok();
+    }
+
+    pub fn redirect_uri(&self) -> String {
+        "http://127.0.0.1:9/app/callback".into()
+    }
+
+    /// Registers an app through RFC 7591 and returns the registration response.
+    pub async fn register(&self, metadata: Value) -> Value {
+        let r = self
+            .http
+            .post(format!("{}/auth/register", self.base))
+            .json(&metadata)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED, "registration failed");
+        r.json().await.unwrap()
+    }
+
+    pub async fn public_app(&self) -> String {
+        let reg = self
+            .register(json!({
+                "client_name": "Test App",
+                "redirect_uris": [self.redirect_uri()],
+                "grant_types": ["authorization_code", "refresh_token"],
+                "token_endpoint_auth_method": "none",
+            }))
+            .await;
+        reg["client_id"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn confidential_app(&self, method: &str) -> (String, String) {
+        let reg = self
+            .register(json!({
+                "client_name": "Confidential App",
+                "redirect_uris": [self.redirect_uri()],
+                "grant_types": ["authorization_code", "refresh_token"],
+                "token_endpoint_auth_method": method,
+            }))
+            .await;
+        (
+            reg["client_id"].as_str().unwrap().to_owned(),
+            reg["client_secret"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// Authorization parameters of a valid standalone launch.
+    pub fn authorize_params(
+        &self,
+        client_id: &str,
+        scope: &str,
+        verifier: &str,
+    ) -> Vec<(String, String)> {
+        [
+            ("response_type", "code"),
+            ("client_id", client_id),
+            ("redirect_uri", &self.redirect_uri()),
+            ("scope", scope),
+            ("state", "state-0123456789abcdef"),
+            ("aud", &self.fhir),
+            ("code_challenge", &s256(verifier)),
+            ("code_challenge_method", "S256"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+
+    pub fn authorize_url(&self, params: &[(String, String)]) -> String {
+        format!(
+            "{}/auth/authorize?{}",
+            self.base,
+            serde_urlencoded::to_string(params).unwrap()
+        )
+    }
+
+    /// Exchanges a code at the token endpoint.
+    pub async fn token(&self, form: &[(&str, &str)]) -> Response {
+        self.http
+            .post(format!("{}/auth/token", self.base))
+            .form(form)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn read(&self, path: &str, access_token: &str) -> Response {
+        self.http
+            .get(format!("{}/{path}", self.fhir))
+            .bearer_auth(access_token)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+/// A scripted browser: keeps the session cookie, follows the server's own redirects, and
+/// fills the forms it is shown.
+pub struct Browser<'a> {
+    pub server: &'a Server,
+    pub cookie: Option<String>,
+    pub page: String,
+    pub url: String,
+}
+
+/// Where a browser step ended.
+#[derive(Debug)]
+pub enum Landing {
+    /// A page of the server (its path).
+    Page(String),
+    /// The app's redirect_uri was reached (the full URL).
+    App(String),
+}
+
+impl<'a> Browser<'a> {
+    pub fn new(server: &'a Server) -> Browser<'a> {
+        Browser {
+            server,
+            cookie: None,
+            page: String::new(),
+            url: String::new(),
+        }
+    }
+
+    fn headers(&self) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        if let Some(c) = &self.cookie {
+            h.insert(COOKIE, format!("smartlaunch_session={c}").parse().unwrap());
+        }
+        h
+    }
+
+    fn take_cookie(&mut self, r: &Response) {
+        for v in r.headers().get_all(SET_COOKIE) {
+            let v = v.to_str().unwrap();
+            if let Some(rest) = v.strip_prefix("smartlaunch_session=") {
+                let value = rest.split(';').next().unwrap();
+                self.cookie = (!value.is_empty()).then(|| value.to_owned());
+            }
+        }
+    }
+
+    /// Follows redirects while they stay on our server; stops at the app.
+    async fn follow(&mut self, mut r: Response) -> Landing {
+        loop {
+            self.take_cookie(&r);
+            if r.status().is_redirection() {
+                let loc = r.headers()[LOCATION].to_str().unwrap().to_owned();
+                let absolute = if loc.starts_with('/') {
+                    format!("{}{loc}", self.server.base)
+                } else {
+                    loc
+                };
+                if !absolute.starts_with(&self.server.base) {
+                    return Landing::App(absolute);
+                }
+                r = self
+                    .server
+                    .http
+                    .get(&absolute)
+                    .headers(self.headers())
+                    .send()
+                    .await
+                    .unwrap();
+                self.url = absolute;
+                continue;
+            }
+            self.page = r.text().await.unwrap();
+            return Landing::Page(self.url.clone());
+        }
+    }
+
+    pub async fn get(&mut self, url: &str) -> Landing {
+        self.url = url.to_owned();
+        let r = self
+            .server
+            .http
+            .get(url)
+            .headers(self.headers())
+            .send()
+            .await
+            .unwrap();
+        self.follow(r).await
+    }
+
+    pub async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Landing {
+        let r = self
+            .server
+            .http
+            .post(format!("{}{path}", self.server.base))
+            .headers(self.headers())
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        self.follow(r).await
+    }
+
+    /// The value of the first hidden `csrf` field on the page.
+    pub fn csrf(&self) -> String {
+        attr_after(&self.page, "name=\"csrf\" value=\"").expect("the page has a CSRF field")
+    }
+
+    /// The pending request id of the current page.
+    pub fn flow_id(&self) -> String {
+        attr_after(&self.page, "action=\"/auth/flow/")
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap()
+            .to_owned()
+    }
+
+    pub fn is_sign_in(&self) -> bool {
+        self.page.contains("<h1>Sign in</h1>")
+    }
+    pub fn is_patient_picker(&self) -> bool {
+        self.page.contains("<h1>Choose a patient</h1>")
+    }
+    pub fn is_encounter_picker(&self) -> bool {
+        self.page.contains("<h1>Choose an encounter</h1>")
+    }
+    pub fn is_consent(&self) -> bool {
+        self.page.contains("name=\"decision\" value=\"allow\"")
+    }
+
+    pub async fn sign_in(&mut self, username: &str, password: &str) -> Landing {
+        let (id, csrf) = (self.flow_id(), self.csrf());
+        self.post(
+            &format!("/auth/flow/{id}/signin"),
+            &[
+                ("csrf", &csrf),
+                ("username", username),
+                ("password", password),
+            ],
+        )
+        .await
+    }
+
+    pub async fn pick_patient(&mut self, patient: &str) -> Landing {
+        let (id, csrf) = (self.flow_id(), self.csrf());
+        self.post(
+            &format!("/auth/flow/{id}/patient"),
+            &[("csrf", &csrf), ("patient", patient)],
+        )
+        .await
+    }
+
+    pub async fn pick_encounter(&mut self, encounter: &str) -> Landing {
+        let (id, csrf) = (self.flow_id(), self.csrf());
+        self.post(
+            &format!("/auth/flow/{id}/encounter"),
+            &[("csrf", &csrf), ("encounter", encounter)],
+        )
+        .await
+    }
+
+    /// The scopes offered on the consent page, in order.
+    pub fn offered_scopes(&self) -> Vec<String> {
+        self.page
+            .split("name=\"scope\" value=\"")
+            .skip(1)
+            .map(|s| html_unescape(s.split('"').next().unwrap()))
+            .collect()
+    }
+
+    /// Consents with the given scopes (`None`: everything offered).
+    pub async fn consent(&mut self, allow: bool, scopes: Option<&[&str]>) -> Landing {
+        let (id, csrf) = (self.flow_id(), self.csrf());
+        let offered = self.offered_scopes();
+        let chosen: Vec<String> = match scopes {
+            Some(s) => s.iter().map(|s| s.to_string()).collect(),
+            None => offered,
+        };
+        let mut form: Vec<(&str, &str)> = vec![
+            ("csrf", &csrf),
+            ("decision", if allow { "allow" } else { "deny" }),
+        ];
+        for s in &chosen {
+            form.push(("scope", s));
+        }
+        self.post(&format!("/auth/flow/{id}/consent"), &form).await
+    }
+}
+
+fn attr_after(page: &str, marker: &str) -> Option<String> {
+    let start = page.find(marker)? + marker.len();
+    Some(html_unescape(
+        &page[start..start + page[start..].find('"')?],
+    ))
+}
+
+fn html_unescape(s: &str) -> String {
+    s.replace("&#x2f;", "/")
+        .replace("&#47;", "/")
+        .replace("&#x27;", "'")
+        .replace("&#39;", "'")
+        .replace("&quot;", "\"")
+        .replace("&#34;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+/// The query parameters of a URL.
+pub fn query_of(url: &str) -> std::collections::HashMap<String, String> {
+    url::Url::parse(url)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect()
+}
+
+/// The claims of a JWT, without verification.
+pub fn jwt_claims(token: &str) -> Value {
+    let payload = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}
+
+/// A complete standalone launch for `user`, picking `patient` when asked; returns the code
+/// and the PKCE verifier.
+pub async fn launch(
+    server: &Server,
+    client_id: &str,
+    scope: &str,
+    user: &str,
+    patient: Option<&str>,
+) -> (String, String) {
+    let verifier = random(32);
+    let mut browser = Browser::new(server);
+    let mut landing = browser
+        .get(&server.authorize_url(&server.authorize_params(client_id, scope, &verifier)))
+        .await;
+    loop {
+        match landing {
+            Landing::App(url) => {
+                let q = query_of(&url);
+                assert_eq!(
+                    q.get("state").map(String::as_str),
+                    Some("state-0123456789abcdef")
+                );
+                return (
+                    q.get("code")
+                        .cloned()
+                        .unwrap_or_else(|| panic!("no code in {url}")),
+                    verifier,
+                );
+            }
+            Landing::Page(_) if browser.is_sign_in() => landing = browser.sign_in(user, user).await,
+            Landing::Page(_) if browser.is_patient_picker() => {
+                landing = browser
+                    .pick_patient(patient.expect("a patient to pick"))
+                    .await
+            }
+            Landing::Page(_) if browser.is_encounter_picker() => {
+                let first = attr_after(&browser.page, "name=\"encounter\" value=\"").unwrap();
+                landing = browser.pick_encounter(&first).await
+            }
+            Landing::Page(_) if browser.is_consent() => landing = browser.consent(true, None).await,
+            Landing::Page(p) => panic!("unexpected page {p}: {}", browser.page),
+        }
+    }
+}
+
+/// Redeems a code for a public client and returns the token response.
+pub async fn redeem(server: &Server, client_id: &str, code: &str, verifier: &str) -> Value {
+    let r = server
+        .token(&[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", &server.redirect_uri()),
+            ("code_verifier", verifier),
+            ("client_id", client_id),
+        ])
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    r.json().await.unwrap()
+}
