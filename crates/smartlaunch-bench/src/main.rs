@@ -1,1 +1,397 @@
-fn main() {}
+//! `smartlaunch-bench`: drives a running smartlaunch over HTTP with N concurrent workers.
+//!
+//! It registers a public client, signs each worker in once (session cookie, consent
+//! remembered), then loops complete launches — authorize → code → token with PKCE — with and
+//! without `openid`, and separately refresh → refresh.  It reports launches (or refreshes) per
+//! second, p50 and p99 latency, errors, and the server's resident memory.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use clap::{Parser, ValueEnum};
+use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+use reqwest::redirect::Policy;
+use serde_json::{json, Value};
+
+/// Load tool for smartlaunch: launches/s, refreshes/s, latency and server RSS.
+#[derive(Parser, Clone)]
+#[command(version, about)]
+struct Args {
+    /// The server's base URL (its FHIR base is <base>/fhir).
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    base: String,
+    /// Concurrent workers.
+    #[arg(long, default_value_t = 16)]
+    workers: usize,
+    /// Seconds each scenario runs.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Which scenarios to run.
+    #[arg(long, value_enum, default_values_t = [Scenario::Launch, Scenario::LaunchOpenid, Scenario::Refresh])]
+    scenario: Vec<Scenario>,
+    /// The server's process id, to report its resident memory (VmRSS) idle and after load.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// The demo account the workers sign in as.
+    #[arg(long, default_value = "patient")]
+    user: String,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum, Debug)]
+enum Scenario {
+    /// authorize → code → token, scope `launch/patient patient/*.rs`.
+    Launch,
+    /// The same with `openid fhirUser` (an RS256 id_token per launch).
+    LaunchOpenid,
+    /// refresh → refresh (rotation on every use).
+    Refresh,
+}
+
+const REDIRECT_URI: &str = "http://127.0.0.1:9/bench/callback";
+const CONSENT_SCOPE: &str = "launch/patient openid fhirUser offline_access patient/*.rs";
+
+struct Bench {
+    args: Args,
+    http: reqwest::Client,
+    client_id: String,
+    fhir: String,
+}
+
+fn random(n: usize) -> String {
+    let mut b = vec![0u8; n];
+    aws_lc_rs::rand::fill(&mut b).expect("random");
+    URL_SAFE_NO_PAD.encode(b)
+}
+
+fn s256(verifier: &str) -> String {
+    URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        verifier.as_bytes(),
+    ))
+}
+
+fn between<'a>(page: &'a str, start: &str, end: char) -> Option<&'a str> {
+    let i = page.find(start)? + start.len();
+    page[i..].split(end).next()
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+impl Bench {
+    fn authorize_url(&self, scope: &str, verifier: &str) -> String {
+        let params = [
+            ("response_type", "code"),
+            ("client_id", &self.client_id),
+            ("redirect_uri", REDIRECT_URI),
+            ("scope", scope),
+            ("state", &random(18)),
+            ("aud", &self.fhir),
+            ("code_challenge", &s256(verifier)),
+            ("code_challenge_method", "S256"),
+        ];
+        let query: String = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(params)
+            .finish();
+        format!("{}/auth/authorize?{query}", self.args.base)
+    }
+
+    /// Signs a worker in and approves the consent once; returns its session cookie.
+    async fn sign_in(&self) -> anyhow::Result<String> {
+        let verifier = random(32);
+        let r = self
+            .http
+            .get(self.authorize_url(CONSENT_SCOPE, &verifier))
+            .send()
+            .await?;
+        let flow = format!(
+            "{}{}",
+            self.args.base,
+            r.headers()
+                .get(LOCATION)
+                .context("authorize did not redirect")?
+                .to_str()?
+        );
+        let page = self.http.get(&flow).send().await?.text().await?;
+        let csrf = between(&page, "name=\"csrf\" value=\"", '"')
+            .context("no sign-in form")?
+            .to_owned();
+        let r = self
+            .http
+            .post(format!("{flow}/signin"))
+            .form(&[
+                ("csrf", csrf.as_str()),
+                ("username", &self.args.user),
+                ("password", &self.args.user),
+            ])
+            .send()
+            .await?;
+        let cookie = r
+            .headers()
+            .get_all(SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|v| v.starts_with("smartlaunch_session="))
+            .and_then(|v| v.split(';').next())
+            .context("sign-in failed")?
+            .to_owned();
+        let page = self
+            .http
+            .get(&flow)
+            .header(COOKIE, &cookie)
+            .send()
+            .await?
+            .text()
+            .await?;
+        let mut form = vec![
+            ("csrf".to_owned(), csrf),
+            ("decision".to_owned(), "allow".to_owned()),
+        ];
+        for scope in CONSENT_SCOPE.split(' ') {
+            form.push(("scope".into(), scope.into()));
+        }
+        if page.contains("value=\"allow\"") {
+            self.http
+                .post(format!("{flow}/consent"))
+                .header(COOKIE, &cookie)
+                .form(&form)
+                .send()
+                .await?;
+        }
+        Ok(cookie)
+    }
+
+    /// One complete launch: authorize (session and consent reused) → code → token.
+    async fn launch(&self, cookie: &str, scope: &str) -> anyhow::Result<Value> {
+        let verifier = random(32);
+        let r = self
+            .http
+            .get(self.authorize_url(scope, &verifier))
+            .header(COOKIE, cookie)
+            .send()
+            .await?;
+        let location = r
+            .headers()
+            .get(LOCATION)
+            .context("authorize did not redirect")?
+            .to_str()?
+            .to_owned();
+        let code = url::Url::parse(&location)?
+            .query_pairs()
+            .find(|(k, _)| k == "code")
+            .map(|(_, v)| v.into_owned())
+            .with_context(|| format!("no code in {location}"))?;
+        let r = self
+            .http
+            .post(format!("{}/auth/token", self.args.base))
+            .form(&[
+                ("grant_type", "authorization_code"),
+                ("code", code.as_str()),
+                ("redirect_uri", REDIRECT_URI),
+                ("code_verifier", verifier.as_str()),
+                ("client_id", self.client_id.as_str()),
+            ])
+            .send()
+            .await?;
+        if !r.status().is_success() {
+            bail!("token: {} {}", r.status(), r.text().await?);
+        }
+        Ok(r.json().await?)
+    }
+
+    async fn refresh(&self, token: &str) -> anyhow::Result<String> {
+        let r = self
+            .http
+            .post(format!("{}/auth/token", self.args.base))
+            .form(&[("grant_type", "refresh_token"), ("refresh_token", token)])
+            .send()
+            .await?;
+        if !r.status().is_success() {
+            bail!("refresh: {} {}", r.status(), r.text().await?);
+        }
+        let body: Value = r.json().await?;
+        Ok(body["refresh_token"]
+            .as_str()
+            .context("no refresh_token")?
+            .to_owned())
+    }
+}
+
+struct Outcome {
+    latencies: Vec<Duration>,
+    errors: usize,
+    first_error: Option<String>,
+}
+
+async fn run(
+    bench: Arc<Bench>,
+    scenario: Scenario,
+    cookies: &[String],
+) -> anyhow::Result<(Outcome, Duration)> {
+    let deadline = Instant::now() + Duration::from_secs(bench.args.seconds);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for cookie in cookies.iter().cloned() {
+        let bench = bench.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut out = Outcome {
+                latencies: Vec::new(),
+                errors: 0,
+                first_error: None,
+            };
+            let mut refresh_token = match scenario {
+                Scenario::Refresh => match bench.launch(&cookie, CONSENT_SCOPE).await {
+                    Ok(t) => t["refresh_token"].as_str().map(str::to_owned),
+                    Err(e) => {
+                        return Outcome {
+                            latencies: vec![],
+                            errors: 1,
+                            first_error: Some(e.to_string()),
+                        }
+                    }
+                },
+                _ => None,
+            };
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                let result = match scenario {
+                    Scenario::Launch => bench
+                        .launch(&cookie, "launch/patient patient/*.rs")
+                        .await
+                        .map(|_| ()),
+                    Scenario::LaunchOpenid => bench
+                        .launch(&cookie, "launch/patient openid fhirUser patient/*.rs")
+                        .await
+                        .map(|_| ()),
+                    Scenario::Refresh => {
+                        let current = refresh_token.clone().unwrap_or_default();
+                        bench
+                            .refresh(&current)
+                            .await
+                            .map(|next| refresh_token = Some(next))
+                    }
+                };
+                match result {
+                    Ok(()) => out.latencies.push(t.elapsed()),
+                    Err(e) => {
+                        out.errors += 1;
+                        out.first_error.get_or_insert(e.to_string());
+                        if scenario == Scenario::Refresh {
+                            break;
+                        }
+                    }
+                }
+            }
+            out
+        }));
+    }
+    let mut all = Outcome {
+        latencies: Vec::new(),
+        errors: 0,
+        first_error: None,
+    };
+    for t in tasks {
+        let o = t.await?;
+        all.latencies.extend(o.latencies);
+        all.errors += o.errors;
+        if all.first_error.is_none() {
+            all.first_error = o.first_error;
+        }
+    }
+    Ok((all, started.elapsed()))
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let http = reqwest::Client::builder()
+        .redirect(Policy::none())
+        .pool_max_idle_per_host(args.workers * 2)
+        .build()?;
+    if let Some(pid) = args.server_pid {
+        println!(
+            "server RSS idle: {:.1} MiB",
+            rss_kib(pid).context("cannot read the server's /proc status")? as f64 / 1024.0
+        );
+    }
+    let registration: Value = http
+        .post(format!("{}/auth/register", args.base))
+        .json(&json!({
+            "client_name": "smartlaunch-bench",
+            "redirect_uris": [REDIRECT_URI],
+            "grant_types": ["authorization_code", "refresh_token"],
+            "token_endpoint_auth_method": "none",
+        }))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let bench = Arc::new(Bench {
+        fhir: format!("{}/fhir", args.base),
+        client_id: registration["client_id"]
+            .as_str()
+            .context("no client_id")?
+            .to_owned(),
+        http,
+        args: args.clone(),
+    });
+    let mut cookies = Vec::new();
+    for _ in 0..args.workers {
+        cookies.push(bench.sign_in().await?);
+    }
+    println!(
+        "{} workers signed in; {} s per scenario",
+        args.workers, args.seconds
+    );
+    println!(
+        "{:<14} {:>9} {:>10} {:>9} {:>9} {:>7}",
+        "scenario", "count", "per sec", "p50 ms", "p99 ms", "errors"
+    );
+    for scenario in &args.scenario {
+        let (mut outcome, elapsed) = run(bench.clone(), *scenario, &cookies).await?;
+        outcome.latencies.sort_unstable();
+        let name = match scenario {
+            Scenario::Launch => "launch",
+            Scenario::LaunchOpenid => "launch+openid",
+            Scenario::Refresh => "refresh",
+        };
+        println!(
+            "{:<14} {:>9} {:>10.0} {:>9.2} {:>9.2} {:>7}",
+            name,
+            outcome.latencies.len(),
+            outcome.latencies.len() as f64 / elapsed.as_secs_f64(),
+            percentile(&outcome.latencies, 0.50).as_secs_f64() * 1000.0,
+            percentile(&outcome.latencies, 0.99).as_secs_f64() * 1000.0,
+            outcome.errors
+        );
+        if let Some(e) = outcome.first_error {
+            println!("  first error: {e}");
+        }
+    }
+    if let Some(pid) = args.server_pid {
+        println!(
+            "server RSS after load: {:.1} MiB",
+            rss_kib(pid).unwrap_or(0) as f64 / 1024.0
+        );
+    }
+    Ok(())
+}

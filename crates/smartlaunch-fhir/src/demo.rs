@@ -125,6 +125,14 @@ const ALLERGENS: &[(&str, &str, &str, &str)] = &[
     ("387406002", "Sulfonamide", "medication", "low"),
 ];
 
+/// (SNOMED code, display) of encounter types.
+const VISITS: &[(&str, &str)] = &[
+    ("185349003", "Encounter for check up"),
+    ("390906007", "Follow-up encounter"),
+    ("185345009", "Encounter for symptom"),
+    ("702927004", "Urgent care clinic"),
+];
+
 const PRACTITIONERS: &[(&str, &str, &str)] = &[
     ("Susan", "Clark", "female"),
     ("Rafael", "Ortiz", "male"),
@@ -270,7 +278,7 @@ fn patient_record(i: usize, out: &mut Vec<Value>) {
             "id": eid,
             "status": "finished",
             "class": { "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB", "display": "ambulatory" },
-            "type": [coding(SNOMED, "185349003", "Encounter for check up")],
+            "type": [coding(SNOMED, VISITS[(e as usize + i) % VISITS.len()].0, VISITS[(e as usize + i) % VISITS.len()].1)],
             "subject": subject,
             "participant": [{ "individual": { "reference": format!("Practitioner/{gp}") } }],
             "period": { "start": start, "end": end },

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The test command: Rust unit and integration tests (real HTTP, real SQLite), then the browser
+# end-to-end tests (the official JavaScript SMART client in headless Chromium).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "installing chromium (Debian package) for the browser tests"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+
+cargo test --workspace --locked
+cargo build --locked -p smartlaunch
+
+cd tests/e2e
+npm ci --no-audit --no-fund --loglevel=error
+npm test

@@ -1,0 +1,45 @@
+// Takes screenshots of the server's pages for a person to look at (not a test; not in CI).
+// Usage: node screenshots.js [out-dir]   (the PNGs are not committed)
+"use strict";
+const path = require("node:path");
+const { startServer, startApp, register, launchBrowser } = require("./harness");
+
+(async () => {
+  const out = process.argv[2] || "/tmp/smartlaunch-shots";
+  require("node:fs").mkdirSync(out, { recursive: true });
+  const server = await startServer();
+  const app = await startApp();
+  const browser = await launchBrowser();
+  try {
+    const reg = await register(server, app);
+    app.config = { clientId: reg.client_id, scope: "launch/patient launch/encounter openid fhirUser offline_access patient/*.rs" };
+    const page = await browser.newPage({ viewport: { width: 1000, height: 800 } });
+    const shot = name => page.screenshot({ path: path.join(out, name + ".png"), fullPage: true });
+    await page.goto(server.base + "/");
+    await shot("home");
+    await page.goto(app.origin + "/launch.html?iss=" + encodeURIComponent(server.fhir));
+    await page.getByLabel("Username").waitFor();
+    await shot("signin");
+    await page.getByLabel("Username").fill("clinician");
+    await page.getByLabel("Password").fill("wrong");
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await shot("signin-failed");
+    await page.getByLabel("Username").fill("clinician");
+    await page.getByLabel("Password").fill("clinician");
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await shot("patients");
+    await page.getByLabel("Search by name").fill("okafor");
+    await page.getByRole("button", { name: "Search" }).click();
+    await page.getByRole("button", { name: /Samuel Okafor/ }).click();
+    await shot("encounters");
+    await page.getByRole("button", { name: /Encounter on/ }).first().click();
+    await shot("consent");
+    await page.goto(server.base + "/auth/authorize?client_id=nope");
+    await shot("error");
+    console.log("screenshots in " + out);
+  } finally {
+    await browser.close();
+    await app.stop();
+    await server.stop();
+  }
+})().catch(e => { console.error(e); process.exit(1); });
