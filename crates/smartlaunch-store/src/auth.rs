@@ -64,7 +64,7 @@ impl AuthStore for Db {
         let row: Option<(String, Vec<u8>, Vec<u8>)> = sqlx::query_as(
             "SELECT kid, rsa_pkcs8, hmac_secret FROM signing_keys ORDER BY created_at DESC LIMIT 1",
         )
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.read)
         .await
         .map_err(err)?;
         Ok(row.map(|(kid, rsa_pkcs8, hmac_secret)| KeyMaterial {
@@ -75,7 +75,7 @@ impl AuthStore for Db {
     }
 
     async fn insert_keys_if_absent(&self, fresh: &KeyMaterial) -> StoreResult<KeyMaterial> {
-        let mut tx = self.pool.begin().await.map_err(err)?;
+        let mut tx = self.write.begin().await.map_err(err)?;
         let existing: Option<(i64,)> = sqlx::query_as("SELECT COUNT(*) FROM signing_keys")
             .fetch_optional(&mut *tx)
             .await
@@ -101,7 +101,7 @@ impl AuthStore for Db {
             .bind(serde_json::to_string(&client.metadata).map_err(err)?)
             .bind(&client.secret_hash)
             .bind(client.created_at)
-            .execute(&self.pool)
+            .execute(&self.write)
             .await
             .map_err(err)?;
         Ok(())
@@ -112,7 +112,7 @@ impl AuthStore for Db {
             "SELECT client_id, metadata, secret_hash, created_at FROM clients WHERE client_id = ?",
         )
         .bind(client_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.read)
         .await
         .map_err(err)?;
         row.map(client_from_row).transpose()
@@ -121,14 +121,14 @@ impl AuthStore for Db {
     async fn clients(&self) -> StoreResult<Vec<Client>> {
         let rows: Vec<ClientRow> =
             sqlx::query_as("SELECT client_id, metadata, secret_hash, created_at FROM clients ORDER BY created_at, client_id")
-                .fetch_all(&self.pool)
+                .fetch_all(&self.read)
                 .await
                 .map_err(err)?;
         rows.into_iter().map(client_from_row).collect()
     }
 
     async fn delete_client(&self, client_id: &str) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await.map_err(err)?;
+        let mut tx = self.write.begin().await.map_err(err)?;
         let deleted = sqlx::query("DELETE FROM clients WHERE client_id = ?")
             .bind(client_id)
             .execute(&mut *tx)
@@ -166,7 +166,7 @@ impl AuthStore for Db {
         .bind(&user.password_hash)
         .bind(&user.fhir_user)
         .bind(&user.display_name)
-        .execute(&self.pool)
+        .execute(&self.write)
         .await
         .map_err(err)?;
         Ok(result.rows_affected() == 1)
@@ -177,7 +177,7 @@ impl AuthStore for Db {
             "SELECT {USER_COLUMNS} FROM users WHERE username = ?"
         ))
         .bind(username)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.read)
         .await
         .map_err(err)?;
         Ok(row.map(user_from_row))
@@ -187,7 +187,7 @@ impl AuthStore for Db {
         let row: Option<UserRow> =
             sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?"))
                 .bind(id)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.read)
                 .await
                 .map_err(err)?;
         Ok(row.map(user_from_row))
@@ -200,7 +200,7 @@ impl AuthStore for Db {
             .bind(&s.csrf)
             .bind(s.created_at)
             .bind(s.expires_at)
-            .execute(&self.pool)
+            .execute(&self.write)
             .await
             .map_err(err)?;
         Ok(())
@@ -212,7 +212,7 @@ impl AuthStore for Db {
         )
         .bind(id_hash)
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.read)
         .await
         .map_err(err)?;
         Ok(
@@ -229,7 +229,7 @@ impl AuthStore for Db {
     async fn delete_session(&self, id_hash: &str) -> StoreResult<()> {
         sqlx::query("DELETE FROM sessions WHERE id_hash = ?")
             .bind(id_hash)
-            .execute(&self.pool)
+            .execute(&self.write)
             .await
             .map_err(err)?;
         Ok(())
@@ -242,7 +242,7 @@ impl AuthStore for Db {
         .bind(&p.id)
         .bind(serde_json::to_string(p).map_err(err)?)
         .bind(p.expires_at)
-        .execute(&self.pool)
+        .execute(&self.write)
         .await
         .map_err(err)?;
         Ok(())
@@ -254,7 +254,7 @@ impl AuthStore for Db {
         )
         .bind(id)
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.read)
         .await
         .map_err(err)?;
         row.map(|(json,)| serde_json::from_str(&json).map_err(err))
@@ -265,7 +265,7 @@ impl AuthStore for Db {
         sqlx::query("UPDATE pending_authorizations SET request = ? WHERE id = ?")
             .bind(serde_json::to_string(p).map_err(err)?)
             .bind(&p.id)
-            .execute(&self.pool)
+            .execute(&self.write)
             .await
             .map_err(err)?;
         Ok(())
@@ -274,7 +274,7 @@ impl AuthStore for Db {
     async fn delete_pending(&self, id: &str) -> StoreResult<bool> {
         let r = sqlx::query("DELETE FROM pending_authorizations WHERE id = ?")
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.write)
             .await
             .map_err(err)?;
         Ok(r.rows_affected() == 1)
@@ -285,7 +285,7 @@ impl AuthStore for Db {
             sqlx::query_as("SELECT scope FROM consents WHERE user_id = ? AND client_id = ?")
                 .bind(user_id)
                 .bind(client_id)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.read)
                 .await
                 .map_err(err)?;
         Ok(row.map(|(s,)| s))
@@ -306,7 +306,7 @@ impl AuthStore for Db {
         .bind(client_id)
         .bind(scope)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.write)
         .await
         .map_err(err)?;
         Ok(())
@@ -324,7 +324,7 @@ impl AuthStore for Db {
             .bind(&grant.client_id)
             .bind(serde_json::to_string(grant).map_err(err)?)
             .bind(expires_at)
-            .execute(&self.pool)
+            .execute(&self.write)
             .await
             .map_err(err)?;
         Ok(())
@@ -337,7 +337,7 @@ impl AuthStore for Db {
         .bind(now)
         .bind(code_hash)
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.write)
         .await
         .map_err(err)?;
         if let Some((data,)) = redeemed {
@@ -349,7 +349,7 @@ impl AuthStore for Db {
             "SELECT grant_id FROM authorization_codes WHERE code_hash = ? AND used_at IS NOT NULL",
         )
         .bind(code_hash)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.write)
         .await
         .map_err(err)?;
         Ok(match used {
@@ -359,7 +359,7 @@ impl AuthStore for Db {
     }
 
     async fn insert_grant(&self, g: &Grant, refresh: Option<&RefreshToken>) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(err)?;
+        let mut tx = self.write.begin().await.map_err(err)?;
         sqlx::query(&format!(
             "INSERT INTO grants ({GRANT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         ))
@@ -387,7 +387,7 @@ impl AuthStore for Db {
         let row: Option<GrantRow> =
             sqlx::query_as(&format!("SELECT {GRANT_COLUMNS} FROM grants WHERE id = ?"))
                 .bind(id)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.read)
                 .await
                 .map_err(err)?;
         Ok(row.map(
@@ -424,7 +424,7 @@ impl AuthStore for Db {
             "SELECT token_hash, grant_id, client_id, expires_at, used_at FROM refresh_tokens WHERE token_hash = ?",
         )
         .bind(token_hash)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.read)
         .await
         .map_err(err)?;
         Ok(row.map(
@@ -444,7 +444,7 @@ impl AuthStore for Db {
         new: &RefreshToken,
         now: UnixTime,
     ) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await.map_err(err)?;
+        let mut tx = self.write.begin().await.map_err(err)?;
         let rotated = sqlx::query(
             "UPDATE refresh_tokens SET used_at = ? WHERE token_hash = ? AND used_at IS NULL",
         )
@@ -464,7 +464,7 @@ impl AuthStore for Db {
     }
 
     async fn revoke_grant(&self, grant_id: &str, now: UnixTime) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(err)?;
+        let mut tx = self.write.begin().await.map_err(err)?;
         sqlx::query("UPDATE grants SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
             .bind(now)
             .bind(grant_id)
@@ -482,7 +482,7 @@ impl AuthStore for Db {
     async fn revoked_grants(&self, since: UnixTime) -> StoreResult<Vec<(String, UnixTime)>> {
         sqlx::query_as("SELECT id, revoked_at FROM grants WHERE revoked_at >= ?")
             .bind(since)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.read)
             .await
             .map_err(err)
     }
@@ -491,7 +491,7 @@ impl AuthStore for Db {
         let row: Option<(i64,)> =
             sqlx::query_as("SELECT 1 FROM resources WHERE resource_type = 'Patient' AND id = ?")
                 .bind(patient_id)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.read)
                 .await
                 .map_err(err)?;
         Ok(row.is_some())
@@ -502,7 +502,7 @@ impl AuthStore for Db {
             "SELECT id FROM resources WHERE patient_id = ? AND resource_type = 'Encounter' ORDER BY sort_key DESC, id",
         )
         .bind(patient_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.read)
         .await
         .map_err(err)?;
         Ok(rows.into_iter().map(|(id,)| id).collect())
@@ -524,7 +524,7 @@ impl AuthStore for Db {
         ] {
             sqlx::query(sql)
                 .bind(before)
-                .execute(&self.pool)
+                .execute(&self.write)
                 .await
                 .map_err(err)?;
         }

@@ -24,10 +24,16 @@ const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/0001_init.s
 #[error("database: {0}")]
 pub struct DbError(#[from] sqlx::Error);
 
-/// The smartlaunch database.  Cheap to clone (a pool handle).
+/// The smartlaunch database.  Cheap to clone (pool handles).
+///
+/// SQLite allows one writer at a time.  Writes go through a pool of exactly one connection, so
+/// concurrent writers queue in the pool (an async wait) instead of colliding on the database
+/// lock (where SQLite's busy handler sleeps and latency spikes); reads use their own pool and,
+/// with WAL, never wait for the writer.
 #[derive(Clone, Debug)]
 pub struct Db {
-    pool: SqlitePool,
+    read: SqlitePool,
+    write: SqlitePool,
 }
 
 impl Db {
@@ -41,28 +47,34 @@ impl Db {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
             .min_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(4)
+            .min_connections(1)
+            .idle_timeout(Duration::from_secs(60))
             .connect_with(options)
             .await?;
-        let db = Db { pool };
+        let db = Db { read, write };
         db.migrate().await?;
         Ok(db)
     }
 
     async fn migrate(&self) -> Result<(), DbError> {
         sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY)")
-            .execute(&self.pool)
+            .execute(&self.write)
             .await?;
         for (version, sql) in MIGRATIONS {
             let applied: Option<(i64,)> =
                 sqlx::query_as("SELECT version FROM schema_migrations WHERE version = ?")
                     .bind(version)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&self.write)
                     .await?;
             if applied.is_none() {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.write.begin().await?;
                 sqlx::raw_sql(sql).execute(&mut *tx).await?;
                 sqlx::query("INSERT INTO schema_migrations (version) VALUES (?)")
                     .bind(version)
@@ -76,6 +88,7 @@ impl Db {
 
     /// Closes the pool (waits for connections to finish).
     pub async fn close(&self) {
-        self.pool.close().await;
+        self.read.close().await;
+        self.write.close().await;
     }
 }

@@ -60,7 +60,7 @@ impl ResourceStore for Db {
         )
         .bind(resource_type)
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.read)
         .await
         .map_err(err)?;
         Ok(row.map(
@@ -74,7 +74,7 @@ impl ResourceStore for Db {
     }
 
     async fn put_all(&self, resources: &[Value], now: &str) -> Result<usize, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(err)?;
+        let mut tx = self.write.begin().await.map_err(err)?;
         for resource in resources {
             let (Some(ty), Some(id)) = (
                 resource.get("resourceType").and_then(Value::as_str),
@@ -117,7 +117,7 @@ impl ResourceStore for Db {
 
     async fn count(&self) -> Result<i64, StoreError> {
         let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM resources")
-            .fetch_one(&self.pool)
+            .fetch_one(&self.read)
             .await
             .map_err(err)?;
         Ok(n)
@@ -142,7 +142,7 @@ impl ResourceStore for Db {
         let (total,): (i64,) =
             sqlx::query_as("SELECT COUNT(*) FROM resources WHERE resource_type = 'Patient' AND sort_key LIKE ? ESCAPE '\\'")
                 .bind(&pattern)
-                .fetch_one(&self.pool)
+                .fetch_one(&self.read)
                 .await
                 .map_err(err)?;
         let rows: Vec<(String,)> = sqlx::query_as(
@@ -152,7 +152,7 @@ impl ResourceStore for Db {
         .bind(&pattern)
         .bind(limit)
         .bind(offset)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.read)
         .await
         .map_err(err)?;
         Ok((parse_all(rows)?, total))
@@ -163,7 +163,7 @@ impl ResourceStore for Db {
             "SELECT content FROM resources WHERE patient_id = ? AND resource_type = 'Encounter' ORDER BY sort_key DESC, id",
         )
         .bind(patient_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.read)
         .await
         .map_err(err)?;
         parse_all(rows)

@@ -10,8 +10,16 @@ pub const DEMO_ACCOUNTS: [(&str, &str); 2] = [("clinician", "clinician"), ("pati
 
 /// Seeds the demo data and accounts into an empty database; leaves a seeded one alone.
 pub async fn seed_demo(db: &Db, now_instant: &str) -> anyhow::Result<()> {
+    let empty = db.count().await? == 0;
+    let mut accounts_missing = false;
+    for (username, _) in DEMO_ACCOUNTS {
+        accounts_missing |= db.user_by_username(username).await?.is_none();
+    }
+    if !empty && !accounts_missing {
+        return Ok(());
+    }
     let demo = smartlaunch_fhir::demo::generate();
-    if db.count().await? == 0 {
+    if empty {
         db.put_all(&demo.resources, now_instant).await?;
     }
     let name_of = |reference: &str| {

@@ -1717,3 +1717,162 @@ async fn a_restart_keeps_clients_users_grants_and_keys() {
     second.stop().await;
     std::fs::remove_dir_all(dir).ok();
 }
+
+// ---------------------------------------------------------------- the command line
+
+#[tokio::test]
+async fn cli_manages_clients_and_users_in_the_data_directory() {
+    let bin = env!("CARGO_BIN_EXE_smartlaunch");
+    let dir = std::env::temp_dir().join(format!("smartlaunch-cli-{}", random(6)));
+    let run = |args: &[&str], stdin: Option<&str>| {
+        use std::io::Write;
+        let mut child = std::process::Command::new(bin)
+            .args(args)
+            .arg("--data")
+            .arg(&dir)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        if let Some(input) = stdin {
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (ok, out) = run(
+        &[
+            "clients",
+            "add",
+            "--name",
+            "CLI App",
+            "--redirect-uri",
+            "http://127.0.0.1:7/cb",
+            "--confidential",
+        ],
+        None,
+    );
+    assert!(ok, "{out}");
+    let reg: Value = serde_json::from_str(&out).unwrap();
+    let client_id = reg["client_id"].as_str().unwrap().to_owned();
+    assert!(reg["client_secret"].as_str().is_some());
+    let (ok, out) = run(&["clients", "list"], None);
+    assert!(
+        ok && out.contains(&client_id) && out.contains("CLI App"),
+        "{out}"
+    );
+    let (ok, out) = run(
+        &[
+            "clients",
+            "add",
+            "--name",
+            "Bad",
+            "--redirect-uri",
+            "http://evil.example/cb",
+        ],
+        None,
+    );
+    assert!(!ok && out.contains("invalid_redirect_uri"), "{out}");
+    let (ok, out) = run(
+        &[
+            "users",
+            "add",
+            "--username",
+            "drwho",
+            "--fhir-user",
+            "Practitioner/pract-002",
+            "--name",
+            "Dr. Who",
+        ],
+        Some("tardis\n"),
+    );
+    assert!(ok, "{out}");
+    let (ok, _) = run(
+        &[
+            "users",
+            "add",
+            "--username",
+            "drwho",
+            "--fhir-user",
+            "Practitioner/pract-002",
+        ],
+        Some("again\n"),
+    );
+    assert!(!ok, "usernames are unique");
+
+    // The server sees both, and the new user can sign in.
+    let clock = std::sync::Arc::new(smartlaunch::SystemClock::default());
+    let settings = smartlaunch::Settings {
+        data_dir: dir.clone(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        public_url: None,
+        registration_token: None,
+    };
+    let running = smartlaunch::start(settings, clock).await.unwrap();
+    let base = running.public_url.clone();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let params = [
+        ("response_type", "code"),
+        ("client_id", client_id.as_str()),
+        ("redirect_uri", "http://127.0.0.1:7/cb"),
+        ("scope", "openid fhirUser user/*.rs"),
+        ("state", "abcdefghijklmnop"),
+        ("aud", &format!("{base}/fhir")),
+        (
+            "code_challenge",
+            &s256("a-verifier-that-is-long-enough-to-be-valid-123"),
+        ),
+        ("code_challenge_method", "S256"),
+    ];
+    let r = http
+        .get(format!(
+            "{base}/auth/authorize?{}",
+            serde_urlencoded::to_string(params).unwrap()
+        ))
+        .send()
+        .await
+        .unwrap();
+    let flow = format!("{base}{}", r.headers()[LOCATION].to_str().unwrap());
+    let page = http.get(&flow).send().await.unwrap().text().await.unwrap();
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    let r = http
+        .post(format!("{flow}/signin"))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("username", "drwho"),
+            ("password", "tardis"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.headers().contains_key("set-cookie"),
+        "the CLI-added user signs in"
+    );
+    running.stop().await;
+    let (ok, out) = run(&["clients", "remove", &client_id], None);
+    assert!(ok, "{out}");
+    let (_, out) = run(&["clients", "list"], None);
+    assert!(!out.contains(&client_id));
+    std::fs::remove_dir_all(dir).ok();
+}

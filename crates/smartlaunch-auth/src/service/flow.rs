@@ -384,12 +384,23 @@ impl<S: AuthStore> AuthService<S> {
         &self,
         pending: &PendingAuthorization,
     ) -> Result<Option<FlowStep>, AuthorizeError> {
-        let Some(user_id) = &pending.user_id else {
+        let user = match &pending.user_id {
+            Some(id) => self.store.user(id).await?,
+            None => None,
+        };
+        self.step_for(pending, user.as_ref()).await
+    }
+
+    /// The step due for a request whose signed-in user (if any) is already loaded.
+    async fn step_for(
+        &self,
+        pending: &PendingAuthorization,
+        user: Option<&User>,
+    ) -> Result<Option<FlowStep>, AuthorizeError> {
+        let Some(user) = user else {
             return Ok(Some(FlowStep::SignIn));
         };
-        let Some(user) = self.store.user(user_id).await? else {
-            return Ok(Some(FlowStep::SignIn));
-        };
+        let user_id = &user.id;
         let scope = parse_scope(&pending.scope)?;
         if needs_patient(&scope) && pending.patient.is_none() && user.patient_id().is_none() {
             return Ok(Some(FlowStep::PickPatient));
@@ -450,7 +461,7 @@ impl<S: AuthStore> AuthService<S> {
                 }
             }
         }
-        match (self.current_step(&pending).await?, user) {
+        match (self.step_for(&pending, user.as_ref()).await?, user) {
             (Some(step), user) => {
                 if !stored {
                     self.store.insert_pending(&pending).await?;
