@@ -14,9 +14,7 @@ impl Scope {
             Scope::LaunchContext { resource, .. } => format!("Know which {resource} is selected"),
             Scope::OpenId => "Confirm your identity".to_owned(),
             Scope::FhirUser => "Know who you are in the health record".to_owned(),
-            Scope::OfflineAccess => {
-                "Keep access when you are not using it, until you revoke it".to_owned()
-            }
+            Scope::OfflineAccess => "Keep access when you are not using it, until you revoke it".to_owned(),
             Scope::OnlineAccess => "Keep access while you are signed in".to_owned(),
             Scope::Other(s) => format!("Unrecognised permission “{s}” (will not be granted)"),
         }
@@ -50,17 +48,9 @@ impl ResourceScope {
             Level::User => "that you can access",
             Level::System => "on the server",
         };
-        let mut text = format!(
-            "{}{} {what} {whose}",
-            verbs[..1].to_uppercase(),
-            &verbs[1..]
-        );
+        let mut text = format!("{}{} {what} {whose}", verbs[..1].to_uppercase(), &verbs[1..]);
         if !self.filter.is_empty() {
-            let only: Vec<String> = self
-                .filter
-                .iter()
-                .map(|(k, v)| format!("{k} = {v}"))
-                .collect();
+            let only: Vec<String> = self.filter.iter().map(|(k, v)| format!("{k} = {v}")).collect();
             text.push_str(&format!(", only where {}", only.join(" and ")));
         }
         text
@@ -74,12 +64,12 @@ mod tests {
     #[test]
     fn descriptions_are_plain_language() {
         let d = |s: &str| s.parse::<Scope>().unwrap().describe();
-        assert_eq!(
-            d("patient/Observation.rs"),
-            "Read and search Observation records of the selected patient"
-        );
+        assert_eq!(d("patient/Observation.rs"), "Read and search Observation records of the selected patient");
         assert_eq!(d("user/*.cruds"), "Read, search, create, update and delete all kinds of records (including kinds added in the future) that you can access");
-        assert_eq!(d("patient/Observation.rs?category=laboratory"), "Read and search Observation records of the selected patient, only where category = laboratory");
+        assert_eq!(
+            d("patient/Observation.rs?category=laboratory"),
+            "Read and search Observation records of the selected patient, only where category = laboratory"
+        );
         assert_eq!(d("openid"), "Confirm your identity");
     }
 }

@@ -109,11 +109,7 @@ impl Interactions {
 
     /// The v2 suffix, e.g. `rs`.
     pub fn suffix(self) -> String {
-        Self::LETTERS
-            .iter()
-            .filter(|(_, i)| self.contains(*i))
-            .map(|(l, _)| *l)
-            .collect()
+        Self::LETTERS.iter().filter(|(_, i)| self.contains(*i)).map(|(l, _)| *l).collect()
     }
 }
 
@@ -133,9 +129,7 @@ pub struct ResourceScope {
 impl ResourceScope {
     /// Whether this scope names `resource_type` (directly or through `*`).
     pub fn covers_type(&self, resource_type: &str) -> bool {
-        self.resource_type
-            .as_deref()
-            .is_none_or(|t| t == resource_type)
+        self.resource_type.as_deref().is_none_or(|t| t == resource_type)
     }
 
     /// Whether everything `self` allows is also allowed by `other`.
@@ -171,13 +165,7 @@ impl ResourceScope {
             }
         }
         let v1 = self.v1 && v1_suffix(interactions).is_some() && filter.is_empty();
-        Some(ResourceScope {
-            level: self.level,
-            resource_type,
-            interactions,
-            filter,
-            v1,
-        })
+        Some(ResourceScope { level: self.level, resource_type, interactions, filter, v1 })
     }
 
     fn parse(level: Level, rest: &str, original: &str) -> Result<ResourceScope, ScopeError> {
@@ -186,51 +174,37 @@ impl ResourceScope {
             Some((b, q)) => (b, Some(q)),
             None => (rest, None),
         };
-        let (ty, suffix) = body
-            .rsplit_once('.')
-            .ok_or_else(|| malformed("expected `<Type>.<permissions>`, e.g. `Observation.rs`"))?;
+        let (ty, suffix) =
+            body.rsplit_once('.').ok_or_else(|| malformed("expected `<Type>.<permissions>`, e.g. `Observation.rs`"))?;
         let resource_type = match ty {
             "*" => None,
             t if is_resource_type(t) => Some(t.to_owned()),
-            _ => {
-                return Err(malformed(
-                    "the resource type must be `*` or a FHIR type such as `Observation`",
-                ))
-            }
+            _ => return Err(malformed("the resource type must be `*` or a FHIR type such as `Observation`")),
         };
         let (interactions, v1) = match suffix {
             "read" => (Interactions::READ, true),
             "write" => (Interactions::WRITE, true),
             "*" => (Interactions::ALL, true),
             s => (
-                Interactions::parse_v2(s)
-                    .ok_or_else(|| malformed("permissions must be a subset of `cruds` in that order, or v1 `read`, `write`, `*`"))?,
+                Interactions::parse_v2(s).ok_or_else(|| {
+                    malformed("permissions must be a subset of `cruds` in that order, or v1 `read`, `write`, `*`")
+                })?,
                 false,
             ),
         };
         let mut filter = Vec::new();
         if let Some(q) = query {
             if v1 {
-                return Err(malformed(
-                    "v1 scopes (`.read`, `.write`, `.*`) cannot carry `?` filters",
-                ));
+                return Err(malformed("v1 scopes (`.read`, `.write`, `.*`) cannot carry `?` filters"));
             }
             for pair in q.split('&') {
                 match pair.split_once('=') {
-                    Some((k, v)) if !k.is_empty() && !v.is_empty() => {
-                        filter.push((k.to_owned(), v.to_owned()))
-                    }
+                    Some((k, v)) if !k.is_empty() && !v.is_empty() => filter.push((k.to_owned(), v.to_owned())),
                     _ => return Err(malformed("each filter must be `param=value`")),
                 }
             }
         }
-        Ok(ResourceScope {
-            level,
-            resource_type,
-            interactions,
-            filter,
-            v1,
-        })
+        Ok(ResourceScope { level, resource_type, interactions, filter, v1 })
     }
 }
 
@@ -246,19 +220,12 @@ fn v1_suffix(i: Interactions) -> Option<&'static str> {
 /// A FHIR resource type name: an upper-case ASCII letter followed by ASCII letters or digits.
 fn is_resource_type(t: &str) -> bool {
     let mut chars = t.chars();
-    chars.next().is_some_and(|c| c.is_ascii_uppercase())
-        && chars.all(|c| c.is_ascii_alphanumeric())
-        && t.len() <= 64
+    chars.next().is_some_and(|c| c.is_ascii_uppercase()) && chars.all(|c| c.is_ascii_alphanumeric()) && t.len() <= 64
 }
 
 impl fmt::Display for ResourceScope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}/{}.",
-            self.level.as_str(),
-            self.resource_type.as_deref().unwrap_or("*")
-        )?;
+        write!(f, "{}/{}.", self.level.as_str(), self.resource_type.as_deref().unwrap_or("*"))?;
         match (self.v1, v1_suffix(self.interactions)) {
             (true, Some(s)) => f.write_str(s)?,
             _ => f.write_str(&self.interactions.suffix())?,
@@ -298,10 +265,7 @@ impl FromStr for Scope {
     type Err = ScopeError;
 
     fn from_str(raw: &str) -> Result<Scope, ScopeError> {
-        let s = raw
-            .strip_prefix(SMART_URI_PREFIX)
-            .or_else(|| raw.strip_prefix(OPENID_URI_PREFIX))
-            .unwrap_or(raw);
+        let s = raw.strip_prefix(SMART_URI_PREFIX).or_else(|| raw.strip_prefix(OPENID_URI_PREFIX)).unwrap_or(raw);
         Ok(match s {
             "launch" => Scope::Launch,
             "launch/patient" => Scope::LaunchPatient,
@@ -319,12 +283,8 @@ impl FromStr for Scope {
                     Scope::Resource(ResourceScope::parse(Level::System, rest, raw)?)
                 } else if let Some(rest) = s.strip_prefix("launch/") {
                     parse_launch_context(rest, raw)?
-                } else if s.is_empty() || s.chars().any(|c| c.is_control() || c == '"' || c == '\\')
-                {
-                    return Err(ScopeError::Malformed(
-                        raw.to_owned(),
-                        "contains characters not allowed in a scope",
-                    ));
+                } else if s.is_empty() || s.chars().any(|c| c.is_control() || c == '"' || c == '\\') {
+                    return Err(ScopeError::Malformed(raw.to_owned(), "contains characters not allowed in a scope"));
                 } else {
                     Scope::Other(s.to_owned())
                 }
@@ -339,30 +299,19 @@ fn parse_launch_context(rest: &str, raw: &str) -> Result<Scope, ScopeError> {
         None => (rest, None),
     };
     if resource.is_empty() || !resource.chars().all(|c| c.is_ascii_lowercase()) {
-        return Err(ScopeError::Malformed(
-            raw.to_owned(),
-            "launch context scopes are `launch/<lowercase type>`",
-        ));
+        return Err(ScopeError::Malformed(raw.to_owned(), "launch context scopes are `launch/<lowercase type>`"));
     }
     let role = match query {
         None => None,
         Some(q) => match q.strip_prefix("role=") {
             Some(r) if !r.is_empty() && !r.contains('&') => Some(r.to_owned()),
-            _ => {
-                return Err(ScopeError::Malformed(
-                    raw.to_owned(),
-                    "a launch context scope takes one `?role=<uri>`",
-                ))
-            }
+            _ => return Err(ScopeError::Malformed(raw.to_owned(), "a launch context scope takes one `?role=<uri>`")),
         },
     };
     Ok(match (resource, &role) {
         ("patient", None) => Scope::LaunchPatient,
         ("encounter", None) => Scope::LaunchEncounter,
-        _ => Scope::LaunchContext {
-            resource: resource.to_owned(),
-            role,
-        },
+        _ => Scope::LaunchContext { resource: resource.to_owned(), role },
     })
 }
 
@@ -373,14 +322,8 @@ impl fmt::Display for Scope {
             Scope::Launch => f.write_str("launch"),
             Scope::LaunchPatient => f.write_str("launch/patient"),
             Scope::LaunchEncounter => f.write_str("launch/encounter"),
-            Scope::LaunchContext {
-                resource,
-                role: None,
-            } => write!(f, "launch/{resource}"),
-            Scope::LaunchContext {
-                resource,
-                role: Some(r),
-            } => write!(f, "launch/{resource}?role={r}"),
+            Scope::LaunchContext { resource, role: None } => write!(f, "launch/{resource}"),
+            Scope::LaunchContext { resource, role: Some(r) } => write!(f, "launch/{resource}?role={r}"),
             Scope::OpenId => f.write_str("openid"),
             Scope::FhirUser => f.write_str("fhirUser"),
             Scope::OfflineAccess => f.write_str("offline_access"),
@@ -418,10 +361,7 @@ mod tests {
     fn v2_suffixes_out_of_order_repeated_or_empty_are_malformed() {
         // spec digest §2: "a subset of the in-order string .cruds" (checklist item 85: we reject).
         for s in ["sr", "rr", "", "x", "rd s", "crudsx", "dus"] {
-            assert!(
-                format!("patient/Observation.{s}").parse::<Scope>().is_err(),
-                "{s}"
-            );
+            assert!(format!("patient/Observation.{s}").parse::<Scope>().is_err(), "{s}");
         }
     }
 
@@ -442,18 +382,12 @@ mod tests {
         let r = res(s);
         assert_eq!(r.filter.len(), 1);
         assert_eq!(r.filter[0].0, "category");
-        assert_eq!(
-            r.filter[0].1,
-            "http://terminology.hl7.org/CodeSystem/observation-category|laboratory"
-        );
+        assert_eq!(r.filter[0].1, "http://terminology.hl7.org/CodeSystem/observation-category|laboratory");
         assert_eq!(r.to_string(), s);
-        let two =
-            res("patient/Basic.cuds?code=https://myapp.example.org|keys&subject:missing=true");
+        let two = res("patient/Basic.cuds?code=https://myapp.example.org|keys&subject:missing=true");
         assert_eq!(two.filter.len(), 2);
         assert!("patient/Observation.rs?category".parse::<Scope>().is_err());
-        assert!("patient/Observation.read?category=x"
-            .parse::<Scope>()
-            .is_err());
+        assert!("patient/Observation.read?category=x".parse::<Scope>().is_err());
     }
 
     #[test]
@@ -464,10 +398,7 @@ mod tests {
         assert!(r.covers_type("Anything"));
         assert!(res("user/Patient.r").covers_type("Patient"));
         assert!(!res("user/Patient.r").covers_type("Observation"));
-        assert!("clinic/Patient.r"
-            .parse::<Scope>()
-            .map(|s| matches!(s, Scope::Other(_)))
-            .unwrap());
+        assert!("clinic/Patient.r".parse::<Scope>().map(|s| matches!(s, Scope::Other(_))).unwrap());
         assert!("patient/observation.rs".parse::<Scope>().is_err());
     }
 
@@ -481,10 +412,7 @@ mod tests {
         assert_eq!(p("offline_access"), Scope::OfflineAccess);
         assert_eq!(p("online_access"), Scope::OnlineAccess);
         let role = p("launch/questionnaire?role=http://example.org/role");
-        assert_eq!(
-            role.to_string(),
-            "launch/questionnaire?role=http://example.org/role"
-        );
+        assert_eq!(role.to_string(), "launch/questionnaire?role=http://example.org/role");
         assert!("launch/Patient".parse::<Scope>().is_err());
         assert!("launch/patient?x=1".parse::<Scope>().is_err());
     }
@@ -492,14 +420,8 @@ mod tests {
     #[test]
     fn uri_forms_are_accepted() {
         // checklist item 86
-        assert_eq!(
-            p("http://smarthealthit.org/fhir/scopes/patient/*.rs"),
-            p("patient/*.rs")
-        );
-        assert_eq!(
-            p("http://openid.net/specs/openid-connect-core-1_0#openid"),
-            Scope::OpenId
-        );
+        assert_eq!(p("http://smarthealthit.org/fhir/scopes/patient/*.rs"), p("patient/*.rs"));
+        assert_eq!(p("http://openid.net/specs/openid-connect-core-1_0#openid"), Scope::OpenId);
     }
 
     #[test]
@@ -510,21 +432,12 @@ mod tests {
         assert!(obs.is_covered_by(&all));
         assert!(!all.is_covered_by(&obs));
         assert!(lab.is_covered_by(&all));
-        assert!(
-            !obs.is_covered_by(&lab),
-            "an unfiltered scope is wider than a filtered one"
-        );
-        assert!(
-            !res("user/Observation.r").is_covered_by(&all),
-            "levels differ"
-        );
+        assert!(!obs.is_covered_by(&lab), "an unfiltered scope is wider than a filtered one");
+        assert!(!res("user/Observation.r").is_covered_by(&all), "levels differ");
         let cruds = res("patient/*.cruds");
         let narrowed = cruds.intersect(&obs).unwrap();
         assert_eq!(narrowed.to_string(), "patient/Observation.r");
         assert!(res("patient/Observation.c").intersect(&obs).is_none());
-        assert_eq!(
-            res("patient/*.read").intersect(&all).unwrap().to_string(),
-            "patient/*.read"
-        );
+        assert_eq!(res("patient/*.read").intersect(&all).unwrap().to_string(), "patient/*.read");
     }
 }

@@ -97,9 +97,7 @@ impl ScopeSet {
 
     /// The set without the scopes `keep` rejects.
     pub fn retain(&self, mut keep: impl FnMut(&Scope) -> bool) -> ScopeSet {
-        ScopeSet {
-            scopes: self.scopes.iter().filter(|s| keep(s)).cloned().collect(),
-        }
+        ScopeSet { scopes: self.scopes.iter().filter(|s| keep(s)).cloned().collect() }
     }
 
     /// The resource scopes that allow `interaction` on `resource_type` (checklist items 77–81).
@@ -110,8 +108,7 @@ impl ScopeSet {
         resource_type: &'a str,
         interaction: Interaction,
     ) -> impl Iterator<Item = &'a ResourceScope> + 'a {
-        self.resource_scopes()
-            .filter(move |r| r.interactions.contains(interaction) && r.covers_type(resource_type))
+        self.resource_scopes().filter(move |r| r.interactions.contains(interaction) && r.covers_type(resource_type))
     }
 }
 
@@ -162,16 +159,12 @@ mod tests {
     #[test]
     fn negotiation_narrows_to_the_client_limit() {
         let allowed = set("openid fhirUser launch/patient patient/*.rs offline_access");
-        let granted = set("openid fhirUser launch/patient patient/*.cruds online_access user/*.rs")
-            .negotiate(Some(&allowed));
-        assert_eq!(
-            granted.to_string(),
-            "openid fhirUser launch/patient patient/*.rs"
-        );
+        let granted =
+            set("openid fhirUser launch/patient patient/*.cruds online_access user/*.rs").negotiate(Some(&allowed));
+        assert_eq!(granted.to_string(), "openid fhirUser launch/patient patient/*.rs");
         let obs = set("patient/Observation.rs").negotiate(Some(&allowed));
         assert_eq!(obs.to_string(), "patient/Observation.rs");
-        let lab = set("patient/Observation.rs?category=laboratory")
-            .negotiate(Some(&set("patient/Observation.r")));
+        let lab = set("patient/Observation.rs?category=laboratory").negotiate(Some(&set("patient/Observation.r")));
         assert_eq!(lab.to_string(), "patient/Observation.r?category=laboratory");
     }
 
@@ -193,10 +186,6 @@ mod tests {
         assert_eq!(s.grants("Patient", Interaction::Read).count(), 1);
         assert_eq!(s.grants("Patient", Interaction::Search).count(), 0);
         assert_eq!(s.grants("Condition", Interaction::Create).count(), 1);
-        assert_eq!(
-            s.grants("Condition", Interaction::Read).count(),
-            0,
-            "write never implies read"
-        );
+        assert_eq!(s.grants("Condition", Interaction::Read).count(), 0, "write never implies read");
     }
 }

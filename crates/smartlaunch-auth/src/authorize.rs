@@ -91,24 +91,13 @@ pub fn validate(
             shorten(client_id)
         ))
     })?;
-    if req
-        .repeated
-        .iter()
-        .any(|p| p == "client_id" || p == "redirect_uri")
-    {
-        return Err(not_redirectable(
-            "client_id and redirect_uri must each be sent once.".into(),
-        ));
+    if req.repeated.iter().any(|p| p == "client_id" || p == "redirect_uri") {
+        return Err(not_redirectable("client_id and redirect_uri must each be sent once.".into()));
     }
     let redirect_uri = req.redirect_uri.as_deref().ok_or_else(|| {
         not_redirectable("The request has no redirect_uri. SMART requires it; it must equal one of the app's registered redirect URIs.".into())
     })?;
-    if !client
-        .metadata
-        .redirect_uris
-        .iter()
-        .any(|r| r == redirect_uri)
-    {
+    if !client.metadata.redirect_uris.iter().any(|r| r == redirect_uri) {
         return Err(not_redirectable(format!(
             "The redirect_uri “{}” is not registered for this app. It must match a registered redirect URI exactly (scheme, host, port, path and query).",
             shorten(redirect_uri)
@@ -119,17 +108,11 @@ pub fn validate(
     let fail = |error: &'static str, description: String| AuthorizeError::Redirect {
         redirect_uri: redirect_uri.to_owned(),
         state: state.clone(),
-        error: OAuthError {
-            error,
-            error_description: description,
-        },
+        error: OAuthError { error, error_description: description },
     };
 
     if let Some(p) = req.repeated.first() {
-        return Err(fail(
-            "invalid_request",
-            format!("the parameter `{p}` was sent more than once"),
-        ));
+        return Err(fail("invalid_request", format!("the parameter `{p}` was sent more than once")));
     }
     for (name, value) in [
         ("state", &req.state),
@@ -139,30 +122,19 @@ pub fn validate(
         ("launch", &req.launch),
     ] {
         if value.as_ref().is_some_and(|v| v.len() > MAX_PARAM_LEN) {
-            return Err(fail(
-                "invalid_request",
-                format!("`{name}` is longer than {MAX_PARAM_LEN} characters"),
-            ));
+            return Err(fail("invalid_request", format!("`{name}` is longer than {MAX_PARAM_LEN} characters")));
         }
     }
     match req.response_type.as_deref() {
         Some("code") => {}
-        None | Some("") => {
-            return Err(fail(
-                "invalid_request",
-                "response_type is required and must be `code`".into(),
-            ))
-        }
+        None | Some("") => return Err(fail("invalid_request", "response_type is required and must be `code`".into())),
         Some(other) => {
             let hint = if other.split(' ').any(|t| t == "token" || t == "id_token") {
                 " The implicit and hybrid flows are insecure and not part of SMART App Launch 2: use response_type=code with PKCE."
             } else {
                 ""
             };
-            return Err(fail(
-                "unsupported_response_type",
-                format!("response_type must be `code`.{hint}"),
-            ));
+            return Err(fail("unsupported_response_type", format!("response_type must be `code`.{hint}")));
         }
     }
     if !client.allows_grant("authorization_code") {
@@ -171,65 +143,46 @@ pub fn validate(
             "this client is not registered for the authorization_code grant".into(),
         ));
     }
-    let state =
-        match req.state.as_deref() {
-            Some(s) if !s.is_empty() => s.to_owned(),
-            _ => return Err(fail(
-                "invalid_request",
-                "state is required: send an unguessable value (≥ 122 bits) and check it on return"
-                    .into(),
-            )),
-        };
-    let aud = match (req.aud.as_deref(), req.resource.as_deref()) {
-        (Some(a), Some(r)) if a != r => {
+    let state = match req.state.as_deref() {
+        Some(s) if !s.is_empty() => s.to_owned(),
+        _ => {
             return Err(fail(
                 "invalid_request",
-                "aud and resource differ; send the FHIR base URL in aud".into(),
+                "state is required: send an unguessable value (≥ 122 bits) and check it on return".into(),
             ))
+        }
+    };
+    let aud = match (req.aud.as_deref(), req.resource.as_deref()) {
+        (Some(a), Some(r)) if a != r => {
+            return Err(fail("invalid_request", "aud and resource differ; send the FHIR base URL in aud".into()))
         }
         (Some(a), _) | (None, Some(a)) => a,
         (None, None) => {
-            return Err(fail(
-                "invalid_request",
-                format!("aud is required: the FHIR base URL {}", config.fhir_base()),
-            ))
+            return Err(fail("invalid_request", format!("aud is required: the FHIR base URL {}", config.fhir_base())))
         }
     };
     if !config.is_our_audience(aud) {
         return Err(fail(
             "invalid_request",
-            format!(
-                "aud “{}” is not this server's FHIR base URL; use {}",
-                shorten(aud),
-                config.fhir_base()
-            ),
+            format!("aud “{}” is not this server's FHIR base URL; use {}", shorten(aud), config.fhir_base()),
         ));
     }
-    pkce::check_challenge(
-        req.code_challenge.as_deref(),
-        req.code_challenge_method.as_deref(),
-    )
-    .map_err(|m| fail("invalid_request", m.into()))?;
+    pkce::check_challenge(req.code_challenge.as_deref(), req.code_challenge_method.as_deref())
+        .map_err(|m| fail("invalid_request", m.into()))?;
     if req.launch.is_some() {
         return Err(fail(
             "invalid_request",
-            "the launch parameter names an EHR launch this server did not issue; omit it for a standalone launch".into(),
+            "the launch parameter names an EHR launch this server did not issue; omit it for a standalone launch"
+                .into(),
         ));
     }
     let prompt = match req.prompt.as_deref() {
         None | Some("") => None,
         Some(p @ ("none" | "login" | "consent")) => Some(p.to_owned()),
-        Some(_) => {
-            return Err(fail(
-                "invalid_request",
-                "prompt must be `none`, `login` or `consent`".into(),
-            ))
-        }
+        Some(_) => return Err(fail("invalid_request", "prompt must be `none`, `login` or `consent`".into())),
     };
     let requested = match req.scope.as_deref() {
-        Some(s) if !s.trim().is_empty() => {
-            ScopeSet::parse(s).map_err(|e| fail("invalid_scope", e.to_string()))?
-        }
+        Some(s) if !s.trim().is_empty() => ScopeSet::parse(s).map_err(|e| fail("invalid_scope", e.to_string()))?,
         _ => {
             return Err(fail(
                 "invalid_scope",
@@ -263,22 +216,18 @@ pub fn validate(
 /// applies; `launch` needs an EHR launch; refresh scopes need the `refresh_token` grant.
 fn negotiate(requested: &ScopeSet, client: &Client) -> ScopeSet {
     let may_refresh = client.allows_grant("refresh_token");
-    requested
-        .negotiate(client.allowed_scopes().as_ref())
-        .retain(|s| match s {
-            Scope::Launch | Scope::LaunchContext { .. } => false,
-            Scope::OfflineAccess | Scope::OnlineAccess => may_refresh,
-            Scope::Resource(r) => r.level != Level::System,
-            _ => true,
-        })
+    requested.negotiate(client.allowed_scopes().as_ref()).retain(|s| match s {
+        Scope::Launch | Scope::LaunchContext { .. } => false,
+        Scope::OfflineAccess | Scope::OnlineAccess => may_refresh,
+        Scope::Resource(r) => r.level != Level::System,
+        _ => true,
+    })
 }
 
 /// Whether the grant needs a patient in context (checklist items 33–36): `launch/patient`,
 /// any `patient/` scope, or `launch/encounter` (an encounter belongs to a patient).
 pub fn needs_patient(scope: &ScopeSet) -> bool {
-    scope.contains(&Scope::LaunchPatient)
-        || scope.has_level(Level::Patient)
-        || needs_encounter(scope)
+    scope.contains(&Scope::LaunchPatient) || scope.has_level(Level::Patient) || needs_encounter(scope)
 }
 
 /// Whether the request asks for an encounter in context.
@@ -327,10 +276,7 @@ mod tests {
             ("response_type", "code"),
             ("client_id", "app"),
             ("redirect_uri", "http://127.0.0.1:9000/cb"),
-            (
-                "scope",
-                "launch/patient openid fhirUser offline_access patient/*.rs",
-            ),
+            ("scope", "launch/patient openid fhirUser offline_access patient/*.rs"),
             ("state", "s123"),
             ("aud", "http://127.0.0.1:8080/fhir"),
             ("code_challenge", CHALLENGE),
@@ -353,22 +299,12 @@ mod tests {
     }
 
     fn run(req: &AuthorizationRequest) -> Result<ValidatedRequest, AuthorizeError> {
-        validate(
-            req,
-            Some(&client(&["authorization_code", "refresh_token"], None)),
-            &config(),
-        )
+        validate(req, Some(&client(&["authorization_code", "refresh_token"], None)), &config())
     }
 
-    fn redirected_error(
-        r: Result<ValidatedRequest, AuthorizeError>,
-    ) -> (&'static str, Option<String>) {
+    fn redirected_error(r: Result<ValidatedRequest, AuthorizeError>) -> (&'static str, Option<String>) {
         match r {
-            Err(AuthorizeError::Redirect {
-                error,
-                state,
-                redirect_uri,
-            }) => {
+            Err(AuthorizeError::Redirect { error, state, redirect_uri }) => {
                 assert_eq!(redirect_uri, "http://127.0.0.1:9000/cb");
                 (error.error, state)
             }
@@ -379,99 +315,55 @@ mod tests {
     #[test]
     fn a_good_request_passes() {
         let v = run(&with(&[])).unwrap();
-        assert_eq!(
-            v.scope.to_string(),
-            "launch/patient openid fhirUser offline_access patient/*.rs"
-        );
+        assert_eq!(v.scope.to_string(), "launch/patient openid fhirUser offline_access patient/*.rs");
         assert_eq!(v.aud, "http://127.0.0.1:8080/fhir");
     }
 
     #[test]
     fn unknown_client_and_unregistered_redirect_are_never_redirected() {
         let req = with(&[]);
-        assert!(matches!(
-            validate(&req, None, &config()),
-            Err(AuthorizeError::NotRedirectable(_))
-        ));
-        for bad in [
-            Some("http://127.0.0.1:9000/cb/"),
-            Some("http://127.0.0.1:9000/CB"),
-            Some("http://evil.example/cb"),
-            None,
-        ] {
-            assert!(
-                matches!(
-                    run(&with(&[("redirect_uri", bad)])),
-                    Err(AuthorizeError::NotRedirectable(_))
-                ),
-                "{bad:?}"
-            );
+        assert!(matches!(validate(&req, None, &config()), Err(AuthorizeError::NotRedirectable(_))));
+        for bad in
+            [Some("http://127.0.0.1:9000/cb/"), Some("http://127.0.0.1:9000/CB"), Some("http://evil.example/cb"), None]
+        {
+            assert!(matches!(run(&with(&[("redirect_uri", bad)])), Err(AuthorizeError::NotRedirectable(_))), "{bad:?}");
         }
-        assert!(matches!(
-            run(&with(&[("client_id", None)])),
-            Err(AuthorizeError::NotRedirectable(_))
-        ));
+        assert!(matches!(run(&with(&[("client_id", None)])), Err(AuthorizeError::NotRedirectable(_))));
     }
 
     #[test]
     fn implicit_and_other_response_types_are_refused() {
         // checklist item 22
-        assert_eq!(
-            redirected_error(run(&with(&[("response_type", Some("token"))]))).0,
-            "unsupported_response_type"
-        );
+        assert_eq!(redirected_error(run(&with(&[("response_type", Some("token"))]))).0, "unsupported_response_type");
         assert_eq!(
             redirected_error(run(&with(&[("response_type", Some("code id_token"))]))).0,
             "unsupported_response_type"
         );
-        assert_eq!(
-            redirected_error(run(&with(&[("response_type", None)]))).0,
-            "invalid_request"
-        );
+        assert_eq!(redirected_error(run(&with(&[("response_type", None)]))).0, "invalid_request");
     }
 
     #[test]
     fn aud_must_be_our_fhir_base() {
         // checklist items 24–25
         assert!(run(&with(&[("aud", Some("http://127.0.0.1:8080/fhir/"))])).is_ok());
-        assert!(run(&with(&[
-            ("aud", None),
-            ("resource", Some("http://127.0.0.1:8080/fhir"))
-        ]))
-        .is_ok());
+        assert!(run(&with(&[("aud", None), ("resource", Some("http://127.0.0.1:8080/fhir"))])).is_ok());
         for bad in [
             "http://evil.example/fhir",
             "http://127.0.0.1:8080/fhir/other",
             "http://127.0.0.1:8080/fhir.evil.example",
             "http://127.0.0.1:8081/fhir",
         ] {
-            assert_eq!(
-                redirected_error(run(&with(&[("aud", Some(bad))]))).0,
-                "invalid_request",
-                "{bad}"
-            );
+            assert_eq!(redirected_error(run(&with(&[("aud", Some(bad))]))).0, "invalid_request", "{bad}");
         }
-        assert_eq!(
-            redirected_error(run(&with(&[("aud", None)]))).0,
-            "invalid_request"
-        );
+        assert_eq!(redirected_error(run(&with(&[("aud", None)]))).0, "invalid_request");
     }
 
     #[test]
     fn pkce_s256_is_required() {
         // checklist items 27–28
-        assert_eq!(
-            redirected_error(run(&with(&[("code_challenge", None)]))).0,
-            "invalid_request"
-        );
-        assert_eq!(
-            redirected_error(run(&with(&[("code_challenge_method", Some("plain"))]))).0,
-            "invalid_request"
-        );
-        assert_eq!(
-            redirected_error(run(&with(&[("code_challenge_method", None)]))).0,
-            "invalid_request"
-        );
+        assert_eq!(redirected_error(run(&with(&[("code_challenge", None)]))).0, "invalid_request");
+        assert_eq!(redirected_error(run(&with(&[("code_challenge_method", Some("plain"))]))).0, "invalid_request");
+        assert_eq!(redirected_error(run(&with(&[("code_challenge_method", None)]))).0, "invalid_request");
     }
 
     #[test]
@@ -479,30 +371,15 @@ mod tests {
         // checklist item 30
         let (_, state) = redirected_error(run(&with(&[("response_type", Some("token"))])));
         assert_eq!(state.as_deref(), Some("s123"));
-        assert_eq!(
-            redirected_error(run(&with(&[("state", None)]))).0,
-            "invalid_request"
-        );
+        assert_eq!(redirected_error(run(&with(&[("state", None)]))).0, "invalid_request");
     }
 
     #[test]
     fn scopes_are_parsed_and_negotiated() {
-        assert_eq!(
-            redirected_error(run(&with(&[("scope", Some("patient/Observation.sr"))]))).0,
-            "invalid_scope"
-        );
-        assert_eq!(
-            redirected_error(run(&with(&[("scope", None)]))).0,
-            "invalid_scope"
-        );
-        assert_eq!(
-            redirected_error(run(&with(&[("scope", Some("profile email"))]))).0,
-            "invalid_scope"
-        );
-        let limited = client(
-            &["authorization_code"],
-            Some("openid fhirUser launch/patient patient/Observation.rs"),
-        );
+        assert_eq!(redirected_error(run(&with(&[("scope", Some("patient/Observation.sr"))]))).0, "invalid_scope");
+        assert_eq!(redirected_error(run(&with(&[("scope", None)]))).0, "invalid_scope");
+        assert_eq!(redirected_error(run(&with(&[("scope", Some("profile email"))]))).0, "invalid_scope");
+        let limited = client(&["authorization_code"], Some("openid fhirUser launch/patient patient/Observation.rs"));
         let v = validate(&with(&[]), Some(&limited), &config()).unwrap();
         assert_eq!(
             v.scope.to_string(),
@@ -515,27 +392,15 @@ mod tests {
     fn repeated_parameters_and_foreign_launch_are_refused() {
         let mut pairs = good();
         pairs.push(("scope".into(), "openid".into()));
-        assert_eq!(
-            redirected_error(run(&AuthorizationRequest::from_pairs(pairs))).0,
-            "invalid_request"
-        );
-        assert_eq!(
-            redirected_error(run(&with(&[("launch", Some("xyz"))]))).0,
-            "invalid_request"
-        );
+        assert_eq!(redirected_error(run(&AuthorizationRequest::from_pairs(pairs))).0, "invalid_request");
+        assert_eq!(redirected_error(run(&with(&[("launch", Some("xyz"))]))).0, "invalid_request");
     }
 
     #[test]
     fn patient_context_rules() {
         assert!(needs_patient(&ScopeSet::parse("launch/patient").unwrap()));
-        assert!(needs_patient(
-            &ScopeSet::parse("patient/Observation.rs").unwrap()
-        ));
-        assert!(!needs_patient(
-            &ScopeSet::parse("user/*.rs openid").unwrap()
-        ));
-        assert!(needs_encounter(
-            &ScopeSet::parse("launch/encounter").unwrap()
-        ));
+        assert!(needs_patient(&ScopeSet::parse("patient/Observation.rs").unwrap()));
+        assert!(!needs_patient(&ScopeSet::parse("user/*.rs openid").unwrap()));
+        assert!(needs_encounter(&ScopeSet::parse("launch/encounter").unwrap()));
     }
 }

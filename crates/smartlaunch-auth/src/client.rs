@@ -69,10 +69,7 @@ impl Client {
 
     /// The registered scope limit, parsed (it was validated at registration).
     pub fn allowed_scopes(&self) -> Option<ScopeSet> {
-        self.metadata
-            .scope
-            .as_deref()
-            .and_then(|s| ScopeSet::parse(s).ok())
+        self.metadata.scope.as_deref().and_then(|s| ScopeSet::parse(s).ok())
     }
 }
 
@@ -103,16 +100,11 @@ impl RegistrationRequest {
             ));
         }
         if redirect_uris.len() > MAX_REDIRECT_URIS {
-            return Err(RegistrationError::InvalidRedirectUri(format!(
-                "at most {MAX_REDIRECT_URIS} redirect_uris"
-            )));
+            return Err(RegistrationError::InvalidRedirectUri(format!("at most {MAX_REDIRECT_URIS} redirect_uris")));
         }
         for uri in &redirect_uris {
             check_app_uri(uri).map_err(|why| {
-                RegistrationError::InvalidRedirectUri(format!(
-                    "redirect_uri `{}`: {why}",
-                    shorten(uri)
-                ))
+                RegistrationError::InvalidRedirectUri(format!("redirect_uri `{}`: {why}", shorten(uri)))
             })?;
         }
         let token_endpoint_auth_method = match self.token_endpoint_auth_method.as_deref() {
@@ -126,9 +118,7 @@ impl RegistrationRequest {
                 )))
             }
         };
-        let grant_types = self
-            .grant_types
-            .unwrap_or_else(|| vec!["authorization_code".into()]);
+        let grant_types = self.grant_types.unwrap_or_else(|| vec!["authorization_code".into()]);
         if grant_types.is_empty() {
             return Err(meta("grant_types must not be empty".into()));
         }
@@ -145,7 +135,10 @@ impl RegistrationRequest {
         }
         if let Some(rt) = &self.response_types {
             if rt.iter().any(|r| r != "code") {
-                return Err(meta("response_types may only contain `code`: the implicit flow is not part of SMART App Launch 2".into()));
+                return Err(meta(
+                    "response_types may only contain `code`: the implicit flow is not part of SMART App Launch 2"
+                        .into(),
+                ));
             }
         }
         if let Some(scope) = &self.scope {
@@ -158,24 +151,17 @@ impl RegistrationRequest {
             check_app_uri(uri).map_err(|why| meta(format!("initiate_login_uri: {why}")))?;
         }
         if let Some(uri) = &self.logo_uri {
-            let ok = Url::parse(uri).is_ok_and(|u| matches!(u.scheme(), "https" | "http"))
-                && uri.len() <= MAX_URI_LEN;
+            let ok = Url::parse(uri).is_ok_and(|u| matches!(u.scheme(), "https" | "http")) && uri.len() <= MAX_URI_LEN;
             if !ok {
                 return Err(meta("logo_uri must be an absolute http(s) URL".into()));
             }
         }
         let client_name = self.client_name.unwrap_or_default().trim().to_owned();
         if client_name.chars().count() > 200 || client_name.chars().any(char::is_control) {
-            return Err(meta(
-                "client_name must be at most 200 printable characters".into(),
-            ));
+            return Err(meta("client_name must be at most 200 printable characters".into()));
         }
         Ok(ClientMetadata {
-            client_name: if client_name.is_empty() {
-                "Unnamed app".into()
-            } else {
-                client_name
-            },
+            client_name: if client_name.is_empty() { "Unnamed app".into() } else { client_name },
             redirect_uris,
             grant_types,
             token_endpoint_auth_method,
@@ -202,13 +188,9 @@ fn check_app_uri(uri: &str) -> Result<(), &'static str> {
             Some(url::Host::Domain("localhost")) => Ok(()),
             Some(url::Host::Ipv4(ip)) if ip.is_loopback() => Ok(()),
             Some(url::Host::Ipv6(ip)) if ip.is_loopback() => Ok(()),
-            _ => Err(
-                "http is allowed only for loopback hosts (localhost, 127.0.0.1, [::1]); use https",
-            ),
+            _ => Err("http is allowed only for loopback hosts (localhost, 127.0.0.1, [::1]); use https"),
         },
-        "javascript" | "data" | "file" | "vbscript" | "about" | "blob" => {
-            Err("this scheme is not allowed")
-        }
+        "javascript" | "data" | "file" | "vbscript" | "about" | "blob" => Err("this scheme is not allowed"),
         s if s.contains('.') => Ok(()),
         _ => Err("use https, http on a loopback host, or a reverse-domain private-use scheme"),
     }
@@ -223,38 +205,20 @@ mod tests {
     use super::*;
 
     fn req(uris: &[&str]) -> RegistrationRequest {
-        RegistrationRequest {
-            redirect_uris: Some(uris.iter().map(|s| s.to_string()).collect()),
-            ..Default::default()
-        }
+        RegistrationRequest { redirect_uris: Some(uris.iter().map(|s| s.to_string()).collect()), ..Default::default() }
     }
 
     #[test]
     fn defaults_follow_rfc7591() {
         let m = req(&["https://app.example/cb"]).validate().unwrap();
-        assert_eq!(
-            m.token_endpoint_auth_method,
-            TokenEndpointAuthMethod::ClientSecretBasic
-        );
+        assert_eq!(m.token_endpoint_auth_method, TokenEndpointAuthMethod::ClientSecretBasic);
         assert_eq!(m.grant_types, vec!["authorization_code"]);
     }
 
     #[test]
     fn redirect_uris_are_checked() {
-        for bad in [
-            "",
-            "/relative",
-            "http://evil.example/cb",
-            "https://a.example/cb#frag",
-            "javascript:alert(1)",
-        ] {
-            assert!(
-                matches!(
-                    req(&[bad]).validate(),
-                    Err(RegistrationError::InvalidRedirectUri(_))
-                ),
-                "{bad}"
-            );
+        for bad in ["", "/relative", "http://evil.example/cb", "https://a.example/cb#frag", "javascript:alert(1)"] {
+            assert!(matches!(req(&[bad]).validate(), Err(RegistrationError::InvalidRedirectUri(_))), "{bad}");
         }
         for good in [
             "http://127.0.0.1:9000/index.html",
@@ -264,37 +228,22 @@ mod tests {
         ] {
             assert!(req(&[good]).validate().is_ok(), "{good}");
         }
-        assert!(matches!(
-            RegistrationRequest::default().validate(),
-            Err(RegistrationError::InvalidRedirectUri(_))
-        ));
+        assert!(matches!(RegistrationRequest::default().validate(), Err(RegistrationError::InvalidRedirectUri(_))));
     }
 
     #[test]
     fn metadata_is_checked() {
         let mut r = req(&["https://app.example/cb"]);
         r.token_endpoint_auth_method = Some("private_key_jwt".into());
-        assert!(matches!(
-            r.validate(),
-            Err(RegistrationError::InvalidClientMetadata(_))
-        ));
+        assert!(matches!(r.validate(), Err(RegistrationError::InvalidClientMetadata(_))));
         let mut r = req(&["https://app.example/cb"]);
         r.response_types = Some(vec!["token".into()]);
-        assert!(matches!(
-            r.validate(),
-            Err(RegistrationError::InvalidClientMetadata(_))
-        ));
+        assert!(matches!(r.validate(), Err(RegistrationError::InvalidClientMetadata(_))));
         let mut r = req(&["https://app.example/cb"]);
         r.scope = Some("patient/Observation.xyz".into());
-        assert!(matches!(
-            r.validate(),
-            Err(RegistrationError::InvalidClientMetadata(_))
-        ));
+        assert!(matches!(r.validate(), Err(RegistrationError::InvalidClientMetadata(_))));
         let mut r = req(&["https://app.example/cb"]);
         r.grant_types = Some(vec!["implicit".into()]);
-        assert!(matches!(
-            r.validate(),
-            Err(RegistrationError::InvalidClientMetadata(_))
-        ));
+        assert!(matches!(r.validate(), Err(RegistrationError::InvalidClientMetadata(_))));
     }
 }

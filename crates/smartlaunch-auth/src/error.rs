@@ -17,11 +17,7 @@ pub enum AuthorizeError {
     /// Everything else: redirect to the (verified) redirect_uri with `error`, `error_description`
     /// and `state`.
     #[error("{}: {}", .error.error, .error.error_description)]
-    Redirect {
-        redirect_uri: String,
-        state: Option<String>,
-        error: OAuthError,
-    },
+    Redirect { redirect_uri: String, state: Option<String>, error: OAuthError },
     /// Wrong username or password: show the form again, without saying which part was wrong.
     #[error("the username or password is incorrect")]
     SignInFailed,

@@ -33,14 +33,8 @@ impl KeyMaterial {
         let der: Pkcs8V1Der = AsDer::as_der(&pair).expect("RSA key serialisation failed");
         let rsa_pkcs8 = der.as_ref().to_vec();
         let kid = hash_token(&URL_SAFE_NO_PAD.encode(pair.public_key().as_ref()))[..16].to_owned();
-        let hmac_secret = URL_SAFE_NO_PAD
-            .decode(random_token(32))
-            .expect("own base64");
-        KeyMaterial {
-            kid,
-            rsa_pkcs8,
-            hmac_secret,
-        }
+        let hmac_secret = URL_SAFE_NO_PAD.decode(random_token(32)).expect("own base64");
+        KeyMaterial { kid, rsa_pkcs8, hmac_secret }
     }
 }
 
@@ -98,16 +92,13 @@ pub struct SigningKeys {
 
 impl SigningKeys {
     pub fn load(material: &KeyMaterial) -> Result<SigningKeys, String> {
-        let pair = RsaKeyPair::from_pkcs8(&material.rsa_pkcs8)
-            .map_err(|e| format!("stored RSA key: {e}"))?;
-        let (n, e) = rsa_public_components(pair.public_key().as_ref())
-            .ok_or("stored RSA key: bad public key")?;
+        let pair = RsaKeyPair::from_pkcs8(&material.rsa_pkcs8).map_err(|e| format!("stored RSA key: {e}"))?;
+        let (n, e) = rsa_public_components(pair.public_key().as_ref()).ok_or("stored RSA key: bad public key")?;
         let pem = format!(
             "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
             STANDARD.encode(&material.rsa_pkcs8)
         );
-        let rsa = EncodingKey::from_rsa_pem(pem.as_bytes())
-            .map_err(|e| format!("stored RSA key: {e}"))?;
+        let rsa = EncodingKey::from_rsa_pem(pem.as_bytes()).map_err(|e| format!("stored RSA key: {e}"))?;
         let jwk = serde_json::json!({
             "kty": "RSA",
             "kid": material.kid,
@@ -125,10 +116,8 @@ impl SigningKeys {
             kid: material.kid.clone(),
             rsa,
             jwk,
-            hmac_encode: EncodingKey::from_secret(&material.hmac_secret)
-                .map_err(|e| format!("HMAC key: {e}"))?,
-            hmac_decode: DecodingKey::from_secret(&material.hmac_secret)
-                .map_err(|e| format!("HMAC key: {e}"))?,
+            hmac_encode: EncodingKey::from_secret(&material.hmac_secret).map_err(|e| format!("HMAC key: {e}"))?,
+            hmac_decode: DecodingKey::from_secret(&material.hmac_secret).map_err(|e| format!("HMAC key: {e}"))?,
             validation,
         })
     }
@@ -141,8 +130,7 @@ impl SigningKeys {
     pub fn sign_id_token(&self, claims: &IdTokenClaims) -> String {
         let mut header = Header::new(Algorithm::RS256);
         header.kid = Some(self.kid.clone());
-        jsonwebtoken::encode(&header, claims, &self.rsa)
-            .expect("RS256 signing with a loaded key cannot fail")
+        jsonwebtoken::encode(&header, claims, &self.rsa).expect("RS256 signing with a loaded key cannot fail")
     }
 
     pub fn sign_access_token(&self, claims: &AccessClaims) -> String {
@@ -152,24 +140,15 @@ impl SigningKeys {
 
     /// Checks signature, expiry and audience of an access token (checklist item 77).
     /// Revocation is checked by the caller against the revocation list.
-    pub fn verify_access_token(
-        &self,
-        token: &str,
-        audience: &str,
-        now: UnixTime,
-    ) -> Result<AccessClaims, BearerError> {
+    pub fn verify_access_token(&self, token: &str, audience: &str, now: UnixTime) -> Result<AccessClaims, BearerError> {
         let data = jsonwebtoken::decode::<AccessClaims>(token, &self.hmac_decode, &self.validation)
-            .map_err(|_| {
-                BearerError::Invalid("the access token is malformed or its signature is invalid")
-            })?;
+            .map_err(|_| BearerError::Invalid("the access token is malformed or its signature is invalid"))?;
         let claims = data.claims;
         if claims.exp <= now {
             return Err(BearerError::Invalid("the access token has expired"));
         }
         if claims.aud != audience {
-            return Err(BearerError::Invalid(
-                "the access token was issued for another FHIR server (aud)",
-            ));
+            return Err(BearerError::Invalid("the access token was issued for another FHIR server (aud)"));
         }
         Ok(claims)
     }
@@ -190,9 +169,7 @@ fn rsa_public_components(der: &[u8]) -> Option<(&[u8], &[u8])> {
             if n == 0 || n > 4 || rest.len() < n {
                 return None;
             }
-            let len = rest[..n]
-                .iter()
-                .fold(0usize, |acc, b| (acc << 8) | *b as usize);
+            let len = rest[..n].iter().fold(0usize, |acc, b| (acc << 8) | *b as usize);
             (len, &rest[n..])
         };
         (rest.len() >= len).then(|| rest.split_at(len))
@@ -240,11 +217,7 @@ mod tests {
         assert_eq!(jwk["use"], "sig");
         let header = jsonwebtoken::decode_header(&token).unwrap();
         assert_eq!(header.kid.as_deref(), jwk["kid"].as_str());
-        let dk = DecodingKey::from_rsa_components(
-            jwk["n"].as_str().unwrap(),
-            jwk["e"].as_str().unwrap(),
-        )
-        .unwrap();
+        let dk = DecodingKey::from_rsa_components(jwk["n"].as_str().unwrap(), jwk["e"].as_str().unwrap()).unwrap();
         let mut v = Validation::new(Algorithm::RS256);
         v.set_audience(&["c"]);
         let decoded = jsonwebtoken::decode::<IdTokenClaims>(&token, &dk, &v).unwrap();
@@ -269,25 +242,14 @@ mod tests {
             jti: "j".into(),
         };
         let t = k.sign_access_token(&claims);
-        assert_eq!(
-            k.verify_access_token(&t, "http://x/fhir", 150).unwrap(),
-            claims
-        );
-        assert!(
-            k.verify_access_token(&t, "http://x/fhir", 200).is_err(),
-            "expired at exp"
-        );
+        assert_eq!(k.verify_access_token(&t, "http://x/fhir", 150).unwrap(), claims);
+        assert!(k.verify_access_token(&t, "http://x/fhir", 200).is_err(), "expired at exp");
         assert!(k.verify_access_token(&t, "http://evil/fhir", 150).is_err());
         let (_, other) = keys();
-        assert!(
-            other.verify_access_token(&t, "http://x/fhir", 150).is_err(),
-            "foreign signature"
-        );
+        assert!(other.verify_access_token(&t, "http://x/fhir", 150).is_err(), "foreign signature");
         let mut tampered = t.clone();
         tampered.insert(t.find('.').unwrap() + 3, 'A');
-        assert!(k
-            .verify_access_token(&tampered, "http://x/fhir", 150)
-            .is_err());
+        assert!(k.verify_access_token(&tampered, "http://x/fhir", 150).is_err());
     }
 
     #[test]

@@ -8,9 +8,9 @@ use crate::secrets::secrets_equal;
 
 /// Checks the `code_challenge` / `code_challenge_method` pair of an authorization request.
 pub fn check_challenge(challenge: Option<&str>, method: Option<&str>) -> Result<(), &'static str> {
-    let challenge = challenge.filter(|c| !c.is_empty()).ok_or(
-        "code_challenge is required: SMART App Launch requires PKCE with code_challenge_method=S256",
-    )?;
+    let challenge = challenge
+        .filter(|c| !c.is_empty())
+        .ok_or("code_challenge is required: SMART App Launch requires PKCE with code_challenge_method=S256")?;
     match method {
         Some("S256") => {}
         Some("plain") => return Err("code_challenge_method=plain is not supported; use S256"),
@@ -18,9 +18,7 @@ pub fn check_challenge(challenge: Option<&str>, method: Option<&str>) -> Result<
         Some(_) => return Err("code_challenge_method must be S256"),
     }
     if challenge.len() != 43 || !challenge.bytes().all(is_base64url) {
-        return Err(
-            "code_challenge must be the base64url SHA-256 of the code_verifier (43 characters)",
-        );
+        return Err("code_challenge must be the base64url SHA-256 of the code_verifier (43 characters)");
     }
     Ok(())
 }
@@ -28,18 +26,12 @@ pub fn check_challenge(challenge: Option<&str>, method: Option<&str>) -> Result<
 /// Verifies a `code_verifier` against the stored S256 challenge.  Missing, empty, malformed
 /// or wrong verifiers, and a verifier that is the challenge itself, are all refused.
 pub fn verify(challenge: &str, verifier: Option<&str>) -> Result<(), &'static str> {
-    let verifier = verifier
-        .filter(|v| !v.is_empty())
-        .ok_or("code_verifier is required (PKCE)")?;
+    let verifier = verifier.filter(|v| !v.is_empty()).ok_or("code_verifier is required (PKCE)")?;
     if !(43..=128).contains(&verifier.len()) || !verifier.bytes().all(is_unreserved) {
-        return Err(
-            "code_verifier must be 43 to 128 characters of [A-Z a-z 0-9 - . _ ~] (RFC 7636 §4.1)",
-        );
+        return Err("code_verifier must be 43 to 128 characters of [A-Z a-z 0-9 - . _ ~] (RFC 7636 §4.1)");
     }
     if verifier == challenge {
-        return Err(
-            "code_verifier must be the secret behind the code_challenge, not the challenge itself",
-        );
+        return Err("code_verifier must be the secret behind the code_challenge, not the challenge itself");
     }
     let computed = URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, verifier.as_bytes()));
     if secrets_equal(&computed, challenge) {
@@ -89,11 +81,7 @@ mod tests {
         assert!(verify(CHALLENGE, None).is_err());
         assert!(verify(CHALLENGE, Some("")).is_err());
         assert!(verify(CHALLENGE, Some(CHALLENGE)).is_err());
-        assert!(verify(
-            CHALLENGE,
-            Some("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXX")
-        )
-        .is_err());
+        assert!(verify(CHALLENGE, Some("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXX")).is_err());
         assert!(verify(CHALLENGE, Some("short")).is_err());
     }
 }

@@ -31,9 +31,7 @@ mod tests {
     fn tokens_are_url_safe_and_unique() {
         let a = random_token(32);
         assert_eq!(a.len(), 43);
-        assert!(a
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+        assert!(a.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
         assert_ne!(a, random_token(32));
     }
 

@@ -87,7 +87,9 @@ pub enum CodeRedemption {
 }
 
 /// An authorization: what a user granted a client, with the launch context.  Its refresh
-/// tokens form one family; revoking the grant revokes them and its access tokens.
+/// tokens form one family; revoking the grant revokes them and its access tokens.  A grant is
+/// stored when it has refresh tokens; one without lives only in its access tokens (and in the
+/// revocation list, if revoked).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grant {
     pub id: String,
@@ -120,56 +122,36 @@ pub trait AuthStore: Send + Sync + 'static {
     /// The signing keys, if any were stored yet.
     fn keys(&self) -> impl Future<Output = StoreResult<Option<KeyMaterial>>> + Send;
     /// Stores `fresh` unless keys exist (another node may have raced us); returns the stored keys.
-    fn insert_keys_if_absent(
-        &self,
-        fresh: &KeyMaterial,
-    ) -> impl Future<Output = StoreResult<KeyMaterial>> + Send;
+    fn insert_keys_if_absent(&self, fresh: &KeyMaterial) -> impl Future<Output = StoreResult<KeyMaterial>> + Send;
 
     fn insert_client(&self, client: &Client) -> impl Future<Output = StoreResult<()>> + Send;
     fn client(&self, client_id: &str) -> impl Future<Output = StoreResult<Option<Client>>> + Send;
     fn clients(&self) -> impl Future<Output = StoreResult<Vec<Client>>> + Send;
-    /// Removes a client and everything issued to it; false when it did not exist.
-    fn delete_client(&self, client_id: &str) -> impl Future<Output = StoreResult<bool>> + Send;
+    /// Removes a client and revokes everything issued to it; false when it did not exist.
+    fn delete_client(&self, client_id: &str, now: UnixTime) -> impl Future<Output = StoreResult<bool>> + Send;
 
     /// Inserts a user; false when the username is taken.
     fn insert_user(&self, user: &User) -> impl Future<Output = StoreResult<bool>> + Send;
-    fn user_by_username(
-        &self,
-        username: &str,
-    ) -> impl Future<Output = StoreResult<Option<User>>> + Send;
+    fn user_by_username(&self, username: &str) -> impl Future<Output = StoreResult<Option<User>>> + Send;
     fn user(&self, id: &str) -> impl Future<Output = StoreResult<Option<User>>> + Send;
 
     fn insert_session(&self, session: &Session) -> impl Future<Output = StoreResult<()>> + Send;
     /// A live session (not expired at `now`).
-    fn session(
-        &self,
-        id_hash: &str,
-        now: UnixTime,
-    ) -> impl Future<Output = StoreResult<Option<Session>>> + Send;
+    fn session(&self, id_hash: &str, now: UnixTime) -> impl Future<Output = StoreResult<Option<Session>>> + Send;
     fn delete_session(&self, id_hash: &str) -> impl Future<Output = StoreResult<()>> + Send;
 
-    fn insert_pending(
-        &self,
-        pending: &PendingAuthorization,
-    ) -> impl Future<Output = StoreResult<()>> + Send;
+    fn insert_pending(&self, pending: &PendingAuthorization) -> impl Future<Output = StoreResult<()>> + Send;
     fn pending(
         &self,
         id: &str,
         now: UnixTime,
     ) -> impl Future<Output = StoreResult<Option<PendingAuthorization>>> + Send;
-    fn update_pending(
-        &self,
-        pending: &PendingAuthorization,
-    ) -> impl Future<Output = StoreResult<()>> + Send;
+    fn update_pending(&self, pending: &PendingAuthorization) -> impl Future<Output = StoreResult<()>> + Send;
     /// Removes the pending request; false when it was already gone (a racing completion).
     fn delete_pending(&self, id: &str) -> impl Future<Output = StoreResult<bool>> + Send;
 
     /// The scopes a user last approved for a client.
-    fn consent(
-        &self,
-        user_id: &str,
-        client_id: &str,
-    ) -> impl Future<Output = StoreResult<Option<String>>> + Send;
+    fn consent(&self, user_id: &str, client_id: &str) -> impl Future<Output = StoreResult<Option<String>>> + Send;
     fn put_consent(
         &self,
         user_id: &str,
@@ -186,23 +168,12 @@ pub trait AuthStore: Send + Sync + 'static {
     ) -> impl Future<Output = StoreResult<()>> + Send;
     /// Marks the code used with one conditional update: of racing redemptions exactly one
     /// gets [`CodeRedemption::Redeemed`].
-    fn redeem_code(
-        &self,
-        code_hash: &str,
-        now: UnixTime,
-    ) -> impl Future<Output = StoreResult<CodeRedemption>> + Send;
+    fn redeem_code(&self, code_hash: &str, now: UnixTime) -> impl Future<Output = StoreResult<CodeRedemption>> + Send;
 
-    /// Stores a grant and, optionally, the first refresh token of its family, in one transaction.
-    fn insert_grant(
-        &self,
-        grant: &Grant,
-        refresh: Option<&RefreshToken>,
-    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Stores a grant and the first refresh token of its family, in one transaction.
+    fn insert_grant(&self, grant: &Grant, refresh: &RefreshToken) -> impl Future<Output = StoreResult<()>> + Send;
     fn grant(&self, id: &str) -> impl Future<Output = StoreResult<Option<Grant>>> + Send;
-    fn refresh_token(
-        &self,
-        token_hash: &str,
-    ) -> impl Future<Output = StoreResult<Option<RefreshToken>>> + Send;
+    fn refresh_token(&self, token_hash: &str) -> impl Future<Output = StoreResult<Option<RefreshToken>>> + Send;
     /// Marks `old_hash` used and stores `new` in one transaction; false (and nothing stored)
     /// when `old_hash` was already used: a racing or replayed refresh.
     fn rotate_refresh(
@@ -211,24 +182,15 @@ pub trait AuthStore: Send + Sync + 'static {
         new: &RefreshToken,
         now: UnixTime,
     ) -> impl Future<Output = StoreResult<bool>> + Send;
-    fn revoke_grant(
-        &self,
-        grant_id: &str,
-        now: UnixTime,
-    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Records the revocation of a grant (stored or not) and deletes its unused refresh tokens.
+    fn revoke_grant(&self, grant_id: &str, now: UnixTime) -> impl Future<Output = StoreResult<()>> + Send;
     /// Grants revoked at or after `since` (to fill the revocation list at start).
-    fn revoked_grants(
-        &self,
-        since: UnixTime,
-    ) -> impl Future<Output = StoreResult<Vec<(String, UnixTime)>>> + Send;
+    fn revoked_grants(&self, since: UnixTime) -> impl Future<Output = StoreResult<Vec<(String, UnixTime)>>> + Send;
 
     /// Whether the Patient exists (a picked patient must be real).
     fn patient_exists(&self, patient_id: &str) -> impl Future<Output = StoreResult<bool>> + Send;
     /// The ids of the patient's encounters, newest first.
-    fn patient_encounters(
-        &self,
-        patient_id: &str,
-    ) -> impl Future<Output = StoreResult<Vec<String>>> + Send;
+    fn patient_encounters(&self, patient_id: &str) -> impl Future<Output = StoreResult<Vec<String>>> + Send;
 
     /// Deletes expired codes, pending requests and sessions.
     fn purge_expired(&self, now: UnixTime) -> impl Future<Output = StoreResult<()>> + Send;

@@ -21,9 +21,7 @@ pub struct TokenRequest {
 }
 
 impl TokenRequest {
-    pub fn from_pairs<I: IntoIterator<Item = (String, String)>>(
-        pairs: I,
-    ) -> Result<TokenRequest, TokenError> {
+    pub fn from_pairs<I: IntoIterator<Item = (String, String)>>(pairs: I) -> Result<TokenRequest, TokenError> {
         let mut req = TokenRequest::default();
         for (k, v) in pairs {
             let slot = match k.as_str() {
@@ -38,9 +36,7 @@ impl TokenRequest {
                 _ => continue,
             };
             if slot.is_some() {
-                return Err(TokenError::InvalidRequest(format!(
-                    "the parameter `{k}` was sent more than once"
-                )));
+                return Err(TokenError::InvalidRequest(format!("the parameter `{k}` was sent more than once")));
             }
             *slot = Some(v);
         }
@@ -74,15 +70,10 @@ impl BasicCredentials {
         let (id, secret) = decoded.split_once(':').ok_or_else(bad)?;
         let unescape = |s: &str| -> Result<String, TokenError> {
             let pairs: Vec<(String, String)> =
-                url::form_urlencoded::parse(format!("v={s}").as_bytes())
-                    .into_owned()
-                    .collect();
+                url::form_urlencoded::parse(format!("v={s}").as_bytes()).into_owned().collect();
             pairs.into_iter().next().map(|(_, v)| v).ok_or_else(bad)
         };
-        Ok(Some(BasicCredentials {
-            client_id: unescape(id)?,
-            client_secret: unescape(secret)?,
-        }))
+        Ok(Some(BasicCredentials { client_id: unescape(id)?, client_secret: unescape(secret)? }))
     }
 }
 
@@ -113,22 +104,13 @@ mod tests {
         let c = BasicCredentials::from_authorization(&v).unwrap().unwrap();
         assert_eq!(c.client_id, "my app");
         assert_eq!(c.client_secret, "s:cret");
-        assert_eq!(
-            BasicCredentials::from_authorization("Bearer x").unwrap(),
-            None
-        );
+        assert_eq!(BasicCredentials::from_authorization("Bearer x").unwrap(), None);
         assert!(BasicCredentials::from_authorization("Basic !!!").is_err());
     }
 
     #[test]
     fn repeated_parameters_are_invalid() {
-        let pairs = vec![
-            ("code".to_string(), "a".to_string()),
-            ("code".to_string(), "b".to_string()),
-        ];
-        assert!(matches!(
-            TokenRequest::from_pairs(pairs),
-            Err(TokenError::InvalidRequest(_))
-        ));
+        let pairs = vec![("code".to_string(), "a".to_string()), ("code".to_string(), "b".to_string())];
+        assert!(matches!(TokenRequest::from_pairs(pairs), Err(TokenError::InvalidRequest(_))));
     }
 }

@@ -67,10 +67,7 @@ fn random(n: usize) -> String {
 }
 
 fn s256(verifier: &str) -> String {
-    URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(
-        &aws_lc_rs::digest::SHA256,
-        verifier.as_bytes(),
-    ))
+    URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes()))
 }
 
 fn between<'a>(page: &'a str, start: &str, end: char) -> Option<&'a str> {
@@ -80,13 +77,7 @@ fn between<'a>(page: &'a str, start: &str, end: char) -> Option<&'a str> {
 
 fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
+    status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
 }
 
 impl Bench {
@@ -101,40 +92,22 @@ impl Bench {
             ("code_challenge", &s256(verifier)),
             ("code_challenge_method", "S256"),
         ];
-        let query: String = url::form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(params)
-            .finish();
+        let query: String = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(params).finish();
         format!("{}/auth/authorize?{query}", self.args.base)
     }
 
     /// Signs a worker in and approves the consent once; returns its session cookie.
     async fn sign_in(&self) -> anyhow::Result<String> {
         let verifier = random(32);
-        let r = self
-            .http
-            .get(self.authorize_url(CONSENT_SCOPE, &verifier))
-            .send()
-            .await?;
-        let flow = format!(
-            "{}{}",
-            self.args.base,
-            r.headers()
-                .get(LOCATION)
-                .context("authorize did not redirect")?
-                .to_str()?
-        );
+        let r = self.http.get(self.authorize_url(CONSENT_SCOPE, &verifier)).send().await?;
+        let flow =
+            format!("{}{}", self.args.base, r.headers().get(LOCATION).context("authorize did not redirect")?.to_str()?);
         let page = self.http.get(&flow).send().await?.text().await?;
-        let csrf = between(&page, "name=\"csrf\" value=\"", '"')
-            .context("no sign-in form")?
-            .to_owned();
+        let csrf = between(&page, "name=\"csrf\" value=\"", '"').context("no sign-in form")?.to_owned();
         let r = self
             .http
             .post(format!("{flow}/signin"))
-            .form(&[
-                ("csrf", csrf.as_str()),
-                ("username", &self.args.user),
-                ("password", &self.args.user),
-            ])
+            .form(&[("csrf", csrf.as_str()), ("username", &self.args.user), ("password", &self.args.user)])
             .send()
             .await?;
         let cookie = r
@@ -146,28 +119,13 @@ impl Bench {
             .and_then(|v| v.split(';').next())
             .context("sign-in failed")?
             .to_owned();
-        let page = self
-            .http
-            .get(&flow)
-            .header(COOKIE, &cookie)
-            .send()
-            .await?
-            .text()
-            .await?;
-        let mut form = vec![
-            ("csrf".to_owned(), csrf),
-            ("decision".to_owned(), "allow".to_owned()),
-        ];
+        let page = self.http.get(&flow).header(COOKIE, &cookie).send().await?.text().await?;
+        let mut form = vec![("csrf".to_owned(), csrf), ("decision".to_owned(), "allow".to_owned())];
         for scope in CONSENT_SCOPE.split(' ') {
             form.push(("scope".into(), scope.into()));
         }
         if page.contains("value=\"allow\"") {
-            self.http
-                .post(format!("{flow}/consent"))
-                .header(COOKIE, &cookie)
-                .form(&form)
-                .send()
-                .await?;
+            self.http.post(format!("{flow}/consent")).header(COOKIE, &cookie).form(&form).send().await?;
         }
         Ok(cookie)
     }
@@ -175,18 +133,8 @@ impl Bench {
     /// One complete launch: authorize (session and consent reused) → code → token.
     async fn launch(&self, cookie: &str, scope: &str) -> anyhow::Result<Value> {
         let verifier = random(32);
-        let r = self
-            .http
-            .get(self.authorize_url(scope, &verifier))
-            .header(COOKIE, cookie)
-            .send()
-            .await?;
-        let location = r
-            .headers()
-            .get(LOCATION)
-            .context("authorize did not redirect")?
-            .to_str()?
-            .to_owned();
+        let r = self.http.get(self.authorize_url(scope, &verifier)).header(COOKIE, cookie).send().await?;
+        let location = r.headers().get(LOCATION).context("authorize did not redirect")?.to_str()?.to_owned();
         let code = url::Url::parse(&location)?
             .query_pairs()
             .find(|(k, _)| k == "code")
@@ -221,10 +169,7 @@ impl Bench {
             bail!("refresh: {} {}", r.status(), r.text().await?);
         }
         let body: Value = r.json().await?;
-        Ok(body["refresh_token"]
-            .as_str()
-            .context("no refresh_token")?
-            .to_owned())
+        Ok(body["refresh_token"].as_str().context("no refresh_token")?.to_owned())
     }
 }
 
@@ -234,52 +179,31 @@ struct Outcome {
     first_error: Option<String>,
 }
 
-async fn run(
-    bench: Arc<Bench>,
-    scenario: Scenario,
-    cookies: &[String],
-) -> anyhow::Result<(Outcome, Duration)> {
+async fn run(bench: Arc<Bench>, scenario: Scenario, cookies: &[String]) -> anyhow::Result<(Outcome, Duration)> {
     let deadline = Instant::now() + Duration::from_secs(bench.args.seconds);
     let started = Instant::now();
     let mut tasks = Vec::new();
     for cookie in cookies.iter().cloned() {
         let bench = bench.clone();
         tasks.push(tokio::spawn(async move {
-            let mut out = Outcome {
-                latencies: Vec::new(),
-                errors: 0,
-                first_error: None,
-            };
+            let mut out = Outcome { latencies: Vec::new(), errors: 0, first_error: None };
             let mut refresh_token = match scenario {
                 Scenario::Refresh => match bench.launch(&cookie, CONSENT_SCOPE).await {
                     Ok(t) => t["refresh_token"].as_str().map(str::to_owned),
-                    Err(e) => {
-                        return Outcome {
-                            latencies: vec![],
-                            errors: 1,
-                            first_error: Some(e.to_string()),
-                        }
-                    }
+                    Err(e) => return Outcome { latencies: vec![], errors: 1, first_error: Some(e.to_string()) },
                 },
                 _ => None,
             };
             while Instant::now() < deadline {
                 let t = Instant::now();
                 let result = match scenario {
-                    Scenario::Launch => bench
-                        .launch(&cookie, "launch/patient patient/*.rs")
-                        .await
-                        .map(|_| ()),
-                    Scenario::LaunchOpenid => bench
-                        .launch(&cookie, "launch/patient openid fhirUser patient/*.rs")
-                        .await
-                        .map(|_| ()),
+                    Scenario::Launch => bench.launch(&cookie, "launch/patient patient/*.rs").await.map(|_| ()),
+                    Scenario::LaunchOpenid => {
+                        bench.launch(&cookie, "launch/patient openid fhirUser patient/*.rs").await.map(|_| ())
+                    }
                     Scenario::Refresh => {
                         let current = refresh_token.clone().unwrap_or_default();
-                        bench
-                            .refresh(&current)
-                            .await
-                            .map(|next| refresh_token = Some(next))
+                        bench.refresh(&current).await.map(|next| refresh_token = Some(next))
                     }
                 };
                 match result {
@@ -296,11 +220,7 @@ async fn run(
             out
         }));
     }
-    let mut all = Outcome {
-        latencies: Vec::new(),
-        errors: 0,
-        first_error: None,
-    };
+    let mut all = Outcome { latencies: Vec::new(), errors: 0, first_error: None };
     for t in tasks {
         let o = t.await?;
         all.latencies.extend(o.latencies);
@@ -322,10 +242,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let http = reqwest::Client::builder()
-        .redirect(Policy::none())
-        .pool_max_idle_per_host(args.workers * 2)
-        .build()?;
+    let http = reqwest::Client::builder().redirect(Policy::none()).pool_max_idle_per_host(args.workers * 2).build()?;
     if let Some(pid) = args.server_pid {
         println!(
             "server RSS idle: {:.1} MiB",
@@ -347,10 +264,7 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     let bench = Arc::new(Bench {
         fhir: format!("{}/fhir", args.base),
-        client_id: registration["client_id"]
-            .as_str()
-            .context("no client_id")?
-            .to_owned(),
+        client_id: registration["client_id"].as_str().context("no client_id")?.to_owned(),
         http,
         args: args.clone(),
     });
@@ -358,14 +272,8 @@ async fn main() -> anyhow::Result<()> {
     for _ in 0..args.workers {
         cookies.push(bench.sign_in().await?);
     }
-    println!(
-        "{} workers signed in; {} s per scenario",
-        args.workers, args.seconds
-    );
-    println!(
-        "{:<14} {:>9} {:>10} {:>9} {:>9} {:>7}",
-        "scenario", "count", "per sec", "p50 ms", "p99 ms", "errors"
-    );
+    println!("{} workers signed in; {} s per scenario", args.workers, args.seconds);
+    println!("{:<14} {:>9} {:>10} {:>9} {:>9} {:>7}", "scenario", "count", "per sec", "p50 ms", "p99 ms", "errors");
     for scenario in &args.scenario {
         let (mut outcome, elapsed) = run(bench.clone(), *scenario, &cookies).await?;
         outcome.latencies.sort_unstable();
@@ -388,10 +296,7 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     if let Some(pid) = args.server_pid {
-        println!(
-            "server RSS after load: {:.1} MiB",
-            rss_kib(pid).unwrap_or(0) as f64 / 1024.0
-        );
+        println!("server RSS after load: {:.1} MiB", rss_kib(pid).unwrap_or(0) as f64 / 1024.0);
     }
     Ok(())
 }

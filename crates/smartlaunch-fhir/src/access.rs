@@ -37,11 +37,7 @@ impl Denied {
 /// `patient/` — the context patient's compartment; `user/` — a patient user's own compartment,
 /// a practitioner everything; `system/` — everything.  Granular `?param=value` scopes admit a
 /// read only once the search engine can evaluate them, so until then they admit nothing.
-pub fn may_read(
-    req: &Requester<'_>,
-    resource_type: &str,
-    compartment_patient: Option<&str>,
-) -> Result<(), Denied> {
+pub fn may_read(req: &Requester<'_>, resource_type: &str, compartment_patient: Option<&str>) -> Result<(), Denied> {
     let mut any = false;
     for scope in req.scopes.grants(resource_type, Interaction::Read) {
         any = true;
@@ -52,9 +48,7 @@ pub fn may_read(
             Level::Patient => req.patient.is_some_and(|p| compartment_patient == Some(p)),
             Level::User => match req.fhir_user.and_then(|u| u.strip_prefix("Patient/")) {
                 Some(own) => compartment_patient == Some(own),
-                None => req
-                    .fhir_user
-                    .is_some_and(|u| u.starts_with("Practitioner/")),
+                None => req.fhir_user.is_some_and(|u| u.starts_with("Practitioner/")),
             },
             Level::System => true,
         };
@@ -65,9 +59,7 @@ pub fn may_read(
     if any {
         Err(Denied::OutsideGrant)
     } else {
-        Err(Denied::NoScope {
-            needed: format!("patient/{resource_type}.r, user/{resource_type}.r or a wildcard"),
-        })
+        Err(Denied::NoScope { needed: format!("patient/{resource_type}.r, user/{resource_type}.r or a wildcard") })
     }
 }
 
@@ -77,18 +69,9 @@ mod tests {
     use crate::compartment::patient_of;
     use serde_json::{json, Value};
 
-    fn check(
-        scopes: &str,
-        patient: Option<&str>,
-        user: Option<&str>,
-        resource: Value,
-    ) -> Result<(), Denied> {
+    fn check(scopes: &str, patient: Option<&str>, user: Option<&str>, resource: Value) -> Result<(), Denied> {
         let scopes = ScopeSet::parse(scopes).unwrap();
-        let req = Requester {
-            scopes: &scopes,
-            patient,
-            fhir_user: user,
-        };
+        let req = Requester { scopes: &scopes, patient, fhir_user: user };
         let ty = resource["resourceType"].as_str().unwrap().to_owned();
         may_read(&req, &ty, patient_of(&resource).as_deref())
     }
@@ -98,20 +81,11 @@ mod tests {
         let p1 = json!({"resourceType": "Patient", "id": "p1"});
         let p2 = json!({"resourceType": "Patient", "id": "p2"});
         assert!(check("patient/*.rs", Some("p1"), None, p1.clone()).is_ok());
-        assert_eq!(
-            check("patient/*.rs", Some("p1"), None, p2),
-            Err(Denied::OutsideGrant)
-        );
+        assert_eq!(check("patient/*.rs", Some("p1"), None, p2), Err(Denied::OutsideGrant));
         assert!(check("patient/Patient.r", Some("p1"), None, p1.clone()).is_ok());
-        assert!(matches!(
-            check("patient/Observation.rs", Some("p1"), None, p1.clone()),
-            Err(Denied::NoScope { .. })
-        ));
+        assert!(matches!(check("patient/Observation.rs", Some("p1"), None, p1.clone()), Err(Denied::NoScope { .. })));
         assert!(
-            matches!(
-                check("patient/Patient.c", Some("p1"), None, p1),
-                Err(Denied::NoScope { .. })
-            ),
+            matches!(check("patient/Patient.c", Some("p1"), None, p1), Err(Denied::NoScope { .. })),
             "write never implies read"
         );
     }
@@ -124,26 +98,15 @@ mod tests {
         assert!(check("user/*.rs", None, Some("Practitioner/d1"), dr.clone()).is_ok());
         assert!(check("user/*.rs", None, Some("Patient/p1"), p1).is_ok());
         assert_eq!(
-            check(
-                "user/*.rs",
-                None,
-                Some("Patient/p2"),
-                json!({"resourceType": "Patient", "id": "p1"})
-            ),
+            check("user/*.rs", None, Some("Patient/p2"), json!({"resourceType": "Patient", "id": "p1"})),
             Err(Denied::OutsideGrant)
         );
-        assert_eq!(
-            check("patient/*.rs", Some("p1"), None, dr),
-            Err(Denied::OutsideGrant)
-        );
+        assert_eq!(check("patient/*.rs", Some("p1"), None, dr), Err(Denied::OutsideGrant));
     }
 
     #[test]
     fn granular_scopes_admit_nothing_they_cannot_evaluate() {
         let p1 = json!({"resourceType": "Patient", "id": "p1"});
-        assert_eq!(
-            check("patient/Patient.r?gender=female", Some("p1"), None, p1),
-            Err(Denied::OutsideGrant)
-        );
+        assert_eq!(check("patient/Patient.r?gender=female", Some("p1"), None, p1), Err(Denied::OutsideGrant));
     }
 }

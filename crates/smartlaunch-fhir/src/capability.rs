@@ -21,12 +21,7 @@ pub const RESOURCES: &[(&str, &[&str])] = &[
     ("Practitioner", &["read"]),
 ];
 
-pub fn capability_statement(
-    software_version: &str,
-    fhir_base: &str,
-    uris: &OAuthUris<'_>,
-    date: &str,
-) -> Value {
+pub fn capability_statement(software_version: &str, fhir_base: &str, uris: &OAuthUris<'_>, date: &str) -> Value {
     let resources: Vec<Value> = RESOURCES
         .iter()
         .map(|(ty, interactions)| {

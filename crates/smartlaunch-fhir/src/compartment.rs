@@ -34,12 +34,7 @@ pub fn patient_of(resource: &Value) -> Option<String> {
         return resource.get("id")?.as_str().map(str::to_owned);
     }
     patient_elements(resource_type).iter().find_map(|element| {
-        resource
-            .get(*element)?
-            .get("reference")?
-            .as_str()?
-            .strip_prefix("Patient/")
-            .map(str::to_owned)
+        resource.get(*element)?.get("reference")?.as_str()?.strip_prefix("Patient/").map(str::to_owned)
     })
 }
 
@@ -50,27 +45,17 @@ mod tests {
 
     #[test]
     fn compartment_membership() {
+        assert_eq!(patient_of(&json!({"resourceType": "Patient", "id": "p1"})).as_deref(), Some("p1"));
         assert_eq!(
-            patient_of(&json!({"resourceType": "Patient", "id": "p1"})).as_deref(),
-            Some("p1")
-        );
-        assert_eq!(
-            patient_of(
-                &json!({"resourceType": "Observation", "subject": {"reference": "Patient/p2"}})
-            )
-            .as_deref(),
+            patient_of(&json!({"resourceType": "Observation", "subject": {"reference": "Patient/p2"}})).as_deref(),
             Some("p2")
         );
-        assert_eq!(patient_of(&json!({"resourceType": "AllergyIntolerance", "patient": {"reference": "Patient/p3"}})).as_deref(), Some("p3"));
         assert_eq!(
-            patient_of(&json!({"resourceType": "Practitioner", "id": "d1"})),
-            None
+            patient_of(&json!({"resourceType": "AllergyIntolerance", "patient": {"reference": "Patient/p3"}}))
+                .as_deref(),
+            Some("p3")
         );
-        assert_eq!(
-            patient_of(
-                &json!({"resourceType": "Observation", "subject": {"reference": "Group/g"}})
-            ),
-            None
-        );
+        assert_eq!(patient_of(&json!({"resourceType": "Practitioner", "id": "d1"})), None);
+        assert_eq!(patient_of(&json!({"resourceType": "Observation", "subject": {"reference": "Group/g"}})), None);
     }
 }

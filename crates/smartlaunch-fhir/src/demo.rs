@@ -22,14 +22,10 @@ const SNOMED: &str = "http://snomed.info/sct";
 const RXNORM: &str = "http://www.nlm.nih.gov/research/umls/rxnorm";
 const OBS_CATEGORY: &str = "http://terminology.hl7.org/CodeSystem/observation-category";
 
-const GIVEN_F: &[&str] = &[
-    "Amy", "Maria", "Grace", "Olivia", "Sofia", "Hannah", "Leila", "Chloe", "Nora", "Ruth", "Yuki",
-    "Amara",
-];
-const GIVEN_M: &[&str] = &[
-    "Daniel", "Samuel", "Omar", "Lucas", "Ethan", "Kenji", "Mateo", "Isaac", "Tomas", "Arjun",
-    "Felix", "Kwame",
-];
+const GIVEN_F: &[&str] =
+    &["Amy", "Maria", "Grace", "Olivia", "Sofia", "Hannah", "Leila", "Chloe", "Nora", "Ruth", "Yuki", "Amara"];
+const GIVEN_M: &[&str] =
+    &["Daniel", "Samuel", "Omar", "Lucas", "Ethan", "Kenji", "Mateo", "Isaac", "Tomas", "Arjun", "Felix", "Kwame"];
 const FAMILY: &[&str] = &[
     "Shaw",
     "Garcia",
@@ -66,54 +62,19 @@ const CITIES: &[(&str, &str, &str)] = &[
 
 /// (SNOMED code, display, RxNorm code, medication display)
 const PROBLEMS: &[(&str, &str, &str, &str)] = &[
-    (
-        "38341003",
-        "Hypertensive disorder, systemic arterial",
-        "314076",
-        "lisinopril 10 MG Oral Tablet",
-    ),
+    ("38341003", "Hypertensive disorder, systemic arterial", "314076", "lisinopril 10 MG Oral Tablet"),
     (
         "44054006",
         "Diabetes mellitus type 2",
         "860975",
         "24 HR metformin hydrochloride 500 MG Extended Release Oral Tablet",
     ),
-    (
-        "55822004",
-        "Hyperlipidemia",
-        "617310",
-        "atorvastatin 20 MG Oral Tablet",
-    ),
-    (
-        "195967001",
-        "Asthma",
-        "745679",
-        "200 ACTUAT albuterol 0.09 MG/ACTUAT Metered Dose Inhaler",
-    ),
-    (
-        "40930008",
-        "Hypothyroidism",
-        "966224",
-        "levothyroxine sodium 0.05 MG Oral Tablet",
-    ),
-    (
-        "235595009",
-        "Gastroesophageal reflux disease",
-        "198053",
-        "omeprazole 20 MG Delayed Release Oral Capsule",
-    ),
-    (
-        "37796009",
-        "Migraine",
-        "313782",
-        "sumatriptan 50 MG Oral Tablet",
-    ),
-    (
-        "239873007",
-        "Osteoarthritis of knee",
-        "198013",
-        "naproxen 250 MG Oral Tablet",
-    ),
+    ("55822004", "Hyperlipidemia", "617310", "atorvastatin 20 MG Oral Tablet"),
+    ("195967001", "Asthma", "745679", "200 ACTUAT albuterol 0.09 MG/ACTUAT Metered Dose Inhaler"),
+    ("40930008", "Hypothyroidism", "966224", "levothyroxine sodium 0.05 MG Oral Tablet"),
+    ("235595009", "Gastroesophageal reflux disease", "198053", "omeprazole 20 MG Delayed Release Oral Capsule"),
+    ("37796009", "Migraine", "313782", "sumatriptan 50 MG Oral Tablet"),
+    ("239873007", "Osteoarthritis of knee", "198013", "naproxen 250 MG Oral Tablet"),
 ];
 
 /// (SNOMED code, display, category, criticality)
@@ -133,22 +94,15 @@ const VISITS: &[(&str, &str)] = &[
     ("702927004", "Urgent care clinic"),
 ];
 
-const PRACTITIONERS: &[(&str, &str, &str)] = &[
-    ("Susan", "Clark", "female"),
-    ("Rafael", "Ortiz", "male"),
-    ("Mei", "Chen", "female"),
-    ("Jonas", "Berg", "male"),
-];
+const PRACTITIONERS: &[(&str, &str, &str)] =
+    &[("Susan", "Clark", "female"), ("Rafael", "Ortiz", "male"), ("Mei", "Chen", "female"), ("Jonas", "Berg", "male")];
 
 /// A small deterministic generator (64-bit LCG) so the data set never changes.
 struct Lcg(u64);
 
 impl Lcg {
     fn next(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         self.0 >> 33
     }
     fn below(&mut self, n: u64) -> u64 {
@@ -219,17 +173,9 @@ fn patient_record(i: usize, out: &mut Vec<Value>) {
     let mut rng = Lcg(0x5eed_0000 + i as u64 * 7_777);
     let pid = patient_id(i);
     let female = i % 2 == 0;
-    let given = if female {
-        GIVEN_F[(i / 2) % GIVEN_F.len()]
-    } else {
-        GIVEN_M[(i / 2) % GIVEN_M.len()]
-    };
+    let given = if female { GIVEN_F[(i / 2) % GIVEN_F.len()] } else { GIVEN_M[(i / 2) % GIVEN_M.len()] };
     let family = FAMILY[i % FAMILY.len()];
-    let birth = if i == 0 {
-        -2_200
-    } else {
-        -(rng.below(70 * 365) as i64) + 5 * 365
-    };
+    let birth = if i == 0 { -2_200 } else { -(rng.below(70 * 365) as i64) + 5 * 365 };
     let (city, state, zip) = CITIES[i % CITIES.len()];
     let gp = practitioner_id(i % PRACTITIONERS.len());
     out.push(json!({
@@ -255,16 +201,13 @@ fn patient_record(i: usize, out: &mut Vec<Value>) {
         vec![0, 1, 2, 3]
     } else {
         let n = 1 + rng.below(3) as usize;
-        let mut v: Vec<usize> = (0..n)
-            .map(|_| rng.below(PROBLEMS.len() as u64) as usize)
-            .collect();
+        let mut v: Vec<usize> = (0..n).map(|_| rng.below(PROBLEMS.len() as u64) as usize).collect();
         v.sort_unstable();
         v.dedup();
         v
     };
     let encounter_count = if rich { 6 } else { 2 + rng.below(3) as i64 };
-    let subject =
-        json!({ "reference": format!("Patient/{pid}"), "display": format!("{given} {family}") });
+    let subject = json!({ "reference": format!("Patient/{pid}"), "display": format!("{given} {family}") });
     let diabetic = problems.contains(&1);
 
     for e in 0..encounter_count {
@@ -284,11 +227,7 @@ fn patient_record(i: usize, out: &mut Vec<Value>) {
             "period": { "start": start, "end": end },
             "serviceProvider": { "display": "smartlaunch General Hospital" }
         }));
-        let ctx = Ctx {
-            eid: &eid,
-            subject: &subject,
-            when: &start,
-        };
+        let ctx = Ctx { eid: &eid, subject: &subject, when: &start };
         let mut n = 0;
         let mut obs = |o: Value| {
             n += 1;
@@ -299,47 +238,13 @@ fn patient_record(i: usize, out: &mut Vec<Value>) {
         let sys = rng.range(108.0, 148.0, 0);
         let dia = rng.range(66.0, 92.0, 0);
         obs(ctx.blood_pressure(sys, dia));
-        obs(ctx.vital(
-            "8867-4",
-            "Heart rate",
-            rng.range(58.0, 96.0, 0),
-            "/min",
-            "beats/minute",
-        ));
-        obs(ctx.vital(
-            "29463-7",
-            "Body weight",
-            rng.range(52.0, 104.0, 1),
-            "kg",
-            "kg",
-        ));
-        obs(ctx.vital(
-            "8302-2",
-            "Body height",
-            rng.range(152.0, 192.0, 1),
-            "cm",
-            "cm",
-        ));
-        obs(ctx.vital(
-            "8310-5",
-            "Body temperature",
-            rng.range(36.3, 37.4, 1),
-            "Cel",
-            "°C",
-        ));
+        obs(ctx.vital("8867-4", "Heart rate", rng.range(58.0, 96.0, 0), "/min", "beats/minute"));
+        obs(ctx.vital("29463-7", "Body weight", rng.range(52.0, 104.0, 1), "kg", "kg"));
+        obs(ctx.vital("8302-2", "Body height", rng.range(152.0, 192.0, 1), "cm", "cm"));
+        obs(ctx.vital("8310-5", "Body temperature", rng.range(36.3, 37.4, 1), "Cel", "°C"));
         if rich || e % 2 == 0 {
-            let glucose = if diabetic {
-                rng.range(120.0, 190.0, 0)
-            } else {
-                rng.range(72.0, 105.0, 0)
-            };
-            obs(ctx.lab(
-                "2339-0",
-                "Glucose [Mass/volume] in Blood",
-                glucose,
-                "mg/dL",
-                (70.0, 99.0),
-            ));
+            let glucose = if diabetic { rng.range(120.0, 190.0, 0) } else { rng.range(72.0, 105.0, 0) };
+            obs(ctx.lab("2339-0", "Glucose [Mass/volume] in Blood", glucose, "mg/dL", (70.0, 99.0)));
             obs(ctx.lab(
                 "2093-3",
                 "Cholesterol [Mass/volume] in Serum or Plasma",
@@ -354,13 +259,7 @@ fn patient_record(i: usize, out: &mut Vec<Value>) {
                 "mg/dL",
                 (0.6, 1.2),
             ));
-            obs(ctx.lab(
-                "718-7",
-                "Hemoglobin [Mass/volume] in Blood",
-                rng.range(11.5, 16.5, 1),
-                "g/dL",
-                (12.0, 17.5),
-            ));
+            obs(ctx.lab("718-7", "Hemoglobin [Mass/volume] in Blood", rng.range(11.5, 16.5, 1), "g/dL", (12.0, 17.5)));
             if diabetic {
                 obs(ctx.lab(
                     "4548-4",
@@ -470,11 +369,7 @@ impl Ctx<'_> {
         let mut o = self.base(
             "vital-signs",
             "Vital Signs",
-            coding(
-                LOINC,
-                "85354-9",
-                "Blood pressure panel with all children optional",
-            ),
+            coding(LOINC, "85354-9", "Blood pressure panel with all children optional"),
         );
         o["component"] = json!([
             { "code": coding(LOINC, "8480-6", "Systolic blood pressure"), "valueQuantity": Self::quantity(systolic, "mm[Hg]", "mmHg") },
@@ -483,14 +378,7 @@ impl Ctx<'_> {
         o
     }
 
-    fn lab(
-        &self,
-        loinc: &str,
-        display: &str,
-        value: f64,
-        unit: &str,
-        (low, high): (f64, f64),
-    ) -> Value {
+    fn lab(&self, loinc: &str, display: &str, value: f64, unit: &str, (low, high): (f64, f64)) -> Value {
         let mut o = self.base("laboratory", "Laboratory", coding(LOINC, loinc, display));
         o["valueQuantity"] = Self::quantity(value, unit, unit);
         let flag = if value > high {
@@ -501,13 +389,11 @@ impl Ctx<'_> {
             None
         };
         if let Some((code, disp)) = flag {
-            o["interpretation"] = json!([coding(
-                "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation",
-                code,
-                disp
-            )]);
+            o["interpretation"] =
+                json!([coding("http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation", code, disp)]);
         }
-        o["referenceRange"] = json!([{ "low": Self::quantity(low, unit, unit), "high": Self::quantity(high, unit, unit) }]);
+        o["referenceRange"] =
+            json!([{ "low": Self::quantity(low, unit, unit), "high": Self::quantity(high, unit, unit) }]);
         o
     }
 }
@@ -530,38 +416,16 @@ mod tests {
         let a = generate();
         let b = generate();
         assert_eq!(a.resources, b.resources);
-        let count = |t: &str| {
-            a.resources
-                .iter()
-                .filter(|r| r["resourceType"] == t)
-                .count()
-        };
+        let count = |t: &str| a.resources.iter().filter(|r| r["resourceType"] == t).count();
         assert_eq!(count("Patient"), PATIENT_COUNT);
         assert!(count("Practitioner") >= 3);
-        for t in [
-            "Encounter",
-            "Observation",
-            "Condition",
-            "MedicationRequest",
-            "AllergyIntolerance",
-        ] {
+        for t in ["Encounter", "Observation", "Condition", "MedicationRequest", "AllergyIntolerance"] {
             assert!(count(t) >= PATIENT_COUNT, "{t}");
         }
-        let ids: HashSet<String> = a
-            .resources
-            .iter()
-            .map(|r| format!("{}/{}", r["resourceType"], r["id"]))
-            .collect();
+        let ids: HashSet<String> = a.resources.iter().map(|r| format!("{}/{}", r["resourceType"], r["id"])).collect();
         assert_eq!(ids.len(), a.resources.len(), "ids are unique");
-        assert!(a
-            .resources
-            .iter()
-            .all(|r| crate::is_valid_id(r["id"].as_str().unwrap())));
-        let labs = a
-            .resources
-            .iter()
-            .filter(|r| r["category"][0]["coding"][0]["code"] == "laboratory")
-            .count();
+        assert!(a.resources.iter().all(|r| crate::is_valid_id(r["id"].as_str().unwrap())));
+        let labs = a.resources.iter().filter(|r| r["category"][0]["coding"][0]["code"] == "laboratory").count();
         assert!(labs > 50);
     }
 
@@ -570,13 +434,7 @@ mod tests {
         let data = generate();
         for i in 0..PATIENT_COUNT {
             let reference = format!("Patient/{}", patient_id(i));
-            for t in [
-                "Encounter",
-                "Observation",
-                "Condition",
-                "MedicationRequest",
-                "AllergyIntolerance",
-            ] {
+            for t in ["Encounter", "Observation", "Condition", "MedicationRequest", "AllergyIntolerance"] {
                 assert!(
                     data.resources.iter().any(|r| r["resourceType"] == t
                         && crate::compartment::patient_of(r).map(|p| format!("Patient/{p}"))

@@ -12,9 +12,5 @@ pub const FHIR_VERSION: &str = "4.0.1";
 
 /// Whether `id` is a valid FHIR id: 1–64 of `[A-Za-z0-9-.]`.
 pub fn is_valid_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 64
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
 }

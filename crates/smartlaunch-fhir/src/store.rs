@@ -28,11 +28,7 @@ pub trait ResourceStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<StoredResource>, StoreError>> + Send;
     /// Stores resources (new versions of existing ids) in one transaction; `now` is the
     /// `meta.lastUpdated` instant.
-    fn put_all(
-        &self,
-        resources: &[Value],
-        now: &str,
-    ) -> impl Future<Output = Result<usize, StoreError>> + Send;
+    fn put_all(&self, resources: &[Value], now: &str) -> impl Future<Output = Result<usize, StoreError>> + Send;
     /// How many resources are stored (0 on a fresh database).
     fn count(&self) -> impl Future<Output = Result<i64, StoreError>> + Send;
     /// Patients whose name contains `name` (case-insensitive), ordered by name; and the total.
@@ -43,8 +39,5 @@ pub trait ResourceStore: Send + Sync + 'static {
         limit: i64,
     ) -> impl Future<Output = Result<(Vec<Value>, i64), StoreError>> + Send;
     /// The patient's encounters, newest first.
-    fn encounters_of(
-        &self,
-        patient_id: &str,
-    ) -> impl Future<Output = Result<Vec<Value>, StoreError>> + Send;
+    fn encounters_of(&self, patient_id: &str) -> impl Future<Output = Result<Vec<Value>, StoreError>> + Send;
 }

@@ -66,8 +66,16 @@ CREATE TABLE grants (
     created_at          BIGINT NOT NULL,
     revoked_at          BIGINT
 );
-CREATE INDEX grants_revoked_at ON grants (revoked_at);
 CREATE INDEX grants_client ON grants (client_id);
+
+-- Revoked grants, including grants that were never stored because they issued no refresh
+-- token (a replayed code revokes those too).  The resource server's revocation list is filled
+-- from here at start.
+CREATE TABLE revocations (
+    grant_id    TEXT PRIMARY KEY,
+    revoked_at  BIGINT NOT NULL
+);
+CREATE INDEX revocations_revoked_at ON revocations (revoked_at);
 
 CREATE TABLE refresh_tokens (
     token_hash  TEXT PRIMARY KEY,

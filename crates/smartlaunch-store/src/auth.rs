@@ -5,8 +5,7 @@ use smartlaunch_auth::client::{Client, ClientMetadata};
 use smartlaunch_auth::error::StoreError;
 use smartlaunch_auth::keys::KeyMaterial;
 use smartlaunch_auth::store::{
-    AuthStore, CodeGrant, CodeRedemption, Grant, PendingAuthorization, RefreshToken, Session,
-    StoreResult,
+    AuthStore, CodeGrant, CodeRedemption, Grant, PendingAuthorization, RefreshToken, Session, StoreResult,
 };
 use smartlaunch_auth::users::User;
 use smartlaunch_auth::UnixTime;
@@ -33,26 +32,13 @@ type GrantRow = (
     Option<i64>,
 );
 
-fn client_from_row(
-    (client_id, metadata, secret_hash, created_at): ClientRow,
-) -> StoreResult<Client> {
+fn client_from_row((client_id, metadata, secret_hash, created_at): ClientRow) -> StoreResult<Client> {
     let metadata: ClientMetadata = serde_json::from_str(&metadata).map_err(err)?;
-    Ok(Client {
-        client_id,
-        metadata,
-        secret_hash,
-        created_at,
-    })
+    Ok(Client { client_id, metadata, secret_hash, created_at })
 }
 
 fn user_from_row((id, username, password_hash, fhir_user, display_name): UserRow) -> User {
-    User {
-        id,
-        username,
-        password_hash,
-        fhir_user,
-        display_name,
-    }
+    User { id, username, password_hash, fhir_user, display_name }
 }
 
 const USER_COLUMNS: &str = "id, username, password_hash, fhir_user, display_name";
@@ -61,25 +47,18 @@ const GRANT_COLUMNS: &str =
 
 impl AuthStore for Db {
     async fn keys(&self) -> StoreResult<Option<KeyMaterial>> {
-        let row: Option<(String, Vec<u8>, Vec<u8>)> = sqlx::query_as(
-            "SELECT kid, rsa_pkcs8, hmac_secret FROM signing_keys ORDER BY created_at DESC LIMIT 1",
-        )
-        .fetch_optional(&self.read)
-        .await
-        .map_err(err)?;
-        Ok(row.map(|(kid, rsa_pkcs8, hmac_secret)| KeyMaterial {
-            kid,
-            rsa_pkcs8,
-            hmac_secret,
-        }))
+        let row: Option<(String, Vec<u8>, Vec<u8>)> =
+            sqlx::query_as("SELECT kid, rsa_pkcs8, hmac_secret FROM signing_keys ORDER BY created_at DESC LIMIT 1")
+                .fetch_optional(&self.read)
+                .await
+                .map_err(err)?;
+        Ok(row.map(|(kid, rsa_pkcs8, hmac_secret)| KeyMaterial { kid, rsa_pkcs8, hmac_secret }))
     }
 
     async fn insert_keys_if_absent(&self, fresh: &KeyMaterial) -> StoreResult<KeyMaterial> {
         let mut tx = self.write.begin().await.map_err(err)?;
-        let existing: Option<(i64,)> = sqlx::query_as("SELECT COUNT(*) FROM signing_keys")
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(err)?;
+        let existing: Option<(i64,)> =
+            sqlx::query_as("SELECT COUNT(*) FROM signing_keys").fetch_optional(&mut *tx).await.map_err(err)?;
         if existing.is_none_or(|(n,)| n == 0) {
             sqlx::query("INSERT INTO signing_keys (kid, rsa_pkcs8, hmac_secret, created_at) VALUES (?, ?, ?, 0)")
                 .bind(&fresh.kid)
@@ -90,9 +69,7 @@ impl AuthStore for Db {
                 .map_err(err)?;
         }
         tx.commit().await.map_err(err)?;
-        self.keys()
-            .await?
-            .ok_or_else(|| StoreError("signing keys vanished".into()))
+        self.keys().await?.ok_or_else(|| StoreError("signing keys vanished".into()))
     }
 
     async fn insert_client(&self, client: &Client) -> StoreResult<()> {
@@ -108,26 +85,26 @@ impl AuthStore for Db {
     }
 
     async fn client(&self, client_id: &str) -> StoreResult<Option<Client>> {
-        let row: Option<ClientRow> = sqlx::query_as(
-            "SELECT client_id, metadata, secret_hash, created_at FROM clients WHERE client_id = ?",
-        )
-        .bind(client_id)
-        .fetch_optional(&self.read)
-        .await
-        .map_err(err)?;
+        let row: Option<ClientRow> =
+            sqlx::query_as("SELECT client_id, metadata, secret_hash, created_at FROM clients WHERE client_id = ?")
+                .bind(client_id)
+                .fetch_optional(&self.read)
+                .await
+                .map_err(err)?;
         row.map(client_from_row).transpose()
     }
 
     async fn clients(&self) -> StoreResult<Vec<Client>> {
-        let rows: Vec<ClientRow> =
-            sqlx::query_as("SELECT client_id, metadata, secret_hash, created_at FROM clients ORDER BY created_at, client_id")
-                .fetch_all(&self.read)
-                .await
-                .map_err(err)?;
+        let rows: Vec<ClientRow> = sqlx::query_as(
+            "SELECT client_id, metadata, secret_hash, created_at FROM clients ORDER BY created_at, client_id",
+        )
+        .fetch_all(&self.read)
+        .await
+        .map_err(err)?;
         rows.into_iter().map(client_from_row).collect()
     }
 
-    async fn delete_client(&self, client_id: &str) -> StoreResult<bool> {
+    async fn delete_client(&self, client_id: &str, now: UnixTime) -> StoreResult<bool> {
         let mut tx = self.write.begin().await.map_err(err)?;
         let deleted = sqlx::query("DELETE FROM clients WHERE client_id = ?")
             .bind(client_id)
@@ -140,19 +117,23 @@ impl AuthStore for Db {
             "DELETE FROM authorization_codes WHERE client_id = ?",
             "DELETE FROM consents WHERE client_id = ?",
         ] {
-            sqlx::query(sql)
-                .bind(client_id)
-                .execute(&mut *tx)
-                .await
-                .map_err(err)?;
+            sqlx::query(sql).bind(client_id).execute(&mut *tx).await.map_err(err)?;
         }
         sqlx::query(
-            "UPDATE grants SET revoked_at = COALESCE(revoked_at, created_at) WHERE client_id = ?",
+            "INSERT INTO revocations (grant_id, revoked_at) SELECT id, ? FROM grants \
+             WHERE client_id = ? AND revoked_at IS NULL ON CONFLICT DO NOTHING",
         )
+        .bind(now)
         .bind(client_id)
         .execute(&mut *tx)
         .await
         .map_err(err)?;
+        sqlx::query("UPDATE grants SET revoked_at = COALESCE(revoked_at, ?) WHERE client_id = ?")
+            .bind(now)
+            .bind(client_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
         tx.commit().await.map_err(err)?;
         Ok(deleted > 0)
     }
@@ -173,23 +154,20 @@ impl AuthStore for Db {
     }
 
     async fn user_by_username(&self, username: &str) -> StoreResult<Option<User>> {
-        let row: Option<UserRow> = sqlx::query_as(&format!(
-            "SELECT {USER_COLUMNS} FROM users WHERE username = ?"
-        ))
-        .bind(username)
-        .fetch_optional(&self.read)
-        .await
-        .map_err(err)?;
+        let row: Option<UserRow> = sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE username = ?"))
+            .bind(username)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(err)?;
         Ok(row.map(user_from_row))
     }
 
     async fn user(&self, id: &str) -> StoreResult<Option<User>> {
-        let row: Option<UserRow> =
-            sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?"))
-                .bind(id)
-                .fetch_optional(&self.read)
-                .await
-                .map_err(err)?;
+        let row: Option<UserRow> = sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(err)?;
         Ok(row.map(user_from_row))
     }
 
@@ -215,50 +193,40 @@ impl AuthStore for Db {
         .fetch_optional(&self.read)
         .await
         .map_err(err)?;
-        Ok(
-            row.map(|(id_hash, user_id, csrf, created_at, expires_at)| Session {
-                id_hash,
-                user_id,
-                csrf,
-                created_at,
-                expires_at,
-            }),
-        )
+        Ok(row.map(|(id_hash, user_id, csrf, created_at, expires_at)| Session {
+            id_hash,
+            user_id,
+            csrf,
+            created_at,
+            expires_at,
+        }))
     }
 
     async fn delete_session(&self, id_hash: &str) -> StoreResult<()> {
-        sqlx::query("DELETE FROM sessions WHERE id_hash = ?")
-            .bind(id_hash)
+        sqlx::query("DELETE FROM sessions WHERE id_hash = ?").bind(id_hash).execute(&self.write).await.map_err(err)?;
+        Ok(())
+    }
+
+    async fn insert_pending(&self, p: &PendingAuthorization) -> StoreResult<()> {
+        sqlx::query("INSERT INTO pending_authorizations (id, request, expires_at) VALUES (?, ?, ?)")
+            .bind(&p.id)
+            .bind(serde_json::to_string(p).map_err(err)?)
+            .bind(p.expires_at)
             .execute(&self.write)
             .await
             .map_err(err)?;
         Ok(())
     }
 
-    async fn insert_pending(&self, p: &PendingAuthorization) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO pending_authorizations (id, request, expires_at) VALUES (?, ?, ?)",
-        )
-        .bind(&p.id)
-        .bind(serde_json::to_string(p).map_err(err)?)
-        .bind(p.expires_at)
-        .execute(&self.write)
-        .await
-        .map_err(err)?;
-        Ok(())
-    }
-
     async fn pending(&self, id: &str, now: UnixTime) -> StoreResult<Option<PendingAuthorization>> {
-        let row: Option<(String,)> = sqlx::query_as(
-            "SELECT request FROM pending_authorizations WHERE id = ? AND expires_at > ?",
-        )
-        .bind(id)
-        .bind(now)
-        .fetch_optional(&self.read)
-        .await
-        .map_err(err)?;
-        row.map(|(json,)| serde_json::from_str(&json).map_err(err))
-            .transpose()
+        let row: Option<(String,)> =
+            sqlx::query_as("SELECT request FROM pending_authorizations WHERE id = ? AND expires_at > ?")
+                .bind(id)
+                .bind(now)
+                .fetch_optional(&self.read)
+                .await
+                .map_err(err)?;
+        row.map(|(json,)| serde_json::from_str(&json).map_err(err)).transpose()
     }
 
     async fn update_pending(&self, p: &PendingAuthorization) -> StoreResult<()> {
@@ -281,23 +249,16 @@ impl AuthStore for Db {
     }
 
     async fn consent(&self, user_id: &str, client_id: &str) -> StoreResult<Option<String>> {
-        let row: Option<(String,)> =
-            sqlx::query_as("SELECT scope FROM consents WHERE user_id = ? AND client_id = ?")
-                .bind(user_id)
-                .bind(client_id)
-                .fetch_optional(&self.read)
-                .await
-                .map_err(err)?;
+        let row: Option<(String,)> = sqlx::query_as("SELECT scope FROM consents WHERE user_id = ? AND client_id = ?")
+            .bind(user_id)
+            .bind(client_id)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(err)?;
         Ok(row.map(|(s,)| s))
     }
 
-    async fn put_consent(
-        &self,
-        user_id: &str,
-        client_id: &str,
-        scope: &str,
-        now: UnixTime,
-    ) -> StoreResult<()> {
+    async fn put_consent(&self, user_id: &str, client_id: &str, scope: &str, now: UnixTime) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO consents (user_id, client_id, scope, updated_at) VALUES (?, ?, ?, ?) \
              ON CONFLICT (user_id, client_id) DO UPDATE SET scope = excluded.scope, updated_at = excluded.updated_at",
@@ -312,21 +273,18 @@ impl AuthStore for Db {
         Ok(())
     }
 
-    async fn insert_code(
-        &self,
-        code_hash: &str,
-        grant: &CodeGrant,
-        expires_at: UnixTime,
-    ) -> StoreResult<()> {
-        sqlx::query("INSERT INTO authorization_codes (code_hash, grant_id, client_id, data, expires_at) VALUES (?, ?, ?, ?, ?)")
-            .bind(code_hash)
-            .bind(&grant.grant_id)
-            .bind(&grant.client_id)
-            .bind(serde_json::to_string(grant).map_err(err)?)
-            .bind(expires_at)
-            .execute(&self.write)
-            .await
-            .map_err(err)?;
+    async fn insert_code(&self, code_hash: &str, grant: &CodeGrant, expires_at: UnixTime) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO authorization_codes (code_hash, grant_id, client_id, data, expires_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(code_hash)
+        .bind(&grant.grant_id)
+        .bind(&grant.client_id)
+        .bind(serde_json::to_string(grant).map_err(err)?)
+        .bind(expires_at)
+        .execute(&self.write)
+        .await
+        .map_err(err)?;
         Ok(())
     }
 
@@ -341,55 +299,47 @@ impl AuthStore for Db {
         .await
         .map_err(err)?;
         if let Some((data,)) = redeemed {
-            return Ok(CodeRedemption::Redeemed(
-                serde_json::from_str(&data).map_err(err)?,
-            ));
+            return Ok(CodeRedemption::Redeemed(serde_json::from_str(&data).map_err(err)?));
         }
-        let used: Option<(String,)> = sqlx::query_as(
-            "SELECT grant_id FROM authorization_codes WHERE code_hash = ? AND used_at IS NOT NULL",
-        )
-        .bind(code_hash)
-        .fetch_optional(&self.write)
-        .await
-        .map_err(err)?;
+        let used: Option<(String,)> =
+            sqlx::query_as("SELECT grant_id FROM authorization_codes WHERE code_hash = ? AND used_at IS NOT NULL")
+                .bind(code_hash)
+                .fetch_optional(&self.write)
+                .await
+                .map_err(err)?;
         Ok(match used {
             Some((grant_id,)) => CodeRedemption::Replayed { grant_id },
             None => CodeRedemption::Unknown,
         })
     }
 
-    async fn insert_grant(&self, g: &Grant, refresh: Option<&RefreshToken>) -> StoreResult<()> {
+    async fn insert_grant(&self, g: &Grant, refresh: &RefreshToken) -> StoreResult<()> {
         let mut tx = self.write.begin().await.map_err(err)?;
-        sqlx::query(&format!(
-            "INSERT INTO grants ({GRANT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        ))
-        .bind(&g.id)
-        .bind(&g.client_id)
-        .bind(&g.user_id)
-        .bind(&g.fhir_user)
-        .bind(&g.scope)
-        .bind(&g.patient)
-        .bind(&g.encounter)
-        .bind(&g.session_id)
-        .bind(g.refresh_expires_at)
-        .bind(g.created_at)
-        .bind(g.revoked_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(err)?;
-        if let Some(r) = refresh {
-            insert_refresh(&mut tx, r).await?;
-        }
+        sqlx::query(&format!("INSERT INTO grants ({GRANT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"))
+            .bind(&g.id)
+            .bind(&g.client_id)
+            .bind(&g.user_id)
+            .bind(&g.fhir_user)
+            .bind(&g.scope)
+            .bind(&g.patient)
+            .bind(&g.encounter)
+            .bind(&g.session_id)
+            .bind(g.refresh_expires_at)
+            .bind(g.created_at)
+            .bind(g.revoked_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        insert_refresh(&mut tx, refresh).await?;
         tx.commit().await.map_err(err)
     }
 
     async fn grant(&self, id: &str) -> StoreResult<Option<Grant>> {
-        let row: Option<GrantRow> =
-            sqlx::query_as(&format!("SELECT {GRANT_COLUMNS} FROM grants WHERE id = ?"))
-                .bind(id)
-                .fetch_optional(&self.read)
-                .await
-                .map_err(err)?;
+        let row: Option<GrantRow> = sqlx::query_as(&format!("SELECT {GRANT_COLUMNS} FROM grants WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(err)?;
         Ok(row.map(
             |(
                 id,
@@ -427,33 +377,24 @@ impl AuthStore for Db {
         .fetch_optional(&self.read)
         .await
         .map_err(err)?;
-        Ok(row.map(
-            |(token_hash, grant_id, client_id, expires_at, used_at)| RefreshToken {
-                token_hash,
-                grant_id,
-                client_id,
-                expires_at,
-                used_at,
-            },
-        ))
+        Ok(row.map(|(token_hash, grant_id, client_id, expires_at, used_at)| RefreshToken {
+            token_hash,
+            grant_id,
+            client_id,
+            expires_at,
+            used_at,
+        }))
     }
 
-    async fn rotate_refresh(
-        &self,
-        old_hash: &str,
-        new: &RefreshToken,
-        now: UnixTime,
-    ) -> StoreResult<bool> {
+    async fn rotate_refresh(&self, old_hash: &str, new: &RefreshToken, now: UnixTime) -> StoreResult<bool> {
         let mut tx = self.write.begin().await.map_err(err)?;
-        let rotated = sqlx::query(
-            "UPDATE refresh_tokens SET used_at = ? WHERE token_hash = ? AND used_at IS NULL",
-        )
-        .bind(now)
-        .bind(old_hash)
-        .execute(&mut *tx)
-        .await
-        .map_err(err)?
-        .rows_affected();
+        let rotated = sqlx::query("UPDATE refresh_tokens SET used_at = ? WHERE token_hash = ? AND used_at IS NULL")
+            .bind(now)
+            .bind(old_hash)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?
+            .rows_affected();
         if rotated != 1 {
             tx.rollback().await.map_err(err)?;
             return Ok(false);
@@ -465,6 +406,12 @@ impl AuthStore for Db {
 
     async fn revoke_grant(&self, grant_id: &str, now: UnixTime) -> StoreResult<()> {
         let mut tx = self.write.begin().await.map_err(err)?;
+        sqlx::query("INSERT INTO revocations (grant_id, revoked_at) VALUES (?, ?) ON CONFLICT DO NOTHING")
+            .bind(grant_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
         sqlx::query("UPDATE grants SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
             .bind(now)
             .bind(grant_id)
@@ -480,7 +427,7 @@ impl AuthStore for Db {
     }
 
     async fn revoked_grants(&self, since: UnixTime) -> StoreResult<Vec<(String, UnixTime)>> {
-        sqlx::query_as("SELECT id, revoked_at FROM grants WHERE revoked_at >= ?")
+        sqlx::query_as("SELECT grant_id, revoked_at FROM revocations WHERE revoked_at >= ?")
             .bind(since)
             .fetch_all(&self.read)
             .await
@@ -488,12 +435,11 @@ impl AuthStore for Db {
     }
 
     async fn patient_exists(&self, patient_id: &str) -> StoreResult<bool> {
-        let row: Option<(i64,)> =
-            sqlx::query_as("SELECT 1 FROM resources WHERE resource_type = 'Patient' AND id = ?")
-                .bind(patient_id)
-                .fetch_optional(&self.read)
-                .await
-                .map_err(err)?;
+        let row: Option<(i64,)> = sqlx::query_as("SELECT 1 FROM resources WHERE resource_type = 'Patient' AND id = ?")
+            .bind(patient_id)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(err)?;
         Ok(row.is_some())
     }
 
@@ -510,40 +456,29 @@ impl AuthStore for Db {
 
     async fn purge_expired(&self, now: UnixTime) -> StoreResult<()> {
         for (sql, before) in [
-            (
-                "DELETE FROM pending_authorizations WHERE expires_at <= ?",
-                now,
-            ),
+            ("DELETE FROM pending_authorizations WHERE expires_at <= ?", now),
             ("DELETE FROM sessions WHERE expires_at <= ?", now),
             // Used codes are kept an hour past expiry so a replay can still revoke its grant.
-            (
-                "DELETE FROM authorization_codes WHERE expires_at <= ?",
-                now - 3600,
-            ),
+            ("DELETE FROM authorization_codes WHERE expires_at <= ?", now - 3600),
             ("DELETE FROM refresh_tokens WHERE expires_at <= ?", now),
         ] {
-            sqlx::query(sql)
-                .bind(before)
-                .execute(&self.write)
-                .await
-                .map_err(err)?;
+            sqlx::query(sql).bind(before).execute(&self.write).await.map_err(err)?;
         }
         Ok(())
     }
 }
 
-async fn insert_refresh(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-    r: &RefreshToken,
-) -> StoreResult<()> {
-    sqlx::query("INSERT INTO refresh_tokens (token_hash, grant_id, client_id, expires_at, used_at) VALUES (?, ?, ?, ?, ?)")
-        .bind(&r.token_hash)
-        .bind(&r.grant_id)
-        .bind(&r.client_id)
-        .bind(r.expires_at)
-        .bind(r.used_at)
-        .execute(&mut **tx)
-        .await
-        .map_err(err)?;
+async fn insert_refresh(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, r: &RefreshToken) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO refresh_tokens (token_hash, grant_id, client_id, expires_at, used_at) VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(&r.token_hash)
+    .bind(&r.grant_id)
+    .bind(&r.client_id)
+    .bind(r.expires_at)
+    .bind(r.used_at)
+    .execute(&mut **tx)
+    .await
+    .map_err(err)?;
     Ok(())
 }

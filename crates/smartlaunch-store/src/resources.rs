@@ -16,10 +16,7 @@ fn sort_key(resource: &Value) -> Option<String> {
     match resource.get("resourceType")?.as_str()? {
         "Patient" | "Practitioner" => {
             let name = resource.get("name")?.get(0)?;
-            let family = name
-                .get("family")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
+            let family = name.get("family").and_then(Value::as_str).unwrap_or_default();
             let given: Vec<&str> = name
                 .get("given")
                 .and_then(Value::as_array)
@@ -27,34 +24,19 @@ fn sort_key(resource: &Value) -> Option<String> {
                 .unwrap_or_default();
             Some(format!("{family}, {}", given.join(" ")).to_lowercase())
         }
-        "Encounter" => resource
-            .pointer("/period/start")?
-            .as_str()
-            .map(str::to_owned),
-        _ => [
-            "effectiveDateTime",
-            "onsetDateTime",
-            "authoredOn",
-            "recordedDate",
-            "date",
-        ]
-        .iter()
-        .find_map(|k| resource.get(*k)?.as_str().map(str::to_owned)),
+        "Encounter" => resource.pointer("/period/start")?.as_str().map(str::to_owned),
+        _ => ["effectiveDateTime", "onsetDateTime", "authoredOn", "recordedDate", "date"]
+            .iter()
+            .find_map(|k| resource.get(*k)?.as_str().map(str::to_owned)),
     }
 }
 
 fn parse_all(rows: Vec<(String,)>) -> Result<Vec<Value>, StoreError> {
-    rows.into_iter()
-        .map(|(json,)| serde_json::from_str(&json).map_err(err))
-        .collect()
+    rows.into_iter().map(|(json,)| serde_json::from_str(&json).map_err(err)).collect()
 }
 
 impl ResourceStore for Db {
-    async fn read(
-        &self,
-        resource_type: &str,
-        id: &str,
-    ) -> Result<Option<StoredResource>, StoreError> {
+    async fn read(&self, resource_type: &str, id: &str) -> Result<Option<StoredResource>, StoreError> {
         let row: Option<(String, i64, String, Option<String>)> = sqlx::query_as(
             "SELECT content, version_id, last_updated, patient_id FROM resources WHERE resource_type = ? AND id = ?",
         )
@@ -63,33 +45,29 @@ impl ResourceStore for Db {
         .fetch_optional(&self.read)
         .await
         .map_err(err)?;
-        Ok(row.map(
-            |(json, version_id, last_updated, patient_id)| StoredResource {
-                json,
-                version_id,
-                last_updated,
-                patient_id,
-            },
-        ))
+        Ok(row.map(|(json, version_id, last_updated, patient_id)| StoredResource {
+            json,
+            version_id,
+            last_updated,
+            patient_id,
+        }))
     }
 
     async fn put_all(&self, resources: &[Value], now: &str) -> Result<usize, StoreError> {
         let mut tx = self.write.begin().await.map_err(err)?;
         for resource in resources {
-            let (Some(ty), Some(id)) = (
-                resource.get("resourceType").and_then(Value::as_str),
-                resource.get("id").and_then(Value::as_str),
-            ) else {
+            let (Some(ty), Some(id)) =
+                (resource.get("resourceType").and_then(Value::as_str), resource.get("id").and_then(Value::as_str))
+            else {
                 return Err(StoreError("a resource without resourceType or id".into()));
             };
-            let previous: Option<(i64,)> = sqlx::query_as(
-                "SELECT version_id FROM resources WHERE resource_type = ? AND id = ?",
-            )
-            .bind(ty)
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(err)?;
+            let previous: Option<(i64,)> =
+                sqlx::query_as("SELECT version_id FROM resources WHERE resource_type = ? AND id = ?")
+                    .bind(ty)
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(err)?;
             let version = previous.map_or(1, |(v,)| v + 1);
             let mut stored = resource.clone();
             stored["meta"] = json!({ "versionId": version.to_string(), "lastUpdated": now });
@@ -116,19 +94,11 @@ impl ResourceStore for Db {
     }
 
     async fn count(&self) -> Result<i64, StoreError> {
-        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM resources")
-            .fetch_one(&self.read)
-            .await
-            .map_err(err)?;
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM resources").fetch_one(&self.read).await.map_err(err)?;
         Ok(n)
     }
 
-    async fn search_patients(
-        &self,
-        name: &str,
-        offset: i64,
-        limit: i64,
-    ) -> Result<(Vec<Value>, i64), StoreError> {
+    async fn search_patients(&self, name: &str, offset: i64, limit: i64) -> Result<(Vec<Value>, i64), StoreError> {
         let escaped: String = name
             .trim()
             .to_lowercase()
@@ -139,12 +109,13 @@ impl ResourceStore for Db {
             })
             .collect();
         let pattern = format!("%{escaped}%");
-        let (total,): (i64,) =
-            sqlx::query_as("SELECT COUNT(*) FROM resources WHERE resource_type = 'Patient' AND sort_key LIKE ? ESCAPE '\\'")
-                .bind(&pattern)
-                .fetch_one(&self.read)
-                .await
-                .map_err(err)?;
+        let (total,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM resources WHERE resource_type = 'Patient' AND sort_key LIKE ? ESCAPE '\\'",
+        )
+        .bind(&pattern)
+        .fetch_one(&self.read)
+        .await
+        .map_err(err)?;
         let rows: Vec<(String,)> = sqlx::query_as(
             "SELECT content FROM resources WHERE resource_type = 'Patient' AND sort_key LIKE ? ESCAPE '\\' \
              ORDER BY sort_key, id LIMIT ? OFFSET ?",

@@ -34,9 +34,7 @@ fn code_grant(grant_id: &str) -> CodeGrant {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn code_is_single_use_even_when_redeemed_concurrently() {
     let (db, dir) = db().await;
-    db.insert_code("hash", &code_grant("g1"), 1_000)
-        .await
-        .unwrap();
+    db.insert_code("hash", &code_grant("g1"), 1_000).await.unwrap();
     let tasks: Vec<_> = (0..16)
         .map(|_| {
             let db = db.clone();
@@ -62,17 +60,9 @@ async fn code_is_single_use_even_when_redeemed_concurrently() {
 #[tokio::test]
 async fn expired_and_unknown_codes_are_not_redeemed() {
     let (db, dir) = db().await;
-    db.insert_code("hash", &code_grant("g1"), 100)
-        .await
-        .unwrap();
-    assert_eq!(
-        db.redeem_code("hash", 100).await.unwrap(),
-        CodeRedemption::Unknown
-    );
-    assert_eq!(
-        db.redeem_code("other", 10).await.unwrap(),
-        CodeRedemption::Unknown
-    );
+    db.insert_code("hash", &code_grant("g1"), 100).await.unwrap();
+    assert_eq!(db.redeem_code("hash", 100).await.unwrap(), CodeRedemption::Unknown);
+    assert_eq!(db.redeem_code("other", 10).await.unwrap(), CodeRedemption::Unknown);
     db.close().await;
     std::fs::remove_dir_all(dir).ok();
 }
@@ -100,7 +90,7 @@ async fn refresh_rotation_is_atomic() {
         expires_at: 1_000,
         used_at: None,
     };
-    db.insert_grant(&grant, Some(&first)).await.unwrap();
+    db.insert_grant(&grant, &first).await.unwrap();
     let tasks: Vec<_> = (0..12)
         .map(|i| {
             let db = db.clone();
@@ -121,16 +111,10 @@ async fn refresh_rotation_is_atomic() {
         rotated += t.await.unwrap() as usize;
     }
     assert_eq!(rotated, 1, "exactly one racing refresh wins");
-    assert_eq!(
-        db.refresh_token("r0").await.unwrap().unwrap().used_at,
-        Some(5)
-    );
+    assert_eq!(db.refresh_token("r0").await.unwrap().unwrap().used_at, Some(5));
     db.revoke_grant("g", 7).await.unwrap();
     assert_eq!(db.grant("g").await.unwrap().unwrap().revoked_at, Some(7));
-    assert_eq!(
-        db.revoked_grants(7).await.unwrap(),
-        vec![("g".to_string(), 7)]
-    );
+    assert_eq!(db.revoked_grants(7).await.unwrap(), vec![("g".to_string(), 7)]);
     db.close().await;
     std::fs::remove_dir_all(dir).ok();
 }
@@ -143,11 +127,7 @@ async fn keys_survive_a_restart() {
     let stored = db.insert_keys_if_absent(&material).await.unwrap();
     assert_eq!(stored, material);
     let other = smartlaunch_auth::keys::KeyMaterial::generate();
-    assert_eq!(
-        db.insert_keys_if_absent(&other).await.unwrap(),
-        material,
-        "a racing node keeps the first keys"
-    );
+    assert_eq!(db.insert_keys_if_absent(&other).await.unwrap(), material, "a racing node keeps the first keys");
     db.close().await;
     let reopened = Db::open_dir(&dir).await.unwrap();
     assert_eq!(reopened.keys().await.unwrap(), Some(material));

@@ -23,10 +23,7 @@ impl SystemClock {
 
 impl Clock for SystemClock {
     fn now(&self) -> i64 {
-        let wall = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
+        let wall = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
         wall + self.offset.load(Ordering::SeqCst)
     }
 }

@@ -38,12 +38,7 @@ enum Command {
 #[derive(Args)]
 struct DataArg {
     /// The data directory (database, keys).
-    #[arg(
-        long = "data",
-        value_name = "DIR",
-        default_value = "./smartlaunch-data",
-        env = "SMARTLAUNCH_DATA"
-    )]
+    #[arg(long = "data", value_name = "DIR", default_value = "./smartlaunch-data", env = "SMARTLAUNCH_DATA")]
     data: PathBuf,
 }
 
@@ -52,12 +47,7 @@ struct ServeArgs {
     #[command(flatten)]
     data: DataArg,
     /// The address to listen on; port 0 picks a free port.
-    #[arg(
-        long,
-        value_name = "ADDR",
-        default_value = "127.0.0.1:8080",
-        env = "SMARTLAUNCH_LISTEN"
-    )]
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080", env = "SMARTLAUNCH_LISTEN")]
     listen: SocketAddr,
     /// The externally visible base URL (e.g. behind a proxy); default http://<listen address>.
     /// The FHIR base URL is <public-url>/fhir.
@@ -125,10 +115,7 @@ enum ClientsCommand {
 }
 
 fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
 /// Keeps the server's memory small and stable under glibc: at most two malloc arenas (instead
@@ -145,36 +132,21 @@ fn tune_allocator() {
 
 fn main() -> anyhow::Result<()> {
     tune_allocator();
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?
-        .block_on(run())
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run())
 }
 
 async fn run() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "smartlaunch=info,warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "smartlaunch=info,warn".into()),
         )
         .init();
     match Cli::parse().command {
         Command::Serve(args) => serve(args).await,
-        Command::Users(UsersCommand::Add {
-            data,
-            username,
-            password,
-            fhir_user,
-            name,
-        }) => {
+        Command::Users(UsersCommand::Add { data, username, password, fhir_user, name }) => {
             let password = match password {
                 Some(p) => p,
-                None => std::io::stdin()
-                    .lock()
-                    .lines()
-                    .next()
-                    .transpose()?
-                    .unwrap_or_default(),
+                None => std::io::stdin().lock().lines().next().transpose()?.unwrap_or_default(),
             };
             anyhow::ensure!(!password.is_empty(), "the password must not be empty");
             anyhow::ensure!(
@@ -203,16 +175,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let running = start(settings, Arc::new(SystemClock::default())).await?;
     let base = &running.public_url;
-    println!(
-        "smartlaunch is running on {} (listening on {})",
-        base, running.addr
-    );
+    println!("smartlaunch is running on {} (listening on {})", base, running.addr);
     println!();
     println!("  FHIR base URL        {}", running.fhir_base());
-    println!(
-        "  SMART discovery      {}/.well-known/smart-configuration",
-        running.fhir_base()
-    );
+    println!("  SMART discovery      {}/.well-known/smart-configuration", running.fhir_base());
     println!("  OpenID configuration {base}/.well-known/openid-configuration");
     println!("  Authorize            {base}/auth/authorize");
     println!("  Token                {base}/auth/token");
@@ -232,40 +198,20 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
 async fn clients(command: ClientsCommand) -> anyhow::Result<()> {
     match command {
-        ClientsCommand::Add {
-            data,
-            name,
-            redirect_uris,
-            confidential,
-            scope,
-            launch_uri,
-        } => {
+        ClientsCommand::Add { data, name, redirect_uris, confidential, scope, launch_uri } => {
             let db = Db::open_dir(&data.data).await?;
             let auth = AuthService::open(db, AuthConfig::new("http://127.0.0.1"), now()).await?;
             let request = RegistrationRequest {
                 client_name: Some(name),
                 redirect_uris: Some(redirect_uris),
                 grant_types: Some(vec!["authorization_code".into(), "refresh_token".into()]),
-                token_endpoint_auth_method: Some(
-                    if confidential {
-                        "client_secret_basic"
-                    } else {
-                        "none"
-                    }
-                    .into(),
-                ),
+                token_endpoint_auth_method: Some(if confidential { "client_secret_basic" } else { "none" }.into()),
                 scope,
                 initiate_login_uri: launch_uri,
                 ..Default::default()
             };
-            let registered = auth
-                .add_client(request, now())
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&registered.response_json())?
-            );
+            let registered = auth.add_client(request, now()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("{}", serde_json::to_string_pretty(&registered.response_json())?);
             Ok(())
         }
         ClientsCommand::List { data } => {
@@ -283,7 +229,7 @@ async fn clients(command: ClientsCommand) -> anyhow::Result<()> {
         }
         ClientsCommand::Remove { data, client_id } => {
             let db = Db::open_dir(&data.data).await?;
-            if db.delete_client(&client_id).await? {
+            if db.delete_client(&client_id, now()).await? {
                 println!("removed {client_id}");
                 Ok(())
             } else {

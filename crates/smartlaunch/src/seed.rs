@@ -26,19 +26,13 @@ pub async fn seed_demo(db: &Db, now_instant: &str) -> anyhow::Result<()> {
         demo.resources
             .iter()
             .find(|r| {
-                format!(
-                    "{}/{}",
-                    r["resourceType"].as_str().unwrap_or_default(),
-                    r["id"].as_str().unwrap_or_default()
-                ) == reference
+                format!("{}/{}", r["resourceType"].as_str().unwrap_or_default(), r["id"].as_str().unwrap_or_default())
+                    == reference
             })
             .and_then(|r| display_name(r))
             .unwrap_or_else(|| reference.to_owned())
     };
-    for (username, fhir_user) in [
-        ("clinician", demo.clinician.as_str()),
-        ("patient", demo.patient.as_str()),
-    ] {
+    for (username, fhir_user) in [("clinician", demo.clinician.as_str()), ("patient", demo.patient.as_str())] {
         if db.user_by_username(username).await?.is_some() {
             continue;
         }

@@ -70,10 +70,7 @@ impl Running {
 pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
     let listener = TcpListener::bind(settings.listen).await?;
     let addr = listener.local_addr()?;
-    let public_url = settings
-        .public_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{addr}"));
+    let public_url = settings.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
     let public_url = public_url.trim_end_matches('/').to_owned();
     url::Url::parse(&public_url).map_err(|e| anyhow::anyhow!("--public-url {public_url}: {e}"))?;
 
@@ -102,12 +99,7 @@ pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<
             tracing::error!("server stopped: {e}");
         }
     });
-    Ok(Running {
-        addr,
-        public_url,
-        shutdown: Some(tx),
-        task,
-    })
+    Ok(Running { addr, public_url, shutdown: Some(tx), task })
 }
 
 /// Deletes expired records every minute.
@@ -127,9 +119,6 @@ fn spawn_housekeeping(state: App) {
 pub(crate) fn instant(unix: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(unix)
         .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
         .unwrap_or_else(|| "1970-01-01T00:00:00Z".into())
 }

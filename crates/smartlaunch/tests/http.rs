@@ -5,8 +5,7 @@ mod support;
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use reqwest::header::{
-    ACCESS_CONTROL_ALLOW_ORIGIN, CACHE_CONTROL, CONTENT_TYPE, LOCATION, ORIGIN, PRAGMA,
-    WWW_AUTHENTICATE,
+    ACCESS_CONTROL_ALLOW_ORIGIN, CACHE_CONTROL, CONTENT_TYPE, LOCATION, ORIGIN, PRAGMA, WWW_AUTHENTICATE,
 };
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -46,32 +45,15 @@ async fn smart_configuration_has_every_required_and_recommended_field() {
     assert_eq!(r.headers()[CONTENT_TYPE], "application/json");
     assert_eq!(r.headers()[ACCESS_CONTROL_ALLOW_ORIGIN], "*");
     let d: Value = r.json().await.unwrap();
-    for field in [
-        "issuer",
-        "jwks_uri",
-        "authorization_endpoint",
-        "token_endpoint",
-        "registration_endpoint",
-    ] {
-        let url = d[field]
-            .as_str()
-            .unwrap_or_else(|| panic!("{field} missing"));
-        assert!(
-            url.starts_with("http://127.0.0.1:"),
-            "{field} must be absolute: {url}"
-        );
+    for field in ["issuer", "jwks_uri", "authorization_endpoint", "token_endpoint", "registration_endpoint"] {
+        let url = d[field].as_str().unwrap_or_else(|| panic!("{field} missing"));
+        assert!(url.starts_with("http://127.0.0.1:"), "{field} must be absolute: {url}");
     }
     assert_eq!(d["code_challenge_methods_supported"], json!(["S256"]));
     assert_eq!(d["response_types_supported"], json!(["code"]));
-    assert_eq!(
-        d["grant_types_supported"],
-        json!(["authorization_code", "refresh_token"])
-    );
+    assert_eq!(d["grant_types_supported"], json!(["authorization_code", "refresh_token"]));
     assert!(d["scopes_supported"].as_array().unwrap().len() >= 5);
-    assert!(d["token_endpoint_auth_methods_supported"]
-        .as_array()
-        .unwrap()
-        .contains(&json!("client_secret_basic")));
+    assert!(d["token_endpoint_auth_methods_supported"].as_array().unwrap().contains(&json!("client_secret_basic")));
     assert_eq!(d["issuer"], s.base);
     // Only what works is advertised: no introspection or revocation yet.
     assert!(d.get("introspection_endpoint").is_none() && d.get("revocation_endpoint").is_none());
@@ -97,21 +79,9 @@ async fn capabilities_are_exactly_the_tested_ones() {
         "permission-v2",                 // patient_standalone_launch_end_to_end (patient/*.rs)
     ];
     let s = Server::start().await;
-    let d: Value = s
-        .http
-        .get(format!("{}/.well-known/smart-configuration", s.fhir))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let advertised: Vec<&str> = d["capabilities"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c.as_str().unwrap())
-        .collect();
+    let d: Value =
+        s.http.get(format!("{}/.well-known/smart-configuration", s.fhir)).send().await.unwrap().json().await.unwrap();
+    let advertised: Vec<&str> = d["capabilities"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
     assert_eq!(advertised, tested);
     s.stop().await;
 }
@@ -119,48 +89,19 @@ async fn capabilities_are_exactly_the_tested_ones() {
 #[tokio::test]
 async fn openid_configuration_jwks_and_capability_statement() {
     let s = Server::start().await;
-    let oidc: Value = s
-        .http
-        .get(format!("{}/.well-known/openid-configuration", s.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(
-        oidc["issuer"], s.base,
-        "issuer = the URL the document was fetched from"
-    );
-    assert!(oidc["id_token_signing_alg_values_supported"]
-        .as_array()
-        .unwrap()
-        .contains(&json!("RS256")));
-    let jwks: Value = s
-        .http
-        .get(oidc["jwks_uri"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let oidc: Value =
+        s.http.get(format!("{}/.well-known/openid-configuration", s.base)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(oidc["issuer"], s.base, "issuer = the URL the document was fetched from");
+    assert!(oidc["id_token_signing_alg_values_supported"].as_array().unwrap().contains(&json!("RS256")));
+    let jwks: Value = s.http.get(oidc["jwks_uri"].as_str().unwrap()).send().await.unwrap().json().await.unwrap();
     let key = &jwks["keys"][0];
     assert_eq!(key["kty"], "RSA");
     assert_eq!(key["use"], "sig");
     assert_eq!(key["alg"], "RS256");
-    assert!(
-        key["kid"].as_str().is_some() && key["n"].as_str().is_some() && key["e"].as_str().is_some()
-    );
+    assert!(key["kid"].as_str().is_some() && key["n"].as_str().is_some() && key["e"].as_str().is_some());
     assert!(key.get("d").is_none(), "no private parts");
 
-    let r = s
-        .http
-        .get(format!("{}/metadata", s.fhir))
-        .header(ORIGIN, "http://elsewhere.example")
-        .send()
-        .await
-        .unwrap();
+    let r = s.http.get(format!("{}/metadata", s.fhir)).header(ORIGIN, "http://elsewhere.example").send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()[ACCESS_CONTROL_ALLOW_ORIGIN], "*");
     let cs: Value = r.json().await.unwrap();
@@ -170,23 +111,11 @@ async fn openid_configuration_jwks_and_capability_statement() {
     let security = &cs["rest"][0]["security"];
     assert_eq!(security["service"][0]["coding"][0]["code"], "SMART-on-FHIR");
     let ext = &security["extension"][0];
-    assert_eq!(
-        ext["url"],
-        "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
-    );
+    assert_eq!(ext["url"], "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris");
     let uri = |name: &str| {
-        ext["extension"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|e| e["url"] == name)
-            .unwrap()["valueUri"]
-            .clone()
+        ext["extension"].as_array().unwrap().iter().find(|e| e["url"] == name).unwrap()["valueUri"].clone()
     };
-    assert_eq!(
-        uri("authorize"),
-        json!(format!("{}/auth/authorize", s.base))
-    );
+    assert_eq!(uri("authorize"), json!(format!("{}/auth/authorize", s.base)));
     assert_eq!(uri("token"), json!(format!("{}/auth/token", s.base)));
     assert_eq!(uri("register"), json!(format!("{}/auth/register", s.base)));
     s.stop().await;
@@ -206,52 +135,39 @@ async fn registration_validates_and_returns_metadata() {
     assert_eq!(public["initiate_login_uri"], "http://127.0.0.1:1/launch");
     assert_eq!(public["scope"], "openid patient/*.rs");
     assert_eq!(public["grant_types"], json!(["authorization_code"]));
-    let confidential = s
-        .register(json!({"redirect_uris": ["https://app.example/cb"]}))
-        .await;
-    assert_eq!(
-        confidential["token_endpoint_auth_method"],
-        "client_secret_basic"
-    );
+    let confidential = s.register(json!({"redirect_uris": ["https://app.example/cb"]})).await;
+    assert_eq!(confidential["token_endpoint_auth_method"], "client_secret_basic");
     assert!(confidential["client_secret"].as_str().unwrap().len() >= 32);
 
     let post = |body: String, ct: &'static str| {
         let http = s.http.clone();
         let url = format!("{}/auth/register", s.base);
-        async move {
-            http.post(url)
-                .header(CONTENT_TYPE, ct)
-                .body(body)
-                .send()
-                .await
-                .unwrap()
-        }
+        async move { http.post(url).header(CONTENT_TYPE, ct).body(body).send().await.unwrap() }
     };
     let cases = [
         (json!({"redirect_uris": ["http://evil.example/cb"]}).to_string(), "invalid_redirect_uri"),
         (json!({"redirect_uris": []}).to_string(), "invalid_redirect_uri"),
         (json!({"client_name": "x"}).to_string(), "invalid_redirect_uri"),
         (json!({"redirect_uris": ["https://a.example/cb#f"]}).to_string(), "invalid_redirect_uri"),
-        (json!({"redirect_uris": ["https://a.example/cb"], "token_endpoint_auth_method": "magic"}).to_string(), "invalid_client_metadata"),
-        (json!({"redirect_uris": ["https://a.example/cb"], "response_types": ["token"]}).to_string(), "invalid_client_metadata"),
-        (json!({"redirect_uris": ["https://a.example/cb"], "scope": "patient/Observation.sr"}).to_string(), "invalid_client_metadata"),
+        (
+            json!({"redirect_uris": ["https://a.example/cb"], "token_endpoint_auth_method": "magic"}).to_string(),
+            "invalid_client_metadata",
+        ),
+        (
+            json!({"redirect_uris": ["https://a.example/cb"], "response_types": ["token"]}).to_string(),
+            "invalid_client_metadata",
+        ),
+        (
+            json!({"redirect_uris": ["https://a.example/cb"], "scope": "patient/Observation.sr"}).to_string(),
+            "invalid_client_metadata",
+        ),
         (json!({"redirect_uris": "https://a.example/cb"}).to_string(), "invalid_client_metadata"),
         ("{not json".to_string(), "invalid_client_metadata"),
     ];
     for (body, code) in cases {
-        oauth_error(
-            post(body.clone(), "application/json").await,
-            StatusCode::BAD_REQUEST,
-            code,
-        )
-        .await;
+        oauth_error(post(body.clone(), "application/json").await, StatusCode::BAD_REQUEST, code).await;
     }
-    oauth_error(
-        post("{}".into(), "text/plain").await,
-        StatusCode::BAD_REQUEST,
-        "invalid_client_metadata",
-    )
-    .await;
+    oauth_error(post("{}".into(), "text/plain").await, StatusCode::BAD_REQUEST, "invalid_client_metadata").await;
     s.stop().await;
 }
 
@@ -263,23 +179,9 @@ async fn registration_requires_the_initial_access_token_when_configured() {
     let r = s.http.post(&url).json(&body).send().await.unwrap();
     assert!(r.headers().contains_key(WWW_AUTHENTICATE));
     oauth_error(r, StatusCode::UNAUTHORIZED, "invalid_token").await;
-    let r = s
-        .http
-        .post(&url)
-        .bearer_auth("wrong")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let r = s.http.post(&url).bearer_auth("wrong").json(&body).send().await.unwrap();
     oauth_error(r, StatusCode::UNAUTHORIZED, "invalid_token").await;
-    let r = s
-        .http
-        .post(&url)
-        .bearer_auth("s3cret-token")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let r = s.http.post(&url).bearer_auth("s3cret-token").json(&body).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
     s.stop().await;
 }
@@ -295,17 +197,9 @@ async fn unknown_client_and_unregistered_redirect_get_an_error_page_not_a_redire
     assert_eq!(r.status(), 400);
     assert!(r.headers().get(LOCATION).is_none());
     assert!(r.text().await.unwrap().contains("is not registered"));
-    for bad in [
-        "http://evil.example/cb",
-        "http://127.0.0.1:9/app/callback/",
-        "http://127.0.0.1:9/app/callback?x=1",
-    ] {
+    for bad in ["http://evil.example/cb", "http://127.0.0.1:9/app/callback/", "http://127.0.0.1:9/app/callback?x=1"] {
         params = s.authorize_params(&client, PATIENT_SCOPE, &random(32));
-        params
-            .iter_mut()
-            .find(|(k, _)| k == "redirect_uri")
-            .unwrap()
-            .1 = bad.into();
+        params.iter_mut().find(|(k, _)| k == "redirect_uri").unwrap().1 = bad.into();
         let r = s.http.get(s.authorize_url(&params)).send().await.unwrap();
         assert_eq!(r.status(), 400, "{bad}");
         assert!(r.headers().get(LOCATION).is_none(), "{bad}");
@@ -319,11 +213,7 @@ async fn authorize_errors_redirect_with_error_description_and_state() {
     let client = s.public_app().await;
     let cases: Vec<(&str, Option<&str>, &str)> = vec![
         ("response_type", Some("token"), "unsupported_response_type"),
-        (
-            "response_type",
-            Some("code id_token"),
-            "unsupported_response_type",
-        ),
+        ("response_type", Some("code id_token"), "unsupported_response_type"),
         ("response_type", None, "invalid_request"),
         ("code_challenge", None, "invalid_request"),
         ("code_challenge_method", Some("plain"), "invalid_request"),
@@ -350,19 +240,13 @@ async fn authorize_errors_redirect_with_error_description_and_state() {
         let q = query_of(&location);
         assert_eq!(q["error"], code, "{name}={value:?}: {q:?}");
         assert!(!q["error_description"].is_empty());
-        assert_eq!(
-            q["state"], "state-0123456789abcdef",
-            "state is echoed (item 30)"
-        );
+        assert_eq!(q["state"], "state-0123456789abcdef", "state is echoed (item 30)");
         assert!(!q.contains_key("code"));
     }
     let mut params = s.authorize_params(&client, PATIENT_SCOPE, &random(32));
     params.retain(|(k, _)| k != "state");
     let r = s.http.get(s.authorize_url(&params)).send().await.unwrap();
-    assert_eq!(
-        query_of(r.headers()[LOCATION].to_str().unwrap())["error"],
-        "invalid_request"
-    );
+    assert_eq!(query_of(r.headers()[LOCATION].to_str().unwrap())["error"], "invalid_request");
     s.stop().await;
 }
 
@@ -370,22 +254,13 @@ async fn authorize_errors_redirect_with_error_description_and_state() {
 async fn aud_with_trailing_slash_or_resource_is_accepted() {
     let s = Server::start().await;
     let client = s.public_app().await;
-    for (name, value) in [
-        ("aud", format!("{}/", s.fhir)),
-        ("resource", s.fhir.clone()),
-    ] {
+    for (name, value) in [("aud", format!("{}/", s.fhir)), ("resource", s.fhir.clone())] {
         let mut params = s.authorize_params(&client, PATIENT_SCOPE, &random(32));
         params.retain(|(k, _)| k != "aud");
         params.push((name.into(), value));
         let r = s.http.get(s.authorize_url(&params)).send().await.unwrap();
         assert_eq!(r.status(), 302);
-        assert!(
-            r.headers()[LOCATION]
-                .to_str()
-                .unwrap()
-                .starts_with("/auth/flow/"),
-            "{name}"
-        );
+        assert!(r.headers()[LOCATION].to_str().unwrap().starts_with("/auth/flow/"), "{name}");
     }
     s.stop().await;
 }
@@ -396,22 +271,14 @@ async fn authorize_by_post_works_like_get() {
     let client = s.public_app().await;
     let verifier = random(32);
     let params = s.authorize_params(&client, "openid fhirUser patient/*.rs", &verifier);
-    let r = s
-        .http
-        .post(format!("{}/auth/authorize", s.base))
-        .form(&params)
-        .send()
-        .await
-        .unwrap();
+    let r = s.http.post(format!("{}/auth/authorize", s.base)).form(&params).send().await.unwrap();
     assert_eq!(r.status(), 303);
     let flow = r.headers()[LOCATION].to_str().unwrap().to_owned();
     let mut b = Browser::new(&s);
     b.get(&format!("{}{flow}", s.base)).await;
     assert!(b.is_sign_in());
     b.sign_in("patient", "patient").await;
-    let Landing::App(url) = b.consent(true, None).await else {
-        panic!("expected the app")
-    };
+    let Landing::App(url) = b.consent(true, None).await else { panic!("expected the app") };
     let code = query_of(&url)["code"].clone();
     let tokens = redeem(&s, &client, &code, &verifier).await;
     assert_eq!(tokens["patient"], "pat-001");
@@ -435,30 +302,13 @@ async fn patient_standalone_launch_end_to_end() {
             && b.page.contains("<label for=\"password\">Password</label>")
     );
     b.sign_in("patient", "patient").await;
-    assert!(
-        b.is_consent(),
-        "a patient user gets their own record, no picker"
-    );
+    assert!(b.is_consent(), "a patient user gets their own record, no picker");
     assert!(b.page.contains("Test App") && b.page.contains("Amy Shaw"));
-    assert_eq!(
-        b.offered_scopes(),
-        vec![
-            "launch/patient",
-            "openid",
-            "fhirUser",
-            "offline_access",
-            "patient/*.rs"
-        ]
-    );
-    let Landing::App(url) = b.consent(true, None).await else {
-        panic!("expected the app")
-    };
+    assert_eq!(b.offered_scopes(), vec!["launch/patient", "openid", "fhirUser", "offline_access", "patient/*.rs"]);
+    let Landing::App(url) = b.consent(true, None).await else { panic!("expected the app") };
     let code = query_of(&url)["code"].clone();
     assert!(
-        code.len() >= 43
-            && code
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+        code.len() >= 43 && code.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
         "URL-safe, ≥ 128 bits"
     );
 
@@ -484,58 +334,30 @@ async fn patient_standalone_launch_end_to_end() {
     let id_token = t["id_token"].as_str().unwrap();
     let header = jsonwebtoken::decode_header(id_token).unwrap();
     assert_eq!(header.alg, Algorithm::RS256);
-    let jwks: Value = s
-        .http
-        .get(format!("{}/.well-known/jwks.json", s.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks: Value =
+        s.http.get(format!("{}/.well-known/jwks.json", s.base)).send().await.unwrap().json().await.unwrap();
     let key = &jwks["keys"][0];
     assert_eq!(header.kid.as_deref(), key["kid"].as_str());
-    let dk =
-        DecodingKey::from_rsa_components(key["n"].as_str().unwrap(), key["e"].as_str().unwrap())
-            .unwrap();
+    let dk = DecodingKey::from_rsa_components(key["n"].as_str().unwrap(), key["e"].as_str().unwrap()).unwrap();
     let mut validation = Validation::new(Algorithm::RS256);
     validation.set_audience(&[&client]);
     validation.set_issuer(&[&s.base]);
-    let claims = jsonwebtoken::decode::<Value>(id_token, &dk, &validation)
-        .unwrap()
-        .claims;
+    let claims = jsonwebtoken::decode::<Value>(id_token, &dk, &validation).unwrap().claims;
     assert_eq!(claims["nonce"], "n-0S6_WzA2Mj");
     let fhir_user = claims["fhirUser"].as_str().unwrap();
     assert_eq!(fhir_user, format!("{}/Patient/pat-001", s.fhir));
-    assert!(
-        claims["sub"].as_str().is_some()
-            && claims["iat"].as_i64().is_some()
-            && claims["exp"].as_i64().is_some()
-    );
+    assert!(claims["sub"].as_str().is_some() && claims["iat"].as_i64().is_some() && claims["exp"].as_i64().is_some());
 
     // fhirUser resolves on our FHIR base with the access token.
     let access = t["access_token"].as_str().unwrap();
-    let r = s
-        .http
-        .get(fhir_user)
-        .bearer_auth(access)
-        .header("Accept", "application/json")
-        .send()
-        .await
-        .unwrap();
+    let r = s.http.get(fhir_user).bearer_auth(access).header("Accept", "application/json").send().await.unwrap();
     assert_eq!(r.status(), 200);
-    assert!(r.headers()[CONTENT_TYPE]
-        .to_str()
-        .unwrap()
-        .starts_with("application/json"));
+    assert!(r.headers()[CONTENT_TYPE].to_str().unwrap().starts_with("application/json"));
     let patient: Value = r.json().await.unwrap();
     assert_eq!(patient["name"][0]["family"], "Shaw");
     assert_eq!(patient["meta"]["versionId"], "1");
     let r = s.read("Patient/pat-001", access).await;
-    assert!(r.headers()[CONTENT_TYPE]
-        .to_str()
-        .unwrap()
-        .starts_with("application/fhir+json"));
+    assert!(r.headers()[CONTENT_TYPE].to_str().unwrap().starts_with("application/fhir+json"));
     s.stop().await;
 }
 
@@ -546,8 +368,7 @@ async fn provider_launch_picks_patient_and_encounter() {
     let verifier = random(32);
     let scope = "launch/patient launch/encounter openid fhirUser patient/*.rs";
     let mut b = Browser::new(&s);
-    b.get(&s.authorize_url(&s.authorize_params(&client, scope, &verifier)))
-        .await;
+    b.get(&s.authorize_url(&s.authorize_params(&client, scope, &verifier))).await;
     b.sign_in("clinician", "clinician").await;
     assert!(b.is_patient_picker());
     assert!(b.page.contains("Patients 1–10 of 24"));
@@ -583,17 +404,12 @@ async fn provider_launch_picks_patient_and_encounter() {
     b.pick_encounter("enc-004-2").await;
     assert!(b.is_consent());
     assert!(b.page.contains("Samuel Okafor") || b.page.contains("Okafor"));
-    let Landing::App(url) = b.consent(true, None).await else {
-        panic!()
-    };
+    let Landing::App(url) = b.consent(true, None).await else { panic!() };
     let t = redeem(&s, &client, &query_of(&url)["code"], &verifier).await;
     assert_eq!(t["patient"], "pat-004");
     assert_eq!(t["encounter"], "enc-004-2");
     let claims = jwt_claims(t["id_token"].as_str().unwrap());
-    assert_eq!(
-        claims["fhirUser"],
-        format!("{}/Practitioner/pract-001", s.fhir)
-    );
+    assert_eq!(claims["fhirUser"], format!("{}/Practitioner/pract-001", s.fhir));
     let access = t["access_token"].as_str().unwrap();
     assert_eq!(s.read("Patient/pat-004", access).await.status(), 200);
     assert_eq!(s.read("Patient/pat-001", access).await.status(), 403);
@@ -604,8 +420,7 @@ async fn provider_launch_picks_patient_and_encounter() {
 async fn patient_token_cannot_read_another_patient() {
     let s = Server::start().await;
     let client = s.public_app().await;
-    let (code, verifier) =
-        launch(&s, &client, "launch/patient patient/*.rs", "patient", None).await;
+    let (code, verifier) = launch(&s, &client, "launch/patient patient/*.rs", "patient", None).await;
     let t = redeem(&s, &client, &code, &verifier).await;
     let access = t["access_token"].as_str().unwrap();
     assert_eq!(s.read("Patient/pat-001", access).await.status(), 200);
@@ -613,24 +428,10 @@ async fn patient_token_cannot_read_another_patient() {
     assert_eq!(r.status(), 403);
     let oo: Value = r.json().await.unwrap();
     assert_eq!(oo["resourceType"], "OperationOutcome");
-    assert_eq!(
-        s.read("Practitioner/pract-001", access).await.status(),
-        403,
-        "not in the patient compartment"
-    );
-    assert_eq!(
-        s.read("Observation/obs-001-1-1", access).await.status(),
-        200
-    );
-    assert_eq!(
-        s.read("Observation/obs-002-1-1", access).await.status(),
-        403
-    );
-    assert_eq!(
-        s.read("Patient/pat-999", access).await.status(),
-        403,
-        "another patient's id, existing or not"
-    );
+    assert_eq!(s.read("Practitioner/pract-001", access).await.status(), 403, "not in the patient compartment");
+    assert_eq!(s.read("Observation/obs-001-1-1", access).await.status(), 200);
+    assert_eq!(s.read("Observation/obs-002-1-1", access).await.status(), 403);
+    assert_eq!(s.read("Patient/pat-999", access).await.status(), 403, "another patient's id, existing or not");
     s.stop().await;
 }
 
@@ -638,19 +439,11 @@ async fn patient_token_cannot_read_another_patient() {
 async fn user_scopes_follow_the_signed_in_user() {
     let s = Server::start().await;
     let client = s.public_app().await;
-    let (code, verifier) =
-        launch(&s, &client, "openid fhirUser user/*.rs", "clinician", None).await;
+    let (code, verifier) = launch(&s, &client, "openid fhirUser user/*.rs", "clinician", None).await;
     let t = redeem(&s, &client, &code, &verifier).await;
-    assert!(
-        t.get("patient").is_none(),
-        "no patient context without launch/patient or patient/ scopes"
-    );
+    assert!(t.get("patient").is_none(), "no patient context without launch/patient or patient/ scopes");
     let access = t["access_token"].as_str().unwrap();
-    for path in [
-        "Patient/pat-001",
-        "Patient/pat-002",
-        "Practitioner/pract-001",
-    ] {
+    for path in ["Patient/pat-001", "Patient/pat-002", "Practitioner/pract-001"] {
         assert_eq!(s.read(path, access).await.status(), 200, "{path}");
     }
     let (code, verifier) = launch(&s, &client, "openid fhirUser user/*.rs", "patient", None).await;
@@ -661,9 +454,7 @@ async fn user_scopes_follow_the_signed_in_user() {
     // A scope for another type does not allow Patient reads.
     let (code, verifier) = launch(&s, &client, "user/Observation.rs", "clinician", None).await;
     let t = redeem(&s, &client, &code, &verifier).await;
-    let r = s
-        .read("Patient/pat-001", t["access_token"].as_str().unwrap())
-        .await;
+    let r = s.read("Patient/pat-001", t["access_token"].as_str().unwrap()).await;
     assert_eq!(r.status(), 403);
     s.stop().await;
 }
@@ -672,22 +463,10 @@ async fn user_scopes_follow_the_signed_in_user() {
 async fn v1_scopes_are_granted_and_returned_as_v1() {
     let s = Server::start().await;
     let client = s.public_app().await;
-    let (code, verifier) = launch(
-        &s,
-        &client,
-        "launch/patient patient/*.read",
-        "patient",
-        None,
-    )
-    .await;
+    let (code, verifier) = launch(&s, &client, "launch/patient patient/*.read", "patient", None).await;
     let t = redeem(&s, &client, &code, &verifier).await;
     assert_eq!(t["scope"], "launch/patient patient/*.read");
-    assert_eq!(
-        s.read("Patient/pat-001", t["access_token"].as_str().unwrap())
-            .await
-            .status(),
-        200
-    );
+    assert_eq!(s.read("Patient/pat-001", t["access_token"].as_str().unwrap()).await.status(), 200);
     s.stop().await;
 }
 
@@ -698,14 +477,11 @@ async fn wrong_credentials_show_the_form_again_without_saying_which_part() {
     let s = Server::start().await;
     let client = s.public_app().await;
     let mut b = Browser::new(&s);
-    b.get(&s.authorize_url(&s.authorize_params(&client, PATIENT_SCOPE, &random(32))))
-        .await;
+    b.get(&s.authorize_url(&s.authorize_params(&client, PATIENT_SCOPE, &random(32)))).await;
     for (u, p) in [("patient", "wrong"), ("nobody", "patient")] {
         b.sign_in(u, p).await;
         assert!(b.is_sign_in());
-        assert!(b
-            .page
-            .contains("role=\"alert\">The username or password is incorrect"));
+        assert!(b.page.contains("role=\"alert\">The username or password is incorrect"));
         assert!(b.cookie.is_none());
     }
     b.sign_in("patient", "patient").await;
@@ -718,8 +494,7 @@ async fn steps_cannot_be_skipped_or_forged() {
     let s = Server::start().await;
     let client = s.public_app().await;
     let mut b = Browser::new(&s);
-    b.get(&s.authorize_url(&s.authorize_params(&client, PATIENT_SCOPE, &random(32))))
-        .await;
+    b.get(&s.authorize_url(&s.authorize_params(&client, PATIENT_SCOPE, &random(32)))).await;
     let (id, csrf) = (b.flow_id(), b.csrf());
     let post = |path: String, form: Vec<(&'static str, String)>| {
         let http = s.http.clone();
@@ -727,68 +502,40 @@ async fn steps_cannot_be_skipped_or_forged() {
     };
     // Consent and pickers before sign-in, a wrong CSRF token, an unknown request: all refused.
     assert_eq!(
-        post(
-            format!("{}/auth/flow/{id}/consent", s.base),
-            vec![("csrf", csrf.clone()), ("decision", "allow".into())]
-        )
-        .await,
+        post(format!("{}/auth/flow/{id}/consent", s.base), vec![("csrf", csrf.clone()), ("decision", "allow".into())])
+            .await,
         400
     );
     assert_eq!(
-        post(
-            format!("{}/auth/flow/{id}/patient", s.base),
-            vec![("csrf", csrf.clone()), ("patient", "pat-002".into())]
-        )
-        .await,
+        post(format!("{}/auth/flow/{id}/patient", s.base), vec![("csrf", csrf.clone()), ("patient", "pat-002".into())])
+            .await,
         400
     );
     assert_eq!(
         post(
             format!("{}/auth/flow/{id}/signin", s.base),
-            vec![
-                ("csrf", "forged".into()),
-                ("username", "patient".into()),
-                ("password", "patient".into())
-            ]
+            vec![("csrf", "forged".into()), ("username", "patient".into()), ("password", "patient".into())]
         )
         .await,
         400
     );
-    assert_eq!(
-        post(
-            format!("{}/auth/flow/nope/signin", s.base),
-            vec![("csrf", csrf.clone())]
-        )
-        .await,
-        400
-    );
+    assert_eq!(post(format!("{}/auth/flow/nope/signin", s.base), vec![("csrf", csrf.clone())]).await, 400);
     b.sign_in("patient", "patient").await;
     // A patient user cannot pick another patient.
     assert_eq!(
-        post(
-            format!("{}/auth/flow/{id}/patient", s.base),
-            vec![("csrf", csrf.clone()), ("patient", "pat-002".into())]
-        )
-        .await,
+        post(format!("{}/auth/flow/{id}/patient", s.base), vec![("csrf", csrf.clone()), ("patient", "pat-002".into())])
+            .await,
         400
     );
     // A forged scope in the consent form is ignored: the grant can only narrow.
     let verifier = "v".repeat(43);
     let _ = verifier;
-    let Landing::App(url) = b
-        .consent(true, Some(&["patient/*.rs", "user/*.cruds"]))
-        .await
-    else {
-        panic!()
-    };
+    let Landing::App(url) = b.consent(true, Some(&["patient/*.rs", "user/*.cruds"])).await else { panic!() };
     assert!(query_of(&url).contains_key("code"));
     // The request is finished: its id cannot be used again.
     assert_eq!(
-        post(
-            format!("{}/auth/flow/{id}/consent", s.base),
-            vec![("csrf", csrf.clone()), ("decision", "allow".into())]
-        )
-        .await,
+        post(format!("{}/auth/flow/{id}/consent", s.base), vec![("csrf", csrf.clone()), ("decision", "allow".into())])
+            .await,
         400
     );
     s.stop().await;
@@ -801,41 +548,26 @@ async fn consent_narrows_denies_and_is_remembered() {
     let verifier = random(32);
     let mut b = Browser::new(&s);
     // Deny → access_denied with state.
-    b.get(&s.authorize_url(&s.authorize_params(&client, PATIENT_SCOPE, &verifier)))
-        .await;
+    b.get(&s.authorize_url(&s.authorize_params(&client, PATIENT_SCOPE, &verifier))).await;
     b.sign_in("patient", "patient").await;
-    let Landing::App(url) = b.consent(false, None).await else {
-        panic!()
-    };
+    let Landing::App(url) = b.consent(false, None).await else { panic!() };
     let q = query_of(&url);
     assert_eq!(q["error"], "access_denied");
     assert_eq!(q["state"], "state-0123456789abcdef");
     // Unchecking narrows the grant; the session is reused (no sign-in page).
-    b.get(&s.authorize_url(&s.authorize_params(&client, PATIENT_SCOPE, &verifier)))
-        .await;
+    b.get(&s.authorize_url(&s.authorize_params(&client, PATIENT_SCOPE, &verifier))).await;
     assert!(b.is_consent(), "the signed-in session is reused");
-    let Landing::App(url) = b
-        .consent(true, Some(&["launch/patient", "patient/*.rs"]))
-        .await
-    else {
-        panic!()
-    };
+    let Landing::App(url) = b.consent(true, Some(&["launch/patient", "patient/*.rs"])).await else { panic!() };
     let t = redeem(&s, &client, &query_of(&url)["code"], &verifier).await;
     assert_eq!(t["scope"], "launch/patient patient/*.rs");
     assert!(t.get("refresh_token").is_none() && t.get("id_token").is_none());
     // The same or a narrower set is not asked again.
     for scope in ["launch/patient patient/*.rs", "patient/Patient.r"] {
-        let landing = b
-            .get(&s.authorize_url(&s.authorize_params(&client, scope, &verifier)))
-            .await;
-        assert!(
-            matches!(landing, Landing::App(ref u) if query_of(u).contains_key("code")),
-            "{scope}: {landing:?}"
-        );
+        let landing = b.get(&s.authorize_url(&s.authorize_params(&client, scope, &verifier))).await;
+        assert!(matches!(landing, Landing::App(ref u) if query_of(u).contains_key("code")), "{scope}: {landing:?}");
     }
     // A wider set is.
-    b.get(&s.authorize_url(&s.authorize_params(&client, PATIENT_SCOPE, &verifier)))
-        .await;
+    b.get(&s.authorize_url(&s.authorize_params(&client, PATIENT_SCOPE, &verifier))).await;
     assert!(b.is_consent());
     // prompt=consent forces the page; prompt=none without a session fails with login_required.
     let mut params = s.authorize_params(&client, "patient/*.rs", &verifier);
@@ -845,10 +577,7 @@ async fn consent_narrows_denies_and_is_remembered() {
     let mut params = s.authorize_params(&client, "patient/*.rs", &verifier);
     params.push(("prompt".into(), "none".into()));
     let r = s.http.get(s.authorize_url(&params)).send().await.unwrap();
-    assert_eq!(
-        query_of(r.headers()[LOCATION].to_str().unwrap())["error"],
-        "login_required"
-    );
+    assert_eq!(query_of(r.headers()[LOCATION].to_str().unwrap())["error"], "login_required");
     s.stop().await;
 }
 
@@ -859,47 +588,27 @@ async fn session_cookie_is_httponly_lax_and_sign_out_ends_it() {
     let params = s.authorize_params(&client, PATIENT_SCOPE, &random(32));
     let r = s.http.get(s.authorize_url(&params)).send().await.unwrap();
     let flow = format!("{}{}", s.base, r.headers()[LOCATION].to_str().unwrap());
-    let page = s
-        .http
-        .get(&flow)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = s.http.get(&flow).send().await.unwrap().text().await.unwrap();
     let mut b = Browser::new(&s);
     b.page = page;
     let (id, csrf) = (b.flow_id(), b.csrf());
     let r = s
         .http
         .post(format!("{}/auth/flow/{id}/signin", s.base))
-        .form(&[
-            ("csrf", csrf.as_str()),
-            ("username", "patient"),
-            ("password", "patient"),
-        ])
+        .form(&[("csrf", csrf.as_str()), ("username", "patient"), ("password", "patient")])
         .send()
         .await
         .unwrap();
     let cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
     assert!(cookie.starts_with("smartlaunch_session="));
-    assert!(
-        cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax") && cookie.contains("Path=/")
-    );
-    let value = cookie
-        .split(';')
-        .next()
-        .unwrap()
-        .trim_start_matches("smartlaunch_session=")
-        .to_owned();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax") && cookie.contains("Path=/"));
+    let value = cookie.split(';').next().unwrap().trim_start_matches("smartlaunch_session=").to_owned();
     assert!(value.len() >= 43);
     // The consent page carries a sign-out form; signing out sends the request back to sign-in.
     b.cookie = Some(value);
     b.get(&flow).await;
     assert!(b.is_consent() && b.page.contains("Sign out</button>"));
-    b.post(&format!("/auth/flow/{id}/signout"), &[("csrf", &csrf)])
-        .await;
+    b.post(&format!("/auth/flow/{id}/signout"), &[("csrf", &csrf)]).await;
     assert!(b.is_sign_in());
     assert!(b.cookie.is_none());
     s.stop().await;
@@ -939,14 +648,7 @@ async fn token_endpoint_errors() {
         let (code, verifier) = launch(&s, &client, PATIENT_SCOPE, "patient", None).await;
         let mut form = base(&code);
         if let Some(v) = v {
-            form.push((
-                "code_verifier",
-                if what == "challenge" {
-                    s256(&verifier)
-                } else {
-                    v
-                },
-            ));
+            form.push(("code_verifier", if what == "challenge" { s256(&verifier) } else { v }));
         }
         let d = oauth_error(send(form).await, StatusCode::BAD_REQUEST, "invalid_grant").await;
         assert!(d.contains("code_verifier"), "{what}: {d}");
@@ -967,11 +669,7 @@ async fn token_endpoint_errors() {
     oauth_error(send(form).await, StatusCode::BAD_REQUEST, "invalid_grant").await;
     // Missing code or redirect_uri, grant types, content type, client.
     oauth_error(
-        send(vec![
-            ("grant_type", "authorization_code".into()),
-            ("client_id", client.clone()),
-        ])
-        .await,
+        send(vec![("grant_type", "authorization_code".into()), ("client_id", client.clone())]).await,
         StatusCode::BAD_REQUEST,
         "invalid_request",
     )
@@ -980,27 +678,14 @@ async fn token_endpoint_errors() {
     form.remove(2);
     oauth_error(send(form).await, StatusCode::BAD_REQUEST, "invalid_request").await;
     oauth_error(
-        send(vec![
-            ("grant_type", "password".into()),
-            ("client_id", client.clone()),
-        ])
-        .await,
+        send(vec![("grant_type", "password".into()), ("client_id", client.clone())]).await,
         StatusCode::BAD_REQUEST,
         "unsupported_grant_type",
     )
     .await;
-    oauth_error(
-        send(vec![("grant_type", "implicit".into())]).await,
-        StatusCode::BAD_REQUEST,
-        "unsupported_grant_type",
-    )
-    .await;
-    oauth_error(
-        send(vec![("client_id", client.clone())]).await,
-        StatusCode::BAD_REQUEST,
-        "invalid_request",
-    )
-    .await;
+    oauth_error(send(vec![("grant_type", "implicit".into())]).await, StatusCode::BAD_REQUEST, "unsupported_grant_type")
+        .await;
+    oauth_error(send(vec![("client_id", client.clone())]).await, StatusCode::BAD_REQUEST, "invalid_request").await;
     let r = s
         .http
         .post(format!("{}/auth/token", s.base))
@@ -1049,16 +734,8 @@ async fn a_reused_code_fails_and_revokes_what_it_issued() {
     oauth_error(r, StatusCode::BAD_REQUEST, "invalid_grant").await;
     let r = s.read("Patient/pat-001", access).await;
     assert_eq!(r.status(), 401, "tokens from a replayed code are revoked");
-    assert!(r.headers()[WWW_AUTHENTICATE]
-        .to_str()
-        .unwrap()
-        .contains("invalid_token"));
-    let r = s
-        .token(&[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", t["refresh_token"].as_str().unwrap()),
-        ])
-        .await;
+    assert!(r.headers()[WWW_AUTHENTICATE].to_str().unwrap().contains("invalid_token"));
+    let r = s.token(&[("grant_type", "refresh_token"), ("refresh_token", t["refresh_token"].as_str().unwrap())]).await;
     oauth_error(r, StatusCode::BAD_REQUEST, "invalid_grant").await;
     s.stop().await;
 }
@@ -1067,20 +744,13 @@ async fn a_reused_code_fails_and_revokes_what_it_issued() {
 async fn code_race_has_exactly_one_winner() {
     let s = Server::start().await;
     let client = s.public_app().await;
-    let (code, verifier) =
-        launch(&s, &client, "launch/patient patient/*.rs", "patient", None).await;
+    let (code, verifier) = launch(&s, &client, "launch/patient patient/*.rs", "patient", None).await;
     let url = format!("{}/auth/token", s.base);
     let redirect = s.redirect_uri();
     let tasks: Vec<_> = (0..24)
         .map(|_| {
-            let (http, url, code, verifier, client, redirect) = (
-                s.http.clone(),
-                url.clone(),
-                code.clone(),
-                verifier.clone(),
-                client.clone(),
-                redirect.clone(),
-            );
+            let (http, url, code, verifier, client, redirect) =
+                (s.http.clone(), url.clone(), code.clone(), verifier.clone(), client.clone(), redirect.clone());
             tokio::spawn(async move {
                 http.post(url)
                     .form(&[
@@ -1131,10 +801,7 @@ async fn codes_expire_after_sixty_seconds_and_tokens_after_an_hour() {
     s.clock.advance(t["expires_in"].as_i64().unwrap());
     let r = s.read("Patient/pat-001", access).await;
     assert_eq!(r.status(), 401);
-    assert!(r.headers()[WWW_AUTHENTICATE]
-        .to_str()
-        .unwrap()
-        .contains("expired"));
+    assert!(r.headers()[WWW_AUTHENTICATE].to_str().unwrap().contains("expired"));
     s.stop().await;
 }
 
@@ -1165,9 +832,7 @@ async fn confidential_clients_authenticate_with_basic_or_post() {
             let t: Value = r.json().await.unwrap();
             // Refresh needs the client to authenticate again.
             let refresh = t["refresh_token"].as_str().unwrap();
-            let r = s
-                .token(&[("grant_type", "refresh_token"), ("refresh_token", refresh)])
-                .await;
+            let r = s.token(&[("grant_type", "refresh_token"), ("refresh_token", refresh)]).await;
             oauth_error(r, StatusCode::UNAUTHORIZED, "invalid_client").await;
             let r = s
                 .http
@@ -1196,20 +861,11 @@ async fn confidential_clients_authenticate_with_basic_or_post() {
             .send()
             .await
             .unwrap();
-        assert!(r.headers()[WWW_AUTHENTICATE]
-            .to_str()
-            .unwrap()
-            .starts_with("Basic"));
+        assert!(r.headers()[WWW_AUTHENTICATE].to_str().unwrap().starts_with("Basic"));
         oauth_error(r, StatusCode::UNAUTHORIZED, "invalid_client").await;
         let mut with_id = form.to_vec();
         with_id.push(("client_id", &client));
-        let r = s
-            .http
-            .post(format!("{}/auth/token", s.base))
-            .form(&with_id)
-            .send()
-            .await
-            .unwrap();
+        let r = s.http.post(format!("{}/auth/token", s.base)).form(&with_id).send().await.unwrap();
         oauth_error(r, StatusCode::UNAUTHORIZED, "invalid_client").await;
         let r = s
             .http
@@ -1235,9 +891,7 @@ async fn refresh_rotates_and_reuse_revokes_the_family() {
     let t0 = redeem(&s, &client, &code, &verifier).await;
     let r0 = t0["refresh_token"].as_str().unwrap().to_owned();
     // A public client is identified from the token itself (the JS client sends no client_id).
-    let r = s
-        .token(&[("grant_type", "refresh_token"), ("refresh_token", &r0)])
-        .await;
+    let r = s.token(&[("grant_type", "refresh_token"), ("refresh_token", &r0)]).await;
     assert_eq!(r.status(), 200);
     assert_no_store(&r);
     let t1: Value = r.json().await.unwrap();
@@ -1255,13 +909,7 @@ async fn refresh_rotates_and_reuse_revokes_the_family() {
         ])
         .await;
     oauth_error(r, StatusCode::BAD_REQUEST, "invalid_scope").await;
-    let r = s
-        .token(&[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", &r1),
-            ("client_id", &other),
-        ])
-        .await;
+    let r = s.token(&[("grant_type", "refresh_token"), ("refresh_token", &r1), ("client_id", &other)]).await;
     oauth_error(r, StatusCode::BAD_REQUEST, "invalid_grant").await;
     let r = s
         .token(&[
@@ -1278,25 +926,15 @@ async fn refresh_rotates_and_reuse_revokes_the_family() {
     let r2 = t2["refresh_token"].as_str().unwrap().to_owned();
     assert_eq!(s.read("Patient/pat-001", &a2).await.status(), 200);
     // Presenting a rotated token revokes the whole family and its access tokens.
-    let r = s
-        .token(&[("grant_type", "refresh_token"), ("refresh_token", &r0)])
-        .await;
+    let r = s.token(&[("grant_type", "refresh_token"), ("refresh_token", &r0)]).await;
     oauth_error(r, StatusCode::BAD_REQUEST, "invalid_grant").await;
     assert_eq!(s.read("Patient/pat-001", &a2).await.status(), 401);
-    let r = s
-        .token(&[("grant_type", "refresh_token"), ("refresh_token", &r2)])
-        .await;
+    let r = s.token(&[("grant_type", "refresh_token"), ("refresh_token", &r2)]).await;
     oauth_error(r, StatusCode::BAD_REQUEST, "invalid_grant").await;
     // Missing and unknown tokens.
+    oauth_error(s.token(&[("grant_type", "refresh_token")]).await, StatusCode::BAD_REQUEST, "invalid_request").await;
     oauth_error(
-        s.token(&[("grant_type", "refresh_token")]).await,
-        StatusCode::BAD_REQUEST,
-        "invalid_request",
-    )
-    .await;
-    oauth_error(
-        s.token(&[("grant_type", "refresh_token"), ("refresh_token", "nope")])
-            .await,
+        s.token(&[("grant_type", "refresh_token"), ("refresh_token", "nope")]).await,
         StatusCode::BAD_REQUEST,
         "invalid_grant",
     )
@@ -1309,24 +947,15 @@ async fn refresh_tokens_have_an_absolute_lifetime() {
     let s = Server::start().await;
     let client = s.public_app().await;
     let (code, verifier) = launch(&s, &client, PATIENT_SCOPE, "patient", None).await;
-    let mut refresh = redeem(&s, &client, &code, &verifier).await["refresh_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let mut refresh = redeem(&s, &client, &code, &verifier).await["refresh_token"].as_str().unwrap().to_owned();
     for _ in 0..3 {
         s.clock.advance(9 * 24 * 3600);
-        let t: Value = s
-            .token(&[("grant_type", "refresh_token"), ("refresh_token", &refresh)])
-            .await
-            .json()
-            .await
-            .unwrap();
+        let t: Value =
+            s.token(&[("grant_type", "refresh_token"), ("refresh_token", &refresh)]).await.json().await.unwrap();
         refresh = t["refresh_token"].as_str().unwrap().to_owned();
     }
     s.clock.advance(4 * 24 * 3600);
-    let r = s
-        .token(&[("grant_type", "refresh_token"), ("refresh_token", &refresh)])
-        .await;
+    let r = s.token(&[("grant_type", "refresh_token"), ("refresh_token", &refresh)]).await;
     oauth_error(r, StatusCode::BAD_REQUEST, "invalid_grant").await;
     s.stop().await;
 }
@@ -1337,23 +966,13 @@ async fn online_access_ends_with_the_session() {
     let client = s.public_app().await;
     let verifier = random(32);
     let mut b = Browser::new(&s);
-    b.get(&s.authorize_url(&s.authorize_params(
-        &client,
-        "launch/patient online_access patient/*.rs",
-        &verifier,
-    )))
-    .await;
+    b.get(&s.authorize_url(&s.authorize_params(&client, "launch/patient online_access patient/*.rs", &verifier))).await;
     b.sign_in("patient", "patient").await;
-    let Landing::App(url) = b.consent(true, None).await else {
-        panic!()
-    };
+    let Landing::App(url) = b.consent(true, None).await else { panic!() };
     let t = redeem(&s, &client, &query_of(&url)["code"], &verifier).await;
     assert_eq!(t["scope"], "launch/patient online_access patient/*.rs");
     let r: Value = s
-        .token(&[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", t["refresh_token"].as_str().unwrap()),
-        ])
+        .token(&[("grant_type", "refresh_token"), ("refresh_token", t["refresh_token"].as_str().unwrap())])
         .await
         .json()
         .await
@@ -1363,10 +982,7 @@ async fn online_access_ends_with_the_session() {
     let home = s
         .http
         .get(format!("{}/", s.base))
-        .header(
-            "Cookie",
-            format!("smartlaunch_session={}", b.cookie.clone().unwrap()),
-        )
+        .header("Cookie", format!("smartlaunch_session={}", b.cookie.clone().unwrap()))
         .send()
         .await
         .unwrap()
@@ -1376,9 +992,7 @@ async fn online_access_ends_with_the_session() {
     b.page = home;
     let csrf = b.csrf();
     b.post("/auth/signout", &[("csrf", &csrf)]).await;
-    let r = s
-        .token(&[("grant_type", "refresh_token"), ("refresh_token", &refresh)])
-        .await;
+    let r = s.token(&[("grant_type", "refresh_token"), ("refresh_token", &refresh)]).await;
     let d = oauth_error(r, StatusCode::BAD_REQUEST, "invalid_grant").await;
     assert!(d.contains("online_access"));
     s.stop().await;
@@ -1389,24 +1003,13 @@ async fn online_access_ends_with_the_session() {
 #[tokio::test]
 async fn fhir_reads_need_a_valid_bearer_token() {
     let s = Server::start().await;
-    let r = s
-        .http
-        .get(format!("{}/Patient/pat-001", s.fhir))
-        .send()
-        .await
-        .unwrap();
+    let r = s.http.get(format!("{}/Patient/pat-001", s.fhir)).send().await.unwrap();
     assert_eq!(r.status(), 401);
-    assert_eq!(
-        r.headers()[WWW_AUTHENTICATE],
-        "Bearer realm=\"smartlaunch\""
-    );
+    assert_eq!(r.headers()[WWW_AUTHENTICATE], "Bearer realm=\"smartlaunch\"");
     for bad in ["garbage", "a.b.c", "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0."] {
         let r = s.read("Patient/pat-001", bad).await;
         assert_eq!(r.status(), 401);
-        assert!(r.headers()[WWW_AUTHENTICATE]
-            .to_str()
-            .unwrap()
-            .contains("error=\"invalid_token\""));
+        assert!(r.headers()[WWW_AUTHENTICATE].to_str().unwrap().contains("error=\"invalid_token\""));
         let oo: Value = r.json().await.unwrap();
         assert_eq!(oo["resourceType"], "OperationOutcome");
     }
@@ -1415,12 +1018,7 @@ async fn fhir_reads_need_a_valid_bearer_token() {
     let client = other.public_app().await;
     let (code, verifier) = launch(&other, &client, PATIENT_SCOPE, "patient", None).await;
     let t = redeem(&other, &client, &code, &verifier).await;
-    assert_eq!(
-        s.read("Patient/pat-001", t["access_token"].as_str().unwrap())
-            .await
-            .status(),
-        401
-    );
+    assert_eq!(s.read("Patient/pat-001", t["access_token"].as_str().unwrap()).await.status(), 401);
     other.stop().await;
     s.stop().await;
 }
@@ -1489,80 +1087,35 @@ async fn hostile_input_gets_a_4xx_never_a_5xx() {
         ),
         (
             "long refresh".into(),
-            s.http.post(format!("{}/auth/token", s.base)).form(&[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", long.as_str()),
-            ]),
-        ),
-        (
-            "authorize without anything".into(),
-            s.http.get(format!("{}/auth/authorize", s.base)),
-        ),
-        (
-            "authorize junk".into(),
             s.http
-                .get(format!("{}/auth/authorize?%%%=&client_id=%00", s.base)),
+                .post(format!("{}/auth/token", s.base))
+                .form(&[("grant_type", "refresh_token"), ("refresh_token", long.as_str())]),
         ),
-        (
-            "authorize long client".into(),
-            s.http
-                .get(format!("{}/auth/authorize?client_id={long}", s.base)),
-        ),
+        ("authorize without anything".into(), s.http.get(format!("{}/auth/authorize", s.base))),
+        ("authorize junk".into(), s.http.get(format!("{}/auth/authorize?%%%=&client_id=%00", s.base))),
+        ("authorize long client".into(), s.http.get(format!("{}/auth/authorize?client_id={long}", s.base))),
         (
             "authorize long state".into(),
             s.http.get(
                 s.authorize_url(
-                    &[
-                        s.authorize_params(&client, PATIENT_SCOPE, "v").as_slice(),
-                        &[("state".into(), long.clone())],
-                    ]
-                    .concat(),
+                    &[s.authorize_params(&client, PATIENT_SCOPE, "v").as_slice(), &[("state".into(), long.clone())]]
+                        .concat(),
                 ),
             ),
         ),
         (
             "authorize long scope".into(),
-            s.http.get(s.authorize_url(&s.authorize_params(
-                &client,
-                &format!("patient/*.rs {long}"),
-                "v",
-            ))),
+            s.http.get(s.authorize_url(&s.authorize_params(&client, &format!("patient/*.rs {long}"), "v"))),
         ),
-        (
-            "flow unknown".into(),
-            s.http.get(format!("{}/auth/flow/{long}", s.base)),
-        ),
-        (
-            "flow post junk".into(),
-            s.http
-                .post(format!("{}/auth/flow/x/consent", s.base))
-                .body("%%%"),
-        ),
-        (
-            "fhir bad id".into(),
-            s.http
-                .get(format!("{}/Patient/{long}", s.fhir))
-                .bearer_auth("x"),
-        ),
-        (
-            "fhir nul".into(),
-            s.http.get(format!("{}/Patient/%00", s.fhir)),
-        ),
-        (
-            "fhir unknown type".into(),
-            s.http.get(format!("{}/Nope/1/2/3", s.fhir)),
-        ),
-        (
-            "register array".into(),
-            s.http
-                .post(format!("{}/auth/register", s.base))
-                .json(&json!([1, 2])),
-        ),
+        ("flow unknown".into(), s.http.get(format!("{}/auth/flow/{long}", s.base))),
+        ("flow post junk".into(), s.http.post(format!("{}/auth/flow/x/consent", s.base)).body("%%%")),
+        ("fhir bad id".into(), s.http.get(format!("{}/Patient/{long}", s.fhir)).bearer_auth("x")),
+        ("fhir nul".into(), s.http.get(format!("{}/Patient/%00", s.fhir))),
+        ("fhir unknown type".into(), s.http.get(format!("{}/Nope/1/2/3", s.fhir))),
+        ("register array".into(), s.http.post(format!("{}/auth/register", s.base)).json(&json!([1, 2]))),
         (
             "register nested".into(),
-            s.http
-                .post(format!("{}/auth/register", s.base))
-                .json(&json!({"redirect_uris": [{"a": 1}]})),
+            s.http.post(format!("{}/auth/register", s.base)).json(&json!({"redirect_uris": [{"a": 1}]})),
         ),
         (
             "basic junk".into(),
@@ -1571,26 +1124,16 @@ async fn hostile_input_gets_a_4xx_never_a_5xx() {
                 .header("Authorization", "Basic Og==")
                 .form(&[("grant_type", "refresh_token")]),
         ),
-        (
-            "bearer junk".into(),
-            s.http
-                .get(format!("{}/Patient/pat-001", s.fhir))
-                .header("Authorization", "Bearer"),
-        ),
+        ("bearer junk".into(), s.http.get(format!("{}/Patient/pat-001", s.fhir)).header("Authorization", "Bearer")),
     ];
     for (what, request) in checks.drain(..) {
         let r = request.send().await.unwrap();
         // A 4xx, or for authorize an RFC 6749 error redirect to the registered redirect_uri.
         let error_redirect = r.status().is_redirection()
             && r.headers().get(LOCATION).is_some_and(|l| {
-                l.to_str().unwrap().starts_with(&s.redirect_uri())
-                    && l.to_str().unwrap().contains("error=")
+                l.to_str().unwrap().starts_with(&s.redirect_uri()) && l.to_str().unwrap().contains("error=")
             });
-        assert!(
-            r.status().is_client_error() || error_redirect,
-            "{what}: {}",
-            r.status()
-        );
+        assert!(r.status().is_client_error() || error_redirect, "{what}: {}", r.status());
     }
     s.stop().await;
 }
@@ -1612,10 +1155,7 @@ async fn cors_for_the_token_endpoint_and_fhir_api_is_limited_to_registered_origi
         }
     };
     let ok = preflight("http://127.0.0.1:9", format!("{}/auth/token", s.base)).await;
-    assert_eq!(
-        ok.headers()[ACCESS_CONTROL_ALLOW_ORIGIN],
-        "http://127.0.0.1:9"
-    );
+    assert_eq!(ok.headers()[ACCESS_CONTROL_ALLOW_ORIGIN], "http://127.0.0.1:9");
     let no = preflight("http://evil.example", format!("{}/auth/token", s.base)).await;
     assert!(no.headers().get(ACCESS_CONTROL_ALLOW_ORIGIN).is_none());
     let r = s
@@ -1632,14 +1172,8 @@ async fn cors_for_the_token_endpoint_and_fhir_api_is_limited_to_registered_origi
         .send()
         .await
         .unwrap();
-    assert_eq!(
-        r.headers()[ACCESS_CONTROL_ALLOW_ORIGIN],
-        "http://127.0.0.1:9"
-    );
-    assert!(r
-        .headers()
-        .get("access-control-allow-credentials")
-        .is_none());
+    assert_eq!(r.headers()[ACCESS_CONTROL_ALLOW_ORIGIN], "http://127.0.0.1:9");
+    assert!(r.headers().get("access-control-allow-credentials").is_none());
     let t: Value = r.json().await.unwrap();
     let r = s
         .http
@@ -1649,10 +1183,7 @@ async fn cors_for_the_token_endpoint_and_fhir_api_is_limited_to_registered_origi
         .send()
         .await
         .unwrap();
-    assert_eq!(
-        r.headers()[ACCESS_CONTROL_ALLOW_ORIGIN],
-        "http://127.0.0.1:9"
-    );
+    assert_eq!(r.headers()[ACCESS_CONTROL_ALLOW_ORIGIN], "http://127.0.0.1:9");
     s.stop().await;
 }
 
@@ -1666,19 +1197,11 @@ async fn a_restart_keeps_clients_users_grants_and_keys() {
         public_url: Some("http://127.0.0.1:1".into()),
         registration_token: None,
     };
-    let first = smartlaunch::start(settings.clone(), clock.clone())
-        .await
-        .unwrap();
+    let first = smartlaunch::start(settings.clone(), clock.clone()).await.unwrap();
     let http = reqwest::Client::new();
     let addr = first.addr;
-    let jwks1: Value = http
-        .get(format!("http://{addr}/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks1: Value =
+        http.get(format!("http://{addr}/.well-known/jwks.json")).send().await.unwrap().json().await.unwrap();
     let reg: Value = http
         .post(format!("http://{addr}/auth/register"))
         .json(&json!({"redirect_uris": ["http://127.0.0.1:9/cb"], "token_endpoint_auth_method": "none"}))
@@ -1691,28 +1214,11 @@ async fn a_restart_keeps_clients_users_grants_and_keys() {
     first.stop().await;
     let second = smartlaunch::start(settings, clock).await.unwrap();
     let addr = second.addr;
-    let jwks2: Value = http
-        .get(format!("http://{addr}/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks2: Value =
+        http.get(format!("http://{addr}/.well-known/jwks.json")).send().await.unwrap().json().await.unwrap();
     assert_eq!(jwks1, jwks2, "signing keys survive a restart");
-    let home = http
-        .get(format!("http://{addr}/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        home.contains("<dt>Registered apps</dt><dd>1</dd>"),
-        "{}",
-        reg["client_id"]
-    );
+    let home = http.get(format!("http://{addr}/")).send().await.unwrap().text().await.unwrap();
+    assert!(home.contains("<dt>Registered apps</dt><dd>1</dd>"), "{}", reg["client_id"]);
     assert!(home.contains("Dr. Susan Clark (Practitioner/pract-001)"));
     second.stop().await;
     std::fs::remove_dir_all(dir).ok();
@@ -1736,30 +1242,16 @@ async fn cli_manages_clients_and_users_in_the_data_directory() {
             .spawn()
             .unwrap();
         if let Some(input) = stdin {
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(input.as_bytes())
-                .unwrap();
+            child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
         }
         let out = child.wait_with_output().unwrap();
         (
             out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned()
-                + &String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
         )
     };
     let (ok, out) = run(
-        &[
-            "clients",
-            "add",
-            "--name",
-            "CLI App",
-            "--redirect-uri",
-            "http://127.0.0.1:7/cb",
-            "--confidential",
-        ],
+        &["clients", "add", "--name", "CLI App", "--redirect-uri", "http://127.0.0.1:7/cb", "--confidential"],
         None,
     );
     assert!(ok, "{out}");
@@ -1767,47 +1259,16 @@ async fn cli_manages_clients_and_users_in_the_data_directory() {
     let client_id = reg["client_id"].as_str().unwrap().to_owned();
     assert!(reg["client_secret"].as_str().is_some());
     let (ok, out) = run(&["clients", "list"], None);
-    assert!(
-        ok && out.contains(&client_id) && out.contains("CLI App"),
-        "{out}"
-    );
-    let (ok, out) = run(
-        &[
-            "clients",
-            "add",
-            "--name",
-            "Bad",
-            "--redirect-uri",
-            "http://evil.example/cb",
-        ],
-        None,
-    );
+    assert!(ok && out.contains(&client_id) && out.contains("CLI App"), "{out}");
+    let (ok, out) = run(&["clients", "add", "--name", "Bad", "--redirect-uri", "http://evil.example/cb"], None);
     assert!(!ok && out.contains("invalid_redirect_uri"), "{out}");
     let (ok, out) = run(
-        &[
-            "users",
-            "add",
-            "--username",
-            "drwho",
-            "--fhir-user",
-            "Practitioner/pract-002",
-            "--name",
-            "Dr. Who",
-        ],
+        &["users", "add", "--username", "drwho", "--fhir-user", "Practitioner/pract-002", "--name", "Dr. Who"],
         Some("tardis\n"),
     );
     assert!(ok, "{out}");
-    let (ok, _) = run(
-        &[
-            "users",
-            "add",
-            "--username",
-            "drwho",
-            "--fhir-user",
-            "Practitioner/pract-002",
-        ],
-        Some("again\n"),
-    );
+    let (ok, _) =
+        run(&["users", "add", "--username", "drwho", "--fhir-user", "Practitioner/pract-002"], Some("again\n"));
     assert!(!ok, "usernames are unique");
 
     // The server sees both, and the new user can sign in.
@@ -1820,10 +1281,7 @@ async fn cli_manages_clients_and_users_in_the_data_directory() {
     };
     let running = smartlaunch::start(settings, clock).await.unwrap();
     let base = running.public_url.clone();
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let params = [
         ("response_type", "code"),
         ("client_id", client_id.as_str()),
@@ -1831,44 +1289,24 @@ async fn cli_manages_clients_and_users_in_the_data_directory() {
         ("scope", "openid fhirUser user/*.rs"),
         ("state", "abcdefghijklmnop"),
         ("aud", &format!("{base}/fhir")),
-        (
-            "code_challenge",
-            &s256("a-verifier-that-is-long-enough-to-be-valid-123"),
-        ),
+        ("code_challenge", &s256("a-verifier-that-is-long-enough-to-be-valid-123")),
         ("code_challenge_method", "S256"),
     ];
     let r = http
-        .get(format!(
-            "{base}/auth/authorize?{}",
-            serde_urlencoded::to_string(params).unwrap()
-        ))
+        .get(format!("{base}/auth/authorize?{}", serde_urlencoded::to_string(params).unwrap()))
         .send()
         .await
         .unwrap();
     let flow = format!("{base}{}", r.headers()[LOCATION].to_str().unwrap());
     let page = http.get(&flow).send().await.unwrap().text().await.unwrap();
-    let csrf = page
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_owned();
+    let csrf = page.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
     let r = http
         .post(format!("{flow}/signin"))
-        .form(&[
-            ("csrf", csrf.as_str()),
-            ("username", "drwho"),
-            ("password", "tardis"),
-        ])
+        .form(&[("csrf", csrf.as_str()), ("username", "drwho"), ("password", "tardis")])
         .send()
         .await
         .unwrap();
-    assert!(
-        r.headers().contains_key("set-cookie"),
-        "the CLI-added user signs in"
-    );
+    assert!(r.headers().contains_key("set-cookie"), "the CLI-added user signs in");
     running.stop().await;
     let (ok, out) = run(&["clients", "remove", &client_id], None);
     assert!(ok, "{out}");

@@ -29,11 +29,7 @@ pub enum FlowStep {
 #[derive(Debug, Clone)]
 pub enum Progress {
     /// A step needs the user: show it for this pending request (and its signed-in user).
-    Step {
-        step: FlowStep,
-        pending: Box<PendingAuthorization>,
-        user: Option<Box<User>>,
-    },
+    Step { step: FlowStep, pending: Box<PendingAuthorization>, user: Option<Box<User>> },
     /// Done: send the browser to the app (a `code`, or an error such as `access_denied`).
     Redirect(String),
 }
@@ -79,8 +75,7 @@ impl<S: AuthStore> AuthService<S> {
             expires_at: now + self.config.pending_lifetime,
         };
         if pending.prompt.as_deref() != Some("login") {
-            self.adopt_session(&mut pending, session_cookie, now)
-                .await?;
+            self.adopt_session(&mut pending, session_cookie, now).await?;
         }
         let progress = self.advance(pending, false, now).await?;
         match (&progress, request.prompt.as_deref()) {
@@ -112,9 +107,7 @@ impl<S: AuthStore> AuthService<S> {
         let mut pending = self.load_pending(pending_id, now).await?;
         let mut changed = false;
         if pending.user_id.is_none() && pending.prompt.as_deref() != Some("login") {
-            changed = self
-                .adopt_session(&mut pending, session_cookie, now)
-                .await?;
+            changed = self.adopt_session(&mut pending, session_cookie, now).await?;
         }
         if changed {
             self.store.update_pending(&pending).await?;
@@ -134,9 +127,7 @@ impl<S: AuthStore> AuthService<S> {
         let mut pending = self.load_pending(pending_id, now).await?;
         check_csrf(&pending, csrf)?;
         if pending.user_id.is_some() {
-            return Err(AuthorizeError::BadStep(
-                "You are already signed in for this request.",
-            ));
+            return Err(AuthorizeError::BadStep("You are already signed in for this request."));
         }
         let user = self.check_password(username, password).await?;
         let cookie = random_token(32);
@@ -152,9 +143,7 @@ impl<S: AuthStore> AuthService<S> {
         pending.session_id = Some(session.id_hash);
         pending.auth_time = Some(now);
         self.store.update_pending(&pending).await?;
-        Ok(SignedIn {
-            session_cookie: cookie,
-        })
+        Ok(SignedIn { session_cookie: cookie })
     }
 
     /// The patient-picker step: only a real patient, only while the step is due.
@@ -167,18 +156,10 @@ impl<S: AuthStore> AuthService<S> {
     ) -> Result<(), AuthorizeError> {
         let mut pending = self.load_pending(pending_id, now).await?;
         check_csrf(&pending, csrf)?;
-        if !matches!(
-            self.current_step(&pending).await?,
-            Some(FlowStep::PickPatient)
-        ) {
-            return Err(AuthorizeError::BadStep(
-                "A patient cannot be chosen at this point of the sign-in.",
-            ));
+        if !matches!(self.current_step(&pending).await?, Some(FlowStep::PickPatient)) {
+            return Err(AuthorizeError::BadStep("A patient cannot be chosen at this point of the sign-in."));
         }
-        if patient_id.is_empty()
-            || patient_id.len() > 64
-            || !self.store.patient_exists(patient_id).await?
-        {
+        if patient_id.is_empty() || patient_id.len() > 64 || !self.store.patient_exists(patient_id).await? {
             return Err(AuthorizeError::BadStep("That patient does not exist."));
         }
         pending.patient = Some(patient_id.to_owned());
@@ -197,18 +178,11 @@ impl<S: AuthStore> AuthService<S> {
         let mut pending = self.load_pending(pending_id, now).await?;
         check_csrf(&pending, csrf)?;
         match self.current_step(&pending).await? {
-            Some(FlowStep::PickEncounter { encounter_ids })
-                if encounter_ids.iter().any(|e| e == encounter_id) => {}
+            Some(FlowStep::PickEncounter { encounter_ids }) if encounter_ids.iter().any(|e| e == encounter_id) => {}
             Some(FlowStep::PickEncounter { .. }) => {
-                return Err(AuthorizeError::BadStep(
-                    "That encounter is not one of this patient's.",
-                ))
+                return Err(AuthorizeError::BadStep("That encounter is not one of this patient's."))
             }
-            _ => {
-                return Err(AuthorizeError::BadStep(
-                    "An encounter cannot be chosen at this point of the sign-in.",
-                ))
-            }
+            _ => return Err(AuthorizeError::BadStep("An encounter cannot be chosen at this point of the sign-in.")),
         }
         pending.encounter = Some(encounter_id.to_owned());
         pending.encounter_decided = true;
@@ -229,9 +203,7 @@ impl<S: AuthStore> AuthService<S> {
         let mut pending = self.load_pending(pending_id, now).await?;
         check_csrf(&pending, csrf)?;
         if !matches!(self.current_step(&pending).await?, Some(FlowStep::Consent)) {
-            return Err(AuthorizeError::BadStep(
-                "There is nothing to approve at this point of the sign-in.",
-            ));
+            return Err(AuthorizeError::BadStep("There is nothing to approve at this point of the sign-in."));
         }
         let requested = parse_scope(&pending.scope)?;
         let granted = requested.retain(|s| approved.iter().any(|a| *a == s.to_string()));
@@ -249,13 +221,8 @@ impl<S: AuthStore> AuthService<S> {
                 why,
             )));
         }
-        let user_id = pending
-            .user_id
-            .clone()
-            .ok_or(AuthorizeError::BadStep("Sign in first."))?;
-        self.store
-            .put_consent(&user_id, &pending.client_id, &granted.to_string(), now)
-            .await?;
+        let user_id = pending.user_id.clone().ok_or(AuthorizeError::BadStep("Sign in first."))?;
+        self.store.put_consent(&user_id, &pending.client_id, &granted.to_string(), now).await?;
         pending.approved = Some(granted.to_string());
         self.advance(pending, true, now).await
     }
@@ -291,20 +258,11 @@ impl<S: AuthStore> AuthService<S> {
     }
 
     /// Ends a signed-in session (the sign-out link).
-    pub async fn sign_out(
-        &self,
-        session_cookie: &str,
-        csrf: &str,
-        now: UnixTime,
-    ) -> Result<(), AuthorizeError> {
+    pub async fn sign_out(&self, session_cookie: &str, csrf: &str, now: UnixTime) -> Result<(), AuthorizeError> {
         let id_hash = hash_token(session_cookie);
         match self.store.session(&id_hash, now).await? {
-            Some(s) if secrets_equal(&s.csrf, csrf) => {
-                Ok(self.store.delete_session(&id_hash).await?)
-            }
-            Some(_) => Err(AuthorizeError::BadStep(
-                "The sign-out form has expired; please try again.",
-            )),
+            Some(s) if secrets_equal(&s.csrf, csrf) => Ok(self.store.delete_session(&id_hash).await?),
+            Some(_) => Err(AuthorizeError::BadStep("The sign-out form has expired; please try again.")),
             None => Ok(()),
         }
     }
@@ -318,19 +276,11 @@ impl<S: AuthStore> AuthService<S> {
         let Some(session) = self.store.session(&hash_token(session_cookie), now).await? else {
             return Ok(None);
         };
-        Ok(self
-            .store
-            .user(&session.user_id)
-            .await?
-            .map(|u| (session, u)))
+        Ok(self.store.user(&session.user_id).await?.map(|u| (session, u)))
     }
 
     /// Checks a username and password (argon2id off the async runtime).
-    pub async fn check_password(
-        &self,
-        username: &str,
-        password: &str,
-    ) -> Result<User, AuthorizeError> {
+    pub async fn check_password(&self, username: &str, password: &str) -> Result<User, AuthorizeError> {
         if username.len() > 256 || password.len() > 1024 {
             return Err(AuthorizeError::SignInFailed);
         }
@@ -346,18 +296,11 @@ impl<S: AuthStore> AuthService<S> {
         }
     }
 
-    async fn load_pending(
-        &self,
-        pending_id: &str,
-        now: UnixTime,
-    ) -> Result<PendingAuthorization, AuthorizeError> {
+    async fn load_pending(&self, pending_id: &str, now: UnixTime) -> Result<PendingAuthorization, AuthorizeError> {
         if pending_id.len() > 64 {
             return Err(AuthorizeError::UnknownRequest);
         }
-        self.store
-            .pending(pending_id, now)
-            .await?
-            .ok_or(AuthorizeError::UnknownRequest)
+        self.store.pending(pending_id, now).await?.ok_or(AuthorizeError::UnknownRequest)
     }
 
     /// Puts the user of a live session on the request; true when it did.
@@ -380,10 +323,7 @@ impl<S: AuthStore> AuthService<S> {
     }
 
     /// The step due for a stored request, without changing it (`None`: nothing is due).
-    async fn current_step(
-        &self,
-        pending: &PendingAuthorization,
-    ) -> Result<Option<FlowStep>, AuthorizeError> {
+    async fn current_step(&self, pending: &PendingAuthorization) -> Result<Option<FlowStep>, AuthorizeError> {
         let user = match &pending.user_id {
             Some(id) => self.store.user(id).await?,
             None => None,
@@ -406,11 +346,7 @@ impl<S: AuthStore> AuthService<S> {
             return Ok(Some(FlowStep::PickPatient));
         }
         if needs_encounter(&scope) && !pending.encounter_decided {
-            let patient = pending
-                .patient
-                .as_deref()
-                .or(user.patient_id())
-                .unwrap_or_default();
+            let patient = pending.patient.as_deref().or(user.patient_id()).unwrap_or_default();
             let encounter_ids = self.store.patient_encounters(patient).await?;
             if !encounter_ids.is_empty() {
                 return Ok(Some(FlowStep::PickEncounter { encounter_ids }));
@@ -421,9 +357,7 @@ impl<S: AuthStore> AuthService<S> {
                 Some("consent") => None,
                 _ => self.store.consent(user_id, &pending.client_id).await?,
             };
-            let covered = remembered
-                .and_then(|r| ScopeSet::parse(&r).ok())
-                .is_some_and(|r| scope.is_subset_of(&r));
+            let covered = remembered.and_then(|r| ScopeSet::parse(&r).ok()).is_some_and(|r| scope.is_subset_of(&r));
             if !covered {
                 return Ok(Some(FlowStep::Consent));
             }
@@ -468,23 +402,15 @@ impl<S: AuthStore> AuthService<S> {
                 } else if changed {
                     self.store.update_pending(&pending).await?;
                 }
-                Ok(Progress::Step {
-                    step,
-                    pending: Box::new(pending),
-                    user: user.map(Box::new),
-                })
+                Ok(Progress::Step { step, pending: Box::new(pending), user: user.map(Box::new) })
             }
             (None, Some(user)) => {
                 if stored && !self.store.delete_pending(&pending.id).await? {
                     return Err(AuthorizeError::UnknownRequest);
                 }
-                self.issue_code(&pending, &user, now)
-                    .await
-                    .map(Progress::Redirect)
+                self.issue_code(&pending, &user, now).await.map(Progress::Redirect)
             }
-            (None, None) => Err(AuthorizeError::Internal(
-                "a request completed without a user".into(),
-            )),
+            (None, None) => Err(AuthorizeError::Internal("a request completed without a user".into())),
         }
     }
 
@@ -507,26 +433,15 @@ impl<S: AuthStore> AuthService<S> {
             user_name: user.display_name.clone(),
             scope: granted.to_string(),
             patient: pending.patient.clone().filter(|_| needs_patient(&granted)),
-            encounter: pending
-                .encounter
-                .clone()
-                .filter(|_| needs_encounter(&granted)),
+            encounter: pending.encounter.clone().filter(|_| needs_encounter(&granted)),
             nonce: pending.nonce.clone(),
-            session_id: pending
-                .session_id
-                .clone()
-                .filter(|_| granted.contains(&Scope::OnlineAccess)),
+            session_id: pending.session_id.clone().filter(|_| granted.contains(&Scope::OnlineAccess)),
             auth_time: pending.auth_time.unwrap_or(now),
         };
         let code = random_token(32);
-        self.store
-            .insert_code(&hash_token(&code), &grant, now + self.config.code_lifetime)
-            .await?;
-        let mut url = Url::parse(&pending.redirect_uri)
-            .map_err(|e| AuthorizeError::Internal(e.to_string()))?;
-        url.query_pairs_mut()
-            .append_pair("code", &code)
-            .append_pair("state", &pending.state);
+        self.store.insert_code(&hash_token(&code), &grant, now + self.config.code_lifetime).await?;
+        let mut url = Url::parse(&pending.redirect_uri).map_err(|e| AuthorizeError::Internal(e.to_string()))?;
+        url.query_pairs_mut().append_pair("code", &code).append_pair("state", &pending.state);
         Ok(url.into())
     }
 }
@@ -535,7 +450,9 @@ fn check_csrf(pending: &PendingAuthorization, csrf: &str) -> Result<(), Authoriz
     if secrets_equal(&pending.csrf, csrf) {
         Ok(())
     } else {
-        Err(AuthorizeError::BadStep("The form has expired or did not come from this page; please go back to the app and try again."))
+        Err(AuthorizeError::BadStep(
+            "The form has expired or did not come from this page; please go back to the app and try again.",
+        ))
     }
 }
 
@@ -544,19 +461,13 @@ fn parse_scope(s: &str) -> Result<ScopeSet, AuthorizeError> {
 }
 
 /// An RFC 6749 §4.1.2.1 error redirect to a verified redirect_uri.
-pub fn error_redirect(
-    redirect_uri: &str,
-    state: Option<&str>,
-    error: &str,
-    description: &str,
-) -> String {
+pub fn error_redirect(redirect_uri: &str, state: Option<&str>, error: &str, description: &str) -> String {
     let Ok(mut url) = Url::parse(redirect_uri) else {
         return redirect_uri.to_owned();
     };
     {
         let mut q = url.query_pairs_mut();
-        q.append_pair("error", error)
-            .append_pair("error_description", description);
+        q.append_pair("error", error).append_pair("error_description", description);
         if let Some(s) = state {
             q.append_pair("state", s);
         }
@@ -568,20 +479,9 @@ impl AuthorizeError {
     /// The redirect of a redirectable error.
     pub fn redirect_url(&self) -> Option<String> {
         match self {
-            AuthorizeError::Redirect {
-                redirect_uri,
-                state,
-                error:
-                    OAuthError {
-                        error,
-                        error_description,
-                    },
-            } => Some(error_redirect(
-                redirect_uri,
-                state.as_deref(),
-                error,
-                error_description,
-            )),
+            AuthorizeError::Redirect { redirect_uri, state, error: OAuthError { error, error_description } } => {
+                Some(error_redirect(redirect_uri, state.as_deref(), error, error_description))
+            }
             _ => None,
         }
     }

@@ -25,11 +25,7 @@ pub struct AuthService<S> {
 impl<S: AuthStore> AuthService<S> {
     /// Opens the service on a store: loads the signing keys (creating them on first start) and
     /// the recently revoked grants.
-    pub async fn open(
-        store: S,
-        config: AuthConfig,
-        now: UnixTime,
-    ) -> Result<AuthService<S>, StoreError> {
+    pub async fn open(store: S, config: AuthConfig, now: UnixTime) -> Result<AuthService<S>, StoreError> {
         let material = match store.keys().await? {
             Some(m) => m,
             None => {
@@ -41,18 +37,10 @@ impl<S: AuthStore> AuthService<S> {
         };
         let keys = SigningKeys::load(&material).map_err(StoreError)?;
         let revocations = RevocationList::default();
-        for (grant, at) in store
-            .revoked_grants(now - config.access_token_lifetime)
-            .await?
-        {
+        for (grant, at) in store.revoked_grants(now - config.access_token_lifetime).await? {
             revocations.revoke(&grant, at);
         }
-        Ok(AuthService {
-            store,
-            config,
-            keys,
-            revocations,
-        })
+        Ok(AuthService { store, config, keys, revocations })
     }
 
     /// The public JWK Set.
@@ -63,9 +51,7 @@ impl<S: AuthStore> AuthService<S> {
     /// Validates a bearer token for the FHIR API: signature, expiry, audience and revocation
     /// (checklist item 77), with no I/O.
     pub fn verify_bearer(&self, token: &str, now: UnixTime) -> Result<AccessClaims, BearerError> {
-        let claims = self
-            .keys
-            .verify_access_token(token, &self.config.fhir_base(), now)?;
+        let claims = self.keys.verify_access_token(token, &self.config.fhir_base(), now)?;
         if self.revocations.is_revoked(&claims.grant) {
             return Err(BearerError::Invalid("the access token has been revoked"));
         }
@@ -81,8 +67,7 @@ impl<S: AuthStore> AuthService<S> {
 
     /// Housekeeping: deletes expired records and forgets revocations no token can outlive.
     pub async fn purge_expired(&self, now: UnixTime) -> Result<(), StoreError> {
-        self.revocations
-            .prune(now - self.config.access_token_lifetime);
+        self.revocations.prune(now - self.config.access_token_lifetime);
         self.store.purge_expired(now).await
     }
 }

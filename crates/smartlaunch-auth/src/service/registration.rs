@@ -57,10 +57,7 @@ impl<S: AuthStore> AuthService<S> {
         now: UnixTime,
     ) -> Result<Registered, RegistrationError> {
         let metadata = request.validate()?;
-        let client_secret = metadata
-            .token_endpoint_auth_method
-            .is_confidential()
-            .then(|| random_token(32));
+        let client_secret = metadata.token_endpoint_auth_method.is_confidential().then(|| random_token(32));
         let client = Client {
             client_id: random_token(18),
             secret_hash: client_secret.as_deref().map(hash_token),
@@ -68,9 +65,6 @@ impl<S: AuthStore> AuthService<S> {
             created_at: now,
         };
         self.store.insert_client(&client).await?;
-        Ok(Registered {
-            client,
-            client_secret,
-        })
+        Ok(Registered { client, client_secret })
     }
 }

@@ -47,8 +47,7 @@ impl<S: AuthStore> AuthService<S> {
         let (client_id, secret) = match (basic, &req.client_secret) {
             (Some(_), Some(_)) => {
                 return Err(TokenError::InvalidRequest(
-                    "send the client secret once: either HTTP Basic or client_secret, not both"
-                        .into(),
+                    "send the client secret once: either HTTP Basic or client_secret, not both".into(),
                 ))
             }
             (Some(b), None) => {
@@ -60,9 +59,10 @@ impl<S: AuthStore> AuthService<S> {
                 (b.client_id, Some(b.client_secret))
             }
             (None, Some(secret)) => {
-                let id = req.client_id.clone().ok_or_else(|| {
-                    TokenError::InvalidClient("client_secret was sent without client_id".into())
-                })?;
+                let id = req
+                    .client_id
+                    .clone()
+                    .ok_or_else(|| TokenError::InvalidClient("client_secret was sent without client_id".into()))?;
                 (id, Some(secret.clone()))
             }
             (None, None) => match &req.client_id {
@@ -74,14 +74,15 @@ impl<S: AuthStore> AuthService<S> {
             1..=256 => self.store.client(&client_id).await?,
             _ => None,
         }
-        .ok_or_else(|| {
-            TokenError::InvalidClient("unknown client_id: register the app first".into())
-        })?;
+        .ok_or_else(|| TokenError::InvalidClient("unknown client_id: register the app first".into()))?;
         match (&client.secret_hash, secret) {
             (None, None) => Ok(Some(client)),
-            (None, Some(_)) => Err(TokenError::InvalidClient("this is a public client: it has no client secret; send only client_id".into())),
+            (None, Some(_)) => Err(TokenError::InvalidClient(
+                "this is a public client: it has no client secret; send only client_id".into(),
+            )),
             (Some(_), None) => Err(TokenError::InvalidClient(
-                "this client is confidential: authenticate with HTTP Basic (client_secret_basic) or client_secret_post".into(),
+                "this client is confidential: authenticate with HTTP Basic (client_secret_basic) or client_secret_post"
+                    .into(),
             )),
             (Some(hash), Some(secret)) if secrets_equal(hash, &hash_token(&secret)) => Ok(Some(client)),
             (Some(_), Some(_)) => Err(TokenError::InvalidClient("the client secret is wrong".into())),
@@ -106,22 +107,16 @@ impl<S: AuthStore> AuthService<S> {
             .filter(|c| !c.is_empty())
             .ok_or_else(|| TokenError::InvalidRequest("code is required".into()))?;
         let redirect_uri = req.redirect_uri.as_deref().ok_or_else(|| {
-            TokenError::InvalidRequest(
-                "redirect_uri is required and must equal the one sent to authorize".into(),
-            )
+            TokenError::InvalidRequest("redirect_uri is required and must equal the one sent to authorize".into())
         })?;
         if code.len() > 256 {
-            return Err(TokenError::InvalidGrant(
-                "the code is unknown, expired or already used".into(),
-            ));
+            return Err(TokenError::InvalidGrant("the code is unknown, expired or already used".into()));
         }
         // Consume first, atomically: a racing second redemption finds nothing.
         let cg = match self.store.redeem_code(&hash_token(code), now).await? {
             CodeRedemption::Redeemed(cg) => cg,
             CodeRedemption::Unknown => {
-                return Err(TokenError::InvalidGrant(
-                    "the code is unknown, expired or already used".into(),
-                ))
+                return Err(TokenError::InvalidGrant("the code is unknown, expired or already used".into()))
             }
             CodeRedemption::Replayed { grant_id } => {
                 self.revoke_grant(&grant_id, now).await?;
@@ -131,9 +126,7 @@ impl<S: AuthStore> AuthService<S> {
             }
         };
         if cg.client_id != client.client_id {
-            return Err(TokenError::InvalidGrant(
-                "the code was issued to another client".into(),
-            ));
+            return Err(TokenError::InvalidGrant("the code was issued to another client".into()));
         }
         if cg.redirect_uri != redirect_uri {
             return Err(TokenError::InvalidGrant(
@@ -143,8 +136,7 @@ impl<S: AuthStore> AuthService<S> {
         pkce::verify(&cg.code_challenge, req.code_verifier.as_deref())
             .map_err(|m| TokenError::InvalidGrant(m.into()))?;
 
-        let scope =
-            ScopeSet::parse(&cg.scope).map_err(|e| TokenError::ServerError(e.to_string()))?;
+        let scope = ScopeSet::parse(&cg.scope).map_err(|e| TokenError::ServerError(e.to_string()))?;
         let refresh_expires_at = if scope.contains(&Scope::OfflineAccess) {
             Some(now + self.config.offline_lifetime)
         } else if scope.contains(&Scope::OnlineAccess) {
@@ -166,12 +158,9 @@ impl<S: AuthStore> AuthService<S> {
             revoked_at: None,
         };
         let refresh_token = refresh_expires_at.map(|_| random_token(32));
-        let refresh_record = refresh_token
-            .as_deref()
-            .map(|t| self.refresh_record(t, &grant));
-        self.store
-            .insert_grant(&grant, refresh_record.as_ref())
-            .await?;
+        if let Some(token) = &refresh_token {
+            self.store.insert_grant(&grant, &self.refresh_record(token, &grant)).await?;
+        }
 
         let id_token = scope.contains(&Scope::OpenId).then(|| {
             self.keys.sign_id_token(&IdTokenClaims {
@@ -207,30 +196,19 @@ impl<S: AuthStore> AuthService<S> {
             .as_deref()
             .filter(|t| !t.is_empty())
             .ok_or_else(|| TokenError::InvalidRequest("refresh_token is required".into()))?;
-        let unknown =
-            || TokenError::InvalidGrant("the refresh token is unknown, expired or revoked".into());
+        let unknown = || TokenError::InvalidGrant("the refresh token is unknown, expired or revoked".into());
         if token.len() > 256 {
             return Err(unknown());
         }
         let old_hash = hash_token(token);
-        let record = self
-            .store
-            .refresh_token(&old_hash)
-            .await?
-            .ok_or_else(unknown)?;
+        let record = self.store.refresh_token(&old_hash).await?.ok_or_else(unknown)?;
         let client = match client {
             Some(c) if c.client_id != record.client_id => {
-                return Err(TokenError::InvalidGrant(
-                    "the refresh token was issued to another client".into(),
-                ))
+                return Err(TokenError::InvalidGrant("the refresh token was issued to another client".into()))
             }
             Some(c) => c,
             None => {
-                let c = self
-                    .store
-                    .client(&record.client_id)
-                    .await?
-                    .ok_or_else(unknown)?;
+                let c = self.store.client(&record.client_id).await?.ok_or_else(unknown)?;
                 if c.is_confidential() {
                     return Err(TokenError::InvalidClient(
                         "this client is confidential: authenticate to refresh".into(),
@@ -247,19 +225,14 @@ impl<S: AuthStore> AuthService<S> {
         if record.used_at.is_some() {
             self.revoke_grant(&record.grant_id, now).await?;
             return Err(TokenError::InvalidGrant(
-                "the refresh token was already used; for safety this authorization is now revoked — sign in again".into(),
+                "the refresh token was already used; for safety this authorization is now revoked — sign in again"
+                    .into(),
             ));
         }
         if record.expires_at <= now {
-            return Err(TokenError::InvalidGrant(
-                "the refresh token has expired; sign in again".into(),
-            ));
+            return Err(TokenError::InvalidGrant("the refresh token has expired; sign in again".into()));
         }
-        let grant = self
-            .store
-            .grant(&record.grant_id)
-            .await?
-            .ok_or_else(unknown)?;
+        let grant = self.store.grant(&record.grant_id).await?.ok_or_else(unknown)?;
         if grant.revoked_at.is_some() {
             return Err(unknown());
         }
@@ -270,13 +243,11 @@ impl<S: AuthStore> AuthService<S> {
                 ));
             }
         }
-        let granted =
-            ScopeSet::parse(&grant.scope).map_err(|e| TokenError::ServerError(e.to_string()))?;
+        let granted = ScopeSet::parse(&grant.scope).map_err(|e| TokenError::ServerError(e.to_string()))?;
         let scope = match req.scope.as_deref().map(str::trim) {
             None | Some("") => granted,
             Some(s) => {
-                let asked =
-                    ScopeSet::parse(s).map_err(|e| TokenError::InvalidScope(e.to_string()))?;
+                let asked = ScopeSet::parse(s).map_err(|e| TokenError::InvalidScope(e.to_string()))?;
                 if !asked.is_subset_of(&granted) {
                     return Err(TokenError::InvalidScope(format!(
                         "a refresh may only narrow the original grant ({granted}); it cannot add scopes"
@@ -287,14 +258,11 @@ impl<S: AuthStore> AuthService<S> {
         };
         let new_token = random_token(32);
         let new_record = self.refresh_record(&new_token, &grant);
-        if !self
-            .store
-            .rotate_refresh(&old_hash, &new_record, now)
-            .await?
-        {
+        if !self.store.rotate_refresh(&old_hash, &new_record, now).await? {
             self.revoke_grant(&record.grant_id, now).await?;
             return Err(TokenError::InvalidGrant(
-                "the refresh token was already used; for safety this authorization is now revoked — sign in again".into(),
+                "the refresh token was already used; for safety this authorization is now revoked — sign in again"
+                    .into(),
             ));
         }
         let mut response = self.access_token_response(&grant, &scope, now);
@@ -312,12 +280,7 @@ impl<S: AuthStore> AuthService<S> {
         }
     }
 
-    fn access_token_response(
-        &self,
-        grant: &Grant,
-        scope: &ScopeSet,
-        now: UnixTime,
-    ) -> TokenResponse {
+    fn access_token_response(&self, grant: &Grant, scope: &ScopeSet, now: UnixTime) -> TokenResponse {
         let lifetime = self.config.access_token_lifetime;
         let claims = AccessClaims {
             iss: self.config.issuer().to_owned(),

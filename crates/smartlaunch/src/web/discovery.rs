@@ -43,14 +43,7 @@ const SCOPES_SUPPORTED: &[&str] = &[
 const AUTH_METHODS: &[&str] = &["client_secret_basic", "client_secret_post", "none"];
 
 fn json_response(body: Value) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        body.to_string(),
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body.to_string()).into_response()
 }
 
 /// `GET /fhir/.well-known/smart-configuration`: JSON whatever the Accept header says.

@@ -18,54 +18,29 @@ use smartlaunch_fhir::store::ResourceStore;
 use crate::seed::display_name;
 use crate::server::App;
 use crate::web::pages::{error_page, render};
-use crate::web::{
-    field, form_pairs, is_form, redirect, see_other, session_cookie, session_set_cookie,
-};
+use crate::web::{field, form_pairs, is_form, redirect, see_other, session_cookie, session_set_cookie};
 
 /// Patients per page in the picker.
 const PAGE_SIZE: i64 = 10;
 
 /// `GET /auth/authorize`.
-pub(crate) async fn authorize_get(
-    State(app): State<App>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
-) -> Response {
+pub(crate) async fn authorize_get(State(app): State<App>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
     let pairs = form_pairs(query.unwrap_or_default().as_bytes());
     start(&app, &headers, pairs, StatusCode::FOUND).await
 }
 
 /// `POST /auth/authorize` (form body).
-pub(crate) async fn authorize_post(
-    State(app): State<App>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let pairs = if is_form(&headers) {
-        form_pairs(&body)
-    } else {
-        Vec::new()
-    };
+pub(crate) async fn authorize_post(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+    let pairs = if is_form(&headers) { form_pairs(&body) } else { Vec::new() };
     start(&app, &headers, pairs, StatusCode::SEE_OTHER).await
 }
 
-async fn start(
-    app: &App,
-    headers: &HeaderMap,
-    pairs: Vec<(String, String)>,
-    status: StatusCode,
-) -> Response {
+async fn start(app: &App, headers: &HeaderMap, pairs: Vec<(String, String)>, status: StatusCode) -> Response {
     let request = AuthorizationRequest::from_pairs(pairs);
     let cookie = session_cookie(headers);
-    match app
-        .auth
-        .authorize(request, cookie.as_deref(), app.clock.now())
-        .await
-    {
+    match app.auth.authorize(request, cookie.as_deref(), app.clock.now()).await {
         Ok(Progress::Redirect(url)) => redirect(status, &url),
-        Ok(Progress::Step { pending, .. }) => {
-            redirect(status, &format!("/auth/flow/{}", pending.id))
-        }
+        Ok(Progress::Step { pending, .. }) => redirect(status, &format!("/auth/flow/{}", pending.id)),
         Err(e) => flow_error(e, status),
     }
 }
@@ -83,12 +58,20 @@ fn flow_error(e: AuthorizeError, status: StatusCode) -> Response {
             "This sign-in request is unknown, finished or has expired. Go back to the app and start again.",
         ),
         AuthorizeError::BadStep(m) => error_page(StatusCode::BAD_REQUEST, "This step cannot be done", m),
-        AuthorizeError::SignInFailed => error_page(StatusCode::BAD_REQUEST, "Sign-in failed", "The username or password is incorrect."),
+        AuthorizeError::SignInFailed => {
+            error_page(StatusCode::BAD_REQUEST, "Sign-in failed", "The username or password is incorrect.")
+        }
         AuthorizeError::Internal(m) => {
             tracing::error!("authorization flow: {m}");
-            error_page(StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong", "The server could not complete this step.")
+            error_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong",
+                "The server could not complete this step.",
+            )
         }
-        AuthorizeError::Redirect { .. } => error_page(StatusCode::BAD_REQUEST, "Bad request", "The request is not valid."),
+        AuthorizeError::Redirect { .. } => {
+            error_page(StatusCode::BAD_REQUEST, "Bad request", "The request is not valid.")
+        }
     }
 }
 
@@ -101,59 +84,34 @@ pub(crate) async fn show(
 ) -> Response {
     let query = form_pairs(query.unwrap_or_default().as_bytes());
     let cookie = session_cookie(&headers);
-    match app
-        .auth
-        .resume(&id, cookie.as_deref(), app.clock.now())
-        .await
-    {
+    match app.auth.resume(&id, cookie.as_deref(), app.clock.now()).await {
         Ok(Progress::Redirect(url)) => see_other(&url),
-        Ok(Progress::Step {
-            step,
-            pending,
-            user,
-        }) => render_step(&app, step, &pending, user.as_deref(), &query, false).await,
+        Ok(Progress::Step { step, pending, user }) => {
+            render_step(&app, step, &pending, user.as_deref(), &query, false).await
+        }
         Err(e) => flow_error(e, StatusCode::SEE_OTHER),
     }
 }
 
 /// `POST /auth/flow/{id}/signin`.
-pub(crate) async fn sign_in(
-    State(app): State<App>,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Response {
+pub(crate) async fn sign_in(State(app): State<App>, Path(id): Path<String>, body: Bytes) -> Response {
     let form = form_pairs(&body);
-    let (csrf, username, password) = (
-        field(&form, "csrf"),
-        field(&form, "username"),
-        field(&form, "password"),
-    );
+    let (csrf, username, password) = (field(&form, "csrf"), field(&form, "username"), field(&form, "password"));
     let now = app.clock.now();
     match app
         .auth
-        .sign_in(
-            &id,
-            csrf.unwrap_or_default(),
-            username.unwrap_or_default(),
-            password.unwrap_or_default(),
-            now,
-        )
+        .sign_in(&id, csrf.unwrap_or_default(), username.unwrap_or_default(), password.unwrap_or_default(), now)
         .await
     {
         Ok(signed_in) => {
             let mut response = see_other(&format!("/auth/flow/{id}"));
-            response.headers_mut().insert(
-                header::SET_COOKIE,
-                session_set_cookie(&app, &signed_in.session_cookie),
-            );
+            response.headers_mut().insert(header::SET_COOKIE, session_set_cookie(&app, &signed_in.session_cookie));
             response
         }
         Err(AuthorizeError::SignInFailed) => match app.auth.resume(&id, None, now).await {
-            Ok(Progress::Step {
-                step: FlowStep::SignIn,
-                pending,
-                ..
-            }) => render_step(&app, FlowStep::SignIn, &pending, None, &[], true).await,
+            Ok(Progress::Step { step: FlowStep::SignIn, pending, .. }) => {
+                render_step(&app, FlowStep::SignIn, &pending, None, &[], true).await
+            }
             Ok(_) => see_other(&format!("/auth/flow/{id}")),
             Err(e) => flow_error(e, StatusCode::SEE_OTHER),
         },
@@ -162,11 +120,7 @@ pub(crate) async fn sign_in(
 }
 
 /// `POST /auth/flow/{id}/patient`.
-pub(crate) async fn choose_patient(
-    State(app): State<App>,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Response {
+pub(crate) async fn choose_patient(State(app): State<App>, Path(id): Path<String>, body: Bytes) -> Response {
     let form = form_pairs(&body);
     let result = app
         .auth
@@ -181,11 +135,7 @@ pub(crate) async fn choose_patient(
 }
 
 /// `POST /auth/flow/{id}/encounter`.
-pub(crate) async fn choose_encounter(
-    State(app): State<App>,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Response {
+pub(crate) async fn choose_encounter(State(app): State<App>, Path(id): Path<String>, body: Bytes) -> Response {
     let form = form_pairs(&body);
     let result = app
         .auth
@@ -200,29 +150,11 @@ pub(crate) async fn choose_encounter(
 }
 
 /// `POST /auth/flow/{id}/consent`: `decision` is `allow` or `deny`; each checked `scope` is kept.
-pub(crate) async fn consent(
-    State(app): State<App>,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Response {
+pub(crate) async fn consent(State(app): State<App>, Path(id): Path<String>, body: Bytes) -> Response {
     let form = form_pairs(&body);
-    let approved: Vec<String> = form
-        .iter()
-        .filter(|(k, _)| k == "scope")
-        .map(|(_, v)| v.clone())
-        .collect();
+    let approved: Vec<String> = form.iter().filter(|(k, _)| k == "scope").map(|(_, v)| v.clone()).collect();
     let allow = field(&form, "decision") == Some("allow");
-    match app
-        .auth
-        .consent(
-            &id,
-            field(&form, "csrf").unwrap_or_default(),
-            allow,
-            &approved,
-            app.clock.now(),
-        )
-        .await
-    {
+    match app.auth.consent(&id, field(&form, "csrf").unwrap_or_default(), allow, &approved, app.clock.now()).await {
         Ok(Progress::Redirect(url)) => see_other(&url),
         Ok(Progress::Step { .. }) => see_other(&format!("/auth/flow/{id}")),
         Err(e) => flow_error(e, StatusCode::SEE_OTHER),
@@ -240,17 +172,10 @@ pub(crate) async fn sign_out(
     let cookie = session_cookie(&headers);
     let result = app
         .auth
-        .sign_out_of_flow(
-            &id,
-            field(&form, "csrf").unwrap_or_default(),
-            cookie.as_deref(),
-            app.clock.now(),
-        )
+        .sign_out_of_flow(&id, field(&form, "csrf").unwrap_or_default(), cookie.as_deref(), app.clock.now())
         .await;
     let mut response = after_step(result, &id);
-    response
-        .headers_mut()
-        .insert(header::SET_COOKIE, crate::web::session_clear_cookie());
+    response.headers_mut().insert(header::SET_COOKIE, crate::web::session_clear_cookie());
     response
 }
 
@@ -338,49 +263,22 @@ async fn render_step(
     failed: bool,
 ) -> Response {
     let client = app.db.client(&pending.client_id).await.ok().flatten();
-    let app_name = client
-        .as_ref()
-        .map_or("the app", |c| c.metadata.client_name.as_str());
+    let app_name = client.as_ref().map_or("the app", |c| c.metadata.client_name.as_str());
     let user_name = user.map_or("", |u| u.display_name.as_str());
     let (pending_id, csrf) = (pending.id.as_str(), pending.csrf.as_str());
     match step {
-        FlowStep::SignIn => render(
-            StatusCode::OK,
-            &SignInPage {
-                app_name,
-                pending_id,
-                csrf,
-                failed,
-            },
-        ),
+        FlowStep::SignIn => render(StatusCode::OK, &SignInPage { app_name, pending_id, csrf, failed }),
         FlowStep::PickPatient => {
-            let q = field(query, "q")
-                .unwrap_or_default()
-                .chars()
-                .take(100)
-                .collect::<String>();
-            let page = field(query, "page")
-                .and_then(|p| p.parse::<i64>().ok())
-                .unwrap_or(1)
-                .clamp(1, 100_000);
-            let (patients, total) = match app
-                .db
-                .search_patients(&q, (page - 1) * PAGE_SIZE, PAGE_SIZE)
-                .await
-            {
+            let q = field(query, "q").unwrap_or_default().chars().take(100).collect::<String>();
+            let page = field(query, "page").and_then(|p| p.parse::<i64>().ok()).unwrap_or(1).clamp(1, 100_000);
+            let (patients, total) = match app.db.search_patients(&q, (page - 1) * PAGE_SIZE, PAGE_SIZE).await {
                 Ok(found) => found,
-                Err(e) => {
-                    return flow_error(
-                        AuthorizeError::Internal(e.to_string()),
-                        StatusCode::SEE_OTHER,
-                    )
-                }
+                Err(e) => return flow_error(AuthorizeError::Internal(e.to_string()), StatusCode::SEE_OTHER),
             };
             let href = |p: i64| {
                 format!(
                     "/auth/flow/{pending_id}?{}",
-                    serde_urlencoded::to_string([("q", q.as_str()), ("page", &p.to_string())])
-                        .unwrap_or_default()
+                    serde_urlencoded::to_string([("q", q.as_str()), ("page", &p.to_string())]).unwrap_or_default()
                 )
             };
             let first = (page - 1) * PAGE_SIZE + 1;
@@ -404,19 +302,11 @@ async fn render_step(
             )
         }
         FlowStep::PickEncounter { encounter_ids } => {
-            let patient = pending
-                .patient
-                .as_deref()
-                .or(user.and_then(User::patient_id))
-                .unwrap_or_default();
+            let patient = pending.patient.as_deref().or(user.and_then(User::patient_id)).unwrap_or_default();
             let encounters = app.db.encounters_of(patient).await.unwrap_or_default();
             let rows = encounters
                 .iter()
-                .filter(|e| {
-                    e["id"]
-                        .as_str()
-                        .is_some_and(|id| encounter_ids.iter().any(|x| x == id))
-                })
+                .filter(|e| e["id"].as_str().is_some_and(|id| encounter_ids.iter().any(|x| x == id)))
                 .map(encounter_row)
                 .collect();
             let patient_name = patient_name(app, Some(patient)).await.unwrap_or_default();
@@ -434,19 +324,9 @@ async fn render_step(
         }
         FlowStep::Consent => {
             let scopes = ScopeSet::parse(&pending.scope)
-                .map(|s| {
-                    s.iter()
-                        .map(|s| ScopeRow {
-                            raw: s.to_string(),
-                            label: s.describe(),
-                        })
-                        .collect()
-                })
+                .map(|s| s.iter().map(|s| ScopeRow { raw: s.to_string(), label: s.describe() }).collect())
                 .unwrap_or_default();
-            let patient = pending
-                .patient
-                .as_deref()
-                .or(user.and_then(User::patient_id));
+            let patient = pending.patient.as_deref().or(user.and_then(User::patient_id));
             let encounter_label = match &pending.encounter {
                 Some(e) => app
                     .db
@@ -486,11 +366,7 @@ async fn patient_name(app: &App, patient: Option<&str>) -> Option<String> {
 fn patient_row(p: &Value) -> PatientRow {
     let mrn = p["identifier"]
         .as_array()
-        .and_then(|ids| {
-            ids.iter()
-                .find(|i| i["type"]["text"] == "MRN")
-                .or(ids.first())
-        })
+        .and_then(|ids| ids.iter().find(|i| i["type"]["text"] == "MRN").or(ids.first()))
         .and_then(|i| i["value"].as_str())
         .unwrap_or_default();
     PatientRow {
@@ -505,21 +381,12 @@ fn patient_row(p: &Value) -> PatientRow {
 fn encounter_row(e: &Value) -> EncounterRow {
     EncounterRow {
         id: e["id"].as_str().unwrap_or_default().to_owned(),
-        date: e["period"]["start"]
-            .as_str()
-            .unwrap_or_default()
-            .chars()
-            .take(10)
-            .collect(),
+        date: e["period"]["start"].as_str().unwrap_or_default().chars().take(10).collect(),
         kind: e["type"][0]["text"]
             .as_str()
             .or(e["type"][0]["coding"][0]["display"].as_str())
             .unwrap_or("Encounter")
             .to_owned(),
-        class: e["class"]["display"]
-            .as_str()
-            .or(e["class"]["code"].as_str())
-            .unwrap_or_default()
-            .to_owned(),
+        class: e["class"]["display"].as_str().or(e["class"]["code"].as_str()).unwrap_or_default().to_owned(),
     }
 }

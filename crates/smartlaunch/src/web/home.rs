@@ -31,8 +31,7 @@ pub(crate) async fn home(State(app): State<App>, headers: HeaderMap) -> Response
         None => None,
     };
     let describe = |user: Option<smartlaunch_auth::users::User>| {
-        user.map(|u| format!("{} ({})", u.display_name, u.fhir_user))
-            .unwrap_or_else(|| "not present".into())
+        user.map(|u| format!("{} ({})", u.display_name, u.fhir_user)).unwrap_or_else(|| "not present".into())
     };
     render(
         StatusCode::OK,
@@ -52,25 +51,11 @@ pub(crate) async fn home(State(app): State<App>, headers: HeaderMap) -> Response
 pub(crate) async fn sign_out(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
     let form = form_pairs(&body);
     if let Some(cookie) = session_cookie(&headers) {
-        if let Err(e) = app
-            .auth
-            .sign_out(
-                &cookie,
-                field(&form, "csrf").unwrap_or_default(),
-                app.clock.now(),
-            )
-            .await
-        {
-            return crate::web::pages::error_page(
-                StatusCode::BAD_REQUEST,
-                "Sign-out failed",
-                &e.to_string(),
-            );
+        if let Err(e) = app.auth.sign_out(&cookie, field(&form, "csrf").unwrap_or_default(), app.clock.now()).await {
+            return crate::web::pages::error_page(StatusCode::BAD_REQUEST, "Sign-out failed", &e.to_string());
         }
     }
     let mut response = see_other("/");
-    response
-        .headers_mut()
-        .insert(header::SET_COOKIE, session_clear_cookie());
+    response.headers_mut().insert(header::SET_COOKIE, session_clear_cookie());
     response
 }

@@ -29,23 +29,16 @@ const FORM_BODY_LIMIT: usize = 64 * 1024;
 pub(crate) fn router(app: App) -> Router {
     // Discovery documents and the CapabilityStatement: any origin (checklist item 15).
     let public = Router::new()
-        .route(
-            "/fhir/.well-known/smart-configuration",
-            get(discovery::smart_configuration),
-        )
-        .route(
-            "/.well-known/openid-configuration",
-            get(discovery::openid_configuration),
-        )
+        .route("/fhir/.well-known/smart-configuration", get(discovery::smart_configuration))
+        .route("/.well-known/openid-configuration", get(discovery::openid_configuration))
         .route("/.well-known/jwks.json", get(discovery::jwks))
         .route("/fhir/metadata", get(fhir::metadata))
         .route("/auth/register", post(oauth::register))
-        .layer(
-            CorsLayer::new()
-                .allow_origin(Any)
-                .allow_methods([Method::GET, Method::POST])
-                .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT]),
-        );
+        .layer(CorsLayer::new().allow_origin(Any).allow_methods([Method::GET, Method::POST]).allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::ACCEPT,
+        ]));
     // The token endpoint and the FHIR API: registered client origins only.
     let state = app.clone();
     let for_clients = Router::new()
@@ -53,12 +46,10 @@ pub(crate) fn router(app: App) -> Router {
         .route("/fhir/{resource_type}/{id}", get(fhir::read))
         .layer(
             CorsLayer::new()
-                .allow_origin(AllowOrigin::async_predicate(
-                    move |origin: HeaderValue, _| {
-                        let state = state.clone();
-                        async move { is_client_origin(&state, &origin).await }
-                    },
-                ))
+                .allow_origin(AllowOrigin::async_predicate(move |origin: HeaderValue, _| {
+                    let state = state.clone();
+                    async move { is_client_origin(&state, &origin).await }
+                }))
                 .allow_methods([Method::GET, Method::POST])
                 .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
                 .expose_headers([header::ETAG, header::LOCATION, header::WWW_AUTHENTICATE]),
@@ -66,10 +57,7 @@ pub(crate) fn router(app: App) -> Router {
     let pages = Router::new()
         .route("/", get(home::home))
         .route("/auth/signout", post(home::sign_out))
-        .route(
-            "/auth/authorize",
-            get(flow::authorize_get).post(flow::authorize_post),
-        )
+        .route("/auth/authorize", get(flow::authorize_get).post(flow::authorize_post))
         .route("/auth/flow/{id}", get(flow::show))
         .route("/auth/flow/{id}/signin", post(flow::sign_in))
         .route("/auth/flow/{id}/patient", post(flow::choose_patient))
@@ -87,17 +75,9 @@ pub(crate) fn router(app: App) -> Router {
 
 async fn not_found(method: Method, uri: axum::http::Uri) -> Response {
     if uri.path().starts_with("/fhir/") {
-        return fhir::outcome(
-            StatusCode::NOT_FOUND,
-            "not-found",
-            &format!("{method} {} is not supported", uri.path()),
-        );
+        return fhir::outcome(StatusCode::NOT_FOUND, "not-found", &format!("{method} {} is not supported", uri.path()));
     }
-    pages::error_page(
-        StatusCode::NOT_FOUND,
-        "Not found",
-        "There is no page at this address.",
-    )
+    pages::error_page(StatusCode::NOT_FOUND, "Not found", "There is no page at this address.")
 }
 
 /// Whether `origin` is the origin of a registered redirect URI.  A miss reloads the list from
@@ -106,19 +86,11 @@ async fn is_client_origin(app: &App, origin: &HeaderValue) -> bool {
     let Ok(origin) = origin.to_str() else {
         return false;
     };
-    if app
-        .client_origins
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .contains(origin)
-    {
+    if app.client_origins.read().unwrap_or_else(|p| p.into_inner()).contains(origin) {
         return true;
     }
     reload_client_origins(app).await;
-    app.client_origins
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .contains(origin)
+    app.client_origins.read().unwrap_or_else(|p| p.into_inner()).contains(origin)
 }
 
 /// Recomputes the CORS allow-list from the registered clients.
@@ -133,9 +105,7 @@ pub(crate) async fn reload_client_origins(app: &App) {
         .map(|u| u.origin().ascii_serialization())
         .filter(|o| o != "null")
         .collect();
-    *app.client_origins
-        .write()
-        .unwrap_or_else(|p| p.into_inner()) = origins;
+    *app.client_origins.write().unwrap_or_else(|p| p.into_inner()) = origins;
 }
 
 /// Decodes an `application/x-www-form-urlencoded` body (or query) into pairs.
@@ -145,10 +115,7 @@ pub(crate) fn form_pairs(bytes: &[u8]) -> Vec<(String, String)> {
 
 /// The first value of a form field.
 pub(crate) fn field<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    pairs
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
+    pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
 /// Whether the request body is declared as a form.
@@ -157,10 +124,7 @@ pub(crate) fn is_form(headers: &HeaderMap) -> bool {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
-        .is_some_and(|v| {
-            v.trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        })
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
 }
 
 /// The session cookie's value, if the browser sent one.
@@ -199,10 +163,6 @@ pub(crate) fn see_other(location: &str) -> Response {
 pub(crate) fn redirect(status: StatusCode, location: &str) -> Response {
     match HeaderValue::from_str(location) {
         Ok(v) => (status, [(header::LOCATION, v)]).into_response(),
-        Err(_) => pages::error_page(
-            StatusCode::BAD_REQUEST,
-            "Bad redirect",
-            "The redirect address is not valid.",
-        ),
+        Err(_) => pages::error_page(StatusCode::BAD_REQUEST, "Bad redirect", "The redirect address is not valid."),
     }
 }

@@ -13,18 +13,11 @@ use crate::server::App;
 use crate::web::{form_pairs, is_form, reload_client_origins};
 
 /// JSON with `Cache-Control: no-store` and `Pragma: no-cache` (checklist item 61), errors included.
-fn json_no_store(
-    status: StatusCode,
-    body: &Value,
-    extra: Option<(header::HeaderName, HeaderValue)>,
-) -> Response {
+fn json_no_store(status: StatusCode, body: &Value, extra: Option<(header::HeaderName, HeaderValue)>) -> Response {
     let mut response = (
         status,
         [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            ),
+            (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
             (header::PRAGMA, HeaderValue::from_static("no-cache")),
         ],
@@ -48,26 +41,15 @@ fn token_error(e: &TokenError, used_basic: bool) -> Response {
     if status.is_server_error() {
         tracing::error!("token endpoint: {e}");
     }
-    let challenge = (used_basic && status == StatusCode::UNAUTHORIZED).then(|| {
-        (
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Basic realm=\"smartlaunch\""),
-        )
-    });
-    json_no_store(
-        status,
-        &json!({ "error": e.code(), "error_description": e.description() }),
-        challenge,
-    )
+    let challenge = (used_basic && status == StatusCode::UNAUTHORIZED)
+        .then(|| (header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"smartlaunch\"")));
+    json_no_store(status, &json!({ "error": e.code(), "error_description": e.description() }), challenge)
 }
 
 /// `POST /auth/token`.
 pub(crate) async fn token(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
-    let authorization = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let used_basic =
-        authorization.is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("basic "));
+    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let used_basic = authorization.is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("basic "));
     let now = app.clock.now();
     let result = async {
         if !is_form(&headers) {
@@ -81,11 +63,7 @@ pub(crate) async fn token(State(app): State<App>, headers: HeaderMap, body: Byte
     }
     .await;
     match result {
-        Ok(response) => json_no_store(
-            StatusCode::OK,
-            &serde_json::to_value(response).unwrap_or_default(),
-            None,
-        ),
+        Ok(response) => json_no_store(StatusCode::OK, &serde_json::to_value(response).unwrap_or_default(), None),
         Err(e) => token_error(&e, used_basic),
     }
 }
@@ -95,29 +73,20 @@ pub(crate) async fn register(State(app): State<App>, headers: HeaderMap, body: B
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .map(str::trim);
     let result = async {
         let is_json = headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| {
-                v.split(';')
-                    .next()
-                    .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
-            });
+            .is_some_and(|v| v.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json")));
         if !is_json {
             return Err(RegistrationError::InvalidClientMetadata(
                 "send the client metadata as Content-Type: application/json".into(),
             ));
         }
         let request: RegistrationRequest = serde_json::from_slice(&body).map_err(|e| {
-            RegistrationError::InvalidClientMetadata(format!(
-                "the body is not valid client metadata JSON: {e}"
-            ))
+            RegistrationError::InvalidClientMetadata(format!("the body is not valid client metadata JSON: {e}"))
         })?;
         app.auth.register(request, bearer, app.clock.now()).await
     }
@@ -133,17 +102,9 @@ pub(crate) async fn register(State(app): State<App>, headers: HeaderMap, body: B
                 RegistrationError::ServerError(_) => StatusCode::INTERNAL_SERVER_ERROR,
                 _ => StatusCode::BAD_REQUEST,
             };
-            let challenge = (status == StatusCode::UNAUTHORIZED).then(|| {
-                (
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Bearer realm=\"smartlaunch\""),
-                )
-            });
-            json_no_store(
-                status,
-                &json!({ "error": e.code(), "error_description": e.description() }),
-                challenge,
-            )
+            let challenge = (status == StatusCode::UNAUTHORIZED)
+                .then(|| (header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"smartlaunch\"")));
+            json_no_store(status, &json!({ "error": e.code(), "error_description": e.description() }), challenge)
         }
     }
 }

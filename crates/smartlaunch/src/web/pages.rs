@@ -12,10 +12,7 @@ pub(crate) fn render(status: StatusCode, template: &impl Template) -> Response {
         Ok(body) => html(status, body),
         Err(e) => {
             tracing::error!("template: {e}");
-            html(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "<!doctype html><title>Error</title><p>Internal error.</p>".into(),
-            )
+            html(StatusCode::INTERNAL_SERVER_ERROR, "<!doctype html><title>Error</title><p>Internal error.</p>".into())
         }
     }
 }
@@ -24,22 +21,10 @@ fn html(status: StatusCode, body: String) -> Response {
     (
         status,
         [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/html; charset=utf-8"),
-            ),
-            (
-                header::CONTENT_SECURITY_POLICY,
-                HeaderValue::from_static("frame-ancestors 'self'"),
-            ),
-            (
-                header::X_CONTENT_TYPE_OPTIONS,
-                HeaderValue::from_static("nosniff"),
-            ),
-            (
-                header::REFERRER_POLICY,
-                HeaderValue::from_static("no-referrer"),
-            ),
+            (header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8")),
+            (header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("frame-ancestors 'self'")),
+            (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
+            (header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
         ],
         body,

@@ -27,10 +27,7 @@ pub fn random(n: usize) -> String {
 }
 
 pub fn s256(verifier: &str) -> String {
-    URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(
-        &aws_lc_rs::digest::SHA256,
-        verifier.as_bytes(),
-    ))
+    URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes()))
 }
 
 impl Server {
@@ -57,10 +54,7 @@ impl Server {
             fhir: format!("{base}/fhir"),
             base,
             clock,
-            http: reqwest::Client::builder()
-                .redirect(Policy::none())
-                .build()
-                .unwrap(),
+            http: reqwest::Client::builder().redirect(Policy::none()).build().unwrap(),
             running: Some(running),
             dir,
         }
@@ -79,13 +73,7 @@ impl Server {
 
     /// Registers an app through RFC 7591 and returns the registration response.
     pub async fn register(&self, metadata: Value) -> Value {
-        let r = self
-            .http
-            .post(format!("{}/auth/register", self.base))
-            .json(&metadata)
-            .send()
-            .await
-            .unwrap();
+        let r = self.http.post(format!("{}/auth/register", self.base)).json(&metadata).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::CREATED, "registration failed");
         r.json().await.unwrap()
     }
@@ -111,19 +99,11 @@ impl Server {
                 "token_endpoint_auth_method": method,
             }))
             .await;
-        (
-            reg["client_id"].as_str().unwrap().to_owned(),
-            reg["client_secret"].as_str().unwrap().to_owned(),
-        )
+        (reg["client_id"].as_str().unwrap().to_owned(), reg["client_secret"].as_str().unwrap().to_owned())
     }
 
     /// Authorization parameters of a valid standalone launch.
-    pub fn authorize_params(
-        &self,
-        client_id: &str,
-        scope: &str,
-        verifier: &str,
-    ) -> Vec<(String, String)> {
+    pub fn authorize_params(&self, client_id: &str, scope: &str, verifier: &str) -> Vec<(String, String)> {
         [
             ("response_type", "code"),
             ("client_id", client_id),
@@ -140,30 +120,16 @@ impl Server {
     }
 
     pub fn authorize_url(&self, params: &[(String, String)]) -> String {
-        format!(
-            "{}/auth/authorize?{}",
-            self.base,
-            serde_urlencoded::to_string(params).unwrap()
-        )
+        format!("{}/auth/authorize?{}", self.base, serde_urlencoded::to_string(params).unwrap())
     }
 
     /// Exchanges a code at the token endpoint.
     pub async fn token(&self, form: &[(&str, &str)]) -> Response {
-        self.http
-            .post(format!("{}/auth/token", self.base))
-            .form(form)
-            .send()
-            .await
-            .unwrap()
+        self.http.post(format!("{}/auth/token", self.base)).form(form).send().await.unwrap()
     }
 
     pub async fn read(&self, path: &str, access_token: &str) -> Response {
-        self.http
-            .get(format!("{}/{path}", self.fhir))
-            .bearer_auth(access_token)
-            .send()
-            .await
-            .unwrap()
+        self.http.get(format!("{}/{path}", self.fhir)).bearer_auth(access_token).send().await.unwrap()
     }
 }
 
@@ -187,12 +153,7 @@ pub enum Landing {
 
 impl<'a> Browser<'a> {
     pub fn new(server: &'a Server) -> Browser<'a> {
-        Browser {
-            server,
-            cookie: None,
-            page: String::new(),
-            url: String::new(),
-        }
+        Browser { server, cookie: None, page: String::new(), url: String::new() }
     }
 
     fn headers(&self) -> HeaderMap {
@@ -219,22 +180,11 @@ impl<'a> Browser<'a> {
             self.take_cookie(&r);
             if r.status().is_redirection() {
                 let loc = r.headers()[LOCATION].to_str().unwrap().to_owned();
-                let absolute = if loc.starts_with('/') {
-                    format!("{}{loc}", self.server.base)
-                } else {
-                    loc
-                };
+                let absolute = if loc.starts_with('/') { format!("{}{loc}", self.server.base) } else { loc };
                 if !absolute.starts_with(&self.server.base) {
                     return Landing::App(absolute);
                 }
-                r = self
-                    .server
-                    .http
-                    .get(&absolute)
-                    .headers(self.headers())
-                    .send()
-                    .await
-                    .unwrap();
+                r = self.server.http.get(&absolute).headers(self.headers()).send().await.unwrap();
                 self.url = absolute;
                 continue;
             }
@@ -245,14 +195,7 @@ impl<'a> Browser<'a> {
 
     pub async fn get(&mut self, url: &str) -> Landing {
         self.url = url.to_owned();
-        let r = self
-            .server
-            .http
-            .get(url)
-            .headers(self.headers())
-            .send()
-            .await
-            .unwrap();
+        let r = self.server.http.get(url).headers(self.headers()).send().await.unwrap();
         self.follow(r).await
     }
 
@@ -276,12 +219,7 @@ impl<'a> Browser<'a> {
 
     /// The pending request id of the current page.
     pub fn flow_id(&self) -> String {
-        attr_after(&self.page, "action=\"/auth/flow/")
-            .unwrap()
-            .split('/')
-            .next()
-            .unwrap()
-            .to_owned()
+        attr_after(&self.page, "action=\"/auth/flow/").unwrap().split('/').next().unwrap().to_owned()
     }
 
     pub fn is_sign_in(&self) -> bool {
@@ -301,31 +239,19 @@ impl<'a> Browser<'a> {
         let (id, csrf) = (self.flow_id(), self.csrf());
         self.post(
             &format!("/auth/flow/{id}/signin"),
-            &[
-                ("csrf", &csrf),
-                ("username", username),
-                ("password", password),
-            ],
+            &[("csrf", &csrf), ("username", username), ("password", password)],
         )
         .await
     }
 
     pub async fn pick_patient(&mut self, patient: &str) -> Landing {
         let (id, csrf) = (self.flow_id(), self.csrf());
-        self.post(
-            &format!("/auth/flow/{id}/patient"),
-            &[("csrf", &csrf), ("patient", patient)],
-        )
-        .await
+        self.post(&format!("/auth/flow/{id}/patient"), &[("csrf", &csrf), ("patient", patient)]).await
     }
 
     pub async fn pick_encounter(&mut self, encounter: &str) -> Landing {
         let (id, csrf) = (self.flow_id(), self.csrf());
-        self.post(
-            &format!("/auth/flow/{id}/encounter"),
-            &[("csrf", &csrf), ("encounter", encounter)],
-        )
-        .await
+        self.post(&format!("/auth/flow/{id}/encounter"), &[("csrf", &csrf), ("encounter", encounter)]).await
     }
 
     /// The scopes offered on the consent page, in order.
@@ -345,10 +271,7 @@ impl<'a> Browser<'a> {
             Some(s) => s.iter().map(|s| s.to_string()).collect(),
             None => offered,
         };
-        let mut form: Vec<(&str, &str)> = vec![
-            ("csrf", &csrf),
-            ("decision", if allow { "allow" } else { "deny" }),
-        ];
+        let mut form: Vec<(&str, &str)> = vec![("csrf", &csrf), ("decision", if allow { "allow" } else { "deny" })];
         for s in &chosen {
             form.push(("scope", s));
         }
@@ -358,9 +281,7 @@ impl<'a> Browser<'a> {
 
 fn attr_after(page: &str, marker: &str) -> Option<String> {
     let start = page.find(marker)? + marker.len();
-    Some(html_unescape(
-        &page[start..start + page[start..].find('"')?],
-    ))
+    Some(html_unescape(&page[start..start + page[start..].find('"')?]))
 }
 
 fn html_unescape(s: &str) -> String {
@@ -377,11 +298,7 @@ fn html_unescape(s: &str) -> String {
 
 /// The query parameters of a URL.
 pub fn query_of(url: &str) -> std::collections::HashMap<String, String> {
-    url::Url::parse(url)
-        .unwrap()
-        .query_pairs()
-        .into_owned()
-        .collect()
+    url::Url::parse(url).unwrap().query_pairs().into_owned().collect()
 }
 
 /// The claims of a JWT, without verification.
@@ -401,29 +318,17 @@ pub async fn launch(
 ) -> (String, String) {
     let verifier = random(32);
     let mut browser = Browser::new(server);
-    let mut landing = browser
-        .get(&server.authorize_url(&server.authorize_params(client_id, scope, &verifier)))
-        .await;
+    let mut landing = browser.get(&server.authorize_url(&server.authorize_params(client_id, scope, &verifier))).await;
     loop {
         match landing {
             Landing::App(url) => {
                 let q = query_of(&url);
-                assert_eq!(
-                    q.get("state").map(String::as_str),
-                    Some("state-0123456789abcdef")
-                );
-                return (
-                    q.get("code")
-                        .cloned()
-                        .unwrap_or_else(|| panic!("no code in {url}")),
-                    verifier,
-                );
+                assert_eq!(q.get("state").map(String::as_str), Some("state-0123456789abcdef"));
+                return (q.get("code").cloned().unwrap_or_else(|| panic!("no code in {url}")), verifier);
             }
             Landing::Page(_) if browser.is_sign_in() => landing = browser.sign_in(user, user).await,
             Landing::Page(_) if browser.is_patient_picker() => {
-                landing = browser
-                    .pick_patient(patient.expect("a patient to pick"))
-                    .await
+                landing = browser.pick_patient(patient.expect("a patient to pick")).await
             }
             Landing::Page(_) if browser.is_encounter_picker() => {
                 let first = attr_after(&browser.page, "name=\"encounter\" value=\"").unwrap();
