@@ -3,11 +3,16 @@
 //!
 //! Access tokens are HS256 JWTs so that the resource server checks them without I/O and
 //! without an RSA signature per launch; third parties ask the introspection endpoint.
+//!
+//! id_tokens are signed with the RSA key parsed once at start (`aws-lc-rs`): encoding through
+//! `jsonwebtoken` would parse and check the private key again for every token, which costs more
+//! than the signature itself.
 
 use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der};
+use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::KeySize;
-use aws_lc_rs::signature::{KeyPair, RsaKeyPair};
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use aws_lc_rs::signature::{KeyPair, RsaKeyPair, RSA_PKCS1_SHA256};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -82,8 +87,9 @@ pub struct IdTokenClaims {
 
 /// Loaded keys, ready to sign and verify.
 pub struct SigningKeys {
-    kid: String,
-    rsa: EncodingKey,
+    rsa: RsaKeyPair,
+    /// The base64url JOSE header of every id_token: `{"alg":"RS256","kid":…,"typ":"JWT"}`.
+    id_token_header: String,
     jwk: serde_json::Value,
     hmac_encode: EncodingKey,
     hmac_decode: DecodingKey,
@@ -94,11 +100,8 @@ impl SigningKeys {
     pub fn load(material: &KeyMaterial) -> Result<SigningKeys, String> {
         let pair = RsaKeyPair::from_pkcs8(&material.rsa_pkcs8).map_err(|e| format!("stored RSA key: {e}"))?;
         let (n, e) = rsa_public_components(pair.public_key().as_ref()).ok_or("stored RSA key: bad public key")?;
-        let pem = format!(
-            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
-            STANDARD.encode(&material.rsa_pkcs8)
-        );
-        let rsa = EncodingKey::from_rsa_pem(pem.as_bytes()).map_err(|e| format!("stored RSA key: {e}"))?;
+        let header = serde_json::json!({ "alg": "RS256", "kid": material.kid, "typ": "JWT" });
+        let id_token_header = URL_SAFE_NO_PAD.encode(header.to_string());
         let jwk = serde_json::json!({
             "kty": "RSA",
             "kid": material.kid,
@@ -113,8 +116,8 @@ impl SigningKeys {
         validation.validate_aud = false;
         validation.required_spec_claims.clear();
         Ok(SigningKeys {
-            kid: material.kid.clone(),
-            rsa,
+            rsa: pair,
+            id_token_header,
             jwk,
             hmac_encode: EncodingKey::from_secret(&material.hmac_secret).map_err(|e| format!("HMAC key: {e}"))?,
             hmac_decode: DecodingKey::from_secret(&material.hmac_secret).map_err(|e| format!("HMAC key: {e}"))?,
@@ -127,10 +130,17 @@ impl SigningKeys {
         serde_json::json!({ "keys": [self.jwk] })
     }
 
+    /// Signs an id_token with RS256 (RSASSA-PKCS1-v1_5 with SHA-256, checklist item 89).
     pub fn sign_id_token(&self, claims: &IdTokenClaims) -> String {
-        let mut header = Header::new(Algorithm::RS256);
-        header.kid = Some(self.kid.clone());
-        jsonwebtoken::encode(&header, claims, &self.rsa).expect("RS256 signing with a loaded key cannot fail")
+        let payload = serde_json::to_vec(claims).expect("claims serialise");
+        let mut token = format!("{}.{}", self.id_token_header, URL_SAFE_NO_PAD.encode(payload));
+        let mut signature = vec![0u8; self.rsa.public_modulus_len()];
+        self.rsa
+            .sign(&RSA_PKCS1_SHA256, &SystemRandom::new(), token.as_bytes(), &mut signature)
+            .expect("RS256 signing with a loaded key cannot fail");
+        token.push('.');
+        token.push_str(&URL_SAFE_NO_PAD.encode(signature));
+        token
     }
 
     pub fn sign_access_token(&self, claims: &AccessClaims) -> String {

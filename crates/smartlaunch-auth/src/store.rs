@@ -138,6 +138,12 @@ pub trait AuthStore: Send + Sync + 'static {
     fn insert_session(&self, session: &Session) -> impl Future<Output = StoreResult<()>> + Send;
     /// A live session (not expired at `now`).
     fn session(&self, id_hash: &str, now: UnixTime) -> impl Future<Output = StoreResult<Option<Session>>> + Send;
+    /// A live session and its user, in one query.
+    fn session_user(
+        &self,
+        id_hash: &str,
+        now: UnixTime,
+    ) -> impl Future<Output = StoreResult<Option<(Session, User)>>> + Send;
     fn delete_session(&self, id_hash: &str) -> impl Future<Output = StoreResult<()>> + Send;
 
     fn insert_pending(&self, pending: &PendingAuthorization) -> impl Future<Output = StoreResult<()>> + Send;

@@ -202,6 +202,25 @@ impl AuthStore for Db {
         }))
     }
 
+    async fn session_user(&self, id_hash: &str, now: UnixTime) -> StoreResult<Option<(Session, User)>> {
+        type Row = (String, String, String, i64, i64, String, String, String, String);
+        let row: Option<Row> = sqlx::query_as(
+            "SELECT s.id_hash, s.csrf, s.user_id, s.created_at, s.expires_at, u.username, u.password_hash, u.fhir_user, \
+             u.display_name FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id_hash = ? AND s.expires_at > ?",
+        )
+        .bind(id_hash)
+        .bind(now)
+        .fetch_optional(&self.read)
+        .await
+        .map_err(err)?;
+        Ok(row.map(
+            |(id_hash, csrf, user_id, created_at, expires_at, username, password_hash, fhir_user, display_name)| {
+                let user = User { id: user_id.clone(), username, password_hash, fhir_user, display_name };
+                (Session { id_hash, user_id, csrf, created_at, expires_at }, user)
+            },
+        ))
+    }
+
     async fn delete_session(&self, id_hash: &str) -> StoreResult<()> {
         sqlx::query("DELETE FROM sessions WHERE id_hash = ?").bind(id_hash).execute(&self.write).await.map_err(err)?;
         Ok(())

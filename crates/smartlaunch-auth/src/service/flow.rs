@@ -74,10 +74,11 @@ impl<S: AuthStore> AuthService<S> {
             csrf: random_token(24),
             expires_at: now + self.config.pending_lifetime,
         };
-        if pending.prompt.as_deref() != Some("login") {
-            self.adopt_session(&mut pending, session_cookie, now).await?;
-        }
-        let progress = self.advance(pending, false, now).await?;
+        let signed_in = match pending.prompt.as_deref() {
+            Some("login") => None,
+            _ => self.adopt_session(&mut pending, session_cookie, now).await?,
+        };
+        let progress = self.advance(pending, false, signed_in, now).await?;
         match (&progress, request.prompt.as_deref()) {
             (Progress::Step { step, pending, .. }, Some("none")) => {
                 self.store.delete_pending(&pending.id).await?;
@@ -105,14 +106,14 @@ impl<S: AuthStore> AuthService<S> {
         now: UnixTime,
     ) -> Result<Progress, AuthorizeError> {
         let mut pending = self.load_pending(pending_id, now).await?;
-        let mut changed = false;
+        let mut signed_in = None;
         if pending.user_id.is_none() && pending.prompt.as_deref() != Some("login") {
-            changed = self.adopt_session(&mut pending, session_cookie, now).await?;
+            signed_in = self.adopt_session(&mut pending, session_cookie, now).await?;
+            if signed_in.is_some() {
+                self.store.update_pending(&pending).await?;
+            }
         }
-        if changed {
-            self.store.update_pending(&pending).await?;
-        }
-        self.advance(pending, true, now).await
+        self.advance(pending, true, signed_in, now).await
     }
 
     /// The sign-in step.  Wrong credentials → [`AuthorizeError::SignInFailed`].
@@ -224,7 +225,7 @@ impl<S: AuthStore> AuthService<S> {
         let user_id = pending.user_id.clone().ok_or(AuthorizeError::BadStep("Sign in first."))?;
         self.store.put_consent(&user_id, &pending.client_id, &granted.to_string(), now).await?;
         pending.approved = Some(granted.to_string());
-        self.advance(pending, true, now).await
+        self.advance(pending, true, None, now).await
     }
 
     /// “Not you? Sign out” during a request: ends the session and sends the request back to
@@ -273,10 +274,7 @@ impl<S: AuthStore> AuthService<S> {
         session_cookie: &str,
         now: UnixTime,
     ) -> Result<Option<(Session, User)>, AuthorizeError> {
-        let Some(session) = self.store.session(&hash_token(session_cookie), now).await? else {
-            return Ok(None);
-        };
-        Ok(self.store.user(&session.user_id).await?.map(|u| (session, u)))
+        Ok(self.store.session_user(&hash_token(session_cookie), now).await?)
     }
 
     /// Checks a username and password (argon2id off the async runtime).
@@ -309,17 +307,17 @@ impl<S: AuthStore> AuthService<S> {
         pending: &mut PendingAuthorization,
         session_cookie: Option<&str>,
         now: UnixTime,
-    ) -> Result<bool, AuthorizeError> {
+    ) -> Result<Option<User>, AuthorizeError> {
         let Some(cookie) = session_cookie.filter(|c| c.len() <= 64) else {
-            return Ok(false);
+            return Ok(None);
         };
-        let Some(session) = self.store.session(&hash_token(cookie), now).await? else {
-            return Ok(false);
+        let Some((session, user)) = self.store.session_user(&hash_token(cookie), now).await? else {
+            return Ok(None);
         };
-        pending.user_id = Some(session.user_id);
+        pending.user_id = Some(user.id.clone());
         pending.auth_time = Some(session.created_at);
         pending.session_id = Some(session.id_hash);
-        Ok(true)
+        Ok(Some(user))
     }
 
     /// The step due for a stored request, without changing it (`None`: nothing is due).
@@ -371,11 +369,13 @@ impl<S: AuthStore> AuthService<S> {
         &self,
         mut pending: PendingAuthorization,
         stored: bool,
+        signed_in: Option<User>,
         now: UnixTime,
     ) -> Result<Progress, AuthorizeError> {
-        let user = match &pending.user_id {
-            Some(id) => self.store.user(id).await?,
-            None => None,
+        let user = match (signed_in, &pending.user_id) {
+            (Some(user), _) => Some(user),
+            (None, Some(id)) => self.store.user(id).await?,
+            (None, None) => None,
         };
         let mut changed = false;
         if let Some(u) = &user {
