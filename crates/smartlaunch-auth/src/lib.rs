@@ -6,6 +6,7 @@
 
 pub mod authorize;
 pub mod client;
+mod client_cache;
 pub mod config;
 pub mod error;
 pub mod keys;

@@ -50,10 +50,10 @@ impl<S: AuthStore> AuthService<S> {
         now: UnixTime,
     ) -> Result<Progress, AuthorizeError> {
         let client = match request.client_id.as_deref() {
-            Some(id) if !id.is_empty() && id.len() <= 256 => self.store.client(id).await?,
-            _ => None,
+            Some(id) => self.client(id, now).await?,
+            None => None,
         };
-        let v = authorize::validate(&request, client.as_ref(), &self.config)?;
+        let v = authorize::validate(&request, client.as_deref(), &self.config)?;
         let mut pending = PendingAuthorization {
             id: random_token(32),
             client_id: v.client_id,

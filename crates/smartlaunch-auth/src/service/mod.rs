@@ -4,6 +4,10 @@ mod flow;
 mod registration;
 mod token_endpoint;
 
+use std::sync::Arc;
+
+use crate::client::Client;
+use crate::client_cache::ClientCache;
 use crate::config::AuthConfig;
 use crate::error::{BearerError, StoreError};
 use crate::keys::{AccessClaims, KeyMaterial, SigningKeys};
@@ -20,6 +24,7 @@ pub struct AuthService<S> {
     pub config: AuthConfig,
     keys: SigningKeys,
     revocations: RevocationList,
+    clients: ClientCache,
 }
 
 impl<S: AuthStore> AuthService<S> {
@@ -40,7 +45,28 @@ impl<S: AuthStore> AuthService<S> {
         for (grant, at) in store.revoked_grants(now - config.access_token_lifetime).await? {
             revocations.revoke(&grant, at);
         }
-        Ok(AuthService { store, config, keys, revocations })
+        Ok(AuthService { store, config, keys, revocations, clients: ClientCache::default() })
+    }
+
+    /// A registered client, through the short-lived client cache.
+    pub async fn client(&self, client_id: &str, now: UnixTime) -> Result<Option<Arc<Client>>, StoreError> {
+        if client_id.is_empty() || client_id.len() > 256 {
+            return Ok(None);
+        }
+        if let Some(hit) = self.clients.get(client_id, now) {
+            return Ok(Some(hit));
+        }
+        let found = self.store.client(client_id).await?.map(Arc::new);
+        if let Some(c) = &found {
+            self.clients.put(c.clone(), now);
+        }
+        Ok(found)
+    }
+
+    /// Removes a client and revokes everything issued to it.
+    pub async fn remove_client(&self, client_id: &str, now: UnixTime) -> Result<bool, StoreError> {
+        self.clients.forget(client_id);
+        self.store.delete_client(client_id, now).await
     }
 
     /// The public JWK Set.

@@ -1,6 +1,8 @@
 //! The token endpoint: client authentication, the `authorization_code` and `refresh_token`
 //! grants, and token minting (spec digest §1.5–1.7, checklist items 41–76).
 
+use std::sync::Arc;
+
 use smart_scopes::{Scope, ScopeSet};
 
 use crate::client::Client;
@@ -20,7 +22,7 @@ impl<S: AuthStore> AuthService<S> {
         basic: Option<BasicCredentials>,
         now: UnixTime,
     ) -> Result<TokenResponse, TokenError> {
-        let client = self.authenticate_client(&req, basic).await?;
+        let client = self.authenticate_client(&req, basic, now).await?;
         match req.grant_type.as_deref() {
             Some("authorization_code") => {
                 let client = client.ok_or_else(|| {
@@ -43,7 +45,8 @@ impl<S: AuthStore> AuthService<S> {
         &self,
         req: &TokenRequest,
         basic: Option<BasicCredentials>,
-    ) -> Result<Option<Client>, TokenError> {
+        now: UnixTime,
+    ) -> Result<Option<Arc<Client>>, TokenError> {
         let (client_id, secret) = match (basic, &req.client_secret) {
             (Some(_), Some(_)) => {
                 return Err(TokenError::InvalidRequest(
@@ -71,7 +74,7 @@ impl<S: AuthStore> AuthService<S> {
             },
         };
         let client = match client_id.len() {
-            1..=256 => self.store.client(&client_id).await?,
+            1..=256 => self.client(&client_id, now).await?,
             _ => None,
         }
         .ok_or_else(|| TokenError::InvalidClient("unknown client_id: register the app first".into()))?;
@@ -187,7 +190,7 @@ impl<S: AuthStore> AuthService<S> {
     /// family, scope may narrow but never widen (checklist items 71–76).
     async fn refresh(
         &self,
-        client: Option<Client>,
+        client: Option<Arc<Client>>,
         req: &TokenRequest,
         now: UnixTime,
     ) -> Result<TokenResponse, TokenError> {
@@ -208,7 +211,7 @@ impl<S: AuthStore> AuthService<S> {
             }
             Some(c) => c,
             None => {
-                let c = self.store.client(&record.client_id).await?.ok_or_else(unknown)?;
+                let c = self.client(&record.client_id, now).await?.ok_or_else(unknown)?;
                 if c.is_confidential() {
                     return Err(TokenError::InvalidClient(
                         "this client is confidential: authenticate to refresh".into(),

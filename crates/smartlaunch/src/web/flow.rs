@@ -10,7 +10,7 @@ use serde_json::Value;
 use smart_scopes::ScopeSet;
 use smartlaunch_auth::authorize::AuthorizationRequest;
 use smartlaunch_auth::service::{FlowStep, Progress};
-use smartlaunch_auth::store::{AuthStore, PendingAuthorization};
+use smartlaunch_auth::store::PendingAuthorization;
 use smartlaunch_auth::users::User;
 use smartlaunch_auth::AuthorizeError;
 use smartlaunch_fhir::store::ResourceStore;
@@ -262,7 +262,7 @@ async fn render_step(
     query: &[(String, String)],
     failed: bool,
 ) -> Response {
-    let client = app.db.client(&pending.client_id).await.ok().flatten();
+    let client = app.auth.client(&pending.client_id, app.clock.now()).await.ok().flatten();
     let app_name = client.as_ref().map_or("the app", |c| c.metadata.client_name.as_str());
     let user_name = user.map_or("", |u| u.display_name.as_str());
     let (pending_id, csrf) = (pending.id.as_str(), pending.csrf.as_str());

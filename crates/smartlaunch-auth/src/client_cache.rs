@@ -1,0 +1,73 @@
+//! A short-lived in-memory cache of registered clients.  Every launch looks its client up twice
+//! (authorize and token); registrations change rarely.  Entries live `TTL` seconds, so a client
+//! removed by another process (the command line, another node) stops working within that time;
+//! registrations through this process are visible at once.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use crate::client::Client;
+use crate::UnixTime;
+
+/// Seconds a cached client is trusted.
+const TTL: UnixTime = 2;
+/// Entries kept at most; the cache is cleared when it would grow past this.
+const MAX_ENTRIES: usize = 10_000;
+
+#[derive(Default)]
+pub struct ClientCache {
+    entries: RwLock<HashMap<String, (Arc<Client>, UnixTime)>>,
+}
+
+impl ClientCache {
+    pub fn get(&self, client_id: &str, now: UnixTime) -> Option<Arc<Client>> {
+        let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
+        entries.get(client_id).filter(|(_, at)| now < at + TTL).map(|(c, _)| c.clone())
+    }
+
+    pub fn put(&self, client: Arc<Client>, now: UnixTime) {
+        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        if entries.len() >= MAX_ENTRIES {
+            entries.clear();
+        }
+        entries.insert(client.client_id.clone(), (client, now));
+    }
+
+    pub fn forget(&self, client_id: &str) {
+        self.entries.write().unwrap_or_else(|p| p.into_inner()).remove(client_id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::{ClientMetadata, TokenEndpointAuthMethod};
+
+    fn client(id: &str) -> Arc<Client> {
+        Arc::new(Client {
+            client_id: id.into(),
+            metadata: ClientMetadata {
+                client_name: "A".into(),
+                redirect_uris: vec![],
+                grant_types: vec![],
+                token_endpoint_auth_method: TokenEndpointAuthMethod::None,
+                scope: None,
+                initiate_login_uri: None,
+                logo_uri: None,
+            },
+            secret_hash: None,
+            created_at: 0,
+        })
+    }
+
+    #[test]
+    fn entries_expire_and_can_be_forgotten() {
+        let cache = ClientCache::default();
+        cache.put(client("a"), 100);
+        assert!(cache.get("a", 101).is_some());
+        assert!(cache.get("a", 102).is_none(), "expired after the TTL");
+        cache.put(client("a"), 200);
+        cache.forget("a");
+        assert!(cache.get("a", 200).is_none());
+    }
+}
