@@ -45,12 +45,19 @@ impl Db {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
-        let write =
-            SqlitePoolOptions::new().max_connections(1).min_connections(1).connect_with(options.clone()).await?;
+        // No ping before each use: an embedded database connection does not go stale, and the
+        // ping is one more round trip to the connection's thread per statement.
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .test_before_acquire(false)
+            .connect_with(options.clone())
+            .await?;
         let read = SqlitePoolOptions::new()
             .max_connections(4)
             .min_connections(1)
             .idle_timeout(Duration::from_secs(60))
+            .test_before_acquire(false)
             .connect_with(options)
             .await?;
         let db = Db { read, write };
