@@ -54,6 +54,19 @@ impl AuthConfig {
         format!("{}/auth/register", self.public_url)
     }
 
+    pub fn introspection_endpoint(&self) -> String {
+        format!("{}/auth/introspect", self.public_url)
+    }
+
+    pub fn revocation_endpoint(&self) -> String {
+        format!("{}/auth/revoke", self.public_url)
+    }
+
+    /// Where a user sees and revokes the apps they authorized (`management_endpoint`).
+    pub fn management_endpoint(&self) -> String {
+        format!("{}/account", self.public_url)
+    }
+
     pub fn jwks_uri(&self) -> String {
         format!("{}/.well-known/jwks.json", self.public_url)
     }

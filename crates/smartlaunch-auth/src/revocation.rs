@@ -1,31 +1,48 @@
-//! The in-memory list of revoked grants that the resource server checks on every request
-//! without I/O.  Filled from the store at start and on every revocation; entries older than
-//! the access-token lifetime are pruned, since no token of theirs can still be valid.
+//! The in-memory revocation list that the resource server checks on every request without
+//! I/O.  It holds revoked grants and "everything a user gave a client before time T" (the
+//! management page's "revoke access").  Filled from the store at start and on every
+//! revocation; entries older than the access-token lifetime are pruned, since no token they
+//! could match is still valid.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
 
+use crate::keys::AccessClaims;
 use crate::UnixTime;
 
 #[derive(Default)]
 pub struct RevocationList {
-    revoked: RwLock<HashMap<String, UnixTime>>,
+    grants: RwLock<HashMap<String, UnixTime>>,
+    /// (user id, client id) → tokens issued at or before this time are revoked.
+    user_clients: RwLock<HashMap<(String, String), UnixTime>>,
 }
 
 impl RevocationList {
     pub fn revoke(&self, grant_id: &str, at: UnixTime) {
-        let mut map = self.revoked.write().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.grants.write().unwrap_or_else(|p| p.into_inner());
         map.insert(grant_id.to_owned(), at);
     }
 
-    pub fn is_revoked(&self, grant_id: &str) -> bool {
-        let map = self.revoked.read().unwrap_or_else(|p| p.into_inner());
-        !map.is_empty() && map.contains_key(grant_id)
+    pub fn revoke_user_client(&self, user_id: &str, client_id: &str, at: UnixTime) {
+        let mut map = self.user_clients.write().unwrap_or_else(|p| p.into_inner());
+        map.insert((user_id.to_owned(), client_id.to_owned()), at);
+    }
+
+    /// Whether an access token with these claims has been revoked.
+    pub fn is_revoked(&self, claims: &AccessClaims) -> bool {
+        let grants = self.grants.read().unwrap_or_else(|p| p.into_inner());
+        if !grants.is_empty() && grants.contains_key(&claims.grant) {
+            return true;
+        }
+        drop(grants);
+        let user_clients = self.user_clients.read().unwrap_or_else(|p| p.into_inner());
+        !user_clients.is_empty()
+            && user_clients.get(&(claims.sub.clone(), claims.client_id.clone())).is_some_and(|at| claims.iat <= *at)
     }
 
     /// Forgets revocations older than `before`.
     pub fn prune(&self, before: UnixTime) {
-        let mut map = self.revoked.write().unwrap_or_else(|p| p.into_inner());
-        map.retain(|_, at| *at >= before);
+        self.grants.write().unwrap_or_else(|p| p.into_inner()).retain(|_, at| *at >= before);
+        self.user_clients.write().unwrap_or_else(|p| p.into_inner()).retain(|_, at| *at >= before);
     }
 }

@@ -107,6 +107,16 @@ pub struct Grant {
     pub revoked_at: Option<UnixTime>,
 }
 
+/// An app a user has approved, as the management page lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserAuthorization {
+    pub client_id: String,
+    pub scope: String,
+    pub approved_at: UnixTime,
+    /// Whether a refresh token of this app is still live (offline or online access).
+    pub refreshable: bool,
+}
+
 /// A refresh token as stored (by hash only).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefreshToken {
@@ -192,6 +202,26 @@ pub trait AuthStore: Send + Sync + 'static {
     fn revoke_grant(&self, grant_id: &str, now: UnixTime) -> impl Future<Output = StoreResult<()>> + Send;
     /// Grants revoked at or after `since` (to fill the revocation list at start).
     fn revoked_grants(&self, since: UnixTime) -> impl Future<Output = StoreResult<Vec<(String, UnixTime)>>> + Send;
+
+    /// "Revoke access": records that every token the user gave the client until `now` is
+    /// revoked, deletes the remembered consent and revokes the stored grants, in one transaction.
+    fn revoke_user_client(
+        &self,
+        user_id: &str,
+        client_id: &str,
+        now: UnixTime,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// (user, client, at) revocations made at or after `since`.
+    fn access_revocations(
+        &self,
+        since: UnixTime,
+    ) -> impl Future<Output = StoreResult<Vec<(String, String, UnixTime)>>> + Send;
+    /// The apps a user has approved: (client id, approved scopes, when, has a live refresh token).
+    fn user_authorizations(
+        &self,
+        user_id: &str,
+        now: UnixTime,
+    ) -> impl Future<Output = StoreResult<Vec<UserAuthorization>>> + Send;
 
     /// Whether the Patient exists (a picked patient must be real).
     fn patient_exists(&self, patient_id: &str) -> impl Future<Output = StoreResult<bool>> + Send;

@@ -8,6 +8,9 @@ pub struct OAuthUris<'a> {
     pub authorize: &'a str,
     pub token: &'a str,
     pub register: &'a str,
+    pub introspect: &'a str,
+    pub revoke: &'a str,
+    pub manage: &'a str,
 }
 
 /// The resource types served today and their interactions.
@@ -58,7 +61,10 @@ pub fn capability_statement(software_version: &str, fhir_base: &str, uris: &OAut
                     "extension": [
                         { "url": "authorize", "valueUri": uris.authorize },
                         { "url": "token", "valueUri": uris.token },
-                        { "url": "register", "valueUri": uris.register }
+                        { "url": "register", "valueUri": uris.register },
+                        { "url": "introspect", "valueUri": uris.introspect },
+                        { "url": "revoke", "valueUri": uris.revoke },
+                        { "url": "manage", "valueUri": uris.manage }
                     ]
                 }]
             },

@@ -2,6 +2,7 @@
 //! the CapabilityStatement, the resource-store trait and the offline demo data set.
 
 pub mod access;
+pub mod brands;
 pub mod capability;
 pub mod compartment;
 pub mod demo;

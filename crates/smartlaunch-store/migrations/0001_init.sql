@@ -67,6 +67,7 @@ CREATE TABLE grants (
     revoked_at          BIGINT
 );
 CREATE INDEX grants_client ON grants (client_id);
+CREATE INDEX grants_user ON grants (user_id, client_id);
 
 -- Revoked grants, including grants that were never stored because they issued no refresh
 -- token (a replayed code revokes those too).  The resource server's revocation list is filled
@@ -76,6 +77,14 @@ CREATE TABLE revocations (
     revoked_at  BIGINT NOT NULL
 );
 CREATE INDEX revocations_revoked_at ON revocations (revoked_at);
+
+-- "Revoke access" from the management page: every token a user gave a client until revoked_at.
+CREATE TABLE access_revocations (
+    user_id     TEXT NOT NULL,
+    client_id   TEXT NOT NULL,
+    revoked_at  BIGINT NOT NULL,
+    PRIMARY KEY (user_id, client_id)
+);
 
 CREATE TABLE refresh_tokens (
     token_hash  TEXT PRIMARY KEY,

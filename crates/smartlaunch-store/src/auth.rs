@@ -6,6 +6,7 @@ use smartlaunch_auth::error::StoreError;
 use smartlaunch_auth::keys::KeyMaterial;
 use smartlaunch_auth::store::{
     AuthStore, CodeGrant, CodeRedemption, Grant, PendingAuthorization, RefreshToken, Session, StoreResult,
+    UserAuthorization,
 };
 use smartlaunch_auth::users::User;
 use smartlaunch_auth::UnixTime;
@@ -451,6 +452,84 @@ impl AuthStore for Db {
             .fetch_all(&self.read)
             .await
             .map_err(err)
+    }
+
+    async fn revoke_user_client(&self, user_id: &str, client_id: &str, now: UnixTime) -> StoreResult<()> {
+        let mut tx = self.write.begin().await.map_err(err)?;
+        sqlx::query(
+            "INSERT INTO access_revocations (user_id, client_id, revoked_at) VALUES (?, ?, ?) \
+             ON CONFLICT (user_id, client_id) DO UPDATE SET revoked_at = excluded.revoked_at",
+        )
+        .bind(user_id)
+        .bind(client_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?;
+        sqlx::query(
+            "INSERT INTO revocations (grant_id, revoked_at) SELECT id, ? FROM grants \
+             WHERE user_id = ? AND client_id = ? AND revoked_at IS NULL ON CONFLICT DO NOTHING",
+        )
+        .bind(now)
+        .bind(user_id)
+        .bind(client_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?;
+        sqlx::query(
+            "DELETE FROM refresh_tokens WHERE grant_id IN (SELECT id FROM grants WHERE user_id = ? AND client_id = ?)",
+        )
+        .bind(user_id)
+        .bind(client_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?;
+        sqlx::query("UPDATE grants SET revoked_at = ? WHERE user_id = ? AND client_id = ? AND revoked_at IS NULL")
+            .bind(now)
+            .bind(user_id)
+            .bind(client_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        sqlx::query("DELETE FROM consents WHERE user_id = ? AND client_id = ?")
+            .bind(user_id)
+            .bind(client_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        tx.commit().await.map_err(err)
+    }
+
+    async fn access_revocations(&self, since: UnixTime) -> StoreResult<Vec<(String, String, UnixTime)>> {
+        sqlx::query_as("SELECT user_id, client_id, revoked_at FROM access_revocations WHERE revoked_at >= ?")
+            .bind(since)
+            .fetch_all(&self.read)
+            .await
+            .map_err(err)
+    }
+
+    async fn user_authorizations(&self, user_id: &str, now: UnixTime) -> StoreResult<Vec<UserAuthorization>> {
+        let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
+            "SELECT c.client_id, c.scope, c.updated_at, \
+             (SELECT COUNT(*) FROM grants g JOIN refresh_tokens r ON r.grant_id = g.id \
+              WHERE g.user_id = c.user_id AND g.client_id = c.client_id AND g.revoked_at IS NULL \
+              AND r.used_at IS NULL AND r.expires_at > ?) \
+             FROM consents c WHERE c.user_id = ? ORDER BY c.updated_at DESC",
+        )
+        .bind(now)
+        .bind(user_id)
+        .fetch_all(&self.read)
+        .await
+        .map_err(err)?;
+        Ok(rows
+            .into_iter()
+            .map(|(client_id, scope, approved_at, live)| UserAuthorization {
+                client_id,
+                scope,
+                approved_at,
+                refreshable: live > 0,
+            })
+            .collect())
     }
 
     async fn patient_exists(&self, patient_id: &str) -> StoreResult<bool> {

@@ -35,6 +35,8 @@ pub(crate) struct AppState {
     /// FHIR API (spec digest §1.1 "CORS").
     pub client_origins: RwLock<HashSet<String>>,
     pub secure_cookies: bool,
+    /// When this server started (FHIR instant): the Brands Bundle's timestamp.
+    pub started_at: String,
 }
 
 pub(crate) type App = Arc<AppState>;
@@ -79,12 +81,14 @@ pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<
     let mut config = AuthConfig::new(&public_url);
     config.registration_token = settings.registration_token.clone();
     let auth = AuthService::open(db.clone(), config, clock.now()).await?;
+    let started_at = instant(clock.now());
     let state = Arc::new(AppState {
         auth,
         db,
         clock,
         client_origins: RwLock::new(HashSet::new()),
         secure_cookies: public_url.starts_with("https://"),
+        started_at,
     });
     crate::web::reload_client_origins(&state).await;
     spawn_housekeeping(state.clone());

@@ -55,8 +55,12 @@ async fn smart_configuration_has_every_required_and_recommended_field() {
     assert!(d["scopes_supported"].as_array().unwrap().len() >= 5);
     assert!(d["token_endpoint_auth_methods_supported"].as_array().unwrap().contains(&json!("client_secret_basic")));
     assert_eq!(d["issuer"], s.base);
-    // Only what works is advertised: no introspection or revocation yet.
-    assert!(d.get("introspection_endpoint").is_none() && d.get("revocation_endpoint").is_none());
+    // RECOMMENDED fields; each is exercised by its own test below.
+    assert_eq!(d["introspection_endpoint"], format!("{}/auth/introspect", s.base));
+    assert_eq!(d["revocation_endpoint"], format!("{}/auth/revoke", s.base));
+    assert_eq!(d["management_endpoint"], format!("{}/account", s.base));
+    assert_eq!(d["user_access_brand_bundle"], format!("{}/smart/brands.json", s.base));
+    assert_eq!(d["user_access_brand_identifier"]["value"], s.base);
     s.stop().await;
 }
 
@@ -118,6 +122,9 @@ async fn openid_configuration_jwks_and_capability_statement() {
     assert_eq!(uri("authorize"), json!(format!("{}/auth/authorize", s.base)));
     assert_eq!(uri("token"), json!(format!("{}/auth/token", s.base)));
     assert_eq!(uri("register"), json!(format!("{}/auth/register", s.base)));
+    assert_eq!(uri("introspect"), json!(format!("{}/auth/introspect", s.base)));
+    assert_eq!(uri("revoke"), json!(format!("{}/auth/revoke", s.base)));
+    assert_eq!(uri("manage"), json!(format!("{}/account", s.base)));
     s.stop().await;
 }
 
@@ -1124,6 +1131,21 @@ async fn hostile_input_gets_a_4xx_never_a_5xx() {
                 .header("Authorization", "Basic Og==")
                 .form(&[("grant_type", "refresh_token")]),
         ),
+        (
+            "introspect junk".into(),
+            s.http
+                .post(format!("{}/auth/introspect", s.base))
+                .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(format!("token={big}")),
+        ),
+        ("introspect json".into(), s.http.post(format!("{}/auth/introspect", s.base)).json(&json!({"token": "x"}))),
+        (
+            "revoke long".into(),
+            s.http
+                .post(format!("{}/auth/revoke", s.base))
+                .form(&[("token", long.as_str()), ("client_id", long.as_str())]),
+        ),
+        ("account signin junk".into(), s.http.post(format!("{}/account/signin", s.base)).body(vec![0xff, 0x00])),
         ("bearer junk".into(), s.http.get(format!("{}/Patient/pat-001", s.fhir)).header("Authorization", "Bearer")),
     ];
     for (what, request) in checks.drain(..) {
@@ -1313,4 +1335,252 @@ async fn cli_manages_clients_and_users_in_the_data_directory() {
     let (_, out) = run(&["clients", "list"], None);
     assert!(!out.contains(&client_id));
     std::fs::remove_dir_all(dir).ok();
+}
+
+// ---------------------------------------------------------------- introspection, revocation (items 93–97)
+
+#[tokio::test]
+async fn introspection_reports_active_tokens_with_their_context() {
+    let s = Server::start().await;
+    let client = s.public_app().await;
+    let (resource_server, secret) = s.confidential_app("client_secret_basic").await;
+    let (code, verifier) = launch(&s, &client, PATIENT_SCOPE, "patient", None).await;
+    let t = redeem(&s, &client, &code, &verifier).await;
+    let access = t["access_token"].as_str().unwrap();
+    let refresh = t["refresh_token"].as_str().unwrap();
+    let url = format!("{}/auth/introspect", s.base);
+    let by_client =
+        |token: &str| s.http.post(&url).basic_auth(&resource_server, Some(&secret)).form(&[("token", token)]).send();
+    let r = by_client(access).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_no_store(&r);
+    let i: Value = r.json().await.unwrap();
+    assert_eq!(i["active"], true);
+    assert_eq!(i["scope"], PATIENT_SCOPE);
+    assert_eq!(i["client_id"], client);
+    assert_eq!(i["exp"], jwt_claims(access)["exp"]);
+    assert_eq!(i["patient"], "pat-001");
+    assert_eq!(i["iss"], s.base);
+    assert!(i["sub"].as_str().is_some());
+    assert_eq!(i["fhirUser"], format!("{}/Patient/pat-001", s.fhir));
+    // A SMART access token may authenticate the caller too (item 97).
+    let i: Value =
+        s.http.post(&url).bearer_auth(access).form(&[("token", access)]).send().await.unwrap().json().await.unwrap();
+    assert_eq!(i["active"], true);
+    let i: Value = by_client(refresh).await.unwrap().json().await.unwrap();
+    assert_eq!(i["active"], true);
+    assert_eq!(i["patient"], "pat-001");
+    for token in ["garbage", "a.b.c"] {
+        let i: Value = by_client(token).await.unwrap().json().await.unwrap();
+        assert_eq!(i, json!({"active": false}));
+    }
+    // Callers must authenticate as a confidential client or with a valid bearer token.
+    oauth_error(
+        s.http.post(&url).form(&[("token", access)]).send().await.unwrap(),
+        StatusCode::UNAUTHORIZED,
+        "invalid_client",
+    )
+    .await;
+    oauth_error(
+        s.http.post(&url).form(&[("token", access), ("client_id", &client)]).send().await.unwrap(),
+        StatusCode::UNAUTHORIZED,
+        "invalid_client",
+    )
+    .await;
+    oauth_error(
+        s.http.post(&url).bearer_auth("forged").form(&[("token", access)]).send().await.unwrap(),
+        StatusCode::UNAUTHORIZED,
+        "invalid_client",
+    )
+    .await;
+    oauth_error(
+        s.http.post(&url).basic_auth(&resource_server, Some(&secret)).form(&[("x", "y")]).send().await.unwrap(),
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+    )
+    .await;
+    s.clock.advance(3600);
+    let i: Value = by_client(access).await.unwrap().json().await.unwrap();
+    assert_eq!(i["active"], false, "expired");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn revocation_ends_the_grant_of_the_calling_client_only() {
+    let s = Server::start().await;
+    let client = s.public_app().await;
+    let other = s.public_app().await;
+    let url = format!("{}/auth/revoke", s.base);
+    let (code, verifier) = launch(&s, &client, PATIENT_SCOPE, "patient", None).await;
+    let t = redeem(&s, &client, &code, &verifier).await;
+    let (access, refresh) = (t["access_token"].as_str().unwrap(), t["refresh_token"].as_str().unwrap());
+    // Another client cannot revoke it; unknown tokens are fine (RFC 7009 §2.2).
+    let r = s.http.post(&url).form(&[("token", refresh), ("client_id", &other)]).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(s.read("Patient/pat-001", access).await.status(), 200);
+    assert_eq!(
+        s.http.post(&url).form(&[("token", "unknown"), ("client_id", &client)]).send().await.unwrap().status(),
+        200
+    );
+    oauth_error(
+        s.http.post(&url).form(&[("token", refresh)]).send().await.unwrap(),
+        StatusCode::UNAUTHORIZED,
+        "invalid_client",
+    )
+    .await;
+    oauth_error(
+        s.http.post(&url).form(&[("client_id", &client)]).send().await.unwrap(),
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+    )
+    .await;
+    let r = s
+        .http
+        .post(&url)
+        .form(&[("token", refresh), ("token_type_hint", "refresh_token"), ("client_id", &client)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(s.read("Patient/pat-001", access).await.status(), 401);
+    let r = s.token(&[("grant_type", "refresh_token"), ("refresh_token", refresh)]).await;
+    oauth_error(r, StatusCode::BAD_REQUEST, "invalid_grant").await;
+    // Revoking an access token ends its grant too.
+    let (code, verifier) = launch(&s, &client, "launch/patient patient/*.rs", "patient", None).await;
+    let t = redeem(&s, &client, &code, &verifier).await;
+    let access = t["access_token"].as_str().unwrap();
+    assert_eq!(
+        s.http.post(&url).form(&[("token", access), ("client_id", &client)]).send().await.unwrap().status(),
+        200
+    );
+    assert_eq!(s.read("Patient/pat-001", access).await.status(), 401);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn brands_bundle_is_served_with_cors_timestamp_and_weak_etag() {
+    let s = Server::start().await;
+    let d: Value =
+        s.http.get(format!("{}/.well-known/smart-configuration", s.fhir)).send().await.unwrap().json().await.unwrap();
+    let r = s
+        .http
+        .get(d["user_access_brand_bundle"].as_str().unwrap())
+        .header(ORIGIN, "http://any.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()[ACCESS_CONTROL_ALLOW_ORIGIN], "*");
+    let etag = r.headers()["etag"].to_str().unwrap().to_owned();
+    assert!(etag.starts_with("W/\""));
+    let bundle: Value = r.json().await.unwrap();
+    assert_eq!(bundle["resourceType"], "Bundle");
+    assert!(bundle["timestamp"].as_str().is_some());
+    let id = &d["user_access_brand_identifier"];
+    let matching: Vec<&Value> = bundle["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["resource"]["resourceType"] == "Organization")
+        .filter(|e| {
+            e["resource"]["identifier"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|i| i["system"] == id["system"] && i["value"] == id["value"])
+        })
+        .collect();
+    assert_eq!(matching.len(), 1, "the identifier matches exactly one Organization");
+    let endpoint =
+        bundle["entry"].as_array().unwrap().iter().find(|e| e["resource"]["resourceType"] == "Endpoint").unwrap();
+    assert_eq!(endpoint["resource"]["address"], s.fhir);
+    let r = s
+        .http
+        .get(d["user_access_brand_bundle"].as_str().unwrap())
+        .header("If-None-Match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 304);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn management_page_lists_and_revokes_apps() {
+    let s = Server::start().await;
+    let client = s.public_app().await;
+    let verifier = random(32);
+    let mut b = Browser::new(&s);
+    b.get(&s.authorize_url(&s.authorize_params(&client, PATIENT_SCOPE, &verifier))).await;
+    b.sign_in("patient", "patient").await;
+    let Landing::App(url) = b.consent(true, None).await else { panic!() };
+    let t = redeem(&s, &client, &query_of(&url)["code"], &verifier).await;
+    let access = t["access_token"].as_str().unwrap().to_owned();
+    let refresh = t["refresh_token"].as_str().unwrap().to_owned();
+
+    b.get(&format!("{}/account", s.base)).await;
+    assert!(b.page.contains("Revoke access of Test App"), "{}", b.page);
+    assert!(b.page.contains("can keep access while you are away"));
+    let csrf = b.csrf();
+    // A forged form is refused.
+    b.post("/account/revoke", &[("csrf", "forged"), ("client_id", &client)]).await;
+    assert_eq!(s.read("Patient/pat-001", &access).await.status(), 200);
+    b.post("/account/revoke", &[("csrf", &csrf), ("client_id", &client)]).await;
+    assert!(b.page.contains("No apps have access."));
+    assert_eq!(s.read("Patient/pat-001", &access).await.status(), 401, "revoked at once");
+    let r = s.token(&[("grant_type", "refresh_token"), ("refresh_token", &refresh)]).await;
+    oauth_error(r, StatusCode::BAD_REQUEST, "invalid_grant").await;
+    // The consent is forgotten: the next launch asks again.
+    b.get(&s.authorize_url(&s.authorize_params(&client, PATIENT_SCOPE, &verifier))).await;
+    assert!(b.is_consent());
+    let Landing::App(url) = b.consent(true, None).await else { panic!() };
+    s.clock.advance(1);
+    let (code, verifier2) = (query_of(&url)["code"].clone(), verifier.clone());
+    let t = redeem(&s, &client, &code, &verifier2).await;
+    assert_eq!(
+        s.read("Patient/pat-001", t["access_token"].as_str().unwrap()).await.status(),
+        200,
+        "a new approval works"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn management_page_signs_in_with_a_double_submit_csrf_cookie() {
+    let s = Server::start().await;
+    let r = s.http.get(format!("{}/account", s.base)).send().await.unwrap();
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    assert!(cookie.starts_with("smartlaunch_csrf="));
+    let page = r.text().await.unwrap();
+    assert!(page.contains("<label for=\"username\">Username</label>"));
+    let csrf = page.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    let url = format!("{}/account/signin", s.base);
+    let form = [("csrf", csrf.as_str()), ("username", "clinician"), ("password", "clinician")];
+    let r = s.http.post(&url).form(&form).send().await.unwrap();
+    assert_eq!(r.status(), 400, "no CSRF cookie");
+    let r = s
+        .http
+        .post(&url)
+        .header("Cookie", &cookie)
+        .form(&[("csrf", "other"), ("username", "clinician"), ("password", "clinician")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400, "mismatched CSRF");
+    let r = s
+        .http
+        .post(&url)
+        .header("Cookie", &cookie)
+        .form(&[("csrf", csrf.as_str()), ("username", "clinician"), ("password", "wrong")])
+        .send()
+        .await
+        .unwrap();
+    assert!(r.text().await.unwrap().contains("role=\"alert\""));
+    let r = s.http.post(&url).header("Cookie", &cookie).form(&form).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    let session = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let page =
+        s.http.get(format!("{}/account", s.base)).header("Cookie", session).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("Signed in as Dr. Susan Clark") && page.contains("No apps have access."));
+    s.stop().await;
 }

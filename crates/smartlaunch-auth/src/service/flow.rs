@@ -130,6 +130,22 @@ impl<S: AuthStore> AuthService<S> {
         if pending.user_id.is_some() {
             return Err(AuthorizeError::BadStep("You are already signed in for this request."));
         }
+        let (signed_in, session, user) = self.open_session(username, password, now).await?;
+        pending.user_id = Some(user.id);
+        pending.session_id = Some(session.id_hash);
+        pending.auth_time = Some(now);
+        self.store.update_pending(&pending).await?;
+        Ok(signed_in)
+    }
+
+    /// Checks a password and opens a signed-in session (also used outside an authorization,
+    /// by the management page).
+    pub async fn open_session(
+        &self,
+        username: &str,
+        password: &str,
+        now: UnixTime,
+    ) -> Result<(SignedIn, Session, User), AuthorizeError> {
         let user = self.check_password(username, password).await?;
         let cookie = random_token(32);
         let session = Session {
@@ -140,11 +156,7 @@ impl<S: AuthStore> AuthService<S> {
             expires_at: now + self.config.session_lifetime,
         };
         self.store.insert_session(&session).await?;
-        pending.user_id = Some(user.id);
-        pending.session_id = Some(session.id_hash);
-        pending.auth_time = Some(now);
-        self.store.update_pending(&pending).await?;
-        Ok(SignedIn { session_cookie: cookie })
+        Ok((SignedIn { session_cookie: cookie }, session, user))
     }
 
     /// The patient-picker step: only a real patient, only while the step is due.

@@ -1,6 +1,7 @@
 //! [`AuthService`]: the protocol core's one entry point.  Handlers call one method per request.
 
 mod flow;
+mod introspection;
 mod registration;
 mod token_endpoint;
 
@@ -16,6 +17,7 @@ use crate::store::AuthStore;
 use crate::UnixTime;
 
 pub use flow::{FlowStep, Progress};
+pub use introspection::Caller;
 pub use registration::Registered;
 
 /// The authorization server: configuration, keys, the revocation list and the store.
@@ -42,8 +44,12 @@ impl<S: AuthStore> AuthService<S> {
         };
         let keys = SigningKeys::load(&material).map_err(StoreError)?;
         let revocations = RevocationList::default();
-        for (grant, at) in store.revoked_grants(now - config.access_token_lifetime).await? {
+        let since = now - config.access_token_lifetime;
+        for (grant, at) in store.revoked_grants(since).await? {
             revocations.revoke(&grant, at);
+        }
+        for (user, client, at) in store.access_revocations(since).await? {
+            revocations.revoke_user_client(&user, &client, at);
         }
         Ok(AuthService { store, config, keys, revocations, clients: ClientCache::default() })
     }
@@ -78,7 +84,7 @@ impl<S: AuthStore> AuthService<S> {
     /// (checklist item 77), with no I/O.
     pub fn verify_bearer(&self, token: &str, now: UnixTime) -> Result<AccessClaims, BearerError> {
         let claims = self.keys.verify_access_token(token, &self.config.fhir_base(), now)?;
-        if self.revocations.is_revoked(&claims.grant) {
+        if self.revocations.is_revoked(&claims) {
             return Err(BearerError::Invalid("the access token has been revoked"));
         }
         Ok(claims)
@@ -88,6 +94,14 @@ impl<S: AuthStore> AuthService<S> {
     pub async fn revoke_grant(&self, grant_id: &str, now: UnixTime) -> Result<(), StoreError> {
         self.store.revoke_grant(grant_id, now).await?;
         self.revocations.revoke(grant_id, now);
+        Ok(())
+    }
+
+    /// "Revoke access" on the management page: forgets the user's consent for the client,
+    /// revokes its refresh-token families and every access token issued to it until now.
+    pub async fn revoke_user_client(&self, user_id: &str, client_id: &str, now: UnixTime) -> Result<(), StoreError> {
+        self.store.revoke_user_client(user_id, client_id, now).await?;
+        self.revocations.revoke_user_client(user_id, client_id, now);
         Ok(())
     }
 

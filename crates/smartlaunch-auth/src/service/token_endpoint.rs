@@ -41,7 +41,7 @@ impl<S: AuthStore> AuthService<S> {
 
     /// Identifies and authenticates the client (checklist items 42–44).  `Ok(None)`: nothing
     /// identifies a client (allowed only for a public client's refresh).
-    async fn authenticate_client(
+    pub(super) async fn authenticate_client(
         &self,
         req: &TokenRequest,
         basic: Option<BasicCredentials>,

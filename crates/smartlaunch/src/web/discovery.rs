@@ -55,13 +55,40 @@ pub(crate) async fn smart_configuration(State(app): State<App>) -> Response {
         "authorization_endpoint": c.authorize_endpoint(),
         "token_endpoint": c.token_endpoint(),
         "registration_endpoint": c.registration_endpoint(),
+        "introspection_endpoint": c.introspection_endpoint(),
+        "revocation_endpoint": c.revocation_endpoint(),
+        "management_endpoint": c.management_endpoint(),
         "token_endpoint_auth_methods_supported": AUTH_METHODS,
         "grant_types_supported": ["authorization_code", "refresh_token"],
         "scopes_supported": SCOPES_SUPPORTED,
         "response_types_supported": ["code"],
         "code_challenge_methods_supported": ["S256"],
         "capabilities": CAPABILITIES,
+        "user_access_brand_bundle": format!("{}/smart/brands.json", c.public_url),
+        "user_access_brand_identifier": {
+            "system": smartlaunch_fhir::brands::BRAND_IDENTIFIER_SYSTEM,
+            "value": c.public_url,
+        },
     }))
+}
+
+/// `GET /smart/brands.json`: the User Access Brands Bundle, with a weak ETag and CORS
+/// (checklist item 112).
+pub(crate) async fn brands(State(app): State<App>, headers: axum::http::HeaderMap) -> Response {
+    let c = &app.auth.config;
+    let body = smartlaunch_fhir::brands::brands_bundle(&c.public_url, &c.fhir_base(), &app.started_at).to_string();
+    let etag = format!("W/\"{}\"", &smartlaunch_auth::secrets::hash_token(&body)[..16]);
+    if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
+        return (axum::http::StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
+    }
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("application/fhir+json")),
+            (header::ETAG, HeaderValue::from_str(&etag).expect("ascii")),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 /// `GET /.well-known/openid-configuration` at the issuer (checklist item 92).
@@ -73,6 +100,8 @@ pub(crate) async fn openid_configuration(State(app): State<App>) -> Response {
         "token_endpoint": c.token_endpoint(),
         "registration_endpoint": c.registration_endpoint(),
         "jwks_uri": c.jwks_uri(),
+        "introspection_endpoint": c.introspection_endpoint(),
+        "revocation_endpoint": c.revocation_endpoint(),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "grant_types_supported": ["authorization_code", "refresh_token"],

@@ -57,10 +57,18 @@ fn unauthorized(e: &BearerError) -> Response {
 pub(crate) async fn metadata(State(app): State<App>, headers: HeaderMap) -> Response {
     let c = &app.auth.config;
     let (authorize, token, register) = (c.authorize_endpoint(), c.token_endpoint(), c.registration_endpoint());
+    let (introspect, revoke, manage) = (c.introspection_endpoint(), c.revocation_endpoint(), c.management_endpoint());
     let body = capability_statement(
         env!("CARGO_PKG_VERSION"),
         &c.fhir_base(),
-        &OAuthUris { authorize: &authorize, token: &token, register: &register },
+        &OAuthUris {
+            authorize: &authorize,
+            token: &token,
+            register: &register,
+            introspect: &introspect,
+            revoke: &revoke,
+            manage: &manage,
+        },
         &instant(app.clock.now()),
     );
     ([(header::CONTENT_TYPE, content_type(&headers))], body.to_string()).into_response()

@@ -1,6 +1,7 @@
 //! The HTTP layer: routers, CORS, and the few helpers every handler shares.  Handlers parse,
 //! call the core, render; protocol rules live in `smartlaunch-auth`.
 
+mod account;
 mod discovery;
 mod fhir;
 mod flow;
@@ -32,17 +33,22 @@ pub(crate) fn router(app: App) -> Router {
         .route("/fhir/.well-known/smart-configuration", get(discovery::smart_configuration))
         .route("/.well-known/openid-configuration", get(discovery::openid_configuration))
         .route("/.well-known/jwks.json", get(discovery::jwks))
+        .route("/smart/brands.json", get(discovery::brands))
         .route("/fhir/metadata", get(fhir::metadata))
         .route("/auth/register", post(oauth::register))
-        .layer(CorsLayer::new().allow_origin(Any).allow_methods([Method::GET, Method::POST]).allow_headers([
-            header::AUTHORIZATION,
-            header::CONTENT_TYPE,
-            header::ACCEPT,
-        ]));
+        .layer(
+            CorsLayer::new()
+                .allow_origin(Any)
+                .allow_methods([Method::GET, Method::POST])
+                .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT, header::IF_NONE_MATCH])
+                .expose_headers([header::ETAG]),
+        );
     // The token endpoint and the FHIR API: registered client origins only.
     let state = app.clone();
     let for_clients = Router::new()
         .route("/auth/token", post(oauth::token))
+        .route("/auth/introspect", post(oauth::introspect))
+        .route("/auth/revoke", post(oauth::revoke))
         .route("/fhir/{resource_type}/{id}", get(fhir::read))
         .layer(
             CorsLayer::new()
@@ -57,6 +63,9 @@ pub(crate) fn router(app: App) -> Router {
     let pages = Router::new()
         .route("/", get(home::home))
         .route("/auth/signout", post(home::sign_out))
+        .route("/account", get(account::show))
+        .route("/account/signin", post(account::sign_in))
+        .route("/account/revoke", post(account::revoke))
         .route("/auth/authorize", get(flow::authorize_get).post(flow::authorize_post))
         .route("/auth/flow/{id}", get(flow::show))
         .route("/auth/flow/{id}/signin", post(flow::sign_in))

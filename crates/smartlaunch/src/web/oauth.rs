@@ -6,6 +6,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 use smartlaunch_auth::client::RegistrationRequest;
+use smartlaunch_auth::service::Caller;
 use smartlaunch_auth::token::{BasicCredentials, TokenRequest};
 use smartlaunch_auth::{RegistrationError, TokenError};
 
@@ -65,6 +66,61 @@ pub(crate) async fn token(State(app): State<App>, headers: HeaderMap, body: Byte
     match result {
         Ok(response) => json_no_store(StatusCode::OK, &serde_json::to_value(response).unwrap_or_default(), None),
         Err(e) => token_error(&e, used_basic),
+    }
+}
+
+/// The parsed form and Basic credentials of an endpoint that authenticates clients.
+fn client_form(
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(TokenRequest, Option<BasicCredentials>, Option<String>), TokenError> {
+    if !is_form(headers) {
+        return Err(TokenError::InvalidRequest(
+            "send a POST with Content-Type: application/x-www-form-urlencoded".into(),
+        ));
+    }
+    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let basic = authorization.map(BasicCredentials::from_authorization).transpose()?.flatten();
+    let pairs = form_pairs(body);
+    let token = crate::web::field(&pairs, "token").map(str::to_owned);
+    Ok((TokenRequest::from_pairs(pairs)?, basic, token))
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// `POST /auth/introspect` (RFC 7662).
+pub(crate) async fn introspect(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+    let now = app.clock.now();
+    let result = async {
+        let (request, basic, token) = client_form(&headers, &body)?;
+        let caller = match bearer(&headers) {
+            Some(b) => Caller::Bearer(b),
+            None => Caller::Client { request: &request, basic },
+        };
+        app.auth.introspect(caller, token.as_deref(), now).await
+    }
+    .await;
+    match result {
+        Ok(body) => json_no_store(StatusCode::OK, &body, None),
+        Err(e) => token_error(&e, false),
+    }
+}
+
+/// `POST /auth/revoke` (RFC 7009).
+pub(crate) async fn revoke(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+    let now = app.clock.now();
+    let result = async {
+        let (request, basic, token) = client_form(&headers, &body)?;
+        app.auth.revoke(&request, basic, token.as_deref(), now).await
+    }
+    .await;
+    match result {
+        Ok(()) => json_no_store(StatusCode::OK, &json!({}), None),
+        Err(e) => token_error(&e, false),
     }
 }
 

@@ -1,0 +1,152 @@
+//! The management page (`management_endpoint`, spec digest §1.1): a user sees the apps they
+//! authorized and revokes them.
+
+use askama::Template;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::Response;
+use smart_scopes::ScopeSet;
+use smartlaunch_auth::secrets::{random_token, secrets_equal};
+use smartlaunch_auth::store::AuthStore;
+use smartlaunch_auth::AuthorizeError;
+
+use crate::server::{instant, App};
+use crate::web::pages::{error_page, render};
+use crate::web::{field, form_pairs, see_other, session_cookie, session_set_cookie};
+
+/// The double-submit cookie that protects the sign-in form of this page (there is no session
+/// yet to hold a CSRF token).
+const CSRF_COOKIE: &str = "smartlaunch_csrf";
+
+struct ScopeRow {
+    raw: String,
+    label: String,
+}
+
+struct AppRow {
+    client_id: String,
+    name: String,
+    approved: String,
+    refreshable: bool,
+    scopes: Vec<ScopeRow>,
+}
+
+#[derive(Template)]
+#[template(path = "account.html")]
+struct AccountPage {
+    user_name: Option<String>,
+    csrf: String,
+    failed: bool,
+    apps: Vec<AppRow>,
+}
+
+fn csrf_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(name, _)| *name == CSRF_COOKIE)
+        .map(|(_, v)| v.to_owned())
+}
+
+/// `GET /account`.
+pub(crate) async fn show(State(app): State<App>, headers: HeaderMap) -> Response {
+    page(&app, &headers, false).await
+}
+
+async fn page(app: &App, headers: &HeaderMap, failed: bool) -> Response {
+    let now = app.clock.now();
+    let signed_in = match session_cookie(headers) {
+        Some(c) => app.auth.session_user(&c, now).await.ok().flatten(),
+        None => None,
+    };
+    let Some((session, user)) = signed_in else {
+        let csrf = random_token(24);
+        let mut response =
+            render(StatusCode::OK, &AccountPage { user_name: None, csrf: csrf.clone(), failed, apps: Vec::new() });
+        let cookie = format!("{CSRF_COOKIE}={csrf}; Path=/account; HttpOnly; SameSite=Strict");
+        response.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).expect("URL-safe"));
+        return response;
+    };
+    let authorizations = match app.db.user_authorizations(&user.id, now).await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!("account page: {e}");
+            return error_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong",
+                "The apps could not be listed.",
+            );
+        }
+    };
+    let mut apps = Vec::new();
+    for a in authorizations {
+        let name = match app.auth.client(&a.client_id, now).await {
+            Ok(Some(c)) => c.metadata.client_name.clone(),
+            _ => continue,
+        };
+        let scopes = ScopeSet::parse(&a.scope)
+            .map(|s| s.iter().map(|s| ScopeRow { raw: s.to_string(), label: s.describe() }).collect())
+            .unwrap_or_default();
+        let approved = instant(a.approved_at).replace('T', " ").trim_end_matches('Z').to_owned() + " UTC";
+        apps.push(AppRow { client_id: a.client_id, name, approved, refreshable: a.refreshable, scopes });
+    }
+    render(StatusCode::OK, &AccountPage { user_name: Some(user.display_name), csrf: session.csrf, failed: false, apps })
+}
+
+/// `POST /account/signin`.
+pub(crate) async fn sign_in(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+    let form = form_pairs(&body);
+    let posted = field(&form, "csrf").unwrap_or_default();
+    if !csrf_cookie(&headers).is_some_and(|c| !c.is_empty() && secrets_equal(&c, posted)) {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "The form has expired",
+            "Please reload the page and sign in again.",
+        );
+    }
+    let (username, password) =
+        (field(&form, "username").unwrap_or_default(), field(&form, "password").unwrap_or_default());
+    match app.auth.open_session(username, password, app.clock.now()).await {
+        Ok((signed_in, _, _)) => {
+            let mut response = see_other("/account");
+            response.headers_mut().insert(header::SET_COOKIE, session_set_cookie(&app, &signed_in.session_cookie));
+            response
+        }
+        Err(AuthorizeError::SignInFailed) => page(&app, &HeaderMap::new(), true).await,
+        Err(e) => {
+            tracing::error!("account sign-in: {e}");
+            error_page(StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong", "The sign-in could not be completed.")
+        }
+    }
+}
+
+/// `POST /account/revoke`: revokes everything the signed-in user gave one app.
+pub(crate) async fn revoke(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+    let form = form_pairs(&body);
+    let now = app.clock.now();
+    let signed_in = match session_cookie(&headers) {
+        Some(c) => app.auth.session_user(&c, now).await.ok().flatten(),
+        None => None,
+    };
+    let Some((session, user)) = signed_in else {
+        return see_other("/account");
+    };
+    if !secrets_equal(&session.csrf, field(&form, "csrf").unwrap_or_default()) {
+        return error_page(StatusCode::BAD_REQUEST, "The form has expired", "Please reload the page and try again.");
+    }
+    let client_id = field(&form, "client_id").unwrap_or_default();
+    if client_id.is_empty() || client_id.len() > 256 {
+        return error_page(StatusCode::BAD_REQUEST, "No such app", "The app to revoke was not named.");
+    }
+    match app.auth.revoke_user_client(&user.id, client_id, now).await {
+        Ok(()) => see_other("/account"),
+        Err(e) => {
+            tracing::error!("revoke: {e}");
+            error_page(StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong", "The access could not be revoked.")
+        }
+    }
+}
