@@ -87,7 +87,7 @@ pub fn validate(
     })?;
     let client = client.ok_or_else(|| {
         not_redirectable(format!(
-            "The client_id “{}” is not registered with this server. Register the app first (RFC 7591 at /auth/register, or the app gallery).",
+            "The client_id “{}” is not registered with this server. Register the app first (RFC 7591 at /auth/register, or `smartlaunch clients add`).",
             shorten(client_id)
         ))
     })?;

@@ -26,6 +26,9 @@ pub fn check_challenge(challenge: Option<&str>, method: Option<&str>) -> Result<
 /// Verifies a `code_verifier` against the stored S256 challenge.  Missing, empty, malformed
 /// or wrong verifiers, and a verifier that is the challenge itself, are all refused.
 pub fn verify(challenge: &str, verifier: Option<&str>) -> Result<(), &'static str> {
+    if challenge.is_empty() {
+        return Err("the code was issued without a code_challenge, so no code_verifier can be accepted for it");
+    }
     let verifier = verifier.filter(|v| !v.is_empty()).ok_or("code_verifier is required (PKCE)")?;
     if !(43..=128).contains(&verifier.len()) || !verifier.bytes().all(is_unreserved) {
         return Err("code_verifier must be 43 to 128 characters of [A-Z a-z 0-9 - . _ ~] (RFC 7636 §4.1)");
@@ -74,6 +77,13 @@ mod tests {
         assert!(check_challenge(Some(CHALLENGE), None).is_err());
         assert!(check_challenge(None, Some("S256")).is_err());
         assert!(check_challenge(Some("short"), Some("S256")).is_err());
+    }
+
+    #[test]
+    fn verifier_without_challenge_is_refused() {
+        // A PKCE downgrade: a code without a challenge never accepts a verifier (spec item 29).
+        assert!(verify("", Some(VERIFIER)).is_err());
+        assert!(verify("", None).is_err());
     }
 
     #[test]
