@@ -113,28 +113,10 @@ impl AuthStore for Db {
             .await
             .map_err(err)?
             .rows_affected();
-        for sql in [
-            "DELETE FROM refresh_tokens WHERE client_id = ?",
-            "DELETE FROM authorization_codes WHERE client_id = ?",
-            "DELETE FROM consents WHERE client_id = ?",
-        ] {
+        revoke_grants(&mut tx, Grants::OfClient(client_id), now).await?;
+        for sql in ["DELETE FROM authorization_codes WHERE client_id = ?", "DELETE FROM consents WHERE client_id = ?"] {
             sqlx::query(sql).bind(client_id).execute(&mut *tx).await.map_err(err)?;
         }
-        sqlx::query(
-            "INSERT INTO revocations (grant_id, revoked_at) SELECT id, ? FROM grants \
-             WHERE client_id = ? AND revoked_at IS NULL ON CONFLICT DO NOTHING",
-        )
-        .bind(now)
-        .bind(client_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(err)?;
-        sqlx::query("UPDATE grants SET revoked_at = COALESCE(revoked_at, ?) WHERE client_id = ?")
-            .bind(now)
-            .bind(client_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(err)?;
         tx.commit().await.map_err(err)?;
         Ok(deleted > 0)
     }
@@ -426,23 +408,14 @@ impl AuthStore for Db {
 
     async fn revoke_grant(&self, grant_id: &str, now: UnixTime) -> StoreResult<()> {
         let mut tx = self.write.begin().await.map_err(err)?;
+        // The grant may never have been stored (no refresh token): record it all the same.
         sqlx::query("INSERT INTO revocations (grant_id, revoked_at) VALUES (?, ?) ON CONFLICT DO NOTHING")
             .bind(grant_id)
             .bind(now)
             .execute(&mut *tx)
             .await
             .map_err(err)?;
-        sqlx::query("UPDATE grants SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
-            .bind(now)
-            .bind(grant_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(err)?;
-        sqlx::query("DELETE FROM refresh_tokens WHERE grant_id = ? AND used_at IS NULL")
-            .bind(grant_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(err)?;
+        revoke_grants(&mut tx, Grants::Id(grant_id), now).await?;
         tx.commit().await.map_err(err)
     }
 
@@ -466,31 +439,7 @@ impl AuthStore for Db {
         .execute(&mut *tx)
         .await
         .map_err(err)?;
-        sqlx::query(
-            "INSERT INTO revocations (grant_id, revoked_at) SELECT id, ? FROM grants \
-             WHERE user_id = ? AND client_id = ? AND revoked_at IS NULL ON CONFLICT DO NOTHING",
-        )
-        .bind(now)
-        .bind(user_id)
-        .bind(client_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(err)?;
-        sqlx::query(
-            "DELETE FROM refresh_tokens WHERE grant_id IN (SELECT id FROM grants WHERE user_id = ? AND client_id = ?)",
-        )
-        .bind(user_id)
-        .bind(client_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(err)?;
-        sqlx::query("UPDATE grants SET revoked_at = ? WHERE user_id = ? AND client_id = ? AND revoked_at IS NULL")
-            .bind(now)
-            .bind(user_id)
-            .bind(client_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(err)?;
+        revoke_grants(&mut tx, Grants::OfUserAndClient(user_id, client_id), now).await?;
         sqlx::query("DELETE FROM consents WHERE user_id = ? AND client_id = ?")
             .bind(user_id)
             .bind(client_id)
@@ -564,6 +513,50 @@ impl AuthStore for Db {
         }
         Ok(())
     }
+}
+
+/// Which stored grants to revoke.
+enum Grants<'a> {
+    Id(&'a str),
+    OfClient(&'a str),
+    OfUserAndClient(&'a str, &'a str),
+}
+
+/// Revokes stored grants inside a transaction: records each revocation, marks the grants and
+/// deletes their refresh tokens (the family ends).
+async fn revoke_grants(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    which: Grants<'_>,
+    now: UnixTime,
+) -> StoreResult<()> {
+    let (condition, binds): (&str, Vec<&str>) = match which {
+        Grants::Id(id) => ("id = ?", vec![id]),
+        Grants::OfClient(client) => ("client_id = ?", vec![client]),
+        Grants::OfUserAndClient(user, client) => ("user_id = ? AND client_id = ?", vec![user, client]),
+    };
+    // (statement, whether it takes `now` before the condition's values)
+    let statements = [
+        (
+            format!(
+                "INSERT INTO revocations (grant_id, revoked_at) SELECT id, ? FROM grants \
+                 WHERE {condition} AND revoked_at IS NULL ON CONFLICT DO NOTHING"
+            ),
+            true,
+        ),
+        (format!("DELETE FROM refresh_tokens WHERE grant_id IN (SELECT id FROM grants WHERE {condition})"), false),
+        (format!("UPDATE grants SET revoked_at = ? WHERE {condition} AND revoked_at IS NULL"), true),
+    ];
+    for (sql, takes_now) in &statements {
+        let mut query = sqlx::query(sql);
+        if *takes_now {
+            query = query.bind(now);
+        }
+        for b in &binds {
+            query = query.bind(*b);
+        }
+        query.execute(&mut **tx).await.map_err(err)?;
+    }
+    Ok(())
 }
 
 async fn insert_refresh(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, r: &RefreshToken) -> StoreResult<()> {

@@ -13,7 +13,7 @@ use smartlaunch_auth::AuthorizeError;
 
 use crate::server::{instant, App};
 use crate::web::pages::{error_page, render};
-use crate::web::{field, form_pairs, see_other, session_cookie, session_set_cookie};
+use crate::web::{cookie, field, form_pairs, see_other, session_cookie, session_set_cookie};
 
 /// The double-submit cookie that protects the sign-in form of this page (there is no session
 /// yet to hold a CSRF token).
@@ -39,17 +39,6 @@ struct AccountPage {
     csrf: String,
     failed: bool,
     apps: Vec<AppRow>,
-}
-
-fn csrf_cookie(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|c| c.trim().split_once('='))
-        .find(|(name, _)| *name == CSRF_COOKIE)
-        .map(|(_, v)| v.to_owned())
 }
 
 /// `GET /account`.
@@ -101,7 +90,7 @@ async fn page(app: &App, headers: &HeaderMap, failed: bool) -> Response {
 pub(crate) async fn sign_in(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
     let form = form_pairs(&body);
     let posted = field(&form, "csrf").unwrap_or_default();
-    if !csrf_cookie(&headers).is_some_and(|c| !c.is_empty() && secrets_equal(&c, posted)) {
+    if !cookie(&headers, CSRF_COOKIE).is_some_and(|c| !c.is_empty() && secrets_equal(&c, posted)) {
         return error_page(
             StatusCode::BAD_REQUEST,
             "The form has expired",
