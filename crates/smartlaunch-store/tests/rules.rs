@@ -134,3 +134,18 @@ async fn keys_survive_a_restart() {
     reopened.close().await;
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[tokio::test]
+async fn revocations_persist_for_grants_that_were_never_stored() {
+    let (db, dir) = db().await;
+    // A grant without refresh tokens lives only in its access tokens: its revocation is kept.
+    db.revoke_grant("unstored", 50).await.unwrap();
+    db.revoke_user_client("user", "client", 60).await.unwrap();
+    db.close().await;
+    let reopened = Db::open_dir(&dir).await.unwrap();
+    assert_eq!(reopened.revoked_grants(0).await.unwrap(), vec![("unstored".to_string(), 50)]);
+    assert_eq!(reopened.access_revocations(0).await.unwrap(), vec![("user".to_string(), "client".to_string(), 60)]);
+    assert!(reopened.revoked_grants(51).await.unwrap().is_empty(), "older revocations are not reloaded");
+    reopened.close().await;
+    std::fs::remove_dir_all(dir).ok();
+}
