@@ -12,6 +12,13 @@ pub fn random_token(bytes: usize) -> String {
     URL_SAFE_NO_PAD.encode(buf)
 }
 
+/// A random lower-case hex string of `bytes` random bytes (a valid FHIR id for 1–32 bytes).
+pub fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::fill(&mut buf).expect("the system random number generator failed");
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// The SHA-256 of a high-entropy token, base64url: what the database keeps instead of the token.
 /// (Passwords, which have little entropy, use argon2id instead: see [`crate::users`].)
 pub fn hash_token(token: &str) -> String {

@@ -32,22 +32,29 @@ impl Denied {
     }
 }
 
-/// May the requester read a resource of `resource_type` in the compartment of
-/// `compartment_patient` (see [`crate::compartment::patient_of`])?  Scopes form a union; each one applies its level:
-/// `patient/` — the context patient's compartment; `user/` — a patient user's own compartment,
-/// a practitioner everything; `system/` — everything.  Granular `?param=value` scopes admit a
-/// read only once the search engine can evaluate them, so until then they admit nothing.
-pub fn may_read(req: &Requester<'_>, resource_type: &str, compartment_patient: Option<&str>) -> Result<(), Denied> {
+/// May the requester do `interaction` on a resource of `resource_type` that sits in the
+/// compartments of `compartment_patients` (see [`crate::compartment::patients_of`])?  Scopes
+/// form a union; each one applies its level: `patient/` — the context patient's compartment;
+/// `user/` — a patient user's own compartment, a practitioner everything; `system/` —
+/// everything.  Granular `?param=value` scopes admit nothing here: they are evaluated as search
+/// constraints by the caller (never widened).
+pub fn may(
+    req: &Requester<'_>,
+    interaction: Interaction,
+    resource_type: &str,
+    compartment_patients: &[String],
+) -> Result<(), Denied> {
+    let in_compartment = |p: &str| compartment_patients.iter().any(|c| c == p);
     let mut any = false;
-    for scope in req.scopes.grants(resource_type, Interaction::Read) {
+    for scope in req.scopes.grants(resource_type, interaction) {
         any = true;
         if !scope.filter.is_empty() {
             continue;
         }
         let admitted = match scope.level {
-            Level::Patient => req.patient.is_some_and(|p| compartment_patient == Some(p)),
+            Level::Patient => req.patient.is_some_and(in_compartment),
             Level::User => match req.fhir_user.and_then(|u| u.strip_prefix("Patient/")) {
-                Some(own) => compartment_patient == Some(own),
+                Some(own) => in_compartment(own),
                 None => req.fhir_user.is_some_and(|u| u.starts_with("Practitioner/")),
             },
             Level::System => true,
@@ -59,21 +66,30 @@ pub fn may_read(req: &Requester<'_>, resource_type: &str, compartment_patient: O
     if any {
         Err(Denied::OutsideGrant)
     } else {
-        Err(Denied::NoScope { needed: format!("patient/{resource_type}.r, user/{resource_type}.r or a wildcard") })
+        let letter = match interaction {
+            Interaction::Create => "c",
+            Interaction::Read => "r",
+            Interaction::Update => "u",
+            Interaction::Delete => "d",
+            Interaction::Search => "s",
+        };
+        Err(Denied::NoScope {
+            needed: format!("patient/{resource_type}.{letter} or user/{resource_type}.{letter} (or a wildcard)"),
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compartment::patient_of;
+    use crate::compartment::patients_of;
     use serde_json::{json, Value};
 
     fn check(scopes: &str, patient: Option<&str>, user: Option<&str>, resource: Value) -> Result<(), Denied> {
         let scopes = ScopeSet::parse(scopes).unwrap();
         let req = Requester { scopes: &scopes, patient, fhir_user: user };
         let ty = resource["resourceType"].as_str().unwrap().to_owned();
-        may_read(&req, &ty, patient_of(&resource).as_deref())
+        may(&req, Interaction::Read, &ty, &patients_of(&resource))
     }
 
     #[test]
@@ -102,6 +118,19 @@ mod tests {
             Err(Denied::OutsideGrant)
         );
         assert_eq!(check("patient/*.rs", Some("p1"), None, dr), Err(Denied::OutsideGrant));
+    }
+
+    #[test]
+    fn interactions_map_to_their_letters() {
+        let scopes = ScopeSet::parse("patient/Observation.c patient/Condition.rs user/Encounter.cud").unwrap();
+        let req = Requester { scopes: &scopes, patient: Some("p"), fhir_user: Some("Practitioner/d") };
+        let p = vec!["p".to_string()];
+        assert!(may(&req, Interaction::Create, "Observation", &p).is_ok());
+        assert!(may(&req, Interaction::Read, "Observation", &p).is_err(), "write never implies read");
+        assert!(may(&req, Interaction::Search, "Condition", &p).is_ok());
+        assert!(may(&req, Interaction::Update, "Condition", &p).is_err());
+        assert!(may(&req, Interaction::Delete, "Encounter", &[]).is_ok(), "a practitioner's user/ scope");
+        assert!(may(&req, Interaction::Create, "Observation", &["q".to_string()]).is_err(), "another patient");
     }
 
     #[test]

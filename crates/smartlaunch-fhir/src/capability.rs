@@ -3,6 +3,8 @@
 
 use serde_json::{json, Value};
 
+use crate::resource_types::R4_RESOURCE_TYPES;
+
 /// The OAuth endpoints announced in `rest[0].security`.
 pub struct OAuthUris<'a> {
     pub authorize: &'a str,
@@ -13,24 +15,20 @@ pub struct OAuthUris<'a> {
     pub manage: &'a str,
 }
 
-/// The resource types served today and their interactions.
-pub const RESOURCES: &[(&str, &[&str])] = &[
-    ("AllergyIntolerance", &["read"]),
-    ("Condition", &["read"]),
-    ("Encounter", &["read"]),
-    ("MedicationRequest", &["read"]),
-    ("Observation", &["read"]),
-    ("Patient", &["read"]),
-    ("Practitioner", &["read"]),
-];
+/// The interactions every resource type supports today.
+pub const INTERACTIONS: &[&str] = &["read", "vread", "update", "delete", "history-instance", "create"];
 
 pub fn capability_statement(software_version: &str, fhir_base: &str, uris: &OAuthUris<'_>, date: &str) -> Value {
-    let resources: Vec<Value> = RESOURCES
+    let interactions: Vec<Value> = INTERACTIONS.iter().map(|i| json!({ "code": i })).collect();
+    let resources: Vec<Value> = R4_RESOURCE_TYPES
         .iter()
-        .map(|(ty, interactions)| {
+        .map(|ty| {
             json!({
                 "type": ty,
-                "interaction": interactions.iter().map(|i| json!({"code": i})).collect::<Vec<_>>(),
+                "interaction": interactions,
+                "versioning": "versioned-update",
+                "readHistory": true,
+                "updateCreate": true,
             })
         })
         .collect();

@@ -1,41 +1,127 @@
-//! The R4 Patient compartment: which patient a resource belongs to.
-//!
-//! This covers the resource types the server holds today through their patient reference
-//! elements (`subject`, `patient`, `beneficiary`); the full CompartmentDefinition comes with
-//! the search engine.
+//! The R4 Patient compartment (CompartmentDefinition/patient): which patients' compartments a
+//! resource belongs to.  Each resource type lists the elements (paths of references) that
+//! place it in a Patient's compartment; a resource may belong to several.
 
 use serde_json::Value;
 
-/// The reference elements that place a resource in a Patient's compartment, per type.
-fn patient_elements(resource_type: &str) -> &'static [&'static str] {
+/// Elements, as dotted paths, whose `Patient/…` references put a resource in that patient's
+/// compartment (R4 CompartmentDefinition-patient, its search parameters resolved to elements).
+/// Types not listed are in no patient compartment (Practitioner, Organization, Medication, …).
+fn compartment_paths(resource_type: &str) -> &'static [&'static str] {
     match resource_type {
-        "Observation"
-        | "Condition"
-        | "MedicationRequest"
-        | "Encounter"
+        "Account"
+        | "AdverseEvent"
+        | "ChargeItem"
+        | "ClinicalImpression"
+        | "DeviceUseStatement"
         | "DiagnosticReport"
-        | "Procedure"
-        | "CarePlan"
+        | "Encounter"
+        | "Flag"
         | "Goal"
-        | "DocumentReference"
+        | "ImagingStudy"
+        | "MeasureReport"
+        | "Media"
+        | "MedicationRequest"
         | "MedicationStatement"
-        | "ServiceRequest"
-        | "CareTeam" => &["subject", "patient"],
-        "AllergyIntolerance" | "Immunization" => &["patient"],
-        "Coverage" => &["beneficiary"],
+        | "RequestGroup"
+        | "RiskAssessment"
+        | "Specimen" => &["subject"],
+        "AllergyIntolerance" => &["patient", "recorder", "asserter"],
+        "Appointment" => &["participant.actor"],
+        "AppointmentResponse" | "Schedule" => &["actor"],
+        "AuditEvent" => &["agent.who", "entity.what"],
+        "Basic" => &["subject", "author"],
+        "BodyStructure"
+        | "ClaimResponse"
+        | "Consent"
+        | "CoverageEligibilityRequest"
+        | "CoverageEligibilityResponse"
+        | "DetectedIssue"
+        | "EpisodeOfCare"
+        | "FamilyMemberHistory"
+        | "Immunization"
+        | "ImmunizationEvaluation"
+        | "ImmunizationRecommendation"
+        | "MolecularSequence"
+        | "NutritionOrder"
+        | "RelatedPerson"
+        | "SupplyDelivery"
+        | "VisionPrescription" => &["patient"],
+        "CarePlan" => &["subject", "activity.detail.performer"],
+        "CareTeam" => &["subject", "participant.member"],
+        "Claim" | "ExplanationOfBenefit" => &["patient", "payee.party"],
+        "Communication" => &["subject", "sender", "recipient"],
+        "CommunicationRequest" => &["subject", "sender", "recipient", "requester"],
+        "Composition" => &["subject", "author", "attester.party"],
+        "Condition" => &["subject", "asserter"],
+        "Coverage" => &["policyHolder", "subscriber", "beneficiary", "payor"],
+        "DeviceRequest" | "ServiceRequest" => &["subject", "performer"],
+        "DocumentManifest" => &["subject", "author", "recipient"],
+        "DocumentReference" | "QuestionnaireResponse" => &["subject", "author"],
+        "EnrollmentRequest" => &["candidate"],
+        "Group" => &["member.entity"],
+        "Invoice" => &["subject", "recipient"],
+        "List" => &["subject", "source"],
+        "MedicationAdministration" => &["subject", "performer.actor"],
+        "MedicationDispense" => &["subject", "receiver"],
+        "Observation" => &["subject", "performer"],
+        "Patient" => &["link.other"],
+        "Person" => &["link.target"],
+        "Procedure" => &["subject", "performer.actor"],
+        "Provenance" => &["target"],
+        "ResearchSubject" => &["individual"],
         _ => &[],
     }
 }
 
-/// The id of the patient whose compartment holds this resource, if any.
-pub fn patient_of(resource: &Value) -> Option<String> {
-    let resource_type = resource.get("resourceType")?.as_str()?;
-    if resource_type == "Patient" {
-        return resource.get("id")?.as_str().map(str::to_owned);
+/// Collects the `reference` strings found at a dotted path (arrays are walked at every level).
+fn references_at<'a>(value: &'a Value, path: &str, out: &mut Vec<&'a str>) {
+    match value {
+        Value::Array(items) => items.iter().for_each(|item| references_at(item, path, out)),
+        Value::Object(map) => match path.split_once('.') {
+            Some((head, rest)) => {
+                if let Some(next) = map.get(head) {
+                    references_at(next, rest, out);
+                }
+            }
+            None => match map.get(path) {
+                Some(Value::Array(items)) => {
+                    out.extend(items.iter().filter_map(|r| r.get("reference").and_then(Value::as_str)))
+                }
+                Some(r) => out.extend(r.get("reference").and_then(Value::as_str)),
+                None => {}
+            },
+        },
+        _ => {}
     }
-    patient_elements(resource_type).iter().find_map(|element| {
-        resource.get(*element)?.get("reference")?.as_str()?.strip_prefix("Patient/").map(str::to_owned)
-    })
+}
+
+/// The ids of every patient whose compartment holds this resource (a Patient is in its own).
+pub fn patients_of(resource: &Value) -> Vec<String> {
+    let Some(resource_type) = resource.get("resourceType").and_then(Value::as_str) else {
+        return Vec::new();
+    };
+    let mut patients: Vec<String> = Vec::new();
+    if resource_type == "Patient" {
+        patients.extend(resource.get("id").and_then(Value::as_str).map(str::to_owned));
+    }
+    let mut references = Vec::new();
+    for path in compartment_paths(resource_type) {
+        references_at(resource, path, &mut references);
+    }
+    for r in references {
+        if let Some(id) = r.strip_prefix("Patient/").filter(|id| crate::is_valid_id(id)) {
+            if !patients.iter().any(|p| p == id) {
+                patients.push(id.to_owned());
+            }
+        }
+    }
+    patients
+}
+
+/// The first patient whose compartment holds the resource (its subject or patient).
+pub fn patient_of(resource: &Value) -> Option<String> {
+    patients_of(resource).into_iter().next()
 }
 
 #[cfg(test)]
@@ -57,5 +143,19 @@ mod tests {
         );
         assert_eq!(patient_of(&json!({"resourceType": "Practitioner", "id": "d1"})), None);
         assert_eq!(patient_of(&json!({"resourceType": "Observation", "subject": {"reference": "Group/g"}})), None);
+    }
+
+    #[test]
+    fn a_resource_can_be_in_several_compartments() {
+        let obs = json!({"resourceType": "Observation", "subject": {"reference": "Patient/a"},
+                         "performer": [{"reference": "Practitioner/x"}, {"reference": "Patient/b"}]});
+        assert_eq!(patients_of(&obs), vec!["a", "b"]);
+        let appt = json!({"resourceType": "Appointment", "participant": [{"actor": {"reference": "Patient/c"}}, {"actor": {"reference": "Patient/c"}}]});
+        assert_eq!(patients_of(&appt), vec!["c"]);
+        let linked = json!({"resourceType": "Patient", "id": "p", "link": [{"other": {"reference": "Patient/q"}}]});
+        assert_eq!(patients_of(&linked), vec!["p", "q"]);
+        assert!(
+            patients_of(&json!({"resourceType": "Observation", "subject": {"reference": "Patient/bad id"}})).is_empty()
+        );
     }
 }

@@ -6,7 +6,9 @@ pub mod brands;
 pub mod capability;
 pub mod compartment;
 pub mod demo;
+pub mod resource_types;
 pub mod store;
+pub mod validate;
 
 /// The FHIR version served.
 pub const FHIR_VERSION: &str = "4.0.1";

@@ -9,25 +9,77 @@ use serde_json::Value;
 #[error("storage: {0}")]
 pub struct StoreError(pub String);
 
-/// A stored resource: its JSON exactly as served, and its compartment.
+/// A stored version of a resource: its JSON exactly as served, and its compartments.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredResource {
+    pub resource_type: String,
+    pub id: String,
+    /// The JSON with `meta.versionId` and `meta.lastUpdated` (empty for a deletion).
     pub json: String,
     pub version_id: i64,
     /// `meta.lastUpdated` (FHIR instant).
     pub last_updated: String,
-    /// The patient whose compartment holds it.
-    pub patient_id: Option<String>,
+    pub deleted: bool,
+    /// The patients whose compartments hold the resource (its current version).
+    pub compartments: Vec<String>,
+}
+
+/// What a write expects to find, checked in the same transaction (optimistic locking).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expected {
+    /// No live resource with this id (create, update-as-create).
+    Absent,
+    /// Exactly this current version (`If-Match`, or the version the caller checked access on).
+    Version(i64),
+}
+
+/// Why a write did not happen.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WriteError {
+    /// The current version is not the expected one (`None`: there is no live resource).
+    #[error("the resource changed: its current version is {0:?}")]
+    Conflict(Option<i64>),
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 pub trait ResourceStore: Send + Sync + 'static {
+    /// The current version (a deleted resource is returned with `deleted`).
     fn read(
         &self,
         resource_type: &str,
         id: &str,
     ) -> impl Future<Output = Result<Option<StoredResource>, StoreError>> + Send;
-    /// Stores resources (new versions of existing ids) in one transaction; `now` is the
-    /// `meta.lastUpdated` instant.
+    /// One version.
+    fn vread(
+        &self,
+        resource_type: &str,
+        id: &str,
+        version_id: i64,
+    ) -> impl Future<Output = Result<Option<StoredResource>, StoreError>> + Send;
+    /// Every version of one resource, newest first.
+    fn history(
+        &self,
+        resource_type: &str,
+        id: &str,
+    ) -> impl Future<Output = Result<Vec<StoredResource>, StoreError>> + Send;
+    /// Stores a new version of `resource` (which has `resourceType` and `id`), setting
+    /// `meta.versionId` and `meta.lastUpdated = now`, if the current state is `expected`.
+    fn put(
+        &self,
+        resource: &Value,
+        expected: Expected,
+        now: &str,
+    ) -> impl Future<Output = Result<StoredResource, WriteError>> + Send;
+    /// Deletes (a new, deleted version) if the current state is `Expected::Version`.
+    fn delete(
+        &self,
+        resource_type: &str,
+        id: &str,
+        expected: Expected,
+        now: &str,
+    ) -> impl Future<Output = Result<StoredResource, WriteError>> + Send;
+    /// Stores resources (new versions of existing ids) in one transaction (seeding, import).
     fn put_all(&self, resources: &[Value], now: &str) -> impl Future<Output = Result<usize, StoreError>> + Send;
     /// How many resources are stored (0 on a fresh database).
     fn count(&self) -> impl Future<Output = Result<i64, StoreError>> + Send;

@@ -95,15 +95,34 @@ CREATE TABLE refresh_tokens (
 );
 CREATE INDEX refresh_tokens_grant ON refresh_tokens (grant_id);
 
+-- FHIR resources: the current version of each (a deleted one keeps its row, deleted = 1, and
+-- content = ''), every version in resource_versions, and the patient compartments it is in.
 CREATE TABLE resources (
     resource_type  TEXT NOT NULL,
     id             TEXT NOT NULL,
     version_id     BIGINT NOT NULL,
     last_updated   TEXT NOT NULL,
-    patient_id     TEXT,
+    deleted        INTEGER NOT NULL DEFAULT 0,
     sort_key       TEXT,
     content        TEXT NOT NULL,
     PRIMARY KEY (resource_type, id)
 );
-CREATE INDEX resources_compartment ON resources (patient_id, resource_type, sort_key);
 CREATE INDEX resources_sort ON resources (resource_type, sort_key);
+
+CREATE TABLE resource_versions (
+    resource_type  TEXT NOT NULL,
+    id             TEXT NOT NULL,
+    version_id     BIGINT NOT NULL,
+    last_updated   TEXT NOT NULL,
+    deleted        INTEGER NOT NULL DEFAULT 0,
+    content        TEXT NOT NULL,
+    PRIMARY KEY (resource_type, id, version_id)
+);
+
+CREATE TABLE resource_compartments (
+    patient_id     TEXT NOT NULL,
+    resource_type  TEXT NOT NULL,
+    id             TEXT NOT NULL,
+    PRIMARY KEY (patient_id, resource_type, id)
+);
+CREATE INDEX resource_compartments_resource ON resource_compartments (resource_type, id);

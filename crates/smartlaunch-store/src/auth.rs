@@ -482,17 +482,19 @@ impl AuthStore for Db {
     }
 
     async fn patient_exists(&self, patient_id: &str) -> StoreResult<bool> {
-        let row: Option<(i64,)> = sqlx::query_as("SELECT 1 FROM resources WHERE resource_type = 'Patient' AND id = ?")
-            .bind(patient_id)
-            .fetch_optional(&self.read)
-            .await
-            .map_err(err)?;
+        let row: Option<(i64,)> =
+            sqlx::query_as("SELECT 1 FROM resources WHERE resource_type = 'Patient' AND id = ? AND deleted = 0")
+                .bind(patient_id)
+                .fetch_optional(&self.read)
+                .await
+                .map_err(err)?;
         Ok(row.is_some())
     }
 
     async fn patient_encounters(&self, patient_id: &str) -> StoreResult<Vec<String>> {
         let rows: Vec<(String,)> = sqlx::query_as(
-            "SELECT id FROM resources WHERE patient_id = ? AND resource_type = 'Encounter' ORDER BY sort_key DESC, id",
+            "SELECT r.id FROM resource_compartments c JOIN resources r ON r.resource_type = c.resource_type AND r.id = c.id \
+             WHERE c.patient_id = ? AND c.resource_type = 'Encounter' AND r.deleted = 0 ORDER BY r.sort_key DESC, r.id",
         )
         .bind(patient_id)
         .fetch_all(&self.read)

@@ -1,9 +1,10 @@
-//! FHIR resources: the current version of each resource as JSON, with its compartment and a
-//! sort key (a Patient's name, an Encounter's or Observation's date).
+//! FHIR resources: the current version of each as JSON with a sort key, every version, and the
+//! patient compartments each resource is in.
 
 use serde_json::{json, Value};
-use smartlaunch_fhir::compartment::patient_of;
-use smartlaunch_fhir::store::{ResourceStore, StoreError, StoredResource};
+use smartlaunch_fhir::compartment::patients_of;
+use smartlaunch_fhir::store::{Expected, ResourceStore, StoreError, StoredResource, WriteError};
+use sqlx::{Sqlite, Transaction};
 
 use crate::Db;
 
@@ -35,22 +36,228 @@ fn parse_all(rows: Vec<(String,)>) -> Result<Vec<Value>, StoreError> {
     rows.into_iter().map(|(json,)| serde_json::from_str(&json).map_err(err)).collect()
 }
 
+type VersionRow = (String, i64, String, i64);
+
+async fn compartments(
+    executor: impl sqlx::Executor<'_, Database = Sqlite>,
+    resource_type: &str,
+    id: &str,
+) -> Result<Vec<String>, StoreError> {
+    let rows: Vec<(String,)> = sqlx::query_as(
+        "SELECT patient_id FROM resource_compartments WHERE resource_type = ? AND id = ? ORDER BY patient_id",
+    )
+    .bind(resource_type)
+    .bind(id)
+    .fetch_all(executor)
+    .await
+    .map_err(err)?;
+    Ok(rows.into_iter().map(|(p,)| p).collect())
+}
+
+fn stored(
+    resource_type: &str,
+    id: &str,
+    (json, version_id, last_updated, deleted): VersionRow,
+    compartments: Vec<String>,
+) -> StoredResource {
+    StoredResource {
+        resource_type: resource_type.to_owned(),
+        id: id.to_owned(),
+        json,
+        version_id,
+        last_updated,
+        deleted: deleted != 0,
+        compartments,
+    }
+}
+
+/// The current (version, deleted) of a resource inside a write transaction.
+async fn current(
+    tx: &mut Transaction<'_, Sqlite>,
+    resource_type: &str,
+    id: &str,
+) -> Result<Option<(i64, bool)>, StoreError> {
+    let row: Option<(i64, i64)> =
+        sqlx::query_as("SELECT version_id, deleted FROM resources WHERE resource_type = ? AND id = ?")
+            .bind(resource_type)
+            .bind(id)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(err)?;
+    Ok(row.map(|(v, d)| (v, d != 0)))
+}
+
+fn check_expected(current: Option<(i64, bool)>, expected: Expected) -> Result<(), WriteError> {
+    let live = current.filter(|(_, deleted)| !deleted).map(|(v, _)| v);
+    match (expected, live) {
+        (Expected::Absent, None) => Ok(()),
+        (Expected::Version(v), Some(c)) if v == c => Ok(()),
+        (_, live) => Err(WriteError::Conflict(live)),
+    }
+}
+
+/// Writes one new version (current row, history row, compartments) inside a transaction.
+async fn write_version(
+    tx: &mut Transaction<'_, Sqlite>,
+    resource: &Value,
+    version: i64,
+    now: &str,
+) -> Result<StoredResource, StoreError> {
+    let (Some(ty), Some(id)) =
+        (resource.get("resourceType").and_then(Value::as_str), resource.get("id").and_then(Value::as_str))
+    else {
+        return Err(StoreError("a resource without resourceType or id".into()));
+    };
+    let mut content = resource.clone();
+    content["meta"] = match resource.get("meta") {
+        Some(Value::Object(meta)) => {
+            let mut meta = meta.clone();
+            meta.insert("versionId".into(), version.to_string().into());
+            meta.insert("lastUpdated".into(), now.into());
+            Value::Object(meta)
+        }
+        _ => json!({ "versionId": version.to_string(), "lastUpdated": now }),
+    };
+    let json = content.to_string();
+    sqlx::query(
+        "INSERT INTO resources (resource_type, id, version_id, last_updated, deleted, sort_key, content) \
+         VALUES (?, ?, ?, ?, 0, ?, ?) ON CONFLICT (resource_type, id) DO UPDATE SET version_id = excluded.version_id, \
+         last_updated = excluded.last_updated, deleted = 0, sort_key = excluded.sort_key, content = excluded.content",
+    )
+    .bind(ty)
+    .bind(id)
+    .bind(version)
+    .bind(now)
+    .bind(sort_key(resource))
+    .bind(&json)
+    .execute(&mut **tx)
+    .await
+    .map_err(err)?;
+    sqlx::query("INSERT INTO resource_versions (resource_type, id, version_id, last_updated, deleted, content) VALUES (?, ?, ?, ?, 0, ?)")
+        .bind(ty)
+        .bind(id)
+        .bind(version)
+        .bind(now)
+        .bind(&json)
+        .execute(&mut **tx)
+        .await
+        .map_err(err)?;
+    sqlx::query("DELETE FROM resource_compartments WHERE resource_type = ? AND id = ?")
+        .bind(ty)
+        .bind(id)
+        .execute(&mut **tx)
+        .await
+        .map_err(err)?;
+    let patients = patients_of(resource);
+    for p in &patients {
+        sqlx::query("INSERT INTO resource_compartments (patient_id, resource_type, id) VALUES (?, ?, ?)")
+            .bind(p)
+            .bind(ty)
+            .bind(id)
+            .execute(&mut **tx)
+            .await
+            .map_err(err)?;
+    }
+    Ok(stored(ty, id, (json, version, now.to_owned(), 0), patients))
+}
+
 impl ResourceStore for Db {
     async fn read(&self, resource_type: &str, id: &str) -> Result<Option<StoredResource>, StoreError> {
-        let row: Option<(String, i64, String, Option<String>)> = sqlx::query_as(
-            "SELECT content, version_id, last_updated, patient_id FROM resources WHERE resource_type = ? AND id = ?",
+        let row: Option<VersionRow> = sqlx::query_as(
+            "SELECT content, version_id, last_updated, deleted FROM resources WHERE resource_type = ? AND id = ?",
         )
         .bind(resource_type)
         .bind(id)
         .fetch_optional(&self.read)
         .await
         .map_err(err)?;
-        Ok(row.map(|(json, version_id, last_updated, patient_id)| StoredResource {
-            json,
-            version_id,
-            last_updated,
-            patient_id,
-        }))
+        match row {
+            Some(row) => Ok(Some(stored(resource_type, id, row, compartments(&self.read, resource_type, id).await?))),
+            None => Ok(None),
+        }
+    }
+
+    async fn vread(
+        &self,
+        resource_type: &str,
+        id: &str,
+        version_id: i64,
+    ) -> Result<Option<StoredResource>, StoreError> {
+        let row: Option<VersionRow> = sqlx::query_as(
+            "SELECT content, version_id, last_updated, deleted FROM resource_versions \
+             WHERE resource_type = ? AND id = ? AND version_id = ?",
+        )
+        .bind(resource_type)
+        .bind(id)
+        .bind(version_id)
+        .fetch_optional(&self.read)
+        .await
+        .map_err(err)?;
+        match row {
+            Some(row) => Ok(Some(stored(resource_type, id, row, compartments(&self.read, resource_type, id).await?))),
+            None => Ok(None),
+        }
+    }
+
+    async fn history(&self, resource_type: &str, id: &str) -> Result<Vec<StoredResource>, StoreError> {
+        let rows: Vec<VersionRow> = sqlx::query_as(
+            "SELECT content, version_id, last_updated, deleted FROM resource_versions \
+             WHERE resource_type = ? AND id = ? ORDER BY version_id DESC",
+        )
+        .bind(resource_type)
+        .bind(id)
+        .fetch_all(&self.read)
+        .await
+        .map_err(err)?;
+        let patients = compartments(&self.read, resource_type, id).await?;
+        Ok(rows.into_iter().map(|row| stored(resource_type, id, row, patients.clone())).collect())
+    }
+
+    async fn put(&self, resource: &Value, expected: Expected, now: &str) -> Result<StoredResource, WriteError> {
+        let (ty, id) = (
+            resource.get("resourceType").and_then(Value::as_str).unwrap_or_default(),
+            resource.get("id").and_then(Value::as_str).unwrap_or_default(),
+        );
+        let mut tx = self.write.begin().await.map_err(err)?;
+        let current = current(&mut tx, ty, id).await?;
+        check_expected(current, expected)?;
+        let written = write_version(&mut tx, resource, current.map_or(1, |(v, _)| v + 1), now).await?;
+        tx.commit().await.map_err(err)?;
+        Ok(written)
+    }
+
+    async fn delete(
+        &self,
+        resource_type: &str,
+        id: &str,
+        expected: Expected,
+        now: &str,
+    ) -> Result<StoredResource, WriteError> {
+        let mut tx = self.write.begin().await.map_err(err)?;
+        let current = current(&mut tx, resource_type, id).await?;
+        check_expected(current, expected)?;
+        let version = current.map_or(1, |(v, _)| v + 1);
+        sqlx::query("UPDATE resources SET version_id = ?, last_updated = ?, deleted = 1, content = '' WHERE resource_type = ? AND id = ?")
+            .bind(version)
+            .bind(now)
+            .bind(resource_type)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        sqlx::query(
+            "INSERT INTO resource_versions (resource_type, id, version_id, last_updated, deleted, content) VALUES (?, ?, ?, ?, 1, '')",
+        )
+        .bind(resource_type)
+        .bind(id)
+        .bind(version)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?;
+        let patients = compartments(&mut *tx, resource_type, id).await?;
+        tx.commit().await.map_err(err)?;
+        Ok(stored(resource_type, id, (String::new(), version, now.to_owned(), 1), patients))
     }
 
     async fn put_all(&self, resources: &[Value], now: &str) -> Result<usize, StoreError> {
@@ -61,33 +268,8 @@ impl ResourceStore for Db {
             else {
                 return Err(StoreError("a resource without resourceType or id".into()));
             };
-            let previous: Option<(i64,)> =
-                sqlx::query_as("SELECT version_id FROM resources WHERE resource_type = ? AND id = ?")
-                    .bind(ty)
-                    .bind(id)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(err)?;
-            let version = previous.map_or(1, |(v,)| v + 1);
-            let mut stored = resource.clone();
-            stored["meta"] = json!({ "versionId": version.to_string(), "lastUpdated": now });
-            sqlx::query(
-                "INSERT INTO resources (resource_type, id, version_id, last_updated, patient_id, sort_key, content) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?) \
-                 ON CONFLICT (resource_type, id) DO UPDATE SET version_id = excluded.version_id, \
-                 last_updated = excluded.last_updated, patient_id = excluded.patient_id, \
-                 sort_key = excluded.sort_key, content = excluded.content",
-            )
-            .bind(ty)
-            .bind(id)
-            .bind(version)
-            .bind(now)
-            .bind(patient_of(resource))
-            .bind(sort_key(resource))
-            .bind(stored.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(err)?;
+            let version = current(&mut tx, ty, id).await?.map_or(1, |(v, _)| v + 1);
+            write_version(&mut tx, resource, version, now).await?;
         }
         tx.commit().await.map_err(err)?;
         Ok(resources.len())
@@ -110,14 +292,14 @@ impl ResourceStore for Db {
             .collect();
         let pattern = format!("%{escaped}%");
         let (total,): (i64,) = sqlx::query_as(
-            "SELECT COUNT(*) FROM resources WHERE resource_type = 'Patient' AND sort_key LIKE ? ESCAPE '\\'",
+            "SELECT COUNT(*) FROM resources WHERE resource_type = 'Patient' AND deleted = 0 AND sort_key LIKE ? ESCAPE '\\'",
         )
         .bind(&pattern)
         .fetch_one(&self.read)
         .await
         .map_err(err)?;
         let rows: Vec<(String,)> = sqlx::query_as(
-            "SELECT content FROM resources WHERE resource_type = 'Patient' AND sort_key LIKE ? ESCAPE '\\' \
+            "SELECT content FROM resources WHERE resource_type = 'Patient' AND deleted = 0 AND sort_key LIKE ? ESCAPE '\\' \
              ORDER BY sort_key, id LIMIT ? OFFSET ?",
         )
         .bind(&pattern)
@@ -131,7 +313,8 @@ impl ResourceStore for Db {
 
     async fn encounters_of(&self, patient_id: &str) -> Result<Vec<Value>, StoreError> {
         let rows: Vec<(String,)> = sqlx::query_as(
-            "SELECT content FROM resources WHERE patient_id = ? AND resource_type = 'Encounter' ORDER BY sort_key DESC, id",
+            "SELECT r.content FROM resource_compartments c JOIN resources r ON r.resource_type = c.resource_type AND r.id = c.id \
+             WHERE c.patient_id = ? AND c.resource_type = 'Encounter' AND r.deleted = 0 ORDER BY r.sort_key DESC, r.id",
         )
         .bind(patient_id)
         .fetch_all(&self.read)
@@ -151,5 +334,15 @@ mod tests {
         assert_eq!(sort_key(&p).as_deref(), Some("shaw, amy v."));
         let e = json!({"resourceType": "Encounter", "period": {"start": "2026-01-02T09:00:00Z"}});
         assert_eq!(sort_key(&e).as_deref(), Some("2026-01-02T09:00:00Z"));
+    }
+
+    #[test]
+    fn expectations() {
+        assert!(check_expected(None, Expected::Absent).is_ok());
+        assert!(check_expected(Some((3, true)), Expected::Absent).is_ok(), "a deleted resource may be re-created");
+        assert!(matches!(check_expected(Some((3, false)), Expected::Absent), Err(WriteError::Conflict(Some(3)))));
+        assert!(check_expected(Some((3, false)), Expected::Version(3)).is_ok());
+        assert!(matches!(check_expected(Some((4, false)), Expected::Version(3)), Err(WriteError::Conflict(Some(4)))));
+        assert!(matches!(check_expected(None, Expected::Version(1)), Err(WriteError::Conflict(None))));
     }
 }

@@ -1,6 +1,7 @@
 //! End-to-end tests of the server over real HTTP on an ephemeral port, against the real
 //! SQLite store.  Checklist item numbers refer to ../shared/spec/SMART-APP-LAUNCH-2.2.md §5.
 
+mod suites;
 mod support;
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};

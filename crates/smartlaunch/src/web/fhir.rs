@@ -1,17 +1,23 @@
-//! The FHIR API, for now `metadata` and `read` (spec digest §1.8): every request carries a
-//! bearer token checked for signature, expiry, audience and revocation (401), then the
-//! granted scopes and launch context (403).
+//! The FHIR REST API (spec digest §1.8): every request carries a bearer token checked for
+//! signature, expiry, audience and revocation (401), then each interaction is checked against
+//! the granted scopes and launch context (403): c = create, r = read / vread / history,
+//! u = update (and update-as-create), d = delete.
 
+use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
-use smart_scopes::ScopeSet;
+use serde_json::{json, Value};
+use smart_scopes::{Interaction, ScopeSet};
 use smartlaunch_auth::error::BearerError;
-use smartlaunch_fhir::access::{may_read, Requester};
-use smartlaunch_fhir::capability::{capability_statement, OAuthUris, RESOURCES};
+use smartlaunch_auth::keys::AccessClaims;
+use smartlaunch_fhir::access::{may, Denied, Requester};
+use smartlaunch_fhir::capability::{capability_statement, OAuthUris};
+use smartlaunch_fhir::compartment::patients_of;
 use smartlaunch_fhir::is_valid_id;
-use smartlaunch_fhir::store::ResourceStore;
+use smartlaunch_fhir::resource_types::is_resource_type;
+use smartlaunch_fhir::store::{Expected, ResourceStore, StoredResource, WriteError};
+use smartlaunch_fhir::validate::{check_update_id, parse_resource};
 
 use crate::server::{instant, App};
 
@@ -38,6 +44,15 @@ pub(crate) fn outcome(status: StatusCode, code: &str, diagnostics: &str) -> Resp
     (status, [(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON))], body.to_string()).into_response()
 }
 
+fn forbidden(denied: &Denied) -> Response {
+    outcome(StatusCode::FORBIDDEN, "forbidden", &denied.message())
+}
+
+fn server_error(what: &str, e: impl std::fmt::Display) -> Response {
+    tracing::error!("{what}: {e}");
+    outcome(StatusCode::INTERNAL_SERVER_ERROR, "exception", &format!("the server could not {what}"))
+}
+
 /// 401 with an RFC 6750 challenge.
 fn unauthorized(e: &BearerError) -> Response {
     let challenge = match e {
@@ -51,6 +66,154 @@ fn unauthorized(e: &BearerError) -> Response {
         response.headers_mut().insert(header::WWW_AUTHENTICATE, v);
     }
     response
+}
+
+/// The validated bearer token of a request, with its parsed scopes.
+struct Caller {
+    claims: AccessClaims,
+    scopes: ScopeSet,
+}
+
+impl Caller {
+    fn requester(&self) -> Requester<'_> {
+        Requester {
+            scopes: &self.scopes,
+            patient: self.claims.patient.as_deref(),
+            fhir_user: self.claims.fhir_user.as_deref(),
+        }
+    }
+
+    fn may(&self, interaction: Interaction, resource_type: &str, compartments: &[String]) -> Result<(), Response> {
+        may(&self.requester(), interaction, resource_type, compartments).map_err(|d| forbidden(&d))
+    }
+}
+
+/// Checks the bearer token (checklist item 77) and the path's resource type and id.
+fn authenticate(app: &App, headers: &HeaderMap, resource_type: &str, id: Option<&str>) -> Result<Caller, Response> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim())
+        .ok_or_else(|| unauthorized(&BearerError::Missing))?;
+    let claims = app.auth.verify_bearer(token, app.clock.now()).map_err(|e| unauthorized(&e))?;
+    let scopes = ScopeSet::parse(&claims.scope)
+        .map_err(|_| outcome(StatusCode::UNAUTHORIZED, "login", "the access token carries malformed scopes"))?;
+    if !is_resource_type(resource_type) {
+        return Err(outcome(
+            StatusCode::NOT_FOUND,
+            "not-supported",
+            &format!("`{resource_type}` is not a FHIR R4 resource type"),
+        ));
+    }
+    if id.is_some_and(|id| !is_valid_id(id)) {
+        return Err(outcome(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            "a FHIR id is 1–64 characters of A–Z, a–z, 0–9, `-` and `.`",
+        ));
+    }
+    Ok(Caller { claims, scopes })
+}
+
+/// The compartments a not-yet-stored `Patient/{id}` would be in (itself), so that a patient
+/// token asking for another patient's id gets 403 whether or not it exists.
+fn presumed_compartments(resource_type: &str, id: &str) -> Vec<String> {
+    if resource_type == "Patient" {
+        vec![id.to_owned()]
+    } else {
+        Vec::new()
+    }
+}
+
+/// A resource that does not exist: 403 when the token could not have touched it anyway (no
+/// scope for the type, or another patient's `Patient/{id}`), so existence does not leak; 404
+/// otherwise.
+fn missing(caller: &Caller, interaction: Interaction, ty: &str, id: &str, message: String) -> Response {
+    let no_scope = caller.scopes.grants(ty, interaction).next().is_none();
+    match caller.may(interaction, ty, &presumed_compartments(ty, id)) {
+        Err(r) if no_scope || ty == "Patient" => r,
+        _ => outcome(StatusCode::NOT_FOUND, "not-found", &message),
+    }
+}
+
+/// `Last-Modified` from a FHIR instant.
+fn http_date(instant: &str) -> Option<HeaderValue> {
+    let t = time::OffsetDateTime::parse(instant, &time::format_description::well_known::Rfc3339).ok()?;
+    let format = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    HeaderValue::from_str(&t.to_offset(time::UtcOffset::UTC).format(&format).ok()?).ok()
+}
+
+fn etag(version: i64) -> HeaderValue {
+    HeaderValue::from_str(&format!("W/\"{version}\"")).expect("ascii")
+}
+
+/// A resource response with `ETag`, `Last-Modified` and (for writes) `Location`.
+fn resource_response(
+    status: StatusCode,
+    headers: &HeaderMap,
+    stored: &StoredResource,
+    location: Option<String>,
+) -> Response {
+    let mut response = (
+        status,
+        [(header::CONTENT_TYPE, content_type(headers)), (header::ETAG, etag(stored.version_id))],
+        stored.json.clone(),
+    )
+        .into_response();
+    if let Some(date) = http_date(&stored.last_updated) {
+        response.headers_mut().insert(header::LAST_MODIFIED, date);
+    }
+    if let Some(l) = location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+        response.headers_mut().insert(header::LOCATION, l);
+    }
+    response
+}
+
+fn gone(stored: &StoredResource) -> Response {
+    let mut response = outcome(
+        StatusCode::GONE,
+        "deleted",
+        &format!("{}/{} was deleted (version {})", stored.resource_type, stored.id, stored.version_id),
+    );
+    response.headers_mut().insert(header::ETAG, etag(stored.version_id));
+    response
+}
+
+/// `If-Match: W/"3"` → 3.
+fn if_match(headers: &HeaderMap) -> Result<Option<i64>, Response> {
+    let Some(value) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .map(|v| v.trim().trim_start_matches("W/").trim_matches('"'))
+        .and_then(|v| v.parse::<i64>().ok())
+        .map(Some)
+        .ok_or_else(|| outcome(StatusCode::BAD_REQUEST, "invalid", "If-Match must be an ETag such as W/\"3\""))
+}
+
+/// Only FHIR JSON bodies are accepted.
+fn check_body_type(headers: &HeaderMap) -> Result<(), Response> {
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let media = ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    if media == "application/fhir+json" || media == "application/json" {
+        Ok(())
+    } else {
+        Err(outcome(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "not-supported",
+            "send the resource as Content-Type: application/fhir+json (or application/json)",
+        ))
+    }
+}
+
+fn now_instant(app: &App) -> String {
+    instant(app.clock.now())
 }
 
 /// `GET /fhir/metadata`.
@@ -69,67 +232,253 @@ pub(crate) async fn metadata(State(app): State<App>, headers: HeaderMap) -> Resp
             revoke: &revoke,
             manage: &manage,
         },
-        &instant(app.clock.now()),
+        &app.started_at,
     );
     ([(header::CONTENT_TYPE, content_type(&headers))], body.to_string()).into_response()
 }
 
-/// `GET /fhir/{type}/{id}` (checklist items 77–81).
+/// `GET /fhir/{type}/{id}`: read (r).
 pub(crate) async fn read(
     State(app): State<App>,
-    Path((resource_type, id)): Path<(String, String)>,
+    Path((ty, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, t)| t.trim());
-    let Some(token) = token else {
-        return unauthorized(&BearerError::Missing);
-    };
-    let claims = match app.auth.verify_bearer(token, app.clock.now()) {
+    let caller = match authenticate(&app, &headers, &ty, Some(&id)) {
         Ok(c) => c,
-        Err(e) => return unauthorized(&e),
+        Err(r) => return r,
     };
-    if !RESOURCES.iter().any(|(t, _)| *t == resource_type) {
-        return outcome(
-            StatusCode::NOT_FOUND,
-            "not-supported",
-            &format!("resource type `{resource_type}` is not served here"),
-        );
-    }
-    if !is_valid_id(&id) {
-        return outcome(
-            StatusCode::BAD_REQUEST,
-            "invalid",
-            "a FHIR id is 1–64 characters of A–Z, a–z, 0–9, `-` and `.`",
-        );
-    }
-    let Ok(scopes) = ScopeSet::parse(&claims.scope) else {
-        return outcome(StatusCode::UNAUTHORIZED, "login", "the access token carries malformed scopes");
-    };
-    let requester =
-        Requester { scopes: &scopes, patient: claims.patient.as_deref(), fhir_user: claims.fhir_user.as_deref() };
-    // A type the scopes never name is refused before the database is asked (no existence leak).
-    let stored = match app.db.read(&resource_type, &id).await {
-        Ok(Some(s)) => s,
-        Ok(None) => {
-            return match may_read(&requester, &resource_type, (resource_type == "Patient").then_some(id.as_str())) {
-                Err(denied) => outcome(StatusCode::FORBIDDEN, "forbidden", &denied.message()),
-                Ok(()) => outcome(StatusCode::NOT_FOUND, "not-found", &format!("{resource_type}/{id} does not exist")),
+    match app.db.read(&ty, &id).await {
+        Ok(Some(stored)) => {
+            if let Err(r) = caller.may(Interaction::Read, &ty, &stored.compartments) {
+                return r;
             }
+            if stored.deleted {
+                return gone(&stored);
+            }
+            resource_response(StatusCode::OK, &headers, &stored, None)
         }
-        Err(e) => {
-            tracing::error!("read {resource_type}/{id}: {e}");
-            return outcome(StatusCode::INTERNAL_SERVER_ERROR, "exception", "the server could not read the resource");
-        }
-    };
-    if let Err(denied) = may_read(&requester, &resource_type, stored.patient_id.as_deref()) {
-        return outcome(StatusCode::FORBIDDEN, "forbidden", &denied.message());
+        Ok(None) => missing(&caller, Interaction::Read, &ty, &id, format!("{ty}/{id} does not exist")),
+        Err(e) => server_error("read the resource", e),
     }
-    let etag =
-        HeaderValue::from_str(&format!("W/\"{}\"", stored.version_id)).unwrap_or(HeaderValue::from_static("W/\"0\""));
-    ([(header::CONTENT_TYPE, content_type(&headers)), (header::ETAG, etag)], stored.json).into_response()
+}
+
+/// `GET /fhir/{type}/{id}/_history/{vid}`: vread (r).
+pub(crate) async fn vread(
+    State(app): State<App>,
+    Path((ty, id, vid)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let caller = match authenticate(&app, &headers, &ty, Some(&id)) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let Ok(version) = vid.parse::<i64>() else {
+        return outcome(StatusCode::BAD_REQUEST, "invalid", "the version id must be a number");
+    };
+    match app.db.vread(&ty, &id, version).await {
+        Ok(Some(stored)) => {
+            if let Err(r) = caller.may(Interaction::Read, &ty, &stored.compartments) {
+                return r;
+            }
+            if stored.deleted {
+                return gone(&stored);
+            }
+            resource_response(StatusCode::OK, &headers, &stored, None)
+        }
+        Ok(None) => missing(&caller, Interaction::Read, &ty, &id, format!("{ty}/{id} has no version {version}")),
+        Err(e) => server_error("read the version", e),
+    }
+}
+
+/// `GET /fhir/{type}/{id}/_history`: instance history (r), newest first.
+pub(crate) async fn history(
+    State(app): State<App>,
+    Path((ty, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let caller = match authenticate(&app, &headers, &ty, Some(&id)) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let versions = match app.db.history(&ty, &id).await {
+        Ok(v) => v,
+        Err(e) => return server_error("read the history", e),
+    };
+    let Some(latest) = versions.first() else {
+        return missing(&caller, Interaction::Read, &ty, &id, format!("{ty}/{id} does not exist"));
+    };
+    if let Err(r) = caller.may(Interaction::Read, &ty, &latest.compartments) {
+        return r;
+    }
+    let base = app.auth.config.fhir_base();
+    let entries: Vec<Value> = versions
+        .iter()
+        .map(|v| {
+            let url = format!("{base}/{ty}/{id}/_history/{}", v.version_id);
+            let (method, status) = match (v.deleted, v.version_id) {
+                (true, _) => ("DELETE", "204"),
+                (false, 1) => ("POST", "201"),
+                (false, _) => ("PUT", "200"),
+            };
+            let mut entry = json!({
+                "fullUrl": format!("{base}/{ty}/{id}"),
+                "request": { "method": method, "url": format!("{ty}/{id}") },
+                "response": { "status": status, "etag": format!("W/\"{}\"", v.version_id), "lastModified": v.last_updated, "location": url },
+            });
+            if !v.deleted {
+                entry["resource"] = serde_json::from_str(&v.json).unwrap_or(Value::Null);
+            }
+            entry
+        })
+        .collect();
+    let bundle = json!({
+        "resourceType": "Bundle",
+        "type": "history",
+        "total": entries.len(),
+        "link": [{ "relation": "self", "url": format!("{base}/{ty}/{id}/_history") }],
+        "entry": entries,
+    });
+    ([(header::CONTENT_TYPE, content_type(&headers))], bundle.to_string()).into_response()
+}
+
+/// `POST /fhir/{type}`: create (c), with a server-assigned id.
+pub(crate) async fn create(
+    State(app): State<App>,
+    Path(ty): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let caller = match authenticate(&app, &headers, &ty, None) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    if let Err(r) = check_body_type(&headers) {
+        return r;
+    }
+    let mut resource = match parse_resource(&body, &ty) {
+        Ok(r) => r,
+        Err(e) => return outcome(StatusCode::BAD_REQUEST, "invalid", &e.to_string()),
+    };
+    let id = smartlaunch_auth::secrets::random_hex(16);
+    resource["id"] = Value::String(id.clone());
+    if let Err(r) = caller.may(Interaction::Create, &ty, &patients_of(&resource)) {
+        return r;
+    }
+    match app.db.put(&resource, Expected::Absent, &now_instant(&app)).await {
+        Ok(stored) => {
+            let location = format!("{}/{ty}/{id}/_history/{}", app.auth.config.fhir_base(), stored.version_id);
+            resource_response(StatusCode::CREATED, &headers, &stored, Some(location))
+        }
+        Err(e) => server_error("store the resource", e),
+    }
+}
+
+/// `PUT /fhir/{type}/{id}`: update (u), or update-as-create (u) when there is none; `If-Match`
+/// makes it conditional (412 on a mismatch).
+pub(crate) async fn update(
+    State(app): State<App>,
+    Path((ty, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let caller = match authenticate(&app, &headers, &ty, Some(&id)) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    if let Err(r) = check_body_type(&headers) {
+        return r;
+    }
+    let if_match = match if_match(&headers) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let resource = match parse_resource(&body, &ty).and_then(|r| check_update_id(&r, &id).map(|()| r)) {
+        Ok(r) => r,
+        Err(e) => return outcome(StatusCode::BAD_REQUEST, "invalid", &e.to_string()),
+    };
+    let current = match app.db.read(&ty, &id).await {
+        Ok(c) => c.filter(|c| !c.deleted),
+        Err(e) => return server_error("read the resource", e),
+    };
+    // The old version must be updatable, and the new one too (it may not move out of reach).
+    if let Some(old) = &current {
+        if let Err(r) = caller.may(Interaction::Update, &ty, &old.compartments) {
+            return r;
+        }
+    }
+    if let Err(r) = caller.may(Interaction::Update, &ty, &patients_of(&resource)) {
+        return r;
+    }
+    let expected = match (if_match, &current) {
+        (Some(v), Some(c)) if v != c.version_id => {
+            return outcome(
+                StatusCode::PRECONDITION_FAILED,
+                "conflict",
+                &format!("If-Match names version {v}, but the current version is {}", c.version_id),
+            )
+        }
+        (Some(_), None) => {
+            return outcome(
+                StatusCode::PRECONDITION_FAILED,
+                "conflict",
+                &format!("If-Match was sent but {ty}/{id} does not exist"),
+            )
+        }
+        (_, Some(c)) => Expected::Version(c.version_id),
+        (None, None) => Expected::Absent,
+    };
+    match app.db.put(&resource, expected, &now_instant(&app)).await {
+        Ok(stored) => {
+            let status = if current.is_some() { StatusCode::OK } else { StatusCode::CREATED };
+            let location = format!("{}/{ty}/{id}/_history/{}", app.auth.config.fhir_base(), stored.version_id);
+            resource_response(status, &headers, &stored, Some(location))
+        }
+        Err(WriteError::Conflict(_)) => outcome(
+            StatusCode::CONFLICT,
+            "conflict",
+            "the resource changed while it was being updated; read it again and retry (use If-Match)",
+        ),
+        Err(WriteError::Store(e)) => server_error("store the resource", e),
+    }
+}
+
+/// `DELETE /fhir/{type}/{id}`: delete (d).
+pub(crate) async fn delete(
+    State(app): State<App>,
+    Path((ty, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let caller = match authenticate(&app, &headers, &ty, Some(&id)) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let if_match = match if_match(&headers) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let current = match app.db.read(&ty, &id).await {
+        Ok(c) => c,
+        Err(e) => return server_error("read the resource", e),
+    };
+    let compartments = current.as_ref().map_or_else(|| presumed_compartments(&ty, &id), |c| c.compartments.clone());
+    if let Err(r) = caller.may(Interaction::Delete, &ty, &compartments) {
+        return r;
+    }
+    let Some(current) = current.filter(|c| !c.deleted) else {
+        return StatusCode::NO_CONTENT.into_response();
+    };
+    if let Some(v) = if_match.filter(|v| *v != current.version_id) {
+        return outcome(
+            StatusCode::PRECONDITION_FAILED,
+            "conflict",
+            &format!("If-Match names version {v}, but the current version is {}", current.version_id),
+        );
+    }
+    match app.db.delete(&ty, &id, Expected::Version(current.version_id), &now_instant(&app)).await {
+        Ok(stored) => (StatusCode::NO_CONTENT, [(header::ETAG, etag(stored.version_id))]).into_response(),
+        Err(WriteError::Conflict(_)) => {
+            outcome(StatusCode::CONFLICT, "conflict", "the resource changed while it was being deleted")
+        }
+        Err(WriteError::Store(e)) => server_error("delete the resource", e),
+    }
 }

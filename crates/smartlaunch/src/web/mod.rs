@@ -11,7 +11,7 @@ mod pages;
 
 use std::collections::HashSet;
 
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -26,6 +26,8 @@ use crate::server::App;
 pub(crate) const SESSION_COOKIE: &str = "smartlaunch_session";
 /// The largest request body accepted by the OAuth and page endpoints.
 const FORM_BODY_LIMIT: usize = 64 * 1024;
+/// The largest FHIR request body (a resource; transaction Bundles come with their own limit).
+const FHIR_BODY_LIMIT: usize = 8 * 1024 * 1024;
 
 pub(crate) fn router(app: App) -> Router {
     // Discovery documents and the CapabilityStatement: any origin (checklist item 15).
@@ -45,21 +47,34 @@ pub(crate) fn router(app: App) -> Router {
         );
     // The token endpoint and the FHIR API: registered client origins only.
     let state = app.clone();
-    let for_clients = Router::new()
+    let oauth = Router::new()
         .route("/auth/token", post(oauth::token))
         .route("/auth/introspect", post(oauth::introspect))
         .route("/auth/revoke", post(oauth::revoke))
-        .route("/fhir/{resource_type}/{id}", get(fhir::read))
-        .layer(
-            CorsLayer::new()
-                .allow_origin(AllowOrigin::async_predicate(move |origin: HeaderValue, _| {
-                    let state = state.clone();
-                    async move { is_client_origin(&state, &origin).await }
-                }))
-                .allow_methods([Method::GET, Method::POST])
-                .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
-                .expose_headers([header::ETAG, header::LOCATION, header::WWW_AUTHENTICATE]),
-        );
+        .layer(RequestBodyLimitLayer::new(FORM_BODY_LIMIT));
+    let fhir_api = Router::new()
+        .route("/fhir/{resource_type}", post(fhir::create))
+        .route("/fhir/{resource_type}/{id}", get(fhir::read).put(fhir::update).delete(fhir::delete))
+        .route("/fhir/{resource_type}/{id}/_history", get(fhir::history))
+        .route("/fhir/{resource_type}/{id}/_history/{vid}", get(fhir::vread))
+        .layer(RequestBodyLimitLayer::new(FHIR_BODY_LIMIT));
+    let for_clients = oauth.merge(fhir_api).layer(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::async_predicate(move |origin: HeaderValue, _| {
+                let state = state.clone();
+                async move { is_client_origin(&state, &origin).await }
+            }))
+            .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                header::ACCEPT,
+                header::IF_MATCH,
+                HeaderName::from_static("if-none-exist"),
+                HeaderName::from_static("prefer"),
+            ])
+            .expose_headers([header::ETAG, header::LOCATION, header::LAST_MODIFIED, header::WWW_AUTHENTICATE]),
+    );
     let pages = Router::new()
         .route("/", get(home::home))
         .route("/auth/signout", post(home::sign_out))
@@ -74,10 +89,10 @@ pub(crate) fn router(app: App) -> Router {
         .route("/auth/flow/{id}/consent", post(flow::consent))
         .route("/auth/flow/{id}/signout", post(flow::sign_out));
     public
-        .merge(for_clients)
         .merge(pages)
-        .fallback(not_found)
         .layer(RequestBodyLimitLayer::new(FORM_BODY_LIMIT))
+        .merge(for_clients)
+        .fallback(not_found)
         .layer(CatchPanicLayer::new())
         .with_state(app)
 }

@@ -1,0 +1,259 @@
+//! The FHIR REST interactions (issue 3 item 1) and their SMART enforcement (checklist 77–81).
+
+use reqwest::header::{CONTENT_TYPE, ETAG, LAST_MODIFIED, LOCATION};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::support::*;
+
+async fn token(s: &Server, client: &str, scope: &str, user: &str) -> String {
+    let patient = (user == "clinician" && scope.contains("patient/")).then_some("pat-001");
+    let (code, verifier) = launch(s, client, scope, user, patient).await;
+    redeem(s, client, &code, &verifier).await["access_token"].as_str().unwrap().to_owned()
+}
+
+fn observation(patient: &str, value: f64) -> Value {
+    json!({
+        "resourceType": "Observation",
+        "status": "final",
+        "code": { "coding": [{ "system": "http://loinc.org", "code": "8867-4" }] },
+        "subject": { "reference": format!("Patient/{patient}") },
+        "valueQuantity": { "value": value, "unit": "/min" }
+    })
+}
+
+async fn send(
+    s: &Server,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+    body: Option<&Value>,
+    if_match: Option<&str>,
+) -> reqwest::Response {
+    let mut r = s.http.request(method, format!("{}/{path}", s.fhir)).bearer_auth(token);
+    if let Some(b) = body {
+        r = r.header(CONTENT_TYPE, "application/fhir+json").body(b.to_string());
+    }
+    if let Some(m) = if_match {
+        r = r.header("If-Match", m);
+    }
+    r.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn create_read_update_vread_history_delete() {
+    let s = Server::start().await;
+    let client = s.public_app().await;
+    let t = token(&s, &client, "user/*.cruds", "clinician").await;
+    use reqwest::Method as M;
+
+    let r = send(&s, M::POST, "Observation", &t, Some(&observation("pat-002", 60.0)), None).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(r.headers()[ETAG], "W/\"1\"");
+    assert!(r.headers().contains_key(LAST_MODIFIED));
+    let location = r.headers()[LOCATION].to_str().unwrap().to_owned();
+    let created: Value = r.json().await.unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert_eq!(location, format!("{}/Observation/{id}/_history/1", s.fhir));
+    assert_eq!(created["meta"]["versionId"], "1");
+
+    let r = send(&s, M::GET, &format!("Observation/{id}"), &t, None, None).await;
+    assert_eq!(r.status(), 200);
+    let mut current: Value = r.json().await.unwrap();
+    current["valueQuantity"]["value"] = json!(62.0);
+    let r = send(&s, M::PUT, &format!("Observation/{id}"), &t, Some(&current), None).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()[ETAG], "W/\"2\"");
+    // If-Match: a stale version is refused, the current one accepted.
+    current["valueQuantity"]["value"] = json!(64.0);
+    let r = send(&s, M::PUT, &format!("Observation/{id}"), &t, Some(&current), Some("W/\"1\"")).await;
+    assert_eq!(r.status(), StatusCode::PRECONDITION_FAILED);
+    let oo: Value = r.json().await.unwrap();
+    assert_eq!(oo["resourceType"], "OperationOutcome");
+    let r = send(&s, M::PUT, &format!("Observation/{id}"), &t, Some(&current), Some("W/\"2\"")).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()[ETAG], "W/\"3\"");
+
+    let v1: Value =
+        send(&s, M::GET, &format!("Observation/{id}/_history/1"), &t, None, None).await.json().await.unwrap();
+    assert_eq!(v1["valueQuantity"]["value"], 60.0);
+    let r = send(&s, M::GET, &format!("Observation/{id}/_history/9"), &t, None, None).await;
+    assert_eq!(r.status(), 404);
+
+    let r = send(&s, M::DELETE, &format!("Observation/{id}"), &t, None, Some("W/\"1\"")).await;
+    assert_eq!(r.status(), StatusCode::PRECONDITION_FAILED);
+    let r = send(&s, M::DELETE, &format!("Observation/{id}"), &t, None, None).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(send(&s, M::GET, &format!("Observation/{id}"), &t, None, None).await.status(), StatusCode::GONE);
+    assert_eq!(send(&s, M::GET, &format!("Observation/{id}/_history/1"), &t, None, None).await.status(), 200);
+    let history: Value =
+        send(&s, M::GET, &format!("Observation/{id}/_history"), &t, None, None).await.json().await.unwrap();
+    assert_eq!(history["type"], "history");
+    let methods: Vec<&str> =
+        history["entry"].as_array().unwrap().iter().map(|e| e["request"]["method"].as_str().unwrap()).collect();
+    assert_eq!(methods, ["DELETE", "PUT", "PUT", "POST"], "newest first");
+    assert_eq!(history["entry"][1]["resource"]["meta"]["versionId"], "3");
+    // Deleting again is harmless; a deleted resource can be re-created with PUT.
+    assert_eq!(
+        send(&s, M::DELETE, &format!("Observation/{id}"), &t, None, None).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    let r = send(&s, M::PUT, &format!("Observation/{id}"), &t, Some(&current), None).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(r.headers()[ETAG], "W/\"5\"", "create 1, updates 2-3, delete 4 (the second delete adds nothing)");
+
+    // Update-as-create with a client-chosen id.
+    let mut fresh = observation("pat-003", 70.0);
+    fresh["id"] = json!("client-chosen-1");
+    let r = send(&s, M::PUT, "Observation/client-chosen-1", &t, Some(&fresh), None).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let r = send(
+        &s,
+        M::PUT,
+        "Observation/never-existed",
+        &t,
+        Some(&json!({"resourceType": "Observation", "id": "never-existed"})),
+        Some("W/\"1\""),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::PRECONDITION_FAILED);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn invalid_resources_get_a_400_operation_outcome() {
+    let s = Server::start().await;
+    let client = s.public_app().await;
+    let t = token(&s, &client, "user/*.cruds", "clinician").await;
+    let post = |path: &str, body: &str, ct: &str| {
+        let (http, url, t) = (s.http.clone(), format!("{}/{path}", s.fhir), t.clone());
+        let (body, ct) = (body.to_owned(), ct.to_owned());
+        async move { http.post(url).bearer_auth(t).header(CONTENT_TYPE, ct).body(body).send().await.unwrap() }
+    };
+    for (body, why) in [
+        ("{", "not JSON"),
+        ("[1]", "JSON object"),
+        ("{}", "no resourceType"),
+        (r#"{"resourceType":"Patient"}"#, "URL names Observation"),
+        (r#"{"resourceType":"Observation","id":"bad id!"}"#, "not a valid FHIR id"),
+    ] {
+        let r = post("Observation", body, "application/fhir+json").await;
+        assert_eq!(r.status(), 400, "{why}");
+        let oo: Value = r.json().await.unwrap();
+        assert!(oo["issue"][0]["diagnostics"].as_str().unwrap().contains(why), "{oo}");
+    }
+    assert_eq!(
+        post("Observation", r#"{"resourceType":"Observation"}"#, "text/plain").await.status(),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE
+    );
+    assert_eq!(
+        post("Observation", r#"{"resourceType":"Observation"}"#, "application/json").await.status(),
+        StatusCode::CREATED
+    );
+    assert_eq!(post("Foo", r#"{"resourceType":"Foo"}"#, "application/fhir+json").await.status(), 404);
+    let put = |path: &str, body: Value, if_match: Option<&str>| {
+        let (http, url, t) = (s.http.clone(), format!("{}/{path}", s.fhir), t.clone());
+        let if_match = if_match.map(str::to_owned);
+        async move {
+            let mut r =
+                http.put(url).bearer_auth(t).header(CONTENT_TYPE, "application/fhir+json").body(body.to_string());
+            if let Some(m) = if_match {
+                r = r.header("If-Match", m);
+            }
+            r.send().await.unwrap().status()
+        }
+    };
+    assert_eq!(put("Observation/a", json!({"resourceType": "Observation", "id": "b"}), None).await, 400);
+    assert_eq!(put("Observation/a", json!({"resourceType": "Observation"}), None).await, 400);
+    assert_eq!(put("Observation/a", json!({"resourceType": "Observation", "id": "a"}), Some("nonsense")).await, 400);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn writes_are_enforced_per_scope_letter_and_compartment() {
+    let s = Server::start().await;
+    let client = s.public_app().await;
+    use reqwest::Method as M;
+    // patient/Observation.c: create for the context patient only, and no read.
+    let create_only = token(&s, &client, "launch/patient patient/Observation.c", "patient").await;
+    let r = send(&s, M::POST, "Observation", &create_only, Some(&observation("pat-001", 70.0)), None).await;
+    assert_eq!(r.status(), 201);
+    let id = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        send(&s, M::POST, "Observation", &create_only, Some(&observation("pat-002", 70.0)), None).await.status(),
+        403
+    );
+    assert_eq!(
+        send(&s, M::GET, &format!("Observation/{id}"), &create_only, None, None).await.status(),
+        403,
+        "write never implies read"
+    );
+    assert_eq!(
+        send(
+            &s,
+            M::POST,
+            "Condition",
+            &create_only,
+            Some(&json!({"resourceType": "Condition", "subject": {"reference": "Patient/pat-001"}})),
+            None
+        )
+        .await
+        .status(),
+        403
+    );
+
+    // patient/*.rs: reads only.
+    let read_only = token(&s, &client, "launch/patient patient/*.rs", "patient").await;
+    assert_eq!(send(&s, M::GET, &format!("Observation/{id}"), &read_only, None, None).await.status(), 200);
+    assert_eq!(
+        send(&s, M::POST, "Observation", &read_only, Some(&observation("pat-001", 1.0)), None).await.status(),
+        403
+    );
+    let mut own: Value =
+        send(&s, M::GET, "Observation/obs-001-1-1", &read_only, None, None).await.json().await.unwrap();
+    assert_eq!(send(&s, M::PUT, "Observation/obs-001-1-1", &read_only, Some(&own), None).await.status(), 403);
+    assert_eq!(send(&s, M::DELETE, "Observation/obs-001-1-1", &read_only, None, None).await.status(), 403);
+
+    // patient/*.cruds: own compartment only, and nothing may be moved out of it.
+    let full = token(&s, &client, "launch/patient patient/*.cruds", "patient").await;
+    own["status"] = json!("amended");
+    assert_eq!(send(&s, M::PUT, "Observation/obs-001-1-1", &full, Some(&own), None).await.status(), 200);
+    own["subject"] = json!({"reference": "Patient/pat-002"});
+    assert_eq!(send(&s, M::PUT, "Observation/obs-001-1-1", &full, Some(&own), None).await.status(), 403);
+    let mut other: Value = json!({"resourceType": "Observation", "id": "obs-002-1-1", "status": "final", "subject": {"reference": "Patient/pat-001"}});
+    assert_eq!(
+        send(&s, M::PUT, "Observation/obs-002-1-1", &full, Some(&other), None).await.status(),
+        403,
+        "another patient's resource"
+    );
+    other["id"] = json!("obs-002-1-1");
+    assert_eq!(send(&s, M::DELETE, "Observation/obs-002-1-1", &full, None, None).await.status(), 403);
+    assert_eq!(send(&s, M::GET, "Observation/obs-002-1-1/_history", &full, None, None).await.status(), 403);
+    assert_eq!(send(&s, M::GET, "Observation/obs-002-1-1/_history/1", &full, None, None).await.status(), 403);
+    assert_eq!(send(&s, M::DELETE, &format!("Observation/{id}"), &full, None, None).await.status(), 204);
+    assert_eq!(
+        send(&s, M::POST, "Practitioner", &full, Some(&json!({"resourceType": "Practitioner"})), None).await.status(),
+        403,
+        "outside every patient compartment"
+    );
+
+    // A patient user's user/ scopes follow their own compartment; a practitioner's reach all.
+    let patient_user = token(&s, &client, "user/*.cruds", "patient").await;
+    assert_eq!(
+        send(&s, M::POST, "Observation", &patient_user, Some(&observation("pat-002", 1.0)), None).await.status(),
+        403
+    );
+    assert_eq!(
+        send(&s, M::POST, "Observation", &patient_user, Some(&observation("pat-001", 1.0)), None).await.status(),
+        201
+    );
+    let clinician = token(&s, &client, "user/*.cruds", "clinician").await;
+    assert_eq!(
+        send(&s, M::POST, "Practitioner", &clinician, Some(&json!({"resourceType": "Practitioner"})), None)
+            .await
+            .status(),
+        201
+    );
+    assert_eq!(send(&s, M::DELETE, "Observation/obs-002-1-1", &clinician, None, None).await.status(), 204);
+    s.stop().await;
+}

@@ -1,0 +1,4 @@
+//! Further suites of the HTTP integration-test binary (one binary per crate: link time on two
+//! cores is real).
+
+mod fhir_rest;
