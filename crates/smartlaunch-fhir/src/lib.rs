@@ -7,6 +7,7 @@ pub mod capability;
 pub mod compartment;
 pub mod demo;
 pub mod resource_types;
+pub mod search;
 pub mod store;
 pub mod validate;
 
