@@ -2,6 +2,9 @@
 
 use smart_scopes::{Interaction, Level, ScopeSet};
 
+use crate::search::query::parse_filter;
+use crate::search::Constraint;
+
 /// Who is asking: the granted scopes and launch context of a validated access token.
 #[derive(Debug, Clone, Copy)]
 pub struct Requester<'a> {
@@ -79,6 +82,59 @@ pub fn may(
     }
 }
 
+/// The union of constraints under which the requester may do `interaction` on `resource_type`
+/// through a search (or a granular read): one per granting scope, with its level's compartment
+/// and its `?param=value` filter.  A scope whose filter this server cannot evaluate, or a
+/// `patient/` scope without a patient in context, contributes nothing: a search is never widened.
+pub fn constraints(
+    req: &Requester<'_>,
+    interaction: Interaction,
+    resource_type: &str,
+) -> Result<Vec<Constraint>, Denied> {
+    let mut any = false;
+    let mut out = Vec::new();
+    for scope in req.scopes.grants(resource_type, interaction) {
+        any = true;
+        let compartment = match scope.level {
+            Level::Patient => match req.patient {
+                Some(p) => Some(p.to_owned()),
+                None => continue,
+            },
+            Level::User => match req.fhir_user {
+                Some(u) if u.starts_with("Practitioner/") => None,
+                Some(u) => match u.strip_prefix("Patient/") {
+                    Some(own) => Some(own.to_owned()),
+                    None => continue,
+                },
+                None => continue,
+            },
+            Level::System => None,
+        };
+        let Some(filter) = parse_filter(resource_type, &scope.filter) else {
+            continue;
+        };
+        out.push(Constraint { compartment, filter });
+    }
+    match (any, out.is_empty()) {
+        (false, _) => Err(no_scope(interaction, resource_type)),
+        (true, true) => Err(Denied::OutsideGrant),
+        (true, false) => Ok(out),
+    }
+}
+
+fn no_scope(interaction: Interaction, resource_type: &str) -> Denied {
+    let letter = match interaction {
+        Interaction::Create => "c",
+        Interaction::Read => "r",
+        Interaction::Update => "u",
+        Interaction::Delete => "d",
+        Interaction::Search => "s",
+    };
+    Denied::NoScope {
+        needed: format!("patient/{resource_type}.{letter} or user/{resource_type}.{letter} (or a wildcard)"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,6 +187,25 @@ mod tests {
         assert!(may(&req, Interaction::Update, "Condition", &p).is_err());
         assert!(may(&req, Interaction::Delete, "Encounter", &[]).is_ok(), "a practitioner's user/ scope");
         assert!(may(&req, Interaction::Create, "Observation", &["q".to_string()]).is_err(), "another patient");
+    }
+
+    #[test]
+    fn search_constraints_are_a_union_of_scopes() {
+        let scopes = ScopeSet::parse(
+            "patient/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|laboratory \
+             patient/Observation.rs?category=vital-signs patient/Observation.s?nope=1",
+        )
+        .unwrap();
+        let req = Requester { scopes: &scopes, patient: Some("p"), fhir_user: None };
+        let c = constraints(&req, Interaction::Search, "Observation").unwrap();
+        assert_eq!(c.len(), 2, "the unsupported filter contributes nothing");
+        assert!(c.iter().all(|c| c.compartment.as_deref() == Some("p") && c.filter.len() == 1));
+        assert!(matches!(constraints(&req, Interaction::Search, "Condition"), Err(Denied::NoScope { .. })));
+        let no_context = Requester { scopes: &scopes, patient: None, fhir_user: None };
+        assert_eq!(constraints(&no_context, Interaction::Search, "Observation"), Err(Denied::OutsideGrant));
+        let all = ScopeSet::parse("user/*.rs").unwrap();
+        let doctor = Requester { scopes: &all, patient: None, fhir_user: Some("Practitioner/d") };
+        assert_eq!(constraints(&doctor, Interaction::Search, "Observation").unwrap(), vec![Constraint::everything()]);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use serde_json::{json, Value};
 
 use crate::resource_types::R4_RESOURCE_TYPES;
+use crate::search::params::params_of;
 
 /// The OAuth endpoints announced in `rest[0].security`.
 pub struct OAuthUris<'a> {
@@ -16,16 +17,20 @@ pub struct OAuthUris<'a> {
 }
 
 /// The interactions every resource type supports today.
-pub const INTERACTIONS: &[&str] = &["read", "vread", "update", "delete", "history-instance", "create"];
+pub const INTERACTIONS: &[&str] = &["read", "vread", "update", "delete", "history-instance", "create", "search-type"];
 
 pub fn capability_statement(software_version: &str, fhir_base: &str, uris: &OAuthUris<'_>, date: &str) -> Value {
     let interactions: Vec<Value> = INTERACTIONS.iter().map(|i| json!({ "code": i })).collect();
     let resources: Vec<Value> = R4_RESOURCE_TYPES
         .iter()
         .map(|ty| {
+            let mut search_params =
+                vec![json!({ "name": "_id", "type": "token" }), json!({ "name": "_lastUpdated", "type": "date" })];
+            search_params.extend(params_of(ty).iter().map(|p| json!({ "name": p.name, "type": p.kind.as_str() })));
             json!({
                 "type": ty,
                 "interaction": interactions,
+                "searchParam": search_params,
                 "versioning": "versioned-update",
                 "readHistory": true,
                 "updateCreate": true,
@@ -44,6 +49,7 @@ pub fn capability_statement(software_version: &str, fhir_base: &str, uris: &OAut
         "format": ["json", "application/fhir+json"],
         "rest": [{
             "mode": "server",
+            "documentation": "Search: token (system|code, |code, code, system|), string (prefix, case- and accent-insensitive; :exact, :contains), date (eq ne gt lt ge le; partial dates are ranges), reference (Type/id, id), quantity, :missing; _count, _offset, _sort, _summary=count, _elements; unknown parameters are ignored unless Prefer: handling=strict.",
             "security": {
                 "cors": true,
                 "service": [{

@@ -4,6 +4,9 @@ use std::future::Future;
 
 use serde_json::Value;
 
+use crate::search::query::SearchRequest;
+use crate::search::Constraint;
+
 /// A storage failure (the server's fault).
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("storage: {0}")]
@@ -43,7 +46,29 @@ pub enum WriteError {
     Store(#[from] StoreError),
 }
 
+/// One page of search results (the matches' JSON, in order) and the total number of matches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchPage {
+    pub resources: Vec<String>,
+    pub total: i64,
+}
+
 pub trait ResourceStore: Send + Sync + 'static {
+    /// Runs a search of `resource_type` under the access constraints (a union; none: nothing).
+    fn search(
+        &self,
+        resource_type: &str,
+        request: &SearchRequest,
+        access: &[Constraint],
+    ) -> impl Future<Output = Result<SearchPage, StoreError>> + Send;
+    /// Whether one live resource satisfies one of the access constraints (granular reads).
+    fn matches(
+        &self,
+        resource_type: &str,
+        id: &str,
+        access: &[Constraint],
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
     /// The current version (a deleted resource is returned with `deleted`).
     fn read(
         &self,

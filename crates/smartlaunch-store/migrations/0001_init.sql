@@ -126,3 +126,27 @@ CREATE TABLE resource_compartments (
     PRIMARY KEY (patient_id, resource_type, id)
 );
 CREATE INDEX resource_compartments_resource ON resource_compartments (resource_type, id);
+
+-- The search index: one row per indexed value of a search parameter (see smartlaunch-fhir's
+-- search::params).  Columns by kind: token (system, code), string (value_text folded,
+-- value_exact), date (date_low, date_high: Unix seconds, inclusive), reference (ref_type,
+-- ref_id), quantity (value_num, system, code).
+CREATE TABLE search_index (
+    resource_type  TEXT NOT NULL,
+    id             TEXT NOT NULL,
+    param          TEXT NOT NULL,
+    system         TEXT,
+    code           TEXT,
+    value_text     TEXT,
+    value_exact    TEXT,
+    date_low       BIGINT,
+    date_high      BIGINT,
+    ref_type       TEXT,
+    ref_id         TEXT,
+    value_num      DOUBLE PRECISION
+);
+CREATE INDEX search_index_resource ON search_index (resource_type, id, param);
+CREATE INDEX search_index_token ON search_index (resource_type, param, code, system);
+CREATE INDEX search_index_string ON search_index (resource_type, param, value_text);
+CREATE INDEX search_index_date ON search_index (resource_type, param, date_low);
+CREATE INDEX search_index_reference ON search_index (resource_type, param, ref_id);

@@ -7,6 +7,7 @@
 
 mod auth;
 mod resources;
+mod search;
 
 use std::path::Path;
 use std::str::FromStr;

@@ -3,9 +3,14 @@
 
 use serde_json::{json, Value};
 use smartlaunch_fhir::compartment::patients_of;
-use smartlaunch_fhir::store::{Expected, ResourceStore, StoreError, StoredResource, WriteError};
+use smartlaunch_fhir::search::extract::{index_entries, IndexEntry, IndexValue};
+use smartlaunch_fhir::search::normalize::date_range;
+use smartlaunch_fhir::search::query::SearchRequest;
+use smartlaunch_fhir::search::Constraint;
+use smartlaunch_fhir::store::{Expected, ResourceStore, SearchPage, StoreError, StoredResource, WriteError};
 use sqlx::{Sqlite, Transaction};
 
+use crate::search::{order_sql, where_sql, write_index};
 use crate::Db;
 
 fn err(e: impl std::fmt::Display) -> StoreError {
@@ -148,6 +153,11 @@ async fn write_version(
         .execute(&mut **tx)
         .await
         .map_err(err)?;
+    let mut entries = index_entries(resource);
+    if let Some((low, high)) = date_range(now) {
+        entries.push(IndexEntry { param: "_lastUpdated", value: IndexValue::Date { low, high } });
+    }
+    write_index(tx, ty, id, &entries).await?;
     let patients = patients_of(resource);
     for p in &patients {
         sqlx::query("INSERT INTO resource_compartments (patient_id, resource_type, id) VALUES (?, ?, ?)")
@@ -162,6 +172,44 @@ async fn write_version(
 }
 
 impl ResourceStore for Db {
+    async fn search(
+        &self,
+        resource_type: &str,
+        request: &SearchRequest,
+        access: &[Constraint],
+    ) -> Result<SearchPage, StoreError> {
+        let filter = where_sql(resource_type, &request.clauses, access);
+        let count_sql = format!("SELECT COUNT(*) FROM resources r WHERE {}", filter.text);
+        let (total,): (i64,) =
+            sqlx::query_as_with(&count_sql, filter.arguments()).fetch_one(&self.read).await.map_err(err)?;
+        if request.summary_count || request.count == 0 {
+            return Ok(SearchPage { resources: Vec::new(), total });
+        }
+        let order = order_sql(request);
+        let page_sql = format!(
+            "SELECT r.content FROM resources r WHERE {}{} LIMIT {} OFFSET {}",
+            filter.text, order.text, request.count, request.offset
+        );
+        let mut args = filter.arguments();
+        for b in order.arguments_vec() {
+            crate::search::add(&mut args, b);
+        }
+        let rows: Vec<(String,)> = sqlx::query_as_with(&page_sql, args).fetch_all(&self.read).await.map_err(err)?;
+        Ok(SearchPage { resources: rows.into_iter().map(|(j,)| j).collect(), total })
+    }
+
+    async fn matches(&self, resource_type: &str, id: &str, access: &[Constraint]) -> Result<bool, StoreError> {
+        let filter = where_sql(resource_type, &[], access);
+        let sql = format!("SELECT COUNT(*) FROM resources r WHERE r.id = ? AND {}", filter.text);
+        let mut args = sqlx::sqlite::SqliteArguments::default();
+        crate::search::add(&mut args, crate::search::Bind::Text(id.to_owned()));
+        for b in filter.binds {
+            crate::search::add(&mut args, b);
+        }
+        let (n,): (i64,) = sqlx::query_as_with(&sql, args).fetch_one(&self.read).await.map_err(err)?;
+        Ok(n > 0)
+    }
+
     async fn read(&self, resource_type: &str, id: &str) -> Result<Option<StoredResource>, StoreError> {
         let row: Option<VersionRow> = sqlx::query_as(
             "SELECT content, version_id, last_updated, deleted FROM resources WHERE resource_type = ? AND id = ?",
@@ -255,6 +303,7 @@ impl ResourceStore for Db {
         .execute(&mut *tx)
         .await
         .map_err(err)?;
+        write_index(&mut tx, resource_type, id, &[]).await?;
         let patients = compartments(&mut *tx, resource_type, id).await?;
         tx.commit().await.map_err(err)?;
         Ok(stored(resource_type, id, (String::new(), version, now.to_owned(), 1), patients))

@@ -86,6 +86,25 @@ impl Caller {
     fn may(&self, interaction: Interaction, resource_type: &str, compartments: &[String]) -> Result<(), Response> {
         may(&self.requester(), interaction, resource_type, compartments).map_err(|d| forbidden(&d))
     }
+
+    /// Read access, including granular scopes (`patient/Observation.rs?category=…`), which are
+    /// evaluated against the stored resource's search index.
+    async fn may_read(&self, app: &App, stored: &StoredResource) -> Result<(), Response> {
+        let ty = &stored.resource_type;
+        match may(&self.requester(), Interaction::Read, ty, &stored.compartments) {
+            Ok(()) => Ok(()),
+            Err(Denied::OutsideGrant) if !stored.deleted => {
+                let access = smartlaunch_fhir::access::constraints(&self.requester(), Interaction::Read, ty)
+                    .map_err(|d| forbidden(&d))?;
+                match app.db.matches(ty, &stored.id, &access).await {
+                    Ok(true) => Ok(()),
+                    Ok(false) => Err(forbidden(&Denied::OutsideGrant)),
+                    Err(e) => Err(server_error("check the access", e)),
+                }
+            }
+            Err(d) => Err(forbidden(&d)),
+        }
+    }
 }
 
 /// Checks the bearer token (checklist item 77) and the path's resource type and id.
@@ -249,7 +268,7 @@ pub(crate) async fn read(
     };
     match app.db.read(&ty, &id).await {
         Ok(Some(stored)) => {
-            if let Err(r) = caller.may(Interaction::Read, &ty, &stored.compartments) {
+            if let Err(r) = caller.may_read(&app, &stored).await {
                 return r;
             }
             if stored.deleted {
@@ -339,6 +358,109 @@ pub(crate) async fn history(
         "entry": entries,
     });
     ([(header::CONTENT_TYPE, content_type(&headers))], bundle.to_string()).into_response()
+}
+
+/// `GET /fhir/{type}` and `POST /fhir/{type}/_search`: search (s), limited to what the
+/// token's scopes admit (compartment and granular filters; never widened).
+pub(crate) async fn search_get(
+    State(app): State<App>,
+    Path(ty): Path<String>,
+    headers: HeaderMap,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Response {
+    let pairs = crate::web::form_pairs(query.unwrap_or_default().as_bytes());
+    search(&app, &ty, &headers, pairs).await
+}
+
+pub(crate) async fn search_post(
+    State(app): State<App>,
+    Path(ty): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !crate::web::is_form(&headers) {
+        return outcome(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "not-supported",
+            "POST _search takes Content-Type: application/x-www-form-urlencoded",
+        );
+    }
+    search(&app, &ty, &headers, crate::web::form_pairs(&body)).await
+}
+
+async fn search(app: &App, ty: &str, headers: &HeaderMap, pairs: Vec<(String, String)>) -> Response {
+    let caller = match authenticate(app, headers, ty, None) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let strict = headers
+        .get("prefer")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split([',', ';']).any(|p| p.trim() == "handling=strict"));
+    let request = match smartlaunch_fhir::search::query::parse(ty, &pairs, strict) {
+        Ok(r) => r,
+        Err(e) => return outcome(StatusCode::BAD_REQUEST, "invalid", &e.to_string()),
+    };
+    let access = match smartlaunch_fhir::access::constraints(&caller.requester(), Interaction::Search, ty) {
+        Ok(a) => a,
+        Err(denied) => return forbidden(&denied),
+    };
+    let page = match app.db.search(ty, &request, &access).await {
+        Ok(p) => p,
+        Err(e) => return server_error("run the search", e),
+    };
+    let base = app.auth.config.fhir_base();
+    let kept: Vec<(String, String)> = pairs.into_iter().filter(|(k, _)| k != "_offset" && k != "_count").collect();
+    let link = |offset: i64| {
+        let mut q = kept.clone();
+        q.push(("_count".into(), request.count.to_string()));
+        q.push(("_offset".into(), offset.to_string()));
+        format!("{base}/{ty}?{}", serde_urlencoded::to_string(&q).unwrap_or_default())
+    };
+    let mut links = vec![json!({ "relation": "self", "url": link(request.offset) })];
+    if !request.summary_count && request.count > 0 && request.offset + request.count < page.total {
+        links.push(json!({ "relation": "next", "url": link(request.offset + request.count) }));
+    }
+    if !request.summary_count && request.offset > 0 {
+        links.push(json!({ "relation": "previous", "url": link((request.offset - request.count).max(0)) }));
+    }
+    let entries: Vec<Value> = page
+        .resources
+        .iter()
+        .filter_map(|json| serde_json::from_str::<Value>(json).ok())
+        .map(|mut resource| {
+            if let Some(elements) = &request.elements {
+                resource = subset(resource, elements);
+            }
+            let id = resource["id"].as_str().unwrap_or_default().to_owned();
+            json!({ "fullUrl": format!("{base}/{ty}/{id}"), "resource": resource, "search": { "mode": "match" } })
+        })
+        .collect();
+    let mut bundle = json!({ "resourceType": "Bundle", "type": "searchset", "total": page.total, "link": links });
+    if !request.summary_count {
+        bundle["entry"] = Value::Array(entries);
+    }
+    ([(header::CONTENT_TYPE, content_type(headers))], bundle.to_string()).into_response()
+}
+
+/// `_elements`: only the listed top-level elements (plus `resourceType`, `id`, `meta`), marked
+/// SUBSETTED.
+fn subset(resource: Value, elements: &[String]) -> Value {
+    let Value::Object(map) = resource else { return resource };
+    let mut kept: serde_json::Map<String, Value> = map
+        .into_iter()
+        .filter(|(k, _)| k == "resourceType" || k == "id" || k == "meta" || elements.iter().any(|e| e == k))
+        .collect();
+    let subsetted =
+        json!({ "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED" });
+    let meta = kept.entry("meta").or_insert_with(|| json!({}));
+    if let Value::Object(meta) = meta {
+        let tags = meta.entry("tag").or_insert_with(|| json!([]));
+        if let Value::Array(tags) = tags {
+            tags.push(subsetted);
+        }
+    }
+    Value::Object(kept)
 }
 
 /// `POST /fhir/{type}`: create (c), with a server-assigned id.

@@ -2,3 +2,4 @@
 //! cores is real).
 
 mod fhir_rest;
+mod fhir_search;
