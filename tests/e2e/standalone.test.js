@@ -44,6 +44,9 @@ test("(a) patient standalone launch, then (c) refresh and read again", async () 
   assert.equal(out.refreshed, true, "the app refreshed its token");
   assert.equal(out.afterRefresh, "pat-001", "and read again with the new token");
   assert.equal(out.otherPatient, "403", "a patient token cannot read another patient");
+  assert.ok(out.observationTotal > 10, "more than one page of Observations");
+  assert.equal(out.observations, out.observationTotal, "paging with pageLimit: 0 returns every Observation");
+  assert.equal(out.distinctObservations, out.observationTotal);
   await context.close();
 });
 
