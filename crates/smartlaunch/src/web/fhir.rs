@@ -486,6 +486,41 @@ pub(crate) async fn create(
     if let Err(r) = caller.may(Interaction::Create, &ty, &patients_of(&resource)) {
         return r;
     }
+    // Conditional create: `If-None-Exist: <search>` — none: create; one: return it; more: 412.
+    if let Some(condition) = headers.get("if-none-exist") {
+        let pairs = crate::web::form_pairs(condition.as_bytes());
+        let mut request = match smartlaunch_fhir::search::query::parse(&ty, &pairs, true) {
+            Ok(r) => r,
+            Err(e) => return outcome(StatusCode::BAD_REQUEST, "invalid", &format!("If-None-Exist: {e}")),
+        };
+        request.count = 2;
+        let access = match smartlaunch_fhir::access::constraints(&caller.requester(), Interaction::Search, &ty) {
+            Ok(a) => a,
+            Err(_) => {
+                return outcome(
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    &format!("a conditional create needs a search scope on {ty} (e.g. patient/{ty}.s) to evaluate If-None-Exist"),
+                )
+            }
+        };
+        match app.db.search(&ty, &request, &access).await {
+            Ok(page) if page.total == 0 => {}
+            Ok(page) if page.total == 1 => {
+                let existing: Value = serde_json::from_str(&page.resources[0]).unwrap_or(Value::Null);
+                let existing_id = existing["id"].as_str().unwrap_or_default();
+                return match app.db.read(&ty, existing_id).await {
+                    Ok(Some(stored)) => resource_response(StatusCode::OK, &headers, &stored, None),
+                    Ok(None) => outcome(StatusCode::CONFLICT, "conflict", "the matching resource vanished; retry"),
+                    Err(e) => server_error("read the resource", e),
+                };
+            }
+            Ok(_) => {
+                return outcome(StatusCode::PRECONDITION_FAILED, "duplicate", "If-None-Exist matches more than one resource")
+            }
+            Err(e) => return server_error("evaluate If-None-Exist", e),
+        }
+    }
     match app.db.put(&resource, Expected::Absent, &now_instant(&app)).await {
         Ok(stored) => {
             let location = format!("{}/{ty}/{id}/_history/{}", app.auth.config.fhir_base(), stored.version_id);

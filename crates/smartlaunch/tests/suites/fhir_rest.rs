@@ -257,3 +257,33 @@ async fn writes_are_enforced_per_scope_letter_and_compartment() {
     assert_eq!(send(&s, M::DELETE, "Observation/obs-002-1-1", &clinician, None, None).await.status(), 204);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn conditional_create_with_if_none_exist() {
+    let s = Server::start().await;
+    let client = s.public_app().await;
+    let t = token(&s, &client, "user/*.cruds", "clinician").await;
+    let patient = json!({"resourceType": "Patient", "identifier": [{"system": "urn:test:mrn", "value": "77"}]});
+    let post = |token: String, condition: Option<&'static str>| {
+        let (http, url, body) = (s.http.clone(), format!("{}/Patient", s.fhir), patient.to_string());
+        async move {
+            let mut r = http.post(url).bearer_auth(token).header(CONTENT_TYPE, "application/fhir+json").body(body);
+            if let Some(c) = condition {
+                r = r.header("If-None-Exist", c);
+            }
+            r.send().await.unwrap()
+        }
+    };
+    let first = post(t.clone(), Some("identifier=urn:test:mrn|77")).await;
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let id = first.json::<Value>().await.unwrap()["id"].clone();
+    let again = post(t.clone(), Some("identifier=urn:test:mrn|77")).await;
+    assert_eq!(again.status(), StatusCode::OK, "no second copy");
+    assert_eq!(again.json::<Value>().await.unwrap()["id"], id);
+    assert_eq!(post(t.clone(), None).await.status(), StatusCode::CREATED);
+    assert_eq!(post(t.clone(), Some("identifier=urn:test:mrn|77")).await.status(), StatusCode::PRECONDITION_FAILED, "two matches");
+    assert_eq!(post(t.clone(), Some("nonsense=1")).await.status(), StatusCode::BAD_REQUEST);
+    let no_search = token(&s, &client, "user/Patient.c", "clinician").await;
+    assert_eq!(post(no_search, Some("identifier=urn:test:mrn|77")).await.status(), StatusCode::FORBIDDEN);
+    s.stop().await;
+}
