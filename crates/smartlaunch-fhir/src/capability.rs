@@ -4,7 +4,7 @@
 use serde_json::{json, Value};
 
 use crate::resource_types::R4_RESOURCE_TYPES;
-use crate::search::params::params_of;
+use crate::search::params::{params_of, Kind, SEARCHABLE_TYPES};
 
 /// The OAuth endpoints announced in `rest[0].security`.
 pub struct OAuthUris<'a> {
@@ -21,16 +21,30 @@ pub const INTERACTIONS: &[&str] = &["read", "vread", "update", "delete", "histor
 
 pub fn capability_statement(software_version: &str, fhir_base: &str, uris: &OAuthUris<'_>, date: &str) -> Value {
     let interactions: Vec<Value> = INTERACTIONS.iter().map(|i| json!({ "code": i })).collect();
+    // Every `Source:param` reference parameter may be reverse-included from any type.
+    let rev_includes: Vec<String> = SEARCHABLE_TYPES
+        .iter()
+        .flat_map(|source| {
+            params_of(source).iter().filter(|p| p.kind == Kind::Reference).map(move |p| format!("{source}:{}", p.name))
+        })
+        .collect();
     let resources: Vec<Value> = R4_RESOURCE_TYPES
         .iter()
         .map(|ty| {
             let mut search_params =
                 vec![json!({ "name": "_id", "type": "token" }), json!({ "name": "_lastUpdated", "type": "date" })];
             search_params.extend(params_of(ty).iter().map(|p| json!({ "name": p.name, "type": p.kind.as_str() })));
+            let includes: Vec<String> = params_of(ty)
+                .iter()
+                .filter(|p| p.kind == Kind::Reference)
+                .map(|p| format!("{ty}:{}", p.name))
+                .collect();
             json!({
                 "type": ty,
                 "interaction": interactions,
                 "searchParam": search_params,
+                "searchInclude": includes,
+                "searchRevInclude": rev_includes,
                 "versioning": "versioned-update",
                 "readHistory": true,
                 "updateCreate": true,
@@ -49,7 +63,7 @@ pub fn capability_statement(software_version: &str, fhir_base: &str, uris: &OAut
         "format": ["json", "application/fhir+json"],
         "rest": [{
             "mode": "server",
-            "documentation": "Search: token (system|code, |code, code, system|), string (prefix, case- and accent-insensitive; :exact, :contains), date (eq ne gt lt ge le; partial dates are ranges), reference (Type/id, id), quantity, :missing; _count, _offset, _sort, _summary=count, _elements; unknown parameters are ignored unless Prefer: handling=strict.",
+            "documentation": "Search: token (system|code, |code, code, system|), string (prefix, case- and accent-insensitive; :exact, :contains), date (eq ne gt lt ge le; partial dates are ranges), reference (Type/id, id), quantity, :missing; _count, _offset, _sort, _summary=count, _elements, _include and _revinclude (one level; only what the token may read is included); unknown parameters are ignored unless Prefer: handling=strict.",
             "security": {
                 "cors": true,
                 "service": [{

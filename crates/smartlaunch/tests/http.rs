@@ -126,6 +126,18 @@ async fn openid_configuration_jwks_and_capability_statement() {
     assert_eq!(uri("introspect"), json!(format!("{}/auth/introspect", s.base)));
     assert_eq!(uri("revoke"), json!(format!("{}/auth/revoke", s.base)));
     assert_eq!(uri("manage"), json!(format!("{}/account", s.base)));
+    // Exactly the implemented interactions and search parameters.
+    let observation =
+        cs["rest"][0]["resource"].as_array().unwrap().iter().find(|r| r["type"] == "Observation").unwrap();
+    let interactions: Vec<&str> =
+        observation["interaction"].as_array().unwrap().iter().map(|i| i["code"].as_str().unwrap()).collect();
+    assert_eq!(interactions, ["read", "vread", "update", "delete", "history-instance", "create", "search-type"]);
+    let params: Vec<&str> =
+        observation["searchParam"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    for p in ["_id", "_lastUpdated", "patient", "code", "category", "date", "value-quantity"] {
+        assert!(params.contains(&p), "{p}");
+    }
+    assert!(observation["searchInclude"].as_array().unwrap().contains(&json!("Observation:patient")));
     s.stop().await;
 }
 

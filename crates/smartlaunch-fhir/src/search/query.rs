@@ -88,11 +88,31 @@ pub struct SortKey {
 #[derive(Debug, Clone, PartialEq)]
 pub struct SearchRequest {
     pub clauses: Vec<Clause>,
+    /// `_include=Type:param[:Target]`: (reference parameter of the searched type, target type).
+    pub include: Vec<(&'static str, Option<String>)>,
+    /// `_revinclude=Type:param`: resources of `Type` whose `param` references a match.
+    pub revinclude: Vec<(String, &'static str)>,
     pub count: i64,
     pub offset: i64,
     pub sort: Vec<SortKey>,
     pub summary_count: bool,
     pub elements: Option<Vec<String>>,
+}
+
+impl SearchRequest {
+    /// A plain request for the resources matching `clauses` (at most `MAX_COUNT`).
+    pub fn matching(clauses: Vec<Clause>) -> SearchRequest {
+        SearchRequest {
+            clauses,
+            include: Vec::new(),
+            revinclude: Vec::new(),
+            count: MAX_COUNT,
+            offset: 0,
+            sort: Vec::new(),
+            summary_count: false,
+            elements: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -112,6 +132,8 @@ const IGNORED: &[&str] = &["_format", "_pretty", "_total"];
 pub fn parse(resource_type: &str, pairs: &[(String, String)], strict: bool) -> Result<SearchRequest, SearchError> {
     let mut request = SearchRequest {
         clauses: Vec::new(),
+        include: Vec::new(),
+        revinclude: Vec::new(),
         count: DEFAULT_COUNT,
         offset: 0,
         sort: Vec::new(),
@@ -143,6 +165,8 @@ pub fn parse(resource_type: &str, pairs: &[(String, String)], strict: bool) -> R
                     Some(value.split(',').map(|e| e.trim().to_owned()).filter(|e| !e.is_empty()).collect());
                 Ok(())
             }
+            "_include" => parse_include(resource_type, value).map(|i| request.include.push(i)),
+            "_revinclude" => parse_revinclude(value).map(|i| request.revinclude.push(i)),
             k if IGNORED.contains(&k) => Ok(()),
             _ => parse_clause(resource_type, key, value).map(|c| request.clauses.push(c)),
         };
@@ -159,6 +183,31 @@ pub fn parse(resource_type: &str, pairs: &[(String, String)], strict: bool) -> R
 /// makes the whole filter unusable (`None`), so the scope can never widen.
 pub fn parse_filter(resource_type: &str, filter: &[(String, String)]) -> Option<Vec<Clause>> {
     filter.iter().map(|(k, v)| parse_clause(resource_type, k, v).ok()).collect()
+}
+
+/// A reference search parameter of a type.
+fn reference_param(resource_type: &str, name: &str) -> Option<&'static str> {
+    param(resource_type, name).filter(|p| p.kind == Kind::Reference).map(|p| p.name)
+}
+
+fn parse_include(resource_type: &str, value: &str) -> Result<(&'static str, Option<String>), SearchError> {
+    let mut parts = value.split(':');
+    let (source, name, target) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default(), parts.next());
+    if source != resource_type {
+        return Err(SearchError::Invalid(format!("_include must name the searched type: {resource_type}:<parameter>")));
+    }
+    let name = reference_param(resource_type, name).ok_or_else(|| {
+        SearchError::Invalid(format!("_include: `{name}` is not a reference parameter of {resource_type}"))
+    })?;
+    Ok((name, target.filter(|t| crate::resource_types::is_resource_type(t)).map(str::to_owned)))
+}
+
+fn parse_revinclude(value: &str) -> Result<(String, &'static str), SearchError> {
+    let mut parts = value.split(':');
+    let (source, name) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+    let name = reference_param(source, name)
+        .ok_or_else(|| SearchError::Invalid(format!("_revinclude: `{source}:{name}` is not a reference parameter")))?;
+    Ok((source.to_owned(), name))
 }
 
 fn target(resource_type: &str, name: &str) -> Option<Target> {
@@ -353,6 +402,22 @@ mod tests {
         assert_eq!(r.elements, Some(vec!["id".to_string(), "code".to_string()]));
         assert!(parse("Observation", &pairs("_count=-1"), false).is_err());
         assert!(parse("Observation", &pairs("_sort=value-quantity"), false).is_err());
+    }
+
+    #[test]
+    fn includes() {
+        let r = parse(
+            "Observation",
+            &pairs(
+                "_include=Observation:patient&_include=Observation:encounter:Encounter&_revinclude=Condition:subject",
+            ),
+            true,
+        )
+        .unwrap();
+        assert_eq!(r.include, vec![("patient", None), ("encounter", Some("Encounter".to_string()))]);
+        assert_eq!(r.revinclude, vec![("Condition".to_string(), "subject")]);
+        assert!(parse("Observation", &pairs("_include=Patient:general-practitioner"), true).is_err());
+        assert!(parse("Observation", &pairs("_include=Observation:code"), true).is_err());
     }
 
     #[test]

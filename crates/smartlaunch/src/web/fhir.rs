@@ -16,6 +16,7 @@ use smartlaunch_fhir::capability::{capability_statement, OAuthUris};
 use smartlaunch_fhir::compartment::patients_of;
 use smartlaunch_fhir::is_valid_id;
 use smartlaunch_fhir::resource_types::is_resource_type;
+use smartlaunch_fhir::search::query::SearchRequest;
 use smartlaunch_fhir::store::{Expected, ResourceStore, StoredResource, WriteError};
 use smartlaunch_fhir::validate::{check_update_id, parse_resource};
 
@@ -424,23 +425,96 @@ async fn search(app: &App, ty: &str, headers: &HeaderMap, pairs: Vec<(String, St
     if !request.summary_count && request.offset > 0 {
         links.push(json!({ "relation": "previous", "url": link((request.offset - request.count).max(0)) }));
     }
-    let entries: Vec<Value> = page
-        .resources
-        .iter()
-        .filter_map(|json| serde_json::from_str::<Value>(json).ok())
-        .map(|mut resource| {
-            if let Some(elements) = &request.elements {
-                resource = subset(resource, elements);
-            }
-            let id = resource["id"].as_str().unwrap_or_default().to_owned();
-            json!({ "fullUrl": format!("{base}/{ty}/{id}"), "resource": resource, "search": { "mode": "match" } })
-        })
+    let matches: Vec<Value> =
+        page.resources.iter().filter_map(|json| serde_json::from_str::<Value>(json).ok()).collect();
+    let included = match includes(app, &caller, ty, &request, &matches).await {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    let entry = |resource: Value, mode: &str| {
+        let resource = match &request.elements {
+            Some(elements) => subset(resource, elements),
+            None => resource,
+        };
+        let (rty, id) =
+            (resource["resourceType"].as_str().unwrap_or_default(), resource["id"].as_str().unwrap_or_default());
+        json!({ "fullUrl": format!("{base}/{rty}/{id}"), "resource": resource, "search": { "mode": mode } })
+    };
+    let entries: Vec<Value> = matches
+        .into_iter()
+        .map(|m| entry(m, "match"))
+        .chain(included.into_iter().map(|i| entry(i, "include")))
         .collect();
     let mut bundle = json!({ "resourceType": "Bundle", "type": "searchset", "total": page.total, "link": links });
     if !request.summary_count {
         bundle["entry"] = Value::Array(entries);
     }
     ([(header::CONTENT_TYPE, content_type(headers))], bundle.to_string()).into_response()
+}
+
+/// `_include` and `_revinclude` (one level).  Included resources are fetched through a search
+/// under the token's read constraints for their type, so nothing outside the grant is ever
+/// included (it is omitted).
+async fn includes(
+    app: &App,
+    caller: &Caller,
+    ty: &str,
+    request: &SearchRequest,
+    matches: &[Value],
+) -> Result<Vec<Value>, Response> {
+    use smartlaunch_fhir::search::extract::{index_entries, IndexValue};
+    use smartlaunch_fhir::search::params::Kind;
+    use smartlaunch_fhir::search::query::{Clause, ClauseValue, Modifier, Target};
+    let mut wanted: Vec<(String, Clause)> = Vec::new();
+    for (param, target) in &request.include {
+        let mut by_type: std::collections::BTreeMap<String, Vec<ClauseValue>> = Default::default();
+        for m in matches {
+            for e in index_entries(m).into_iter().filter(|e| e.param == *param) {
+                if let IndexValue::Reference { target_type: Some(t), target_id } = e.value {
+                    if target.as_ref().is_none_or(|want| *want == t) {
+                        by_type.entry(t).or_default().push(ClauseValue::Id(target_id));
+                    }
+                }
+            }
+        }
+        for (t, values) in by_type {
+            wanted.push((t, Clause { target: Target::Id, modifier: Modifier::None, values }));
+        }
+    }
+    let match_refs: Vec<ClauseValue> = matches
+        .iter()
+        .filter_map(|m| m["id"].as_str())
+        .map(|id| ClauseValue::Reference { target_type: Some(ty.to_owned()), id: id.to_owned() })
+        .collect();
+    for (source, param) in &request.revinclude {
+        if !match_refs.is_empty() {
+            let target = Target::Indexed { name: param, kind: Kind::Reference };
+            wanted.push((source.clone(), Clause { target, modifier: Modifier::None, values: match_refs.clone() }));
+        }
+    }
+    let mut seen: std::collections::HashSet<String> = matches
+        .iter()
+        .map(|m| format!("{}/{}", m["resourceType"].as_str().unwrap_or_default(), m["id"].as_str().unwrap_or_default()))
+        .collect();
+    let mut out = Vec::new();
+    for (t, clause) in wanted {
+        let Ok(access) = smartlaunch_fhir::access::constraints(&caller.requester(), Interaction::Read, &t) else {
+            continue;
+        };
+        let page = app
+            .db
+            .search(&t, &SearchRequest::matching(vec![clause]), &access)
+            .await
+            .map_err(|e| server_error("include resources", e))?;
+        for json in page.resources {
+            if let Ok(v) = serde_json::from_str::<Value>(&json) {
+                if seen.insert(format!("{t}/{}", v["id"].as_str().unwrap_or_default())) {
+                    out.push(v);
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// `_elements`: only the listed top-level elements (plus `resourceType`, `id`, `meta`), marked
@@ -496,13 +570,13 @@ pub(crate) async fn create(
         request.count = 2;
         let access = match smartlaunch_fhir::access::constraints(&caller.requester(), Interaction::Search, &ty) {
             Ok(a) => a,
-            Err(_) => {
-                return outcome(
-                    StatusCode::FORBIDDEN,
-                    "forbidden",
-                    &format!("a conditional create needs a search scope on {ty} (e.g. patient/{ty}.s) to evaluate If-None-Exist"),
-                )
-            }
+            Err(_) => return outcome(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                &format!(
+                    "a conditional create needs a search scope on {ty} (e.g. patient/{ty}.s) to evaluate If-None-Exist"
+                ),
+            ),
         };
         match app.db.search(&ty, &request, &access).await {
             Ok(page) if page.total == 0 => {}
@@ -516,7 +590,11 @@ pub(crate) async fn create(
                 };
             }
             Ok(_) => {
-                return outcome(StatusCode::PRECONDITION_FAILED, "duplicate", "If-None-Exist matches more than one resource")
+                return outcome(
+                    StatusCode::PRECONDITION_FAILED,
+                    "duplicate",
+                    "If-None-Exist matches more than one resource",
+                )
             }
             Err(e) => return server_error("evaluate If-None-Exist", e),
         }

@@ -281,7 +281,11 @@ async fn conditional_create_with_if_none_exist() {
     assert_eq!(again.status(), StatusCode::OK, "no second copy");
     assert_eq!(again.json::<Value>().await.unwrap()["id"], id);
     assert_eq!(post(t.clone(), None).await.status(), StatusCode::CREATED);
-    assert_eq!(post(t.clone(), Some("identifier=urn:test:mrn|77")).await.status(), StatusCode::PRECONDITION_FAILED, "two matches");
+    assert_eq!(
+        post(t.clone(), Some("identifier=urn:test:mrn|77")).await.status(),
+        StatusCode::PRECONDITION_FAILED,
+        "two matches"
+    );
     assert_eq!(post(t.clone(), Some("nonsense=1")).await.status(), StatusCode::BAD_REQUEST);
     let no_search = token(&s, &client, "user/Patient.c", "clinician").await;
     assert_eq!(post(no_search, Some("identifier=urn:test:mrn|77")).await.status(), StatusCode::FORBIDDEN);

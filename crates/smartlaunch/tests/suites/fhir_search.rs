@@ -238,3 +238,57 @@ async fn searches_return_exactly_what_the_scopes_allow() {
     assert_eq!(all_ids(&s, &t, "Observation?_count=100").await, own);
     s.stop().await;
 }
+
+fn modes(bundle: &Value) -> Vec<(String, String)> {
+    bundle["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            (
+                e["search"]["mode"].as_str().unwrap().to_owned(),
+                e["resource"]["resourceType"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn include_and_revinclude_one_level_within_the_grant() {
+    let s = Server::start().await;
+    let client = s.public_app().await;
+    let t = token(&s, &client, "user/*.rs", "clinician").await;
+    let (_, b) =
+        search(&s, &t, "Observation?_id=obs-001-1-1&_include=Observation:patient&_include=Observation:encounter").await;
+    let m = modes(&b);
+    assert_eq!(m[0], ("match".into(), "Observation".into()));
+    assert!(m.contains(&("include".into(), "Patient".into())) && m.contains(&("include".into(), "Encounter".into())));
+    assert_eq!(b["total"], 1, "total counts matches only");
+    let (_, b) = search(&s, &t, "Patient?_id=pat-001&_revinclude=Condition:subject").await;
+    let conditions = modes(&b).iter().filter(|(mode, ty)| mode == "include" && ty == "Condition").count();
+    assert_eq!(
+        conditions,
+        oracle(|r| r["resourceType"] == "Condition" && r["subject"]["reference"] == "Patient/pat-001").len()
+    );
+    let (_, b) = search(&s, &t, "Encounter?patient=pat-001&_include=Encounter:participant").await;
+    assert!(modes(&b).contains(&("include".into(), "Practitioner".into())));
+
+    // A patient token: included resources outside the grant are omitted, never widened.
+    let t = token(&s, &client, "launch/patient patient/Observation.rs", "patient").await;
+    let (status, b) = search(&s, &t, "Observation?_id=obs-001-1-1&_include=Observation:patient").await;
+    assert_eq!(status, 200);
+    assert_eq!(modes(&b), vec![("match".to_string(), "Observation".to_string())]);
+    let t = token(&s, &client, "launch/patient patient/*.rs", "patient").await;
+    let (_, b) = search(
+        &s,
+        &t,
+        "Encounter?patient=pat-001&_include=Encounter:participant&_revinclude=Observation:encounter&_count=1",
+    )
+    .await;
+    let m = modes(&b);
+    assert!(!m.iter().any(|(_, ty)| ty == "Practitioner"), "not in the patient's compartment");
+    assert!(m.iter().any(|(mode, ty)| mode == "include" && ty == "Observation"));
+    let (_, b) = search(&s, &t, "Encounter?patient=pat-002&_revinclude=Observation:encounter").await;
+    assert!(b.get("entry").is_none_or(|e| e.as_array().unwrap().is_empty()));
+    s.stop().await;
+}
