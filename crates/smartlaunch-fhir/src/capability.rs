@@ -86,7 +86,8 @@ pub fn capability_statement(software_version: &str, fhir_base: &str, uris: &OAut
                     ]
                 }]
             },
-            "resource": resources
+            "resource": resources,
+            "interaction": [{ "code": "transaction" }, { "code": "batch" }]
         }]
     })
 }

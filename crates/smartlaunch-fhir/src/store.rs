@@ -46,6 +46,13 @@ pub enum WriteError {
     Store(#[from] StoreError),
 }
 
+/// One write of a transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WriteOp {
+    Put { resource: Value, expected: Expected },
+    Delete { resource_type: String, id: String, expected: Expected },
+}
+
 /// One page of search results (the matches' JSON, in order) and the total number of matches.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SearchPage {
@@ -104,6 +111,13 @@ pub trait ResourceStore: Send + Sync + 'static {
         expected: Expected,
         now: &str,
     ) -> impl Future<Output = Result<StoredResource, WriteError>> + Send;
+    /// Applies every write in one database transaction: all or nothing.  On failure, the index
+    /// of the write that failed and why.
+    fn transaction(
+        &self,
+        ops: &[WriteOp],
+        now: &str,
+    ) -> impl Future<Output = Result<Vec<StoredResource>, (usize, WriteError)>> + Send;
     /// Stores resources (new versions of existing ids) in one transaction (seeding, import).
     fn put_all(&self, resources: &[Value], now: &str) -> impl Future<Output = Result<usize, StoreError>> + Send;
     /// How many resources are stored (0 on a fresh database).

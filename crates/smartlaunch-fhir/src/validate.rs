@@ -29,6 +29,12 @@ pub enum Invalid {
 /// Parses a resource body for `resource_type`.
 pub fn parse_resource(body: &[u8], resource_type: &str) -> Result<Value, Invalid> {
     let value: Value = serde_json::from_slice(body).map_err(|e| Invalid::NotJson(e.to_string()))?;
+    check_resource(&value, resource_type)?;
+    Ok(value)
+}
+
+/// Checks an already parsed resource for `resource_type`.
+pub fn check_resource(value: &Value, resource_type: &str) -> Result<(), Invalid> {
     if !value.is_object() {
         return Err(Invalid::NotObject);
     }
@@ -45,7 +51,7 @@ pub fn parse_resource(body: &[u8], resource_type: &str) -> Result<Value, Invalid
             _ => return Err(Invalid::BadId(id.to_string().chars().take(80).collect())),
         }
     }
-    Ok(value)
+    Ok(())
 }
 
 /// For an update: the body's id must be present and equal the URL's.

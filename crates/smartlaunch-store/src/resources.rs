@@ -7,7 +7,7 @@ use smartlaunch_fhir::search::extract::{index_entries, IndexEntry, IndexValue};
 use smartlaunch_fhir::search::normalize::date_range;
 use smartlaunch_fhir::search::query::SearchRequest;
 use smartlaunch_fhir::search::Constraint;
-use smartlaunch_fhir::store::{Expected, ResourceStore, SearchPage, StoreError, StoredResource, WriteError};
+use smartlaunch_fhir::store::{Expected, ResourceStore, SearchPage, StoreError, StoredResource, WriteError, WriteOp};
 use sqlx::{Sqlite, Transaction};
 
 use crate::search::{order_sql, where_sql, write_index};
@@ -262,14 +262,8 @@ impl ResourceStore for Db {
     }
 
     async fn put(&self, resource: &Value, expected: Expected, now: &str) -> Result<StoredResource, WriteError> {
-        let (ty, id) = (
-            resource.get("resourceType").and_then(Value::as_str).unwrap_or_default(),
-            resource.get("id").and_then(Value::as_str).unwrap_or_default(),
-        );
         let mut tx = self.write.begin().await.map_err(err)?;
-        let current = current(&mut tx, ty, id).await?;
-        check_expected(current, expected)?;
-        let written = write_version(&mut tx, resource, current.map_or(1, |(v, _)| v + 1), now).await?;
+        let written = put_in(&mut tx, resource, expected, now).await?;
         tx.commit().await.map_err(err)?;
         Ok(written)
     }
@@ -282,31 +276,29 @@ impl ResourceStore for Db {
         now: &str,
     ) -> Result<StoredResource, WriteError> {
         let mut tx = self.write.begin().await.map_err(err)?;
-        let current = current(&mut tx, resource_type, id).await?;
-        check_expected(current, expected)?;
-        let version = current.map_or(1, |(v, _)| v + 1);
-        sqlx::query("UPDATE resources SET version_id = ?, last_updated = ?, deleted = 1, content = '' WHERE resource_type = ? AND id = ?")
-            .bind(version)
-            .bind(now)
-            .bind(resource_type)
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(err)?;
-        sqlx::query(
-            "INSERT INTO resource_versions (resource_type, id, version_id, last_updated, deleted, content) VALUES (?, ?, ?, ?, 1, '')",
-        )
-        .bind(resource_type)
-        .bind(id)
-        .bind(version)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(err)?;
-        write_index(&mut tx, resource_type, id, &[]).await?;
-        let patients = compartments(&mut *tx, resource_type, id).await?;
+        let deleted = delete_in(&mut tx, resource_type, id, expected, now).await?;
         tx.commit().await.map_err(err)?;
-        Ok(stored(resource_type, id, (String::new(), version, now.to_owned(), 1), patients))
+        Ok(deleted)
+    }
+
+    async fn transaction(&self, ops: &[WriteOp], now: &str) -> Result<Vec<StoredResource>, (usize, WriteError)> {
+        let mut tx = self.write.begin().await.map_err(|e| (0, WriteError::Store(err(e))))?;
+        let mut out = Vec::with_capacity(ops.len());
+        for (n, op) in ops.iter().enumerate() {
+            let result = match op {
+                WriteOp::Put { resource, expected } => put_in(&mut tx, resource, *expected, now).await,
+                WriteOp::Delete { resource_type, id, expected } => {
+                    delete_in(&mut tx, resource_type, id, *expected, now).await
+                }
+            };
+            match result {
+                Ok(stored) => out.push(stored),
+                // Dropping the transaction rolls it back: nothing of the Bundle is kept.
+                Err(e) => return Err((n, e)),
+            }
+        }
+        tx.commit().await.map_err(|e| (ops.len(), WriteError::Store(err(e))))?;
+        Ok(out)
     }
 
     async fn put_all(&self, resources: &[Value], now: &str) -> Result<usize, StoreError> {
@@ -371,6 +363,54 @@ impl ResourceStore for Db {
         .map_err(err)?;
         parse_all(rows)
     }
+}
+
+/// Stores a new version inside a transaction if the current state is `expected`.
+async fn put_in(
+    tx: &mut Transaction<'_, Sqlite>,
+    resource: &Value,
+    expected: Expected,
+    now: &str,
+) -> Result<StoredResource, WriteError> {
+    let (ty, id) = (
+        resource.get("resourceType").and_then(Value::as_str).unwrap_or_default(),
+        resource.get("id").and_then(Value::as_str).unwrap_or_default(),
+    );
+    let current = current(tx, ty, id).await?;
+    check_expected(current, expected)?;
+    Ok(write_version(tx, resource, current.map_or(1, |(v, _)| v + 1), now).await?)
+}
+
+/// Deletes inside a transaction (a new, deleted version) if the current state is `expected`.
+async fn delete_in(
+    tx: &mut Transaction<'_, Sqlite>,
+    resource_type: &str,
+    id: &str,
+    expected: Expected,
+    now: &str,
+) -> Result<StoredResource, WriteError> {
+    let current = current(tx, resource_type, id).await?;
+    check_expected(current, expected)?;
+    let version = current.map_or(1, |(v, _)| v + 1);
+    sqlx::query("UPDATE resources SET version_id = ?, last_updated = ?, deleted = 1, content = '' WHERE resource_type = ? AND id = ?")
+        .bind(version)
+        .bind(now)
+        .bind(resource_type)
+        .bind(id)
+        .execute(&mut **tx)
+        .await
+        .map_err(err)?;
+    sqlx::query("INSERT INTO resource_versions (resource_type, id, version_id, last_updated, deleted, content) VALUES (?, ?, ?, ?, 1, '')")
+        .bind(resource_type)
+        .bind(id)
+        .bind(version)
+        .bind(now)
+        .execute(&mut **tx)
+        .await
+        .map_err(err)?;
+    write_index(tx, resource_type, id, &[]).await?;
+    let patients = compartments(&mut **tx, resource_type, id).await?;
+    Ok(stored(resource_type, id, (String::new(), version, now.to_owned(), 1), patients))
 }
 
 #[cfg(test)]

@@ -138,6 +138,7 @@ async fn openid_configuration_jwks_and_capability_statement() {
         assert!(params.contains(&p), "{p}");
     }
     assert!(observation["searchInclude"].as_array().unwrap().contains(&json!("Observation:patient")));
+    assert_eq!(cs["rest"][0]["interaction"], json!([{"code": "transaction"}, {"code": "batch"}]));
     s.stop().await;
 }
 

@@ -49,7 +49,7 @@ fn forbidden(denied: &Denied) -> Response {
     outcome(StatusCode::FORBIDDEN, "forbidden", &denied.message())
 }
 
-fn server_error(what: &str, e: impl std::fmt::Display) -> Response {
+pub(crate) fn server_error(what: &str, e: impl std::fmt::Display) -> Response {
     tracing::error!("{what}: {e}");
     outcome(StatusCode::INTERNAL_SERVER_ERROR, "exception", &format!("the server could not {what}"))
 }
@@ -70,13 +70,13 @@ fn unauthorized(e: &BearerError) -> Response {
 }
 
 /// The validated bearer token of a request, with its parsed scopes.
-struct Caller {
+pub(crate) struct Caller {
     claims: AccessClaims,
     scopes: ScopeSet,
 }
 
 impl Caller {
-    fn requester(&self) -> Requester<'_> {
+    pub(crate) fn requester(&self) -> Requester<'_> {
         Requester {
             scopes: &self.scopes,
             patient: self.claims.patient.as_deref(),
@@ -109,7 +109,12 @@ impl Caller {
 }
 
 /// Checks the bearer token (checklist item 77) and the path's resource type and id.
-fn authenticate(app: &App, headers: &HeaderMap, resource_type: &str, id: Option<&str>) -> Result<Caller, Response> {
+pub(crate) fn authenticate(
+    app: &App,
+    headers: &HeaderMap,
+    resource_type: &str,
+    id: Option<&str>,
+) -> Result<Caller, Response> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -570,13 +575,15 @@ pub(crate) async fn create(
         request.count = 2;
         let access = match smartlaunch_fhir::access::constraints(&caller.requester(), Interaction::Search, &ty) {
             Ok(a) => a,
-            Err(_) => return outcome(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                &format!(
+            Err(_) => {
+                return outcome(
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    &format!(
                     "a conditional create needs a search scope on {ty} (e.g. patient/{ty}.s) to evaluate If-None-Exist"
                 ),
-            ),
+                )
+            }
         };
         match app.db.search(&ty, &request, &access).await {
             Ok(page) if page.total == 0 => {}

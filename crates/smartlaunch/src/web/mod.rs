@@ -2,6 +2,7 @@
 //! call the core, render; protocol rules live in `smartlaunch-auth`.
 
 mod account;
+mod bundle;
 mod discovery;
 mod fhir;
 mod flow;
@@ -28,6 +29,8 @@ pub(crate) const SESSION_COOKIE: &str = "smartlaunch_session";
 const FORM_BODY_LIMIT: usize = 64 * 1024;
 /// The largest FHIR request body (a resource; transaction Bundles come with their own limit).
 const FHIR_BODY_LIMIT: usize = 8 * 1024 * 1024;
+/// The largest batch or transaction Bundle (a Synthea patient is a few MiB).
+const BUNDLE_BODY_LIMIT: usize = 64 * 1024 * 1024;
 
 pub(crate) fn router(app: App) -> Router {
     // Discovery documents and the CapabilityStatement: any origin (checklist item 15).
@@ -59,7 +62,8 @@ pub(crate) fn router(app: App) -> Router {
         .route("/fhir/{resource_type}/{id}/_history", get(fhir::history))
         .route("/fhir/{resource_type}/{id}/_history/{vid}", get(fhir::vread))
         .layer(RequestBodyLimitLayer::new(FHIR_BODY_LIMIT));
-    let for_clients = oauth.merge(fhir_api).layer(
+    let bundles = Router::new().route("/fhir", post(bundle::post)).layer(RequestBodyLimitLayer::new(BUNDLE_BODY_LIMIT));
+    let for_clients = oauth.merge(fhir_api).merge(bundles).layer(
         CorsLayer::new()
             .allow_origin(AllowOrigin::async_predicate(move |origin: HeaderValue, _| {
                 let state = state.clone();

@@ -291,3 +291,130 @@ async fn conditional_create_with_if_none_exist() {
     assert_eq!(post(no_search, Some("identifier=urn:test:mrn|77")).await.status(), StatusCode::FORBIDDEN);
     s.stop().await;
 }
+
+async fn post_bundle(s: &Server, token: &str, bundle: &Value) -> (StatusCode, Value) {
+    let r = s
+        .http
+        .post(&s.fhir)
+        .bearer_auth(token)
+        .header(CONTENT_TYPE, "application/fhir+json")
+        .body(bundle.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    (status, r.json().await.unwrap())
+}
+
+async fn total(s: &Server, token: &str, query: &str) -> u64 {
+    let b: Value =
+        s.http.get(format!("{}/{query}", s.fhir)).bearer_auth(token).send().await.unwrap().json().await.unwrap();
+    b["total"].as_u64().unwrap()
+}
+
+#[tokio::test]
+async fn transactions_resolve_references_and_are_all_or_nothing() {
+    let s = Server::start().await;
+    let client = s.public_app().await;
+    let t = token(&s, &client, "user/*.cruds", "clinician").await;
+    let bundle = json!({
+        "resourceType": "Bundle", "type": "transaction",
+        "entry": [
+            {"fullUrl": "urn:uuid:6b1e0c1a-0000-4000-8000-000000000001",
+             "resource": {"resourceType": "Patient", "identifier": [{"system": "urn:tx", "value": "1"}], "name": [{"family": "Transact"}]},
+             "request": {"method": "POST", "url": "Patient"}},
+            {"fullUrl": "urn:uuid:6b1e0c1a-0000-4000-8000-000000000002",
+             "resource": {"resourceType": "Encounter", "status": "finished", "class": {"code": "AMB"},
+                          "subject": {"reference": "urn:uuid:6b1e0c1a-0000-4000-8000-000000000001"}},
+             "request": {"method": "POST", "url": "Encounter"}},
+            {"resource": {"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+                          "subject": {"reference": "urn:uuid:6b1e0c1a-0000-4000-8000-000000000001"},
+                          "encounter": {"reference": "urn:uuid:6b1e0c1a-0000-4000-8000-000000000002"}},
+             "request": {"method": "POST", "url": "Observation"}},
+            {"resource": {"resourceType": "Practitioner", "id": "tx-dr", "name": [{"family": "Tx"}]},
+             "request": {"method": "PUT", "url": "Practitioner/tx-dr"}}
+        ]
+    });
+    let (status, response) = post_bundle(&s, &t, &bundle).await;
+    assert_eq!(status, 200, "{response}");
+    assert_eq!(response["type"], "transaction-response");
+    let statuses: Vec<&str> =
+        response["entry"].as_array().unwrap().iter().map(|e| e["response"]["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["201 Created", "201 Created", "201 Created", "201 Created"]);
+    let patient_location = response["entry"][0]["response"]["location"].as_str().unwrap();
+    let patient_id = patient_location.split('/').nth(1).unwrap();
+    let obs_location = response["entry"][2]["response"]["location"].as_str().unwrap();
+    let obs_path = obs_location.split("/_history").next().unwrap();
+    let obs: Value = s.read(obs_path, &t).await.json().await.unwrap();
+    assert_eq!(obs["subject"]["reference"], format!("Patient/{patient_id}"), "urn:uuid references resolved");
+    assert!(obs["encounter"]["reference"].as_str().unwrap().starts_with("Encounter/"));
+    assert_eq!(total(&s, &t, &format!("Observation?patient={patient_id}")).await, 1);
+
+    // A failing entry rolls everything back.
+    let failing = json!({
+        "resourceType": "Bundle", "type": "transaction",
+        "entry": [
+            {"resource": {"resourceType": "Patient", "identifier": [{"system": "urn:tx", "value": "2"}]}, "request": {"method": "POST", "url": "Patient"}},
+            {"resource": {"resourceType": "Practitioner", "id": "tx-dr"}, "request": {"method": "PUT", "url": "Practitioner/tx-dr", "ifMatch": "W/\"9\""}}
+        ]
+    });
+    assert_eq!(post_bundle(&s, &t, &failing).await.0, StatusCode::PRECONDITION_FAILED);
+    let invalid = json!({
+        "resourceType": "Bundle", "type": "transaction",
+        "entry": [
+            {"resource": {"resourceType": "Patient", "identifier": [{"system": "urn:tx", "value": "2"}]}, "request": {"method": "POST", "url": "Patient"}},
+            {"resource": {"resourceType": "Observation", "id": "bad id"}, "request": {"method": "PUT", "url": "Observation/x"}}
+        ]
+    });
+    assert_eq!(post_bundle(&s, &t, &invalid).await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(total(&s, &t, "Patient?identifier=urn:tx|2").await, 0, "nothing of a failed transaction is stored");
+    assert_eq!(total(&s, &t, "Patient?identifier=urn:tx|1").await, 1);
+
+    // Each entry is checked against the scopes: one forbidden entry refuses the whole Bundle.
+    let p = token(&s, &client, "launch/patient patient/*.cruds", "patient").await;
+    let mixed = json!({
+        "resourceType": "Bundle", "type": "transaction",
+        "entry": [
+            {"resource": {"resourceType": "Observation", "status": "final", "code": {"text": "mine"}, "subject": {"reference": "Patient/pat-001"}}, "request": {"method": "POST", "url": "Observation"}},
+            {"resource": {"resourceType": "Observation", "status": "final", "code": {"text": "theirs"}, "subject": {"reference": "Patient/pat-002"}}, "request": {"method": "POST", "url": "Observation"}}
+        ]
+    });
+    let before = total(&s, &t, "Observation?patient=pat-001&_summary=count").await;
+    let (status, oo) = post_bundle(&s, &p, &mixed).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(oo["issue"][0]["diagnostics"].as_str().unwrap().starts_with("entry 1"));
+    assert_eq!(total(&s, &t, "Observation?patient=pat-001&_summary=count").await, before, "nothing stored");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn batch_entries_succeed_or_fail_one_by_one() {
+    let s = Server::start().await;
+    let client = s.public_app().await;
+    let p = token(&s, &client, "launch/patient patient/*.cruds", "patient").await;
+    let bundle = json!({
+        "resourceType": "Bundle", "type": "batch",
+        "entry": [
+            {"request": {"method": "GET", "url": "Patient/pat-001"}},
+            {"request": {"method": "GET", "url": "Patient/pat-002"}},
+            {"resource": observation("pat-001", 80.0), "request": {"method": "POST", "url": "Observation"}},
+            {"request": {"method": "GET", "url": "Observation?patient=pat-001&_summary=count"}},
+            {"request": {"method": "PATCH", "url": "Patient/pat-001"}}
+        ]
+    });
+    let (status, response) = post_bundle(&s, &p, &bundle).await;
+    assert_eq!(status, 200);
+    assert_eq!(response["type"], "batch-response");
+    let statuses: Vec<&str> =
+        response["entry"].as_array().unwrap().iter().map(|e| e["response"]["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["200 OK", "403 Forbidden", "201 Created", "200 OK", "400 Bad Request"]);
+    assert_eq!(response["entry"][0]["resource"]["id"], "pat-001");
+    assert_eq!(response["entry"][1]["response"]["outcome"]["resourceType"], "OperationOutcome");
+    assert!(response["entry"][3]["resource"]["total"].as_u64().unwrap() > 10);
+    assert_eq!(
+        post_bundle(&s, &p, &json!({"resourceType": "Bundle", "type": "collection"})).await.0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(post_bundle(&s, &p, &json!({"resourceType": "Patient"})).await.0, StatusCode::BAD_REQUEST);
+    s.stop().await;
+}
