@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod brands;
+pub mod bundle;
 pub mod capability;
 pub mod compartment;
 pub mod demo;

@@ -3,17 +3,16 @@
 //! `urn:uuid:` references are resolved to the ids the server assigns, and its writes are
 //! applied in one database transaction.  A batch runs each entry as its own request.
 
-use std::collections::HashMap;
-
 use axum::body::{to_bytes, Bytes};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 use smart_scopes::Interaction;
+use smartlaunch_fhir::access::may;
+use smartlaunch_fhir::bundle::{prepare_transaction, EntryMethod};
 use smartlaunch_fhir::compartment::patients_of;
 use smartlaunch_fhir::store::{Expected, ResourceStore, WriteError, WriteOp};
-use smartlaunch_fhir::validate::check_resource;
 
 use crate::server::{instant, App};
 use crate::web::fhir::{self, authenticate, outcome, Caller};
@@ -53,32 +52,6 @@ pub(crate) async fn post(State(app): State<App>, headers: HeaderMap, body: Bytes
     }
 }
 
-/// `Type/id` → (Type, id).
-fn split_url(url: &str) -> Option<(&str, &str)> {
-    let (ty, id) = url.trim_start_matches('/').split_once('/')?;
-    (!id.contains(['/', '?'])).then_some((ty, id))
-}
-
-/// Replaces every `reference` that names a Bundle-local full URL.
-fn resolve_references(value: &mut Value, map: &HashMap<String, String>) {
-    match value {
-        Value::Object(obj) => {
-            for (k, v) in obj.iter_mut() {
-                match v {
-                    Value::String(s) if k == "reference" => {
-                        if let Some(target) = map.get(s.as_str()) {
-                            *s = target.clone();
-                        }
-                    }
-                    v => resolve_references(v, map),
-                }
-            }
-        }
-        Value::Array(items) => items.iter_mut().for_each(|v| resolve_references(v, map)),
-        _ => {}
-    }
-}
-
 /// A transaction entry, validated and access-checked, waiting to be written.
 enum Planned {
     Write {
@@ -97,167 +70,71 @@ fn entry_error(n: usize, status: StatusCode, message: &str) -> Response {
     )
 }
 
-async fn transaction(app: &App, caller: &Caller, mut entries: Vec<Value>) -> Response {
-    // 1. Assign ids to creates and map Bundle-local full URLs to them.
-    let mut local: HashMap<String, String> = HashMap::new();
-    for (n, entry) in entries.iter_mut().enumerate() {
-        let method = entry["request"]["method"].as_str().unwrap_or_default().to_owned();
-        let url = entry["request"]["url"].as_str().unwrap_or_default().to_owned();
-        let full_url = entry["fullUrl"].as_str().map(str::to_owned);
-        match method.as_str() {
-            "POST" => {
-                let ty = entry["resource"]["resourceType"].as_str().unwrap_or_default().to_owned();
-                if ty.is_empty() || url.trim_start_matches('/') != ty {
-                    return entry_error(
-                        n,
-                        StatusCode::BAD_REQUEST,
-                        "a POST entry needs a resource and request.url = its type",
-                    );
-                }
-                if entry["request"].get("ifNoneExist").is_some() {
-                    return entry_error(
-                        n,
-                        StatusCode::BAD_REQUEST,
-                        "conditional create (ifNoneExist) is not supported in transactions",
-                    );
-                }
-                let id = smartlaunch_auth::secrets::random_hex(16);
-                entry["resource"]["id"] = Value::String(id.clone());
-                if let Some(f) = full_url {
-                    local.insert(f, format!("{ty}/{id}"));
-                }
-            }
-            "PUT" | "DELETE" => {
-                let Some((ty, id)) = split_url(&url) else {
-                    return entry_error(n, StatusCode::BAD_REQUEST, "request.url must be Type/id");
-                };
-                if let Some(f) = full_url {
-                    local.insert(f, format!("{ty}/{id}"));
-                }
-            }
-            "" => return entry_error(n, StatusCode::BAD_REQUEST, "request.method is required"),
-            other => {
-                return entry_error(
-                    n,
-                    StatusCode::BAD_REQUEST,
-                    &format!("{other} is not supported in a transaction (use a batch to read)"),
-                )
+async fn transaction(app: &App, caller: &Caller, entries: Vec<Value>) -> Response {
+    // 1. Ids for creates, Bundle-local references resolved, every resource checked.
+    let prepared = match prepare_transaction(entries, || smartlaunch_auth::secrets::random_hex(16)) {
+        Ok(p) => p,
+        Err((n, message)) => return entry_error(n, StatusCode::BAD_REQUEST, &message),
+    };
+    // 2. Every entry against the scopes; the state each write expects.
+    let requester = caller.requester();
+    let mut plan = Vec::with_capacity(prepared.len());
+    for (n, entry) in prepared.into_iter().enumerate() {
+        let (ty, id) = (entry.resource_type.as_str(), entry.id.as_str());
+        let current = match entry.method {
+            EntryMethod::Create => None,
+            _ => match app.db.read(ty, id).await {
+                Ok(c) => c,
+                Err(e) => return fhir::server_error("read the resource", e),
+            },
+        };
+        let live = current.as_ref().filter(|c| !c.deleted);
+        let (interaction, status) = match (entry.method, live) {
+            (EntryMethod::Create, _) => (Interaction::Create, StatusCode::CREATED),
+            (EntryMethod::Update, Some(_)) => (Interaction::Update, StatusCode::OK),
+            (EntryMethod::Update, None) => (Interaction::Update, StatusCode::CREATED),
+            (EntryMethod::Delete, _) => (Interaction::Delete, StatusCode::NO_CONTENT),
+        };
+        // The current version must be within reach, and so must the new one.
+        if let Some(c) = &current {
+            if let Err(d) = may(&requester, interaction, ty, &c.compartments) {
+                return entry_error(n, StatusCode::FORBIDDEN, &d.message());
             }
         }
-    }
-    // 2. Resolve references, validate, check access, plan the writes.
-    let mut plan = Vec::with_capacity(entries.len());
-    for (n, entry) in entries.iter_mut().enumerate() {
-        resolve_references(&mut entry["resource"], &local);
-        let method = entry["request"]["method"].as_str().unwrap_or_default().to_owned();
-        let url = entry["request"]["url"].as_str().unwrap_or_default().to_owned();
-        let if_match =
-            entry["request"]["ifMatch"].as_str().map(|m| m.trim_start_matches("W/").trim_matches('"').parse::<i64>());
-        let if_match = match if_match.transpose() {
-            Ok(v) => v,
-            Err(_) => {
-                return entry_error(n, StatusCode::BAD_REQUEST, "request.ifMatch must be an ETag such as W/\"3\"")
+        if let Some(resource) = &entry.resource {
+            if let Err(d) = may(&requester, interaction, ty, &patients_of(resource)) {
+                return entry_error(n, StatusCode::FORBIDDEN, &d.message());
             }
+        } else if current.is_none() {
+            if let Err(d) = may(&requester, interaction, ty, &[]) {
+                if !matches!(d, smartlaunch_fhir::access::Denied::OutsideGrant) {
+                    return entry_error(n, StatusCode::FORBIDDEN, &d.message());
+                }
+            }
+        }
+        let expected = match (entry.if_match, live) {
+            (Some(v), Some(c)) if v != c.version_id => {
+                return entry_error(n, StatusCode::PRECONDITION_FAILED, "ifMatch does not name the current version")
+            }
+            (Some(_), None) => {
+                return entry_error(
+                    n,
+                    StatusCode::PRECONDITION_FAILED,
+                    "ifMatch was sent but the resource does not exist",
+                )
+            }
+            (_, Some(c)) => Expected::Version(c.version_id),
+            (None, None) => Expected::Absent,
         };
-        let planned = match method.as_str() {
-            "POST" => {
-                let resource = entry["resource"].take();
-                let ty = resource["resourceType"].as_str().unwrap_or_default().to_owned();
-                if let Err(e) = check_resource(&resource, &ty) {
-                    return entry_error(n, StatusCode::BAD_REQUEST, &e.to_string());
-                }
-                if let Err(d) = smartlaunch_fhir::access::may(
-                    &caller.requester(),
-                    Interaction::Create,
-                    &ty,
-                    &patients_of(&resource),
-                ) {
-                    return entry_error(n, StatusCode::FORBIDDEN, &d.message());
-                }
-                Planned::Write {
-                    op: WriteOp::Put { resource, expected: Expected::Absent },
-                    status: StatusCode::CREATED,
-                }
-            }
-            "PUT" => {
-                let (ty, id) = split_url(&url).expect("checked above");
-                let resource = entry["resource"].take();
-                if let Err(e) = check_resource(&resource, ty)
-                    .and_then(|()| smartlaunch_fhir::validate::check_update_id(&resource, id))
-                {
-                    return entry_error(n, StatusCode::BAD_REQUEST, &e.to_string());
-                }
-                let current = match app.db.read(ty, id).await {
-                    Ok(c) => c.filter(|c| !c.deleted),
-                    Err(e) => return fhir::server_error("read the resource", e),
-                };
-                // The old version must be updatable, and the new one too.
-                if let Some(c) = &current {
-                    if let Err(d) =
-                        smartlaunch_fhir::access::may(&caller.requester(), Interaction::Update, ty, &c.compartments)
-                    {
-                        return entry_error(n, StatusCode::FORBIDDEN, &d.message());
-                    }
-                }
-                if let Err(d) =
-                    smartlaunch_fhir::access::may(&caller.requester(), Interaction::Update, ty, &patients_of(&resource))
-                {
-                    return entry_error(n, StatusCode::FORBIDDEN, &d.message());
-                }
-                let expected = match (if_match, &current) {
-                    (Some(v), Some(c)) if v != c.version_id => {
-                        return entry_error(
-                            n,
-                            StatusCode::PRECONDITION_FAILED,
-                            "ifMatch does not name the current version",
-                        )
-                    }
-                    (Some(_), None) => {
-                        return entry_error(
-                            n,
-                            StatusCode::PRECONDITION_FAILED,
-                            "ifMatch was sent but the resource does not exist",
-                        )
-                    }
-                    (_, Some(c)) => Expected::Version(c.version_id),
-                    (None, None) => Expected::Absent,
-                };
-                let status = if current.is_some() { StatusCode::OK } else { StatusCode::CREATED };
-                Planned::Write { op: WriteOp::Put { resource, expected }, status }
-            }
-            _ => {
-                let (ty, id) = split_url(&url).expect("checked above");
-                let current = match app.db.read(ty, id).await {
-                    Ok(c) => c,
-                    Err(e) => return fhir::server_error("read the resource", e),
-                };
-                let compartments = current.as_ref().map(|c| c.compartments.clone()).unwrap_or_default();
-                if let Err(d) =
-                    smartlaunch_fhir::access::may(&caller.requester(), Interaction::Delete, ty, &compartments)
-                {
-                    return entry_error(n, StatusCode::FORBIDDEN, &d.message());
-                }
-                match current.filter(|c| !c.deleted) {
-                    Some(c) if if_match.is_some_and(|v| v != c.version_id) => {
-                        return entry_error(
-                            n,
-                            StatusCode::PRECONDITION_FAILED,
-                            "ifMatch does not name the current version",
-                        )
-                    }
-                    Some(c) => Planned::Write {
-                        op: WriteOp::Delete {
-                            resource_type: ty.to_owned(),
-                            id: id.to_owned(),
-                            expected: Expected::Version(c.version_id),
-                        },
-                        status: StatusCode::NO_CONTENT,
-                    },
-                    None => Planned::Nothing,
-                }
-            }
-        };
-        plan.push(planned);
+        plan.push(match (entry.method, entry.resource, live) {
+            (EntryMethod::Delete, _, None) => Planned::Nothing,
+            (EntryMethod::Delete, _, Some(_)) => Planned::Write {
+                op: WriteOp::Delete { resource_type: ty.to_owned(), id: id.to_owned(), expected },
+                status,
+            },
+            (_, Some(resource), _) => Planned::Write { op: WriteOp::Put { resource, expected }, status },
+            (_, None, _) => return entry_error(n, StatusCode::BAD_REQUEST, "the entry has no resource"),
+        });
     }
     // 3. Write everything in one database transaction.
     let ops: Vec<WriteOp> = plan
