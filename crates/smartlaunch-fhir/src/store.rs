@@ -34,6 +34,8 @@ pub enum Expected {
     Absent,
     /// Exactly this current version (`If-Match`, or the version the caller checked access on).
     Version(i64),
+    /// Whatever is there (import: the file is the source of truth).
+    Any,
 }
 
 /// Why a write did not happen.

@@ -95,7 +95,7 @@ async fn current(
 fn check_expected(current: Option<(i64, bool)>, expected: Expected) -> Result<(), WriteError> {
     let live = current.filter(|(_, deleted)| !deleted).map(|(v, _)| v);
     match (expected, live) {
-        (Expected::Absent, None) => Ok(()),
+        (Expected::Any, _) | (Expected::Absent, None) => Ok(()),
         (Expected::Version(v), Some(c)) if v == c => Ok(()),
         (_, live) => Err(WriteError::Conflict(live)),
     }
@@ -108,6 +108,8 @@ async fn write_version(
     version: i64,
     now: &str,
 ) -> Result<StoredResource, StoreError> {
+    // A first version has no index rows or compartments to replace.
+    let fresh = version == 1;
     let (Some(ty), Some(id)) =
         (resource.get("resourceType").and_then(Value::as_str), resource.get("id").and_then(Value::as_str))
     else {
@@ -147,17 +149,19 @@ async fn write_version(
         .execute(&mut **tx)
         .await
         .map_err(err)?;
-    sqlx::query("DELETE FROM resource_compartments WHERE resource_type = ? AND id = ?")
-        .bind(ty)
-        .bind(id)
-        .execute(&mut **tx)
-        .await
-        .map_err(err)?;
+    if !fresh {
+        sqlx::query("DELETE FROM resource_compartments WHERE resource_type = ? AND id = ?")
+            .bind(ty)
+            .bind(id)
+            .execute(&mut **tx)
+            .await
+            .map_err(err)?;
+    }
     let mut entries = index_entries(resource);
     if let Some((low, high)) = date_range(now) {
         entries.push(IndexEntry { param: "_lastUpdated", value: IndexValue::Date { low, high } });
     }
-    write_index(tx, ty, id, &entries).await?;
+    write_index(tx, ty, id, &entries, !fresh).await?;
     let patients = patients_of(resource);
     for p in &patients {
         sqlx::query("INSERT INTO resource_compartments (patient_id, resource_type, id) VALUES (?, ?, ?)")
@@ -408,7 +412,7 @@ async fn delete_in(
         .execute(&mut **tx)
         .await
         .map_err(err)?;
-    write_index(tx, resource_type, id, &[]).await?;
+    write_index(tx, resource_type, id, &[], true).await?;
     let patients = compartments(&mut **tx, resource_type, id).await?;
     Ok(stored(resource_type, id, (String::new(), version, now.to_owned(), 1), patients))
 }

@@ -325,20 +325,24 @@ pub(crate) fn order_sql(request: &SearchRequest) -> Sql {
     sql
 }
 
-/// Replaces a resource's index rows (inside the write transaction), with one multi-row insert.
+/// Writes a resource's index rows (inside the write transaction) with multi-row inserts,
+/// replacing the old ones when `replace`.
 pub(crate) async fn write_index(
     tx: &mut Transaction<'_, Sqlite>,
     resource_type: &str,
     id: &str,
     entries: &[IndexEntry],
+    replace: bool,
 ) -> Result<(), StoreError> {
     let err = |e: sqlx::Error| StoreError(e.to_string());
-    sqlx::query("DELETE FROM search_index WHERE resource_type = ? AND id = ?")
-        .bind(resource_type)
-        .bind(id)
-        .execute(&mut **tx)
-        .await
-        .map_err(err)?;
+    if replace {
+        sqlx::query("DELETE FROM search_index WHERE resource_type = ? AND id = ?")
+            .bind(resource_type)
+            .bind(id)
+            .execute(&mut **tx)
+            .await
+            .map_err(err)?;
+    }
     for chunk in entries.chunks(200) {
         let mut sql = Sql::default();
         sql.push(

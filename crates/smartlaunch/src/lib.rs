@@ -3,6 +3,7 @@
 //! [`server::start`] on an ephemeral port and talk to it over HTTP.
 
 pub mod clock;
+pub mod import;
 pub mod seed;
 pub mod server;
 mod web;

@@ -33,6 +33,15 @@ enum Command {
     /// Manage registered apps (OAuth clients).
     #[command(subcommand)]
     Clients(ClientsCommand),
+    /// Import FHIR data: Bundles (e.g. Synthea R4 output, `urn:uuid:` references resolved; each
+    /// Bundle all or nothing), single resources (.json) and NDJSON files, or directories of them.
+    Import {
+        #[command(flatten)]
+        data: DataArg,
+        /// Files or directories (.json, .ndjson).
+        #[arg(required = true, value_name = "FILE_OR_DIR")]
+        paths: Vec<PathBuf>,
+    },
 }
 
 #[derive(Args)]
@@ -163,6 +172,7 @@ async fn run() -> anyhow::Result<()> {
             }
         }
         Command::Clients(command) => clients(command).await,
+        Command::Import { data, paths } => import(data, paths).await,
     }
 }
 
@@ -192,6 +202,42 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = running.wait() => {}
+    }
+    Ok(())
+}
+
+async fn import(data: DataArg, paths: Vec<PathBuf>) -> anyhow::Result<()> {
+    use std::io::Write;
+    let db = Db::open_dir(&data.data).await?;
+    let now = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339)?;
+    let mut last = std::time::Instant::now();
+    let report = smartlaunch::import::import_paths(&db, &paths, &now, |r| {
+        if last.elapsed() >= std::time::Duration::from_millis(250) {
+            last = std::time::Instant::now();
+            let rate = r.total() as f64 / r.elapsed.as_secs_f64().max(0.001);
+            eprint!("\r  {} files, {} resources ({rate:.0}/s), {} errors   ", r.files, r.total(), r.errors.len());
+            let _ = std::io::stderr().flush();
+        }
+    })
+    .await;
+    db.close().await;
+    eprintln!();
+    let seconds = report.elapsed.as_secs_f64().max(0.001);
+    println!(
+        "imported {} resources from {} files in {seconds:.1} s ({:.0} resources/s)",
+        report.total(),
+        report.files,
+        report.total() as f64 / seconds
+    );
+    for (ty, n) in &report.resources_by_type {
+        println!("  {ty:<28} {n}");
+    }
+    if !report.errors.is_empty() {
+        println!("errors ({} files, nothing of those Bundles was stored):", report.errors.len());
+        for (file, e) in &report.errors {
+            println!("  {}: {e}", file.display());
+        }
+        anyhow::bail!("{} files could not be imported", report.errors.len());
     }
     Ok(())
 }

@@ -3,3 +3,4 @@
 
 mod fhir_rest;
 mod fhir_search;
+mod import;

@@ -17,7 +17,7 @@ pub struct Server {
     pub base: String,
     pub fhir: String,
     pub http: reqwest::Client,
-    dir: std::path::PathBuf,
+    pub dir: std::path::PathBuf,
 }
 
 pub fn random(n: usize) -> String {
@@ -58,6 +58,16 @@ impl Server {
             running: Some(running),
             dir,
         }
+    }
+
+    /// Fills `base` and `fhir` from the running server, with a client that does not follow
+    /// redirects.
+    pub fn with_urls(mut self) -> Server {
+        let base = self.running.as_ref().expect("running").public_url.clone();
+        self.fhir = format!("{base}/fhir");
+        self.base = base;
+        self.http = reqwest::Client::builder().redirect(Policy::none()).build().unwrap();
+        self
     }
 
     pub async fn stop(mut self) {

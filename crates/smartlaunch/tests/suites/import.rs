@@ -1,0 +1,98 @@
+//! `smartlaunch import` (issue 3 item 5): Synthea-style transaction Bundles, NDJSON, a summary,
+//! and all or nothing per Bundle.
+
+use serde_json::{json, Value};
+
+use crate::support::*;
+
+#[tokio::test]
+async fn import_loads_bundles_and_ndjson_all_or_nothing_per_bundle() {
+    let dir = std::env::temp_dir().join(format!("smartlaunch-import-{}", random(6)));
+    let files = dir.join("files");
+    std::fs::create_dir_all(files.join("nested")).unwrap();
+    let synthea = json!({
+        "resourceType": "Bundle", "type": "transaction",
+        "entry": [
+            {"fullUrl": "urn:uuid:00000000-0000-4000-8000-0000000000aa",
+             "resource": {"resourceType": "Patient", "identifier": [{"system": "https://github.com/synthetichealth/synthea", "value": "s-1"}],
+                          "name": [{"family": "Imported", "given": ["Iris"]}], "gender": "female", "birthDate": "1980-02-03"},
+             "request": {"method": "POST", "url": "Patient"}},
+            {"fullUrl": "urn:uuid:00000000-0000-4000-8000-0000000000bb",
+             "resource": {"resourceType": "Encounter", "status": "finished", "class": {"code": "AMB"},
+                          "subject": {"reference": "urn:uuid:00000000-0000-4000-8000-0000000000aa"}, "period": {"start": "2020-01-01T10:00:00Z"}},
+             "request": {"method": "POST", "url": "Encounter"}},
+            {"fullUrl": "urn:uuid:00000000-0000-4000-8000-0000000000cc",
+             "resource": {"resourceType": "Observation", "status": "final",
+                          "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory"}]}],
+                          "code": {"coding": [{"system": "http://loinc.org", "code": "2339-0"}]},
+                          "subject": {"reference": "urn:uuid:00000000-0000-4000-8000-0000000000aa"},
+                          "encounter": {"reference": "urn:uuid:00000000-0000-4000-8000-0000000000bb"},
+                          "effectiveDateTime": "2020-01-01T10:00:00Z", "valueQuantity": {"value": 99, "unit": "mg/dL"}},
+             "request": {"method": "POST", "url": "Observation"}}
+        ]
+    });
+    std::fs::write(files.join("synthea.json"), synthea.to_string()).unwrap();
+    let broken = json!({
+        "resourceType": "Bundle", "type": "transaction",
+        "entry": [
+            {"resource": {"resourceType": "Patient", "name": [{"family": "Broken"}]}, "request": {"method": "POST", "url": "Patient"}},
+            {"resource": {"resourceType": "Observation", "id": "not valid!"}, "request": {"method": "PUT", "url": "Observation/x"}}
+        ]
+    });
+    std::fs::write(files.join("nested/broken.json"), broken.to_string()).unwrap();
+    let lines: Vec<String> = (1..=3)
+        .map(|i| {
+            json!({"resourceType": "Observation", "id": format!("nd-{i}"), "status": "final", "code": {"text": "nd"},
+                         "subject": {"reference": "Patient/pat-001"}})
+            .to_string()
+        })
+        .collect();
+    std::fs::write(files.join("obs.ndjson"), lines.join("\n")).unwrap();
+    std::fs::write(files.join("ignored.txt"), "not FHIR").unwrap();
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_smartlaunch"))
+        .args(["import", "--data"])
+        .arg(dir.join("data"))
+        .arg(&files)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "a broken Bundle is reported as a failure");
+    assert!(stdout.contains("imported 6 resources from 3 files"), "{stdout}");
+    assert!(stdout.contains("Observation") && stdout.contains("broken.json"), "{stdout}");
+
+    // The server sees the imported data, with references resolved, and nothing of the broken Bundle.
+    let clock = std::sync::Arc::new(smartlaunch::SystemClock::default());
+    let settings = smartlaunch::Settings {
+        data_dir: dir.join("data"),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        public_url: None,
+        registration_token: None,
+    };
+    let running = smartlaunch::start(settings, clock.clone()).await.unwrap();
+    let s = Server {
+        running: Some(running),
+        clock,
+        base: String::new(),
+        fhir: String::new(),
+        http: reqwest::Client::new(),
+        dir: dir.clone(),
+    };
+    let s = s.with_urls();
+    let client = s.public_app().await;
+    let (code, verifier) = launch(&s, &client, "user/*.rs", "clinician", None).await;
+    let t = redeem(&s, &client, &code, &verifier).await["access_token"].as_str().unwrap().to_owned();
+    let get = |q: &str| {
+        let (http, url, t) = (s.http.clone(), format!("{}/{q}", s.fhir), t.clone());
+        async move { http.get(url).bearer_auth(t).send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let patients = get("Patient?family=imported").await;
+    assert_eq!(patients["total"], 1);
+    let id = patients["entry"][0]["resource"]["id"].as_str().unwrap().to_owned();
+    let labs = get(&format!("Observation?patient={id}&category=laboratory")).await;
+    assert_eq!(labs["total"], 1);
+    assert!(labs["entry"][0]["resource"]["encounter"]["reference"].as_str().unwrap().starts_with("Encounter/"));
+    assert_eq!(get("Patient?family=broken").await["total"], 0, "all or nothing per Bundle");
+    assert_eq!(get("Observation?_id=nd-1,nd-2,nd-3").await["total"], 3);
+    s.stop().await;
+}
