@@ -1,9 +1,14 @@
-//! `smartlaunch-bench`: drives a running smartlaunch over HTTP with N concurrent workers.
+//! `smartlaunch-bench`: load and latency measurements of a running smartlaunch, over HTTP.
 //!
-//! It registers a public client, signs each worker in once (session cookie, consent
+//! `launch`: registers a public client, signs each worker in once (session cookie, consent
 //! remembered), then loops complete launches — authorize → code → token with PKCE — with and
 //! without `openid`, and separately refresh → refresh.  It reports launches (or refreshes) per
 //! second, p50 and p99 latency, errors, and the server's resident memory.
+//!
+//! `generate` writes a large data set (transaction Bundles, one per patient) for
+//! `smartlaunch import`; `fhir` measures FHIR reads and searches with a `patient/` token.
+
+mod fhir;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,9 +21,26 @@ use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use reqwest::redirect::Policy;
 use serde_json::{json, Value};
 
-/// Load tool for smartlaunch: launches/s, refreshes/s, latency and server RSS.
-#[derive(Parser, Clone)]
+/// Load and latency measurements of a running smartlaunch.
+#[derive(Parser)]
 #[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Launches/s, refreshes/s, latency and server RSS under N concurrent workers.
+    Launch(Args),
+    /// Writes a generated data set (one transaction Bundle per patient) for `smartlaunch import`.
+    Generate(fhir::GenerateArgs),
+    /// Latency of FHIR reads and searches with a patient/ token (after importing `generate`).
+    Fhir(fhir::FhirArgs),
+}
+
+/// The `launch` scenario's settings.
+#[derive(clap::Args, Clone)]
 struct Args {
     /// The server's base URL (its FHIR base is <base>/fhir).
     #[arg(long, default_value = "http://127.0.0.1:8080")]
@@ -60,17 +82,17 @@ struct Bench {
     fhir: String,
 }
 
-fn random(n: usize) -> String {
+pub(crate) fn random(n: usize) -> String {
     let mut b = vec![0u8; n];
     aws_lc_rs::rand::fill(&mut b).expect("random");
     URL_SAFE_NO_PAD.encode(b)
 }
 
-fn s256(verifier: &str) -> String {
+pub(crate) fn s256(verifier: &str) -> String {
     URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes()))
 }
 
-fn between<'a>(page: &'a str, start: &str, end: char) -> Option<&'a str> {
+pub(crate) fn between<'a>(page: &'a str, start: &str, end: char) -> Option<&'a str> {
     let i = page.find(start)? + start.len();
     page[i..].split(end).next()
 }
@@ -232,7 +254,7 @@ async fn run(bench: Arc<Bench>, scenario: Scenario, cookies: &[String]) -> anyho
     Ok((all, started.elapsed()))
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
     }
@@ -241,7 +263,14 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    match Cli::parse().command {
+        Command::Launch(args) => launch(args).await,
+        Command::Generate(args) => fhir::generate(args),
+        Command::Fhir(args) => fhir::run(args).await,
+    }
+}
+
+async fn launch(args: Args) -> anyhow::Result<()> {
     let http = reqwest::Client::builder().redirect(Policy::none()).pool_max_idle_per_host(args.workers * 2).build()?;
     if let Some(pid) = args.server_pid {
         println!(

@@ -148,7 +148,7 @@ pub fn generate() -> DemoData {
         }));
     }
     for i in 0..PATIENT_COUNT {
-        patient_record(i, &mut resources);
+        patient_record(i, None, &mut resources);
     }
     DemoData {
         resources,
@@ -169,7 +169,19 @@ fn coding(system: &str, code: &str, display: &str) -> Value {
     json!({ "coding": [{ "system": system, "code": code, "display": display }], "text": display })
 }
 
-fn patient_record(i: usize, out: &mut Vec<Value>) {
+/// A larger data set for benchmarks: the Practitioners and `patients` patients with
+/// `encounters` encounters each, every encounter with vital signs and laboratory results
+/// (about 11 resources per encounter).
+pub fn generate_scaled(patients: usize, encounters: i64) -> Vec<Value> {
+    let mut resources =
+        generate().resources.into_iter().filter(|r| r["resourceType"] == "Practitioner").collect::<Vec<_>>();
+    for i in 0..patients {
+        patient_record(i, Some(encounters), &mut resources);
+    }
+    resources
+}
+
+fn patient_record(i: usize, encounters: Option<i64>, out: &mut Vec<Value>) {
     let mut rng = Lcg(0x5eed_0000 + i as u64 * 7_777);
     let pid = patient_id(i);
     let female = i % 2 == 0;
@@ -206,7 +218,7 @@ fn patient_record(i: usize, out: &mut Vec<Value>) {
         v.dedup();
         v
     };
-    let encounter_count = if rich { 6 } else { 2 + rng.below(3) as i64 };
+    let encounter_count = encounters.unwrap_or(if rich { 6 } else { 2 + rng.below(3) as i64 });
     let subject = json!({ "reference": format!("Patient/{pid}"), "display": format!("{given} {family}") });
     let diabetic = problems.contains(&1);
 
@@ -242,7 +254,7 @@ fn patient_record(i: usize, out: &mut Vec<Value>) {
         obs(ctx.vital("29463-7", "Body weight", rng.range(52.0, 104.0, 1), "kg", "kg"));
         obs(ctx.vital("8302-2", "Body height", rng.range(152.0, 192.0, 1), "cm", "cm"));
         obs(ctx.vital("8310-5", "Body temperature", rng.range(36.3, 37.4, 1), "Cel", "°C"));
-        if rich || e % 2 == 0 {
+        if rich || e % 2 == 0 || encounters.is_some() {
             let glucose = if diabetic { rng.range(120.0, 190.0, 0) } else { rng.range(72.0, 105.0, 0) };
             obs(ctx.lab("2339-0", "Glucose [Mass/volume] in Blood", glucose, "mg/dL", (70.0, 99.0)));
             obs(ctx.lab(
@@ -427,6 +439,13 @@ mod tests {
         assert!(a.resources.iter().all(|r| crate::is_valid_id(r["id"].as_str().unwrap())));
         let labs = a.resources.iter().filter(|r| r["category"][0]["coding"][0]["code"] == "laboratory").count();
         assert!(labs > 50);
+    }
+
+    #[test]
+    fn the_scaled_set_has_about_two_hundred_resources_per_patient() {
+        let set = generate_scaled(3, 18);
+        let per_patient = (set.len() - PRACTITIONERS.len()) / 3;
+        assert!((180..=230).contains(&per_patient), "{per_patient}");
     }
 
     #[test]

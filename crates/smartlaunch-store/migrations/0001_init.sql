@@ -145,8 +145,9 @@ CREATE TABLE search_index (
     ref_id         TEXT,
     value_num      DOUBLE PRECISION
 );
+-- Partial indexes: each row sits only in the index of its kind (absent columns are NULL).
 CREATE INDEX search_index_resource ON search_index (resource_type, id, param);
-CREATE INDEX search_index_token ON search_index (resource_type, param, code, system);
-CREATE INDEX search_index_string ON search_index (resource_type, param, value_text);
-CREATE INDEX search_index_date ON search_index (resource_type, param, date_low);
-CREATE INDEX search_index_reference ON search_index (resource_type, param, ref_id);
+CREATE INDEX search_index_token ON search_index (resource_type, param, code, system) WHERE code IS NOT NULL;
+CREATE INDEX search_index_string ON search_index (resource_type, param, value_text) WHERE value_text IS NOT NULL;
+CREATE INDEX search_index_date ON search_index (resource_type, param, date_low) WHERE date_low IS NOT NULL;
+CREATE INDEX search_index_reference ON search_index (resource_type, param, ref_id) WHERE ref_id IS NOT NULL;

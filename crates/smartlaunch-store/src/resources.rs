@@ -18,7 +18,7 @@ fn err(e: impl std::fmt::Display) -> StoreError {
 }
 
 /// The key a resource is listed by: `family, given` for a Patient, the date for clinical data.
-fn sort_key(resource: &Value) -> Option<String> {
+pub(crate) fn sort_key(resource: &Value) -> Option<String> {
     match resource.get("resourceType")?.as_str()? {
         "Patient" | "Practitioner" => {
             let name = resource.get("name")?.get(0)?;
@@ -307,17 +307,9 @@ impl ResourceStore for Db {
 
     async fn put_all(&self, resources: &[Value], now: &str) -> Result<usize, StoreError> {
         let mut tx = self.write.begin().await.map_err(err)?;
-        for resource in resources {
-            let (Some(ty), Some(id)) =
-                (resource.get("resourceType").and_then(Value::as_str), resource.get("id").and_then(Value::as_str))
-            else {
-                return Err(StoreError("a resource without resourceType or id".into()));
-            };
-            let version = current(&mut tx, ty, id).await?.map_or(1, |(v, _)| v + 1);
-            write_version(&mut tx, resource, version, now).await?;
-        }
+        let stored = crate::bulk::put_many(&mut tx, resources, now).await?;
         tx.commit().await.map_err(err)?;
-        Ok(resources.len())
+        Ok(stored)
     }
 
     async fn count(&self) -> Result<i64, StoreError> {

@@ -18,6 +18,7 @@ pub(crate) enum Bind {
     Text(String),
     Int(i64),
     Float(f64),
+    Null,
 }
 
 /// SQL text with its binds, built left to right.
@@ -28,12 +29,12 @@ pub(crate) struct Sql {
 }
 
 impl Sql {
-    fn push(&mut self, s: &str) -> &mut Sql {
+    pub fn push(&mut self, s: &str) -> &mut Sql {
         self.text.push_str(s);
         self
     }
 
-    fn bind(&mut self, b: Bind) -> &mut Sql {
+    pub fn bind(&mut self, b: Bind) -> &mut Sql {
         self.text.push('?');
         self.binds.push(b);
         self
@@ -63,6 +64,7 @@ pub(crate) fn add(args: &mut SqliteArguments<'static>, bind: Bind) {
         Bind::Text(t) => args.add(t),
         Bind::Int(i) => args.add(i),
         Bind::Float(f) => args.add(f),
+        Bind::Null => args.add(None::<String>),
     };
 }
 
@@ -80,25 +82,19 @@ fn value_sql(sql: &mut Sql, modifier: Modifier, value: &ClauseValue) {
     match value {
         ClauseValue::Id(_) => {}
         ClauseValue::Token { system, code } => {
-            sql.push("(");
-            let mut and = false;
+            // `code IS NOT NULL` lets SQLite use the partial token index.
+            sql.push("(i.code IS NOT NULL");
             if let Some(code) = code {
-                sql.push("i.code = ").text(code);
-                and = true;
+                sql.push(" AND i.code = ").text(code);
             }
             match system {
                 None => {}
                 Some(None) => {
-                    sql.push(if and { " AND " } else { "" }).push("(i.system IS NULL OR i.system = '')");
-                    and = true;
+                    sql.push(" AND (i.system IS NULL OR i.system = '')");
                 }
                 Some(Some(s)) => {
-                    sql.push(if and { " AND " } else { "" }).push("i.system = ").text(s);
-                    and = true;
+                    sql.push(" AND i.system = ").text(s);
                 }
-            }
-            if !and {
-                sql.push("1");
             }
             sql.push(")");
         }
@@ -110,12 +106,15 @@ fn value_sql(sql: &mut Sql, modifier: Modifier, value: &ClauseValue) {
                 sql.push("i.value_text LIKE ").text(&format!("%{}%", escape_like(s))).push(" ESCAPE '\\'");
             }
             _ => {
-                sql.push("i.value_text LIKE ").text(&format!("{}%", escape_like(s))).push(" ESCAPE '\\'");
+                sql.push("i.value_text IS NOT NULL AND i.value_text LIKE ")
+                    .text(&format!("{}%", escape_like(s)))
+                    .push(" ESCAPE '\\'");
             }
         },
         ClauseValue::Date { prefix, low, high } => {
             // R4 date semantics: the target range [date_low, date_high] against [low, high].
             let (l, h) = (Bind::Int(*low), Bind::Int(*high));
+            sql.push("i.date_low IS NOT NULL AND ");
             match prefix {
                 Prefix::Eq => sql.push("(i.date_low >= ").bind(l).push(" AND i.date_high <= ").bind(h).push(")"),
                 Prefix::Ne => sql.push("NOT (i.date_low >= ").bind(l).push(" AND i.date_high <= ").bind(h).push(")"),
@@ -126,7 +125,7 @@ fn value_sql(sql: &mut Sql, modifier: Modifier, value: &ClauseValue) {
             };
         }
         ClauseValue::Reference { target_type, id } => {
-            sql.push("(i.ref_id = ").text(id);
+            sql.push("(i.ref_id IS NOT NULL AND i.ref_id = ").text(id);
             if let Some(t) = target_type {
                 sql.push(" AND i.ref_type = ").text(t);
             }
@@ -325,6 +324,40 @@ pub(crate) fn order_sql(request: &SearchRequest) -> Sql {
     sql
 }
 
+/// The columns of a `search_index` row, in the order [`index_row`] binds them.
+pub(crate) const INDEX_COLUMNS: &str =
+    "resource_type, id, param, system, code, value_text, value_exact, date_low, date_high, ref_type, ref_id, value_num";
+
+/// One parenthesised `search_index` row (absent values are NULL, so each row sits only in the
+/// partial index of its kind).
+pub(crate) fn index_row(sql: &mut Sql, resource_type: &str, id: &str, e: &IndexEntry) {
+    let text = |s: &str| Bind::Text(s.to_owned());
+    let opt = |s: &Option<String>| s.clone().map_or(Bind::Null, Bind::Text);
+    let null = || Bind::Null;
+    let (system, code, folded, exact, low, high, ref_type, ref_id, num) = match &e.value {
+        IndexValue::Token { system, code } => {
+            (opt(system), text(code), null(), null(), null(), null(), null(), null(), null())
+        }
+        IndexValue::String { folded, exact } => {
+            (null(), null(), text(folded), text(exact), null(), null(), null(), null(), null())
+        }
+        IndexValue::Date { low, high } => {
+            (null(), null(), null(), null(), Bind::Int(*low), Bind::Int(*high), null(), null(), null())
+        }
+        IndexValue::Reference { target_type, target_id } => {
+            (null(), null(), null(), null(), null(), null(), opt(target_type), text(target_id), null())
+        }
+        IndexValue::Quantity { value, system, code } => {
+            (opt(system), opt(code), null(), null(), null(), null(), null(), null(), Bind::Float(*value))
+        }
+    };
+    sql.push("(").bind(text(resource_type)).push(", ").bind(text(id)).push(", ").bind(text(e.param));
+    for b in [system, code, folded, exact, low, high, ref_type, ref_id, num] {
+        sql.push(", ").bind(b);
+    }
+    sql.push(")");
+}
+
 /// Writes a resource's index rows (inside the write transaction) with multi-row inserts,
 /// replacing the old ones when `replace`.
 pub(crate) async fn write_index(
@@ -343,58 +376,12 @@ pub(crate) async fn write_index(
             .await
             .map_err(err)?;
     }
-    for chunk in entries.chunks(200) {
+    for chunk in entries.chunks(1_000) {
         let mut sql = Sql::default();
-        sql.push(
-            "INSERT INTO search_index (resource_type, id, param, system, code, value_text, value_exact, date_low, date_high, \
-             ref_type, ref_id, value_num) VALUES ",
-        );
+        sql.push("INSERT INTO search_index (").push(INDEX_COLUMNS).push(") VALUES ");
         for (n, e) in chunk.iter().enumerate() {
-            let none = || Bind::Text(String::new());
-            let opt = |s: &Option<String>| s.clone().map_or(Bind::Text(String::new()), Bind::Text);
-            let (system, code, text, exact, low, high, rtype, rid, num) = match &e.value {
-                IndexValue::Token { system, code } => {
-                    (opt(system), Bind::Text(code.clone()), none(), none(), None, None, none(), none(), None)
-                }
-                IndexValue::String { folded, exact } => (
-                    none(),
-                    none(),
-                    Bind::Text(folded.clone()),
-                    Bind::Text(exact.clone()),
-                    None,
-                    None,
-                    none(),
-                    none(),
-                    None,
-                ),
-                IndexValue::Date { low, high } => {
-                    (none(), none(), none(), none(), Some(*low), Some(*high), none(), none(), None)
-                }
-                IndexValue::Reference { target_type, target_id } => {
-                    (none(), none(), none(), none(), None, None, opt(target_type), Bind::Text(target_id.clone()), None)
-                }
-                IndexValue::Quantity { value, system, code } => {
-                    (opt(system), opt(code), none(), none(), None, None, none(), none(), Some(*value))
-                }
-            };
-            sql.push(if n > 0 { ", (" } else { "(" })
-                .text(resource_type)
-                .push(", ")
-                .text(id)
-                .push(", ")
-                .text(e.param)
-                .push(", ");
-            sql.bind(system).push(", ").bind(code).push(", ").bind(text).push(", ").bind(exact).push(", ");
-            match (low, high) {
-                (Some(l), Some(h)) => sql.bind(Bind::Int(l)).push(", ").bind(Bind::Int(h)),
-                _ => sql.push("NULL, NULL"),
-            };
-            sql.push(", ").bind(rtype).push(", ").bind(rid).push(", ");
-            match num {
-                Some(v) => sql.bind(Bind::Float(v)),
-                None => sql.push("NULL"),
-            };
-            sql.push(")");
+            sql.push(if n > 0 { ", " } else { "" });
+            index_row(&mut sql, resource_type, id, e);
         }
         sqlx::query_with(&sql.text, sql.arguments()).execute(&mut **tx).await.map_err(err)?;
     }

@@ -50,8 +50,24 @@ fn collect(paths: &[PathBuf], out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Writes ops in one transaction and counts them by type.
+/// Writes ops in one transaction and counts them by type.  Puts only (the usual case) go
+/// through the bulk writer.
 async fn store(db: &Db, ops: Vec<WriteOp>, now: &str, report: &mut ImportReport) -> Result<(), String> {
+    if ops.iter().all(|op| matches!(op, WriteOp::Put { .. })) {
+        let resources: Vec<Value> = ops
+            .into_iter()
+            .filter_map(|op| match op {
+                WriteOp::Put { resource, .. } => Some(resource),
+                WriteOp::Delete { .. } => None,
+            })
+            .collect();
+        db.put_all(&resources, now).await.map_err(|e| e.to_string())?;
+        for r in &resources {
+            *report.resources_by_type.entry(r["resourceType"].as_str().unwrap_or_default().to_owned()).or_default() +=
+                1;
+        }
+        return Ok(());
+    }
     let written = db.transaction(&ops, now).await.map_err(|(n, e)| format!("write {n}: {e}"))?;
     for w in written {
         *report.resources_by_type.entry(w.resource_type).or_default() += 1;

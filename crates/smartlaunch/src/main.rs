@@ -208,7 +208,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
 async fn import(data: DataArg, paths: Vec<PathBuf>) -> anyhow::Result<()> {
     use std::io::Write;
-    let db = Db::open_dir(&data.data).await?;
+    let db = Db::open_dir_with_cache(&data.data, 512).await?;
     let now = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339)?;
     let mut last = std::time::Instant::now();
     let report = smartlaunch::import::import_paths(&db, &paths, &now, |r| {
