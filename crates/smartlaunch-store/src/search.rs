@@ -192,7 +192,11 @@ fn clause_probe(sql: &mut Sql, clause: &Clause) {
         },
         Target::Indexed { name, .. } => {
             let exists =
-                "EXISTS (SELECT 1 FROM search_index i WHERE i.resource_type = r.resource_type AND i.id = r.id AND ";
+                // A probe reads the candidate's own rows; left alone, SQLite prefers the kind's
+                // index (more equality columns) and scans every row with that value.  (SQLite
+                // syntax: the PostgreSQL store will keep its own builder.)
+                "EXISTS (SELECT 1 FROM search_index i INDEXED BY search_index_resource \
+                 WHERE i.resource_type = r.resource_type AND i.id = r.id AND ";
             match clause.modifier {
                 Modifier::Missing(true) => {
                     sql.push("NOT ").push(exists).push("i.param = ").text(name).push(")");
@@ -297,7 +301,7 @@ pub(crate) fn order_sql(request: &SearchRequest) -> Sql {
     for key in &request.sort {
         let direction = if key.descending { " DESC" } else { " ASC" };
         match key.target {
-            Target::Id => sql.push("r.id").push(direction),
+            Target::Id => sql.push("+r.id").push(direction),
             Target::Indexed { name, kind } => {
                 let (agg, column) = match (kind, key.descending) {
                     (Kind::Date, false) => ("MIN", "i.date_low"),
@@ -320,7 +324,9 @@ pub(crate) fn order_sql(request: &SearchRequest) -> Sql {
         };
         sql.push(", ");
     }
-    sql.push("r.id ASC");
+    // `+r.id`: sorting must not tempt SQLite to walk the whole type in primary-key order
+    // instead of driving from the selective clause (then sorting the few matches).
+    sql.push("+r.id ASC");
     sql
 }
 
