@@ -17,7 +17,8 @@ pub struct OAuthUris<'a> {
 }
 
 /// The interactions every resource type supports today.
-pub const INTERACTIONS: &[&str] = &["read", "vread", "update", "delete", "history-instance", "create", "search-type"];
+pub const INTERACTIONS: &[&str] =
+    &["read", "vread", "update", "delete", "history-instance", "history-type", "create", "search-type"];
 
 pub fn capability_statement(software_version: &str, fhir_base: &str, uris: &OAuthUris<'_>, date: &str) -> Value {
     let interactions: Vec<Value> = INTERACTIONS.iter().map(|i| json!({ "code": i })).collect();

@@ -91,6 +91,15 @@ pub trait ResourceStore: Send + Sync + 'static {
         id: &str,
         version_id: i64,
     ) -> impl Future<Output = Result<Option<StoredResource>, StoreError>> + Send;
+    /// Type history: versions of the resources of a type that the access constraints admit
+    /// (through their current version), newest first; and the total.
+    fn type_history(
+        &self,
+        resource_type: &str,
+        access: &[Constraint],
+        count: i64,
+        offset: i64,
+    ) -> impl Future<Output = Result<(Vec<StoredResource>, i64), StoreError>> + Send;
     /// Every version of one resource, newest first.
     fn history(
         &self,

@@ -202,6 +202,43 @@ impl ResourceStore for Db {
         Ok(SearchPage { resources: rows.into_iter().map(|(j,)| j).collect(), total })
     }
 
+    async fn type_history(
+        &self,
+        resource_type: &str,
+        access: &[Constraint],
+        count: i64,
+        offset: i64,
+    ) -> Result<(Vec<StoredResource>, i64), StoreError> {
+        // Deleted resources keep their compartments, so their history stays visible to whoever
+        // could see them; `where_sql` asks for live resources, hence the replacement below.
+        let filter = where_sql(resource_type, &[], access);
+        let filter_text = filter.text.replacen("r.deleted = 0", "1", 1);
+        let from = format!(
+            "FROM resource_versions v JOIN resources r ON r.resource_type = v.resource_type AND r.id = v.id WHERE {filter_text}"
+        );
+        let (total,): (i64,) = sqlx::query_as_with(&format!("SELECT COUNT(*) {from}"), filter.arguments())
+            .fetch_one(&self.read)
+            .await
+            .map_err(err)?;
+        let rows: Vec<(String, String, i64, String, i64)> = sqlx::query_as_with(
+            &format!(
+                "SELECT v.id, v.content, v.version_id, v.last_updated, v.deleted {from} \
+                 ORDER BY v.last_updated DESC, v.id, v.version_id DESC LIMIT {count} OFFSET {offset}"
+            ),
+            filter.arguments(),
+        )
+        .fetch_all(&self.read)
+        .await
+        .map_err(err)?;
+        let versions = rows
+            .into_iter()
+            .map(|(id, json, version, last_updated, deleted)| {
+                stored(resource_type, &id, (json, version, last_updated, deleted), Vec::new())
+            })
+            .collect();
+        Ok((versions, total))
+    }
+
     async fn matches(&self, resource_type: &str, id: &str, access: &[Constraint]) -> Result<bool, StoreError> {
         let filter = where_sql(resource_type, &[], access);
         let sql = format!("SELECT COUNT(*) FROM resources r WHERE r.id = ? AND {}", filter.text);

@@ -131,7 +131,10 @@ async fn openid_configuration_jwks_and_capability_statement() {
         cs["rest"][0]["resource"].as_array().unwrap().iter().find(|r| r["type"] == "Observation").unwrap();
     let interactions: Vec<&str> =
         observation["interaction"].as_array().unwrap().iter().map(|i| i["code"].as_str().unwrap()).collect();
-    assert_eq!(interactions, ["read", "vread", "update", "delete", "history-instance", "create", "search-type"]);
+    assert_eq!(
+        interactions,
+        ["read", "vread", "update", "delete", "history-instance", "history-type", "create", "search-type"]
+    );
     let params: Vec<&str> =
         observation["searchParam"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
     for p in ["_id", "_lastUpdated", "patient", "code", "category", "date", "value-quantity"] {

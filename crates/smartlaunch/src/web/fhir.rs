@@ -315,6 +315,69 @@ pub(crate) async fn vread(
     }
 }
 
+/// `GET /fhir/{type}/_history`: type history (s), newest first, only of resources the token
+/// may search; `_count` and `_offset` page it.
+pub(crate) async fn type_history(
+    State(app): State<App>,
+    Path(ty): Path<String>,
+    headers: HeaderMap,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Response {
+    let caller = match authenticate(&app, &headers, &ty, None) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let access = match smartlaunch_fhir::access::constraints(&caller.requester(), Interaction::Search, &ty) {
+        Ok(a) => a,
+        Err(denied) => return forbidden(&denied),
+    };
+    let pairs = crate::web::form_pairs(query.unwrap_or_default().as_bytes());
+    let number = |name: &str, default: i64| {
+        crate::web::field(&pairs, name).and_then(|v| v.parse::<i64>().ok()).filter(|v| *v >= 0).unwrap_or(default)
+    };
+    let count = number("_count", smartlaunch_fhir::search::query::DEFAULT_COUNT)
+        .min(smartlaunch_fhir::search::query::MAX_COUNT);
+    let offset = number("_offset", 0);
+    let (versions, total) = match app.db.type_history(&ty, &access, count, offset).await {
+        Ok(v) => v,
+        Err(e) => return server_error("read the history", e),
+    };
+    let base = app.auth.config.fhir_base();
+    let link = |o: i64| format!("{base}/{ty}/_history?_count={count}&_offset={o}");
+    let mut links = vec![json!({ "relation": "self", "url": link(offset) })];
+    if count > 0 && offset + count < total {
+        links.push(json!({ "relation": "next", "url": link(offset + count) }));
+    }
+    let entries: Vec<Value> = versions.iter().map(|v| history_entry(&base, v)).collect();
+    let bundle =
+        json!({ "resourceType": "Bundle", "type": "history", "total": total, "link": links, "entry": entries });
+    ([(header::CONTENT_TYPE, content_type(&headers))], bundle.to_string()).into_response()
+}
+
+/// One entry of a history Bundle.
+fn history_entry(base: &str, v: &StoredResource) -> Value {
+    let (ty, id) = (&v.resource_type, &v.id);
+    let (method, status) = match (v.deleted, v.version_id) {
+        (true, _) => ("DELETE", "204"),
+        (false, 1) => ("POST", "201"),
+        (false, _) => ("PUT", "200"),
+    };
+    let mut entry = json!({
+        "fullUrl": format!("{base}/{ty}/{id}"),
+        "request": { "method": method, "url": format!("{ty}/{id}") },
+        "response": {
+            "status": status,
+            "etag": format!("W/\"{}\"", v.version_id),
+            "lastModified": v.last_updated,
+            "location": format!("{base}/{ty}/{id}/_history/{}", v.version_id),
+        },
+    });
+    if !v.deleted {
+        entry["resource"] = serde_json::from_str(&v.json).unwrap_or(Value::Null);
+    }
+    entry
+}
+
 /// `GET /fhir/{type}/{id}/_history`: instance history (r), newest first.
 pub(crate) async fn history(
     State(app): State<App>,
@@ -336,26 +399,7 @@ pub(crate) async fn history(
         return r;
     }
     let base = app.auth.config.fhir_base();
-    let entries: Vec<Value> = versions
-        .iter()
-        .map(|v| {
-            let url = format!("{base}/{ty}/{id}/_history/{}", v.version_id);
-            let (method, status) = match (v.deleted, v.version_id) {
-                (true, _) => ("DELETE", "204"),
-                (false, 1) => ("POST", "201"),
-                (false, _) => ("PUT", "200"),
-            };
-            let mut entry = json!({
-                "fullUrl": format!("{base}/{ty}/{id}"),
-                "request": { "method": method, "url": format!("{ty}/{id}") },
-                "response": { "status": status, "etag": format!("W/\"{}\"", v.version_id), "lastModified": v.last_updated, "location": url },
-            });
-            if !v.deleted {
-                entry["resource"] = serde_json::from_str(&v.json).unwrap_or(Value::Null);
-            }
-            entry
-        })
-        .collect();
+    let entries: Vec<Value> = versions.iter().map(|v| history_entry(&base, v)).collect();
     let bundle = json!({
         "resourceType": "Bundle",
         "type": "history",

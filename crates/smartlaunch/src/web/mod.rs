@@ -58,6 +58,7 @@ pub(crate) fn router(app: App) -> Router {
     let fhir_api = Router::new()
         .route("/fhir/{resource_type}", get(fhir::search_get).post(fhir::create))
         .route("/fhir/{resource_type}/_search", post(fhir::search_post))
+        .route("/fhir/{resource_type}/_history", get(fhir::type_history))
         .route("/fhir/{resource_type}/{id}", get(fhir::read).put(fhir::update).delete(fhir::delete))
         .route("/fhir/{resource_type}/{id}/_history", get(fhir::history))
         .route("/fhir/{resource_type}/{id}/_history/{vid}", get(fhir::vread))

@@ -418,3 +418,38 @@ async fn batch_entries_succeed_or_fail_one_by_one() {
     assert_eq!(post_bundle(&s, &p, &json!({"resourceType": "Patient"})).await.0, StatusCode::BAD_REQUEST);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn type_history_lists_versions_within_the_grant() {
+    let s = Server::start().await;
+    let client = s.public_app().await;
+    use reqwest::Method as M;
+    let t = token(&s, &client, "user/*.cruds", "clinician").await;
+    let created: Value =
+        send(&s, M::POST, "Observation", &t, Some(&observation("pat-001", 50.0)), None).await.json().await.unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    let mut updated = created.clone();
+    updated["status"] = json!("amended");
+    assert_eq!(send(&s, M::PUT, &format!("Observation/{id}"), &t, Some(&updated), None).await.status(), 200);
+    let (all_observations, _) = {
+        let b: Value = send(&s, M::GET, "Observation?_summary=count", &t, None, None).await.json().await.unwrap();
+        (b["total"].as_u64().unwrap(), ())
+    };
+    let history: Value = send(&s, M::GET, "Observation/_history?_count=2", &t, None, None).await.json().await.unwrap();
+    assert_eq!(history["type"], "history");
+    assert_eq!(history["total"].as_u64().unwrap(), all_observations + 1, "every version: one update added one");
+    assert_eq!(history["entry"][0]["request"]["method"], "PUT", "newest first");
+    assert_eq!(history["entry"][1]["request"]["method"], "POST");
+    assert!(history["link"].as_array().unwrap().iter().any(|l| l["relation"] == "next"));
+    // A patient token sees only its own compartment's history; without `s`, none.
+    let p = token(&s, &client, "launch/patient patient/*.rs", "patient").await;
+    let own: Value = send(&s, M::GET, "Observation/_history?_count=1000", &p, None, None).await.json().await.unwrap();
+    assert!(own["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["resource"]["subject"]["reference"] == "Patient/pat-001"));
+    let no_search = token(&s, &client, "launch/patient patient/Observation.r", "patient").await;
+    assert_eq!(send(&s, M::GET, "Observation/_history", &no_search, None, None).await.status(), 403);
+    s.stop().await;
+}
