@@ -518,7 +518,8 @@ async fn steps_cannot_be_skipped_or_forged() {
     let s = Server::start().await;
     let client = s.public_app().await;
     let mut b = Browser::new(&s);
-    b.get(&s.authorize_url(&s.authorize_params(&client, PATIENT_SCOPE, &random(32)))).await;
+    let verifier = random(32);
+    b.get(&s.authorize_url(&s.authorize_params(&client, PATIENT_SCOPE, &verifier))).await;
     let (id, csrf) = (b.flow_id(), b.csrf());
     let post = |path: String, form: Vec<(&'static str, String)>| {
         let http = s.http.clone();
@@ -552,10 +553,9 @@ async fn steps_cannot_be_skipped_or_forged() {
         400
     );
     // A forged scope in the consent form is ignored: the grant can only narrow.
-    let verifier = "v".repeat(43);
-    let _ = verifier;
     let Landing::App(url) = b.consent(true, Some(&["patient/*.rs", "user/*.cruds"])).await else { panic!() };
-    assert!(query_of(&url).contains_key("code"));
+    let granted = redeem(&s, &client, &query_of(&url)["code"], &verifier).await;
+    assert_eq!(granted["scope"], "patient/*.rs");
     // The request is finished: its id cannot be used again.
     assert_eq!(
         post(format!("{}/auth/flow/{id}/consent", s.base), vec![("csrf", csrf.clone()), ("decision", "allow".into())])
