@@ -69,16 +69,7 @@ pub fn may(
     if any {
         Err(Denied::OutsideGrant)
     } else {
-        let letter = match interaction {
-            Interaction::Create => "c",
-            Interaction::Read => "r",
-            Interaction::Update => "u",
-            Interaction::Delete => "d",
-            Interaction::Search => "s",
-        };
-        Err(Denied::NoScope {
-            needed: format!("patient/{resource_type}.{letter} or user/{resource_type}.{letter} (or a wildcard)"),
-        })
+        Err(no_scope(interaction, resource_type))
     }
 }
 
