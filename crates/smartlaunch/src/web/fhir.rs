@@ -273,18 +273,22 @@ pub(crate) async fn read(
         Err(r) => return r,
     };
     match app.db.read(&ty, &id).await {
-        Ok(Some(stored)) => {
-            if let Err(r) = caller.may_read(&app, &stored).await {
-                return r;
-            }
-            if stored.deleted {
-                return gone(&stored);
-            }
-            resource_response(StatusCode::OK, &headers, &stored, None)
-        }
+        Ok(Some(stored)) => readable_response(&app, &caller, &headers, &stored).await,
         Ok(None) => missing(&caller, Interaction::Read, &ty, &id, format!("{ty}/{id} does not exist")),
         Err(e) => server_error("read the resource", e),
     }
+}
+
+/// A read or vread answer: the version if the token may read it (granular scopes included),
+/// 410 for a deletion.
+async fn readable_response(app: &App, caller: &Caller, headers: &HeaderMap, stored: &StoredResource) -> Response {
+    if let Err(r) = caller.may_read(app, stored).await {
+        return r;
+    }
+    if stored.deleted {
+        return gone(stored);
+    }
+    resource_response(StatusCode::OK, headers, stored, None)
 }
 
 /// `GET /fhir/{type}/{id}/_history/{vid}`: vread (r).
@@ -301,15 +305,7 @@ pub(crate) async fn vread(
         return outcome(StatusCode::BAD_REQUEST, "invalid", "the version id must be a number");
     };
     match app.db.vread(&ty, &id, version).await {
-        Ok(Some(stored)) => {
-            if let Err(r) = caller.may(Interaction::Read, &ty, &stored.compartments) {
-                return r;
-            }
-            if stored.deleted {
-                return gone(&stored);
-            }
-            resource_response(StatusCode::OK, &headers, &stored, None)
-        }
+        Ok(Some(stored)) => readable_response(&app, &caller, &headers, &stored).await,
         Ok(None) => missing(&caller, Interaction::Read, &ty, &id, format!("{ty}/{id} has no version {version}")),
         Err(e) => server_error("read the version", e),
     }
