@@ -119,6 +119,8 @@ enum ClientsCommand {
     Remove {
         #[command(flatten)]
         data: DataArg,
+        /// Ids issued by earlier builds were base64url and may begin with '-'.
+        #[arg(allow_hyphen_values = true)]
         client_id: String,
     },
 }

@@ -154,7 +154,12 @@ async fn registration_validates_and_returns_metadata() {
         .register(json!({"client_name": "P", "redirect_uris": ["http://127.0.0.1:1/cb"], "token_endpoint_auth_method": "none",
                          "scope": "openid patient/*.rs", "initiate_login_uri": "http://127.0.0.1:1/launch", "logo_uri": "https://x.example/l.png"}))
         .await;
-    assert!(public["client_id"].as_str().unwrap().len() >= 16);
+    let client_id = public["client_id"].as_str().unwrap();
+    assert_eq!(client_id.len(), 32, "128 random bits");
+    assert!(
+        client_id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{client_id}: a client_id must be safe to paste anywhere — a leading '-' reads as a command-line flag"
+    );
     assert!(public.get("client_secret").is_none());
     assert_eq!(public["initiate_login_uri"], "http://127.0.0.1:1/launch");
     assert_eq!(public["scope"], "openid patient/*.rs");

@@ -2,7 +2,7 @@
 
 use crate::client::{Client, RegistrationRequest};
 use crate::error::RegistrationError;
-use crate::secrets::{hash_token, random_token, secrets_equal};
+use crate::secrets::{hash_token, random_hex, random_token, secrets_equal};
 use crate::store::AuthStore;
 use crate::{AuthService, UnixTime};
 
@@ -59,7 +59,7 @@ impl<S: AuthStore> AuthService<S> {
         let metadata = request.validate()?;
         let client_secret = metadata.token_endpoint_auth_method.is_confidential().then(|| random_token(32));
         let client = Client {
-            client_id: random_token(18),
+            client_id: random_hex(16),
             secret_hash: client_secret.as_deref().map(hash_token),
             metadata,
             created_at: now,
