@@ -374,7 +374,8 @@ fn history_entry(base: &str, v: &StoredResource) -> Value {
     entry
 }
 
-/// `GET /fhir/{type}/{id}/_history`: instance history (r), newest first.
+/// `GET /fhir/{type}/{id}/_history`: instance history (r), newest first, for a token that may
+/// read the resource as it is now (granular scopes included).
 pub(crate) async fn history(
     State(app): State<App>,
     Path((ty, id)): Path<(String, String)>,
@@ -391,7 +392,7 @@ pub(crate) async fn history(
     let Some(latest) = versions.first() else {
         return missing(&caller, Interaction::Read, &ty, &id, format!("{ty}/{id} does not exist"));
     };
-    if let Err(r) = caller.may(Interaction::Read, &ty, &latest.compartments) {
+    if let Err(r) = caller.may_read(&app, latest).await {
         return r;
     }
     let base = app.auth.config.fhir_base();

@@ -6,40 +6,6 @@ use serde_json::{json, Value};
 
 use crate::support::*;
 
-async fn token(s: &Server, client: &str, scope: &str, user: &str) -> String {
-    let patient = (user == "clinician" && scope.contains("patient/")).then_some("pat-001");
-    let (code, verifier) = launch(s, client, scope, user, patient).await;
-    redeem(s, client, &code, &verifier).await["access_token"].as_str().unwrap().to_owned()
-}
-
-fn observation(patient: &str, value: f64) -> Value {
-    json!({
-        "resourceType": "Observation",
-        "status": "final",
-        "code": { "coding": [{ "system": "http://loinc.org", "code": "8867-4" }] },
-        "subject": { "reference": format!("Patient/{patient}") },
-        "valueQuantity": { "value": value, "unit": "/min" }
-    })
-}
-
-async fn send(
-    s: &Server,
-    method: reqwest::Method,
-    path: &str,
-    token: &str,
-    body: Option<&Value>,
-    if_match: Option<&str>,
-) -> reqwest::Response {
-    let mut r = s.http.request(method, format!("{}/{path}", s.fhir)).bearer_auth(token);
-    if let Some(b) = body {
-        r = r.header(CONTENT_TYPE, "application/fhir+json").body(b.to_string());
-    }
-    if let Some(m) = if_match {
-        r = r.header("If-Match", m);
-    }
-    r.send().await.unwrap()
-}
-
 #[tokio::test]
 async fn create_read_update_vread_history_delete() {
     let s = Server::start().await;
@@ -290,20 +256,6 @@ async fn conditional_create_with_if_none_exist() {
     let no_search = token(&s, &client, "user/Patient.c", "clinician").await;
     assert_eq!(post(no_search, Some("identifier=urn:test:mrn|77")).await.status(), StatusCode::FORBIDDEN);
     s.stop().await;
-}
-
-async fn post_bundle(s: &Server, token: &str, bundle: &Value) -> (StatusCode, Value) {
-    let r = s
-        .http
-        .post(&s.fhir)
-        .bearer_auth(token)
-        .header(CONTENT_TYPE, "application/fhir+json")
-        .body(bundle.to_string())
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    (status, r.json().await.unwrap())
 }
 
 async fn total(s: &Server, token: &str, query: &str) -> u64 {

@@ -3,58 +3,10 @@
 
 use std::collections::BTreeSet;
 
-use reqwest::StatusCode;
 use serde_json::{json, Value};
 use smartlaunch_fhir::demo;
 
 use crate::support::*;
-
-async fn token(s: &Server, client: &str, scope: &str, user: &str) -> String {
-    let patient = (user == "clinician" && scope.contains("patient/")).then_some("pat-001");
-    let (code, verifier) = launch(s, client, scope, user, patient).await;
-    redeem(s, client, &code, &verifier).await["access_token"].as_str().unwrap().to_owned()
-}
-
-async fn search(s: &Server, token: &str, query: &str) -> (StatusCode, Value) {
-    let r = s.http.get(format!("{}/{query}", s.fhir)).bearer_auth(token).send().await.unwrap();
-    let status = r.status();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
-
-/// All ids of a search, following `next` links.
-async fn all_ids(s: &Server, token: &str, query: &str) -> BTreeSet<String> {
-    let mut ids = BTreeSet::new();
-    let mut url = format!("{}/{query}", s.fhir);
-    loop {
-        let bundle: Value = s.http.get(&url).bearer_auth(token).send().await.unwrap().json().await.unwrap();
-        assert_eq!(bundle["resourceType"], "Bundle", "{bundle}");
-        for e in bundle["entry"].as_array().into_iter().flatten() {
-            assert!(ids.insert(e["resource"]["id"].as_str().unwrap().to_owned()), "no duplicates across pages");
-        }
-        match bundle["link"].as_array().unwrap().iter().find(|l| l["relation"] == "next") {
-            Some(next) => url = next["url"].as_str().unwrap().to_owned(),
-            None => return ids,
-        }
-    }
-}
-
-fn oracle(keep: impl Fn(&Value) -> bool) -> BTreeSet<String> {
-    demo::generate().resources.iter().filter(|r| keep(r)).map(|r| r["id"].as_str().unwrap().to_owned()).collect()
-}
-
-fn is_obs_of(r: &Value, patient: &str) -> bool {
-    r["resourceType"] == "Observation" && r["subject"]["reference"] == format!("Patient/{patient}")
-}
-
-fn has_code(r: &Value, field: &str, code: &str) -> bool {
-    let v = &r[field];
-    let codings = if v.is_array() {
-        v.as_array().unwrap().iter().flat_map(|c| c["coding"].as_array().unwrap().clone()).collect::<Vec<_>>()
-    } else {
-        v["coding"].as_array().cloned().unwrap_or_default()
-    };
-    codings.iter().any(|c| c["code"] == code)
-}
 
 #[tokio::test]
 async fn token_reference_date_string_and_quantity_searches() {

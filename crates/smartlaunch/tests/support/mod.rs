@@ -1,6 +1,8 @@
 //! Test support: a real server on an ephemeral port, and a scripted browser that follows the
 //! server's HTML forms by their field names (no mocks of our own server).
 
+mod fhir;
+
 use std::sync::Arc;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -10,6 +12,8 @@ use reqwest::redirect::Policy;
 use reqwest::{Response, StatusCode};
 use serde_json::{json, Value};
 use smartlaunch::{start, Running, Settings, SystemClock};
+
+pub use fhir::*;
 
 pub struct Server {
     pub running: Option<Running>,
