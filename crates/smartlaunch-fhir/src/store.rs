@@ -130,7 +130,7 @@ pub trait ResourceStore: Send + Sync + 'static {
         now: &str,
     ) -> impl Future<Output = Result<Vec<StoredResource>, (usize, WriteError)>> + Send;
     /// Stores resources (new versions of existing ids) in one transaction (seeding, import).
-    fn put_all(&self, resources: &[Value], now: &str) -> impl Future<Output = Result<usize, StoreError>> + Send;
+    fn put_all(&self, resources: Vec<Value>, now: &str) -> impl Future<Output = Result<usize, StoreError>> + Send;
     /// How many resources are stored (0 on a fresh database).
     fn count(&self) -> impl Future<Output = Result<i64, StoreError>> + Send;
     /// Patients whose name contains `name` (case-insensitive), ordered by name; and the total.

@@ -2,6 +2,7 @@
 //! multi-row statements.  Each statement is a round trip to the connection's thread, so writing
 //! resources one statement at a time is bound by hand-offs, not by SQLite.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
 use serde_json::Value;
@@ -9,7 +10,7 @@ use smartlaunch_fhir::compartment::patients_of;
 use smartlaunch_fhir::search::extract::{index_entries, IndexEntry, IndexValue};
 use smartlaunch_fhir::search::normalize::date_range;
 use smartlaunch_fhir::store::StoreError;
-use sqlx::{Sqlite, Transaction};
+use sqlx::{Acquire, Sqlite, SqlitePool, Transaction};
 
 use crate::search::{index_row, Bind, Sql, INDEX_COLUMNS};
 
@@ -36,96 +37,139 @@ async fn insert_rows<T>(
             row(&mut sql, item);
         }
         sql.push(tail);
-        sqlx::query_with(&sql.text, sql.arguments()).execute(&mut **tx).await.map_err(err)?;
+        let (text, args) = sql.into_parts();
+        sqlx::query_with(&text, args).execute(&mut **tx).await.map_err(err)?;
     }
     Ok(())
 }
 
-/// Stores new versions of all `resources` (each with `resourceType` and `id`; the last of
-/// duplicates wins) in the open transaction.
-pub(crate) async fn put_many(
-    tx: &mut Transaction<'_, Sqlite>,
-    resources: &[Value],
-    now: &str,
-) -> Result<usize, StoreError> {
-    // The last occurrence of each (type, id).
-    let mut latest: HashMap<(&str, &str), &Value> = HashMap::new();
-    let mut order = Vec::new();
-    for r in resources {
-        let (Some(ty), Some(id)) = (r.get("resourceType").and_then(Value::as_str), r.get("id").and_then(Value::as_str))
-        else {
-            return Err(StoreError("a resource without resourceType or id".into()));
-        };
-        if latest.insert((ty, id), r).is_none() {
-            order.push((ty, id));
+/// One resource of a [`BulkBatch`], with everything its rows need.
+struct Prepared {
+    ty: String,
+    id: String,
+    resource: Value,
+    sort_key: Option<String>,
+    /// The content as stored, with `meta.versionId` 1 (rewritten if the id exists already).
+    json: String,
+    entries: Vec<IndexEntry>,
+    compartments: Vec<String>,
+}
+
+/// Resources made ready for a bulk write without the database: index values, compartments,
+/// sort keys and the stored JSON are computed here, so that an importer can prepare the next
+/// batch on another core while the previous one is written.
+pub struct BulkBatch {
+    resources: Vec<Prepared>,
+    now: String,
+}
+
+impl BulkBatch {
+    /// Prepares `resources` (each with `resourceType` and `id`; the last of duplicates wins)
+    /// to be stored at `now`.
+    pub fn prepare(resources: Vec<Value>, now: &str) -> Result<BulkBatch, StoreError> {
+        let mut position: HashMap<(String, String), usize> = HashMap::with_capacity(resources.len());
+        let mut prepared: Vec<Prepared> = Vec::with_capacity(resources.len());
+        let last_updated = date_range(now);
+        for mut resource in resources {
+            let (Some(ty), Some(id)) = (
+                resource.get("resourceType").and_then(Value::as_str).map(str::to_owned),
+                resource.get("id").and_then(Value::as_str).map(str::to_owned),
+            ) else {
+                return Err(StoreError("a resource without resourceType or id".into()));
+            };
+            let mut entries = index_entries(&resource);
+            if let Some((low, high)) = last_updated {
+                entries.push(IndexEntry { param: "_lastUpdated", value: IndexValue::Date { low, high } });
+            }
+            let compartments = patients_of(&resource);
+            let sort_key = crate::resources::sort_key(&resource);
+            set_meta(&mut resource, 1, now);
+            let json = resource.to_string();
+            let item = Prepared { ty, id, resource, sort_key, json, entries, compartments };
+            match position.entry((item.ty.clone(), item.id.clone())) {
+                Entry::Occupied(at) => prepared[*at.get()] = item,
+                Entry::Vacant(slot) => {
+                    slot.insert(prepared.len());
+                    prepared.push(item);
+                }
+            }
         }
+        Ok(BulkBatch { resources: prepared, now: now.to_owned() })
     }
-    // Current versions, per type.
-    let mut versions: HashMap<(String, String), i64> = HashMap::new();
+
+    /// How many resources the batch holds.
+    pub fn len(&self) -> usize {
+        self.resources.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.resources.is_empty()
+    }
+
+    /// The resource type of each resource in the batch.
+    pub fn resource_types(&self) -> impl Iterator<Item = &str> {
+        self.resources.iter().map(|p| p.ty.as_str())
+    }
+}
+
+fn set_meta(resource: &mut Value, version: i64, now: &str) {
+    let Some(object) = resource.as_object_mut() else { return };
+    let meta = object.entry("meta").or_insert_with(|| Value::Object(Default::default()));
+    if !meta.is_object() {
+        *meta = Value::Object(Default::default());
+    }
+    if let Some(meta) = meta.as_object_mut() {
+        meta.insert("versionId".into(), version.to_string().into());
+        meta.insert("lastUpdated".into(), now.into());
+    }
+}
+
+/// The current version of each resource of the batch that is stored already.
+async fn current_versions(
+    tx: &mut Transaction<'_, Sqlite>,
+    batch: &BulkBatch,
+) -> Result<HashMap<(String, String), i64>, StoreError> {
     let mut by_type: HashMap<&str, Vec<&str>> = HashMap::new();
-    for (ty, id) in &order {
-        by_type.entry(ty).or_default().push(id);
+    for p in &batch.resources {
+        by_type.entry(&p.ty).or_default().push(&p.id);
     }
-    for (ty, ids) in &by_type {
+    let mut versions = HashMap::new();
+    for (ty, ids) in by_type {
         for chunk in ids.chunks(ROWS_PER_STATEMENT) {
             let mut sql = Sql::default();
             sql.push("SELECT id, version_id FROM resources WHERE resource_type = ");
-            sql.bind(Bind::Text((*ty).to_owned())).push(" AND id IN (");
+            sql.bind(Bind::Text(ty.to_owned())).push(" AND id IN (");
             for (n, id) in chunk.iter().enumerate() {
                 sql.push(if n > 0 { ", " } else { "" }).bind(Bind::Text((*id).to_owned()));
             }
             sql.push(")");
-            let rows: Vec<(String, i64)> =
-                sqlx::query_as_with(&sql.text, sql.arguments()).fetch_all(&mut **tx).await.map_err(err)?;
+            let (text, args) = sql.into_parts();
+            let rows: Vec<(String, i64)> = sqlx::query_as_with(&text, args).fetch_all(&mut **tx).await.map_err(err)?;
             for (id, v) in rows {
-                versions.insert(((*ty).to_owned(), id), v);
+                versions.insert((ty.to_owned(), id), v);
             }
         }
     }
-    struct Row {
-        ty: String,
-        id: String,
-        version: i64,
-        sort_key: Option<String>,
-        json: String,
-    }
-    let mut rows = Vec::with_capacity(order.len());
-    let mut entries: Vec<(String, String, IndexEntry)> = Vec::new();
-    let mut compartments: Vec<(String, String, String)> = Vec::new();
-    let last_updated = date_range(now);
+    Ok(versions)
+}
+
+/// Stores a new version of every resource of `batch` in the open transaction; returns how
+/// many.
+pub(crate) async fn put_many(tx: &mut Transaction<'_, Sqlite>, mut batch: BulkBatch) -> Result<usize, StoreError> {
+    let versions = current_versions(tx, &batch).await?;
     let mut replaced: Vec<(String, String)> = Vec::new();
-    for (ty, id) in &order {
-        let resource = latest[&(*ty, *id)];
-        let previous = versions.get(&((*ty).to_owned(), (*id).to_owned())).copied();
-        if previous.is_some() {
-            replaced.push(((*ty).to_owned(), (*id).to_owned()));
-        }
-        let version = previous.map_or(1, |v| v + 1);
-        let mut content = resource.clone();
-        let mut meta = resource.get("meta").and_then(Value::as_object).cloned().unwrap_or_default();
-        meta.insert("versionId".into(), version.to_string().into());
-        meta.insert("lastUpdated".into(), now.into());
-        content["meta"] = Value::Object(meta);
-        for e in index_entries(resource) {
-            entries.push(((*ty).to_owned(), (*id).to_owned(), e));
-        }
-        if let Some((low, high)) = last_updated {
-            entries.push((
-                (*ty).to_owned(),
-                (*id).to_owned(),
-                IndexEntry { param: "_lastUpdated", value: IndexValue::Date { low, high } },
-            ));
-        }
-        for p in patients_of(resource) {
-            compartments.push((p, (*ty).to_owned(), (*id).to_owned()));
-        }
-        rows.push(Row {
-            ty: (*ty).to_owned(),
-            id: (*id).to_owned(),
-            version,
-            sort_key: crate::resources::sort_key(resource),
-            json: content.to_string(),
-        });
+    let mut version_of = Vec::with_capacity(batch.resources.len());
+    for p in &mut batch.resources {
+        let version = match versions.get(&(p.ty.clone(), p.id.clone())) {
+            Some(&previous) => {
+                replaced.push((p.ty.clone(), p.id.clone()));
+                set_meta(&mut p.resource, previous + 1, &batch.now);
+                p.json = p.resource.to_string();
+                previous + 1
+            }
+            None => 1,
+        };
+        version_of.push(version);
     }
     // Old index rows and compartments of replaced resources.
     for chunk in replaced.chunks(ROWS_PER_STATEMENT / 2) {
@@ -140,19 +184,22 @@ pub(crate) async fn put_many(
                     .push(")");
             }
             sql.push(")");
-            sqlx::query_with(&sql.text, sql.arguments()).execute(&mut **tx).await.map_err(err)?;
+            let (text, args) = sql.into_parts();
+            sqlx::query_with(&text, args).execute(&mut **tx).await.map_err(err)?;
         }
     }
+    let now = batch.now.as_str();
+    let rows: Vec<(&Prepared, i64)> = batch.resources.iter().zip(version_of).collect();
     insert_rows(
         tx,
         "INSERT INTO resources (resource_type, id, version_id, last_updated, deleted, sort_key, content) VALUES ",
         " ON CONFLICT (resource_type, id) DO UPDATE SET version_id = excluded.version_id, last_updated = excluded.last_updated, \
          deleted = 0, sort_key = excluded.sort_key, content = excluded.content",
         &rows,
-        |sql, r| {
-            sql.push("(").bind(Bind::Text(r.ty.clone())).push(", ").bind(Bind::Text(r.id.clone())).push(", ").bind(Bind::Int(r.version));
+        |sql, (p, version)| {
+            sql.push("(").bind(Bind::Text(p.ty.clone())).push(", ").bind(Bind::Text(p.id.clone())).push(", ").bind(Bind::Int(*version));
             sql.push(", ").bind(Bind::Text(now.to_owned())).push(", 0, ");
-            sql.bind(r.sort_key.clone().map_or(Bind::Null, Bind::Text)).push(", ").bind(Bind::Text(r.json.clone())).push(")");
+            sql.bind(p.sort_key.clone().map_or(Bind::Null, Bind::Text)).push(", ").bind(Bind::Text(p.json.clone())).push(")");
         },
     )
     .await?;
@@ -161,40 +208,65 @@ pub(crate) async fn put_many(
         "INSERT INTO resource_versions (resource_type, id, version_id, last_updated, deleted, content) VALUES ",
         "",
         &rows,
-        |sql, r| {
+        |sql, (p, version)| {
             sql.push("(")
-                .bind(Bind::Text(r.ty.clone()))
+                .bind(Bind::Text(p.ty.clone()))
                 .push(", ")
-                .bind(Bind::Text(r.id.clone()))
+                .bind(Bind::Text(p.id.clone()))
                 .push(", ")
-                .bind(Bind::Int(r.version));
-            sql.push(", ").bind(Bind::Text(now.to_owned())).push(", 0, ").bind(Bind::Text(r.json.clone())).push(")");
+                .bind(Bind::Int(*version));
+            sql.push(", ").bind(Bind::Text(now.to_owned())).push(", 0, ").bind(Bind::Text(p.json.clone())).push(")");
         },
     )
     .await?;
-    insert_rows(
-        tx,
-        &format!("INSERT INTO search_index ({INDEX_COLUMNS}) VALUES "),
-        "",
-        &entries,
-        |sql, (ty, id, e)| index_row(sql, ty, id, e),
-    )
+    let entries: Vec<(&Prepared, &IndexEntry)> =
+        batch.resources.iter().flat_map(|p| p.entries.iter().map(move |e| (p, e))).collect();
+    insert_rows(tx, &format!("INSERT INTO search_index ({INDEX_COLUMNS}) VALUES "), "", &entries, |sql, (p, e)| {
+        index_row(sql, &p.ty, &p.id, e)
+    })
     .await?;
+    let compartments: Vec<(&Prepared, &String)> =
+        batch.resources.iter().flat_map(|p| p.compartments.iter().map(move |c| (p, c))).collect();
     insert_rows(
         tx,
         "INSERT INTO resource_compartments (patient_id, resource_type, id) VALUES ",
         " ON CONFLICT DO NOTHING",
         &compartments,
-        |sql, (p, ty, id)| {
+        |sql, (p, patient)| {
             sql.push("(")
-                .bind(Bind::Text(p.clone()))
+                .bind(Bind::Text((*patient).clone()))
                 .push(", ")
-                .bind(Bind::Text(ty.clone()))
+                .bind(Bind::Text(p.ty.clone()))
                 .push(", ")
-                .bind(Bind::Text(id.clone()))
+                .bind(Bind::Text(p.id.clone()))
                 .push(")");
         },
     )
     .await?;
     Ok(rows.len())
+}
+
+/// One transaction holding many batches, each in a savepoint of its own: grouping batches
+/// into one commit writes each shared index page once per group instead of once per batch.
+pub struct BulkWriter {
+    tx: Transaction<'static, Sqlite>,
+}
+
+impl BulkWriter {
+    pub(crate) async fn begin(pool: &SqlitePool) -> Result<BulkWriter, StoreError> {
+        Ok(BulkWriter { tx: pool.begin().await.map_err(err)? })
+    }
+
+    /// Stores a new version of every resource of `batch`, all or nothing; returns how many.
+    pub async fn put(&mut self, batch: BulkBatch) -> Result<usize, StoreError> {
+        let mut savepoint = (&mut self.tx).begin().await.map_err(err)?;
+        let stored = put_many(&mut savepoint, batch).await?;
+        savepoint.commit().await.map_err(err)?;
+        Ok(stored)
+    }
+
+    /// Commits every batch that was stored.
+    pub async fn commit(self) -> Result<(), StoreError> {
+        self.tx.commit().await.map_err(err)
+    }
 }

@@ -10,6 +10,8 @@ mod bulk;
 mod resources;
 mod search;
 
+pub use bulk::{BulkBatch, BulkWriter};
+
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
@@ -39,12 +41,17 @@ pub struct Db {
 impl Db {
     /// Opens (creating if needed) the SQLite database `smartlaunch.db` in `dir` and migrates it.
     pub async fn open_dir(dir: &Path) -> Result<Db, DbError> {
-        Db::open_dir_with_cache(dir, 2).await
+        Db::open_with(dir, 2, 1000).await
     }
 
-    /// Like [`Db::open_dir`], with a page cache of `cache_mib` MiB per connection: bulk imports
-    /// write into large indexes and run far faster when those stay in memory.
-    pub async fn open_dir_with_cache(dir: &Path, cache_mib: i64) -> Result<Db, DbError> {
+    /// Like [`Db::open_dir`], tuned for a bulk import: a 512 MiB page cache per connection, so
+    /// that the large indexes being written stay in memory, and a WAL of up to 64 MiB between
+    /// checkpoints, so that a page changed by many commits is copied to the database once.
+    pub async fn open_dir_for_import(dir: &Path) -> Result<Db, DbError> {
+        Db::open_with(dir, 512, 16_384).await
+    }
+
+    async fn open_with(dir: &Path, cache_mib: i64, wal_autocheckpoint_pages: i64) -> Result<Db, DbError> {
         std::fs::create_dir_all(dir).map_err(|e| DbError(sqlx::Error::Io(e)))?;
         let options = SqliteConnectOptions::from_str("sqlite://")?
             .filename(dir.join("smartlaunch.db"))
@@ -53,6 +60,7 @@ impl Db {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
             .pragma("cache_size", format!("-{}", cache_mib * 1024))
+            .pragma("wal_autocheckpoint", wal_autocheckpoint_pages.to_string())
             .foreign_keys(true);
         // No ping before each use: an embedded database connection does not go stale, and the
         // ping is one more round trip to the connection's thread per statement.
@@ -94,6 +102,12 @@ impl Db {
             }
         }
         Ok(())
+    }
+
+    /// Starts a bulk write (seeding, import): one transaction on the writer connection, in
+    /// which each batch is all or nothing.  Other writes wait until it is committed.
+    pub async fn bulk_writer(&self) -> Result<BulkWriter, smartlaunch_fhir::store::StoreError> {
+        BulkWriter::begin(&self.write).await
     }
 
     /// Closes the pool (waits for connections to finish).

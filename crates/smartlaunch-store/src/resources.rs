@@ -342,10 +342,10 @@ impl ResourceStore for Db {
         Ok(out)
     }
 
-    async fn put_all(&self, resources: &[Value], now: &str) -> Result<usize, StoreError> {
-        let mut tx = self.write.begin().await.map_err(err)?;
-        let stored = crate::bulk::put_many(&mut tx, resources, now).await?;
-        tx.commit().await.map_err(err)?;
+    async fn put_all(&self, resources: Vec<Value>, now: &str) -> Result<usize, StoreError> {
+        let mut writer = self.bulk_writer().await?;
+        let stored = writer.put(crate::bulk::BulkBatch::prepare(resources, now)?).await?;
+        writer.commit().await?;
         Ok(stored)
     }
 

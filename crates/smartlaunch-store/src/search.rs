@@ -52,6 +52,15 @@ impl Sql {
         args
     }
 
+    /// The text and the arguments, without copying the bound values.
+    pub fn into_parts(self) -> (String, SqliteArguments<'static>) {
+        let mut args = SqliteArguments::default();
+        for b in self.binds {
+            add(&mut args, b);
+        }
+        (self.text, args)
+    }
+
     pub fn arguments_vec(&self) -> Vec<Bind> {
         self.binds.clone()
     }

@@ -131,7 +131,9 @@ fn now() -> i64 {
 
 /// Keeps the server's memory small and stable under glibc: at most two malloc arenas (instead
 /// of eight per core, one per busy thread) and a fixed mmap threshold, so the 19 MiB buffers of
-/// argon2id go back to the system when a sign-in ends instead of staying in the heap.
+/// argon2id go back to the system when a sign-in ends instead of staying in the heap.  Only for
+/// `serve`: a bulk import allocates and frees in large batches, and under these settings spends
+/// a fifth of its time consolidating and trimming the heap.
 fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes allocator parameters; it is called before any thread starts.
@@ -142,17 +144,20 @@ fn tune_allocator() {
 }
 
 fn main() -> anyhow::Result<()> {
-    tune_allocator();
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run())
+    let cli = Cli::parse();
+    if matches!(cli.command, Command::Serve(_)) {
+        tune_allocator();
+    }
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run(cli))
 }
 
-async fn run() -> anyhow::Result<()> {
+async fn run(cli: Cli) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "smartlaunch=info,warn".into()),
         )
         .init();
-    match Cli::parse().command {
+    match cli.command {
         Command::Serve(args) => serve(args).await,
         Command::Users(UsersCommand::Add { data, username, password, fhir_user, name }) => {
             let password = match password {
@@ -210,7 +215,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
 async fn import(data: DataArg, paths: Vec<PathBuf>) -> anyhow::Result<()> {
     use std::io::Write;
-    let db = Db::open_dir_with_cache(&data.data, 512).await?;
+    let db = Db::open_dir_for_import(&data.data).await?;
     let now = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339)?;
     let mut last = std::time::Instant::now();
     let report = smartlaunch::import::import_paths(&db, &paths, &now, |r| {

@@ -20,7 +20,7 @@ pub async fn seed_demo(db: &Db, now_instant: &str) -> anyhow::Result<()> {
     }
     let demo = smartlaunch_fhir::demo::generate();
     if empty {
-        db.put_all(&demo.resources, now_instant).await?;
+        db.put_all(demo.resources.clone(), now_instant).await?;
     }
     let name_of = |reference: &str| {
         demo.resources

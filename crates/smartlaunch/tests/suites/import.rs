@@ -49,6 +49,20 @@ async fn import_loads_bundles_and_ndjson_all_or_nothing_per_bundle() {
         .collect();
     std::fs::write(files.join("obs.ndjson"), lines.join("\n")).unwrap();
     std::fs::write(files.join("ignored.txt"), "not FHIR").unwrap();
+    // A bad line: nothing of its chunk is stored.
+    let bad = [
+        json!({"resourceType": "Observation", "id": "bad-chunk-1", "status": "final", "code": {"text": "x"}})
+            .to_string(),
+        "{\"resourceType\": \"NoSuchType\"}".to_string(),
+    ];
+    std::fs::write(files.join("bad.ndjson"), bad.join("\n")).unwrap();
+    // A Bundle that deletes takes the transactional path, after the bulk writes before it.
+    let deletes = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"request": {"method": "DELETE", "url": "Observation/nd-3"}},
+        {"resource": {"resourceType": "Observation", "id": "nd-4", "status": "final", "code": {"text": "nd"}},
+         "request": {"method": "PUT", "url": "Observation/nd-4"}}
+    ]});
+    std::fs::write(files.join("zz-deletes.json"), deletes.to_string()).unwrap();
 
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_smartlaunch"))
         .args(["import", "--data"])
@@ -58,8 +72,9 @@ async fn import_loads_bundles_and_ndjson_all_or_nothing_per_bundle() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success(), "a broken Bundle is reported as a failure");
-    assert!(stdout.contains("imported 6 resources from 3 files"), "{stdout}");
+    assert!(stdout.contains("imported 7 resources from 5 files"), "{stdout}");
     assert!(stdout.contains("Observation") && stdout.contains("broken.json"), "{stdout}");
+    assert!(stdout.contains("bad.ndjson: line 2"), "{stdout}");
 
     // The server sees the imported data, with references resolved, and nothing of the broken Bundle.
     let clock = std::sync::Arc::new(smartlaunch::SystemClock::default());
@@ -93,6 +108,7 @@ async fn import_loads_bundles_and_ndjson_all_or_nothing_per_bundle() {
     assert_eq!(labs["total"], 1);
     assert!(labs["entry"][0]["resource"]["encounter"]["reference"].as_str().unwrap().starts_with("Encounter/"));
     assert_eq!(get("Patient?family=broken").await["total"], 0, "all or nothing per Bundle");
-    assert_eq!(get("Observation?_id=nd-1,nd-2,nd-3").await["total"], 3);
+    assert_eq!(get("Observation?_id=nd-1,nd-2,nd-3,nd-4").await["total"], 3, "nd-3 deleted, nd-4 added");
+    assert_eq!(get("Observation?_id=bad-chunk-1").await["total"], 0);
     s.stop().await;
 }
