@@ -79,7 +79,7 @@ pub struct CodeGrant {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CodeRedemption {
     /// First, valid use.
-    Redeemed(CodeGrant),
+    Redeemed(Box<CodeGrant>),
     /// The code was used before: the grant it produced must be revoked (RFC 6749 §4.1.2).
     Replayed { grant_id: String },
     /// Unknown or expired.

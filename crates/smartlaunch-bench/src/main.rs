@@ -205,8 +205,8 @@ async fn run(bench: Arc<Bench>, scenario: Scenario, cookies: &[String]) -> anyho
     let deadline = Instant::now() + Duration::from_secs(bench.args.seconds);
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for cookie in cookies.iter().cloned() {
-        let bench = bench.clone();
+    for cookie in cookies {
+        let (bench, cookie) = (bench.clone(), cookie.clone());
         tasks.push(tokio::spawn(async move {
             let mut out = Outcome { latencies: Vec::new(), errors: 0, first_error: None };
             let mut refresh_token = match scenario {

@@ -184,7 +184,7 @@ pub fn generate_scaled(patients: usize, encounters: i64) -> Vec<Value> {
 fn patient_record(i: usize, encounters: Option<i64>, out: &mut Vec<Value>) {
     let mut rng = Lcg(0x5eed_0000 + i as u64 * 7_777);
     let pid = patient_id(i);
-    let female = i % 2 == 0;
+    let female = i.is_multiple_of(2);
     let given = if female { GIVEN_F[(i / 2) % GIVEN_F.len()] } else { GIVEN_M[(i / 2) % GIVEN_M.len()] };
     let family = FAMILY[i % FAMILY.len()];
     let birth = if i == 0 { -2_200 } else { -(rng.below(70 * 365) as i64) + 5 * 365 };

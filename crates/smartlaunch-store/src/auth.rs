@@ -301,7 +301,7 @@ impl AuthStore for Db {
         .await
         .map_err(err)?;
         if let Some((data,)) = redeemed {
-            return Ok(CodeRedemption::Redeemed(serde_json::from_str(&data).map_err(err)?));
+            return Ok(CodeRedemption::Redeemed(Box::new(serde_json::from_str(&data).map_err(err)?)));
         }
         let used: Option<(String,)> =
             sqlx::query_as("SELECT grant_id FROM authorization_codes WHERE code_hash = ? AND used_at IS NOT NULL")

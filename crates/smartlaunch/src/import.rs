@@ -169,6 +169,13 @@ fn read_files(files: &[PathBuf], now: &str, to_writer: &mpsc::Sender<(usize, Ste
     }
 }
 
+/// Batches written in one open transaction, with what each file's batch stored (counted once
+/// the transaction commits).
+struct Group {
+    writer: BulkWriter,
+    pending: Vec<(usize, BTreeMap<String, usize>)>,
+}
+
 /// The writer stage's bookkeeping: what is stored, what failed.
 struct Writer<'a> {
     db: &'a Db,
@@ -194,7 +201,7 @@ impl Writer<'_> {
 
     /// Writes a group of steps: consecutive batches share one transaction (a savepoint each).
     async fn write_group(&mut self, group: Vec<(usize, Step)>) {
-        let mut open: Option<(BulkWriter, Vec<(usize, BTreeMap<String, usize>)>)> = None;
+        let mut open: Option<Group> = None;
         for (file, step) in group {
             if self.failed.contains(&file) {
                 if matches!(step, Step::End(_)) {
@@ -206,20 +213,20 @@ impl Writer<'_> {
                 Step::Batch(batch) => {
                     if open.is_none() {
                         match self.db.bulk_writer().await {
-                            Ok(writer) => open = Some((writer, Vec::new())),
+                            Ok(writer) => open = Some(Group { writer, pending: Vec::new() }),
                             Err(e) => {
                                 self.fail(file, e.to_string());
                                 continue;
                             }
                         }
                     }
-                    let (writer, pending) = open.as_mut().expect("opened above");
+                    let group = open.as_mut().expect("opened above");
                     let mut stored: BTreeMap<String, usize> = BTreeMap::new();
                     for ty in batch.resource_types() {
                         *stored.entry(ty.to_owned()).or_default() += 1;
                     }
-                    match writer.put(batch).await {
-                        Ok(_) => pending.push((file, stored)),
+                    match group.writer.put(batch).await {
+                        Ok(_) => group.pending.push((file, stored)),
                         Err(e) => self.fail(file, e.to_string()),
                     }
                 }
@@ -248,8 +255,8 @@ impl Writer<'_> {
     }
 
     /// Commits an open group; if that fails, every file in it failed.
-    async fn commit(&mut self, open: Option<(BulkWriter, Vec<(usize, BTreeMap<String, usize>)>)>) {
-        let Some((writer, pending)) = open else { return };
+    async fn commit(&mut self, open: Option<Group>) {
+        let Some(Group { writer, pending }) = open else { return };
         match writer.commit().await {
             Ok(()) => pending.into_iter().for_each(|(_, stored)| self.count(stored)),
             Err(e) => pending.into_iter().for_each(|(file, _)| self.fail(file, format!("commit: {e}"))),

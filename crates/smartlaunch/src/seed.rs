@@ -29,7 +29,7 @@ pub async fn seed_demo(db: &Db, now_instant: &str) -> anyhow::Result<()> {
                 format!("{}/{}", r["resourceType"].as_str().unwrap_or_default(), r["id"].as_str().unwrap_or_default())
                     == reference
             })
-            .and_then(|r| display_name(r))
+            .and_then(display_name)
             .unwrap_or_else(|| reference.to_owned())
     };
     for (username, fhir_user) in [("clinician", demo.clinician.as_str()), ("patient", demo.patient.as_str())] {

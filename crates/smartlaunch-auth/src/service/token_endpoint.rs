@@ -117,7 +117,7 @@ impl<S: AuthStore> AuthService<S> {
         }
         // Consume first, atomically: a racing second redemption finds nothing.
         let cg = match self.store.redeem_code(&hash_token(code), now).await? {
-            CodeRedemption::Redeemed(cg) => cg,
+            CodeRedemption::Redeemed(cg) => *cg,
             CodeRedemption::Unknown => {
                 return Err(TokenError::InvalidGrant("the code is unknown, expired or already used".into()))
             }
