@@ -35,6 +35,16 @@ async fn token_reference_date_string_and_quantity_searches() {
     let date = &resource["effectiveDateTime"].as_str().unwrap()[..10];
     let same_day = oracle(|r| is_obs_of(r, "pat-001") && r["effectiveDateTime"].as_str().unwrap().starts_with(date));
     assert_eq!(all_ids(&s, &t, &format!("Observation?patient=pat-001&date={date}")).await, same_day);
+    assert_eq!(all_ids(&s, &t, &format!("Observation?patient=pat-001&date=eq{date}")).await, same_day);
+    let own = oracle(|r| is_obs_of(r, "pat-001"));
+    let other_days: BTreeSet<String> = own.difference(&same_day).cloned().collect();
+    assert_eq!(all_ids(&s, &t, &format!("Observation?patient=pat-001&date=ne{date}")).await, other_days);
+    // gt / le against a partial date: after the whole month, or starting within or before it.
+    let after = oracle(|r| is_obs_of(r, "pat-001") && r["effectiveDateTime"].as_str().unwrap() >= "2026-06");
+    assert_eq!(all_ids(&s, &t, "Observation?patient=pat-001&date=gt2026-05").await, after);
+    let up_to = own.difference(&after).cloned().collect::<BTreeSet<_>>();
+    assert_eq!(all_ids(&s, &t, "Observation?patient=pat-001&date=le2026-05").await, up_to);
+    assert!(!after.is_empty() && !up_to.is_empty() && !other_days.is_empty());
 
     // Strings: prefix, case- and accent-insensitive; :exact; :contains.
     let (_, b) = search(&s, &t, "Patient?name=sha").await;
