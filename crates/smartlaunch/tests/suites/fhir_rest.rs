@@ -117,6 +117,17 @@ async fn invalid_resources_get_a_400_operation_outcome() {
         StatusCode::CREATED
     );
     assert_eq!(post("Foo", r#"{"resourceType":"Foo"}"#, "application/fhir+json").await.status(), 404);
+    // Served as application/fhir+json, or as application/json to a client that asks for it.
+    let served = |accept: &'static str| {
+        let (http, url, t) = (s.http.clone(), format!("{}/Patient/pat-001", s.fhir), t.clone());
+        async move {
+            let r = http.get(url).bearer_auth(t).header("Accept", accept).send().await.unwrap();
+            r.headers()[CONTENT_TYPE].to_str().unwrap().to_owned()
+        }
+    };
+    assert!(served("application/fhir+json").await.starts_with("application/fhir+json"));
+    assert!(served("*/*").await.starts_with("application/fhir+json"));
+    assert!(served("application/json").await.starts_with("application/json"));
     let put = |path: &str, body: Value, if_match: Option<&str>| {
         let (http, url, t) = (s.http.clone(), format!("{}/{path}", s.fhir), t.clone());
         let if_match = if_match.map(str::to_owned);
