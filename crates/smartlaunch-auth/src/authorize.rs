@@ -69,6 +69,8 @@ pub struct ValidatedRequest {
     /// The requested scopes negotiated against the client's limit (checklist item 40).
     pub scope: ScopeSet,
     pub prompt: Option<String>,
+    /// The EHR launch id (checklist item 26), resolved by the service.
+    pub launch: Option<String>,
 }
 
 const MAX_PARAM_LEN: usize = 4096;
@@ -169,13 +171,17 @@ pub fn validate(
     }
     pkce::check_challenge(req.code_challenge.as_deref(), req.code_challenge_method.as_deref())
         .map_err(|m| fail("invalid_request", m.into()))?;
-    if req.launch.is_some() {
-        return Err(fail(
-            "invalid_request",
-            "the launch parameter names an EHR launch this server did not issue; omit it for a standalone launch"
-                .into(),
-        ));
-    }
+    let launch = match req.launch.as_deref() {
+        None => None,
+        Some("") => {
+            return Err(fail(
+                "invalid_request",
+                "launch is empty: send the launch value the EHR gave the app, or omit it for a standalone launch"
+                    .into(),
+            ))
+        }
+        Some(l) => Some(l.to_owned()),
+    };
     let prompt = match req.prompt.as_deref() {
         None | Some("") => None,
         Some(p @ ("none" | "login" | "consent")) => Some(p.to_owned()),
@@ -190,7 +196,13 @@ pub fn validate(
             ))
         }
     };
-    let scope = negotiate(&requested, client);
+    if launch.is_some() && !requested.contains(&Scope::Launch) {
+        return Err(fail(
+            "invalid_scope",
+            "an EHR launch asks for the `launch` scope together with the launch parameter".into(),
+        ));
+    }
+    let scope = negotiate(&requested, client, launch.is_some());
     if scope.is_empty() {
         return Err(fail(
             "invalid_scope",
@@ -209,15 +221,17 @@ pub fn validate(
         nonce: req.nonce.clone().filter(|n| !n.is_empty()),
         scope,
         prompt,
+        launch,
     })
 }
 
-/// Negotiates the requested scopes for a standalone launch: the client's registered limit
-/// applies; `launch` needs an EHR launch; refresh scopes need the `refresh_token` grant.
-fn negotiate(requested: &ScopeSet, client: &Client) -> ScopeSet {
+/// Negotiates the requested scopes: the client's registered limit applies; `launch` needs an
+/// EHR launch; refresh scopes need the `refresh_token` grant.
+fn negotiate(requested: &ScopeSet, client: &Client, ehr_launch: bool) -> ScopeSet {
     let may_refresh = client.allows_grant("refresh_token");
     requested.negotiate(client.allowed_scopes().as_ref()).retain(|s| match s {
-        Scope::Launch | Scope::LaunchContext { .. } => false,
+        Scope::Launch => ehr_launch,
+        Scope::LaunchContext { .. } => false,
         Scope::OfflineAccess | Scope::OnlineAccess => may_refresh,
         Scope::Resource(r) => r.level != Level::System,
         _ => true,
@@ -389,11 +403,21 @@ mod tests {
     }
 
     #[test]
-    fn repeated_parameters_and_foreign_launch_are_refused() {
+    fn repeated_parameters_and_launch_without_its_scope_are_refused() {
         let mut pairs = good();
         pairs.push(("scope".into(), "openid".into()));
         assert_eq!(redirected_error(run(&AuthorizationRequest::from_pairs(pairs))).0, "invalid_request");
-        assert_eq!(redirected_error(run(&with(&[("launch", Some("xyz"))]))).0, "invalid_request");
+        assert_eq!(redirected_error(run(&with(&[("launch", Some("xyz"))]))).0, "invalid_scope");
+        assert_eq!(redirected_error(run(&with(&[("launch", Some(""))]))).0, "invalid_request");
+    }
+
+    #[test]
+    fn the_launch_scope_is_kept_only_for_an_ehr_launch() {
+        let ehr = run(&with(&[("launch", Some("xyz")), ("scope", Some("launch openid patient/*.rs"))])).unwrap();
+        assert_eq!(ehr.launch.as_deref(), Some("xyz"));
+        assert!(ehr.scope.contains(&Scope::Launch));
+        let standalone = run(&with(&[("scope", Some("launch openid patient/*.rs"))])).unwrap();
+        assert!(!standalone.scope.contains(&Scope::Launch), "no launch parameter: no launch scope");
     }
 
     #[test]

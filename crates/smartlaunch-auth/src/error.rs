@@ -110,6 +110,22 @@ impl RegistrationError {
     }
 }
 
+/// Why a launch could not be created (the launch API, the EHR simulator).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LaunchError {
+    /// The request names something that does not exist or breaks a rule: the caller's fault.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("server error: {0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for LaunchError {
+    fn from(e: StoreError) -> LaunchError {
+        LaunchError::Internal(e.0)
+    }
+}
+
 /// Why a bearer token was not accepted at the resource server (RFC 6750 §3.1).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BearerError {

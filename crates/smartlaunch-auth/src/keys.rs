@@ -18,6 +18,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
 use crate::error::BearerError;
+use crate::launch::LaunchContext;
 use crate::secrets::{hash_token, random_token};
 use crate::UnixTime;
 
@@ -65,6 +66,9 @@ pub struct AccessClaims {
     pub iat: UnixTime,
     pub exp: UnixTime,
     pub jti: String,
+    /// An EHR launch's further context, for introspection to echo (checklist item 95).
+    #[serde(default, rename = "ctx", skip_serializing_if = "Option::is_none")]
+    pub context: Option<Box<LaunchContext>>,
 }
 
 /// The claims of an OpenID Connect id_token (spec digest §1.9).
@@ -250,6 +254,7 @@ mod tests {
             iat: 100,
             exp: 200,
             jti: "j".into(),
+            context: Some(Box::new(LaunchContext { intent: Some("i".into()), ..Default::default() })),
         };
         let t = k.sign_access_token(&claims);
         assert_eq!(k.verify_access_token(&t, "http://x/fhir", 150).unwrap(), claims);

@@ -10,6 +10,7 @@ mod client_cache;
 pub mod config;
 pub mod error;
 pub mod keys;
+pub mod launch;
 pub mod pkce;
 pub mod revocation;
 pub mod secrets;
@@ -19,7 +20,7 @@ pub mod token;
 pub mod users;
 
 pub use config::AuthConfig;
-pub use error::{AuthorizeError, OAuthError, RegistrationError, TokenError};
+pub use error::{AuthorizeError, LaunchError, OAuthError, RegistrationError, TokenError};
 pub use service::AuthService;
 
 /// Seconds since the Unix epoch.  Every core function takes `now` from its caller.

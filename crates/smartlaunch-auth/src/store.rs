@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::client::Client;
 use crate::error::StoreError;
 use crate::keys::KeyMaterial;
+use crate::launch::{Launch, LaunchContext};
 use crate::users::User;
 use crate::UnixTime;
 
@@ -52,6 +53,12 @@ pub struct PendingAuthorization {
     /// The CSRF token every form of this request must post back.
     pub csrf: String,
     pub expires_at: UnixTime,
+    /// An EHR launch: the request named a `launch` the EHR issued.
+    #[serde(default)]
+    pub ehr_launch: bool,
+    /// The EHR launch's context beyond patient and encounter.
+    #[serde(default)]
+    pub context: LaunchContext,
 }
 
 /// What an authorization code stands for.  Bound to client, redirect_uri, PKCE challenge,
@@ -73,6 +80,8 @@ pub struct CodeGrant {
     /// The sign-in session, which `online_access` refresh tokens live no longer than.
     pub session_id: Option<String>,
     pub auth_time: UnixTime,
+    #[serde(default)]
+    pub context: LaunchContext,
 }
 
 /// The result of redeeming a code.
@@ -105,6 +114,8 @@ pub struct Grant {
     pub refresh_expires_at: Option<UnixTime>,
     pub created_at: UnixTime,
     pub revoked_at: Option<UnixTime>,
+    /// The EHR launch's context beyond patient and encounter (empty for standalone).
+    pub context: LaunchContext,
 }
 
 /// An app a user has approved, as the management page lists it.
@@ -144,6 +155,14 @@ pub trait AuthStore: Send + Sync + 'static {
     fn insert_user(&self, user: &User) -> impl Future<Output = StoreResult<bool>> + Send;
     fn user_by_username(&self, username: &str) -> impl Future<Output = StoreResult<Option<User>>> + Send;
     fn user(&self, id: &str) -> impl Future<Output = StoreResult<Option<User>>> + Send;
+    /// The user whose `fhirUser` is `fhir_user` (`Practitioner/…`, `Patient/…`), if any.
+    fn user_by_fhir_user(&self, fhir_user: &str) -> impl Future<Output = StoreResult<Option<User>>> + Send;
+
+    fn insert_launch(&self, launch: &Launch) -> impl Future<Output = StoreResult<()>> + Send;
+    /// A launch by the hash of its id, with when it was used (expired ones too, to say why).
+    fn launch(&self, id_hash: &str) -> impl Future<Output = StoreResult<Option<(Launch, Option<UnixTime>)>>> + Send;
+    /// Marks a live launch used with one conditional update: of racing uses exactly one gets true.
+    fn use_launch(&self, id_hash: &str, now: UnixTime) -> impl Future<Output = StoreResult<bool>> + Send;
 
     fn insert_session(&self, session: &Session) -> impl Future<Output = StoreResult<()>> + Send;
     /// A live session (not expired at `now`).

@@ -5,6 +5,7 @@ use base64::Engine;
 use serde::Serialize;
 
 use crate::error::TokenError;
+use crate::launch::LaunchContext;
 
 /// A parsed `application/x-www-form-urlencoded` token request (checklist item 41).  Unknown
 /// parameters (the Python client sends `state`) are ignored.
@@ -92,6 +93,9 @@ pub struct TokenResponse {
     pub patient: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub encounter: Option<String>,
+    /// `fhirContext`, `intent`, `tenant`, `need_patient_banner`, `smart_style_url`.
+    #[serde(flatten)]
+    pub context: LaunchContext,
 }
 
 #[cfg(test)]

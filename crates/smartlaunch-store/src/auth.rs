@@ -4,6 +4,7 @@
 use smartlaunch_auth::client::{Client, ClientMetadata};
 use smartlaunch_auth::error::StoreError;
 use smartlaunch_auth::keys::KeyMaterial;
+use smartlaunch_auth::launch::Launch;
 use smartlaunch_auth::store::{
     AuthStore, CodeGrant, CodeRedemption, Grant, PendingAuthorization, RefreshToken, Session, StoreResult,
     UserAuthorization,
@@ -31,6 +32,7 @@ type GrantRow = (
     Option<i64>,
     i64,
     Option<i64>,
+    Option<String>,
 );
 
 fn client_from_row((client_id, metadata, secret_hash, created_at): ClientRow) -> StoreResult<Client> {
@@ -44,7 +46,7 @@ fn user_from_row((id, username, password_hash, fhir_user, display_name): UserRow
 
 const USER_COLUMNS: &str = "id, username, password_hash, fhir_user, display_name";
 const GRANT_COLUMNS: &str =
-    "id, client_id, user_id, fhir_user, scope, patient, encounter, session_id, refresh_expires_at, created_at, revoked_at";
+    "id, client_id, user_id, fhir_user, scope, patient, encounter, session_id, refresh_expires_at, created_at, revoked_at, context";
 
 impl AuthStore for Db {
     async fn keys(&self) -> StoreResult<Option<KeyMaterial>> {
@@ -152,6 +154,48 @@ impl AuthStore for Db {
             .await
             .map_err(err)?;
         Ok(row.map(user_from_row))
+    }
+
+    async fn user_by_fhir_user(&self, fhir_user: &str) -> StoreResult<Option<User>> {
+        let row: Option<UserRow> =
+            sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE fhir_user = ? ORDER BY username LIMIT 1"))
+                .bind(fhir_user)
+                .fetch_optional(&self.read)
+                .await
+                .map_err(err)?;
+        Ok(row.map(user_from_row))
+    }
+
+    async fn insert_launch(&self, launch: &Launch) -> StoreResult<()> {
+        sqlx::query("INSERT INTO launches (id_hash, client_id, data, expires_at) VALUES (?, ?, ?, ?)")
+            .bind(&launch.id_hash)
+            .bind(&launch.client_id)
+            .bind(serde_json::to_string(launch).map_err(err)?)
+            .bind(launch.expires_at)
+            .execute(&self.write)
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn launch(&self, id_hash: &str) -> StoreResult<Option<(Launch, Option<UnixTime>)>> {
+        let row: Option<(String, Option<i64>)> = sqlx::query_as("SELECT data, used_at FROM launches WHERE id_hash = ?")
+            .bind(id_hash)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(err)?;
+        row.map(|(data, used_at)| Ok((serde_json::from_str(&data).map_err(err)?, used_at))).transpose()
+    }
+
+    async fn use_launch(&self, id_hash: &str, now: UnixTime) -> StoreResult<bool> {
+        let r = sqlx::query("UPDATE launches SET used_at = ? WHERE id_hash = ? AND used_at IS NULL AND expires_at > ?")
+            .bind(now)
+            .bind(id_hash)
+            .bind(now)
+            .execute(&self.write)
+            .await
+            .map_err(err)?;
+        Ok(r.rows_affected() == 1)
     }
 
     async fn insert_session(&self, s: &Session) -> StoreResult<()> {
@@ -317,7 +361,7 @@ impl AuthStore for Db {
 
     async fn insert_grant(&self, g: &Grant, refresh: &RefreshToken) -> StoreResult<()> {
         let mut tx = self.write.begin().await.map_err(err)?;
-        sqlx::query(&format!("INSERT INTO grants ({GRANT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"))
+        sqlx::query(&format!("INSERT INTO grants ({GRANT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"))
             .bind(&g.id)
             .bind(&g.client_id)
             .bind(&g.user_id)
@@ -329,6 +373,7 @@ impl AuthStore for Db {
             .bind(g.refresh_expires_at)
             .bind(g.created_at)
             .bind(g.revoked_at)
+            .bind((!g.context.is_empty()).then(|| serde_json::to_string(&g.context)).transpose().map_err(err)?)
             .execute(&mut *tx)
             .await
             .map_err(err)?;
@@ -355,6 +400,7 @@ impl AuthStore for Db {
                 refresh_expires_at,
                 created_at,
                 revoked_at,
+                context,
             )| Grant {
                 id,
                 client_id,
@@ -367,6 +413,8 @@ impl AuthStore for Db {
                 refresh_expires_at,
                 created_at,
                 revoked_at,
+                // Written by us from a LaunchContext: unreadable only if the database was edited.
+                context: context.and_then(|c| serde_json::from_str(&c).ok()).unwrap_or_default(),
             },
         ))
     }
@@ -506,6 +554,8 @@ impl AuthStore for Db {
     async fn purge_expired(&self, now: UnixTime) -> StoreResult<()> {
         for (sql, before) in [
             ("DELETE FROM pending_authorizations WHERE expires_at <= ?", now),
+            // Launches are kept a day past expiry so a late use is told "expired", not "unknown".
+            ("DELETE FROM launches WHERE expires_at <= ?", now - 24 * 3600),
             ("DELETE FROM sessions WHERE expires_at <= ?", now),
             // Used codes are kept an hour past expiry so a replay can still revoke its grant.
             ("DELETE FROM authorization_codes WHERE expires_at <= ?", now - 3600),

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use smartlaunch_auth::launch::Launch;
 use smartlaunch_auth::secrets::random_token;
 use smartlaunch_auth::store::{AuthStore, CodeGrant, CodeRedemption, Grant, RefreshToken};
 use smartlaunch_store::Db;
@@ -28,6 +29,7 @@ fn code_grant(grant_id: &str) -> CodeGrant {
         nonce: None,
         session_id: None,
         auth_time: 0,
+        context: Default::default(),
     }
 }
 
@@ -82,6 +84,7 @@ async fn refresh_rotation_is_atomic() {
         refresh_expires_at: Some(1_000),
         created_at: 0,
         revoked_at: None,
+        context: Default::default(),
     };
     let first = RefreshToken {
         token_hash: "r0".into(),
@@ -147,5 +150,39 @@ async fn revocations_persist_for_grants_that_were_never_stored() {
     assert_eq!(reopened.access_revocations(0).await.unwrap(), vec![("user".to_string(), "client".to_string(), 60)]);
     assert!(reopened.revoked_grants(51).await.unwrap().is_empty(), "older revocations are not reloaded");
     reopened.close().await;
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_launch_is_used_once_even_when_used_concurrently() {
+    let (db, dir) = db().await;
+    let launch = Launch {
+        id_hash: "launch-hash".into(),
+        client_id: "c".into(),
+        user_id: None,
+        session_id: None,
+        patient: Some("p".into()),
+        encounter: None,
+        context: Default::default(),
+        created_at: 0,
+        expires_at: 300,
+    };
+    db.insert_launch(&launch).await.unwrap();
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let db = db.clone();
+            tokio::spawn(async move { db.use_launch("launch-hash", 10).await.unwrap() })
+        })
+        .collect();
+    let mut used = 0;
+    for t in tasks {
+        used += usize::from(t.await.unwrap());
+    }
+    assert_eq!(used, 1);
+    let (stored, used_at) = db.launch("launch-hash").await.unwrap().unwrap();
+    assert_eq!((&stored, used_at), (&launch, Some(10)));
+    db.insert_launch(&Launch { id_hash: "late".into(), ..stored }).await.unwrap();
+    assert!(!db.use_launch("late", 300).await.unwrap(), "expired at expires_at");
+    db.close().await;
     std::fs::remove_dir_all(dir).ok();
 }

@@ -54,6 +54,27 @@ impl<S: AuthStore> AuthService<S> {
             None => None,
         };
         let v = authorize::validate(&request, client.as_deref(), &self.config)?;
+        let launch = match &v.launch {
+            None => None,
+            Some(launch_id) => {
+                let browser_user = match session_cookie.filter(|c| c.len() <= 64) {
+                    Some(c) => self.store.session_user(&hash_token(c), now).await?.map(|(_, u)| u.id),
+                    None => None,
+                };
+                match self.take_launch(launch_id, &v.client_id, browser_user.as_deref(), now).await {
+                    Ok(Ok(launch)) => Some(launch),
+                    Ok(Err(refused)) => {
+                        return Ok(Progress::Redirect(error_redirect(
+                            &v.redirect_uri,
+                            Some(&v.state),
+                            "invalid_request",
+                            refused.describe(),
+                        )))
+                    }
+                    Err(e) => return Err(AuthorizeError::Internal(e.to_string())),
+                }
+            }
+        };
         let mut pending = PendingAuthorization {
             id: random_token(32),
             client_id: v.client_id,
@@ -73,8 +94,24 @@ impl<S: AuthStore> AuthService<S> {
             approved: None,
             csrf: random_token(24),
             expires_at: now + self.config.pending_lifetime,
+            ehr_launch: launch.is_some(),
+            context: Default::default(),
         };
+        let vouched = launch.as_ref().is_some_and(|l| l.user_id.is_some());
+        if let Some(launch) = launch {
+            // The EHR session is the login; the launch's context needs no picker.
+            pending.encounter_decided = launch.encounter.is_some();
+            pending.patient = launch.patient;
+            pending.encounter = launch.encounter;
+            pending.context = launch.context;
+            if let Some(user) = launch.user_id {
+                pending.user_id = Some(user);
+                pending.session_id = launch.session_id;
+                pending.auth_time = Some(launch.created_at);
+            }
+        }
         let signed_in = match pending.prompt.as_deref() {
+            _ if vouched => None,
             Some("login") => None,
             _ => self.adopt_session(&mut pending, session_cookie, now).await?,
         };
@@ -444,11 +481,14 @@ impl<S: AuthStore> AuthService<S> {
             fhir_user: user.fhir_user.clone(),
             user_name: user.display_name.clone(),
             scope: granted.to_string(),
-            patient: pending.patient.clone().filter(|_| needs_patient(&granted)),
-            encounter: pending.encounter.clone().filter(|_| needs_encounter(&granted)),
+            // An EHR launch returns the context the EHR gave (unsolicited context is allowed,
+            // scopes:527-530); a standalone launch only what the scopes asked for.
+            patient: pending.patient.clone().filter(|_| pending.ehr_launch || needs_patient(&granted)),
+            encounter: pending.encounter.clone().filter(|_| pending.ehr_launch || needs_encounter(&granted)),
             nonce: pending.nonce.clone(),
             session_id: pending.session_id.clone().filter(|_| granted.contains(&Scope::OnlineAccess)),
             auth_time: pending.auth_time.unwrap_or(now),
+            context: pending.context.clone(),
         };
         let code = random_token(32);
         self.store.insert_code(&hash_token(&code), &grant, now + self.config.code_lifetime).await?;

@@ -70,6 +70,9 @@ impl<S: AuthStore> AuthService<S> {
         if let Some(e) = &claims.encounter {
             out.insert("encounter".into(), e.clone().into());
         }
+        if let Some(Value::Object(context)) = claims.context.as_deref().and_then(|c| serde_json::to_value(c).ok()) {
+            out.extend(context);
+        }
         let scopes = ScopeSet::parse(&claims.scope).unwrap_or_default();
         if let (true, Some(user)) = (scopes.contains(&Scope::FhirUser), &claims.fhir_user) {
             out.insert("fhirUser".into(), format!("{}/{user}", self.config.fhir_base()).into());

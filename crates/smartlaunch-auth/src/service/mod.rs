@@ -2,6 +2,7 @@
 
 mod flow;
 mod introspection;
+mod launch;
 mod registration;
 mod token_endpoint;
 
@@ -18,6 +19,7 @@ use crate::UnixTime;
 
 pub use flow::{FlowStep, Progress};
 pub use introspection::Caller;
+pub use launch::{IssuedLaunch, NewLaunch, LAUNCH_LIFETIME};
 pub use registration::Registered;
 
 /// The authorization server: configuration, keys, the revocation list and the store.

@@ -159,6 +159,7 @@ impl<S: AuthStore> AuthService<S> {
             refresh_expires_at,
             created_at: now,
             revoked_at: None,
+            context: cg.context.clone(),
         };
         let refresh_token = refresh_expires_at.map(|_| random_token(32));
         if let Some(token) = &refresh_token {
@@ -298,6 +299,7 @@ impl<S: AuthStore> AuthService<S> {
             iat: now,
             exp: now + lifetime,
             jti: random_token(12),
+            context: (!grant.context.is_empty()).then(|| Box::new(grant.context.clone())),
         };
         TokenResponse {
             access_token: self.keys.sign_access_token(&claims),
@@ -308,6 +310,7 @@ impl<S: AuthStore> AuthService<S> {
             id_token: None,
             patient: claims.patient,
             encounter: claims.encounter,
+            context: grant.context.clone(),
         }
     }
 }

@@ -1,0 +1,172 @@
+//! EHR launch contexts (spec digest §1.3–1.4; checklist items 19, 20, 26, 63, 66): the EHR
+//! creates a launch server-side, bound to one client, and opens the app's launch URL with an
+//! opaque `launch` id; the app's authorization request names that id and receives the context.
+
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use crate::UnixTime;
+
+/// The launch-context parameters beyond `patient` and `encounter` that a token response
+/// carries (checklist item 63).  Empty for a standalone launch.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LaunchContext {
+    #[serde(rename = "fhirContext", default, skip_serializing_if = "Vec::is_empty")]
+    pub fhir_context: Vec<FhirContextItem>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intent: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub need_patient_banner: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smart_style_url: Option<String>,
+}
+
+impl LaunchContext {
+    pub fn is_empty(&self) -> bool {
+        *self == LaunchContext::default()
+    }
+}
+
+/// One `fhirContext` item in the 2.2 object form (scopes:557-597).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FhirContextItem {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canonical: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identifier: Option<serde_json::Value>,
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub resource_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+}
+
+impl FhirContextItem {
+    /// The rules of scopes:557-597: at least one of `reference`, `canonical`, `identifier`
+    /// (SHALL); `role` never empty (SHALL NOT); no Patient or Encounter with the `launch` role
+    /// — those travel as `patient` and `encounter` (checklist item 66).
+    pub fn check(&self) -> Result<(), String> {
+        if self.reference.is_none() && self.canonical.is_none() && self.identifier.is_none() {
+            return Err("each fhirContext item needs a reference, canonical or identifier".into());
+        }
+        if self.role.as_deref() == Some("") {
+            return Err("a fhirContext role may be omitted but must not be empty".into());
+        }
+        if let Some(reference) = &self.reference {
+            let Some((ty, id)) = reference.split_once('/') else {
+                return Err(format!("fhirContext reference “{reference}” is not Type/id"));
+            };
+            if ty.is_empty() || id.is_empty() || id.contains('/') {
+                return Err(format!("fhirContext reference “{reference}” is not Type/id"));
+            }
+            let launch_role = self.role.as_deref().is_none_or(|r| r == "launch");
+            if launch_role && (ty == "Patient" || ty == "Encounter") {
+                return Err(format!(
+                    "{ty} goes in `{}`, not in fhirContext (unless it has a role other than launch)",
+                    ty.to_lowercase()
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A launch as stored: what the EHR put in context, for which client and user.  The launch id
+/// itself is kept only as a hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Launch {
+    pub id_hash: String,
+    pub client_id: String,
+    /// The user the EHR vouches for; `None`: the user signs in at authorize.
+    pub user_id: Option<String>,
+    /// The EHR session that launched (its `online_access` tokens end with it).
+    pub session_id: Option<String>,
+    pub patient: Option<String>,
+    pub encounter: Option<String>,
+    pub context: LaunchContext,
+    pub created_at: UnixTime,
+    pub expires_at: UnixTime,
+}
+
+/// Why a `launch` parameter was refused (checklist item 26).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LaunchRefused {
+    Unknown,
+    Expired,
+    Used,
+    OtherClient,
+    OtherUser,
+}
+
+impl LaunchRefused {
+    pub fn describe(&self) -> &'static str {
+        match self {
+            LaunchRefused::Unknown => "the launch parameter names no launch of this EHR; open the app from the EHR again",
+            LaunchRefused::Expired => "the launch has expired (launches live 5 minutes); open the app from the EHR again",
+            LaunchRefused::Used => "the launch was already used (each launch authorizes once); open the app from the EHR again",
+            LaunchRefused::OtherClient => "the launch was issued for another app",
+            LaunchRefused::OtherUser => {
+                "the launch belongs to another user's EHR session; sign out here or open the app from your own EHR session"
+            }
+        }
+    }
+}
+
+/// The app's launch URL with `iss` and `launch` added (checklist item 19).
+pub fn launch_url(initiate_login_uri: &str, iss: &str, launch_id: &str) -> Option<String> {
+    let mut url = Url::parse(initiate_login_uri).ok()?;
+    url.query_pairs_mut().append_pair("iss", iss).append_pair("launch", launch_id);
+    Some(url.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(reference: &str, role: Option<&str>) -> FhirContextItem {
+        FhirContextItem { reference: Some(reference.into()), role: role.map(Into::into), ..Default::default() }
+    }
+
+    #[test]
+    fn fhir_context_items_follow_the_2_2_rules() {
+        assert!(item("Questionnaire/q1", None).check().is_ok());
+        assert!(item("Patient/p1", None).check().is_err(), "item 66");
+        assert!(item("Encounter/e1", Some("launch")).check().is_err());
+        assert!(item("Patient/p2", Some("https://example.org/role/sibling")).check().is_ok());
+        assert!(item("Questionnaire/q1", Some("")).check().is_err());
+        assert!(item("nonsense", None).check().is_err());
+        assert!(FhirContextItem::default().check().is_err());
+        let canonical =
+            FhirContextItem { canonical: Some("http://x.org/Questionnaire/q|1".into()), ..Default::default() };
+        assert!(canonical.check().is_ok());
+    }
+
+    #[test]
+    fn launch_urls_keep_the_apps_own_query() {
+        assert_eq!(
+            launch_url("https://app.example/launch?x=1", "http://ehr/fhir", "abc").unwrap(),
+            "https://app.example/launch?x=1&iss=http%3A%2F%2Fehr%2Ffhir&launch=abc"
+        );
+        assert!(launch_url("not a url", "i", "l").is_none());
+    }
+
+    #[test]
+    fn context_serializes_with_spec_names_and_omits_what_is_absent() {
+        let c = LaunchContext {
+            fhir_context: vec![item("Questionnaire/q1", None)],
+            intent: Some("reconcile-medications".into()),
+            need_patient_banner: Some(false),
+            ..Default::default()
+        };
+        let v = serde_json::to_value(&c).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"fhirContext": [{"reference": "Questionnaire/q1"}], "intent": "reconcile-medications", "need_patient_banner": false})
+        );
+        assert!(LaunchContext::default().is_empty());
+    }
+}

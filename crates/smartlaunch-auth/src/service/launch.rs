@@ -1,0 +1,119 @@
+//! Creating EHR launches, and resolving the `launch` parameter of an authorization request
+//! (checklist items 19, 20, 26).
+
+use crate::error::LaunchError;
+use crate::launch::{launch_url, FhirContextItem, Launch, LaunchContext, LaunchRefused};
+use crate::secrets::{hash_token, random_token};
+use crate::store::AuthStore;
+use crate::{AuthService, UnixTime};
+
+/// How long a launch id may wait for the app's authorization request.
+pub const LAUNCH_LIFETIME: i64 = 300;
+
+/// What an EHR asks for: the simulator, the portal or the launch API.
+#[derive(Debug, Clone, Default)]
+pub struct NewLaunch {
+    pub client_id: String,
+    /// The user account the EHR vouches for; `None`: the user signs in at authorize.
+    pub user_id: Option<String>,
+    /// The EHR session that launches, when there is one.
+    pub session_id: Option<String>,
+    pub patient: Option<String>,
+    pub encounter: Option<String>,
+    pub context: LaunchContext,
+}
+
+/// A created launch: the opaque id (shown once) and the app's launch URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuedLaunch {
+    pub launch: String,
+    pub launch_url: String,
+    pub expires_at: UnixTime,
+}
+
+impl<S: AuthStore> AuthService<S> {
+    /// Creates a launch after checking that everything it names exists and fits together.
+    pub async fn create_launch(&self, new: NewLaunch, now: UnixTime) -> Result<IssuedLaunch, LaunchError> {
+        let invalid = |m: String| Err(LaunchError::Invalid(m));
+        let Some(client) = self.client(&new.client_id, now).await? else {
+            return invalid(format!("no registered app has the client_id “{}”", new.client_id));
+        };
+        let Some(initiate) = client.metadata.initiate_login_uri.as_deref() else {
+            return invalid(format!(
+                "the app “{}” has no launch URL: register one (initiate_login_uri) to launch it from the EHR",
+                client.metadata.client_name
+            ));
+        };
+        if let Some(user) = &new.user_id {
+            if self.store.user(user).await?.is_none() {
+                return invalid("the user does not exist".into());
+            }
+        }
+        if let Some(patient) = &new.patient {
+            if !self.store.patient_exists(patient).await? {
+                return invalid(format!("Patient/{patient} does not exist"));
+            }
+        }
+        if let Some(encounter) = &new.encounter {
+            let Some(patient) = &new.patient else {
+                return invalid("an encounter needs its patient in the launch too".into());
+            };
+            if !self.store.patient_encounters(patient).await?.contains(encounter) {
+                return invalid(format!("Encounter/{encounter} is not one of Patient/{patient}'s encounters"));
+            }
+        }
+        new.context.fhir_context.iter().try_for_each(FhirContextItem::check).map_err(LaunchError::Invalid)?;
+        let id = random_token(32);
+        let launch = Launch {
+            id_hash: hash_token(&id),
+            client_id: client.client_id.clone(),
+            user_id: new.user_id,
+            session_id: new.session_id,
+            patient: new.patient,
+            encounter: new.encounter,
+            context: new.context,
+            created_at: now,
+            expires_at: now + LAUNCH_LIFETIME,
+        };
+        let launch_url = launch_url(initiate, &self.config.fhir_base(), &id)
+            .ok_or_else(|| LaunchError::Invalid("the app's launch URL is not a URL".into()))?;
+        self.store.insert_launch(&launch).await?;
+        Ok(IssuedLaunch { launch: id, launch_url, expires_at: launch.expires_at })
+    }
+
+    /// Resolves the `launch` parameter of an authorization request and uses it up: it must be
+    /// live, unused, for this client, and — when the browser is signed in — for that user.
+    pub(super) async fn take_launch(
+        &self,
+        launch_id: &str,
+        client_id: &str,
+        browser_user: Option<&str>,
+        now: UnixTime,
+    ) -> Result<Result<Launch, LaunchRefused>, LaunchError> {
+        if launch_id.len() > 128 {
+            return Ok(Err(LaunchRefused::Unknown));
+        }
+        let id_hash = hash_token(launch_id);
+        let Some((launch, used_at)) = self.store.launch(&id_hash).await? else {
+            return Ok(Err(LaunchRefused::Unknown));
+        };
+        let refused = if launch.client_id != client_id {
+            Some(LaunchRefused::OtherClient)
+        } else if used_at.is_some() {
+            Some(LaunchRefused::Used)
+        } else if launch.expires_at <= now {
+            Some(LaunchRefused::Expired)
+        } else if matches!((browser_user, &launch.user_id), (Some(b), Some(l)) if b != l) {
+            Some(LaunchRefused::OtherUser)
+        } else {
+            None
+        };
+        if let Some(r) = refused {
+            return Ok(Err(r));
+        }
+        if !self.store.use_launch(&id_hash, now).await? {
+            return Ok(Err(LaunchRefused::Used));
+        }
+        Ok(Ok(launch))
+    }
+}

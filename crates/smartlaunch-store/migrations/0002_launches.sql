@@ -1,0 +1,16 @@
+-- smartlaunch schema, version 2: EHR launches and the launch context of grants.
+
+-- An EHR launch, by the hash of its opaque id.  `data` is the launch (client, user, session,
+-- patient, encounter, further context) as JSON; `used_at` is set by the one authorization that
+-- may use it.
+CREATE TABLE launches (
+    id_hash     TEXT PRIMARY KEY,
+    client_id   TEXT NOT NULL,
+    data        TEXT NOT NULL,
+    expires_at  BIGINT NOT NULL,
+    used_at     BIGINT
+);
+CREATE INDEX launches_expires_at ON launches (expires_at);
+
+-- fhirContext, intent, tenant, need_patient_banner, smart_style_url as JSON (NULL: none).
+ALTER TABLE grants ADD COLUMN context TEXT;
