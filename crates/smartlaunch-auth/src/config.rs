@@ -18,6 +18,8 @@ pub struct AuthConfig {
     pub pending_lifetime: i64,
     /// When set, RFC 7591 registration requires `Authorization: Bearer <this>`.
     pub registration_token: Option<String>,
+    /// When set, the launch API requires `Authorization: Bearer <this>`.
+    pub admin_token: Option<String>,
 }
 
 impl AuthConfig {
@@ -30,6 +32,7 @@ impl AuthConfig {
             session_lifetime: 12 * 3600,
             pending_lifetime: 30 * 60,
             registration_token: None,
+            admin_token: None,
         }
     }
 

@@ -116,6 +116,9 @@ pub enum LaunchError {
     /// The request names something that does not exist or breaks a rule: the caller's fault.
     #[error("{0}")]
     Invalid(String),
+    /// The admin token is missing or wrong.
+    #[error("{0}")]
+    Unauthorized(String),
     #[error("server error: {0}")]
     Internal(String),
 }

@@ -66,6 +66,10 @@ struct ServeArgs {
     /// registration.  Without it, registration is open (sandbox).
     #[arg(long, value_name = "TOKEN", env = "SMARTLAUNCH_REGISTRATION_TOKEN")]
     registration_token: Option<String>,
+    /// Require this bearer token for the launch API (POST /api/launches).  Without it, the
+    /// API is open (sandbox).
+    #[arg(long, value_name = "TOKEN", env = "SMARTLAUNCH_ADMIN_TOKEN")]
+    admin_token: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -189,6 +193,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         listen: args.listen,
         public_url: args.public_url,
         registration_token: args.registration_token,
+        admin_token: args.admin_token,
     };
     let running = start(settings, Arc::new(SystemClock::default())).await?;
     let base = &running.public_url;

@@ -24,6 +24,8 @@ pub struct Settings {
     pub public_url: Option<String>,
     /// When set, dynamic registration requires this initial access token.
     pub registration_token: Option<String>,
+    /// When set, the launch API (`POST /api/launches`) requires this bearer token.
+    pub admin_token: Option<String>,
 }
 
 /// Everything a request handler needs.
@@ -80,6 +82,7 @@ pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<
     crate::seed::seed_demo(&db, &instant(clock.now())).await?;
     let mut config = AuthConfig::new(&public_url);
     config.registration_token = settings.registration_token.clone();
+    config.admin_token = settings.admin_token.clone();
     let auth = AuthService::open(db.clone(), config, clock.now()).await?;
     let started_at = instant(clock.now());
     let state = Arc::new(AppState {

@@ -1240,6 +1240,7 @@ async fn a_restart_keeps_clients_users_grants_and_keys() {
         listen: "127.0.0.1:0".parse().unwrap(),
         public_url: Some("http://127.0.0.1:1".into()),
         registration_token: None,
+        admin_token: None,
     };
     let first = smartlaunch::start(settings.clone(), clock.clone()).await.unwrap();
     let http = reqwest::Client::new();
@@ -1322,6 +1323,7 @@ async fn cli_manages_clients_and_users_in_the_data_directory() {
         listen: "127.0.0.1:0".parse().unwrap(),
         public_url: None,
         registration_token: None,
+        admin_token: None,
     };
     let running = smartlaunch::start(settings, clock).await.unwrap();
     let base = running.public_url.clone();

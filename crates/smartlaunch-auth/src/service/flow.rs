@@ -470,7 +470,12 @@ impl<S: AuthStore> AuthService<S> {
         user: &User,
         now: UnixTime,
     ) -> Result<String, AuthorizeError> {
-        let granted = parse_scope(pending.approved.as_deref().unwrap_or(&pending.scope))?;
+        let mut granted = parse_scope(pending.approved.as_deref().unwrap_or(&pending.scope))?;
+        if pending.session_id.is_none() {
+            // online_access lives as long as the user's session; a launch made without one
+            // (the launch API vouching for a user) cannot have it.
+            granted = granted.retain(|s| *s != Scope::OnlineAccess);
+        }
         let grant = CodeGrant {
             grant_id: random_token(16),
             client_id: pending.client_id.clone(),

@@ -3,7 +3,7 @@
 
 use crate::error::LaunchError;
 use crate::launch::{launch_url, FhirContextItem, Launch, LaunchContext, LaunchRefused};
-use crate::secrets::{hash_token, random_token};
+use crate::secrets::{hash_token, random_token, secrets_equal};
 use crate::store::AuthStore;
 use crate::{AuthService, UnixTime};
 
@@ -32,6 +32,19 @@ pub struct IssuedLaunch {
 }
 
 impl<S: AuthStore> AuthService<S> {
+    /// The launch API is open in the sandbox; with an admin token configured, callers must
+    /// send it as a bearer token.
+    pub fn check_admin_token(&self, bearer: Option<&str>) -> Result<(), LaunchError> {
+        match (&self.config.admin_token, bearer) {
+            (None, _) => Ok(()),
+            (Some(expected), Some(given)) if secrets_equal(given, expected) => Ok(()),
+            (Some(_), Some(_)) => Err(LaunchError::Unauthorized("the admin token is not valid".into())),
+            (Some(_), None) => Err(LaunchError::Unauthorized(
+                "this server requires its admin token for the launch API: send `Authorization: Bearer <token>`".into(),
+            )),
+        }
+    }
+
     /// Creates a launch after checking that everything it names exists and fits together.
     pub async fn create_launch(&self, new: NewLaunch, now: UnixTime) -> Result<IssuedLaunch, LaunchError> {
         let invalid = |m: String| Err(LaunchError::Invalid(m));

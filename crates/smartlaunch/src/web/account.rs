@@ -4,20 +4,15 @@
 use askama::Template;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use smart_scopes::ScopeSet;
-use smartlaunch_auth::secrets::{random_token, secrets_equal};
+use smartlaunch_auth::secrets::secrets_equal;
 use smartlaunch_auth::store::AuthStore;
-use smartlaunch_auth::AuthorizeError;
 
 use crate::server::{instant, App};
 use crate::web::pages::{error_page, render};
-use crate::web::{cookie, field, form_pairs, see_other, session_cookie, session_set_cookie};
-
-/// The double-submit cookie that protects the sign-in form of this page (there is no session
-/// yet to hold a CSRF token).
-const CSRF_COOKIE: &str = "smartlaunch_csrf";
+use crate::web::{field, form_pairs, see_other, signin};
 
 struct ScopeRow {
     raw: String,
@@ -48,17 +43,10 @@ pub(crate) async fn show(State(app): State<App>, headers: HeaderMap) -> Response
 
 async fn page(app: &App, headers: &HeaderMap, failed: bool) -> Response {
     let now = app.clock.now();
-    let signed_in = match session_cookie(headers) {
-        Some(c) => app.auth.session_user(&c, now).await.ok().flatten(),
-        None => None,
-    };
-    let Some((session, user)) = signed_in else {
-        let csrf = random_token(24);
-        let mut response =
-            render(StatusCode::OK, &AccountPage { user_name: None, csrf: csrf.clone(), failed, apps: Vec::new() });
-        let cookie = format!("{CSRF_COOKIE}={csrf}; Path=/account; HttpOnly; SameSite=Strict");
-        response.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).expect("URL-safe"));
-        return response;
+    let Some((session, user)) = signin::signed_in(app, headers).await else {
+        let (csrf, cookie) = signin::form_token("/account");
+        let page = render(StatusCode::OK, &AccountPage { user_name: None, csrf, failed, apps: Vec::new() });
+        return signin::with_form_cookie(page, cookie);
     };
     let authorizations = match app.db.user_authorizations(&user.id, now).await {
         Ok(a) => a,
@@ -88,28 +76,9 @@ async fn page(app: &App, headers: &HeaderMap, failed: bool) -> Response {
 
 /// `POST /account/signin`.
 pub(crate) async fn sign_in(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
-    let form = form_pairs(&body);
-    let posted = field(&form, "csrf").unwrap_or_default();
-    if !cookie(&headers, CSRF_COOKIE).is_some_and(|c| !c.is_empty() && secrets_equal(&c, posted)) {
-        return error_page(
-            StatusCode::BAD_REQUEST,
-            "The form has expired",
-            "Please reload the page and sign in again.",
-        );
-    }
-    let (username, password) =
-        (field(&form, "username").unwrap_or_default(), field(&form, "password").unwrap_or_default());
-    match app.auth.open_session(username, password, app.clock.now()).await {
-        Ok((signed_in, _, _)) => {
-            let mut response = see_other("/account");
-            response.headers_mut().insert(header::SET_COOKIE, session_set_cookie(&app, &signed_in.session_cookie));
-            response
-        }
-        Err(AuthorizeError::SignInFailed) => page(&app, &HeaderMap::new(), true).await,
-        Err(e) => {
-            tracing::error!("account sign-in: {e}");
-            error_page(StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong", "The sign-in could not be completed.")
-        }
+    match signin::sign_in(&app, &headers, &form_pairs(&body), "/account").await {
+        signin::Outcome::SignedIn(response) | signin::Outcome::Error(response) => response,
+        signin::Outcome::Failed => page(&app, &HeaderMap::new(), true).await,
     }
 }
 
@@ -117,11 +86,7 @@ pub(crate) async fn sign_in(State(app): State<App>, headers: HeaderMap, body: By
 pub(crate) async fn revoke(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
     let form = form_pairs(&body);
     let now = app.clock.now();
-    let signed_in = match session_cookie(&headers) {
-        Some(c) => app.auth.session_user(&c, now).await.ok().flatten(),
-        None => None,
-    };
-    let Some((session, user)) = signed_in else {
+    let Some((session, user)) = signin::signed_in(&app, &headers).await else {
         return see_other("/account");
     };
     if !secrets_equal(&session.csrf, field(&form, "csrf").unwrap_or_default()) {

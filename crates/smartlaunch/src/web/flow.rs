@@ -15,9 +15,9 @@ use smartlaunch_auth::users::User;
 use smartlaunch_auth::AuthorizeError;
 use smartlaunch_fhir::store::ResourceStore;
 
-use crate::seed::display_name;
 use crate::server::App;
 use crate::web::pages::{error_page, render};
+use crate::web::views::{encounter_row, patient_name, patient_row, EncounterRow, PatientRow};
 use crate::web::{field, form_pairs, is_form, redirect, see_other, session_cookie, session_set_cookie};
 
 /// Patients per page in the picker.
@@ -195,14 +195,6 @@ struct SignInPage<'a> {
     failed: bool,
 }
 
-struct PatientRow {
-    id: String,
-    name: String,
-    gender: String,
-    birth_date: String,
-    mrn: String,
-}
-
 #[derive(Template)]
 #[template(path = "patients.html")]
 struct PatientsPage<'a> {
@@ -217,13 +209,6 @@ struct PatientsPage<'a> {
     last: i64,
     prev_href: Option<String>,
     next_href: Option<String>,
-}
-
-struct EncounterRow {
-    id: String,
-    date: String,
-    kind: String,
-    class: String,
 }
 
 #[derive(Template)]
@@ -354,39 +339,5 @@ async fn render_step(
                 },
             )
         }
-    }
-}
-
-async fn patient_name(app: &App, patient: Option<&str>) -> Option<String> {
-    let stored = app.db.read("Patient", patient?).await.ok()??;
-    let value: Value = serde_json::from_str(&stored.json).ok()?;
-    display_name(&value)
-}
-
-fn patient_row(p: &Value) -> PatientRow {
-    let mrn = p["identifier"]
-        .as_array()
-        .and_then(|ids| ids.iter().find(|i| i["type"]["text"] == "MRN").or(ids.first()))
-        .and_then(|i| i["value"].as_str())
-        .unwrap_or_default();
-    PatientRow {
-        id: p["id"].as_str().unwrap_or_default().to_owned(),
-        name: display_name(p).unwrap_or_else(|| "(no name)".into()),
-        gender: p["gender"].as_str().unwrap_or("unknown").to_owned(),
-        birth_date: p["birthDate"].as_str().unwrap_or_default().to_owned(),
-        mrn: mrn.to_owned(),
-    }
-}
-
-fn encounter_row(e: &Value) -> EncounterRow {
-    EncounterRow {
-        id: e["id"].as_str().unwrap_or_default().to_owned(),
-        date: e["period"]["start"].as_str().unwrap_or_default().chars().take(10).collect(),
-        kind: e["type"][0]["text"]
-            .as_str()
-            .or(e["type"][0]["coding"][0]["display"].as_str())
-            .unwrap_or("Encounter")
-            .to_owned(),
-        class: e["class"]["display"].as_str().or(e["class"]["code"].as_str()).unwrap_or_default().to_owned(),
     }
 }

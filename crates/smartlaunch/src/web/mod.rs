@@ -2,13 +2,17 @@
 //! call the core, render; protocol rules live in `smartlaunch-auth`.
 
 mod account;
+mod api;
 mod bundle;
 mod discovery;
+mod ehr;
 mod fhir;
 mod flow;
 mod home;
 mod oauth;
 mod pages;
+mod signin;
+mod views;
 
 use std::collections::HashSet;
 
@@ -41,6 +45,7 @@ pub(crate) fn router(app: App) -> Router {
         .route("/smart/brands.json", get(discovery::brands))
         .route("/fhir/metadata", get(fhir::metadata))
         .route("/auth/register", post(oauth::register))
+        .route("/ehr/smart-style/v1.json", get(ehr::smart_style))
         .layer(
             CorsLayer::new()
                 .allow_origin(Any)
@@ -93,7 +98,16 @@ pub(crate) fn router(app: App) -> Router {
         .route("/auth/flow/{id}/patient", post(flow::choose_patient))
         .route("/auth/flow/{id}/encounter", post(flow::choose_encounter))
         .route("/auth/flow/{id}/consent", post(flow::consent))
-        .route("/auth/flow/{id}/signout", post(flow::sign_out));
+        .route("/auth/flow/{id}/signout", post(flow::sign_out))
+        .route("/ehr", get(ehr::ehr_home))
+        .route("/ehr/signin", post(ehr::ehr_sign_in))
+        .route("/ehr/patients/{id}", get(ehr::ehr_chart))
+        .route("/ehr/launch", post(ehr::ehr_launch))
+        .route("/ehr/app-frame", get(ehr::app_frame))
+        .route("/portal", get(ehr::portal_home))
+        .route("/portal/signin", post(ehr::portal_sign_in))
+        .route("/portal/launch", post(ehr::portal_launch))
+        .route("/api/launches", post(api::create_launch));
     public
         .merge(pages)
         .layer(RequestBodyLimitLayer::new(FORM_BODY_LIMIT))
@@ -146,6 +160,13 @@ pub(crate) fn form_pairs(bytes: &[u8]) -> Vec<(String, String)> {
 /// The first value of a form field.
 pub(crate) fn field<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
     pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+/// The token of an `Authorization: Bearer …` header.
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 /// Whether the request body is declared as a form.

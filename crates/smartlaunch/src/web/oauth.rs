@@ -11,7 +11,7 @@ use smartlaunch_auth::token::{BasicCredentials, TokenRequest};
 use smartlaunch_auth::{RegistrationError, TokenError};
 
 use crate::server::App;
-use crate::web::{form_pairs, is_form, reload_client_origins};
+use crate::web::{bearer, form_pairs, is_form, reload_client_origins};
 
 /// JSON with `Cache-Control: no-store` and `Pragma: no-cache` (checklist item 61), errors included.
 fn json_no_store(status: StatusCode, body: &Value, extra: Option<(header::HeaderName, HeaderValue)>) -> Response {
@@ -84,12 +84,6 @@ fn client_form(
     let pairs = form_pairs(body);
     let token = crate::web::field(&pairs, "token").map(str::to_owned);
     Ok((TokenRequest::from_pairs(pairs)?, basic, token))
-}
-
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 /// `POST /auth/introspect` (RFC 7662).

@@ -83,6 +83,7 @@ async fn import_loads_bundles_and_ndjson_all_or_nothing_per_bundle() {
         listen: "127.0.0.1:0".parse().unwrap(),
         public_url: None,
         registration_token: None,
+        admin_token: None,
     };
     let running = smartlaunch::start(settings, clock.clone()).await.unwrap();
     let s = Server {

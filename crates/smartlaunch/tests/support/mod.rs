@@ -40,19 +40,22 @@ impl Server {
     }
 
     pub async fn start_with(registration_token: Option<&str>) -> Server {
+        Server::start_configured(|s| s.registration_token = registration_token.map(str::to_owned)).await
+    }
+
+    /// A server whose settings `configure` adjusts.
+    pub async fn start_configured(configure: impl FnOnce(&mut Settings)) -> Server {
         let dir = std::env::temp_dir().join(format!("smartlaunch-it-{}", random(8)));
         let clock = Arc::new(SystemClock::default());
-        let running = start(
-            Settings {
-                data_dir: dir.clone(),
-                listen: "127.0.0.1:0".parse().unwrap(),
-                public_url: None,
-                registration_token: registration_token.map(str::to_owned),
-            },
-            clock.clone(),
-        )
-        .await
-        .expect("server starts");
+        let mut settings = Settings {
+            data_dir: dir.clone(),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            public_url: None,
+            registration_token: None,
+            admin_token: None,
+        };
+        configure(&mut settings);
+        let running = start(settings, clock.clone()).await.expect("server starts");
         let base = running.public_url.clone();
         Server {
             fhir: format!("{base}/fhir"),

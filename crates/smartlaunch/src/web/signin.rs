@@ -1,0 +1,76 @@
+//! Sign-in forms outside an authorization request (the management page, the EHR simulator, the
+//! patient portal).  There is no session yet to hold a CSRF token, so the form carries a random
+//! token that must equal a cookie set with the form (double submit), scoped to the page's path.
+
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::Response;
+use smartlaunch_auth::secrets::{random_token, secrets_equal};
+use smartlaunch_auth::store::Session;
+use smartlaunch_auth::users::User;
+use smartlaunch_auth::AuthorizeError;
+
+use crate::server::App;
+use crate::web::pages::error_page;
+use crate::web::{cookie, field, see_other, session_cookie, session_set_cookie};
+
+const CSRF_COOKIE: &str = "smartlaunch_csrf";
+
+/// A fresh form token, and the cookie that must come back with it (only to `path`).
+pub(crate) fn form_token(path: &str) -> (String, HeaderValue) {
+    let csrf = random_token(24);
+    let cookie = format!("{CSRF_COOKIE}={csrf}; Path={path}; HttpOnly; SameSite=Strict");
+    (csrf, HeaderValue::from_str(&cookie).expect("URL-safe"))
+}
+
+/// Adds the form token's cookie to a rendered sign-in page.
+pub(crate) fn with_form_cookie(mut page: Response, cookie: HeaderValue) -> Response {
+    page.headers_mut().insert(header::SET_COOKIE, cookie);
+    page
+}
+
+/// The signed-in session and user of the request, if any.
+pub(crate) async fn signed_in(app: &App, headers: &HeaderMap) -> Option<(Session, User)> {
+    let cookie = session_cookie(headers)?;
+    app.auth.session_user(&cookie, app.clock.now()).await.ok().flatten()
+}
+
+/// What a sign-in form post came to.
+pub(crate) enum Outcome {
+    /// Signed in: the response (a redirect to `next`, with the session cookie).
+    SignedIn(Response),
+    /// Wrong username or password: show the form again.
+    Failed,
+    /// An expired form or a server failure: this page says so.
+    Error(Response),
+}
+
+/// Handles a posted sign-in form: checks the double-submit token, the password, and opens a
+/// session.
+pub(crate) async fn sign_in(app: &App, headers: &HeaderMap, form: &[(String, String)], next: &str) -> Outcome {
+    let posted = field(form, "csrf").unwrap_or_default();
+    if !cookie(headers, CSRF_COOKIE).is_some_and(|c| !c.is_empty() && secrets_equal(&c, posted)) {
+        return Outcome::Error(error_page(
+            StatusCode::BAD_REQUEST,
+            "The form has expired",
+            "Please reload the page and sign in again.",
+        ));
+    }
+    let (username, password) =
+        (field(form, "username").unwrap_or_default(), field(form, "password").unwrap_or_default());
+    match app.auth.open_session(username, password, app.clock.now()).await {
+        Ok((signed_in, _, _)) => {
+            let mut response = see_other(next);
+            response.headers_mut().insert(header::SET_COOKIE, session_set_cookie(app, &signed_in.session_cookie));
+            Outcome::SignedIn(response)
+        }
+        Err(AuthorizeError::SignInFailed) => Outcome::Failed,
+        Err(e) => {
+            tracing::error!("sign-in: {e}");
+            Outcome::Error(error_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong",
+                "The sign-in could not be completed.",
+            ))
+        }
+    }
+}

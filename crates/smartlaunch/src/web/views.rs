@@ -1,0 +1,200 @@
+//! Plain summaries of FHIR resources for the server-rendered pages (pickers, the EHR chart,
+//! the patient portal).
+
+use serde_json::Value;
+use smartlaunch_fhir::search::query;
+use smartlaunch_fhir::search::Constraint;
+use smartlaunch_fhir::store::ResourceStore;
+
+use crate::seed::display_name;
+use crate::server::App;
+
+pub(crate) struct PatientRow {
+    pub id: String,
+    pub name: String,
+    pub gender: String,
+    pub birth_date: String,
+    pub mrn: String,
+}
+
+pub(crate) struct EncounterRow {
+    pub id: String,
+    pub date: String,
+    pub kind: String,
+    pub class: String,
+}
+
+/// One line of a chart section: what, when, and a detail (status, value).
+pub(crate) struct ChartRow {
+    pub what: String,
+    pub when: String,
+    pub detail: String,
+}
+
+/// A patient's chart: the banner facts and the sections an EHR shows first.
+pub(crate) struct Chart {
+    pub patient: PatientRow,
+    /// Whole years at `today`.
+    pub age: Option<i64>,
+    pub encounters: Vec<EncounterRow>,
+    pub problems: Vec<ChartRow>,
+    pub medications: Vec<ChartRow>,
+    pub allergies: Vec<ChartRow>,
+    pub vitals: Vec<ChartRow>,
+    pub labs: Vec<ChartRow>,
+}
+
+pub(crate) async fn patient_name(app: &App, patient: Option<&str>) -> Option<String> {
+    let stored = app.db.read("Patient", patient?).await.ok()??;
+    let value: Value = serde_json::from_str(&stored.json).ok()?;
+    display_name(&value)
+}
+
+pub(crate) fn patient_row(p: &Value) -> PatientRow {
+    let mrn = p["identifier"]
+        .as_array()
+        .and_then(|ids| ids.iter().find(|i| i["type"]["text"] == "MRN").or(ids.first()))
+        .and_then(|i| i["value"].as_str())
+        .unwrap_or_default();
+    PatientRow {
+        id: p["id"].as_str().unwrap_or_default().to_owned(),
+        name: display_name(p).unwrap_or_else(|| "(no name)".into()),
+        gender: p["gender"].as_str().unwrap_or("unknown").to_owned(),
+        birth_date: p["birthDate"].as_str().unwrap_or_default().to_owned(),
+        mrn: mrn.to_owned(),
+    }
+}
+
+pub(crate) fn encounter_row(e: &Value) -> EncounterRow {
+    EncounterRow {
+        id: e["id"].as_str().unwrap_or_default().to_owned(),
+        date: e["period"]["start"].as_str().unwrap_or_default().chars().take(10).collect(),
+        kind: e["type"][0]["text"]
+            .as_str()
+            .or(e["type"][0]["coding"][0]["display"].as_str())
+            .unwrap_or("Encounter")
+            .to_owned(),
+        class: e["class"]["display"].as_str().or(e["class"]["code"].as_str()).unwrap_or_default().to_owned(),
+    }
+}
+
+/// The text of a CodeableConcept: its `text`, else its first coding's display or code.
+fn concept(c: &Value) -> String {
+    c["text"]
+        .as_str()
+        .or(c["coding"][0]["display"].as_str())
+        .or(c["coding"][0]["code"].as_str())
+        .unwrap_or("—")
+        .to_owned()
+}
+
+fn day(v: &Value) -> String {
+    v.as_str().unwrap_or_default().chars().take(10).collect()
+}
+
+fn observation_row(o: &Value) -> ChartRow {
+    let q = &o["valueQuantity"];
+    let detail = match (q["value"].as_f64(), q["unit"].as_str()) {
+        (Some(v), Some(u)) => format!("{v} {u}"),
+        (Some(v), None) => v.to_string(),
+        _ => o["valueString"].as_str().map(str::to_owned).unwrap_or_else(|| concept(&o["valueCodeableConcept"])),
+    };
+    ChartRow { what: concept(&o["code"]), when: day(&o["effectiveDateTime"]), detail }
+}
+
+/// Whole years from `birth_date` (YYYY-MM-DD) to `today` (YYYY-MM-DD).
+pub(crate) fn age(birth_date: &str, today: &str) -> Option<i64> {
+    let parse = |d: &str| -> Option<(i64, i64, i64)> {
+        let mut it = d.get(..10)?.split('-').map(|p| p.parse::<i64>().ok());
+        Some((it.next()??, it.next()??, it.next()??))
+    };
+    let (by, bm, bd) = parse(birth_date)?;
+    let (ty, tm, td) = parse(today)?;
+    Some(ty - by - i64::from((tm, td) < (bm, bd)))
+}
+
+/// The resources of one type in the patient's compartment, newest first.
+async fn compartment(app: &App, resource_type: &str, patient: &str, sort: &str, count: usize) -> Vec<Value> {
+    let pairs = [("_sort".to_owned(), sort.to_owned()), ("_count".to_owned(), count.to_string())];
+    let Ok(request) = query::parse(resource_type, &pairs, false) else {
+        return Vec::new();
+    };
+    let access = [Constraint { compartment: Some(patient.to_owned()), filter: Vec::new() }];
+    match app.db.search(resource_type, &request, &access).await {
+        Ok(page) => page.resources.iter().filter_map(|json| serde_json::from_str(json).ok()).collect(),
+        Err(e) => {
+            tracing::warn!("chart: {resource_type}: {e}");
+            Vec::new()
+        }
+    }
+}
+
+/// The chart of a patient, or `None` when there is no such patient.
+pub(crate) async fn chart(app: &App, patient_id: &str, today: &str) -> Option<Chart> {
+    let stored = app.db.read("Patient", patient_id).await.ok()??;
+    if stored.deleted {
+        return None;
+    }
+    let resource: Value = serde_json::from_str(&stored.json).ok()?;
+    let patient = patient_row(&resource);
+    let observations = compartment(app, "Observation", patient_id, "-date", 200).await;
+    let of_category = |category: &str, limit: usize| -> Vec<ChartRow> {
+        observations
+            .iter()
+            .filter(|o| o["category"][0]["coding"][0]["code"] == category)
+            .take(limit)
+            .map(observation_row)
+            .collect()
+    };
+    let (vitals, labs) = (of_category("vital-signs", 8), of_category("laboratory", 8));
+    let problems = compartment(app, "Condition", patient_id, "-_lastUpdated", 20)
+        .await
+        .iter()
+        .map(|c| ChartRow {
+            what: concept(&c["code"]),
+            when: day(&c["onsetDateTime"]),
+            detail: concept(&c["clinicalStatus"]),
+        })
+        .collect();
+    let medications = compartment(app, "MedicationRequest", patient_id, "-_lastUpdated", 20)
+        .await
+        .iter()
+        .map(|m| ChartRow {
+            what: concept(&m["medicationCodeableConcept"]),
+            when: day(&m["authoredOn"]),
+            detail: m["status"].as_str().unwrap_or_default().to_owned(),
+        })
+        .collect();
+    let allergies = compartment(app, "AllergyIntolerance", patient_id, "-_lastUpdated", 20)
+        .await
+        .iter()
+        .map(|a| ChartRow {
+            what: concept(&a["code"]),
+            when: day(&a["recordedDate"]),
+            detail: a["criticality"].as_str().unwrap_or_default().to_owned(),
+        })
+        .collect();
+    let encounters = compartment(app, "Encounter", patient_id, "-date", 20).await.iter().map(encounter_row).collect();
+    Some(Chart {
+        age: age(&patient.birth_date, today),
+        patient,
+        encounters,
+        problems,
+        medications,
+        allergies,
+        vitals,
+        labs,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::age;
+
+    #[test]
+    fn age_counts_whole_years() {
+        assert_eq!(age("1980-06-15", "2026-06-14"), Some(45));
+        assert_eq!(age("1980-06-15", "2026-06-15"), Some(46));
+        assert_eq!(age("", "2026-06-15"), None);
+    }
+}
