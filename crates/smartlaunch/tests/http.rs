@@ -69,6 +69,7 @@ async fn smart_configuration_has_every_required_and_recommended_field() {
 async fn capabilities_are_exactly_the_tested_ones() {
     // Each capability below has a test in this file named after it.
     let tested = [
+        "launch-ehr",                    // suites::ehr_launch (every test)
         "launch-standalone",             // patient_standalone_launch_end_to_end
         "authorize-post",                // authorize_by_post_works_like_get
         "client-public",                 // patient_standalone_launch_end_to_end
@@ -76,6 +77,10 @@ async fn capabilities_are_exactly_the_tested_ones() {
         "sso-openid-connect",            // patient_standalone_launch_end_to_end (id_token)
         "context-standalone-patient",    // provider_launch_picks_patient_and_encounter
         "context-standalone-encounter",  // provider_launch_picks_patient_and_encounter
+        "context-ehr-patient",           // suites::ehr_launch::ehr_and_portal_launch_apps_with_their_context…
+        "context-ehr-encounter",         // suites::ehr_launch::ehr_and_portal_launch_apps_with_their_context…
+        "context-banner",                // need_patient_banner: suites::ehr_launch (framed: false, API: true)
+        "context-style",                 // smart_style_url: suites::ehr_launch::launch_api_launches_deliver…
         "permission-offline",            // refresh_rotates_and_reuse_revokes_the_family
         "permission-online",             // online_access_ends_with_the_session
         "permission-patient",            // patient_token_cannot_read_another_patient
@@ -254,7 +259,7 @@ async fn authorize_errors_redirect_with_error_description_and_state() {
         ("scope", None, "invalid_scope"),
         ("scope", Some("profile email"), "invalid_scope"),
         ("prompt", Some("sometimes"), "invalid_request"),
-        ("launch", Some("not-issued-here"), "invalid_request"),
+        ("launch", Some("not-issued-here"), "invalid_scope"), // without the `launch` scope
     ];
     for (name, value, code) in cases {
         let mut params = s.authorize_params(&client, PATIENT_SCOPE, &random(32));

@@ -11,6 +11,7 @@ use crate::server::App;
 /// The capabilities this server implements today — each one is tested
 /// (`tests/http.rs`, "capabilities").
 pub(crate) const CAPABILITIES: &[&str] = &[
+    "launch-ehr",
     "launch-standalone",
     "authorize-post",
     "client-public",
@@ -18,6 +19,10 @@ pub(crate) const CAPABILITIES: &[&str] = &[
     "sso-openid-connect",
     "context-standalone-patient",
     "context-standalone-encounter",
+    "context-ehr-patient",
+    "context-ehr-encounter",
+    "context-banner",
+    "context-style",
     "permission-offline",
     "permission-online",
     "permission-patient",
@@ -30,6 +35,7 @@ pub(crate) const CAPABILITIES: &[&str] = &[
 const SCOPES_SUPPORTED: &[&str] = &[
     "openid",
     "fhirUser",
+    "launch",
     "launch/patient",
     "launch/encounter",
     "offline_access",

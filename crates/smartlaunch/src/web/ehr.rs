@@ -229,7 +229,7 @@ async fn launchable_apps(app: &App, desk: Desk) -> Vec<AppRow> {
         .filter(|c| desk == Desk::Ehr || patient_facing(c))
         .map(|c| AppRow { client_id: c.client_id.clone(), name: c.metadata.client_name.clone() })
         .collect();
-    apps.sort_by(|a, b| a.name.to_lowercase().cmp(&b.name.to_lowercase()));
+    apps.sort_by_key(|a| a.name.to_lowercase());
     apps
 }
 

@@ -1,6 +1,7 @@
 //! Further suites of the HTTP integration-test binary (one binary per crate: link time on two
 //! cores is real).
 
+mod ehr_launch;
 mod enforcement;
 mod fhir_rest;
 mod fhir_search;

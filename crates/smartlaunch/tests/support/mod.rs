@@ -154,7 +154,10 @@ impl Server {
 /// fills the forms it is shown.
 pub struct Browser<'a> {
     pub server: &'a Server,
+    /// The session cookie.
     pub cookie: Option<String>,
+    /// Other cookies the server set (form tokens).
+    pub other_cookies: std::collections::BTreeMap<String, String>,
     pub page: String,
     pub url: String,
 }
@@ -170,13 +173,17 @@ pub enum Landing {
 
 impl<'a> Browser<'a> {
     pub fn new(server: &'a Server) -> Browser<'a> {
-        Browser { server, cookie: None, page: String::new(), url: String::new() }
+        Browser { server, cookie: None, other_cookies: Default::default(), page: String::new(), url: String::new() }
     }
 
     fn headers(&self) -> HeaderMap {
         let mut h = HeaderMap::new();
+        let mut cookies: Vec<String> = self.other_cookies.iter().map(|(k, v)| format!("{k}={v}")).collect();
         if let Some(c) = &self.cookie {
-            h.insert(COOKIE, format!("smartlaunch_session={c}").parse().unwrap());
+            cookies.push(format!("smartlaunch_session={c}"));
+        }
+        if !cookies.is_empty() {
+            h.insert(COOKIE, cookies.join("; ").parse().unwrap());
         }
         h
     }
@@ -187,6 +194,8 @@ impl<'a> Browser<'a> {
             if let Some(rest) = v.strip_prefix("smartlaunch_session=") {
                 let value = rest.split(';').next().unwrap();
                 self.cookie = (!value.is_empty()).then(|| value.to_owned());
+            } else if let Some((name, rest)) = v.split_once('=') {
+                self.other_cookies.insert(name.to_owned(), rest.split(';').next().unwrap().to_owned());
             }
         }
     }
@@ -296,7 +305,7 @@ impl<'a> Browser<'a> {
     }
 }
 
-fn attr_after(page: &str, marker: &str) -> Option<String> {
+pub fn attr_after(page: &str, marker: &str) -> Option<String> {
     let start = page.find(marker)? + marker.len();
     Some(html_unescape(&page[start..start + page[start..].find('"')?]))
 }

@@ -1,0 +1,349 @@
+//! The EHR launch (issue 4; checklist items 19, 20, 26, 63, 66, 75, 95): launches created by
+//! the launch API, the EHR simulator and the patient portal, and what may not be done with them.
+
+use reqwest::header::{CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::support::*;
+
+const LAUNCH_URI: &str = "http://127.0.0.1:9/app/launch";
+const EHR_SCOPE: &str = "launch openid fhirUser patient/*.rs";
+
+async fn ehr_app(s: &Server, name: &str) -> String {
+    let reg = s
+        .register(json!({
+            "client_name": name,
+            "redirect_uris": [s.redirect_uri()],
+            "initiate_login_uri": LAUNCH_URI,
+            "grant_types": ["authorization_code", "refresh_token"],
+            "token_endpoint_auth_method": "none",
+        }))
+        .await;
+    reg["client_id"].as_str().unwrap().to_owned()
+}
+
+async fn create_launch(s: &Server, body: Value, admin: Option<&str>) -> reqwest::Response {
+    let mut r = s.http.post(format!("{}/api/launches", s.base)).json(&body);
+    if let Some(token) = admin {
+        r = r.bearer_auth(token);
+    }
+    r.send().await.unwrap()
+}
+
+/// The `launch` value of a launch URL, after checking its `iss`.
+fn launch_of(s: &Server, launch_url: &str) -> String {
+    assert!(launch_url.starts_with(&format!("{LAUNCH_URI}?")), "{launch_url}");
+    let q = query_of(launch_url);
+    assert_eq!(q["iss"], s.fhir, "iss is the FHIR base (item 19)");
+    q["launch"].clone()
+}
+
+/// What the app sees after authorizing with `launch` in `browser`: the redirect's query, and
+/// the PKCE verifier.  Consents to everything offered; stops at any other page.
+async fn authorize_with_launch(
+    s: &Server,
+    browser: &mut Browser<'_>,
+    client: &str,
+    launch: &str,
+    scope: &str,
+) -> (std::collections::HashMap<String, String>, String) {
+    let verifier = random(32);
+    let mut params = s.authorize_params(client, scope, &verifier);
+    params.push(("launch".into(), launch.into()));
+    let mut landing = browser.get(&s.authorize_url(&params)).await;
+    loop {
+        match landing {
+            Landing::App(url) => return (query_of(&url), verifier),
+            Landing::Page(_) if browser.is_consent() => landing = browser.consent(true, None).await,
+            Landing::Page(p) => panic!("unexpected page {p}: {}", browser.page),
+        }
+    }
+}
+
+async fn token_for(
+    s: &Server,
+    client: &str,
+    app_query: &std::collections::HashMap<String, String>,
+    verifier: &str,
+) -> Value {
+    let code = app_query.get("code").unwrap_or_else(|| panic!("no code: {app_query:?}"));
+    redeem(s, client, code, verifier).await
+}
+
+#[tokio::test]
+async fn launch_api_launches_deliver_their_context_to_the_app() {
+    let s = Server::start().await;
+    let client = ehr_app(&s, "Questionnaire App").await;
+    let encounter = "enc-001-1";
+    let r = create_launch(
+        &s,
+        json!({
+            "client_id": client, "patient": "pat-001", "encounter": encounter, "user": "Practitioner/pract-001",
+            "fhirContext": [{"reference": "Questionnaire/phq-9", "role": "https://example.org/role/to-complete"}],
+            "intent": "complete-questionnaire", "tenant": "north-clinic"
+        }),
+        None,
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let created: Value = r.json().await.unwrap();
+    let launch = launch_of(&s, created["launch_url"].as_str().unwrap());
+    assert_eq!(created["launch"], launch.as_str());
+    assert!(created["expires_at"].as_str().unwrap().ends_with('Z'));
+
+    // No sign-in and no picker: the launch vouches for the user and carries the context.
+    let mut browser = Browser::new(&s);
+    let (query, verifier) = authorize_with_launch(&s, &mut browser, &client, &launch, EHR_SCOPE).await;
+    assert_eq!(query["state"], "state-0123456789abcdef");
+    let token = token_for(&s, &client, &query, &verifier).await;
+    assert_eq!(token["patient"], "pat-001");
+    assert_eq!(token["encounter"], encounter);
+    assert_eq!(
+        token["fhirContext"],
+        json!([{"reference": "Questionnaire/phq-9", "role": "https://example.org/role/to-complete"}])
+    );
+    assert_eq!(token["intent"], "complete-questionnaire");
+    assert_eq!(token["tenant"], "north-clinic");
+    assert_eq!(token["need_patient_banner"], true, "the API's default: the app is not framed by us");
+    assert!(token["scope"].as_str().unwrap().split(' ').any(|s| s == "launch"));
+    assert_eq!(
+        jwt_claims(token["id_token"].as_str().unwrap())["fhirUser"],
+        format!("{}/Practitioner/pract-001", s.fhir)
+    );
+    let style: Value =
+        s.http.get(token["smart_style_url"].as_str().unwrap()).send().await.unwrap().json().await.unwrap();
+    assert!(style["color_background"].as_str().unwrap().starts_with('#'));
+
+    // Introspection echoes every launch-context parameter (item 95).
+    let access = token["access_token"].as_str().unwrap();
+    let r = s
+        .http
+        .post(format!("{}/auth/introspect", s.base))
+        .bearer_auth(access)
+        .form(&[("token", access)])
+        .send()
+        .await
+        .unwrap();
+    let introspected: Value = r.json().await.unwrap();
+    assert_eq!(introspected["active"], true);
+    for key in ["patient", "encounter", "fhirContext", "intent", "tenant", "need_patient_banner", "smart_style_url"] {
+        assert_eq!(introspected[key], token[key], "{key}");
+    }
+    // Bad launch requests say what is wrong.
+    let bad = [
+        (json!({"client_id": "nobody"}), "no registered app"),
+        (json!({"client_id": client, "patient": "pat-404"}), "does not exist"),
+        (json!({"client_id": client, "patient": "pat-002", "encounter": encounter}), "not one of"),
+        (json!({"client_id": client, "encounter": encounter}), "needs its patient"),
+        (json!({"client_id": client, "fhirContext": [{"reference": "Patient/pat-002"}]}), "goes in `patient`"),
+        (
+            json!({"client_id": client, "fhirContext": [{"type": "Questionnaire"}]}),
+            "reference, canonical or identifier",
+        ),
+        (json!({"client_id": client, "user": "nobody"}), "no user"),
+        (json!({"client_id": client, "colour": "red"}), "unknown field"),
+    ];
+    for (body, why) in bad {
+        let r = create_launch(&s, body.clone(), None).await;
+        assert_eq!(r.status(), 400, "{body}");
+        let e: Value = r.json().await.unwrap();
+        assert_eq!(e["error"], "invalid_request");
+        assert!(e["error_description"].as_str().unwrap().contains(why), "{body}: {e}");
+    }
+    let no_launch_url = s.public_app().await;
+    let r = create_launch(&s, json!({"client_id": no_launch_url}), None).await;
+    assert!(r.text().await.unwrap().contains("no launch URL"));
+    let r = s.http.post(format!("{}/api/launches", s.base)).body("{}").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_launch_serves_one_client_once_before_it_expires_and_only_its_user() {
+    let s = Server::start().await;
+    let client = ehr_app(&s, "EHR App").await;
+    let other_client = ehr_app(&s, "Other App").await;
+    let new_launch = |user: Option<&'static str>| {
+        let (s, client) = (&s, client.clone());
+        async move {
+            let mut body = json!({"client_id": client, "patient": "pat-001"});
+            if let Some(u) = user {
+                body["user"] = json!(u);
+            }
+            let created: Value = create_launch(s, body, None).await.json().await.unwrap();
+            launch_of(s, created["launch_url"].as_str().unwrap())
+        }
+    };
+    let refused = |query: &std::collections::HashMap<String, String>, why: &str| {
+        assert_eq!(query.get("error").map(String::as_str), Some("invalid_request"), "{query:?}");
+        assert!(query["error_description"].contains(why), "{query:?}");
+        assert_eq!(query["state"], "state-0123456789abcdef");
+    };
+
+    // Another client cannot use it, and trying does not use it up (item 26).
+    let launch = new_launch(Some("clinician")).await;
+    let (q, _) = authorize_with_launch(&s, &mut Browser::new(&s), &other_client, &launch, EHR_SCOPE).await;
+    refused(&q, "another app");
+    let (q, verifier) = authorize_with_launch(&s, &mut Browser::new(&s), &client, &launch, EHR_SCOPE).await;
+    assert_eq!(token_for(&s, &client, &q, &verifier).await["patient"], "pat-001");
+    // Once only.
+    let (q, _) = authorize_with_launch(&s, &mut Browser::new(&s), &client, &launch, EHR_SCOPE).await;
+    refused(&q, "already used");
+    // Unknown, or without the launch scope.
+    let (q, _) = authorize_with_launch(&s, &mut Browser::new(&s), &client, "made-up", EHR_SCOPE).await;
+    refused(&q, "names no launch");
+    let launch = new_launch(Some("clinician")).await;
+    let mut params = s.authorize_params(&client, "openid patient/*.rs", &random(32));
+    params.push(("launch".into(), launch.clone()));
+    let Landing::App(url) = Browser::new(&s).get(&s.authorize_url(&params)).await else { panic!("no redirect") };
+    assert_eq!(query_of(&url)["error"], "invalid_scope");
+    // Not after five minutes.
+    s.clock.advance(301);
+    let (q, _) = authorize_with_launch(&s, &mut Browser::new(&s), &client, &launch, EHR_SCOPE).await;
+    refused(&q, "expired");
+
+    // A browser signed in as someone else cannot use the clinician's launch.
+    let launch = new_launch(Some("clinician")).await;
+    let mut patient_browser = Browser::new(&s);
+    let (code, _) = launch_in(&s, &mut patient_browser, &s.public_app().await, "patient").await;
+    assert!(!code.is_empty() && patient_browser.cookie.is_some());
+    let (q, _) = authorize_with_launch(&s, &mut patient_browser, &client, &launch, EHR_SCOPE).await;
+    refused(&q, "another user's");
+
+    // A launch without a user: the user signs in, and gets the launch's patient.
+    let launch = new_launch(None).await;
+    let verifier = random(32);
+    let mut params = s.authorize_params(&client, EHR_SCOPE, &verifier);
+    params.push(("launch".into(), launch));
+    let mut b = Browser::new(&s);
+    b.get(&s.authorize_url(&params)).await;
+    assert!(b.is_sign_in());
+    let Landing::App(url) = b.sign_in("clinician", "clinician").await else {
+        panic!("the clinician's consent is remembered: {}", b.page)
+    };
+    assert_eq!(token_for(&s, &client, &query_of(&url), &verifier).await["patient"], "pat-001");
+    s.stop().await;
+}
+
+/// Signs `user` in through a standalone launch of `client` in `browser` (leaving the session).
+async fn launch_in(s: &Server, browser: &mut Browser<'_>, client: &str, user: &str) -> (String, String) {
+    let verifier = random(32);
+    let mut landing = browser.get(&s.authorize_url(&s.authorize_params(client, "openid", &verifier))).await;
+    loop {
+        match landing {
+            Landing::App(url) => return (query_of(&url)["code"].clone(), verifier),
+            Landing::Page(_) if browser.is_sign_in() => landing = browser.sign_in(user, user).await,
+            Landing::Page(_) if browser.is_consent() => landing = browser.consent(true, None).await,
+            Landing::Page(p) => panic!("unexpected page {p}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_launch_api_wants_the_admin_token_when_one_is_set() {
+    let s = Server::start_configured(|settings| settings.admin_token = Some("admin-secret".into())).await;
+    let client = ehr_app(&s, "App").await;
+    let body = json!({"client_id": client, "patient": "pat-001"});
+    let r = create_launch(&s, body.clone(), None).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(r.headers()[WWW_AUTHENTICATE].to_str().unwrap().starts_with("Bearer"));
+    assert_eq!(create_launch(&s, body.clone(), Some("wrong")).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(create_launch(&s, body, Some("admin-secret")).await.status(), StatusCode::CREATED);
+    s.stop().await;
+}
+
+/// Signs in at an EHR or portal sign-in form (`/ehr` or `/portal`).
+async fn desk_sign_in(s: &Server, browser: &mut Browser<'_>, desk: &str, user: &str) {
+    browser.get(&format!("{}{desk}", s.base)).await;
+    assert!(browser.page.contains("<h1>Sign in</h1>"), "{}", browser.page);
+    let csrf = browser.csrf();
+    browser.post(&format!("{desk}/signin"), &[("csrf", &csrf), ("username", user), ("password", user)]).await;
+}
+
+/// Posts a chart's launch form; returns the launch URL the EHR sends the frame to.
+async fn launch_from(s: &Server, browser: &Browser<'_>, action: &str, form: &[(&str, &str)]) -> String {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::COOKIE,
+        format!("smartlaunch_session={}", browser.cookie.clone().unwrap()).parse().unwrap(),
+    );
+    let r = s.http.post(format!("{}{action}", s.base)).headers(headers).form(form).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER, "{}", r.text().await.unwrap());
+    r.headers()[LOCATION].to_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn ehr_and_portal_launch_apps_with_their_context_and_online_access_ends_with_the_ehr_session() {
+    let s = Server::start().await;
+    let client = ehr_app(&s, "Chart App").await;
+    let mut ehr = Browser::new(&s);
+    desk_sign_in(&s, &mut ehr, "/ehr", "clinician").await;
+    assert!(ehr.page.contains("<h1>Patients</h1>"), "{}", ehr.page);
+    assert!(ehr.page.contains("href=\"/ehr/patients/pat-001\""));
+    ehr.get(&format!("{}/ehr/patients/pat-001?encounter=enc-001-2", s.base)).await;
+    assert!(ehr.page.contains("Launch Chart App"), "a control named Launch <client_name>");
+    assert!(ehr.page.contains("aria-label=\"Patient banner\""));
+    assert!(ehr.page.contains("<iframe class=\"app\" name=\"app-frame\""));
+    assert!(ehr.page.contains("name=\"encounter\" value=\"enc-001-2\""), "the chosen encounter goes with the launch");
+    let csrf = attr_after(&ehr.page, "name=\"csrf\" value=\"").unwrap();
+    let form = [("csrf", csrf.as_str()), ("client_id", &client), ("patient", "pat-001"), ("encounter", "enc-001-2")];
+    let launch = launch_of(&s, &launch_from(&s, &ehr, "/ehr/launch", &form).await);
+    let scope = "launch openid fhirUser patient/*.rs online_access";
+    let (q, verifier) = authorize_with_launch(&s, &mut ehr, &client, &launch, scope).await;
+    let token = token_for(&s, &client, &q, &verifier).await;
+    assert_eq!((token["patient"].as_str(), token["encounter"].as_str()), (Some("pat-001"), Some("enc-001-2")));
+    assert_eq!(token["need_patient_banner"], false, "framed inside the EHR");
+    assert_eq!(
+        jwt_claims(token["id_token"].as_str().unwrap())["fhirUser"],
+        format!("{}/Practitioner/pract-001", s.fhir)
+    );
+    let refresh = token["refresh_token"].as_str().expect("online_access gives a refresh token").to_owned();
+    let r = s.token(&[("grant_type", "refresh_token"), ("refresh_token", &refresh), ("client_id", &client)]).await;
+    assert_eq!(r.status(), 200);
+    let refreshed: Value = r.json().await.unwrap();
+    assert_eq!(
+        (refreshed["patient"].as_str(), refreshed["need_patient_banner"].as_bool()),
+        (Some("pat-001"), Some(false))
+    );
+    let refresh = refreshed["refresh_token"].as_str().unwrap().to_owned();
+    // A form with a forged CSRF token launches nothing.
+    let forged = [("csrf", "forged"), ("client_id", client.as_str()), ("patient", "pat-001")];
+    let r = s
+        .http
+        .post(format!("{}/ehr/launch", s.base))
+        .header(reqwest::header::COOKIE, format!("smartlaunch_session={}", ehr.cookie.clone().unwrap()))
+        .form(&forged)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    // Signing out of the EHR ends online_access (item 75).
+    ehr.get(&format!("{}/ehr", s.base)).await;
+    let csrf = attr_after(&ehr.page, "action=\"/auth/signout\"><input type=\"hidden\" name=\"csrf\" value=\"").unwrap();
+    ehr.post("/auth/signout", &[("csrf", &csrf)]).await;
+    let r = s.token(&[("grant_type", "refresh_token"), ("refresh_token", &refresh), ("client_id", &client)]).await;
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("online_access ended"));
+
+    // The portal: the patient's own chart, launching with their own context.
+    let mut portal = Browser::new(&s);
+    desk_sign_in(&s, &mut portal, "/portal", "patient").await;
+    assert!(portal.page.contains("Launch Chart App"), "{}", portal.page);
+    let csrf = attr_after(&portal.page, "name=\"csrf\" value=\"").unwrap();
+    let launch_url =
+        launch_from(&s, &portal, "/portal/launch", &[("csrf", &csrf), ("client_id", &client), ("patient", "pat-002")])
+            .await;
+    let (q, verifier) = authorize_with_launch(&s, &mut portal, &client, &launch_of(&s, &launch_url), EHR_SCOPE).await;
+    let token = token_for(&s, &client, &q, &verifier).await;
+    assert_eq!(token["patient"], "pat-001", "the portal launches with the patient's own record, whatever is posted");
+    assert_eq!(jwt_claims(token["id_token"].as_str().unwrap())["fhirUser"], format!("{}/Patient/pat-001", s.fhir));
+    // Each desk is for its own kind of user.
+    portal.get(&format!("{}/ehr", s.base)).await;
+    assert!(portal.page.contains("This is not your desk"));
+    let r = s.http.get(format!("{}/ehr/patients/pat-001", s.base)).send().await.unwrap();
+    assert!(r.text().await.unwrap().contains("<h1>Sign in</h1>"), "signed out: the sign-in form");
+    let r = s.http.get(format!("{}/ehr/smart-style/v1.json", s.base)).send().await.unwrap();
+    assert_eq!(r.headers()[CONTENT_TYPE], "application/json");
+    s.stop().await;
+}
