@@ -87,7 +87,7 @@ async function launchBrowser() {
   });
 }
 
-/** Waits for the app page to finish and returns its JSON output. */
+/** Waits for the app (a page, or the frame it runs in) to finish and returns its JSON output. */
 async function appResult(page) {
   await page.waitForSelector("body[data-done]", { timeout: 30000 });
   const done = await page.getAttribute("body", "data-done");
