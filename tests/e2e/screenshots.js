@@ -41,6 +41,32 @@ const { startServer, startApp, register, launchBrowser } = require("./harness");
     await shot("account");
     await page.goto(server.base + "/auth/authorize?client_id=nope");
     await shot("error");
+
+    // The EHR simulator: sign-in, patient list, chart with a framed app; the patient portal.
+    const ehrApp = await register(server, app, { client_name: "Chart Companion" });
+    app.config = { clientId: ehrApp.client_id, scope: "launch openid fhirUser offline_access patient/*.rs" };
+    const ehr = await (await browser.newContext({ viewport: { width: 1400, height: 900 } })).newPage();
+    const ehrShot = name => ehr.screenshot({ path: path.join(out, name + ".png"), fullPage: true });
+    await ehr.goto(server.base + "/ehr");
+    await ehrShot("ehr-signin");
+    await ehr.getByLabel("Username").fill("clinician");
+    await ehr.getByLabel("Password").fill("clinician");
+    await ehr.getByRole("button", { name: "Sign in" }).click();
+    await ehrShot("ehr-patients");
+    await ehr.getByRole("link", { name: "Amy Shaw" }).click();
+    await ehr.getByRole("link", { name: /^Use the encounter/ }).first().click();
+    await ehrShot("ehr-chart");
+    await ehr.getByRole("button", { name: "Launch Chart Companion" }).click();
+    const frame = ehr.frame({ name: "app-frame" });
+    await frame.getByRole("button", { name: "Allow" }).click();
+    await frame.waitForSelector("body[data-done]");
+    await ehrShot("ehr-framed-app");
+    const portal = await (await browser.newContext({ viewport: { width: 1400, height: 900 } })).newPage();
+    await portal.goto(server.base + "/portal");
+    await portal.getByLabel("Username").fill("patient");
+    await portal.getByLabel("Password").fill("patient");
+    await portal.getByRole("button", { name: "Sign in" }).click();
+    await portal.screenshot({ path: path.join(out, "portal.png"), fullPage: true });
     console.log("screenshots in " + out);
   } finally {
     await browser.close();

@@ -8,6 +8,7 @@ mod discovery;
 mod ehr;
 mod fhir;
 mod flow;
+mod gallery;
 mod home;
 mod oauth;
 mod pages;
@@ -107,7 +108,8 @@ pub(crate) fn router(app: App) -> Router {
         .route("/portal", get(ehr::portal_home))
         .route("/portal/signin", post(ehr::portal_sign_in))
         .route("/portal/launch", post(ehr::portal_launch))
-        .route("/api/launches", post(api::create_launch));
+        .route("/api/launches", post(api::create_launch))
+        .route("/apps", get(gallery::show).post(gallery::register));
     public
         .merge(pages)
         .layer(RequestBodyLimitLayer::new(FORM_BODY_LIMIT))

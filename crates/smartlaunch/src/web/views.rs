@@ -92,13 +92,21 @@ fn day(v: &Value) -> String {
     v.as_str().unwrap_or_default().chars().take(10).collect()
 }
 
+fn quantity(q: &Value) -> Option<String> {
+    match (q["value"].as_f64()?, q["unit"].as_str()) {
+        (v, Some(u)) => Some(format!("{v} {u}")),
+        (v, None) => Some(v.to_string()),
+    }
+}
+
 fn observation_row(o: &Value) -> ChartRow {
-    let q = &o["valueQuantity"];
-    let detail = match (q["value"].as_f64(), q["unit"].as_str()) {
-        (Some(v), Some(u)) => format!("{v} {u}"),
-        (Some(v), None) => v.to_string(),
-        _ => o["valueString"].as_str().map(str::to_owned).unwrap_or_else(|| concept(&o["valueCodeableConcept"])),
-    };
+    // A panel such as blood pressure carries its values in components: "128 mm[Hg] / 82 mm[Hg]".
+    let components: Vec<String> =
+        o["component"].as_array().into_iter().flatten().filter_map(|c| quantity(&c["valueQuantity"])).collect();
+    let detail = quantity(&o["valueQuantity"])
+        .or_else(|| (!components.is_empty()).then(|| components.join(" / ")))
+        .or_else(|| o["valueString"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| concept(&o["valueCodeableConcept"]));
     ChartRow { what: concept(&o["code"]), when: day(&o["effectiveDateTime"]), detail }
 }
 

@@ -347,3 +347,74 @@ async fn ehr_and_portal_launch_apps_with_their_context_and_online_access_ends_wi
     assert_eq!(r.headers()[CONTENT_TYPE], "application/json");
     s.stop().await;
 }
+
+#[tokio::test]
+async fn the_app_gallery_registers_apps_like_rfc_7591() {
+    let s = Server::start_with(Some("gallery-token")).await;
+    let mut b = Browser::new(&s);
+    b.get(&format!("{}/apps", s.base)).await;
+    assert!(b.page.contains("<h1>Registered apps</h1>") && b.page.contains("Registration token"));
+    let csrf = b.csrf();
+    let form = |token: &'static str, redirect: &'static str| {
+        let csrf = csrf.clone();
+        vec![
+            ("csrf", csrf),
+            ("client_name", "Gallery App".to_string()),
+            ("client_type", "confidential".to_string()),
+            ("redirect_uris", redirect.to_string()),
+            ("initiate_login_uri", LAUNCH_URI.to_string()),
+            ("scope", "launch openid patient/*.rs".to_string()),
+            ("registration_token", token.to_string()),
+        ]
+    };
+    post_apps(&mut b, form("wrong", "http://127.0.0.1:9/app/callback")).await;
+    assert!(b.page.contains("role=\"alert\">the initial access token is not valid"), "{}", b.page);
+    let csrf = b.csrf();
+    let mut bad = form("gallery-token", "http://evil.example/cb");
+    bad[0].1 = csrf;
+    post_apps(&mut b, bad).await;
+    assert!(b.page.contains("role=\"alert\""), "a non-local http redirect URI is refused");
+    assert!(b.page.contains("value=\"Gallery App\""), "the form keeps what was typed");
+    let csrf = b.csrf();
+    let mut good = form("gallery-token", "http://127.0.0.1:9/app/callback");
+    good[0].1 = csrf;
+    post_apps(&mut b, good).await;
+    assert!(b.page.contains("Gallery App is registered"), "{}", b.page);
+    let client_id = b.page.split("<dt>client_id</dt><dd><code>").nth(1).unwrap().split('<').next().unwrap().to_owned();
+    let secret = b.page.split("<dt>client_secret</dt><dd><code>").nth(1).unwrap().split('<').next().unwrap().to_owned();
+    assert_eq!(client_id.len(), 32);
+    assert!(secret.len() >= 32, "the secret is shown once");
+    b.get(&format!("{}/apps", s.base)).await;
+    assert!(b.page.contains(&client_id) && !b.page.contains(&secret), "listed; the secret never again");
+    // The app is a real client: the launch API accepts it, and its secret authenticates.
+    let created = create_launch(&s, json!({"client_id": client_id, "patient": "pat-001"}), None).await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let r = s
+        .http
+        .post(format!("{}/auth/token", s.base))
+        .basic_auth(&client_id, Some(&secret))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", "x"),
+            ("redirect_uri", "http://127.0.0.1:9/app/callback"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_grant", "authenticated; only the code is wrong");
+    // A post without the form's cookie registers nothing.
+    let r = s
+        .http
+        .post(format!("{}/apps", s.base))
+        .form(&[("csrf", "x"), ("client_name", "Forged"), ("redirect_uris", "http://127.0.0.1:9/cb")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    s.stop().await;
+}
+
+async fn post_apps(b: &mut Browser<'_>, form: Vec<(&'static str, String)>) {
+    let borrowed: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    b.post("/apps", &borrowed).await;
+}
