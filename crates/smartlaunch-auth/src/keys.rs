@@ -18,7 +18,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
 use crate::error::BearerError;
-use crate::launch::LaunchContext;
+use crate::launch::{LaunchContext, SimulatedError};
 use crate::secrets::{hash_token, random_token};
 use crate::UnixTime;
 
@@ -69,6 +69,9 @@ pub struct AccessClaims {
     /// An EHR launch's further context, for introspection to echo (checklist item 95).
     #[serde(default, rename = "ctx", skip_serializing_if = "Option::is_none")]
     pub context: Option<Box<LaunchContext>>,
+    /// A FHIR-API failure the developer launcher asked for.
+    #[serde(default, rename = "sim", skip_serializing_if = "Option::is_none")]
+    pub simulate_error: Option<SimulatedError>,
 }
 
 /// The claims of an OpenID Connect id_token (spec digest §1.9).
@@ -255,6 +258,7 @@ mod tests {
             exp: 200,
             jti: "j".into(),
             context: Some(Box::new(LaunchContext { intent: Some("i".into()), ..Default::default() })),
+            simulate_error: None,
         };
         let t = k.sign_access_token(&claims);
         assert_eq!(k.verify_access_token(&t, "http://x/fhir", 150).unwrap(), claims);

@@ -75,6 +75,91 @@ impl FhirContextItem {
     }
 }
 
+/// A failure the developer launcher makes happen at the step it names, so an app's error
+/// handling can be tested (the app sees exactly what a real failure at that step looks like).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SimulatedError {
+    /// Authorize: the client is treated as unknown (an error page; nothing reaches the app).
+    AuthorizeInvalidClient,
+    /// Authorize: the redirect_uri is treated as unregistered (an error page).
+    AuthorizeInvalidRedirectUri,
+    /// Authorize: `error=invalid_scope` back to the app.
+    AuthorizeInvalidScope,
+    /// Token: `401 invalid_client`, as for a wrong client secret.
+    TokenInvalidClientSecret,
+    /// Token: `invalid_grant` for the code.
+    TokenInvalidCode,
+    /// Token: `invalid_scope`.
+    TokenInvalidScope,
+    /// Token: the code works; the first refresh gets `invalid_grant` (expired).
+    TokenExpiredRefreshToken,
+    /// FHIR API: `401` — the access token is not valid.
+    FhirInvalidToken,
+    /// FHIR API: `401` — the access token has expired.
+    FhirExpiredToken,
+}
+
+impl SimulatedError {
+    pub const ALL: [SimulatedError; 9] = [
+        SimulatedError::AuthorizeInvalidClient,
+        SimulatedError::AuthorizeInvalidRedirectUri,
+        SimulatedError::AuthorizeInvalidScope,
+        SimulatedError::TokenInvalidClientSecret,
+        SimulatedError::TokenInvalidCode,
+        SimulatedError::TokenInvalidScope,
+        SimulatedError::TokenExpiredRefreshToken,
+        SimulatedError::FhirInvalidToken,
+        SimulatedError::FhirExpiredToken,
+    ];
+
+    /// The snake_case name (as in the launch API).
+    pub fn name(self) -> &'static str {
+        match self {
+            SimulatedError::AuthorizeInvalidClient => "authorize_invalid_client",
+            SimulatedError::AuthorizeInvalidRedirectUri => "authorize_invalid_redirect_uri",
+            SimulatedError::AuthorizeInvalidScope => "authorize_invalid_scope",
+            SimulatedError::TokenInvalidClientSecret => "token_invalid_client_secret",
+            SimulatedError::TokenInvalidCode => "token_invalid_code",
+            SimulatedError::TokenInvalidScope => "token_invalid_scope",
+            SimulatedError::TokenExpiredRefreshToken => "token_expired_refresh_token",
+            SimulatedError::FhirInvalidToken => "fhir_invalid_token",
+            SimulatedError::FhirExpiredToken => "fhir_expired_token",
+        }
+    }
+
+    /// What a developer reads in the launcher.
+    pub fn label(self) -> &'static str {
+        match self {
+            SimulatedError::AuthorizeInvalidClient => "At authorize: invalid client",
+            SimulatedError::AuthorizeInvalidRedirectUri => "At authorize: invalid redirect_uri",
+            SimulatedError::AuthorizeInvalidScope => "At authorize: invalid scope",
+            SimulatedError::TokenInvalidClientSecret => "At the token endpoint: invalid client secret",
+            SimulatedError::TokenInvalidCode => "At the token endpoint: invalid code",
+            SimulatedError::TokenInvalidScope => "At the token endpoint: invalid scope",
+            SimulatedError::TokenExpiredRefreshToken => "At the token endpoint: expired refresh token",
+            SimulatedError::FhirInvalidToken => "At the FHIR API: invalid access token",
+            SimulatedError::FhirExpiredToken => "At the FHIR API: expired access token",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<SimulatedError> {
+        SimulatedError::ALL.into_iter().find(|e| e.name() == name)
+    }
+}
+
+/// Developer options of a launch (the launcher and the launch API).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LaunchOptions {
+    /// Approve the requested scopes without showing the consent page.
+    #[serde(default)]
+    pub skip_consent: bool,
+    /// A failure to make happen at the step it names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub simulate_error: Option<SimulatedError>,
+}
+
 /// A launch as stored: what the EHR put in context, for which client and user.  The launch id
 /// itself is kept only as a hash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,6 +173,8 @@ pub struct Launch {
     pub patient: Option<String>,
     pub encounter: Option<String>,
     pub context: LaunchContext,
+    #[serde(default)]
+    pub options: LaunchOptions,
     pub created_at: UnixTime,
     pub expires_at: UnixTime,
 }
@@ -143,6 +230,15 @@ mod tests {
         let canonical =
             FhirContextItem { canonical: Some("http://x.org/Questionnaire/q|1".into()), ..Default::default() };
         assert!(canonical.check().is_ok());
+    }
+
+    #[test]
+    fn simulated_errors_have_stable_names() {
+        for e in SimulatedError::ALL {
+            assert_eq!(SimulatedError::from_name(e.name()), Some(e));
+            assert_eq!(serde_json::to_value(e).unwrap(), e.name());
+        }
+        assert_eq!(SimulatedError::from_name("nope"), None);
     }
 
     #[test]

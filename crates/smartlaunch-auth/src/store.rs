@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::client::Client;
 use crate::error::StoreError;
 use crate::keys::KeyMaterial;
-use crate::launch::{Launch, LaunchContext};
+use crate::launch::{Launch, LaunchContext, LaunchOptions, SimulatedError};
 use crate::users::User;
 use crate::UnixTime;
 
@@ -59,6 +59,9 @@ pub struct PendingAuthorization {
     /// The EHR launch's context beyond patient and encounter.
     #[serde(default)]
     pub context: LaunchContext,
+    /// The launch's developer options.
+    #[serde(default)]
+    pub options: LaunchOptions,
 }
 
 /// What an authorization code stands for.  Bound to client, redirect_uri, PKCE challenge,
@@ -82,6 +85,9 @@ pub struct CodeGrant {
     pub auth_time: UnixTime,
     #[serde(default)]
     pub context: LaunchContext,
+    /// A failure the developer launcher asked for at the token endpoint or the FHIR API.
+    #[serde(default)]
+    pub simulate_error: Option<SimulatedError>,
 }
 
 /// The result of redeeming a code.
@@ -116,6 +122,8 @@ pub struct Grant {
     pub revoked_at: Option<UnixTime>,
     /// The EHR launch's context beyond patient and encounter (empty for standalone).
     pub context: LaunchContext,
+    /// A failure the developer launcher asked for after the code (refresh, FHIR API).
+    pub simulate_error: Option<SimulatedError>,
 }
 
 /// An app a user has approved, as the management page lists it.

@@ -14,3 +14,5 @@ CREATE INDEX launches_expires_at ON launches (expires_at);
 
 -- fhirContext, intent, tenant, need_patient_banner, smart_style_url as JSON (NULL: none).
 ALTER TABLE grants ADD COLUMN context TEXT;
+-- A failure the developer launcher asked for after the code (its snake_case name; NULL: none).
+ALTER TABLE grants ADD COLUMN simulate_error TEXT;

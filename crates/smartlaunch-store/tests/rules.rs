@@ -30,6 +30,7 @@ fn code_grant(grant_id: &str) -> CodeGrant {
         session_id: None,
         auth_time: 0,
         context: Default::default(),
+        simulate_error: None,
     }
 }
 
@@ -85,6 +86,7 @@ async fn refresh_rotation_is_atomic() {
         created_at: 0,
         revoked_at: None,
         context: Default::default(),
+        simulate_error: None,
     };
     let first = RefreshToken {
         token_hash: "r0".into(),
@@ -164,6 +166,7 @@ async fn a_launch_is_used_once_even_when_used_concurrently() {
         patient: Some("p".into()),
         encounter: None,
         context: Default::default(),
+        options: Default::default(),
         created_at: 0,
         expires_at: 300,
     };

@@ -8,6 +8,7 @@ use url::Url;
 
 use crate::authorize::{self, needs_encounter, needs_patient, AuthorizationRequest};
 use crate::error::{AuthorizeError, OAuthError};
+use crate::launch::{Launch, SimulatedError};
 use crate::secrets::{hash_token, random_token, secrets_equal};
 use crate::store::{AuthStore, CodeGrant, PendingAuthorization, Session};
 use crate::users::{verify_password, User};
@@ -96,9 +97,14 @@ impl<S: AuthStore> AuthService<S> {
             expires_at: now + self.config.pending_lifetime,
             ehr_launch: launch.is_some(),
             context: Default::default(),
+            options: Default::default(),
         };
         let vouched = launch.as_ref().is_some_and(|l| l.user_id.is_some());
         if let Some(launch) = launch {
+            if let Some(refused) = simulated_authorize_error(&launch, &pending) {
+                return refused;
+            }
+            pending.options = launch.options;
             // The EHR session is the login; the launch's context needs no picker.
             pending.encounter_decided = launch.encounter.is_some();
             pending.patient = launch.patient;
@@ -429,6 +435,11 @@ impl<S: AuthStore> AuthService<S> {
         let mut changed = false;
         if let Some(u) = &user {
             let scope = parse_scope(&pending.scope)?;
+            if pending.options.skip_consent && pending.approved.is_none() {
+                // The developer launcher's "skip consent": the requested scopes, unremembered.
+                pending.approved = Some(pending.scope.clone());
+                changed = true;
+            }
             if needs_patient(&scope) && pending.patient.is_none() {
                 if let Some(own) = u.patient_id() {
                     pending.patient = Some(own.to_owned());
@@ -494,6 +505,7 @@ impl<S: AuthStore> AuthService<S> {
             session_id: pending.session_id.clone().filter(|_| granted.contains(&Scope::OnlineAccess)),
             auth_time: pending.auth_time.unwrap_or(now),
             context: pending.context.clone(),
+            simulate_error: pending.options.simulate_error,
         };
         let code = random_token(32);
         self.store.insert_code(&hash_token(&code), &grant, now + self.config.code_lifetime).await?;
@@ -542,4 +554,29 @@ impl AuthorizeError {
             _ => None,
         }
     }
+}
+
+/// The authorize-step failure a launch's developer options ask for, if any.
+fn simulated_authorize_error(
+    launch: &Launch,
+    pending: &PendingAuthorization,
+) -> Option<Result<Progress, AuthorizeError>> {
+    let note = "(simulated by the developer launcher)";
+    Some(match launch.options.simulate_error? {
+        SimulatedError::AuthorizeInvalidClient => Err(AuthorizeError::NotRedirectable(format!(
+            "The client_id “{}” is not registered with this server {note}.",
+            pending.client_id
+        ))),
+        SimulatedError::AuthorizeInvalidRedirectUri => Err(AuthorizeError::NotRedirectable(format!(
+            "The redirect_uri “{}” is not registered for this app {note}.",
+            pending.redirect_uri
+        ))),
+        SimulatedError::AuthorizeInvalidScope => Ok(Progress::Redirect(error_redirect(
+            &pending.redirect_uri,
+            Some(&pending.state),
+            "invalid_scope",
+            &format!("the requested scope is invalid {note}"),
+        ))),
+        _ => return None,
+    })
 }

@@ -2,7 +2,7 @@
 //! (checklist items 19, 20, 26).
 
 use crate::error::LaunchError;
-use crate::launch::{launch_url, FhirContextItem, Launch, LaunchContext, LaunchRefused};
+use crate::launch::{launch_url, FhirContextItem, Launch, LaunchContext, LaunchOptions, LaunchRefused};
 use crate::secrets::{hash_token, random_token, secrets_equal};
 use crate::store::AuthStore;
 use crate::{AuthService, UnixTime};
@@ -21,6 +21,7 @@ pub struct NewLaunch {
     pub patient: Option<String>,
     pub encounter: Option<String>,
     pub context: LaunchContext,
+    pub options: LaunchOptions,
 }
 
 /// A created launch: the opaque id (shown once) and the app's launch URL.
@@ -85,6 +86,7 @@ impl<S: AuthStore> AuthService<S> {
             patient: new.patient,
             encounter: new.encounter,
             context: new.context,
+            options: new.options,
             created_at: now,
             expires_at: now + LAUNCH_LIFETIME,
         };

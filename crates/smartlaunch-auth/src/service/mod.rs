@@ -13,6 +13,7 @@ use crate::client_cache::ClientCache;
 use crate::config::AuthConfig;
 use crate::error::{BearerError, StoreError};
 use crate::keys::{AccessClaims, KeyMaterial, SigningKeys};
+use crate::launch::SimulatedError;
 use crate::revocation::RevocationList;
 use crate::store::AuthStore;
 use crate::UnixTime;
@@ -88,6 +89,15 @@ impl<S: AuthStore> AuthService<S> {
         let claims = self.keys.verify_access_token(token, &self.config.fhir_base(), now)?;
         if self.revocations.is_revoked(&claims) {
             return Err(BearerError::Invalid("the access token has been revoked"));
+        }
+        match claims.simulate_error {
+            Some(SimulatedError::FhirInvalidToken) => {
+                return Err(BearerError::Invalid("the access token is not valid (simulated by the developer launcher)"))
+            }
+            Some(SimulatedError::FhirExpiredToken) => {
+                return Err(BearerError::Invalid("the access token has expired (simulated by the developer launcher)"))
+            }
+            _ => {}
         }
         Ok(claims)
     }

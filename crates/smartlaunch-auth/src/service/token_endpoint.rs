@@ -8,6 +8,7 @@ use smart_scopes::{Scope, ScopeSet};
 use crate::client::Client;
 use crate::error::TokenError;
 use crate::keys::{AccessClaims, IdTokenClaims};
+use crate::launch::SimulatedError;
 use crate::pkce;
 use crate::secrets::{hash_token, random_token, secrets_equal};
 use crate::store::{AuthStore, CodeRedemption, Grant, RefreshToken};
@@ -138,6 +139,19 @@ impl<S: AuthStore> AuthService<S> {
         }
         pkce::verify(&cg.code_challenge, req.code_verifier.as_deref())
             .map_err(|m| TokenError::InvalidGrant(m.into()))?;
+        let note = "(simulated by the developer launcher)";
+        match cg.simulate_error {
+            Some(SimulatedError::TokenInvalidClientSecret) => {
+                return Err(TokenError::InvalidClient(format!("the client secret is not valid {note}")))
+            }
+            Some(SimulatedError::TokenInvalidCode) => {
+                return Err(TokenError::InvalidGrant(format!("the code is unknown, expired or already used {note}")))
+            }
+            Some(SimulatedError::TokenInvalidScope) => {
+                return Err(TokenError::InvalidScope(format!("the granted scope is invalid {note}")))
+            }
+            _ => {}
+        }
 
         let scope = ScopeSet::parse(&cg.scope).map_err(|e| TokenError::ServerError(e.to_string()))?;
         let refresh_expires_at = if scope.contains(&Scope::OfflineAccess) {
@@ -160,6 +174,7 @@ impl<S: AuthStore> AuthService<S> {
             created_at: now,
             revoked_at: None,
             context: cg.context.clone(),
+            simulate_error: cg.simulate_error,
         };
         let refresh_token = refresh_expires_at.map(|_| random_token(32));
         if let Some(token) = &refresh_token {
@@ -240,6 +255,11 @@ impl<S: AuthStore> AuthService<S> {
         if grant.revoked_at.is_some() {
             return Err(unknown());
         }
+        if grant.simulate_error == Some(SimulatedError::TokenExpiredRefreshToken) {
+            return Err(TokenError::InvalidGrant(
+                "the refresh token has expired; sign in again (simulated by the developer launcher)".into(),
+            ));
+        }
         if let Some(session) = &grant.session_id {
             if self.store.session(session, now).await?.is_none() {
                 return Err(TokenError::InvalidGrant(
@@ -300,6 +320,9 @@ impl<S: AuthStore> AuthService<S> {
             exp: now + lifetime,
             jti: random_token(12),
             context: (!grant.context.is_empty()).then(|| Box::new(grant.context.clone())),
+            simulate_error: grant
+                .simulate_error
+                .filter(|e| matches!(e, SimulatedError::FhirInvalidToken | SimulatedError::FhirExpiredToken)),
         };
         TokenResponse {
             access_token: self.keys.sign_access_token(&claims),

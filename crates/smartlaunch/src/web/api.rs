@@ -7,7 +7,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use smartlaunch_auth::launch::{FhirContextItem, LaunchContext};
+use smartlaunch_auth::launch::{FhirContextItem, LaunchContext, LaunchOptions};
 use smartlaunch_auth::service::NewLaunch;
 use smartlaunch_auth::store::AuthStore;
 use smartlaunch_auth::LaunchError;
@@ -29,6 +29,9 @@ struct LaunchRequest {
     intent: Option<String>,
     tenant: Option<String>,
     need_patient_banner: Option<bool>,
+    /// Developer options: `skip_consent`, `simulate_error`.
+    #[serde(default)]
+    options: LaunchOptions,
 }
 
 fn error(status: StatusCode, code: &str, description: &str) -> Response {
@@ -101,6 +104,7 @@ pub(crate) async fn create_launch(State(app): State<App>, headers: HeaderMap, bo
             need_patient_banner: Some(request.need_patient_banner.unwrap_or(true)),
             smart_style_url: Some(crate::web::ehr::style_url(&app)),
         },
+        options: request.options,
     };
     match app.auth.create_launch(new, app.clock.now()).await {
         Ok(issued) => (

@@ -324,6 +324,7 @@ async fn launch(app: &App, headers: &HeaderMap, body: &[u8], desk: Desk) -> Resp
             smart_style_url: Some(style_url(app)),
             ..Default::default()
         },
+        options: Default::default(),
     };
     match app.auth.create_launch(new, app.clock.now()).await {
         Ok(issued) => see_other(&issued.launch_url),

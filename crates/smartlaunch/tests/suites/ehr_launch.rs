@@ -418,3 +418,92 @@ async fn post_apps(b: &mut Browser<'_>, form: Vec<(&'static str, String)>) {
     let borrowed: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
     b.post("/apps", &borrowed).await;
 }
+
+#[tokio::test]
+async fn each_simulated_error_happens_at_the_step_it_names() {
+    let s = Server::start().await;
+    let note = "simulated by the developer launcher";
+    for name in [
+        "authorize_invalid_client",
+        "authorize_invalid_redirect_uri",
+        "authorize_invalid_scope",
+        "token_invalid_client_secret",
+        "token_invalid_code",
+        "token_invalid_scope",
+        "token_expired_refresh_token",
+        "fhir_invalid_token",
+        "fhir_expired_token",
+        "",
+    ] {
+        // A fresh app each time: skip_consent must skip a consent that was never given.
+        let client = ehr_app(&s, "Error App").await;
+        let mut options = json!({"skip_consent": true});
+        if !name.is_empty() {
+            options["simulate_error"] = json!(name);
+        }
+        let body = json!({"client_id": client, "patient": "pat-001", "user": "clinician", "options": options});
+        let created: Value = create_launch(&s, body, None).await.json().await.unwrap();
+        let launch = launch_of(&s, created["launch_url"].as_str().unwrap());
+        let verifier = random(32);
+        let mut params = s.authorize_params(&client, "launch openid patient/*.rs offline_access", &verifier);
+        params.push(("launch".into(), launch));
+        let mut b = Browser::new(&s);
+        let landing = b.get(&s.authorize_url(&params)).await;
+        let url = match (name, landing) {
+            ("authorize_invalid_client" | "authorize_invalid_redirect_uri", Landing::Page(_)) => {
+                assert!(b.page.contains("is not registered") && b.page.contains(note), "{name}: {}", b.page);
+                continue;
+            }
+            ("authorize_invalid_scope", Landing::App(url)) => {
+                assert_eq!(query_of(&url)["error"], "invalid_scope");
+                continue;
+            }
+            (_, Landing::App(url)) => url,
+            (_, Landing::Page(p)) => panic!("{name}: no page may show with skip_consent: {p}"),
+        };
+        let code = query_of(&url)["code"].clone();
+        let r = s
+            .token(&[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", &s.redirect_uri()),
+                ("code_verifier", &verifier),
+                ("client_id", &client),
+            ])
+            .await;
+        let expected = match name {
+            "token_invalid_client_secret" => Some((401, "invalid_client")),
+            "token_invalid_code" => Some((400, "invalid_grant")),
+            "token_invalid_scope" => Some((400, "invalid_scope")),
+            _ => None,
+        };
+        if let Some((status, error)) = expected {
+            assert_eq!(r.status(), status, "{name}");
+            let e: Value = r.json().await.unwrap();
+            assert_eq!(e["error"], error, "{name}");
+            assert!(e["error_description"].as_str().unwrap().contains(note));
+            continue;
+        }
+        assert_eq!(r.status(), 200, "{name}");
+        let token: Value = r.json().await.unwrap();
+        let refresh = token["refresh_token"].as_str().unwrap();
+        let r = s.token(&[("grant_type", "refresh_token"), ("refresh_token", refresh), ("client_id", &client)]).await;
+        assert_eq!(r.status() == 200, name != "token_expired_refresh_token", "{name}: refresh");
+        let read = s.read("Patient/pat-001", token["access_token"].as_str().unwrap()).await;
+        match name {
+            "fhir_invalid_token" | "fhir_expired_token" => {
+                assert_eq!(read.status(), 401, "{name}");
+                let challenge = read.headers()[WWW_AUTHENTICATE].to_str().unwrap().to_owned();
+                assert!(challenge.contains("invalid_token"), "{challenge}");
+                let why = if name == "fhir_expired_token" { "expired" } else { "not valid" };
+                assert!(read.text().await.unwrap().contains(why), "{name}");
+            }
+            _ => assert_eq!(read.status(), 200, "{name}"),
+        }
+    }
+    let bad =
+        create_launch(&s, json!({"client_id": ehr_app(&s, "X").await, "options": {"simulate_error": "boom"}}), None)
+            .await;
+    assert_eq!(bad.status(), 400);
+    s.stop().await;
+}
