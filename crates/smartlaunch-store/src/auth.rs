@@ -157,6 +157,14 @@ impl AuthStore for Db {
         Ok(row.map(user_from_row))
     }
 
+    async fn users(&self) -> StoreResult<Vec<User>> {
+        let rows: Vec<UserRow> = sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users ORDER BY username"))
+            .fetch_all(&self.read)
+            .await
+            .map_err(err)?;
+        Ok(rows.into_iter().map(user_from_row).collect())
+    }
+
     async fn user_by_fhir_user(&self, fhir_user: &str) -> StoreResult<Option<User>> {
         let row: Option<UserRow> =
             sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE fhir_user = ? ORDER BY username LIMIT 1"))

@@ -10,6 +10,7 @@ mod fhir;
 mod flow;
 mod gallery;
 mod home;
+mod launcher;
 mod oauth;
 mod pages;
 mod signin;
@@ -109,7 +110,8 @@ pub(crate) fn router(app: App) -> Router {
         .route("/portal/signin", post(ehr::portal_sign_in))
         .route("/portal/launch", post(ehr::portal_launch))
         .route("/api/launches", post(api::create_launch))
-        .route("/apps", get(gallery::show).post(gallery::register));
+        .route("/apps", get(gallery::show).post(gallery::register))
+        .route("/launcher", get(launcher::show).post(launcher::create));
     public
         .merge(pages)
         .layer(RequestBodyLimitLayer::new(FORM_BODY_LIMIT))

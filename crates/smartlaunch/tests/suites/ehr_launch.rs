@@ -367,18 +367,18 @@ async fn the_app_gallery_registers_apps_like_rfc_7591() {
             ("registration_token", token.to_string()),
         ]
     };
-    post_apps(&mut b, form("wrong", "http://127.0.0.1:9/app/callback")).await;
+    post_form(&mut b, "/apps", form("wrong", "http://127.0.0.1:9/app/callback")).await;
     assert!(b.page.contains("role=\"alert\">the initial access token is not valid"), "{}", b.page);
     let csrf = b.csrf();
     let mut bad = form("gallery-token", "http://evil.example/cb");
     bad[0].1 = csrf;
-    post_apps(&mut b, bad).await;
+    post_form(&mut b, "/apps", bad).await;
     assert!(b.page.contains("role=\"alert\""), "a non-local http redirect URI is refused");
     assert!(b.page.contains("value=\"Gallery App\""), "the form keeps what was typed");
     let csrf = b.csrf();
     let mut good = form("gallery-token", "http://127.0.0.1:9/app/callback");
     good[0].1 = csrf;
-    post_apps(&mut b, good).await;
+    post_form(&mut b, "/apps", good).await;
     assert!(b.page.contains("Gallery App is registered"), "{}", b.page);
     let client_id = b.page.split("<dt>client_id</dt><dd><code>").nth(1).unwrap().split('<').next().unwrap().to_owned();
     let secret = b.page.split("<dt>client_secret</dt><dd><code>").nth(1).unwrap().split('<').next().unwrap().to_owned();
@@ -414,9 +414,9 @@ async fn the_app_gallery_registers_apps_like_rfc_7591() {
     s.stop().await;
 }
 
-async fn post_apps(b: &mut Browser<'_>, form: Vec<(&'static str, String)>) {
+async fn post_form(b: &mut Browser<'_>, path: &str, form: Vec<(&'static str, String)>) {
     let borrowed: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    b.post("/apps", &borrowed).await;
+    b.post(path, &borrowed).await;
 }
 
 #[tokio::test]
@@ -505,5 +505,64 @@ async fn each_simulated_error_happens_at_the_step_it_names() {
         create_launch(&s, json!({"client_id": ehr_app(&s, "X").await, "options": {"simulate_error": "boom"}}), None)
             .await;
     assert_eq!(bad.status(), 400);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn the_developer_launcher_creates_launches_with_options() {
+    let s = Server::start().await;
+    let client = ehr_app(&s, "Launcher App").await;
+    let mut b = Browser::new(&s);
+    b.get(&format!("{}/launcher", s.base)).await;
+    assert!(b.page.contains("<h1>Developer launcher</h1>") && b.page.contains("Launcher App"));
+    assert!(b.page.contains("At the FHIR API: expired access token"), "every simulated error is offered");
+    let csrf = b.csrf();
+    let form = vec![
+        ("csrf", csrf.clone()),
+        ("launch_type", "ehr".to_string()),
+        ("client_id", client.clone()),
+        ("user", "clinician".to_string()),
+        ("patient", "pat-002".to_string()),
+        ("encounter", "latest".to_string()),
+        ("fhir_context", "Questionnaire/phq-9\nPlanDefinition/pd-1".to_string()),
+        ("intent", "review".to_string()),
+        ("skip_consent", "on".to_string()),
+        ("simulate_error", String::new()),
+    ];
+    post_form(&mut b, "/launcher", form.clone()).await;
+    let launch_url = attr_after(&b.page, "id=\"launch_url\" value=\"").unwrap_or_else(|| panic!("{}", b.page));
+    let verifier = random(32);
+    let mut params = s.authorize_params(&client, EHR_SCOPE, &verifier);
+    params.push(("launch".into(), launch_of(&s, &launch_url)));
+    let Landing::App(url) = Browser::new(&s).get(&s.authorize_url(&params)).await else {
+        panic!("skip consent: no page")
+    };
+    let token = token_for(&s, &client, &query_of(&url), &verifier).await;
+    assert_eq!(token["patient"], "pat-002");
+    assert!(token["encounter"].as_str().unwrap().starts_with("enc-002-"), "the most recent encounter");
+    assert_eq!(
+        token["fhirContext"],
+        json!([{"reference": "Questionnaire/phq-9"}, {"reference": "PlanDefinition/pd-1"}])
+    );
+    assert_eq!(token["intent"], "review");
+
+    // A launch URL and redirect URI that are not registered yet register a throwaway app.
+    let csrf = b.csrf();
+    let mut typed = form.clone();
+    typed[0].1 = csrf;
+    typed[2].1 = String::new();
+    typed.push(("launch_uri", "http://127.0.0.1:9/other/launch".to_string()));
+    typed.push(("redirect_uri", "http://127.0.0.1:9/other/callback".to_string()));
+    post_form(&mut b, "/launcher", typed).await;
+    let launch_url = attr_after(&b.page, "id=\"launch_url\" value=\"").unwrap_or_else(|| panic!("{}", b.page));
+    assert!(launch_url.starts_with("http://127.0.0.1:9/other/launch?iss="));
+
+    // Mistakes are explained on the page.
+    let csrf = b.csrf();
+    let mut portal_as_clinician = form;
+    portal_as_clinician[0].1 = csrf;
+    portal_as_clinician[1].1 = "portal".into();
+    post_form(&mut b, "/launcher", portal_as_clinician).await;
+    assert!(b.page.contains("role=\"alert\">a patient portal launch needs a patient user"), "{}", b.page);
     s.stop().await;
 }

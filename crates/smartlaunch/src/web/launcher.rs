@@ -1,0 +1,199 @@
+//! The developer launcher (`/launcher`): an app developer picks the launch type, the app, the
+//! user, patient, encounter, `fhirContext` and `intent`, and developer options (skip consent, a
+//! simulated error), and gets the launch URL to open.  Everything chosen lives in the
+//! server-side launch, never in trusted URL state.
+
+use askama::Template;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use smartlaunch_auth::client::RegistrationRequest;
+use smartlaunch_auth::launch::{FhirContextItem, LaunchContext, LaunchOptions, SimulatedError};
+use smartlaunch_auth::secrets::secrets_equal;
+use smartlaunch_auth::service::NewLaunch;
+use smartlaunch_auth::store::AuthStore;
+use smartlaunch_auth::users::User;
+use smartlaunch_auth::LaunchError;
+use smartlaunch_fhir::store::ResourceStore;
+
+use crate::server::App;
+use crate::web::pages::{error_page, render};
+use crate::web::views::PatientRow;
+use crate::web::{bearer, cookie, field, form_pairs, reload_client_origins, signin, views};
+
+struct Choice {
+    value: String,
+    label: String,
+}
+
+#[derive(Template)]
+#[template(path = "launcher.html")]
+struct LauncherPage {
+    csrf: String,
+    apps: Vec<Choice>,
+    users: Vec<Choice>,
+    patients: Vec<PatientRow>,
+    errors: Vec<Choice>,
+    token_required: bool,
+    problem: Option<String>,
+    launch_url: Option<String>,
+}
+
+async fn page(app: &App, problem: Option<String>, launch_url: Option<String>) -> Response {
+    let mut apps: Vec<Choice> = app
+        .db
+        .clients()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|c| c.metadata.initiate_login_uri.is_some())
+        .map(|c| Choice { label: format!("{} ({})", c.metadata.client_name, c.client_id), value: c.client_id })
+        .collect();
+    apps.sort_by_key(|c| c.label.to_lowercase());
+    let users = app
+        .db
+        .users()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|u| Choice {
+            label: format!("{} — {} ({})", u.username, u.display_name, u.fhir_user), value: u.username
+        })
+        .collect();
+    let patients = app.db.search_patients("", 0, 50).await.map(|(p, _)| p).unwrap_or_default();
+    let status = if problem.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+    let (csrf, cookie) = signin::form_token("/launcher");
+    let body = LauncherPage {
+        csrf,
+        apps,
+        users,
+        patients: patients.iter().map(views::patient_row).collect(),
+        errors: SimulatedError::ALL
+            .iter()
+            .map(|e| Choice { value: e.name().to_owned(), label: e.label().to_owned() })
+            .collect(),
+        token_required: app.auth.config.admin_token.is_some(),
+        problem,
+        launch_url,
+    };
+    signin::with_form_cookie(render(status, &body), cookie)
+}
+
+/// `GET /launcher`.
+pub(crate) async fn show(State(app): State<App>) -> Response {
+    page(&app, None, None).await
+}
+
+/// `POST /launcher`: creates the launch and shows its URL.
+pub(crate) async fn create(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+    let form = form_pairs(&body);
+    let posted = field(&form, "csrf").unwrap_or_default();
+    if !cookie(&headers, "smartlaunch_csrf").is_some_and(|c| !c.is_empty() && secrets_equal(&c, posted)) {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "The form has expired",
+            "Please reload the launcher and try again.",
+        );
+    }
+    let admin = field(&form, "admin_token").filter(|t| !t.is_empty()).or(bearer(&headers));
+    if let Err(e) = app.auth.check_admin_token(admin) {
+        return page(&app, Some(e.to_string()), None).await;
+    }
+    match new_launch(&app, &form).await {
+        Ok(new) => match app.auth.create_launch(new, app.clock.now()).await {
+            Ok(issued) => page(&app, None, Some(issued.launch_url)).await,
+            Err(LaunchError::Internal(e)) => {
+                tracing::error!("launcher: {e}");
+                error_page(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Something went wrong",
+                    "The launch could not be created.",
+                )
+            }
+            Err(e) => page(&app, Some(e.to_string()), None).await,
+        },
+        Err(problem) => page(&app, Some(problem), None).await,
+    }
+}
+
+/// The launch the form describes; a launch URL + redirect URI registers a throwaway app.
+async fn new_launch(app: &App, form: &[(String, String)]) -> Result<NewLaunch, String> {
+    let text = |name: &str| field(form, name).map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned);
+    let portal = text("launch_type").as_deref() == Some("portal");
+    let client_id = match (text("client_id"), text("launch_uri"), text("redirect_uri")) {
+        (_, Some(launch_uri), Some(redirect_uri)) => throwaway_client(app, launch_uri, redirect_uri).await?,
+        (Some(client_id), None, None) => client_id,
+        _ => return Err("choose a registered app, or give both a launch URL and a redirect URI".into()),
+    };
+    let username = text("user").ok_or("choose the user who launches")?;
+    let user: User = app
+        .db
+        .user_by_username(&username)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("there is no user “{username}”"))?;
+    let patient = match (portal, user.patient_id()) {
+        (true, Some(own)) => Some(own.to_owned()),
+        (true, None) => return Err("a patient portal launch needs a patient user (fhirUser Patient/…)".into()),
+        (false, Some(_)) => return Err("a provider EHR launch needs a practitioner user".into()),
+        (false, None) => text("patient"),
+    };
+    let encounter = match (text("encounter").as_deref(), &patient) {
+        (None | Some("none"), _) => None,
+        (Some("latest"), Some(p)) => app
+            .db
+            .encounters_of(p)
+            .await
+            .map_err(|e| e.to_string())?
+            .first()
+            .and_then(|e| e["id"].as_str())
+            .map(str::to_owned),
+        (Some("pick"), Some(_)) => Some(text("encounter_id").ok_or("give the encounter id to use")?),
+        (Some(_), _) => return Err("an encounter needs a patient".into()),
+    };
+    let fhir_context = text("fhir_context")
+        .map(|lines| {
+            lines
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(|reference| FhirContextItem { reference: Some(reference.to_owned()), ..Default::default() })
+                .collect()
+        })
+        .unwrap_or_default();
+    let simulate_error = match text("simulate_error") {
+        None => None,
+        Some(name) => Some(SimulatedError::from_name(&name).ok_or_else(|| format!("no simulated error “{name}”"))?),
+    };
+    Ok(NewLaunch {
+        client_id,
+        user_id: Some(user.id),
+        session_id: None,
+        patient,
+        encounter,
+        context: LaunchContext {
+            fhir_context,
+            intent: text("intent"),
+            need_patient_banner: Some(true),
+            smart_style_url: Some(crate::web::ehr::style_url(app)),
+            ..Default::default()
+        },
+        options: LaunchOptions { skip_consent: field(form, "skip_consent") == Some("on"), simulate_error },
+    })
+}
+
+/// Registers a public app for a launch URL and redirect URI typed into the launcher.
+async fn throwaway_client(app: &App, launch_uri: String, redirect_uri: String) -> Result<String, String> {
+    let request = RegistrationRequest {
+        client_name: Some(format!("Launcher app at {launch_uri}")),
+        redirect_uris: Some(vec![redirect_uri]),
+        grant_types: Some(vec!["authorization_code".into(), "refresh_token".into()]),
+        token_endpoint_auth_method: Some("none".into()),
+        initiate_login_uri: Some(launch_uri),
+        ..Default::default()
+    };
+    let registered = app.auth.add_client(request, app.clock.now()).await.map_err(|e| e.description().to_owned())?;
+    reload_client_origins(app).await;
+    Ok(registered.client.client_id)
+}
