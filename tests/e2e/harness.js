@@ -96,4 +96,10 @@ async function appResult(page) {
   return JSON.parse(text);
 }
 
-module.exports = { startServer, startApp, register, launchBrowser, appResult };
+/** Waits for the app to finish and returns `{ done, text }` whether it succeeded or failed. */
+async function appOutcome(page) {
+  await page.waitForSelector("body[data-done]", { timeout: 30000 });
+  return { done: await page.getAttribute("body", "data-done"), text: await page.textContent("#out") };
+}
+
+module.exports = { startServer, startApp, register, launchBrowser, appResult, appOutcome };
