@@ -26,7 +26,7 @@ async function launchWith(page, error) {
   await page.goto(server.base + "/launcher");
   await page.getByLabel("App", { exact: true }).selectOption(app.config.clientId);
   await page.getByLabel("User", { exact: true }).selectOption("clinician");
-  await page.getByLabel("Patient (provider EHR launch)").fill("pat-001");
+  await page.getByLabel("Patient (provider launches; empty for a standalone launch: the patient picker)").fill("pat-001");
   await page.getByLabel("Skip consent").check();
   if (error) await page.getByLabel("Simulate an error").selectOption(error);
   await page.getByRole("button", { name: "Create the launch" }).click();

@@ -217,7 +217,7 @@ pub fn validate(
         redirect_uri: redirect_uri.to_owned(),
         state,
         code_challenge: req.code_challenge.clone().unwrap_or_default(),
-        aud: config.fhir_base(),
+        aud: aud.strip_suffix('/').unwrap_or(aud).to_owned(),
         nonce: req.nonce.clone().filter(|n| !n.is_empty()),
         scope,
         prompt,

@@ -74,8 +74,25 @@ impl AuthConfig {
         format!("{}/.well-known/jwks.json", self.public_url)
     }
 
-    /// Whether `aud` names our FHIR base (a trailing slash is tolerated; checklist item 25).
+    /// Whether `aud` names our FHIR base, or a developer-launcher simulation's (a trailing
+    /// slash is tolerated; checklist item 25).
     pub fn is_our_audience(&self, aud: &str) -> bool {
-        aud.strip_suffix('/').unwrap_or(aud) == self.fhir_base()
+        let aud = aud.strip_suffix('/').unwrap_or(aud);
+        aud == self.fhir_base() || self.simulation_of(aud).is_some()
+    }
+
+    /// The FHIR base of a developer-launcher standalone simulation: the same FHIR server,
+    /// reached through a base that names the simulation, so an app needs only its `iss`.
+    pub fn simulation_base(&self, id: &str) -> String {
+        format!("{}/sim/{id}/fhir", self.public_url)
+    }
+
+    /// The simulation id when `aud` is a simulation's FHIR base.
+    pub fn simulation_of<'a>(&self, aud: &'a str) -> Option<&'a str> {
+        let aud = aud.strip_suffix('/').unwrap_or(aud);
+        let id = aud.strip_prefix(self.public_url.as_str())?.strip_prefix("/sim/")?.strip_suffix("/fhir")?;
+        let valid =
+            !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        valid.then_some(id)
     }
 }

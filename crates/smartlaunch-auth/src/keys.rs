@@ -158,14 +158,25 @@ impl SigningKeys {
     /// Checks signature, expiry and audience of an access token (checklist item 77).
     /// Revocation is checked by the caller against the revocation list.
     pub fn verify_access_token(&self, token: &str, audience: &str, now: UnixTime) -> Result<AccessClaims, BearerError> {
+        let claims = self.verify_access_token_for_any_audience(token, now)?;
+        if claims.aud != audience {
+            return Err(BearerError::Invalid("the access token was issued for another FHIR server (aud)"));
+        }
+        Ok(claims)
+    }
+
+    /// Signature and expiry only: the caller checks `aud` (introspection accepts every FHIR
+    /// base of this server).
+    pub fn verify_access_token_for_any_audience(
+        &self,
+        token: &str,
+        now: UnixTime,
+    ) -> Result<AccessClaims, BearerError> {
         let data = jsonwebtoken::decode::<AccessClaims>(token, &self.hmac_decode, &self.validation)
             .map_err(|_| BearerError::Invalid("the access token is malformed or its signature is invalid"))?;
         let claims = data.claims;
         if claims.exp <= now {
             return Err(BearerError::Invalid("the access token has expired"));
-        }
-        if claims.aud != audience {
-            return Err(BearerError::Invalid("the access token was issued for another FHIR server (aud)"));
         }
         Ok(claims)
     }

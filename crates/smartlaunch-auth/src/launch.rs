@@ -175,6 +175,10 @@ pub struct Launch {
     pub context: LaunchContext,
     #[serde(default)]
     pub options: LaunchOptions,
+    /// A developer-launcher standalone simulation: reached through its own FHIR base
+    /// (`/sim/{id}/fhir`) rather than a `launch` parameter, and usable until it expires.
+    #[serde(default)]
+    pub standalone: bool,
     pub created_at: UnixTime,
     pub expires_at: UnixTime,
 }
@@ -201,6 +205,13 @@ impl LaunchRefused {
             }
         }
     }
+}
+
+/// The app's launch URL with `iss` added: a standalone launch at that FHIR base.
+pub fn standalone_url(initiate_login_uri: &str, iss: &str) -> Option<String> {
+    let mut url = Url::parse(initiate_login_uri).ok()?;
+    url.query_pairs_mut().append_pair("iss", iss);
+    Some(url.into())
 }
 
 /// The app's launch URL with `iss` and `launch` added (checklist item 19).

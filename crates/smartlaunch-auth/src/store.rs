@@ -124,6 +124,8 @@ pub struct Grant {
     pub context: LaunchContext,
     /// A failure the developer launcher asked for after the code (refresh, FHIR API).
     pub simulate_error: Option<SimulatedError>,
+    /// The FHIR base the tokens are for: ours, or a developer-launcher simulation's.
+    pub aud: String,
 }
 
 /// An app a user has approved, as the management page lists it.

@@ -16,3 +16,5 @@ CREATE INDEX launches_expires_at ON launches (expires_at);
 ALTER TABLE grants ADD COLUMN context TEXT;
 -- A failure the developer launcher asked for after the code (its snake_case name; NULL: none).
 ALTER TABLE grants ADD COLUMN simulate_error TEXT;
+-- The FHIR base the grant's tokens are for (NULL: the server's own).
+ALTER TABLE grants ADD COLUMN aud TEXT;

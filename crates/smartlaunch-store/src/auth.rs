@@ -34,6 +34,7 @@ type GrantRow = (
     Option<i64>,
     Option<String>,
     Option<String>,
+    Option<String>,
 );
 
 fn client_from_row((client_id, metadata, secret_hash, created_at): ClientRow) -> StoreResult<Client> {
@@ -47,7 +48,7 @@ fn user_from_row((id, username, password_hash, fhir_user, display_name): UserRow
 
 const USER_COLUMNS: &str = "id, username, password_hash, fhir_user, display_name";
 const GRANT_COLUMNS: &str =
-    "id, client_id, user_id, fhir_user, scope, patient, encounter, session_id, refresh_expires_at, created_at, revoked_at, context, simulate_error";
+    "id, client_id, user_id, fhir_user, scope, patient, encounter, session_id, refresh_expires_at, created_at, revoked_at, context, simulate_error, aud";
 
 impl AuthStore for Db {
     async fn keys(&self) -> StoreResult<Option<KeyMaterial>> {
@@ -370,7 +371,7 @@ impl AuthStore for Db {
 
     async fn insert_grant(&self, g: &Grant, refresh: &RefreshToken) -> StoreResult<()> {
         let mut tx = self.write.begin().await.map_err(err)?;
-        sqlx::query(&format!("INSERT INTO grants ({GRANT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"))
+        sqlx::query(&format!("INSERT INTO grants ({GRANT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"))
             .bind(&g.id)
             .bind(&g.client_id)
             .bind(&g.user_id)
@@ -384,6 +385,7 @@ impl AuthStore for Db {
             .bind(g.revoked_at)
             .bind((!g.context.is_empty()).then(|| serde_json::to_string(&g.context)).transpose().map_err(err)?)
             .bind(g.simulate_error.map(|e| e.name()))
+            .bind(&g.aud)
             .execute(&mut *tx)
             .await
             .map_err(err)?;
@@ -412,6 +414,7 @@ impl AuthStore for Db {
                 revoked_at,
                 context,
                 simulate_error,
+                aud,
             )| Grant {
                 id,
                 client_id,
@@ -427,6 +430,7 @@ impl AuthStore for Db {
                 // Written by us from a LaunchContext: unreadable only if the database was edited.
                 context: context.and_then(|c| serde_json::from_str(&c).ok()).unwrap_or_default(),
                 simulate_error: simulate_error.as_deref().and_then(SimulatedError::from_name),
+                aud: aud.unwrap_or_default(),
             },
         ))
     }

@@ -87,6 +87,7 @@ async fn refresh_rotation_is_atomic() {
         revoked_at: None,
         context: Default::default(),
         simulate_error: None,
+        aud: "http://127.0.0.1/fhir".into(),
     };
     let first = RefreshToken {
         token_hash: "r0".into(),

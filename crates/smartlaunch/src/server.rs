@@ -97,9 +97,11 @@ pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<
     spawn_housekeeping(state.clone());
 
     let router = crate::web::router(state);
+    let service = tower::ServiceExt::map_request(router, crate::web::route_simulations(public_url.clone()));
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        let serve = axum::serve(listener, router).with_graceful_shutdown(async {
+        let make_service = axum::ServiceExt::<axum::extract::Request>::into_make_service(service);
+        let serve = axum::serve(listener, make_service).with_graceful_shutdown(async {
             let _ = rx.await;
         });
         if let Err(e) = serve.await {

@@ -76,6 +76,30 @@ impl<S: AuthStore> AuthService<S> {
                 }
             }
         };
+        // A developer-launcher simulation is named by its FHIR base, the request's `aud`.
+        let launch = match (launch, self.config.simulation_of(&v.aud)) {
+            (launch, None) => launch,
+            (simulated, Some(id)) => {
+                let found = match simulated {
+                    Some(_) => Err("an EHR launch uses the FHIR base the EHR gave as iss, not a simulation's"),
+                    None => self
+                        .simulation(id, &v.client_id, now)
+                        .await
+                        .map_err(|e| AuthorizeError::Internal(e.to_string()))?,
+                };
+                match found {
+                    Ok(simulation) => Some(simulation),
+                    Err(why) => {
+                        return Ok(Progress::Redirect(error_redirect(
+                            &v.redirect_uri,
+                            Some(&v.state),
+                            "invalid_request",
+                            why,
+                        )))
+                    }
+                }
+            }
+        };
         let mut pending = PendingAuthorization {
             id: random_token(32),
             client_id: v.client_id,
@@ -95,7 +119,7 @@ impl<S: AuthStore> AuthService<S> {
             approved: None,
             csrf: random_token(24),
             expires_at: now + self.config.pending_lifetime,
-            ehr_launch: launch.is_some(),
+            ehr_launch: launch.as_ref().is_some_and(|l| !l.standalone),
             context: Default::default(),
             options: Default::default(),
         };

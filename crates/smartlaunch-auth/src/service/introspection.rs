@@ -28,7 +28,7 @@ impl<S: AuthStore> AuthService<S> {
     ) -> Result<Value, TokenError> {
         match caller {
             Caller::Bearer(bearer) => {
-                self.verify_bearer(bearer, now)
+                self.verify_bearer_any(bearer, now)
                     .map_err(|e| TokenError::InvalidClient(format!("the bearer token: {e}")))?;
             }
             Caller::Client { request, basic } => {
@@ -45,7 +45,7 @@ impl<S: AuthStore> AuthService<S> {
         if token.len() > 8192 {
             return Ok(json!({ "active": false }));
         }
-        if let Ok(claims) = self.verify_bearer(token, now) {
+        if let Ok(claims) = self.verify_bearer_any(token, now) {
             return Ok(self.describe_access_token(&claims));
         }
         Ok(self.describe_refresh_token(token, now).await?.unwrap_or_else(|| json!({ "active": false })))
@@ -75,7 +75,7 @@ impl<S: AuthStore> AuthService<S> {
         }
         let scopes = ScopeSet::parse(&claims.scope).unwrap_or_default();
         if let (true, Some(user)) = (scopes.contains(&Scope::FhirUser), &claims.fhir_user) {
-            out.insert("fhirUser".into(), format!("{}/{user}", self.config.fhir_base()).into());
+            out.insert("fhirUser".into(), format!("{}/{user}", claims.aud).into());
         }
         Value::Object(out)
     }
@@ -137,7 +137,7 @@ impl<S: AuthStore> AuthService<S> {
             }
             return Ok(());
         }
-        if let Ok(claims) = self.keys.verify_access_token(token, &self.config.fhir_base(), now) {
+        if let Ok(claims) = self.keys.verify_access_token_for_any_audience(token, now) {
             if claims.client_id == client.client_id {
                 self.revoke_grant(&claims.grant, now).await?;
             }

@@ -2,13 +2,16 @@
 //! (checklist items 19, 20, 26).
 
 use crate::error::LaunchError;
-use crate::launch::{launch_url, FhirContextItem, Launch, LaunchContext, LaunchOptions, LaunchRefused};
+use crate::launch::{launch_url, standalone_url, FhirContextItem, Launch, LaunchContext, LaunchOptions, LaunchRefused};
 use crate::secrets::{hash_token, random_token, secrets_equal};
 use crate::store::AuthStore;
 use crate::{AuthService, UnixTime};
 
 /// How long a launch id may wait for the app's authorization request.
 pub const LAUNCH_LIFETIME: i64 = 300;
+
+/// How long a standalone simulation's FHIR base works (a developer pastes it into an app).
+pub const SIMULATION_LIFETIME: i64 = 24 * 3600;
 
 /// What an EHR asks for: the simulator, the portal or the launch API.
 #[derive(Debug, Clone, Default)]
@@ -22,13 +25,17 @@ pub struct NewLaunch {
     pub encounter: Option<String>,
     pub context: LaunchContext,
     pub options: LaunchOptions,
+    /// A standalone simulation (the developer launcher) instead of an EHR launch.
+    pub standalone: bool,
 }
 
-/// A created launch: the opaque id (shown once) and the app's launch URL.
+/// A created launch: the opaque id (shown once), the FHIR base the app uses, and the app's
+/// launch URL (always for an EHR launch; for a simulation when the app has one).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IssuedLaunch {
     pub launch: String,
-    pub launch_url: String,
+    pub fhir_base: String,
+    pub launch_url: Option<String>,
     pub expires_at: UnixTime,
 }
 
@@ -52,12 +59,13 @@ impl<S: AuthStore> AuthService<S> {
         let Some(client) = self.client(&new.client_id, now).await? else {
             return invalid(format!("no registered app has the client_id “{}”", new.client_id));
         };
-        let Some(initiate) = client.metadata.initiate_login_uri.as_deref() else {
+        let initiate = client.metadata.initiate_login_uri.as_deref();
+        if initiate.is_none() && !new.standalone {
             return invalid(format!(
                 "the app “{}” has no launch URL: register one (initiate_login_uri) to launch it from the EHR",
                 client.metadata.client_name
             ));
-        };
+        }
         if let Some(user) = &new.user_id {
             if self.store.user(user).await?.is_none() {
                 return invalid("the user does not exist".into());
@@ -87,13 +95,22 @@ impl<S: AuthStore> AuthService<S> {
             encounter: new.encounter,
             context: new.context,
             options: new.options,
+            standalone: new.standalone,
             created_at: now,
-            expires_at: now + LAUNCH_LIFETIME,
+            expires_at: now + if new.standalone { SIMULATION_LIFETIME } else { LAUNCH_LIFETIME },
         };
-        let launch_url = launch_url(initiate, &self.config.fhir_base(), &id)
-            .ok_or_else(|| LaunchError::Invalid("the app's launch URL is not a URL".into()))?;
+        let fhir_base = if new.standalone { self.config.simulation_base(&id) } else { self.config.fhir_base() };
+        let launch_url = match initiate {
+            // A simulation's app starts a standalone launch: `iss` only.
+            Some(uri) if new.standalone => standalone_url(uri, &fhir_base),
+            Some(uri) => launch_url(uri, &fhir_base, &id),
+            None => None,
+        };
+        if initiate.is_some() && launch_url.is_none() {
+            return invalid("the app's launch URL is not a URL".into());
+        }
         self.store.insert_launch(&launch).await?;
-        Ok(IssuedLaunch { launch: id, launch_url, expires_at: launch.expires_at })
+        Ok(IssuedLaunch { launch: id, fhir_base, launch_url, expires_at: launch.expires_at })
     }
 
     /// Resolves the `launch` parameter of an authorization request and uses it up: it must be
@@ -112,7 +129,9 @@ impl<S: AuthStore> AuthService<S> {
         let Some((launch, used_at)) = self.store.launch(&id_hash).await? else {
             return Ok(Err(LaunchRefused::Unknown));
         };
-        let refused = if launch.client_id != client_id {
+        let refused = if launch.standalone {
+            Some(LaunchRefused::Unknown)
+        } else if launch.client_id != client_id {
             Some(LaunchRefused::OtherClient)
         } else if used_at.is_some() {
             Some(LaunchRefused::Used)
@@ -130,5 +149,25 @@ impl<S: AuthStore> AuthService<S> {
             return Ok(Err(LaunchRefused::Used));
         }
         Ok(Ok(launch))
+    }
+
+    /// The standalone simulation an authorization request's `aud` names: live, and for this
+    /// client (a simulation vouches for its user, so no other app may use it).
+    pub(super) async fn simulation(
+        &self,
+        id: &str,
+        client_id: &str,
+        now: UnixTime,
+    ) -> Result<Result<Launch, &'static str>, LaunchError> {
+        let found = self.store.launch(&hash_token(id)).await?;
+        Ok(match found {
+            Some((launch, _)) if launch.standalone && launch.client_id == client_id && launch.expires_at > now => {
+                Ok(launch)
+            }
+            Some((launch, _)) if launch.standalone && launch.client_id != client_id => {
+                Err("this simulation's FHIR base was made for another app; create one for this app in the launcher")
+            }
+            _ => Err("the simulation is unknown or has expired (they last a day); create a new one in the launcher"),
+        })
     }
 }

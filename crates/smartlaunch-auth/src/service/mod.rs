@@ -20,7 +20,7 @@ use crate::UnixTime;
 
 pub use flow::{FlowStep, Progress};
 pub use introspection::Caller;
-pub use launch::{IssuedLaunch, NewLaunch, LAUNCH_LIFETIME};
+pub use launch::{IssuedLaunch, NewLaunch, LAUNCH_LIFETIME, SIMULATION_LIFETIME};
 pub use registration::Registered;
 
 /// The authorization server: configuration, keys, the revocation list and the store.
@@ -83,10 +83,28 @@ impl<S: AuthStore> AuthService<S> {
         self.keys.jwks()
     }
 
-    /// Validates a bearer token for the FHIR API: signature, expiry, audience and revocation
-    /// (checklist item 77), with no I/O.
+    /// Validates a bearer token for the FHIR API at our FHIR base.
     pub fn verify_bearer(&self, token: &str, now: UnixTime) -> Result<AccessClaims, BearerError> {
-        let claims = self.keys.verify_access_token(token, &self.config.fhir_base(), now)?;
+        self.verify_bearer_for(token, &self.config.fhir_base(), now)
+    }
+
+    /// Validates a bearer token for the FHIR API at `fhir_base` (ours, or a simulation's):
+    /// signature, expiry, audience and revocation (checklist item 77), with no I/O.
+    pub fn verify_bearer_for(&self, token: &str, fhir_base: &str, now: UnixTime) -> Result<AccessClaims, BearerError> {
+        let claims = self.keys.verify_access_token(token, fhir_base, now)?;
+        self.check_live(claims)
+    }
+
+    /// Like [`AuthService::verify_bearer`], for a token of any of our FHIR bases.
+    pub fn verify_bearer_any(&self, token: &str, now: UnixTime) -> Result<AccessClaims, BearerError> {
+        let claims = self.keys.verify_access_token_for_any_audience(token, now)?;
+        if !self.config.is_our_audience(&claims.aud) {
+            return Err(BearerError::Invalid("the access token was issued for another FHIR server (aud)"));
+        }
+        self.check_live(claims)
+    }
+
+    fn check_live(&self, claims: AccessClaims) -> Result<AccessClaims, BearerError> {
         if self.revocations.is_revoked(&claims) {
             return Err(BearerError::Invalid("the access token has been revoked"));
         }

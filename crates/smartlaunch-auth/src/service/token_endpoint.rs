@@ -175,6 +175,7 @@ impl<S: AuthStore> AuthService<S> {
             revoked_at: None,
             context: cg.context.clone(),
             simulate_error: cg.simulate_error,
+            aud: cg.aud.clone(),
         };
         let refresh_token = refresh_expires_at.map(|_| random_token(32));
         if let Some(token) = &refresh_token {
@@ -190,9 +191,7 @@ impl<S: AuthStore> AuthService<S> {
                 iat: now,
                 auth_time: cg.auth_time,
                 nonce: cg.nonce.clone(),
-                fhir_user: scope
-                    .contains(&Scope::FhirUser)
-                    .then(|| format!("{}/{}", self.config.fhir_base(), cg.fhir_user)),
+                fhir_user: scope.contains(&Scope::FhirUser).then(|| format!("{}/{}", cg.aud, cg.fhir_user)),
                 name: Some(cg.user_name.clone()),
             })
         });
@@ -308,7 +307,8 @@ impl<S: AuthStore> AuthService<S> {
         let lifetime = self.config.access_token_lifetime;
         let claims = AccessClaims {
             iss: self.config.issuer().to_owned(),
-            aud: self.config.fhir_base(),
+            // Grants stored before the FHIR base was recorded are for our own base.
+            aud: if grant.aud.is_empty() { self.config.fhir_base() } else { grant.aud.clone() },
             sub: grant.user_id.clone(),
             client_id: grant.client_id.clone(),
             scope: scope.to_string(),

@@ -105,6 +105,7 @@ pub(crate) async fn create_launch(State(app): State<App>, headers: HeaderMap, bo
             smart_style_url: Some(crate::web::ehr::style_url(&app)),
         },
         options: request.options,
+        standalone: false,
     };
     match app.auth.create_launch(new, app.clock.now()).await {
         Ok(issued) => (

@@ -15,14 +15,14 @@ use smartlaunch_fhir::compartment::patients_of;
 use smartlaunch_fhir::store::{Expected, ResourceStore, WriteError, WriteOp};
 
 use crate::server::{instant, App};
-use crate::web::fhir::{self, authenticate, outcome, Caller};
+use crate::web::fhir::{self, authenticate, outcome, Caller, FhirBase};
 
 /// Entries accepted in one Bundle.
 const MAX_ENTRIES: usize = 10_000;
 
 /// `POST /fhir`.
-pub(crate) async fn post(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
-    let caller = match authenticate(&app, &headers, "Bundle", None) {
+pub(crate) async fn post(State(app): State<App>, base: FhirBase, headers: HeaderMap, body: Bytes) -> Response {
+    let caller = match authenticate(&app, &base, &headers, "Bundle", None) {
         Ok(c) => c,
         Err(r) => return r,
     };
@@ -47,7 +47,7 @@ pub(crate) async fn post(State(app): State<App>, headers: HeaderMap, body: Bytes
     }
     match bundle["type"].as_str() {
         Some("transaction") => transaction(&app, &caller, entries).await,
-        Some("batch") => batch(&app, &headers, entries).await,
+        Some("batch") => batch(&app, &base, &headers, entries).await,
         _ => outcome(StatusCode::BAD_REQUEST, "invalid", "Bundle.type must be batch or transaction"),
     }
 }
@@ -181,10 +181,10 @@ async fn transaction(app: &App, caller: &Caller, entries: Vec<Value>) -> Respons
 }
 
 /// A batch: each entry runs as its own request, with the caller's token.
-async fn batch(app: &App, headers: &HeaderMap, entries: Vec<Value>) -> Response {
+async fn batch(app: &App, base: &FhirBase, headers: &HeaderMap, entries: Vec<Value>) -> Response {
     let mut out = Vec::with_capacity(entries.len());
     for entry in entries {
-        let response = batch_entry(app, headers, &entry).await;
+        let response = batch_entry(app, base, headers, &entry).await;
         let status = response.status();
         let etag = response.headers().get(header::ETAG).and_then(|v| v.to_str().ok()).map(str::to_owned);
         let location = response.headers().get(header::LOCATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
@@ -210,7 +210,7 @@ async fn batch(app: &App, headers: &HeaderMap, entries: Vec<Value>) -> Response 
         .into_response()
 }
 
-async fn batch_entry(app: &App, headers: &HeaderMap, entry: &Value) -> Response {
+async fn batch_entry(app: &App, base: &FhirBase, headers: &HeaderMap, entry: &Value) -> Response {
     let method = entry["request"]["method"].as_str().unwrap_or_default();
     let url = entry["request"]["url"].as_str().unwrap_or_default().trim_start_matches('/');
     let mut h = HeaderMap::new();
@@ -234,17 +234,17 @@ async fn batch_entry(app: &App, headers: &HeaderMap, entry: &Value) -> Response 
     };
     let segments: Vec<String> = path.split('/').filter(|s| !s.is_empty()).map(str::to_owned).collect();
     match (Method::from_bytes(method.as_bytes()).unwrap_or(Method::OPTIONS), segments.as_slice()) {
-        (Method::GET, [ty]) => fhir::search_get(state, Path(ty.clone()), h, RawQuery(query)).await,
-        (Method::GET, [ty, id]) => fhir::read(state, Path((ty.clone(), id.clone())), h).await,
+        (Method::GET, [ty]) => fhir::search_get(state, base.clone(), Path(ty.clone()), h, RawQuery(query)).await,
+        (Method::GET, [ty, id]) => fhir::read(state, base.clone(), Path((ty.clone(), id.clone())), h).await,
         (Method::GET, [ty, id, hist]) if hist == "_history" => {
-            fhir::history(state, Path((ty.clone(), id.clone())), h).await
+            fhir::history(state, base.clone(), Path((ty.clone(), id.clone())), h).await
         }
         (Method::GET, [ty, id, hist, v]) if hist == "_history" => {
-            fhir::vread(state, Path((ty.clone(), id.clone(), v.clone())), h).await
+            fhir::vread(state, base.clone(), Path((ty.clone(), id.clone(), v.clone())), h).await
         }
-        (Method::POST, [ty]) => fhir::create(state, Path(ty.clone()), h, body).await,
-        (Method::PUT, [ty, id]) => fhir::update(state, Path((ty.clone(), id.clone())), h, body).await,
-        (Method::DELETE, [ty, id]) => fhir::delete(state, Path((ty.clone(), id.clone())), h).await,
+        (Method::POST, [ty]) => fhir::create(state, base.clone(), Path(ty.clone()), h, body).await,
+        (Method::PUT, [ty, id]) => fhir::update(state, base.clone(), Path((ty.clone(), id.clone())), h, body).await,
+        (Method::DELETE, [ty, id]) => fhir::delete(state, base.clone(), Path((ty.clone(), id.clone())), h).await,
         _ => outcome(StatusCode::BAD_REQUEST, "not-supported", &format!("{method} {url} is not supported in a batch")),
     }
 }

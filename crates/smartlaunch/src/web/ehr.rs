@@ -325,9 +325,10 @@ async fn launch(app: &App, headers: &HeaderMap, body: &[u8], desk: Desk) -> Resp
             ..Default::default()
         },
         options: Default::default(),
+        standalone: false,
     };
     match app.auth.create_launch(new, app.clock.now()).await {
-        Ok(issued) => see_other(&issued.launch_url),
+        Ok(issued) => see_other(issued.launch_url.as_deref().unwrap_or(desk.path())),
         Err(LaunchError::Invalid(m)) => error_page(StatusCode::BAD_REQUEST, "The app could not be launched", &m),
         Err(e) => {
             tracing::error!("launch: {e}");

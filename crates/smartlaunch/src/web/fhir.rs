@@ -7,7 +7,8 @@
 #![allow(clippy::result_large_err)]
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
@@ -72,6 +73,20 @@ fn unauthorized(e: &BearerError) -> Response {
     response
 }
 
+/// The FHIR base a request came in through: ours (`/fhir`), or a developer-launcher
+/// simulation's (`/sim/{id}/fhir`, rewritten to `/fhir` by [`crate::web::route_simulations`]).
+/// Tokens must be for it, and links point back through it.
+#[derive(Clone, Debug)]
+pub(crate) struct FhirBase(pub String);
+
+impl FromRequestParts<App> for FhirBase {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<FhirBase, Self::Rejection> {
+        Ok(parts.extensions.get::<FhirBase>().cloned().unwrap_or_else(|| FhirBase(app.auth.config.fhir_base())))
+    }
+}
+
 /// The validated bearer token of a request, with its parsed scopes.
 pub(crate) struct Caller {
     claims: AccessClaims,
@@ -114,6 +129,7 @@ impl Caller {
 /// Checks the bearer token (checklist item 77) and the path's resource type and id.
 pub(crate) fn authenticate(
     app: &App,
+    base: &FhirBase,
     headers: &HeaderMap,
     resource_type: &str,
     id: Option<&str>,
@@ -125,7 +141,7 @@ pub(crate) fn authenticate(
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, t)| t.trim())
         .ok_or_else(|| unauthorized(&BearerError::Missing))?;
-    let claims = app.auth.verify_bearer(token, app.clock.now()).map_err(|e| unauthorized(&e))?;
+    let claims = app.auth.verify_bearer_for(token, &base.0, app.clock.now()).map_err(|e| unauthorized(&e))?;
     let scopes = ScopeSet::parse(&claims.scope)
         .map_err(|_| outcome(StatusCode::UNAUTHORIZED, "login", "the access token carries malformed scopes"))?;
     if !is_resource_type(resource_type) {
@@ -245,13 +261,13 @@ fn now_instant(app: &App) -> String {
 }
 
 /// `GET /fhir/metadata`.
-pub(crate) async fn metadata(State(app): State<App>, headers: HeaderMap) -> Response {
+pub(crate) async fn metadata(State(app): State<App>, base: FhirBase, headers: HeaderMap) -> Response {
     let c = &app.auth.config;
     let (authorize, token, register) = (c.authorize_endpoint(), c.token_endpoint(), c.registration_endpoint());
     let (introspect, revoke, manage) = (c.introspection_endpoint(), c.revocation_endpoint(), c.management_endpoint());
     let body = capability_statement(
         env!("CARGO_PKG_VERSION"),
-        &c.fhir_base(),
+        &base.0,
         &OAuthUris {
             authorize: &authorize,
             token: &token,
@@ -268,10 +284,11 @@ pub(crate) async fn metadata(State(app): State<App>, headers: HeaderMap) -> Resp
 /// `GET /fhir/{type}/{id}`: read (r).
 pub(crate) async fn read(
     State(app): State<App>,
+    base: FhirBase,
     Path((ty, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    let caller = match authenticate(&app, &headers, &ty, Some(&id)) {
+    let caller = match authenticate(&app, &base, &headers, &ty, Some(&id)) {
         Ok(c) => c,
         Err(r) => return r,
     };
@@ -297,10 +314,11 @@ async fn readable_response(app: &App, caller: &Caller, headers: &HeaderMap, stor
 /// `GET /fhir/{type}/{id}/_history/{vid}`: vread (r).
 pub(crate) async fn vread(
     State(app): State<App>,
+    base: FhirBase,
     Path((ty, id, vid)): Path<(String, String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    let caller = match authenticate(&app, &headers, &ty, Some(&id)) {
+    let caller = match authenticate(&app, &base, &headers, &ty, Some(&id)) {
         Ok(c) => c,
         Err(r) => return r,
     };
@@ -318,11 +336,12 @@ pub(crate) async fn vread(
 /// may search; `_count` and `_offset` page it.
 pub(crate) async fn type_history(
     State(app): State<App>,
+    base: FhirBase,
     Path(ty): Path<String>,
     headers: HeaderMap,
     axum::extract::RawQuery(query): axum::extract::RawQuery,
 ) -> Response {
-    let caller = match authenticate(&app, &headers, &ty, None) {
+    let caller = match authenticate(&app, &base, &headers, &ty, None) {
         Ok(c) => c,
         Err(r) => return r,
     };
@@ -341,7 +360,7 @@ pub(crate) async fn type_history(
         Ok(v) => v,
         Err(e) => return server_error("read the history", e),
     };
-    let base = app.auth.config.fhir_base();
+    let base = base.0.clone();
     let link = |o: i64| format!("{base}/{ty}/_history?_count={count}&_offset={o}");
     let mut links = vec![json!({ "relation": "self", "url": link(offset) })];
     if count > 0 && offset + count < total {
@@ -381,10 +400,11 @@ fn history_entry(base: &str, v: &StoredResource) -> Value {
 /// read the resource as it is now (granular scopes included).
 pub(crate) async fn history(
     State(app): State<App>,
+    base: FhirBase,
     Path((ty, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    let caller = match authenticate(&app, &headers, &ty, Some(&id)) {
+    let caller = match authenticate(&app, &base, &headers, &ty, Some(&id)) {
         Ok(c) => c,
         Err(r) => return r,
     };
@@ -398,7 +418,7 @@ pub(crate) async fn history(
     if let Err(r) = caller.may_read(&app, latest).await {
         return r;
     }
-    let base = app.auth.config.fhir_base();
+    let base = base.0.clone();
     let entries: Vec<Value> = versions.iter().map(|v| history_entry(&base, v)).collect();
     let bundle = json!({
         "resourceType": "Bundle",
@@ -414,16 +434,18 @@ pub(crate) async fn history(
 /// token's scopes admit (compartment and granular filters; never widened).
 pub(crate) async fn search_get(
     State(app): State<App>,
+    base: FhirBase,
     Path(ty): Path<String>,
     headers: HeaderMap,
     axum::extract::RawQuery(query): axum::extract::RawQuery,
 ) -> Response {
     let pairs = crate::web::form_pairs(query.unwrap_or_default().as_bytes());
-    search(&app, &ty, &headers, pairs).await
+    search(&app, &base, &ty, &headers, pairs).await
 }
 
 pub(crate) async fn search_post(
     State(app): State<App>,
+    base: FhirBase,
     Path(ty): Path<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -435,11 +457,11 @@ pub(crate) async fn search_post(
             "POST _search takes Content-Type: application/x-www-form-urlencoded",
         );
     }
-    search(&app, &ty, &headers, crate::web::form_pairs(&body)).await
+    search(&app, &base, &ty, &headers, crate::web::form_pairs(&body)).await
 }
 
-async fn search(app: &App, ty: &str, headers: &HeaderMap, pairs: Vec<(String, String)>) -> Response {
-    let caller = match authenticate(app, headers, ty, None) {
+async fn search(app: &App, base: &FhirBase, ty: &str, headers: &HeaderMap, pairs: Vec<(String, String)>) -> Response {
+    let caller = match authenticate(app, base, headers, ty, None) {
         Ok(c) => c,
         Err(r) => return r,
     };
@@ -459,7 +481,7 @@ async fn search(app: &App, ty: &str, headers: &HeaderMap, pairs: Vec<(String, St
         Ok(p) => p,
         Err(e) => return server_error("run the search", e),
     };
-    let base = app.auth.config.fhir_base();
+    let base = base.0.clone();
     let kept: Vec<(String, String)> = pairs.into_iter().filter(|(k, _)| k != "_offset" && k != "_count").collect();
     let link = |offset: i64| {
         let mut q = kept.clone();
@@ -589,11 +611,12 @@ fn subset(resource: Value, elements: &[String]) -> Value {
 /// `POST /fhir/{type}`: create (c), with a server-assigned id.
 pub(crate) async fn create(
     State(app): State<App>,
+    base: FhirBase,
     Path(ty): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let caller = match authenticate(&app, &headers, &ty, None) {
+    let caller = match authenticate(&app, &base, &headers, &ty, None) {
         Ok(c) => c,
         Err(r) => return r,
     };
@@ -652,7 +675,7 @@ pub(crate) async fn create(
     }
     match app.db.put(&resource, Expected::Absent, &now_instant(&app)).await {
         Ok(stored) => {
-            let location = format!("{}/{ty}/{id}/_history/{}", app.auth.config.fhir_base(), stored.version_id);
+            let location = format!("{}/{ty}/{id}/_history/{}", base.0, stored.version_id);
             resource_response(StatusCode::CREATED, &headers, &stored, Some(location))
         }
         Err(e) => server_error("store the resource", e),
@@ -663,11 +686,12 @@ pub(crate) async fn create(
 /// makes it conditional (412 on a mismatch).
 pub(crate) async fn update(
     State(app): State<App>,
+    base: FhirBase,
     Path((ty, id)): Path<(String, String)>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let caller = match authenticate(&app, &headers, &ty, Some(&id)) {
+    let caller = match authenticate(&app, &base, &headers, &ty, Some(&id)) {
         Ok(c) => c,
         Err(r) => return r,
     };
@@ -716,7 +740,7 @@ pub(crate) async fn update(
     match app.db.put(&resource, expected, &now_instant(&app)).await {
         Ok(stored) => {
             let status = if current.is_some() { StatusCode::OK } else { StatusCode::CREATED };
-            let location = format!("{}/{ty}/{id}/_history/{}", app.auth.config.fhir_base(), stored.version_id);
+            let location = format!("{}/{ty}/{id}/_history/{}", base.0, stored.version_id);
             resource_response(status, &headers, &stored, Some(location))
         }
         Err(WriteError::Conflict(_)) => outcome(
@@ -731,10 +755,11 @@ pub(crate) async fn update(
 /// `DELETE /fhir/{type}/{id}`: delete (d).
 pub(crate) async fn delete(
     State(app): State<App>,
+    base: FhirBase,
     Path((ty, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    let caller = match authenticate(&app, &headers, &ty, Some(&id)) {
+    let caller = match authenticate(&app, &base, &headers, &ty, Some(&id)) {
         Ok(c) => c,
         Err(r) => return r,
     };

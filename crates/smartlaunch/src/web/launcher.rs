@@ -11,7 +11,7 @@ use axum::response::Response;
 use smartlaunch_auth::client::RegistrationRequest;
 use smartlaunch_auth::launch::{FhirContextItem, LaunchContext, LaunchOptions, SimulatedError};
 use smartlaunch_auth::secrets::secrets_equal;
-use smartlaunch_auth::service::NewLaunch;
+use smartlaunch_auth::service::{IssuedLaunch, NewLaunch};
 use smartlaunch_auth::store::AuthStore;
 use smartlaunch_auth::users::User;
 use smartlaunch_auth::LaunchError;
@@ -37,10 +37,10 @@ struct LauncherPage {
     errors: Vec<Choice>,
     token_required: bool,
     problem: Option<String>,
-    launch_url: Option<String>,
+    issued: Option<IssuedLaunch>,
 }
 
-async fn page(app: &App, problem: Option<String>, launch_url: Option<String>) -> Response {
+async fn page(app: &App, problem: Option<String>, issued: Option<IssuedLaunch>) -> Response {
     let mut apps: Vec<Choice> = app
         .db
         .clients()
@@ -75,7 +75,7 @@ async fn page(app: &App, problem: Option<String>, launch_url: Option<String>) ->
             .collect(),
         token_required: app.auth.config.admin_token.is_some(),
         problem,
-        launch_url,
+        issued,
     };
     signin::with_form_cookie(render(status, &body), cookie)
 }
@@ -102,7 +102,7 @@ pub(crate) async fn create(State(app): State<App>, headers: HeaderMap, body: Byt
     }
     match new_launch(&app, &form).await {
         Ok(new) => match app.auth.create_launch(new, app.clock.now()).await {
-            Ok(issued) => page(&app, None, Some(issued.launch_url)).await,
+            Ok(issued) => page(&app, None, Some(issued)).await,
             Err(LaunchError::Internal(e)) => {
                 tracing::error!("launcher: {e}");
                 error_page(
@@ -120,7 +120,14 @@ pub(crate) async fn create(State(app): State<App>, headers: HeaderMap, body: Byt
 /// The launch the form describes; a launch URL + redirect URI registers a throwaway app.
 async fn new_launch(app: &App, form: &[(String, String)]) -> Result<NewLaunch, String> {
     let text = |name: &str| field(form, name).map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned);
-    let portal = text("launch_type").as_deref() == Some("portal");
+    let launch_type = text("launch_type").unwrap_or_default();
+    let (portal, standalone) = match launch_type.as_str() {
+        "ehr" => (false, false),
+        "portal" => (true, false),
+        "provider-standalone" => (false, true),
+        "patient-standalone" => (true, true),
+        other => return Err(format!("no launch type “{other}”")),
+    };
     let client_id = match (text("client_id"), text("launch_uri"), text("redirect_uri")) {
         (_, Some(launch_uri), Some(redirect_uri)) => throwaway_client(app, launch_uri, redirect_uri).await?,
         (Some(client_id), None, None) => client_id,
@@ -135,8 +142,8 @@ async fn new_launch(app: &App, form: &[(String, String)]) -> Result<NewLaunch, S
         .ok_or_else(|| format!("there is no user “{username}”"))?;
     let patient = match (portal, user.patient_id()) {
         (true, Some(own)) => Some(own.to_owned()),
-        (true, None) => return Err("a patient portal launch needs a patient user (fhirUser Patient/…)".into()),
-        (false, Some(_)) => return Err("a provider EHR launch needs a practitioner user".into()),
+        (true, None) => return Err("a patient launch needs a patient user (fhirUser Patient/…)".into()),
+        (false, Some(_)) => return Err("a provider launch needs a practitioner user".into()),
         (false, None) => text("patient"),
     };
     let encounter = match (text("encounter").as_deref(), &patient) {
@@ -166,9 +173,11 @@ async fn new_launch(app: &App, form: &[(String, String)]) -> Result<NewLaunch, S
         None => None,
         Some(name) => Some(SimulatedError::from_name(&name).ok_or_else(|| format!("no simulated error “{name}”"))?),
     };
+    // An EHR launch vouches for its user; a standalone one only with "skip sign-in".
+    let vouched = !standalone || field(form, "skip_sign_in") == Some("on");
     Ok(NewLaunch {
         client_id,
-        user_id: Some(user.id),
+        user_id: vouched.then_some(user.id),
         session_id: None,
         patient,
         encounter,
@@ -180,6 +189,7 @@ async fn new_launch(app: &App, form: &[(String, String)]) -> Result<NewLaunch, S
             ..Default::default()
         },
         options: LaunchOptions { skip_consent: field(form, "skip_consent") == Some("on"), simulate_error },
+        standalone,
     })
 }
 

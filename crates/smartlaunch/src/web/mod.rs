@@ -121,6 +121,38 @@ pub(crate) fn router(app: App) -> Router {
         .with_state(app)
 }
 
+/// Rewrites `/sim/{id}/fhir/…` to `/fhir/…` before routing, and records the simulation's FHIR
+/// base for the FHIR handlers ([`fhir::FhirBase`]): a developer-launcher simulation is the same
+/// FHIR server behind a base that names it.
+pub(crate) fn route_simulations(
+    public_url: String,
+) -> impl Fn(axum::extract::Request) -> axum::extract::Request + Clone {
+    move |mut request: axum::extract::Request| {
+        let path = request.uri().path();
+        let Some((id, tail)) = path.strip_prefix("/sim/").and_then(|rest| rest.split_once('/')) else {
+            return request;
+        };
+        let Some(tail) = tail.strip_prefix("fhir").filter(|t| t.is_empty() || t.starts_with('/')) else {
+            return request;
+        };
+        if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+            return request;
+        }
+        let base = format!("{public_url}/sim/{id}/fhir");
+        let rewritten = match request.uri().query() {
+            Some(q) => format!("/fhir{tail}?{q}"),
+            None => format!("/fhir{tail}"),
+        };
+        let mut parts = request.uri().clone().into_parts();
+        parts.path_and_query = rewritten.parse().ok();
+        if let Ok(uri) = axum::http::Uri::from_parts(parts) {
+            *request.uri_mut() = uri;
+            request.extensions_mut().insert(fhir::FhirBase(base));
+        }
+        request
+    }
+}
+
 async fn not_found(method: Method, uri: axum::http::Uri) -> Response {
     if uri.path().starts_with("/fhir/") {
         return fhir::outcome(StatusCode::NOT_FOUND, "not-found", &format!("{method} {} is not supported", uri.path()));

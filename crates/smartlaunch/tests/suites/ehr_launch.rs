@@ -566,3 +566,75 @@ async fn the_developer_launcher_creates_launches_with_options() {
     assert!(b.page.contains("role=\"alert\">a patient portal launch needs a patient user"), "{}", b.page);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_standalone_simulation_is_the_same_server_behind_its_own_fhir_base() {
+    let s = Server::start().await;
+    let client = ehr_app(&s, "Standalone App").await;
+    let other = ehr_app(&s, "Other App").await;
+    let mut b = Browser::new(&s);
+    b.get(&format!("{}/launcher", s.base)).await;
+    let form = vec![
+        ("csrf", b.csrf()),
+        ("launch_type", "provider-standalone".to_string()),
+        ("client_id", client.clone()),
+        ("user", "clinician".to_string()),
+        ("patient", "pat-003".to_string()),
+        ("encounter", "none".to_string()),
+        ("skip_sign_in", "on".to_string()),
+        ("skip_consent", "on".to_string()),
+    ];
+    post_form(&mut b, "/launcher", form).await;
+    let sim = attr_after(&b.page, "id=\"fhir_base\" value=\"").unwrap_or_else(|| panic!("{}", b.page));
+    assert!(sim.starts_with(&format!("{}/sim/", s.base)) && sim.ends_with("/fhir"), "{sim}");
+    let launch_url = attr_after(&b.page, "id=\"launch_url\" value=\"").unwrap();
+    assert_eq!(query_of(&launch_url)["iss"], sim, "a standalone launch URL carries only iss");
+
+    // Discovery works at the simulation's base; the app authorizes with aud = that base.
+    let d: Value =
+        s.http.get(format!("{sim}/.well-known/smart-configuration")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(d["authorization_endpoint"], format!("{}/auth/authorize", s.base));
+    let authorize = |client: &str, verifier: &str| {
+        let mut params = s.authorize_params(client, "launch/patient openid fhirUser patient/*.rs", verifier);
+        params.retain(|(k, _)| k != "aud");
+        params.push(("aud".into(), sim.clone()));
+        s.authorize_url(&params)
+    };
+    let verifier = random(32);
+    let Landing::App(url) = Browser::new(&s).get(&authorize(&client, &verifier)).await else {
+        panic!("skip sign-in and skip consent: no page")
+    };
+    let token = token_for(&s, &client, &query_of(&url), &verifier).await;
+    assert_eq!(token["patient"], "pat-003");
+    let access = token["access_token"].as_str().unwrap();
+    assert_eq!(jwt_claims(access)["aud"], sim);
+    assert_eq!(jwt_claims(token["id_token"].as_str().unwrap())["fhirUser"], format!("{sim}/Practitioner/pract-001"));
+    let r = s.http.get(format!("{sim}/Patient/pat-003")).bearer_auth(access).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let page: Value = s
+        .http
+        .get(format!("{sim}/Observation?patient=pat-003&_count=2"))
+        .bearer_auth(access)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let next =
+        page["link"].as_array().unwrap().iter().find(|l| l["relation"] == "next").unwrap()["url"].as_str().unwrap();
+    assert!(next.starts_with(&format!("{sim}/Observation?")), "links stay on the simulation's base: {next}");
+    assert_eq!(s.http.get(next).bearer_auth(access).send().await.unwrap().status(), 200);
+    assert_eq!(s.read("Patient/pat-003", access).await.status(), 401, "the token is for the simulation's base only");
+
+    // Only its app may use it: it vouches for its user.
+    let Landing::App(url) = Browser::new(&s).get(&authorize(&other, &random(32))).await else { panic!("redirect") };
+    assert!(query_of(&url)["error_description"].contains("another app"));
+    let unknown = format!("{}/sim/nope/fhir", s.base);
+    let mut params = s.authorize_params(&client, "openid", &random(32));
+    params.retain(|(k, _)| k != "aud");
+    params.push(("aud".into(), unknown));
+    let Landing::App(url) = Browser::new(&s).get(&s.authorize_url(&params)).await else { panic!("redirect") };
+    assert!(query_of(&url)["error_description"].contains("unknown or has expired"));
+    s.stop().await;
+}
