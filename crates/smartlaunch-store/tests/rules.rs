@@ -168,6 +168,7 @@ async fn a_launch_is_used_once_even_when_used_concurrently() {
         encounter: None,
         context: Default::default(),
         options: Default::default(),
+        standalone: false,
         created_at: 0,
         expires_at: 300,
     };

@@ -1268,7 +1268,7 @@ async fn a_restart_keeps_clients_users_grants_and_keys() {
         http.get(format!("http://{addr}/.well-known/jwks.json")).send().await.unwrap().json().await.unwrap();
     assert_eq!(jwks1, jwks2, "signing keys survive a restart");
     let home = http.get(format!("http://{addr}/")).send().await.unwrap().text().await.unwrap();
-    assert!(home.contains("<dt>Registered apps</dt><dd>1</dd>"), "{}", reg["client_id"]);
+    assert!(home.contains("<dt>Registered apps</dt><dd><a href=\"/apps\">1 — "), "{}", reg["client_id"]);
     assert!(home.contains("Dr. Susan Clark (Practitioner/pract-001)"));
     second.stop().await;
     std::fs::remove_dir_all(dir).ok();

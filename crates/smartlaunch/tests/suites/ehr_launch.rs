@@ -563,7 +563,7 @@ async fn the_developer_launcher_creates_launches_with_options() {
     portal_as_clinician[0].1 = csrf;
     portal_as_clinician[1].1 = "portal".into();
     post_form(&mut b, "/launcher", portal_as_clinician).await;
-    assert!(b.page.contains("role=\"alert\">a patient portal launch needs a patient user"), "{}", b.page);
+    assert!(b.page.contains("role=\"alert\">a patient launch needs a patient user"), "{}", b.page);
     s.stop().await;
 }
 
