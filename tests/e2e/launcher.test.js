@@ -75,3 +75,32 @@ test("without a simulated error the same launch succeeds with no page shown", as
   assert.equal(JSON.parse(out.text).patientId, "pat-001");
   await context.close();
 });
+
+test("(d) a standalone launch from the launcher with skip sign-in and skip consent completes with no page shown", async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.goto(server.base + "/launcher");
+  await page.getByLabel("Provider standalone launch").check();
+  await page.getByLabel("App", { exact: true }).selectOption(app.config.clientId);
+  await page.getByLabel("User", { exact: true }).selectOption("clinician");
+  await page.getByLabel("Patient (provider launches; empty for a standalone launch: the patient picker)").fill("pat-002");
+  await page.getByLabel("Skip sign-in").check();
+  await page.getByLabel("Skip consent").check();
+  await page.getByRole("button", { name: "Create the launch" }).click();
+  const fhirBase = await page.getByLabel("FHIR base URL").inputValue();
+  assert.match(fhirBase, /\/sim\/[A-Za-z0-9_-]+\/fhir$/);
+  const url = await page.getByLabel("The launch URL to open").inputValue();
+  const shown = [];
+  page.on("response", r => {
+    if (r.request().isNavigationRequest() && r.url().startsWith(server.base) && r.status() === 200) shown.push(r.url());
+  });
+  await page.goto(url);
+  const out = await appOutcome(page);
+  assert.equal(out.done, "ok", out.text);
+  const result = JSON.parse(out.text);
+  assert.equal(result.patientId, "pat-002");
+  assert.equal(result.observations, result.observationTotal, "paging through the simulation's base");
+  assert.equal(result.refreshed, true);
+  assert.deepEqual(shown, [], "no page of the server was shown");
+  await context.close();
+});
