@@ -67,6 +67,18 @@ const { startServer, startApp, register, launchBrowser } = require("./harness");
     await portal.getByLabel("Password").fill("patient");
     await portal.getByRole("button", { name: "Sign in" }).click();
     await portal.screenshot({ path: path.join(out, "portal.png"), fullPage: true });
+
+    // The app gallery and the developer launcher (its form, then a created standalone launch).
+    const dev = await (await browser.newContext({ viewport: { width: 1100, height: 900 } })).newPage();
+    await dev.goto(server.base + "/apps");
+    await dev.screenshot({ path: path.join(out, "apps.png"), fullPage: true });
+    await dev.goto(server.base + "/launcher");
+    await dev.screenshot({ path: path.join(out, "launcher.png"), fullPage: true });
+    await dev.getByLabel("Provider standalone launch").check();
+    await dev.getByLabel("App", { exact: true }).selectOption(ehrApp.client_id);
+    await dev.getByLabel("Skip sign-in").check();
+    await dev.getByRole("button", { name: "Create the launch" }).click();
+    await dev.screenshot({ path: path.join(out, "launcher-created.png"), fullPage: true });
     console.log("screenshots in " + out);
   } finally {
     await browser.close();
