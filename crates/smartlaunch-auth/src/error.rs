@@ -51,6 +51,16 @@ pub enum TokenError {
 }
 
 impl TokenError {
+    /// The HTTP status of the error response (RFC 6749 §5.2): 401 for `invalid_client`, 500 for
+    /// our own failures, 400 otherwise.
+    pub fn status(&self) -> u16 {
+        match self {
+            TokenError::InvalidClient(_) => 401,
+            TokenError::ServerError(_) => 500,
+            _ => 400,
+        }
+    }
+
     pub fn code(&self) -> &'static str {
         match self {
             TokenError::InvalidRequest(_) => "invalid_request",

@@ -72,6 +72,9 @@ pub struct AccessClaims {
     /// A FHIR-API failure the developer launcher asked for.
     #[serde(default, rename = "sim", skip_serializing_if = "Option::is_none")]
     pub simulate_error: Option<SimulatedError>,
+    /// The launch inspector's key, when the token came from a launch.
+    #[serde(default, rename = "trc", skip_serializing_if = "Option::is_none")]
+    pub trace: Option<String>,
 }
 
 /// The claims of an OpenID Connect id_token (spec digest §1.9).
@@ -163,6 +166,12 @@ impl SigningKeys {
             return Err(BearerError::Invalid("the access token was issued for another FHIR server (aud)"));
         }
         Ok(claims)
+    }
+
+    /// The claims of a token whose signature is ours, expired or not (the launch inspector
+    /// records uses of expired tokens).
+    pub fn peek_access_token(&self, token: &str) -> Option<AccessClaims> {
+        jsonwebtoken::decode::<AccessClaims>(token, &self.hmac_decode, &self.validation).ok().map(|d| d.claims)
     }
 
     /// Signature and expiry only: the caller checks `aud` (introspection accepts every FHIR
@@ -270,6 +279,7 @@ mod tests {
             jti: "j".into(),
             context: Some(Box::new(LaunchContext { intent: Some("i".into()), ..Default::default() })),
             simulate_error: None,
+            trace: None,
         };
         let t = k.sign_access_token(&claims);
         assert_eq!(k.verify_access_token(&t, "http://x/fhir", 150).unwrap(), claims);

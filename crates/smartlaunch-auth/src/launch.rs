@@ -179,6 +179,9 @@ pub struct Launch {
     /// (`/sim/{id}/fhir`) rather than a `launch` parameter, and usable until it expires.
     #[serde(default)]
     pub standalone: bool,
+    /// The launch inspector's key for this launch's requests.
+    #[serde(default)]
+    pub trace_id: String,
     pub created_at: UnixTime,
     pub expires_at: UnixTime,
 }

@@ -9,6 +9,7 @@ pub mod client;
 mod client_cache;
 pub mod config;
 pub mod error;
+pub mod inspect;
 pub mod keys;
 pub mod launch;
 pub mod pkce;

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::client::Client;
 use crate::error::StoreError;
+use crate::inspect::LaunchEvent;
 use crate::keys::KeyMaterial;
 use crate::launch::{Launch, LaunchContext, LaunchOptions, SimulatedError};
 use crate::users::User;
@@ -62,6 +63,9 @@ pub struct PendingAuthorization {
     /// The launch's developer options.
     #[serde(default)]
     pub options: LaunchOptions,
+    /// The launch inspector's key, when the request belongs to a launch.
+    #[serde(default)]
+    pub trace: Option<String>,
 }
 
 /// What an authorization code stands for.  Bound to client, redirect_uri, PKCE challenge,
@@ -88,6 +92,8 @@ pub struct CodeGrant {
     /// A failure the developer launcher asked for at the token endpoint or the FHIR API.
     #[serde(default)]
     pub simulate_error: Option<SimulatedError>,
+    #[serde(default)]
+    pub trace: Option<String>,
 }
 
 /// The result of redeeming a code.
@@ -126,6 +132,8 @@ pub struct Grant {
     pub simulate_error: Option<SimulatedError>,
     /// The FHIR base the tokens are for: ours, or a developer-launcher simulation's.
     pub aud: String,
+    /// The launch inspector's key, when the grant came from a launch.
+    pub trace: Option<String>,
 }
 
 /// An app a user has approved, as the management page lists it.
@@ -173,6 +181,10 @@ pub trait AuthStore: Send + Sync + 'static {
     fn insert_launch(&self, launch: &Launch) -> impl Future<Output = StoreResult<()>> + Send;
     /// A launch by the hash of its id, with when it was used (expired ones too, to say why).
     fn launch(&self, id_hash: &str) -> impl Future<Output = StoreResult<Option<(Launch, Option<UnixTime>)>>> + Send;
+    /// Appends a request to a launch's inspector record.
+    fn record_event(&self, trace: &str, event: &LaunchEvent) -> impl Future<Output = StoreResult<()>> + Send;
+    /// A launch's inspector record, oldest first.
+    fn launch_events(&self, trace: &str) -> impl Future<Output = StoreResult<Vec<LaunchEvent>>> + Send;
     /// Marks a live launch used with one conditional update: of racing uses exactly one gets true.
     fn use_launch(&self, id_hash: &str, now: UnixTime) -> impl Future<Output = StoreResult<bool>> + Send;
 

@@ -18,3 +18,14 @@ ALTER TABLE grants ADD COLUMN context TEXT;
 ALTER TABLE grants ADD COLUMN simulate_error TEXT;
 -- The FHIR base the grant's tokens are for (NULL: the server's own).
 ALTER TABLE grants ADD COLUMN aud TEXT;
+-- The launch inspector's key of the launch the grant came from.
+ALTER TABLE grants ADD COLUMN trace TEXT;
+
+-- The launch inspector: each request an app made during a launch, in order (secrets masked).
+CREATE TABLE launch_events (
+    seq       INTEGER PRIMARY KEY,
+    trace_id  TEXT NOT NULL,
+    at        BIGINT NOT NULL,
+    event     TEXT NOT NULL
+);
+CREATE INDEX launch_events_trace ON launch_events (trace_id, seq);

@@ -3,6 +3,7 @@
 
 use smartlaunch_auth::client::{Client, ClientMetadata};
 use smartlaunch_auth::error::StoreError;
+use smartlaunch_auth::inspect::LaunchEvent;
 use smartlaunch_auth::keys::KeyMaterial;
 use smartlaunch_auth::launch::{Launch, SimulatedError};
 use smartlaunch_auth::store::{
@@ -35,6 +36,7 @@ type GrantRow = (
     Option<String>,
     Option<String>,
     Option<String>,
+    Option<String>,
 );
 
 fn client_from_row((client_id, metadata, secret_hash, created_at): ClientRow) -> StoreResult<Client> {
@@ -48,7 +50,7 @@ fn user_from_row((id, username, password_hash, fhir_user, display_name): UserRow
 
 const USER_COLUMNS: &str = "id, username, password_hash, fhir_user, display_name";
 const GRANT_COLUMNS: &str =
-    "id, client_id, user_id, fhir_user, scope, patient, encounter, session_id, refresh_expires_at, created_at, revoked_at, context, simulate_error, aud";
+    "id, client_id, user_id, fhir_user, scope, patient, encounter, session_id, refresh_expires_at, created_at, revoked_at, context, simulate_error, aud, trace";
 
 impl AuthStore for Db {
     async fn keys(&self) -> StoreResult<Option<KeyMaterial>> {
@@ -195,6 +197,26 @@ impl AuthStore for Db {
             .await
             .map_err(err)?;
         row.map(|(data, used_at)| Ok((serde_json::from_str(&data).map_err(err)?, used_at))).transpose()
+    }
+
+    async fn record_event(&self, trace: &str, event: &LaunchEvent) -> StoreResult<()> {
+        sqlx::query("INSERT INTO launch_events (trace_id, at, event) VALUES (?, ?, ?)")
+            .bind(trace)
+            .bind(event.at)
+            .bind(serde_json::to_string(event).map_err(err)?)
+            .execute(&self.write)
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn launch_events(&self, trace: &str) -> StoreResult<Vec<LaunchEvent>> {
+        let rows: Vec<(String,)> = sqlx::query_as("SELECT event FROM launch_events WHERE trace_id = ? ORDER BY seq")
+            .bind(trace)
+            .fetch_all(&self.read)
+            .await
+            .map_err(err)?;
+        rows.into_iter().map(|(json,)| serde_json::from_str(&json).map_err(err)).collect()
     }
 
     async fn use_launch(&self, id_hash: &str, now: UnixTime) -> StoreResult<bool> {
@@ -371,24 +393,27 @@ impl AuthStore for Db {
 
     async fn insert_grant(&self, g: &Grant, refresh: &RefreshToken) -> StoreResult<()> {
         let mut tx = self.write.begin().await.map_err(err)?;
-        sqlx::query(&format!("INSERT INTO grants ({GRANT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"))
-            .bind(&g.id)
-            .bind(&g.client_id)
-            .bind(&g.user_id)
-            .bind(&g.fhir_user)
-            .bind(&g.scope)
-            .bind(&g.patient)
-            .bind(&g.encounter)
-            .bind(&g.session_id)
-            .bind(g.refresh_expires_at)
-            .bind(g.created_at)
-            .bind(g.revoked_at)
-            .bind((!g.context.is_empty()).then(|| serde_json::to_string(&g.context)).transpose().map_err(err)?)
-            .bind(g.simulate_error.map(|e| e.name()))
-            .bind(&g.aud)
-            .execute(&mut *tx)
-            .await
-            .map_err(err)?;
+        sqlx::query(&format!(
+            "INSERT INTO grants ({GRANT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        ))
+        .bind(&g.id)
+        .bind(&g.client_id)
+        .bind(&g.user_id)
+        .bind(&g.fhir_user)
+        .bind(&g.scope)
+        .bind(&g.patient)
+        .bind(&g.encounter)
+        .bind(&g.session_id)
+        .bind(g.refresh_expires_at)
+        .bind(g.created_at)
+        .bind(g.revoked_at)
+        .bind((!g.context.is_empty()).then(|| serde_json::to_string(&g.context)).transpose().map_err(err)?)
+        .bind(g.simulate_error.map(|e| e.name()))
+        .bind(&g.aud)
+        .bind(&g.trace)
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?;
         insert_refresh(&mut tx, refresh).await?;
         tx.commit().await.map_err(err)
     }
@@ -415,6 +440,7 @@ impl AuthStore for Db {
                 context,
                 simulate_error,
                 aud,
+                trace,
             )| Grant {
                 id,
                 client_id,
@@ -431,6 +457,7 @@ impl AuthStore for Db {
                 context: context.and_then(|c| serde_json::from_str(&c).ok()).unwrap_or_default(),
                 simulate_error: simulate_error.as_deref().and_then(SimulatedError::from_name),
                 aud: aud.unwrap_or_default(),
+                trace,
             },
         ))
     }
@@ -572,6 +599,8 @@ impl AuthStore for Db {
             ("DELETE FROM pending_authorizations WHERE expires_at <= ?", now),
             // Launches are kept a day past expiry so a late use is told "expired", not "unknown".
             ("DELETE FROM launches WHERE expires_at <= ?", now - 24 * 3600),
+            // The inspector keeps a week of requests.
+            ("DELETE FROM launch_events WHERE at <= ?", now - 7 * 24 * 3600),
             ("DELETE FROM sessions WHERE expires_at <= ?", now),
             // Used codes are kept an hour past expiry so a replay can still revoke its grant.
             ("DELETE FROM authorization_codes WHERE expires_at <= ?", now - 3600),

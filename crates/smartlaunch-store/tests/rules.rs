@@ -31,6 +31,7 @@ fn code_grant(grant_id: &str) -> CodeGrant {
         auth_time: 0,
         context: Default::default(),
         simulate_error: None,
+        trace: None,
     }
 }
 
@@ -88,6 +89,7 @@ async fn refresh_rotation_is_atomic() {
         context: Default::default(),
         simulate_error: None,
         aud: "http://127.0.0.1/fhir".into(),
+        trace: None,
     };
     let first = RefreshToken {
         token_hash: "r0".into(),
@@ -169,6 +171,7 @@ async fn a_launch_is_used_once_even_when_used_concurrently() {
         context: Default::default(),
         options: Default::default(),
         standalone: false,
+        trace_id: "t".into(),
         created_at: 0,
         expires_at: 300,
     };

@@ -8,6 +8,7 @@ use url::Url;
 
 use crate::authorize::{self, needs_encounter, needs_patient, AuthorizationRequest};
 use crate::error::{AuthorizeError, OAuthError};
+use crate::inspect;
 use crate::launch::{Launch, SimulatedError};
 use crate::secrets::{hash_token, random_token, secrets_equal};
 use crate::store::{AuthStore, CodeGrant, PendingAuthorization, Session};
@@ -24,6 +25,17 @@ pub enum FlowStep {
         encounter_ids: Vec<String>,
     },
     Consent,
+}
+
+impl FlowStep {
+    pub fn page_name(&self) -> &'static str {
+        match self {
+            FlowStep::SignIn => "sign-in",
+            FlowStep::PickPatient => "patient picker",
+            FlowStep::PickEncounter { .. } => "encounter picker",
+            FlowStep::Consent => "consent",
+        }
+    }
 }
 
 /// Where an authorization stands after a request or a step.
@@ -43,11 +55,43 @@ pub struct SignedIn {
 
 impl<S: AuthStore> AuthService<S> {
     /// Starts an authorization (`GET`/`POST /auth/authorize`).  With a live session and a
-    /// remembered consent that needs no picker, it completes at once.
+    /// remembered consent that needs no picker, it completes at once.  A request made for a
+    /// launch is recorded for the launch inspector, mistakes and outcome included.
     pub async fn authorize(
         &self,
         request: AuthorizationRequest,
         session_cookie: Option<&str>,
+        now: UnixTime,
+    ) -> Result<Progress, AuthorizeError> {
+        let traced = self.trace_of_request(&request).await;
+        let mut event = traced.as_ref().map(|(_, expected_aud)| inspect::authorize_event(&request, expected_aud, now));
+        let trace = traced.map(|(trace, _)| trace);
+        let result = self.start_authorization(request, session_cookie, trace.clone(), now).await;
+        if let (Some(trace), Some(event)) = (trace, event.as_mut()) {
+            event.outcome = match &result {
+                Ok(Progress::Redirect(url)) if url.contains("error=") => {
+                    let q: Vec<(String, String)> =
+                        Url::parse(url).map(|u| u.query_pairs().into_owned().collect()).unwrap_or_default();
+                    let get = |k: &str| q.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str()).unwrap_or_default();
+                    format!("redirect to the app with error={}: {}", get("error"), get("error_description"))
+                }
+                Ok(Progress::Redirect(_)) => "redirect to the app with a code".into(),
+                Ok(Progress::Step { step, .. }) => format!("the {} page", step.page_name()),
+                Err(AuthorizeError::Redirect { error, .. }) => {
+                    format!("redirect to the app with error={}: {}", error.error, error.error_description)
+                }
+                Err(e) => format!("error page: {e}"),
+            };
+            self.record(&trace, event.clone()).await;
+        }
+        result
+    }
+
+    async fn start_authorization(
+        &self,
+        request: AuthorizationRequest,
+        session_cookie: Option<&str>,
+        trace: Option<String>,
         now: UnixTime,
     ) -> Result<Progress, AuthorizeError> {
         let client = match request.client_id.as_deref() {
@@ -122,6 +166,7 @@ impl<S: AuthStore> AuthService<S> {
             ehr_launch: launch.as_ref().is_some_and(|l| !l.standalone),
             context: Default::default(),
             options: Default::default(),
+            trace,
         };
         let vouched = launch.as_ref().is_some_and(|l| l.user_id.is_some());
         if let Some(launch) = launch {
@@ -530,6 +575,7 @@ impl<S: AuthStore> AuthService<S> {
             auth_time: pending.auth_time.unwrap_or(now),
             context: pending.context.clone(),
             simulate_error: pending.options.simulate_error,
+            trace: pending.trace.clone(),
         };
         let code = random_token(32);
         self.store.insert_code(&hash_token(&code), &grant, now + self.config.code_lifetime).await?;

@@ -1,7 +1,9 @@
 //! Creating EHR launches, and resolving the `launch` parameter of an authorization request
 //! (checklist items 19, 20, 26).
 
+use crate::authorize::AuthorizationRequest;
 use crate::error::LaunchError;
+use crate::inspect::LaunchEvent;
 use crate::launch::{launch_url, standalone_url, FhirContextItem, Launch, LaunchContext, LaunchOptions, LaunchRefused};
 use crate::secrets::{hash_token, random_token, secrets_equal};
 use crate::store::AuthStore;
@@ -36,6 +38,8 @@ pub struct IssuedLaunch {
     pub launch: String,
     pub fhir_base: String,
     pub launch_url: Option<String>,
+    /// The launch inspector's key (`/launcher/inspect/{trace_id}`).
+    pub trace_id: String,
     pub expires_at: UnixTime,
 }
 
@@ -96,6 +100,7 @@ impl<S: AuthStore> AuthService<S> {
             context: new.context,
             options: new.options,
             standalone: new.standalone,
+            trace_id: random_token(16),
             created_at: now,
             expires_at: now + if new.standalone { SIMULATION_LIFETIME } else { LAUNCH_LIFETIME },
         };
@@ -110,7 +115,7 @@ impl<S: AuthStore> AuthService<S> {
             return invalid("the app's launch URL is not a URL".into());
         }
         self.store.insert_launch(&launch).await?;
-        Ok(IssuedLaunch { launch: id, fhir_base, launch_url, expires_at: launch.expires_at })
+        Ok(IssuedLaunch { launch: id, fhir_base, launch_url, trace_id: launch.trace_id, expires_at: launch.expires_at })
     }
 
     /// Resolves the `launch` parameter of an authorization request and uses it up: it must be
@@ -169,5 +174,42 @@ impl<S: AuthStore> AuthService<S> {
             }
             _ => Err("the simulation is unknown or has expired (they last a day); create a new one in the launcher"),
         })
+    }
+
+    /// The inspector key and expected FHIR base of the launch an authorization request names
+    /// (by its `launch`, or by a simulation's base in `aud`), whatever else is wrong with it.
+    pub(super) async fn trace_of_request(&self, request: &AuthorizationRequest) -> Option<(String, String)> {
+        let aud = request.aud.as_deref().or(request.resource.as_deref()).unwrap_or_default();
+        let (id, expected_aud) = match (request.launch.as_deref(), self.config.simulation_of(aud)) {
+            (Some(launch), _) => (launch, self.config.fhir_base()),
+            (None, Some(sim)) => (sim, self.config.simulation_base(sim)),
+            (None, None) => return None,
+        };
+        if id.len() > 128 {
+            return None;
+        }
+        let (launch, _) = self.store.launch(&hash_token(id)).await.ok()??;
+        (!launch.trace_id.is_empty()).then_some((launch.trace_id, expected_aud))
+    }
+
+    /// The inspector key of a simulation, by its id (discovery requests at its base).
+    pub async fn trace_of_simulation(&self, id: &str) -> Option<String> {
+        let (launch, _) = self.store.launch(&hash_token(id)).await.ok()??;
+        (launch.standalone && !launch.trace_id.is_empty()).then_some(launch.trace_id)
+    }
+
+    /// Records a request for the launch inspector; a failure to record never fails the request.
+    pub async fn record(&self, trace: &str, event: LaunchEvent) {
+        if let Err(e) = self.store.record_event(trace, &event).await {
+            tracing::warn!("launch inspector: {e}");
+        }
+    }
+
+    /// A launch's recorded requests, oldest first.
+    pub async fn launch_events(&self, trace: &str) -> Result<Vec<LaunchEvent>, LaunchError> {
+        if trace.len() > 64 {
+            return Ok(Vec::new());
+        }
+        Ok(self.store.launch_events(trace).await?)
     }
 }

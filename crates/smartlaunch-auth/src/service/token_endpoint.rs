@@ -7,11 +7,12 @@ use smart_scopes::{Scope, ScopeSet};
 
 use crate::client::Client;
 use crate::error::TokenError;
+use crate::inspect::{mask, LaunchEvent, Step};
 use crate::keys::{AccessClaims, IdTokenClaims};
 use crate::launch::SimulatedError;
 use crate::pkce;
 use crate::secrets::{hash_token, random_token, secrets_equal};
-use crate::store::{AuthStore, CodeRedemption, Grant, RefreshToken};
+use crate::store::{AuthStore, CodeGrant, CodeRedemption, Grant, RefreshToken};
 use crate::token::{BasicCredentials, TokenRequest, TokenResponse};
 use crate::{AuthService, UnixTime};
 
@@ -129,6 +130,38 @@ impl<S: AuthStore> AuthService<S> {
                 ));
             }
         };
+        let trace = cg.trace.clone();
+        let result = self.issue_for_code(client, req, redirect_uri, cg, now).await;
+        if let Some(trace) = trace {
+            let mut details = vec![
+                ("grant_type".to_owned(), "authorization_code".to_owned()),
+                ("client_id".to_owned(), client.client_id.clone()),
+                ("code".to_owned(), mask(code)),
+                ("redirect_uri".to_owned(), redirect_uri.to_owned()),
+                (
+                    "code_verifier".to_owned(),
+                    req.code_verifier
+                        .as_deref()
+                        .map_or_else(|| "missing".to_owned(), |v| format!("sent ({} characters)", v.len())),
+                ),
+            ];
+            if let Ok(r) = &result {
+                details.push(("granted scope".to_owned(), r.scope.clone()));
+            }
+            self.record(&trace, token_event(Step::Token, details, &result, Vec::new(), now)).await;
+        }
+        result
+    }
+
+    /// The checks after a code was redeemed, and the tokens.
+    async fn issue_for_code(
+        &self,
+        client: &Client,
+        req: &TokenRequest,
+        redirect_uri: &str,
+        cg: CodeGrant,
+        now: UnixTime,
+    ) -> Result<TokenResponse, TokenError> {
         if cg.client_id != client.client_id {
             return Err(TokenError::InvalidGrant("the code was issued to another client".into()));
         }
@@ -176,6 +209,7 @@ impl<S: AuthStore> AuthService<S> {
             context: cg.context.clone(),
             simulate_error: cg.simulate_error,
             aud: cg.aud.clone(),
+            trace: cg.trace.clone(),
         };
         let refresh_token = refresh_expires_at.map(|_| random_token(32));
         if let Some(token) = &refresh_token {
@@ -220,6 +254,35 @@ impl<S: AuthStore> AuthService<S> {
         }
         let old_hash = hash_token(token);
         let record = self.store.refresh_token(&old_hash).await?.ok_or_else(unknown)?;
+        let trace = self.store.grant(&record.grant_id).await?.and_then(|g| g.trace);
+        let result = self.rotate(client, req, &old_hash, record, now).await;
+        if let Some(trace) = trace {
+            let mut details = vec![("refresh_token".to_owned(), mask(token))];
+            if let Some(scope) = &req.scope {
+                details.push(("scope".to_owned(), scope.clone()));
+            }
+            let reused = matches!(&result, Err(TokenError::InvalidGrant(m)) if m.contains("already used"));
+            let flags = if reused {
+                vec!["A used refresh token was sent again: keep only the newest one (each refresh rotates it)"
+                    .to_owned()]
+            } else {
+                Vec::new()
+            };
+            self.record(&trace, token_event(Step::Refresh, details, &result, flags, now)).await;
+        }
+        result
+    }
+
+    /// The checks on a found refresh token, and its rotation.
+    async fn rotate(
+        &self,
+        client: Option<Arc<Client>>,
+        req: &TokenRequest,
+        old_hash: &str,
+        record: RefreshToken,
+        now: UnixTime,
+    ) -> Result<TokenResponse, TokenError> {
+        let unknown = || TokenError::InvalidGrant("the refresh token is unknown, expired or revoked".into());
         let client = match client {
             Some(c) if c.client_id != record.client_id => {
                 return Err(TokenError::InvalidGrant("the refresh token was issued to another client".into()))
@@ -281,7 +344,7 @@ impl<S: AuthStore> AuthService<S> {
         };
         let new_token = random_token(32);
         let new_record = self.refresh_record(&new_token, &grant);
-        if !self.store.rotate_refresh(&old_hash, &new_record, now).await? {
+        if !self.store.rotate_refresh(old_hash, &new_record, now).await? {
             self.revoke_grant(&record.grant_id, now).await?;
             return Err(TokenError::InvalidGrant(
                 "the refresh token was already used; for safety this authorization is now revoked — sign in again"
@@ -323,6 +386,7 @@ impl<S: AuthStore> AuthService<S> {
             simulate_error: grant
                 .simulate_error
                 .filter(|e| matches!(e, SimulatedError::FhirInvalidToken | SimulatedError::FhirExpiredToken)),
+            trace: grant.trace.clone(),
         };
         TokenResponse {
             access_token: self.keys.sign_access_token(&claims),
@@ -336,4 +400,19 @@ impl<S: AuthStore> AuthService<S> {
             context: grant.context.clone(),
         }
     }
+}
+
+/// The inspector's record of a token-endpoint request.
+fn token_event(
+    step: Step,
+    details: Vec<(String, String)>,
+    result: &Result<TokenResponse, TokenError>,
+    flags: Vec<String>,
+    now: UnixTime,
+) -> LaunchEvent {
+    let outcome = match result {
+        Ok(_) => "200: tokens issued".to_owned(),
+        Err(e) => format!("{} {}: {}", e.status(), e.code(), e.description()),
+    };
+    LaunchEvent { at: now, step, request: "POST /auth/token".into(), details, outcome, flags }
 }

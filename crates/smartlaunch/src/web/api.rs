@@ -111,8 +111,13 @@ pub(crate) async fn create_launch(State(app): State<App>, headers: HeaderMap, bo
         Ok(issued) => (
             StatusCode::CREATED,
             [(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "no-store")],
-            json!({"launch": issued.launch, "launch_url": issued.launch_url, "expires_at": instant(issued.expires_at)})
-                .to_string(),
+            json!({
+                "launch": issued.launch,
+                "launch_url": issued.launch_url,
+                "expires_at": instant(issued.expires_at),
+                "inspect_url": format!("{}/launcher/inspect/{}", app.auth.config.public_url, issued.trace_id),
+            })
+            .to_string(),
         )
             .into_response(),
         Err(e) => launch_error(&e),

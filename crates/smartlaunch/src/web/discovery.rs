@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
 use crate::server::App;
+use crate::web::fhir::FhirBase;
 
 /// The capabilities this server implements today — each one is tested
 /// (`tests/http.rs`, "capabilities").
@@ -53,8 +54,11 @@ fn json_response(body: Value) -> Response {
 }
 
 /// `GET /fhir/.well-known/smart-configuration`: JSON whatever the Accept header says.
-pub(crate) async fn smart_configuration(State(app): State<App>) -> Response {
+pub(crate) async fn smart_configuration(State(app): State<App>, base: FhirBase) -> Response {
     let c = &app.auth.config;
+    if let Some(id) = c.simulation_of(&base.0) {
+        crate::web::inspector::record_discovery(&app, id).await;
+    }
     json_response(json!({
         "issuer": c.issuer(),
         "jwks_uri": c.jwks_uri(),

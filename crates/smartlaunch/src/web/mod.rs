@@ -10,6 +10,7 @@ mod fhir;
 mod flow;
 mod gallery;
 mod home;
+mod inspector;
 mod launcher;
 mod oauth;
 mod pages;
@@ -71,7 +72,9 @@ pub(crate) fn router(app: App) -> Router {
         .route("/fhir/{resource_type}/{id}/_history/{vid}", get(fhir::vread))
         .layer(RequestBodyLimitLayer::new(FHIR_BODY_LIMIT));
     let bundles = Router::new().route("/fhir", post(bundle::post)).layer(RequestBodyLimitLayer::new(BUNDLE_BODY_LIMIT));
-    let for_clients = oauth.merge(fhir_api).merge(bundles).layer(
+    let recorded =
+        fhir_api.merge(bundles).layer(axum::middleware::from_fn_with_state(app.clone(), inspector::record_fhir));
+    let for_clients = oauth.merge(recorded).layer(
         CorsLayer::new()
             .allow_origin(AllowOrigin::async_predicate(move |origin: HeaderValue, _| {
                 let state = state.clone();
@@ -111,7 +114,8 @@ pub(crate) fn router(app: App) -> Router {
         .route("/portal/launch", post(ehr::portal_launch))
         .route("/api/launches", post(api::create_launch))
         .route("/apps", get(gallery::show).post(gallery::register))
-        .route("/launcher", get(launcher::show).post(launcher::create));
+        .route("/launcher", get(launcher::show).post(launcher::create))
+        .route("/launcher/inspect/{trace}", get(inspector::show));
     public
         .merge(pages)
         .layer(RequestBodyLimitLayer::new(FORM_BODY_LIMIT))

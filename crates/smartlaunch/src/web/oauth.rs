@@ -34,11 +34,7 @@ fn json_no_store(status: StatusCode, body: &Value, extra: Option<(header::Header
 /// An RFC 6749 §5.2 error: 401 for `invalid_client` (with a `WWW-Authenticate` challenge when
 /// the client tried HTTP Basic), 500 for our own failures, 400 otherwise.
 fn token_error(e: &TokenError, used_basic: bool) -> Response {
-    let status = match e {
-        TokenError::InvalidClient(_) => StatusCode::UNAUTHORIZED,
-        TokenError::ServerError(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        _ => StatusCode::BAD_REQUEST,
-    };
+    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
     if status.is_server_error() {
         tracing::error!("token endpoint: {e}");
     }

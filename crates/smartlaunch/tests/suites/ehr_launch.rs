@@ -638,3 +638,63 @@ async fn a_standalone_simulation_is_the_same_server_behind_its_own_fhir_base() {
     assert!(query_of(&url)["error_description"].contains("unknown or has expired"));
     s.stop().await;
 }
+
+#[tokio::test]
+async fn the_inspector_shows_each_request_masks_secrets_and_flags_mistakes() {
+    let s = Server::start().await;
+    let client = ehr_app(&s, "Sloppy App").await;
+    let body =
+        json!({"client_id": client, "patient": "pat-001", "user": "clinician", "options": {"skip_consent": true}});
+    let created: Value = create_launch(&s, body, None).await.json().await.unwrap();
+    let launch = launch_of(&s, created["launch_url"].as_str().unwrap());
+    let inspect_url = created["inspect_url"].as_str().unwrap().to_owned();
+    assert!(inspect_url.starts_with(&format!("{}/launcher/inspect/", s.base)));
+    let scope = "launch openid patient/Patient.rs patient/Observation.rs offline_access";
+
+    // A first try without PKCE and with a short state: refused, and flagged.
+    let verifier = random(32);
+    let mut sloppy = s.authorize_params(&client, scope, &verifier);
+    sloppy.retain(|(k, _)| k != "code_challenge" && k != "code_challenge_method" && k != "state");
+    sloppy.push(("state".into(), "abc".into()));
+    sloppy.push(("launch".into(), launch.clone()));
+    let Landing::App(url) = Browser::new(&s).get(&s.authorize_url(&sloppy)).await else { panic!("redirect") };
+    assert_eq!(query_of(&url)["error"], "invalid_request");
+    // Then properly: a code, tokens, a FHIR read, a refresh token sent twice, an expired token.
+    let mut params = s.authorize_params(&client, scope, &verifier);
+    params.push(("launch".into(), launch));
+    let Landing::App(url) = Browser::new(&s).get(&s.authorize_url(&params)).await else { panic!("redirect") };
+    let code = query_of(&url)["code"].clone();
+    let token = redeem(&s, &client, &code, &verifier).await;
+    let access = token["access_token"].as_str().unwrap().to_owned();
+    let refresh = token["refresh_token"].as_str().unwrap().to_owned();
+    assert_eq!(s.read("Patient/pat-001", &access).await.status(), 200);
+    let form = [("grant_type", "refresh_token"), ("refresh_token", refresh.as_str()), ("client_id", client.as_str())];
+    assert_eq!(s.token(&form).await.status(), 200);
+    assert_eq!(s.token(&form).await.status(), 400, "reused");
+    s.clock.advance(3601);
+    assert_eq!(s.read("Patient/pat-001", &access).await.status(), 401);
+
+    let page = s.http.get(&inspect_url).send().await.unwrap().text().await.unwrap();
+    for expected in [
+        "No PKCE",
+        "state has ~12 bits",
+        "redirect to the app with error=invalid_request",
+        "redirect to the app with a code",
+        "200: tokens issued",
+        "GET Patient/pat-001",
+        "200 OK",
+        "A used refresh token was sent again",
+        "An expired access token was used",
+        "Scopes granted but never used",
+        "patient/Observation.rs",
+    ] {
+        assert!(page.contains(expected), "the inspector shows “{expected}”:\n{page}");
+    }
+    for secret in [code.as_str(), verifier.as_str(), access.as_str(), refresh.as_str()] {
+        assert!(!page.contains(secret), "secrets are masked");
+    }
+    assert!(!page.contains("<li><code>patient/Patient.rs</code>"), "a used scope is not flagged");
+    let empty = s.http.get(format!("{}/launcher/inspect/unknown", s.base)).send().await.unwrap().text().await.unwrap();
+    assert!(empty.contains("No requests yet"));
+    s.stop().await;
+}
