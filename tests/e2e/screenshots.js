@@ -76,9 +76,18 @@ const { startServer, startApp, register, launchBrowser } = require("./harness");
     await dev.screenshot({ path: path.join(out, "launcher.png"), fullPage: true });
     await dev.getByLabel("Provider standalone launch").check();
     await dev.getByLabel("App", { exact: true }).selectOption(ehrApp.client_id);
+    await dev.getByLabel("Patient (provider launches; empty for a standalone launch: the patient picker)").fill("pat-001");
     await dev.getByLabel("Skip sign-in").check();
     await dev.getByRole("button", { name: "Create the launch" }).click();
     await dev.screenshot({ path: path.join(out, "launcher-created.png"), fullPage: true });
+    // Run the app through the simulation, then look at the launch in the inspector.
+    const launchUrl = await dev.getByLabel("The launch URL to open").inputValue();
+    const inspectUrl = await dev.getByRole("link", { name: "Inspect this launch" }).getAttribute("href");
+    const run = await (await browser.newContext()).newPage();
+    await run.goto(launchUrl);
+    await run.waitForSelector("body[data-done]");
+    await dev.goto(server.base + inspectUrl);
+    await dev.screenshot({ path: path.join(out, "inspector.png"), fullPage: true });
     console.log("screenshots in " + out);
   } finally {
     await browser.close();
