@@ -26,7 +26,7 @@ async function launchWith(page, error) {
   await page.goto(server.base + "/launcher");
   await page.getByLabel("App", { exact: true }).selectOption(app.config.clientId);
   await page.getByLabel("User", { exact: true }).selectOption("clinician");
-  await page.getByLabel("Patient (provider launches; empty for a standalone launch: the patient picker)").fill("pat-001");
+  await page.getByLabel("Patient (provider launches; for a standalone launch: empty, or several separated by commas, for the patient picker)").fill("pat-001");
   await page.getByLabel("Skip consent").check();
   if (error) await page.getByLabel("Simulate an error").selectOption(error);
   await page.getByRole("button", { name: "Create the launch" }).click();
@@ -83,7 +83,7 @@ test("(d) a standalone launch from the launcher with skip sign-in and skip conse
   await page.getByLabel("Provider standalone launch").check();
   await page.getByLabel("App", { exact: true }).selectOption(app.config.clientId);
   await page.getByLabel("User", { exact: true }).selectOption("clinician");
-  await page.getByLabel("Patient (provider launches; empty for a standalone launch: the patient picker)").fill("pat-002");
+  await page.getByLabel("Patient (provider launches; for a standalone launch: empty, or several separated by commas, for the patient picker)").fill("pat-002");
   await page.getByLabel("Skip sign-in").check();
   await page.getByLabel("Skip consent").check();
   await page.getByRole("button", { name: "Create the launch" }).click();

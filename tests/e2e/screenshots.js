@@ -76,7 +76,7 @@ const { startServer, startApp, register, launchBrowser } = require("./harness");
     await dev.screenshot({ path: path.join(out, "launcher.png"), fullPage: true });
     await dev.getByLabel("Provider standalone launch").check();
     await dev.getByLabel("App", { exact: true }).selectOption(ehrApp.client_id);
-    await dev.getByLabel("Patient (provider launches; empty for a standalone launch: the patient picker)").fill("pat-001");
+    await dev.getByLabel("Patient (provider launches; for a standalone launch: empty, or several separated by commas, for the patient picker)").fill("pat-001");
     await dev.getByLabel("Skip sign-in").check();
     await dev.getByRole("button", { name: "Create the launch" }).click();
     await dev.screenshot({ path: path.join(out, "launcher-created.png"), fullPage: true });

@@ -171,6 +171,9 @@ pub struct Launch {
     /// The EHR session that launched (its `online_access` tokens end with it).
     pub session_id: Option<String>,
     pub patient: Option<String>,
+    /// Without a `patient`: the patients the picker offers (empty: any).
+    #[serde(default)]
+    pub patient_choices: Vec<String>,
     pub encounter: Option<String>,
     pub context: LaunchContext,
     #[serde(default)]

@@ -66,6 +66,9 @@ pub struct PendingAuthorization {
     /// The launch inspector's key, when the request belongs to a launch.
     #[serde(default)]
     pub trace: Option<String>,
+    /// The patients the picker offers (a developer-launcher launch); empty: any.
+    #[serde(default)]
+    pub patient_choices: Vec<String>,
 }
 
 /// What an authorization code stands for.  Bound to client, redirect_uri, PKCE challenge,

@@ -167,6 +167,7 @@ async fn a_launch_is_used_once_even_when_used_concurrently() {
         user_id: None,
         session_id: None,
         patient: Some("p".into()),
+        patient_choices: Vec::new(),
         encounter: None,
         context: Default::default(),
         options: Default::default(),

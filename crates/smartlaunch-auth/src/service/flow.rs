@@ -19,7 +19,10 @@ use crate::{AuthService, UnixTime};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FlowStep {
     SignIn,
-    PickPatient,
+    /// Choose a patient: among `choices` when the launch limited them, else any.
+    PickPatient {
+        choices: Vec<String>,
+    },
     /// The patient's encounters, newest first.
     PickEncounter {
         encounter_ids: Vec<String>,
@@ -31,7 +34,7 @@ impl FlowStep {
     pub fn page_name(&self) -> &'static str {
         match self {
             FlowStep::SignIn => "sign-in",
-            FlowStep::PickPatient => "patient picker",
+            FlowStep::PickPatient { .. } => "patient picker",
             FlowStep::PickEncounter { .. } => "encounter picker",
             FlowStep::Consent => "consent",
         }
@@ -167,6 +170,7 @@ impl<S: AuthStore> AuthService<S> {
             context: Default::default(),
             options: Default::default(),
             trace,
+            patient_choices: Vec::new(),
         };
         let vouched = launch.as_ref().is_some_and(|l| l.user_id.is_some());
         if let Some(launch) = launch {
@@ -177,6 +181,7 @@ impl<S: AuthStore> AuthService<S> {
             // The EHR session is the login; the launch's context needs no picker.
             pending.encounter_decided = launch.encounter.is_some();
             pending.patient = launch.patient;
+            pending.patient_choices = launch.patient_choices;
             pending.encounter = launch.encounter;
             pending.context = launch.context;
             if let Some(user) = launch.user_id {
@@ -281,11 +286,14 @@ impl<S: AuthStore> AuthService<S> {
     ) -> Result<(), AuthorizeError> {
         let mut pending = self.load_pending(pending_id, now).await?;
         check_csrf(&pending, csrf)?;
-        if !matches!(self.current_step(&pending).await?, Some(FlowStep::PickPatient)) {
+        let Some(FlowStep::PickPatient { choices }) = self.current_step(&pending).await? else {
             return Err(AuthorizeError::BadStep("A patient cannot be chosen at this point of the sign-in."));
-        }
+        };
         if patient_id.is_empty() || patient_id.len() > 64 || !self.store.patient_exists(patient_id).await? {
             return Err(AuthorizeError::BadStep("That patient does not exist."));
+        }
+        if !choices.is_empty() && !choices.iter().any(|c| c == patient_id) {
+            return Err(AuthorizeError::BadStep("That patient is not one this launch offers."));
         }
         pending.patient = Some(patient_id.to_owned());
         self.store.update_pending(&pending).await?;
@@ -465,7 +473,7 @@ impl<S: AuthStore> AuthService<S> {
         let user_id = &user.id;
         let scope = parse_scope(&pending.scope)?;
         if needs_patient(&scope) && pending.patient.is_none() && user.patient_id().is_none() {
-            return Ok(Some(FlowStep::PickPatient));
+            return Ok(Some(FlowStep::PickPatient { choices: pending.patient_choices.clone() }));
         }
         if needs_encounter(&scope) && !pending.encounter_decided {
             let patient = pending.patient.as_deref().or(user.patient_id()).unwrap_or_default();

@@ -24,6 +24,8 @@ pub struct NewLaunch {
     /// The EHR session that launches, when there is one.
     pub session_id: Option<String>,
     pub patient: Option<String>,
+    /// Without a `patient`: the patients the picker offers (empty: any).
+    pub patient_choices: Vec<String>,
     pub encounter: Option<String>,
     pub context: LaunchContext,
     pub options: LaunchOptions,
@@ -75,7 +77,7 @@ impl<S: AuthStore> AuthService<S> {
                 return invalid("the user does not exist".into());
             }
         }
-        if let Some(patient) = &new.patient {
+        for patient in new.patient.iter().chain(&new.patient_choices) {
             if !self.store.patient_exists(patient).await? {
                 return invalid(format!("Patient/{patient} does not exist"));
             }
@@ -96,6 +98,7 @@ impl<S: AuthStore> AuthService<S> {
             user_id: new.user_id,
             session_id: new.session_id,
             patient: new.patient,
+            patient_choices: new.patient_choices,
             encounter: new.encounter,
             context: new.context,
             options: new.options,

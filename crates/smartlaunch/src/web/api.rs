@@ -106,6 +106,7 @@ pub(crate) async fn create_launch(State(app): State<App>, headers: HeaderMap, bo
         },
         options: request.options,
         standalone: false,
+        patient_choices: Vec::new(),
     };
     match app.auth.create_launch(new, app.clock.now()).await {
         Ok(issued) => (

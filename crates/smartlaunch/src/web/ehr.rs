@@ -326,6 +326,7 @@ async fn launch(app: &App, headers: &HeaderMap, body: &[u8], desk: Desk) -> Resp
         },
         options: Default::default(),
         standalone: false,
+        patient_choices: Vec::new(),
     };
     match app.auth.create_launch(new, app.clock.now()).await {
         Ok(issued) => see_other(issued.launch_url.as_deref().unwrap_or(desk.path())),

@@ -253,10 +253,15 @@ async fn render_step(
     let (pending_id, csrf) = (pending.id.as_str(), pending.csrf.as_str());
     match step {
         FlowStep::SignIn => render(StatusCode::OK, &SignInPage { app_name, pending_id, csrf, failed }),
-        FlowStep::PickPatient => {
+        FlowStep::PickPatient { choices } => {
             let q = field(query, "q").unwrap_or_default().chars().take(100).collect::<String>();
             let page = field(query, "page").and_then(|p| p.parse::<i64>().ok()).unwrap_or(1).clamp(1, 100_000);
-            let (patients, total) = match app.db.search_patients(&q, (page - 1) * PAGE_SIZE, PAGE_SIZE).await {
+            let found = if choices.is_empty() {
+                app.db.search_patients(&q, (page - 1) * PAGE_SIZE, PAGE_SIZE).await
+            } else {
+                offered_patients(app, &choices, &q).await
+            };
+            let (patients, total) = match found {
                 Ok(found) => found,
                 Err(e) => return flow_error(AuthorizeError::Internal(e.to_string()), StatusCode::SEE_OTHER),
             };
@@ -340,4 +345,25 @@ async fn render_step(
             )
         }
     }
+}
+
+/// The patients a launch offers, filtered by the name search like the full list.
+async fn offered_patients(
+    app: &App,
+    choices: &[String],
+    q: &str,
+) -> Result<(Vec<Value>, i64), smartlaunch_fhir::store::StoreError> {
+    let mut patients = Vec::new();
+    for id in choices {
+        if let Some(stored) = app.db.read("Patient", id).await? {
+            if let Ok(p) = serde_json::from_str::<Value>(&stored.json) {
+                let name = crate::seed::display_name(&p).unwrap_or_default().to_lowercase();
+                if name.contains(&q.trim().to_lowercase()) {
+                    patients.push(p);
+                }
+            }
+        }
+    }
+    let total = patients.len() as i64;
+    Ok((patients, total))
 }

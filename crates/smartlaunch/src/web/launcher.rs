@@ -140,11 +140,17 @@ async fn new_launch(app: &App, form: &[(String, String)]) -> Result<NewLaunch, S
         .await
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("there is no user “{username}”"))?;
-    let patient = match (portal, user.patient_id()) {
-        (true, Some(own)) => Some(own.to_owned()),
-        (true, None) => return Err("a patient launch needs a patient user (fhirUser Patient/…)".into()),
-        (false, Some(_)) => return Err("a provider launch needs a practitioner user".into()),
-        (false, None) => text("patient"),
+    // Several patients (provider standalone): the picker offers only those.
+    let patients: Vec<String> =
+        text("patient").unwrap_or_default().split([',', ' ']).filter(|p| !p.is_empty()).map(str::to_owned).collect();
+    let (patient, patient_choices) = match (portal, user.patient_id(), patients.as_slice()) {
+        (true, Some(own), _) => (Some(own.to_owned()), Vec::new()),
+        (true, None, _) => return Err("a patient launch needs a patient user (fhirUser Patient/…)".into()),
+        (false, Some(_), _) => return Err("a provider launch needs a practitioner user".into()),
+        (false, None, [one]) => (Some(one.clone()), Vec::new()),
+        (false, None, []) => (None, Vec::new()),
+        (false, None, _) if standalone => (None, patients.clone()),
+        (false, None, _) => return Err("an EHR launch has one patient in context".into()),
     };
     let encounter = match (text("encounter").as_deref(), &patient) {
         (None | Some("none"), _) => None,
@@ -190,6 +196,7 @@ async fn new_launch(app: &App, form: &[(String, String)]) -> Result<NewLaunch, S
         },
         options: LaunchOptions { skip_consent: field(form, "skip_consent") == Some("on"), simulate_error },
         standalone,
+        patient_choices,
     })
 }
 

@@ -698,3 +698,37 @@ async fn the_inspector_shows_each_request_masks_secrets_and_flags_mistakes() {
     assert!(empty.contains("No requests yet"));
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_simulation_with_several_patients_offers_only_those_in_the_picker() {
+    let s = Server::start().await;
+    let client = ehr_app(&s, "Picker App").await;
+    let mut b = Browser::new(&s);
+    b.get(&format!("{}/launcher", s.base)).await;
+    let form = vec![
+        ("csrf", b.csrf()),
+        ("launch_type", "provider-standalone".to_string()),
+        ("client_id", client.clone()),
+        ("user", "clinician".to_string()),
+        ("patient", "pat-002, pat-004".to_string()),
+        ("skip_sign_in", "on".to_string()),
+        ("skip_consent", "on".to_string()),
+    ];
+    post_form(&mut b, "/launcher", form).await;
+    let sim = attr_after(&b.page, "id=\"fhir_base\" value=\"").unwrap_or_else(|| panic!("{}", b.page));
+    let verifier = random(32);
+    let mut params = s.authorize_params(&client, "launch/patient openid patient/*.rs", &verifier);
+    params.retain(|(k, _)| k != "aud");
+    params.push(("aud".into(), sim));
+    let mut browser = Browser::new(&s);
+    browser.get(&s.authorize_url(&params)).await;
+    assert!(browser.is_patient_picker(), "{}", browser.page);
+    assert!(browser.page.contains("name=\"patient\" value=\"pat-002\"") && browser.page.contains("value=\"pat-004\""));
+    assert!(!browser.page.contains("value=\"pat-001\""), "only the launch's patients");
+    browser.pick_patient("pat-003").await;
+    assert!(browser.page.contains("not one this launch offers"), "{}", browser.page);
+    browser.get(&s.authorize_url(&params)).await;
+    let Landing::App(url) = browser.pick_patient("pat-004").await else { panic!("{}", browser.page) };
+    assert_eq!(token_for(&s, &client, &query_of(&url), &verifier).await["patient"], "pat-004");
+    s.stop().await;
+}
