@@ -219,9 +219,7 @@ pub(crate) async fn ehr_home(State(app): State<App>, headers: HeaderMap, RawQuer
 async fn launchable_apps(app: &App, desk: Desk) -> Vec<AppRow> {
     let clients = app.db.clients().await.unwrap_or_default();
     let patient_facing = |c: &Client| {
-        c.allowed_scopes().is_none_or(|s| {
-            s.has_level(Level::Patient) || s.contains(&Scope::LaunchPatient) || s.contains(&Scope::Launch)
-        })
+        c.allowed_scopes().is_none_or(|s| s.has_level(Level::Patient) || s.contains(&Scope::LaunchPatient))
     };
     let mut apps: Vec<AppRow> = clients
         .iter()

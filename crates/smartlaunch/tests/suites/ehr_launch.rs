@@ -307,6 +307,11 @@ async fn ehr_and_portal_launch_apps_with_their_context_and_online_access_ends_wi
         (Some("pat-001"), Some(false))
     );
     let refresh = refreshed["refresh_token"].as_str().unwrap().to_owned();
+    // In a new window the app shows its own patient banner.
+    let window = [("csrf", csrf.as_str()), ("client_id", &client), ("patient", "pat-001"), ("window", "1")];
+    let launch = launch_of(&s, &launch_from(&s, &ehr, "/ehr/launch", &window).await);
+    let (q, verifier) = authorize_with_launch(&s, &mut ehr, &client, &launch, EHR_SCOPE).await;
+    assert_eq!(token_for(&s, &client, &q, &verifier).await["need_patient_banner"], true);
     // A form with a forged CSRF token launches nothing.
     let forged = [("csrf", "forged"), ("client_id", client.as_str()), ("patient", "pat-001")];
     let r = s
@@ -327,9 +332,15 @@ async fn ehr_and_portal_launch_apps_with_their_context_and_online_access_ends_wi
     assert!(r.text().await.unwrap().contains("online_access ended"));
 
     // The portal: the patient's own chart, launching with their own context.
+    let clinician_only = s
+        .register(json!({"client_name": "Clinician Only", "redirect_uris": [s.redirect_uri()], "initiate_login_uri": LAUNCH_URI,
+                         "token_endpoint_auth_method": "none", "scope": "launch openid user/*.rs"}))
+        .await;
+    assert!(clinician_only["client_id"].is_string());
     let mut portal = Browser::new(&s);
     desk_sign_in(&s, &mut portal, "/portal", "patient").await;
     assert!(portal.page.contains("Launch Chart App"), "{}", portal.page);
+    assert!(!portal.page.contains("Launch Clinician Only"), "the portal shows patient-facing apps only");
     let csrf = attr_after(&portal.page, "name=\"csrf\" value=\"").unwrap();
     let launch_url =
         launch_from(&s, &portal, "/portal/launch", &[("csrf", &csrf), ("client_id", &client), ("patient", "pat-002")])
