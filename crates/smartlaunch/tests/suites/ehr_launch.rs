@@ -583,20 +583,7 @@ async fn a_standalone_simulation_is_the_same_server_behind_its_own_fhir_base() {
     let s = Server::start().await;
     let client = ehr_app(&s, "Standalone App").await;
     let other = ehr_app(&s, "Other App").await;
-    let mut b = Browser::new(&s);
-    b.get(&format!("{}/launcher", s.base)).await;
-    let form = vec![
-        ("csrf", b.csrf()),
-        ("launch_type", "provider-standalone".to_string()),
-        ("client_id", client.clone()),
-        ("user", "clinician".to_string()),
-        ("patient", "pat-003".to_string()),
-        ("encounter", "none".to_string()),
-        ("skip_sign_in", "on".to_string()),
-        ("skip_consent", "on".to_string()),
-    ];
-    post_form(&mut b, "/launcher", form).await;
-    let sim = attr_after(&b.page, "id=\"fhir_base\" value=\"").unwrap_or_else(|| panic!("{}", b.page));
+    let (sim, b) = simulation(&s, &client, "pat-003").await;
     assert!(sim.starts_with(&format!("{}/sim/", s.base)) && sim.ends_with("/fhir"), "{sim}");
     let launch_url = attr_after(&b.page, "id=\"launch_url\" value=\"").unwrap();
     assert_eq!(query_of(&launch_url)["iss"], sim, "a standalone launch URL carries only iss");
@@ -714,19 +701,7 @@ async fn the_inspector_shows_each_request_masks_secrets_and_flags_mistakes() {
 async fn a_simulation_with_several_patients_offers_only_those_in_the_picker() {
     let s = Server::start().await;
     let client = ehr_app(&s, "Picker App").await;
-    let mut b = Browser::new(&s);
-    b.get(&format!("{}/launcher", s.base)).await;
-    let form = vec![
-        ("csrf", b.csrf()),
-        ("launch_type", "provider-standalone".to_string()),
-        ("client_id", client.clone()),
-        ("user", "clinician".to_string()),
-        ("patient", "pat-002, pat-004".to_string()),
-        ("skip_sign_in", "on".to_string()),
-        ("skip_consent", "on".to_string()),
-    ];
-    post_form(&mut b, "/launcher", form).await;
-    let sim = attr_after(&b.page, "id=\"fhir_base\" value=\"").unwrap_or_else(|| panic!("{}", b.page));
+    let (sim, _) = simulation(&s, &client, "pat-002, pat-004").await;
     let verifier = random(32);
     let mut params = s.authorize_params(&client, "launch/patient openid patient/*.rs", &verifier);
     params.retain(|(k, _)| k != "aud");
@@ -742,4 +717,24 @@ async fn a_simulation_with_several_patients_offers_only_those_in_the_picker() {
     let Landing::App(url) = browser.pick_patient("pat-004").await else { panic!("{}", browser.page) };
     assert_eq!(token_for(&s, &client, &query_of(&url), &verifier).await["patient"], "pat-004");
     s.stop().await;
+}
+
+/// A provider standalone simulation from the launcher (skip sign-in, skip consent) for
+/// `patients`: its FHIR base, and the browser left on the launcher's result page.
+async fn simulation<'a>(s: &'a Server, client: &str, patients: &str) -> (String, Browser<'a>) {
+    let mut b = Browser::new(s);
+    b.get(&format!("{}/launcher", s.base)).await;
+    let form = vec![
+        ("csrf", b.csrf()),
+        ("launch_type", "provider-standalone".to_string()),
+        ("client_id", client.to_owned()),
+        ("user", "clinician".to_string()),
+        ("patient", patients.to_string()),
+        ("encounter", "none".to_string()),
+        ("skip_sign_in", "on".to_string()),
+        ("skip_consent", "on".to_string()),
+    ];
+    post_form(&mut b, "/launcher", form).await;
+    let sim = attr_after(&b.page, "id=\"fhir_base\" value=\"").unwrap_or_else(|| panic!("{}", b.page));
+    (sim, b)
 }
