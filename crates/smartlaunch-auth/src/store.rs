@@ -182,6 +182,8 @@ pub trait AuthStore: Send + Sync + 'static {
     fn user_by_fhir_user(&self, fhir_user: &str) -> impl Future<Output = StoreResult<Option<User>>> + Send;
 
     fn insert_launch(&self, launch: &Launch) -> impl Future<Output = StoreResult<()>> + Send;
+    /// The newest launches, newest first (the launcher's list).
+    fn recent_launches(&self, limit: i64) -> impl Future<Output = StoreResult<Vec<Launch>>> + Send;
     /// A launch by the hash of its id, with when it was used (expired ones too, to say why).
     fn launch(&self, id_hash: &str) -> impl Future<Output = StoreResult<Option<(Launch, Option<UnixTime>)>>> + Send;
     /// Appends a request to a launch's inspector record.

@@ -7,10 +7,12 @@ CREATE TABLE launches (
     id_hash     TEXT PRIMARY KEY,
     client_id   TEXT NOT NULL,
     data        TEXT NOT NULL,
+    created_at  BIGINT NOT NULL,
     expires_at  BIGINT NOT NULL,
     used_at     BIGINT
 );
 CREATE INDEX launches_expires_at ON launches (expires_at);
+CREATE INDEX launches_created_at ON launches (created_at);
 
 -- fhirContext, intent, tenant, need_patient_banner, smart_style_url as JSON (NULL: none).
 ALTER TABLE grants ADD COLUMN context TEXT;

@@ -179,15 +179,25 @@ impl AuthStore for Db {
     }
 
     async fn insert_launch(&self, launch: &Launch) -> StoreResult<()> {
-        sqlx::query("INSERT INTO launches (id_hash, client_id, data, expires_at) VALUES (?, ?, ?, ?)")
+        sqlx::query("INSERT INTO launches (id_hash, client_id, data, created_at, expires_at) VALUES (?, ?, ?, ?, ?)")
             .bind(&launch.id_hash)
             .bind(&launch.client_id)
             .bind(serde_json::to_string(launch).map_err(err)?)
+            .bind(launch.created_at)
             .bind(launch.expires_at)
             .execute(&self.write)
             .await
             .map_err(err)?;
         Ok(())
+    }
+
+    async fn recent_launches(&self, limit: i64) -> StoreResult<Vec<Launch>> {
+        let rows: Vec<(String,)> = sqlx::query_as("SELECT data FROM launches ORDER BY created_at DESC LIMIT ?")
+            .bind(limit)
+            .fetch_all(&self.read)
+            .await
+            .map_err(err)?;
+        rows.into_iter().map(|(data,)| serde_json::from_str(&data).map_err(err)).collect()
     }
 
     async fn launch(&self, id_hash: &str) -> StoreResult<Option<(Launch, Option<UnixTime>)>> {

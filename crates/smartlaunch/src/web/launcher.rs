@@ -27,6 +27,18 @@ struct Choice {
     label: String,
 }
 
+/// A recent launch, with its inspector link.
+struct Recent {
+    time: String,
+    kind: &'static str,
+    app: String,
+    patient: String,
+    trace_id: String,
+}
+
+/// Launches listed on the launcher page.
+const RECENT: i64 = 20;
+
 #[derive(Template)]
 #[template(path = "launcher.html")]
 struct LauncherPage {
@@ -38,6 +50,8 @@ struct LauncherPage {
     token_required: bool,
     problem: Option<String>,
     issued: Option<IssuedLaunch>,
+    /// Recent launches (all of them, from every EHR and tool): listed only on an open sandbox.
+    recent: Vec<Recent>,
 }
 
 async fn page(app: &App, problem: Option<String>, issued: Option<IssuedLaunch>) -> Response {
@@ -63,6 +77,7 @@ async fn page(app: &App, problem: Option<String>, issued: Option<IssuedLaunch>) 
         .collect();
     let patients = app.db.search_patients("", 0, 50).await.map(|(p, _)| p).unwrap_or_default();
     let status = if problem.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+    let recent = if app.auth.config.admin_token.is_some() { Vec::new() } else { recent_launches(app).await };
     let (csrf, cookie) = signin::form_token("/launcher");
     let body = LauncherPage {
         csrf,
@@ -76,6 +91,7 @@ async fn page(app: &App, problem: Option<String>, issued: Option<IssuedLaunch>) 
         token_required: app.auth.config.admin_token.is_some(),
         problem,
         issued,
+        recent,
     };
     signin::with_form_cookie(render(status, &body), cookie)
 }
@@ -213,4 +229,25 @@ async fn throwaway_client(app: &App, launch_uri: String, redirect_uri: String) -
     let registered = app.auth.add_client(request, app.clock.now()).await.map_err(|e| e.description().to_owned())?;
     reload_client_origins(app).await;
     Ok(registered.client.client_id)
+}
+
+async fn recent_launches(app: &App) -> Vec<Recent> {
+    let mut recent = Vec::new();
+    for launch in app.db.recent_launches(RECENT).await.unwrap_or_default() {
+        let name = match app.auth.client(&launch.client_id, app.clock.now()).await {
+            Ok(Some(c)) => c.metadata.client_name.clone(),
+            _ => launch.client_id.clone(),
+        };
+        recent.push(Recent {
+            time: crate::server::instant(launch.created_at).replace('T', " ").trim_end_matches('Z').to_owned(),
+            kind: if launch.standalone { "standalone (simulation)" } else { "EHR launch" },
+            app: name,
+            patient: launch
+                .patient
+                .or_else(|| (!launch.patient_choices.is_empty()).then(|| launch.patient_choices.join(", ")))
+                .unwrap_or_else(|| "picker".into()),
+            trace_id: launch.trace_id,
+        });
+    }
+    recent
 }

@@ -250,6 +250,8 @@ async fn the_launch_api_wants_the_admin_token_when_one_is_set() {
     assert!(r.headers()[WWW_AUTHENTICATE].to_str().unwrap().starts_with("Bearer"));
     assert_eq!(create_launch(&s, body.clone(), Some("wrong")).await.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(create_launch(&s, body, Some("admin-secret")).await.status(), StatusCode::CREATED);
+    let launcher = s.http.get(format!("{}/launcher", s.base)).send().await.unwrap().text().await.unwrap();
+    assert!(!launcher.contains("Recent launches"), "with an admin token, launches are not listed to anyone");
     s.stop().await;
 }
 
@@ -349,6 +351,12 @@ async fn ehr_and_portal_launch_apps_with_their_context_and_online_access_ends_wi
     let token = token_for(&s, &client, &q, &verifier).await;
     assert_eq!(token["patient"], "pat-001", "the portal launches with the patient's own record, whatever is posted");
     assert_eq!(jwt_claims(token["id_token"].as_str().unwrap())["fhirUser"], format!("{}/Patient/pat-001", s.fhir));
+    // The EHR's launches are listed on the launcher, each with its inspector.
+    let launcher = s.http.get(format!("{}/launcher", s.base)).send().await.unwrap().text().await.unwrap();
+    assert!(launcher.contains("Recent launches") && launcher.contains("<td>Chart App</td>"));
+    let inspect = launcher.split("href=\"/launcher/inspect/").nth(1).unwrap().split('"').next().unwrap();
+    let page = s.http.get(format!("{}/launcher/inspect/{inspect}", s.base)).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("GET /auth/authorize") && page.contains("200: tokens issued"), "{page}");
     // Each desk is for its own kind of user.
     portal.get(&format!("{}/ehr", s.base)).await;
     assert!(portal.page.contains("This is not your desk"));
