@@ -254,8 +254,10 @@ impl<S: AuthStore> AuthService<S> {
         }
         let old_hash = hash_token(token);
         let record = self.store.refresh_token(&old_hash).await?.ok_or_else(unknown)?;
-        let trace = self.store.grant(&record.grant_id).await?.and_then(|g| g.trace);
-        let result = self.rotate(client, req, &old_hash, record, now).await;
+        // The grant is read once, here: its trace is needed to record even a refused refresh.
+        let grant = self.store.grant(&record.grant_id).await?;
+        let trace = grant.as_ref().and_then(|g| g.trace.clone());
+        let result = self.rotate(client, req, &old_hash, record, grant, now).await;
         if let Some(trace) = trace {
             let mut details = vec![("refresh_token".to_owned(), mask(token))];
             if let Some(scope) = &req.scope {
@@ -280,6 +282,7 @@ impl<S: AuthStore> AuthService<S> {
         req: &TokenRequest,
         old_hash: &str,
         record: RefreshToken,
+        grant: Option<Grant>,
         now: UnixTime,
     ) -> Result<TokenResponse, TokenError> {
         let unknown = || TokenError::InvalidGrant("the refresh token is unknown, expired or revoked".into());
@@ -313,7 +316,7 @@ impl<S: AuthStore> AuthService<S> {
         if record.expires_at <= now {
             return Err(TokenError::InvalidGrant("the refresh token has expired; sign in again".into()));
         }
-        let grant = self.store.grant(&record.grant_id).await?.ok_or_else(unknown)?;
+        let grant = grant.ok_or_else(unknown)?;
         if grant.revoked_at.is_some() {
             return Err(unknown());
         }
