@@ -52,9 +52,27 @@ struct LauncherPage {
     issued: Option<IssuedLaunch>,
     /// Recent launches (all of them, from every EHR and tool): listed only on an open sandbox.
     recent: Vec<Recent>,
+    /// What the form was last posted with (never the admin token), to fill it again.
+    filled: Vec<(String, String)>,
 }
 
-async fn page(app: &App, problem: Option<String>, issued: Option<IssuedLaunch>) -> Response {
+impl LauncherPage {
+    /// The posted value of a field ("" if none).
+    fn value(&self, name: &str) -> &str {
+        field(&self.filled, name).unwrap_or_default()
+    }
+
+    /// Whether a radio, checkbox or option was chosen; `by_default` on a fresh form.
+    fn chosen(&self, name: &str, value: &str, by_default: bool) -> bool {
+        if self.filled.is_empty() {
+            by_default
+        } else {
+            field(&self.filled, name) == Some(value)
+        }
+    }
+}
+
+async fn page(app: &App, problem: Option<String>, issued: Option<IssuedLaunch>, form: &[(String, String)]) -> Response {
     let mut apps: Vec<Choice> = app
         .db
         .clients()
@@ -92,13 +110,14 @@ async fn page(app: &App, problem: Option<String>, issued: Option<IssuedLaunch>) 
         problem,
         issued,
         recent,
+        filled: form.iter().filter(|(k, _)| k != "csrf" && k != "admin_token").cloned().collect(),
     };
     signin::with_form_cookie(render(status, &body), cookie)
 }
 
 /// `GET /launcher`.
 pub(crate) async fn show(State(app): State<App>) -> Response {
-    page(&app, None, None).await
+    page(&app, None, None, &[]).await
 }
 
 /// `POST /launcher`: creates the launch and shows its URL.
@@ -114,11 +133,11 @@ pub(crate) async fn create(State(app): State<App>, headers: HeaderMap, body: Byt
     }
     let admin = field(&form, "admin_token").filter(|t| !t.is_empty()).or(bearer(&headers));
     if let Err(e) = app.auth.check_admin_token(admin) {
-        return page(&app, Some(e.to_string()), None).await;
+        return page(&app, Some(e.to_string()), None, &form).await;
     }
     match new_launch(&app, &form).await {
         Ok(new) => match app.auth.create_launch(new, app.clock.now()).await {
-            Ok(issued) => page(&app, None, Some(issued)).await,
+            Ok(issued) => page(&app, None, Some(issued), &form).await,
             Err(LaunchError::Internal(e)) => {
                 tracing::error!("launcher: {e}");
                 error_page(
@@ -127,9 +146,9 @@ pub(crate) async fn create(State(app): State<App>, headers: HeaderMap, body: Byt
                     "The launch could not be created.",
                 )
             }
-            Err(e) => page(&app, Some(e.to_string()), None).await,
+            Err(e) => page(&app, Some(e.to_string()), None, &form).await,
         },
-        Err(problem) => page(&app, Some(problem), None).await,
+        Err(problem) => page(&app, Some(problem), None, &form).await,
     }
 }
 

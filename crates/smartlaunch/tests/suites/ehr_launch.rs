@@ -550,6 +550,18 @@ async fn the_developer_launcher_creates_launches_with_options() {
     ];
     post_form(&mut b, "/launcher", form.clone()).await;
     let launch_url = attr_after(&b.page, "id=\"launch_url\" value=\"").unwrap_or_else(|| panic!("{}", b.page));
+    // The form keeps its choices, to tweak and launch again.
+    for kept in [
+        "name=\"patient\" value=\"pat-002\"",
+        "name=\"encounter\" value=\"latest\" checked",
+        "name=\"skip_consent\" checked",
+        "name=\"intent\" value=\"review\"",
+        "PlanDefinition/pd-1</textarea>",
+    ] {
+        assert!(b.page.contains(kept), "{kept}");
+    }
+    assert!(b.page.contains(&format!("<option value=\"{client}\" selected>")));
+    assert!(!b.page.contains("name=\"skip_sign_in\" checked") && !b.page.contains("value=\"none\" checked"));
     let verifier = random(32);
     let mut params = s.authorize_params(&client, EHR_SCOPE, &verifier);
     params.push(("launch".into(), launch_of(&s, &launch_url)));
