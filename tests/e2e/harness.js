@@ -87,6 +87,13 @@ async function launchBrowser() {
   });
 }
 
+/** Signs in on a sign-in form (the demo accounts' password is their username). */
+async function signIn(page, username) {
+  await page.getByLabel("Username").fill(username);
+  await page.getByLabel("Password").fill(username);
+  await page.getByRole("button", { name: "Sign in" }).click();
+}
+
 /** Waits for the app (a page, or the frame it runs in) to finish and returns its JSON output. */
 async function appResult(page) {
   await page.waitForSelector("body[data-done]", { timeout: 30000 });
@@ -102,4 +109,4 @@ async function appOutcome(page) {
   return { done: await page.getAttribute("body", "data-done"), text: await page.textContent("#out") };
 }
 
-module.exports = { startServer, startApp, register, launchBrowser, appResult, appOutcome };
+module.exports = { startServer, startApp, register, launchBrowser, appResult, appOutcome, signIn };

@@ -3,7 +3,7 @@
 "use strict";
 const { test, before, after } = require("node:test");
 const assert = require("node:assert/strict");
-const { startServer, startApp, register, launchBrowser, appResult } = require("./harness");
+const { startServer, startApp, register, launchBrowser, appResult, signIn } = require("./harness");
 
 let server, app, browser;
 const SCOPE = "launch/patient openid fhirUser offline_access patient/*.rs";
@@ -19,12 +19,6 @@ after(async () => {
   await app?.stop();
   await server?.stop();
 });
-
-async function signIn(page, username) {
-  await page.getByLabel("Username").fill(username);
-  await page.getByLabel("Password").fill(username);
-  await page.getByRole("button", { name: "Sign in" }).click();
-}
 
 test("(a) patient standalone launch, then (c) refresh and read again", async () => {
   const reg = await register(server, app);

@@ -91,8 +91,11 @@ impl AuthConfig {
     pub fn simulation_of<'a>(&self, aud: &'a str) -> Option<&'a str> {
         let aud = aud.strip_suffix('/').unwrap_or(aud);
         let id = aud.strip_prefix(self.public_url.as_str())?.strip_prefix("/sim/")?.strip_suffix("/fhir")?;
-        let valid =
-            !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        valid.then_some(id)
+        is_simulation_id(id).then_some(id)
     }
+}
+
+/// Whether `id` can name a simulation: 1–64 characters of base64url (what the server issues).
+pub fn is_simulation_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }

@@ -134,13 +134,7 @@ pub(crate) fn authenticate(
     resource_type: &str,
     id: Option<&str>,
 ) -> Result<Caller, Response> {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, t)| t.trim())
-        .ok_or_else(|| unauthorized(&BearerError::Missing))?;
+    let token = crate::web::bearer(headers).ok_or_else(|| unauthorized(&BearerError::Missing))?;
     let claims = app.auth.verify_bearer_for(token, &base.0, app.clock.now()).map_err(|e| unauthorized(&e))?;
     let scopes = ScopeSet::parse(&claims.scope)
         .map_err(|_| outcome(StatusCode::UNAUTHORIZED, "login", "the access token carries malformed scopes"))?;

@@ -139,7 +139,7 @@ pub(crate) fn route_simulations(
         let Some(tail) = tail.strip_prefix("fhir").filter(|t| t.is_empty() || t.starts_with('/')) else {
             return request;
         };
-        if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        if !smartlaunch_auth::config::is_simulation_id(id) {
             return request;
         }
         let base = format!("{public_url}/sim/{id}/fhir");
