@@ -20,6 +20,10 @@ pub struct AuthConfig {
     pub registration_token: Option<String>,
     /// When set, the launch API requires `Authorization: Bearer <this>`.
     pub admin_token: Option<String>,
+    /// The open-sandbox powers (the launch API and launcher without a token, skip sign-in and
+    /// skip consent, ad-hoc launcher apps, the recent-launches list) are on without the admin
+    /// token.  On by default only on loopback (ARCHITECTURE.md "Security design").
+    pub open_sandbox: bool,
 }
 
 impl AuthConfig {
@@ -33,6 +37,16 @@ impl AuthConfig {
             pending_lifetime: 30 * 60,
             registration_token: None,
             admin_token: None,
+            open_sandbox: false,
+        }
+    }
+
+    /// Which way the open-sandbox powers are guarded (for the start-up banner and the pages).
+    pub fn sandbox_mode(&self) -> SandboxMode {
+        match (&self.admin_token, self.open_sandbox) {
+            (Some(_), _) => SandboxMode::AdminToken,
+            (None, true) => SandboxMode::Open,
+            (None, false) => SandboxMode::Closed,
         }
     }
 
@@ -92,6 +106,30 @@ impl AuthConfig {
         let aud = aud.strip_suffix('/').unwrap_or(aud);
         let id = aud.strip_prefix(self.public_url.as_str())?.strip_prefix("/sim/")?.strip_suffix("/fhir")?;
         is_simulation_id(id).then_some(id)
+    }
+}
+
+/// How the open-sandbox powers are guarded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SandboxMode {
+    /// Anyone who reaches the server may use them (loopback, or `--open-sandbox`).
+    Open,
+    /// Only callers that present the admin token.
+    AdminToken,
+    /// Off: not loopback, no `--open-sandbox`, no `--admin-token`.
+    Closed,
+}
+
+impl SandboxMode {
+    /// One line for the start-up banner.
+    pub fn describe(self) -> &'static str {
+        match self {
+            SandboxMode::Open => "open sandbox: the launch API, launcher, skip sign-in and skip consent need no token",
+            SandboxMode::AdminToken => "the launch API, launcher, skip sign-in and skip consent need the admin token",
+            SandboxMode::Closed => {
+                "closed: the launch API and launcher are off (not on loopback; use --admin-token or --open-sandbox)"
+            }
+        }
     }
 }
 

@@ -27,6 +27,16 @@ pub enum AuthorizeError {
     /// A browser step was posted that is not the current one, or with a bad CSRF token.
     #[error("{0}")]
     BadStep(&'static str),
+    /// The request was started in another browser (its flow cookie is missing or different):
+    /// an id is a reference, never a capability.
+    #[error("this sign-in was started in another browser; start again from the app")]
+    OtherBrowser,
+    /// A launch named its user, and someone else signed in.
+    #[error("this launch is for another user: sign in as {0}")]
+    WrongUser(String),
+    /// Too many failed sign-ins for this account or from this address: wait and try again.
+    #[error("too many failed sign-ins; try again in {retry_after} seconds")]
+    Throttled { retry_after: i64 },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -129,6 +139,9 @@ pub enum LaunchError {
     /// The admin token is missing or wrong.
     #[error("{0}")]
     Unauthorized(String),
+    /// An open-sandbox power on a server that is not an open sandbox (and has no admin token).
+    #[error("{0}")]
+    Forbidden(String),
     #[error("server error: {0}")]
     Internal(String),
 }

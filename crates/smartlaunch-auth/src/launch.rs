@@ -155,6 +155,10 @@ pub struct LaunchOptions {
     /// Approve the requested scopes without showing the consent page.
     #[serde(default)]
     pub skip_consent: bool,
+    /// The launch vouches for its user: no sign-in, in any browser.  Only an authorized
+    /// caller (the admin token, or an open sandbox) may ask for it.
+    #[serde(default)]
+    pub skip_sign_in: bool,
     /// A failure to make happen at the step it names.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub simulate_error: Option<SimulatedError>,

@@ -17,6 +17,7 @@ pub mod revocation;
 pub mod secrets;
 pub mod service;
 pub mod store;
+pub mod throttle;
 pub mod token;
 pub mod users;
 

@@ -69,6 +69,13 @@ pub struct PendingAuthorization {
     /// The patients the picker offers (a developer-launcher launch); empty: any.
     #[serde(default)]
     pub patient_choices: Vec<String>,
+    /// The hash of the flow cookie of the browser that started the request: every step must
+    /// come from that browser (ARCHITECTURE.md "Security design").
+    #[serde(default)]
+    pub browser: String,
+    /// A launch that names its user: only that user may sign in.
+    #[serde(default)]
+    pub required_user: Option<String>,
 }
 
 /// What an authorization code stands for.  Bound to client, redirect_uri, PKCE challenge,

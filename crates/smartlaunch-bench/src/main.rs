@@ -118,36 +118,32 @@ impl Bench {
         format!("{}/auth/authorize?{query}", self.args.base)
     }
 
-    /// Signs a worker in and approves the consent once; returns its session cookie.
+    /// Signs a worker in and approves the consent once; returns its session cookie.  The
+    /// flow's steps carry the flow cookie that authorize set, as a browser would.
     async fn sign_in(&self) -> anyhow::Result<String> {
         let verifier = random(32);
         let r = self.http.get(self.authorize_url(CONSENT_SCOPE, &verifier)).send().await?;
         let flow =
             format!("{}{}", self.args.base, r.headers().get(LOCATION).context("authorize did not redirect")?.to_str()?);
-        let page = self.http.get(&flow).send().await?.text().await?;
+        let flow_cookie = set_cookie(&r, "smartlaunch_flow=").context("authorize set no flow cookie")?;
+        let page = self.http.get(&flow).header(COOKIE, &flow_cookie).send().await?.text().await?;
         let csrf = between(&page, "name=\"csrf\" value=\"", '"').context("no sign-in form")?.to_owned();
         let r = self
             .http
             .post(format!("{flow}/signin"))
+            .header(COOKIE, &flow_cookie)
             .form(&[("csrf", csrf.as_str()), ("username", &self.args.user), ("password", &self.args.user)])
             .send()
             .await?;
-        let cookie = r
-            .headers()
-            .get_all(SET_COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .find(|v| v.starts_with("smartlaunch_session="))
-            .and_then(|v| v.split(';').next())
-            .context("sign-in failed")?
-            .to_owned();
-        let page = self.http.get(&flow).header(COOKIE, &cookie).send().await?.text().await?;
+        let cookie = set_cookie(&r, "smartlaunch_session=").context("sign-in failed")?;
+        let both = format!("{cookie}; {flow_cookie}");
+        let page = self.http.get(&flow).header(COOKIE, &both).send().await?.text().await?;
         let mut form = vec![("csrf".to_owned(), csrf), ("decision".to_owned(), "allow".to_owned())];
         for scope in CONSENT_SCOPE.split(' ') {
             form.push(("scope".into(), scope.into()));
         }
         if page.contains("value=\"allow\"") {
-            self.http.post(format!("{flow}/consent")).header(COOKIE, &cookie).form(&form).send().await?;
+            self.http.post(format!("{flow}/consent")).header(COOKIE, &both).form(&form).send().await?;
         }
         Ok(cookie)
     }
@@ -252,6 +248,17 @@ async fn run(bench: Arc<Bench>, scenario: Scenario, cookies: &[String]) -> anyho
         }
     }
     Ok((all, started.elapsed()))
+}
+
+/// The `name=value` of a cookie a response sets.
+fn set_cookie(r: &reqwest::Response, prefix: &str) -> Option<String> {
+    r.headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(prefix))
+        .and_then(|v| v.split(';').next())
+        .map(str::to_owned)
 }
 
 pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {

@@ -10,3 +10,4 @@ mod web;
 
 pub use clock::{Clock, SystemClock};
 pub use server::{start, Running, Settings};
+pub use web::limits::RateLimits;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
-use smartlaunch::{start, Settings, SystemClock};
+use smartlaunch::{start, RateLimits, Settings, SystemClock};
 use smartlaunch_auth::client::RegistrationRequest;
 use smartlaunch_auth::config::AuthConfig;
 use smartlaunch_auth::store::AuthStore;
@@ -66,10 +66,21 @@ struct ServeArgs {
     /// registration.  Without it, registration is open (sandbox).
     #[arg(long, value_name = "TOKEN", env = "SMARTLAUNCH_REGISTRATION_TOKEN")]
     registration_token: Option<String>,
-    /// Require this bearer token for the launch API (POST /api/launches).  Without it, the
-    /// API is open (sandbox).
+    /// Require this bearer token for the open-sandbox powers: the launch API (POST
+    /// /api/launches), the launcher, skip sign-in and skip consent.  Without it they are open
+    /// on loopback and off on any other address (unless --open-sandbox).
     #[arg(long, value_name = "TOKEN", env = "SMARTLAUNCH_ADMIN_TOKEN")]
     admin_token: Option<String>,
+    /// Open the sandbox powers to everyone who reaches the server even when it listens beyond
+    /// loopback (a shared developer sandbox; never in front of real patient data).
+    #[arg(long, env = "SMARTLAUNCH_OPEN_SANDBOX")]
+    open_sandbox: bool,
+    /// Token requests per second per client address (burst: twice that); 0 turns the limit off.
+    #[arg(long, value_name = "N", default_value_t = RateLimits::default().token_per_second)]
+    token_rate_limit: u32,
+    /// Registrations per minute per client address; 0 turns the limit off.
+    #[arg(long, value_name = "N", default_value_t = RateLimits::default().registrations_per_minute)]
+    registration_rate_limit: u32,
 }
 
 #[derive(Subcommand)]
@@ -194,10 +205,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         public_url: args.public_url,
         registration_token: args.registration_token,
         admin_token: args.admin_token,
+        open_sandbox: args.open_sandbox,
+        rate_limits: RateLimits {
+            token_per_second: args.token_rate_limit,
+            registrations_per_minute: args.registration_rate_limit,
+        },
     };
     let running = start(settings, Arc::new(SystemClock::default())).await?;
     let base = &running.public_url;
     println!("smartlaunch is running on {} (listening on {})", base, running.addr);
+    println!("  Sandbox powers       {}", running.sandbox_mode.describe());
     println!();
     println!("  FHIR base URL        {}", running.fhir_base());
     println!("  SMART discovery      {}/.well-known/smart-configuration", running.fhir_base());

@@ -26,6 +26,11 @@ pub struct Settings {
     pub registration_token: Option<String>,
     /// When set, the launch API (`POST /api/launches`) requires this bearer token.
     pub admin_token: Option<String>,
+    /// Open the sandbox powers beyond loopback (`--open-sandbox`); on loopback they are open
+    /// without it (unless an admin token is set).
+    pub open_sandbox: bool,
+    /// Per-address rate limits on the token and registration endpoints.
+    pub rate_limits: crate::web::limits::RateLimits,
 }
 
 /// Everything a request handler needs.
@@ -37,6 +42,7 @@ pub(crate) struct AppState {
     /// FHIR API (spec digest §1.1 "CORS").
     pub client_origins: RwLock<HashSet<String>>,
     pub secure_cookies: bool,
+    pub rate_limits: crate::web::limits::RateLimits,
     /// When this server started (FHIR instant): the Brands Bundle's timestamp.
     pub started_at: String,
 }
@@ -47,6 +53,8 @@ pub(crate) type App = Arc<AppState>;
 pub struct Running {
     pub addr: SocketAddr,
     pub public_url: String,
+    /// How the open-sandbox powers are guarded (the start-up banner says it).
+    pub sandbox_mode: smartlaunch_auth::config::SandboxMode,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
 }
@@ -83,6 +91,8 @@ pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<
     let mut config = AuthConfig::new(&public_url);
     config.registration_token = settings.registration_token.clone();
     config.admin_token = settings.admin_token.clone();
+    config.open_sandbox = settings.open_sandbox || addr.ip().is_loopback();
+    let sandbox_mode = config.sandbox_mode();
     let auth = AuthService::open(db.clone(), config, clock.now()).await?;
     let started_at = instant(clock.now());
     let state = Arc::new(AppState {
@@ -91,6 +101,7 @@ pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<
         clock,
         client_origins: RwLock::new(HashSet::new()),
         secure_cookies: public_url.starts_with("https://"),
+        rate_limits: settings.rate_limits,
         started_at,
     });
     crate::web::reload_client_origins(&state).await;
@@ -100,7 +111,8 @@ pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<
     let service = tower::ServiceExt::map_request(router, crate::web::route_simulations(public_url.clone()));
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        let make_service = axum::ServiceExt::<axum::extract::Request>::into_make_service(service);
+        let make_service =
+            axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<SocketAddr>(service);
         let serve = axum::serve(listener, make_service).with_graceful_shutdown(async {
             let _ = rx.await;
         });
@@ -108,7 +120,7 @@ pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<
             tracing::error!("server stopped: {e}");
         }
     });
-    Ok(Running { addr, public_url, shutdown: Some(tx), task })
+    Ok(Running { addr, public_url, sandbox_mode, shutdown: Some(tx), task })
 }
 
 /// Deletes expired records every minute.

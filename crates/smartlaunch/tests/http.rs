@@ -309,6 +309,7 @@ async fn authorize_by_post_works_like_get() {
     assert_eq!(r.status(), 303);
     let flow = r.headers()[LOCATION].to_str().unwrap().to_owned();
     let mut b = Browser::new(&s);
+    b.take_cookie(&r);
     b.get(&format!("{}{flow}", s.base)).await;
     assert!(b.is_sign_in());
     b.sign_in("patient", "patient").await;
@@ -413,28 +414,20 @@ async fn provider_launch_picks_patient_and_encounter() {
     assert!(b.page.contains("Okafor") && b.page.contains("of 1"));
     // A nonexistent patient is refused.
     let csrf = b.csrf();
-    let r = s
-        .http
-        .post(format!("{}/auth/flow/{id}/patient", s.base))
-        .form(&[("csrf", csrf.as_str()), ("patient", "pat-999")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 400);
+    assert_eq!(
+        b.post_status(&format!("/auth/flow/{id}/patient"), &[("csrf", &csrf), ("patient", "pat-999")]).await,
+        400
+    );
     b.pick_patient("pat-004").await;
     assert!(b.is_encounter_picker());
     let first = b.page.find("enc-004-1").unwrap();
     assert!(first < b.page.find("enc-004-2").unwrap(), "newest first");
     // An encounter of another patient is refused.
     let csrf = b.csrf();
-    let r = s
-        .http
-        .post(format!("{}/auth/flow/{id}/encounter", s.base))
-        .form(&[("csrf", csrf.as_str()), ("encounter", "enc-001-1")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 400);
+    assert_eq!(
+        b.post_status(&format!("/auth/flow/{id}/encounter"), &[("csrf", &csrf), ("encounter", "enc-001-1")]).await,
+        400
+    );
     b.pick_encounter("enc-004-2").await;
     assert!(b.is_consent());
     assert!(b.page.contains("Samuel Okafor") || b.page.contains("Okafor"));
@@ -531,9 +524,11 @@ async fn steps_cannot_be_skipped_or_forged() {
     let verifier = random(32);
     b.get(&s.authorize_url(&s.authorize_params(&client, PATIENT_SCOPE, &verifier))).await;
     let (id, csrf) = (b.flow_id(), b.csrf());
+    // Every step carries the flow cookie of the browser that started the request.
+    let flow_cookie = format!("smartlaunch_flow={}", b.other_cookies["smartlaunch_flow"]);
     let post = |path: String, form: Vec<(&'static str, String)>| {
-        let http = s.http.clone();
-        async move { http.post(path).form(&form).send().await.unwrap().status() }
+        let (http, cookie) = (s.http.clone(), flow_cookie.clone());
+        async move { http.post(path).header("cookie", cookie).form(&form).send().await.unwrap().status() }
     };
     // Consent and pickers before sign-in, a wrong CSRF token, an unknown request: all refused.
     assert_eq!(
@@ -622,13 +617,16 @@ async fn session_cookie_is_httponly_lax_and_sign_out_ends_it() {
     let params = s.authorize_params(&client, PATIENT_SCOPE, &random(32));
     let r = s.http.get(s.authorize_url(&params)).send().await.unwrap();
     let flow = format!("{}{}", s.base, r.headers()[LOCATION].to_str().unwrap());
-    let page = s.http.get(&flow).send().await.unwrap().text().await.unwrap();
+    let flow_cookie = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let page = s.http.get(&flow).header("cookie", &flow_cookie).send().await.unwrap().text().await.unwrap();
     let mut b = Browser::new(&s);
+    b.take_cookie(&r);
     b.page = page;
     let (id, csrf) = (b.flow_id(), b.csrf());
     let r = s
         .http
         .post(format!("{}/auth/flow/{id}/signin", s.base))
+        .header("cookie", &flow_cookie)
         .form(&[("csrf", csrf.as_str()), ("username", "patient"), ("password", "patient")])
         .send()
         .await
@@ -1246,6 +1244,8 @@ async fn a_restart_keeps_clients_users_grants_and_keys() {
         public_url: Some("http://127.0.0.1:1".into()),
         registration_token: None,
         admin_token: None,
+        open_sandbox: false,
+        rate_limits: Default::default(),
     };
     let first = smartlaunch::start(settings.clone(), clock.clone()).await.unwrap();
     let http = reqwest::Client::new();
@@ -1329,6 +1329,8 @@ async fn cli_manages_clients_and_users_in_the_data_directory() {
         public_url: None,
         registration_token: None,
         admin_token: None,
+        open_sandbox: false,
+        rate_limits: Default::default(),
     };
     let running = smartlaunch::start(settings, clock).await.unwrap();
     let base = running.public_url.clone();
@@ -1349,10 +1351,12 @@ async fn cli_manages_clients_and_users_in_the_data_directory() {
         .await
         .unwrap();
     let flow = format!("{base}{}", r.headers()[LOCATION].to_str().unwrap());
-    let page = http.get(&flow).send().await.unwrap().text().await.unwrap();
+    let flow_cookie = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let page = http.get(&flow).header("cookie", &flow_cookie).send().await.unwrap().text().await.unwrap();
     let csrf = page.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
     let r = http
         .post(format!("{flow}/signin"))
+        .header("cookie", &flow_cookie)
         .form(&[("csrf", csrf.as_str()), ("username", "drwho"), ("password", "tardis")])
         .send()
         .await

@@ -12,7 +12,7 @@ use crate::inspect;
 use crate::launch::{Launch, SimulatedError};
 use crate::secrets::{hash_token, random_token, secrets_equal};
 use crate::store::{AuthStore, CodeGrant, PendingAuthorization, Session};
-use crate::users::{verify_password, User};
+use crate::users::User;
 use crate::{AuthService, UnixTime};
 
 /// The page the browser must show next.
@@ -45,7 +45,9 @@ impl FlowStep {
 #[derive(Debug, Clone)]
 pub enum Progress {
     /// A step needs the user: show it for this pending request (and its signed-in user).
-    Step { step: FlowStep, pending: Box<PendingAuthorization>, user: Option<Box<User>> },
+    /// `flow_key` is set when the request was just created: the browser must keep it as the
+    /// flow cookie, and every later step must present it.
+    Step { step: FlowStep, pending: Box<PendingAuthorization>, user: Option<Box<User>>, flow_key: Option<String> },
     /// Done: send the browser to the app (a `code`, or an error such as `access_denied`).
     Redirect(String),
 }
@@ -102,14 +104,17 @@ impl<S: AuthStore> AuthService<S> {
             None => None,
         };
         let v = authorize::validate(&request, client.as_deref(), &self.config)?;
+        // The session this browser already had when it started the request: the only one that
+        // may join it without a sign-in inside the flow.
+        let mut browser = match session_cookie.filter(|c| c.len() <= 64) {
+            Some(c) => self.store.session_user(&hash_token(c), now).await?,
+            None => None,
+        };
         let launch = match &v.launch {
             None => None,
             Some(launch_id) => {
-                let browser_user = match session_cookie.filter(|c| c.len() <= 64) {
-                    Some(c) => self.store.session_user(&hash_token(c), now).await?.map(|(_, u)| u.id),
-                    None => None,
-                };
-                match self.take_launch(launch_id, &v.client_id, browser_user.as_deref(), now).await {
+                let browser_user = browser.as_ref().map(|(_, u)| u.id.as_str());
+                match self.take_launch(launch_id, &v.client_id, browser_user, now).await {
                     Ok(Ok(launch)) => Some(launch),
                     Ok(Err(refused)) => {
                         return Ok(Progress::Redirect(error_redirect(
@@ -147,6 +152,7 @@ impl<S: AuthStore> AuthService<S> {
                 }
             }
         };
+        let flow_key = random_token(32);
         let mut pending = PendingAuthorization {
             id: random_token(32),
             client_id: v.client_id,
@@ -171,8 +177,12 @@ impl<S: AuthStore> AuthService<S> {
             options: Default::default(),
             trace,
             patient_choices: Vec::new(),
+            browser: hash_token(&flow_key),
+            required_user: None,
         };
-        let vouched = launch.as_ref().is_some_and(|l| l.user_id.is_some());
+        let fresh_login = pending.prompt.as_deref() == Some("login");
+        let mut signed_in = None;
+        let mut launch_user = None;
         if let Some(launch) = launch {
             if let Some(refused) = simulated_authorize_error(&launch, &pending) {
                 return refused;
@@ -184,18 +194,34 @@ impl<S: AuthStore> AuthService<S> {
             pending.patient_choices = launch.patient_choices;
             pending.encounter = launch.encounter;
             pending.context = launch.context;
+            // A launch that names its user completes only for that user: in a browser that
+            // holds their session, after they sign in inside the flow, or — when an authorized
+            // caller asked for it — with no sign-in at all.
             if let Some(user) = launch.user_id {
-                pending.user_id = Some(user);
-                pending.session_id = launch.session_id;
-                pending.auth_time = Some(launch.created_at);
+                match browser.take() {
+                    Some((session, u)) if u.id == user && !fresh_login => {
+                        join_session(&mut pending, &session);
+                        signed_in = Some(u);
+                    }
+                    _ if launch.options.skip_sign_in => {
+                        pending.user_id = Some(user.clone());
+                        pending.auth_time = Some(launch.created_at);
+                    }
+                    _ => pending.required_user = Some(user.clone()),
+                }
+                launch_user = Some(user);
             }
         }
-        let signed_in = match pending.prompt.as_deref() {
-            _ if vouched => None,
-            Some("login") => None,
-            _ => self.adopt_session(&mut pending, session_cookie, now).await?,
-        };
-        let progress = self.advance(pending, false, signed_in, now).await?;
+        if launch_user.is_none() && !fresh_login {
+            if let Some((session, u)) = browser {
+                join_session(&mut pending, &session);
+                signed_in = Some(u);
+            }
+        }
+        let mut progress = self.advance(pending, false, signed_in, now).await?;
+        if let Progress::Step { flow_key: key, .. } = &mut progress {
+            *key = Some(flow_key);
+        }
         match (&progress, request.prompt.as_deref()) {
             (Progress::Step { step, pending, .. }, Some("none")) => {
                 self.store.delete_pending(&pending.id).await?;
@@ -215,39 +241,39 @@ impl<S: AuthStore> AuthService<S> {
         }
     }
 
-    /// Shows where a pending request stands (`GET /auth/flow/{id}`).
+    /// Shows where a pending request stands (`GET /auth/flow/{id}`), to the browser that
+    /// started it.  A session never joins a request here: only at its start or by a sign-in
+    /// inside it.
     pub async fn resume(
         &self,
         pending_id: &str,
-        session_cookie: Option<&str>,
+        flow_key: Option<&str>,
         now: UnixTime,
     ) -> Result<Progress, AuthorizeError> {
-        let mut pending = self.load_pending(pending_id, now).await?;
-        let mut signed_in = None;
-        if pending.user_id.is_none() && pending.prompt.as_deref() != Some("login") {
-            signed_in = self.adopt_session(&mut pending, session_cookie, now).await?;
-            if signed_in.is_some() {
-                self.store.update_pending(&pending).await?;
-            }
-        }
-        self.advance(pending, true, signed_in, now).await
+        let pending = self.load_pending(pending_id, flow_key, now).await?;
+        self.advance(pending, true, None, now).await
     }
 
     /// The sign-in step.  Wrong credentials → [`AuthorizeError::SignInFailed`].
     pub async fn sign_in(
         &self,
         pending_id: &str,
+        flow_key: Option<&str>,
         csrf: &str,
-        username: &str,
-        password: &str,
+        credentials: Credentials<'_>,
         now: UnixTime,
     ) -> Result<SignedIn, AuthorizeError> {
-        let mut pending = self.load_pending(pending_id, now).await?;
+        let mut pending = self.load_pending(pending_id, flow_key, now).await?;
         check_csrf(&pending, csrf)?;
         if pending.user_id.is_some() {
             return Err(AuthorizeError::BadStep("You are already signed in for this request."));
         }
-        let (signed_in, session, user) = self.open_session(username, password, now).await?;
+        let user = self.check_password(credentials, now).await?;
+        if let Some(required) = pending.required_user.as_deref().filter(|r| *r != user.id) {
+            let name = self.store.user(required).await?.map_or_else(|| required.to_owned(), |u| u.username);
+            return Err(AuthorizeError::WrongUser(name));
+        }
+        let (signed_in, session) = self.start_session(&user, now).await?;
         pending.user_id = Some(user.id);
         pending.session_id = Some(session.id_hash);
         pending.auth_time = Some(now);
@@ -256,14 +282,19 @@ impl<S: AuthStore> AuthService<S> {
     }
 
     /// Checks a password and opens a signed-in session (also used outside an authorization,
-    /// by the management page).
+    /// by the management page, the EHR and the portal).
     pub async fn open_session(
         &self,
-        username: &str,
-        password: &str,
+        credentials: Credentials<'_>,
         now: UnixTime,
     ) -> Result<(SignedIn, Session, User), AuthorizeError> {
-        let user = self.check_password(username, password).await?;
+        let user = self.check_password(credentials, now).await?;
+        let (signed_in, session) = self.start_session(&user, now).await?;
+        Ok((signed_in, session, user))
+    }
+
+    /// Opens a session for a user whose password was checked.
+    async fn start_session(&self, user: &User, now: UnixTime) -> Result<(SignedIn, Session), AuthorizeError> {
         let cookie = random_token(32);
         let session = Session {
             id_hash: hash_token(&cookie),
@@ -273,18 +304,19 @@ impl<S: AuthStore> AuthService<S> {
             expires_at: now + self.config.session_lifetime,
         };
         self.store.insert_session(&session).await?;
-        Ok((SignedIn { session_cookie: cookie }, session, user))
+        Ok((SignedIn { session_cookie: cookie }, session))
     }
 
     /// The patient-picker step: only a real patient, only while the step is due.
     pub async fn choose_patient(
         &self,
         pending_id: &str,
+        flow_key: Option<&str>,
         csrf: &str,
         patient_id: &str,
         now: UnixTime,
     ) -> Result<(), AuthorizeError> {
-        let mut pending = self.load_pending(pending_id, now).await?;
+        let mut pending = self.load_pending(pending_id, flow_key, now).await?;
         check_csrf(&pending, csrf)?;
         let Some(FlowStep::PickPatient { choices }) = self.current_step(&pending).await? else {
             return Err(AuthorizeError::BadStep("A patient cannot be chosen at this point of the sign-in."));
@@ -304,11 +336,12 @@ impl<S: AuthStore> AuthService<S> {
     pub async fn choose_encounter(
         &self,
         pending_id: &str,
+        flow_key: Option<&str>,
         csrf: &str,
         encounter_id: &str,
         now: UnixTime,
     ) -> Result<(), AuthorizeError> {
-        let mut pending = self.load_pending(pending_id, now).await?;
+        let mut pending = self.load_pending(pending_id, flow_key, now).await?;
         check_csrf(&pending, csrf)?;
         match self.current_step(&pending).await? {
             Some(FlowStep::PickEncounter { encounter_ids }) if encounter_ids.iter().any(|e| e == encounter_id) => {}
@@ -328,12 +361,13 @@ impl<S: AuthStore> AuthService<S> {
     pub async fn consent(
         &self,
         pending_id: &str,
+        flow_key: Option<&str>,
         csrf: &str,
         allow: bool,
         approved: &[String],
         now: UnixTime,
     ) -> Result<Progress, AuthorizeError> {
-        let mut pending = self.load_pending(pending_id, now).await?;
+        let mut pending = self.load_pending(pending_id, flow_key, now).await?;
         check_csrf(&pending, csrf)?;
         if !matches!(self.current_step(&pending).await?, Some(FlowStep::Consent)) {
             return Err(AuthorizeError::BadStep("There is nothing to approve at this point of the sign-in."));
@@ -365,11 +399,12 @@ impl<S: AuthStore> AuthService<S> {
     pub async fn sign_out_of_flow(
         &self,
         pending_id: &str,
+        flow_key: Option<&str>,
         csrf: &str,
         session_cookie: Option<&str>,
         now: UnixTime,
     ) -> Result<(), AuthorizeError> {
-        let mut pending = self.load_pending(pending_id, now).await?;
+        let mut pending = self.load_pending(pending_id, flow_key, now).await?;
         check_csrf(&pending, csrf)?;
         if let Some(cookie) = session_cookie {
             self.store.delete_session(&hash_token(cookie)).await?;
@@ -409,47 +444,50 @@ impl<S: AuthStore> AuthService<S> {
         Ok(self.store.session_user(&hash_token(session_cookie), now).await?)
     }
 
-    /// Checks a username and password (argon2id off the async runtime).
-    pub async fn check_password(&self, username: &str, password: &str) -> Result<User, AuthorizeError> {
+    /// Checks a username and password: refused at once while the account or the address is
+    /// throttled (growing delays after repeated failures, never a permanent lockout), else
+    /// argon2id on the bounded hashing pool.
+    pub async fn check_password(&self, credentials: Credentials<'_>, now: UnixTime) -> Result<User, AuthorizeError> {
+        let Credentials { username, password, client_addr } = credentials;
         if username.len() > 256 || password.len() > 1024 {
             return Err(AuthorizeError::SignInFailed);
         }
+        let keys = throttle_keys(username, client_addr);
+        if let Err(retry_after) = self.sign_ins.check(&keys, now) {
+            return Err(AuthorizeError::Throttled { retry_after });
+        }
         let user = self.store.user_by_username(username).await?;
         let hash = user.as_ref().map(|u| u.password_hash.clone());
-        let password = password.to_owned();
-        let ok = tokio::task::spawn_blocking(move || verify_password(hash.as_deref(), &password))
-            .await
-            .map_err(|e| AuthorizeError::Internal(e.to_string()))?;
+        let ok = self.hashing.verify(hash, password.to_owned()).await.map_err(AuthorizeError::Internal)?;
         match user {
-            Some(u) if ok => Ok(u),
-            _ => Err(AuthorizeError::SignInFailed),
+            Some(u) if ok => {
+                self.sign_ins.succeeded(&keys[0]);
+                Ok(u)
+            }
+            _ => {
+                self.sign_ins.failed(&keys, now);
+                Err(AuthorizeError::SignInFailed)
+            }
         }
     }
 
-    async fn load_pending(&self, pending_id: &str, now: UnixTime) -> Result<PendingAuthorization, AuthorizeError> {
+    /// Loads a pending request for the browser that started it (its flow cookie).
+    async fn load_pending(
+        &self,
+        pending_id: &str,
+        flow_key: Option<&str>,
+        now: UnixTime,
+    ) -> Result<PendingAuthorization, AuthorizeError> {
         if pending_id.len() > 64 {
             return Err(AuthorizeError::UnknownRequest);
         }
-        self.store.pending(pending_id, now).await?.ok_or(AuthorizeError::UnknownRequest)
-    }
-
-    /// Puts the user of a live session on the request; true when it did.
-    async fn adopt_session(
-        &self,
-        pending: &mut PendingAuthorization,
-        session_cookie: Option<&str>,
-        now: UnixTime,
-    ) -> Result<Option<User>, AuthorizeError> {
-        let Some(cookie) = session_cookie.filter(|c| c.len() <= 64) else {
-            return Ok(None);
-        };
-        let Some((session, user)) = self.store.session_user(&hash_token(cookie), now).await? else {
-            return Ok(None);
-        };
-        pending.user_id = Some(user.id.clone());
-        pending.auth_time = Some(session.created_at);
-        pending.session_id = Some(session.id_hash);
-        Ok(Some(user))
+        let pending = self.store.pending(pending_id, now).await?.ok_or(AuthorizeError::UnknownRequest)?;
+        match flow_key.filter(|k| k.len() <= 64) {
+            Some(key) if !pending.browser.is_empty() && secrets_equal(&hash_token(key), &pending.browser) => {
+                Ok(pending)
+            }
+            _ => Err(AuthorizeError::OtherBrowser),
+        }
     }
 
     /// The step due for a stored request, without changing it (`None`: nothing is due).
@@ -539,7 +577,7 @@ impl<S: AuthStore> AuthService<S> {
                 } else if changed {
                     self.store.update_pending(&pending).await?;
                 }
-                Ok(Progress::Step { step, pending: Box::new(pending), user: user.map(Box::new) })
+                Ok(Progress::Step { step, pending: Box::new(pending), user: user.map(Box::new), flow_key: None })
             }
             (None, Some(user)) => {
                 if stored && !self.store.delete_pending(&pending.id).await? {
@@ -591,6 +629,29 @@ impl<S: AuthStore> AuthService<S> {
         url.query_pairs_mut().append_pair("code", &code).append_pair("state", &pending.state);
         Ok(url.into())
     }
+}
+
+/// A sign-in's credentials and the address it came from (for throttling).
+#[derive(Debug, Clone, Copy)]
+pub struct Credentials<'a> {
+    pub username: &'a str,
+    pub password: &'a str,
+    /// The client's address as the server sees it (`None`: unknown).
+    pub client_addr: Option<&'a str>,
+}
+
+/// The throttle keys of a sign-in: the account first, then the address.
+fn throttle_keys(username: &str, client_addr: Option<&str>) -> Vec<String> {
+    let mut keys = vec![format!("user:{}", username.to_lowercase())];
+    keys.extend(client_addr.map(|a| format!("addr:{a}")));
+    keys
+}
+
+/// Puts the user of the browser's own session on the request.
+fn join_session(pending: &mut PendingAuthorization, session: &Session) {
+    pending.user_id = Some(session.user_id.clone());
+    pending.auth_time = Some(session.created_at);
+    pending.session_id = Some(session.id_hash.clone());
 }
 
 fn check_csrf(pending: &PendingAuthorization, csrf: &str) -> Result<(), AuthorizeError> {

@@ -46,15 +46,22 @@ pub struct IssuedLaunch {
 }
 
 impl<S: AuthStore> AuthService<S> {
-    /// The launch API is open in the sandbox; with an admin token configured, callers must
-    /// send it as a bearer token.
-    pub fn check_admin_token(&self, bearer: Option<&str>) -> Result<(), LaunchError> {
+    /// Guards the open-sandbox powers (the launch API, the launcher, skip sign-in, skip
+    /// consent, ad-hoc apps, the recent-launches list): with an admin token configured the
+    /// caller must present it; without one they are on only in an open sandbox (loopback, or
+    /// `--open-sandbox`).
+    pub fn check_powers(&self, bearer: Option<&str>) -> Result<(), LaunchError> {
         match (&self.config.admin_token, bearer) {
-            (None, _) => Ok(()),
             (Some(expected), Some(given)) if secrets_equal(given, expected) => Ok(()),
             (Some(_), Some(_)) => Err(LaunchError::Unauthorized("the admin token is not valid".into())),
             (Some(_), None) => Err(LaunchError::Unauthorized(
                 "this server requires its admin token for the launch API: send `Authorization: Bearer <token>`".into(),
+            )),
+            (None, _) if self.config.open_sandbox => Ok(()),
+            (None, _) => Err(LaunchError::Forbidden(
+                "the launch API and the launcher are off: this server listens beyond loopback without an admin \
+                 token; start it with --admin-token TOKEN (or --open-sandbox to open them to everyone)"
+                    .into(),
             )),
         }
     }

@@ -16,9 +16,10 @@ use crate::keys::{AccessClaims, KeyMaterial, SigningKeys};
 use crate::launch::SimulatedError;
 use crate::revocation::RevocationList;
 use crate::store::AuthStore;
+use crate::throttle::{HashingPool, SignInThrottle};
 use crate::UnixTime;
 
-pub use flow::{FlowStep, Progress};
+pub use flow::{Credentials, FlowStep, Progress};
 pub use introspection::Caller;
 pub use launch::{IssuedLaunch, NewLaunch, LAUNCH_LIFETIME, SIMULATION_LIFETIME};
 pub use registration::Registered;
@@ -30,6 +31,8 @@ pub struct AuthService<S> {
     keys: SigningKeys,
     revocations: RevocationList,
     clients: ClientCache,
+    sign_ins: SignInThrottle,
+    hashing: HashingPool,
 }
 
 impl<S: AuthStore> AuthService<S> {
@@ -54,7 +57,15 @@ impl<S: AuthStore> AuthService<S> {
         for (user, client, at) in store.access_revocations(since).await? {
             revocations.revoke_user_client(&user, &client, at);
         }
-        Ok(AuthService { store, config, keys, revocations, clients: ClientCache::default() })
+        Ok(AuthService {
+            store,
+            config,
+            keys,
+            revocations,
+            clients: ClientCache::default(),
+            sign_ins: SignInThrottle::default(),
+            hashing: HashingPool::for_this_machine(),
+        })
     }
 
     /// A registered client, through the short-lived client cache.

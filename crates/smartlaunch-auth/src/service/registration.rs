@@ -36,21 +36,28 @@ impl<S: AuthStore> AuthService<S> {
         initial_access_token: Option<&str>,
         now: UnixTime,
     ) -> Result<Registered, RegistrationError> {
-        if let Some(expected) = &self.config.registration_token {
-            match initial_access_token {
-                Some(given) if secrets_equal(given, expected) => {}
-                Some(_) => return Err(RegistrationError::InvalidToken("the initial access token is not valid".into())),
-                None => {
-                    return Err(RegistrationError::InvalidToken(
-                        "registration on this server requires an initial access token: send `Authorization: Bearer <token>`".into(),
-                    ))
-                }
-            }
-        }
+        self.check_registration_token(initial_access_token)?;
         self.add_client(request, now).await
     }
 
-    /// Registers a client without an initial access token (command line, app gallery).
+    /// Every way to register an app over HTTP (RFC 7591, the gallery, the launcher's ad-hoc
+    /// apps) needs the initial access token when one is configured.
+    pub fn check_registration_token(&self, initial_access_token: Option<&str>) -> Result<(), RegistrationError> {
+        let Some(expected) = &self.config.registration_token else {
+            return Ok(());
+        };
+        match initial_access_token {
+            Some(given) if secrets_equal(given, expected) => Ok(()),
+            Some(_) => Err(RegistrationError::InvalidToken("the initial access token is not valid".into())),
+            None => Err(RegistrationError::InvalidToken(
+                "registration on this server requires an initial access token: send `Authorization: Bearer <token>`"
+                    .into(),
+            )),
+        }
+    }
+
+    /// Registers a client without an initial access token (command line; callers over HTTP
+    /// check [`AuthService::check_registration_token`] first).
     pub async fn add_client(
         &self,
         request: RegistrationRequest,

@@ -12,7 +12,7 @@ use smartlaunch_auth::store::AuthStore;
 
 use crate::server::{instant, App};
 use crate::web::pages::{error_page, render};
-use crate::web::{field, form_pairs, see_other, signin};
+use crate::web::{field, form_pairs, see_other, signin, ClientAddr};
 
 struct ScopeRow {
     raw: String,
@@ -75,8 +75,13 @@ async fn page(app: &App, headers: &HeaderMap, failed: bool) -> Response {
 }
 
 /// `POST /account/signin`.
-pub(crate) async fn sign_in(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
-    match signin::sign_in(&app, &headers, &form_pairs(&body), "/account").await {
+pub(crate) async fn sign_in(
+    State(app): State<App>,
+    ClientAddr(addr): ClientAddr,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match signin::sign_in(&app, &headers, addr.as_deref(), &form_pairs(&body), "/account").await {
         signin::Outcome::SignedIn(response) | signin::Outcome::Error(response) => response,
         signin::Outcome::Failed => page(&app, &HeaderMap::new(), true).await,
     }

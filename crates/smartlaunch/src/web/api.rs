@@ -53,6 +53,7 @@ fn launch_error(e: &LaunchError) -> Response {
     match e {
         LaunchError::Invalid(m) => error(StatusCode::BAD_REQUEST, "invalid_request", m),
         LaunchError::Unauthorized(m) => error(StatusCode::UNAUTHORIZED, "invalid_token", m),
+        LaunchError::Forbidden(m) => error(StatusCode::FORBIDDEN, "access_denied", m),
         LaunchError::Internal(m) => {
             tracing::error!("launch API: {m}");
             error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "the launch could not be stored")
@@ -62,7 +63,7 @@ fn launch_error(e: &LaunchError) -> Response {
 
 /// `POST /api/launches` → `201 {launch, launch_url, expires_at}`.
 pub(crate) async fn create_launch(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(e) = app.auth.check_admin_token(bearer(&headers)) {
+    if let Err(e) = app.auth.check_powers(bearer(&headers)) {
         return launch_error(&e);
     }
     let is_json = headers

@@ -21,7 +21,7 @@ use crate::server::{instant, App};
 use crate::web::pages::{error_page, render};
 use crate::web::signin::{self, Outcome};
 use crate::web::views::{self, Chart, PatientRow};
-use crate::web::{field, form_pairs, see_other};
+use crate::web::{field, form_pairs, see_other, ClientAddr};
 
 /// Patients per page of the EHR's patient list.
 const PAGE_SIZE: i64 = 20;
@@ -152,21 +152,31 @@ async fn desk_user(app: &App, headers: &HeaderMap, desk: Desk) -> Result<(Sessio
     }
 }
 
-async fn sign_in(app: &App, headers: &HeaderMap, body: &[u8], desk: Desk) -> Response {
-    match signin::sign_in(app, headers, &form_pairs(body), desk.path()).await {
+async fn sign_in(app: &App, headers: &HeaderMap, addr: Option<&str>, body: &[u8], desk: Desk) -> Response {
+    match signin::sign_in(app, headers, addr, &form_pairs(body), desk.path()).await {
         Outcome::SignedIn(response) | Outcome::Error(response) => response,
         Outcome::Failed => sign_in_page(desk, true),
     }
 }
 
 /// `POST /ehr/signin`.
-pub(crate) async fn ehr_sign_in(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
-    sign_in(&app, &headers, &body, Desk::Ehr).await
+pub(crate) async fn ehr_sign_in(
+    State(app): State<App>,
+    ClientAddr(addr): ClientAddr,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    sign_in(&app, &headers, addr.as_deref(), &body, Desk::Ehr).await
 }
 
 /// `POST /portal/signin`.
-pub(crate) async fn portal_sign_in(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
-    sign_in(&app, &headers, &body, Desk::Portal).await
+pub(crate) async fn portal_sign_in(
+    State(app): State<App>,
+    ClientAddr(addr): ClientAddr,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    sign_in(&app, &headers, addr.as_deref(), &body, Desk::Portal).await
 }
 
 /// `GET /ehr`: the patient list, with a name search.

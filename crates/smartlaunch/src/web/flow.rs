@@ -9,16 +9,22 @@ use axum::response::Response;
 use serde_json::Value;
 use smart_scopes::ScopeSet;
 use smartlaunch_auth::authorize::AuthorizationRequest;
-use smartlaunch_auth::service::{FlowStep, Progress};
+use smartlaunch_auth::service::{Credentials, FlowStep, Progress};
 use smartlaunch_auth::store::PendingAuthorization;
 use smartlaunch_auth::users::User;
 use smartlaunch_auth::AuthorizeError;
 use smartlaunch_fhir::store::ResourceStore;
 
 use crate::server::App;
-use crate::web::pages::{error_page, render};
+use crate::web::pages::{error_page, render, throttled_page};
 use crate::web::views::{encounter_row, patient_name, patient_row, EncounterRow, PatientRow};
-use crate::web::{field, form_pairs, is_form, redirect, see_other, session_cookie, session_set_cookie};
+use crate::web::{
+    cookie, field, form_pairs, is_form, redirect, see_other, session_cookie, session_set_cookie, ClientAddr,
+};
+
+/// The flow cookie: set by `/auth/authorize` for one pending request (its path), required by
+/// every step of it, so a flow opened in another browser goes nowhere.
+const FLOW_COOKIE: &str = "smartlaunch_flow";
 
 /// Patients per page in the picker.
 const PAGE_SIZE: i64 = 10;
@@ -40,9 +46,30 @@ async fn start(app: &App, headers: &HeaderMap, pairs: Vec<(String, String)>, sta
     let cookie = session_cookie(headers);
     match app.auth.authorize(request, cookie.as_deref(), app.clock.now()).await {
         Ok(Progress::Redirect(url)) => redirect(status, &url),
-        Ok(Progress::Step { pending, .. }) => redirect(status, &format!("/auth/flow/{}", pending.id)),
+        Ok(Progress::Step { pending, flow_key, .. }) => {
+            let mut response = redirect(status, &format!("/auth/flow/{}", pending.id));
+            if let Some(key) = flow_key {
+                response.headers_mut().insert(header::SET_COOKIE, flow_set_cookie(app, &pending.id, &key));
+            }
+            response
+        }
         Err(e) => flow_error(e, status),
     }
+}
+
+/// `Set-Cookie` for a new flow: random, HttpOnly, SameSite=Lax, only for this flow's path.
+fn flow_set_cookie(app: &App, pending_id: &str, key: &str) -> axum::http::HeaderValue {
+    let secure = if app.secure_cookies { "; Secure" } else { "" };
+    let max_age = app.auth.config.pending_lifetime;
+    axum::http::HeaderValue::from_str(&format!(
+        "{FLOW_COOKIE}={key}; Path=/auth/flow/{pending_id}; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}"
+    ))
+    .unwrap_or_else(|_| axum::http::HeaderValue::from_static("smartlaunch_flow=; Max-Age=0"))
+}
+
+/// The flow cookie the browser sent with a step.
+fn flow_key(headers: &HeaderMap) -> Option<String> {
+    cookie(headers, FLOW_COOKIE)
 }
 
 /// The response to a flow error: an error page, or a redirect to the verified redirect_uri.
@@ -61,6 +88,17 @@ fn flow_error(e: AuthorizeError, status: StatusCode) -> Response {
         AuthorizeError::SignInFailed => {
             error_page(StatusCode::BAD_REQUEST, "Sign-in failed", "The username or password is incorrect.")
         }
+        AuthorizeError::OtherBrowser => error_page(
+            StatusCode::FORBIDDEN,
+            "This sign-in belongs to another browser",
+            "This sign-in was started in another browser, so it cannot continue here. Go back to the app and start again from there.",
+        ),
+        AuthorizeError::WrongUser(name) => error_page(
+            StatusCode::FORBIDDEN,
+            "This launch is for another user",
+            &format!("Only {name} may sign in for this launch. Go back to the EHR and launch the app again."),
+        ),
+        AuthorizeError::Throttled { retry_after } => throttled_page(retry_after),
         AuthorizeError::Internal(m) => {
             tracing::error!("authorization flow: {m}");
             error_page(
@@ -83,34 +121,41 @@ pub(crate) async fn show(
     RawQuery(query): RawQuery,
 ) -> Response {
     let query = form_pairs(query.unwrap_or_default().as_bytes());
-    let cookie = session_cookie(&headers);
-    match app.auth.resume(&id, cookie.as_deref(), app.clock.now()).await {
+    match app.auth.resume(&id, flow_key(&headers).as_deref(), app.clock.now()).await {
         Ok(Progress::Redirect(url)) => see_other(&url),
-        Ok(Progress::Step { step, pending, user }) => {
-            render_step(&app, step, &pending, user.as_deref(), &query, false).await
+        Ok(Progress::Step { step, pending, user, .. }) => {
+            render_step(&app, step, &pending, user.as_deref(), &query, None).await
         }
         Err(e) => flow_error(e, StatusCode::SEE_OTHER),
     }
 }
 
 /// `POST /auth/flow/{id}/signin`.
-pub(crate) async fn sign_in(State(app): State<App>, Path(id): Path<String>, body: Bytes) -> Response {
+pub(crate) async fn sign_in(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    ClientAddr(addr): ClientAddr,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let form = form_pairs(&body);
-    let (csrf, username, password) = (field(&form, "csrf"), field(&form, "username"), field(&form, "password"));
+    let credentials = Credentials {
+        username: field(&form, "username").unwrap_or_default(),
+        password: field(&form, "password").unwrap_or_default(),
+        client_addr: addr.as_deref(),
+    };
     let now = app.clock.now();
-    match app
-        .auth
-        .sign_in(&id, csrf.unwrap_or_default(), username.unwrap_or_default(), password.unwrap_or_default(), now)
-        .await
-    {
+    let key = flow_key(&headers);
+    match app.auth.sign_in(&id, key.as_deref(), field(&form, "csrf").unwrap_or_default(), credentials, now).await {
         Ok(signed_in) => {
             let mut response = see_other(&format!("/auth/flow/{id}"));
             response.headers_mut().insert(header::SET_COOKIE, session_set_cookie(&app, &signed_in.session_cookie));
             response
         }
-        Err(AuthorizeError::SignInFailed) => match app.auth.resume(&id, None, now).await {
+        Err(AuthorizeError::SignInFailed) => match app.auth.resume(&id, key.as_deref(), now).await {
             Ok(Progress::Step { step: FlowStep::SignIn, pending, .. }) => {
-                render_step(&app, FlowStep::SignIn, &pending, None, &[], true).await
+                let alert = "The username or password is incorrect. Please try again.";
+                render_step(&app, FlowStep::SignIn, &pending, None, &[], Some(alert)).await
             }
             Ok(_) => see_other(&format!("/auth/flow/{id}")),
             Err(e) => flow_error(e, StatusCode::SEE_OTHER),
@@ -120,12 +165,18 @@ pub(crate) async fn sign_in(State(app): State<App>, Path(id): Path<String>, body
 }
 
 /// `POST /auth/flow/{id}/patient`.
-pub(crate) async fn choose_patient(State(app): State<App>, Path(id): Path<String>, body: Bytes) -> Response {
+pub(crate) async fn choose_patient(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let form = form_pairs(&body);
     let result = app
         .auth
         .choose_patient(
             &id,
+            flow_key(&headers).as_deref(),
             field(&form, "csrf").unwrap_or_default(),
             field(&form, "patient").unwrap_or_default(),
             app.clock.now(),
@@ -135,12 +186,18 @@ pub(crate) async fn choose_patient(State(app): State<App>, Path(id): Path<String
 }
 
 /// `POST /auth/flow/{id}/encounter`.
-pub(crate) async fn choose_encounter(State(app): State<App>, Path(id): Path<String>, body: Bytes) -> Response {
+pub(crate) async fn choose_encounter(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let form = form_pairs(&body);
     let result = app
         .auth
         .choose_encounter(
             &id,
+            flow_key(&headers).as_deref(),
             field(&form, "csrf").unwrap_or_default(),
             field(&form, "encounter").unwrap_or_default(),
             app.clock.now(),
@@ -150,11 +207,17 @@ pub(crate) async fn choose_encounter(State(app): State<App>, Path(id): Path<Stri
 }
 
 /// `POST /auth/flow/{id}/consent`: `decision` is `allow` or `deny`; each checked `scope` is kept.
-pub(crate) async fn consent(State(app): State<App>, Path(id): Path<String>, body: Bytes) -> Response {
+pub(crate) async fn consent(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let form = form_pairs(&body);
     let approved: Vec<String> = form.iter().filter(|(k, _)| k == "scope").map(|(_, v)| v.clone()).collect();
     let allow = field(&form, "decision") == Some("allow");
-    match app.auth.consent(&id, field(&form, "csrf").unwrap_or_default(), allow, &approved, app.clock.now()).await {
+    let (key, csrf) = (flow_key(&headers), field(&form, "csrf").unwrap_or_default());
+    match app.auth.consent(&id, key.as_deref(), csrf, allow, &approved, app.clock.now()).await {
         Ok(Progress::Redirect(url)) => see_other(&url),
         Ok(Progress::Step { .. }) => see_other(&format!("/auth/flow/{id}")),
         Err(e) => flow_error(e, StatusCode::SEE_OTHER),
@@ -170,12 +233,13 @@ pub(crate) async fn sign_out(
 ) -> Response {
     let form = form_pairs(&body);
     let cookie = session_cookie(&headers);
-    let result = app
-        .auth
-        .sign_out_of_flow(&id, field(&form, "csrf").unwrap_or_default(), cookie.as_deref(), app.clock.now())
-        .await;
+    let (key, csrf) = (flow_key(&headers), field(&form, "csrf").unwrap_or_default());
+    let result = app.auth.sign_out_of_flow(&id, key.as_deref(), csrf, cookie.as_deref(), app.clock.now()).await;
+    let signed_out = result.is_ok();
     let mut response = after_step(result, &id);
-    response.headers_mut().insert(header::SET_COOKIE, crate::web::session_clear_cookie());
+    if signed_out {
+        response.headers_mut().insert(header::SET_COOKIE, crate::web::session_clear_cookie());
+    }
     response
 }
 
@@ -192,7 +256,7 @@ struct SignInPage<'a> {
     app_name: &'a str,
     pending_id: &'a str,
     csrf: &'a str,
-    failed: bool,
+    alert: Option<&'a str>,
 }
 
 #[derive(Template)]
@@ -245,14 +309,14 @@ async fn render_step(
     pending: &PendingAuthorization,
     user: Option<&User>,
     query: &[(String, String)],
-    failed: bool,
+    alert: Option<&str>,
 ) -> Response {
     let client = app.auth.client(&pending.client_id, app.clock.now()).await.ok().flatten();
     let app_name = client.as_ref().map_or("the app", |c| c.metadata.client_name.as_str());
     let user_name = user.map_or("", |u| u.display_name.as_str());
     let (pending_id, csrf) = (pending.id.as_str(), pending.csrf.as_str());
     match step {
-        FlowStep::SignIn => render(StatusCode::OK, &SignInPage { app_name, pending_id, csrf, failed }),
+        FlowStep::SignIn => render(StatusCode::OK, &SignInPage { app_name, pending_id, csrf, alert }),
         FlowStep::PickPatient { choices } => {
             let q = field(query, "q").unwrap_or_default().chars().take(100).collect::<String>();
             let page = field(query, "page").and_then(|p| p.parse::<i64>().ok()).unwrap_or(1).clamp(1, 100_000);

@@ -9,6 +9,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use smartlaunch_auth::client::RegistrationRequest;
+use smartlaunch_auth::config::SandboxMode;
 use smartlaunch_auth::launch::{FhirContextItem, LaunchContext, LaunchOptions, SimulatedError};
 use smartlaunch_auth::secrets::secrets_equal;
 use smartlaunch_auth::service::{IssuedLaunch, NewLaunch};
@@ -48,6 +49,9 @@ struct LauncherPage {
     patients: Vec<PatientRow>,
     errors: Vec<Choice>,
     token_required: bool,
+    /// The sandbox is closed: no launches without an admin token.
+    closed: bool,
+    registration_token_required: bool,
     problem: Option<String>,
     issued: Option<IssuedLaunch>,
     /// Recent launches (all of them, from every EHR and tool): listed only on an open sandbox.
@@ -95,7 +99,8 @@ async fn page(app: &App, problem: Option<String>, issued: Option<IssuedLaunch>, 
         .collect();
     let patients = app.db.search_patients("", 0, 50).await.map(|(p, _)| p).unwrap_or_default();
     let status = if problem.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
-    let recent = if app.auth.config.admin_token.is_some() { Vec::new() } else { recent_launches(app).await };
+    let mode = app.auth.config.sandbox_mode();
+    let recent = if mode == SandboxMode::Open { recent_launches(app).await } else { Vec::new() };
     let (csrf, cookie) = signin::form_token("/launcher");
     let body = LauncherPage {
         csrf,
@@ -106,11 +111,17 @@ async fn page(app: &App, problem: Option<String>, issued: Option<IssuedLaunch>, 
             .iter()
             .map(|e| Choice { value: e.name().to_owned(), label: e.label().to_owned() })
             .collect(),
-        token_required: app.auth.config.admin_token.is_some(),
+        token_required: mode == SandboxMode::AdminToken,
+        closed: mode == SandboxMode::Closed,
+        registration_token_required: app.auth.config.registration_token.is_some(),
         problem,
         issued,
         recent,
-        filled: form.iter().filter(|(k, _)| k != "csrf" && k != "admin_token").cloned().collect(),
+        filled: form
+            .iter()
+            .filter(|(k, _)| k != "csrf" && k != "admin_token" && k != "registration_token")
+            .cloned()
+            .collect(),
     };
     signin::with_form_cookie(render(status, &body), cookie)
 }
@@ -132,7 +143,7 @@ pub(crate) async fn create(State(app): State<App>, headers: HeaderMap, body: Byt
         );
     }
     let admin = field(&form, "admin_token").filter(|t| !t.is_empty()).or(bearer(&headers));
-    if let Err(e) = app.auth.check_admin_token(admin) {
+    if let Err(e) = app.auth.check_powers(admin) {
         return page(&app, Some(e.to_string()), None, &form).await;
     }
     match new_launch(&app, &form).await {
@@ -164,7 +175,13 @@ async fn new_launch(app: &App, form: &[(String, String)]) -> Result<NewLaunch, S
         other => return Err(format!("no launch type “{other}”")),
     };
     let client_id = match (text("client_id"), text("launch_uri"), text("redirect_uri")) {
-        (_, Some(launch_uri), Some(redirect_uri)) => throwaway_client(app, launch_uri, redirect_uri).await?,
+        (_, Some(launch_uri), Some(redirect_uri)) => {
+            // Registering an app here is registration too: the registration token guards it.
+            app.auth
+                .check_registration_token(field(form, "registration_token").filter(|t| !t.is_empty()))
+                .map_err(|e| e.description().to_owned())?;
+            throwaway_client(app, launch_uri, redirect_uri).await?
+        }
         (Some(client_id), None, None) => client_id,
         _ => return Err("choose a registered app, or give both a launch URL and a redirect URI".into()),
     };
@@ -214,11 +231,12 @@ async fn new_launch(app: &App, form: &[(String, String)]) -> Result<NewLaunch, S
         None => None,
         Some(name) => Some(SimulatedError::from_name(&name).ok_or_else(|| format!("no simulated error “{name}”"))?),
     };
-    // An EHR launch vouches for its user; a standalone one only with "skip sign-in".
-    let vouched = !standalone || field(form, "skip_sign_in") == Some("on");
+    // An EHR launch is for its user (who signs in, unless "skip sign-in" vouches for them); a
+    // standalone one names a user only with "skip sign-in" (otherwise anyone may sign in).
+    let skip_sign_in = field(form, "skip_sign_in") == Some("on");
     Ok(NewLaunch {
         client_id,
-        user_id: vouched.then_some(user.id),
+        user_id: (!standalone || skip_sign_in).then_some(user.id),
         session_id: None,
         patient,
         encounter,
@@ -229,7 +247,11 @@ async fn new_launch(app: &App, form: &[(String, String)]) -> Result<NewLaunch, S
             smart_style_url: Some(crate::web::ehr::style_url(app)),
             ..Default::default()
         },
-        options: LaunchOptions { skip_consent: field(form, "skip_consent") == Some("on"), simulate_error },
+        options: LaunchOptions {
+            skip_consent: field(form, "skip_consent") == Some("on"),
+            skip_sign_in,
+            simulate_error,
+        },
         standalone,
         patient_choices,
     })

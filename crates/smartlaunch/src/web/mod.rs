@@ -12,12 +12,14 @@ mod gallery;
 mod home;
 mod inspector;
 mod launcher;
+pub mod limits;
 mod oauth;
 mod pages;
 mod signin;
 mod views;
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -40,6 +42,11 @@ const FHIR_BODY_LIMIT: usize = 8 * 1024 * 1024;
 const BUNDLE_BODY_LIMIT: usize = 64 * 1024 * 1024;
 
 pub(crate) fn router(app: App) -> Router {
+    let rate = app.rate_limits;
+    let registrations = || {
+        let n = rate.registrations_per_minute;
+        tower::util::option_layer(limits::per_address(n, Duration::from_secs(60), n, "registration"))
+    };
     // Discovery documents and the CapabilityStatement: any origin (checklist item 15).
     let public = Router::new()
         .route("/fhir/.well-known/smart-configuration", get(discovery::smart_configuration))
@@ -47,7 +54,7 @@ pub(crate) fn router(app: App) -> Router {
         .route("/.well-known/jwks.json", get(discovery::jwks))
         .route("/smart/brands.json", get(discovery::brands))
         .route("/fhir/metadata", get(fhir::metadata))
-        .route("/auth/register", post(oauth::register))
+        .route("/auth/register", post(oauth::register).layer(registrations()))
         .route("/ehr/smart-style/v1.json", get(ehr::smart_style))
         .layer(
             CorsLayer::new()
@@ -58,8 +65,10 @@ pub(crate) fn router(app: App) -> Router {
         );
     // The token endpoint and the FHIR API: registered client origins only.
     let state = app.clone();
-    let oauth = Router::new()
-        .route("/auth/token", post(oauth::token))
+    let token = Router::new().route("/auth/token", post(oauth::token)).layer(tower::util::option_layer(
+        limits::per_address(rate.token_per_second, Duration::from_secs(1), rate.token_per_second * 2, "token"),
+    ));
+    let oauth = token
         .route("/auth/introspect", post(oauth::introspect))
         .route("/auth/revoke", post(oauth::revoke))
         .layer(RequestBodyLimitLayer::new(FORM_BODY_LIMIT));
@@ -113,7 +122,7 @@ pub(crate) fn router(app: App) -> Router {
         .route("/portal/signin", post(ehr::portal_sign_in))
         .route("/portal/launch", post(ehr::portal_launch))
         .route("/api/launches", post(api::create_launch))
-        .route("/apps", get(gallery::show).post(gallery::register))
+        .route("/apps", get(gallery::show).post(gallery::register).layer(registrations()))
         .route("/launcher", get(launcher::show).post(launcher::create))
         .route("/launcher/inspect/{trace}", get(inspector::show));
     public
@@ -190,6 +199,19 @@ pub(crate) async fn reload_client_origins(app: &App) {
         .filter(|o| o != "null")
         .collect();
     *app.client_origins.write().unwrap_or_else(|p| p.into_inner()) = origins;
+}
+
+/// The client's address as this server sees it (the peer of the TCP connection), for
+/// sign-in throttling and rate limits.  `None` when the connection info is not available.
+pub(crate) struct ClientAddr(pub Option<String>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let peer = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>();
+        Ok(ClientAddr(peer.map(|c| c.0.ip().to_string())))
+    }
 }
 
 /// Decodes an `application/x-www-form-urlencoded` body (or query) into pairs.

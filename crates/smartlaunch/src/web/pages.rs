@@ -43,3 +43,16 @@ struct ErrorPage<'a> {
 pub(crate) fn error_page(status: StatusCode, title: &str, message: &str) -> Response {
     render(status, &ErrorPage { title, message })
 }
+
+/// `429 Too Many Requests` with `Retry-After`: sign-in throttling.
+pub(crate) fn throttled_page(retry_after: i64) -> Response {
+    let mut page = error_page(
+        StatusCode::TOO_MANY_REQUESTS,
+        "Too many failed sign-ins",
+        &format!("Too many sign-ins failed for this account or from this address. Wait {retry_after} seconds, then try again."),
+    );
+    if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
+        page.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    page
+}

@@ -5,12 +5,13 @@
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use smartlaunch_auth::secrets::{random_token, secrets_equal};
+use smartlaunch_auth::service::Credentials;
 use smartlaunch_auth::store::Session;
 use smartlaunch_auth::users::User;
 use smartlaunch_auth::AuthorizeError;
 
 use crate::server::App;
-use crate::web::pages::error_page;
+use crate::web::pages::{error_page, throttled_page};
 use crate::web::{cookie, field, see_other, session_cookie, session_set_cookie};
 
 const CSRF_COOKIE: &str = "smartlaunch_csrf";
@@ -46,7 +47,13 @@ pub(crate) enum Outcome {
 
 /// Handles a posted sign-in form: checks the double-submit token, the password, and opens a
 /// session.
-pub(crate) async fn sign_in(app: &App, headers: &HeaderMap, form: &[(String, String)], next: &str) -> Outcome {
+pub(crate) async fn sign_in(
+    app: &App,
+    headers: &HeaderMap,
+    client_addr: Option<&str>,
+    form: &[(String, String)],
+    next: &str,
+) -> Outcome {
     let posted = field(form, "csrf").unwrap_or_default();
     if !cookie(headers, CSRF_COOKIE).is_some_and(|c| !c.is_empty() && secrets_equal(&c, posted)) {
         return Outcome::Error(error_page(
@@ -55,15 +62,19 @@ pub(crate) async fn sign_in(app: &App, headers: &HeaderMap, form: &[(String, Str
             "Please reload the page and sign in again.",
         ));
     }
-    let (username, password) =
-        (field(form, "username").unwrap_or_default(), field(form, "password").unwrap_or_default());
-    match app.auth.open_session(username, password, app.clock.now()).await {
+    let credentials = Credentials {
+        username: field(form, "username").unwrap_or_default(),
+        password: field(form, "password").unwrap_or_default(),
+        client_addr,
+    };
+    match app.auth.open_session(credentials, app.clock.now()).await {
         Ok((signed_in, _, _)) => {
             let mut response = see_other(next);
             response.headers_mut().insert(header::SET_COOKIE, session_set_cookie(app, &signed_in.session_cookie));
             Outcome::SignedIn(response)
         }
         Err(AuthorizeError::SignInFailed) => Outcome::Failed,
+        Err(AuthorizeError::Throttled { retry_after }) => Outcome::Error(throttled_page(retry_after)),
         Err(e) => {
             tracing::error!("sign-in: {e}");
             Outcome::Error(error_page(

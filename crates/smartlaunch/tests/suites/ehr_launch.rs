@@ -56,6 +56,8 @@ async fn authorize_with_launch(
         match landing {
             Landing::App(url) => return (query_of(&url), verifier),
             Landing::Page(_) if browser.is_consent() => landing = browser.consent(true, None).await,
+            // A launch for a user, opened where that user has no session: they sign in.
+            Landing::Page(_) if browser.is_sign_in() => landing = browser.sign_in("clinician", "clinician").await,
             Landing::Page(p) => panic!("unexpected page {p}: {}", browser.page),
         }
     }
@@ -92,7 +94,8 @@ async fn launch_api_launches_deliver_their_context_to_the_app() {
     assert_eq!(created["launch"], launch.as_str());
     assert!(created["expires_at"].as_str().unwrap().ends_with('Z'));
 
-    // No sign-in and no picker: the launch vouches for the user and carries the context.
+    // The launch names its user, who signs in (this browser has no session); no picker: the
+    // launch carries the context.
     let mut browser = Browser::new(&s);
     let (query, verifier) = authorize_with_launch(&s, &mut browser, &client, &launch, EHR_SCOPE).await;
     assert_eq!(query["state"], "state-0123456789abcdef");
@@ -456,7 +459,7 @@ async fn each_simulated_error_happens_at_the_step_it_names() {
     ] {
         // A fresh app each time: skip_consent must skip a consent that was never given.
         let client = ehr_app(&s, "Error App").await;
-        let mut options = json!({"skip_consent": true});
+        let mut options = json!({"skip_consent": true, "skip_sign_in": true});
         if !name.is_empty() {
             options["simulate_error"] = json!(name);
         }
@@ -565,9 +568,12 @@ async fn the_developer_launcher_creates_launches_with_options() {
     let verifier = random(32);
     let mut params = s.authorize_params(&client, EHR_SCOPE, &verifier);
     params.push(("launch".into(), launch_of(&s, &launch_url)));
-    let Landing::App(url) = Browser::new(&s).get(&s.authorize_url(&params)).await else {
-        panic!("skip consent: no page")
-    };
+    // Without "skip sign-in" the launch's user signs in (nobody else may); skip consent
+    // then shows no further page.
+    let mut fresh = Browser::new(&s);
+    fresh.get(&s.authorize_url(&params)).await;
+    assert!(fresh.is_sign_in(), "the launch's user signs in: {}", fresh.page);
+    let Landing::App(url) = fresh.sign_in("clinician", "clinician").await else { panic!("skip consent: no page") };
     let token = token_for(&s, &client, &query_of(&url), &verifier).await;
     assert_eq!(token["patient"], "pat-002");
     assert!(token["encounter"].as_str().unwrap().starts_with("enc-002-"), "the most recent encounter");
@@ -661,8 +667,7 @@ async fn a_standalone_simulation_is_the_same_server_behind_its_own_fhir_base() {
 async fn the_inspector_shows_each_request_masks_secrets_and_flags_mistakes() {
     let s = Server::start().await;
     let client = ehr_app(&s, "Sloppy App").await;
-    let body =
-        json!({"client_id": client, "patient": "pat-001", "user": "clinician", "options": {"skip_consent": true}});
+    let body = json!({"client_id": client, "patient": "pat-001", "user": "clinician", "options": {"skip_consent": true, "skip_sign_in": true}});
     let created: Value = create_launch(&s, body, None).await.json().await.unwrap();
     let launch = launch_of(&s, created["launch_url"].as_str().unwrap());
     let inspect_url = created["inspect_url"].as_str().unwrap().to_owned();

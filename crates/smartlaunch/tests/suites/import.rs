@@ -84,6 +84,8 @@ async fn import_loads_bundles_and_ndjson_all_or_nothing_per_bundle() {
         public_url: None,
         registration_token: None,
         admin_token: None,
+        open_sandbox: false,
+        rate_limits: Default::default(),
     };
     let running = smartlaunch::start(settings, clock.clone()).await.unwrap();
     let s = Server {

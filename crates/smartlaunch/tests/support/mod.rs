@@ -53,6 +53,8 @@ impl Server {
             public_url: None,
             registration_token: None,
             admin_token: None,
+            open_sandbox: false,
+            rate_limits: Default::default(),
         };
         configure(&mut settings);
         let running = start(settings, clock.clone()).await.expect("server starts");
@@ -188,7 +190,7 @@ impl<'a> Browser<'a> {
         h
     }
 
-    fn take_cookie(&mut self, r: &Response) {
+    pub fn take_cookie(&mut self, r: &Response) {
         for v in r.headers().get_all(SET_COOKIE) {
             let v = v.to_str().unwrap();
             if let Some(rest) = v.strip_prefix("smartlaunch_session=") {
@@ -236,6 +238,12 @@ impl<'a> Browser<'a> {
             .await
             .unwrap();
         self.follow(r).await
+    }
+
+    /// Posts a form with this browser's cookies and returns the status, following nothing.
+    pub async fn post_status(&self, path: &str, form: &[(&str, &str)]) -> StatusCode {
+        let url = format!("{}{path}", self.server.base);
+        self.server.http.post(url).headers(self.headers()).form(form).send().await.unwrap().status()
     }
 
     /// The value of the first hidden `csrf` field on the page.
