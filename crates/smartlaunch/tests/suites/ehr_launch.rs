@@ -7,10 +7,10 @@ use serde_json::{json, Value};
 
 use crate::support::*;
 
-const LAUNCH_URI: &str = "http://127.0.0.1:9/app/launch";
-const EHR_SCOPE: &str = "launch openid fhirUser patient/*.rs";
+pub(super) const LAUNCH_URI: &str = "http://127.0.0.1:9/app/launch";
+pub(super) const EHR_SCOPE: &str = "launch openid fhirUser patient/*.rs";
 
-async fn ehr_app(s: &Server, name: &str) -> String {
+pub(super) async fn ehr_app(s: &Server, name: &str) -> String {
     let reg = s
         .register(json!({
             "client_name": name,
@@ -23,7 +23,7 @@ async fn ehr_app(s: &Server, name: &str) -> String {
     reg["client_id"].as_str().unwrap().to_owned()
 }
 
-async fn create_launch(s: &Server, body: Value, admin: Option<&str>) -> reqwest::Response {
+pub(super) async fn create_launch(s: &Server, body: Value, admin: Option<&str>) -> reqwest::Response {
     let mut r = s.http.post(format!("{}/api/launches", s.base)).json(&body);
     if let Some(token) = admin {
         r = r.bearer_auth(token);
@@ -32,7 +32,7 @@ async fn create_launch(s: &Server, body: Value, admin: Option<&str>) -> reqwest:
 }
 
 /// The `launch` value of a launch URL, after checking its `iss`.
-fn launch_of(s: &Server, launch_url: &str) -> String {
+pub(super) fn launch_of(s: &Server, launch_url: &str) -> String {
     assert!(launch_url.starts_with(&format!("{LAUNCH_URI}?")), "{launch_url}");
     let q = query_of(launch_url);
     assert_eq!(q["iss"], s.fhir, "iss is the FHIR base (item 19)");
@@ -259,7 +259,7 @@ async fn the_launch_api_wants_the_admin_token_when_one_is_set() {
 }
 
 /// Signs in at an EHR or portal sign-in form (`/ehr` or `/portal`).
-async fn desk_sign_in(s: &Server, browser: &mut Browser<'_>, desk: &str, user: &str) {
+pub(super) async fn desk_sign_in(s: &Server, browser: &mut Browser<'_>, desk: &str, user: &str) {
     browser.get(&format!("{}{desk}", s.base)).await;
     assert!(browser.page.contains("<h1>Sign in</h1>"), "{}", browser.page);
     let csrf = browser.csrf();
@@ -267,7 +267,7 @@ async fn desk_sign_in(s: &Server, browser: &mut Browser<'_>, desk: &str, user: &
 }
 
 /// Posts a chart's launch form; returns the launch URL the EHR sends the frame to.
-async fn launch_from(s: &Server, browser: &Browser<'_>, action: &str, form: &[(&str, &str)]) -> String {
+pub(super) async fn launch_from(s: &Server, browser: &Browser<'_>, action: &str, form: &[(&str, &str)]) -> String {
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert(
         reqwest::header::COOKIE,

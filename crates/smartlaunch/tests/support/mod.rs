@@ -2,6 +2,7 @@
 //! server's HTML forms by their field names (no mocks of our own server).
 
 mod fhir;
+mod process;
 
 use std::sync::Arc;
 
@@ -14,6 +15,7 @@ use serde_json::{json, Value};
 use smartlaunch::{start, Running, Settings, SystemClock};
 
 pub use fhir::*;
+pub use process::Process;
 
 pub struct Server {
     pub running: Option<Running>,

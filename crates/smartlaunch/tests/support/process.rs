@@ -1,0 +1,57 @@
+//! The real `smartlaunch serve` binary in its own process, for what only a process shows:
+//! its peak memory (`VmHWM`), and how it ends on a signal.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+pub struct Process {
+    pub child: Child,
+    pub base: String,
+    dir: std::path::PathBuf,
+}
+
+impl Process {
+    /// Starts `smartlaunch serve` on a free loopback port with a fresh data directory and
+    /// waits for its "running on" line.
+    pub fn start(extra: &[&str]) -> Process {
+        let dir = std::env::temp_dir().join(format!("smartlaunch-proc-{}", super::random(6)));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_smartlaunch"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(&dir)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the binary starts");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let base = loop {
+            let line = lines.next().expect("the server printed its address").unwrap();
+            if let Some(rest) = line.strip_prefix("smartlaunch is running on ") {
+                break rest.split(' ').next().unwrap().to_owned();
+            }
+        };
+        // Keep reading so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Process { child, base, dir }
+    }
+
+    /// A line of `/proc/<pid>/status` in KiB (`VmHWM`: peak resident memory; `VmRSS`: now).
+    pub fn status_kib(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let line = status.lines().find(|l| l.starts_with(field)).unwrap_or_else(|| panic!("no {field}"));
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
+    pub fn peak_mib(&self) -> u64 {
+        self.status_kib("VmHWM:") / 1024
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::fs::remove_dir_all(&self.dir).ok();
+    }
+}
