@@ -90,6 +90,8 @@ test("(c) a launch from the launch API delivers its fhirContext and intent", asy
   const context = await browser.newContext();
   const page = await context.newPage();
   await page.goto(created.launch_url);
+  // This browser holds no session: the user the launch names signs in (nobody else may).
+  await signIn(page, "clinician");
   await page.getByRole("button", { name: "Allow" }).click();
   const out = await appResult(page);
   assert.equal(out.patientId, "pat-004");

@@ -21,12 +21,14 @@ after(async () => {
   await server?.stop();
 });
 
-/** Fills the launcher for a provider EHR launch with skip consent and `error`; returns the launch URL. */
+/** Fills the launcher for a provider EHR launch with skip sign-in, skip consent and `error`;
+ * returns the launch URL. */
 async function launchWith(page, error) {
   await page.goto(server.base + "/launcher");
   await page.getByLabel("App", { exact: true }).selectOption(app.config.clientId);
   await page.getByLabel("User", { exact: true }).selectOption("clinician");
   await page.getByLabel("Patient (provider launches; for a standalone launch: empty, or several separated by commas, for the patient picker)").fill("pat-001");
+  await page.getByLabel("Skip sign-in").check();
   await page.getByLabel("Skip consent").check();
   if (error) await page.getByLabel("Simulate an error").selectOption(error);
   await page.getByRole("button", { name: "Create the launch" }).click();
