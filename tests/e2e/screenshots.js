@@ -41,6 +41,14 @@ const { startServer, startApp, register, launchBrowser } = require("./harness");
     await shot("account");
     await page.goto(server.base + "/auth/authorize?client_id=nope");
     await shot("error");
+    // A flow link opened in a browser that did not start it.
+    const started = await fetch(server.base + "/auth/authorize?" + new URLSearchParams({
+      response_type: "code", client_id: reg.client_id, redirect_uri: app.origin + "/index.html",
+      scope: "patient/*.rs", state: "0123456789abcdefghij", aud: server.fhir,
+      code_challenge: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM", code_challenge_method: "S256",
+    }), { redirect: "manual" });
+    await page.goto(server.base + started.headers.get("location"));
+    await shot("flow-other-browser");
 
     // The EHR simulator: sign-in, patient list, chart with a framed app; the patient portal.
     const ehrApp = await register(server, app, { client_name: "Chart Companion" });
