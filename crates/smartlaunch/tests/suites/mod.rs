@@ -6,3 +6,4 @@ mod enforcement;
 mod fhir_rest;
 mod fhir_search;
 mod import;
+mod limits;
