@@ -30,3 +30,7 @@ pub const MAX_COUNT: i64 = 1_000;
 /// The most comma-separated (OR) values of one search parameter (→ 400).  Each value is a term
 /// of the query; SQLite refuses expression trees deeper than 1,000.
 pub const MAX_OR_VALUES: usize = 100;
+
+/// The most parameters (including repeats) in one search (→ 400).  Repeated parameters are
+/// AND-ed terms of the same query, so this and [`MAX_OR_VALUES`] bound its size together.
+pub const MAX_SEARCH_PARAMETERS: usize = 50;

@@ -6,8 +6,8 @@ use super::extract::split_reference;
 use super::normalize::{date_range, fold};
 use super::params::{param, Kind};
 
-use crate::limits::MAX_OR_VALUES;
 pub use crate::limits::{DEFAULT_COUNT, MAX_COUNT};
+use crate::limits::{MAX_OR_VALUES, MAX_SEARCH_PARAMETERS};
 
 /// What a clause searches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,6 +133,12 @@ const IGNORED: &[&str] = &["_format", "_pretty", "_total"];
 /// Parses the query of a search on `resource_type`.  Unknown parameters are an error when
 /// `strict`, and ignored otherwise (R4 `Prefer: handling`).
 pub fn parse(resource_type: &str, pairs: &[(String, String)], strict: bool) -> Result<SearchRequest, SearchError> {
+    if pairs.len() > MAX_SEARCH_PARAMETERS {
+        return Err(SearchError::Invalid(format!(
+            "this search has {} parameters; at most {MAX_SEARCH_PARAMETERS} are accepted (split the search)",
+            pairs.len()
+        )));
+    }
     let mut request = SearchRequest {
         clauses: Vec::new(),
         include: Vec::new(),
@@ -458,6 +464,10 @@ mod tests {
         assert!(parse("Observation", &[("code".into(), values(MAX_OR_VALUES))], true).is_ok());
         let too_many = parse("Observation", &[("code".into(), values(MAX_OR_VALUES + 1))], false);
         assert!(matches!(too_many, Err(SearchError::Invalid(m)) if m.contains("at most 100")));
+        let repeated = vec![("status".to_string(), "final".to_string()); MAX_SEARCH_PARAMETERS + 1];
+        assert!(
+            matches!(parse("Observation", &repeated, false), Err(SearchError::Invalid(m)) if m.contains("at most 50"))
+        );
     }
 
     #[test]

@@ -5,7 +5,9 @@
 use reqwest::header::CONTENT_TYPE;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use smartlaunch_fhir::limits::{MAX_BATCH_ENTRIES, MAX_BODY_BYTES, MAX_COUNT, MAX_OR_VALUES, MAX_TRANSACTION_ENTRIES};
+use smartlaunch_fhir::limits::{
+    MAX_BATCH_ENTRIES, MAX_BODY_BYTES, MAX_COUNT, MAX_OR_VALUES, MAX_SEARCH_PARAMETERS, MAX_TRANSACTION_ENTRIES,
+};
 
 use crate::support::*;
 
@@ -90,6 +92,16 @@ async fn or_values_past_the_cap_get_a_400_and_count_is_clamped() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{n} values");
         assert_outcome(&body, "at most 100 are accepted per parameter");
     }
+    let many = vec!["status=final"; 1_200].join("&");
+    let (status, body) = search(&s, &t, &format!("Observation?{many}")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_outcome(&body, "at most 50 are accepted");
+    // The largest search accepted: every parameter at its most OR values, of the deepest kind.
+    let quantities = (0..MAX_OR_VALUES).map(|i| format!("lt{i}.5|http://unitsofmeasure.org|mg")).collect::<Vec<_>>();
+    let largest: Vec<(&str, String)> =
+        (0..MAX_SEARCH_PARAMETERS).map(|_| ("value-quantity", quantities.join(","))).collect();
+    let r = s.http.post(format!("{}/Observation/_search", s.fhir)).bearer_auth(&t).form(&largest).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
     let (status, body) = search(&s, &t, "Observation?_count=100000").await;
     assert_eq!(status, StatusCode::OK);
     let this = body["link"][0]["url"].as_str().unwrap();
@@ -97,6 +109,38 @@ async fn or_values_past_the_cap_get_a_400_and_count_is_clamped() {
     // Includes of many matches stay under the database's expression limit.
     let (status, body) = search(&s, &t, "Observation?_count=1000&_revinclude=Observation:subject").await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    s.stop().await;
+}
+
+/// A search or a history page is read only up to the response budget: past it, a 400 that
+/// says to page with a smaller `_count`.
+#[tokio::test]
+async fn searches_past_the_response_budget_get_a_400_that_says_to_page() {
+    let s = Server::start().await;
+    let client = s.public_app().await;
+    let admin = token(&s, &client, "user/*.cruds", "clinician").await;
+    let large = |n: usize| {
+        let mut o = observation("pat-001", n as f64);
+        o["note"] = json!([{ "text": "w".repeat(2 * 1024 * 1024) }]);
+        json!({ "resource": o, "request": { "method": "POST", "url": "Observation" } })
+    };
+    for _ in 0..2 {
+        let bundle =
+            json!({ "resourceType": "Bundle", "type": "transaction", "entry": (0..9).map(large).collect::<Vec<_>>() });
+        assert_eq!(post_bundle(&s, &admin, &bundle).await.0, StatusCode::OK);
+    }
+    let p = token(&s, &client, "launch/patient patient/*.rs", "patient").await;
+    for query in ["Observation?_count=1000", "Observation/_history?_count=1000"] {
+        let (status, body) = search(&s, &p, query).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}");
+        assert_eq!(body["issue"][0]["code"], "too-costly");
+        assert_outcome(&body, "page with a smaller _count");
+    }
+    let (status, body) = search(&s, &p, "Observation?_count=5&_elements=id").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = search(&s, &p, "Observation?_count=5").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["entry"].as_array().unwrap().len(), 5);
     s.stop().await;
 }
 
