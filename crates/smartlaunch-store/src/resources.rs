@@ -118,8 +118,7 @@ async fn write_version(
     else {
         return Err(StoreError("a resource without resourceType or id".into()));
     };
-    let mut content = resource.clone();
-    content["meta"] = match resource.get("meta") {
+    let meta = match resource.get("meta") {
         Some(Value::Object(meta)) => {
             let mut meta = meta.clone();
             meta.insert("versionId".into(), version.to_string().into());
@@ -128,7 +127,12 @@ async fn write_version(
         }
         _ => json!({ "versionId": version.to_string(), "lastUpdated": now }),
     };
-    let json = content.to_string();
+    // The stored JSON: the resource with its new `meta`, serialised from borrowed members (in the
+    // same key order as a `serde_json::Map`) instead of a copy of the whole tree.
+    let mut members: std::collections::BTreeMap<&str, &Value> =
+        resource.as_object().into_iter().flatten().map(|(k, v)| (k.as_str(), v)).collect();
+    members.insert("meta", &meta);
+    let json = serde_json::to_string(&members).map_err(err)?;
     sqlx::query(
         "INSERT INTO resources (resource_type, id, version_id, last_updated, deleted, sort_key, content) \
          VALUES (?, ?, ?, ?, 0, ?, ?) ON CONFLICT (resource_type, id) DO UPDATE SET version_id = excluded.version_id, \

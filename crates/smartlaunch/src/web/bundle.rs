@@ -70,16 +70,6 @@ pub(crate) async fn post(
     }
 }
 
-/// A transaction entry, validated and access-checked, waiting to be written.
-enum Planned {
-    Write {
-        op: WriteOp,
-        status: StatusCode,
-    },
-    /// A delete of something already gone: nothing to write.
-    Nothing,
-}
-
 fn entry_error(n: usize, status: StatusCode, message: &str) -> Response {
     outcome(
         status,
@@ -96,7 +86,10 @@ async fn transaction(app: &App, caller: &Caller, entries: Vec<Value>) -> Respons
     };
     // 2. Every entry against the scopes; the state each write expects.
     let requester = caller.requester();
-    let mut plan = Vec::with_capacity(prepared.len());
+    // The status of each entry's write (`None`: a delete of something already gone, nothing to
+    // write), and the writes themselves (moved, never copied: a Bundle may be 32 MiB).
+    let mut plan: Vec<Option<StatusCode>> = Vec::with_capacity(prepared.len());
+    let mut ops: Vec<WriteOp> = Vec::with_capacity(prepared.len());
     for (n, entry) in prepared.into_iter().enumerate() {
         let (ty, id) = (entry.resource_type.as_str(), entry.id.as_str());
         let current = match entry.method {
@@ -152,24 +145,18 @@ async fn transaction(app: &App, caller: &Caller, entries: Vec<Value>) -> Respons
             (_, Some(c)) => Expected::Version(c.version_id),
             (None, None) => Expected::Absent,
         };
-        plan.push(match (entry.method, entry.resource, live) {
-            (EntryMethod::Delete, _, None) => Planned::Nothing,
-            (EntryMethod::Delete, _, Some(_)) => Planned::Write {
-                op: WriteOp::Delete { resource_type: ty.to_owned(), id: id.to_owned(), expected },
-                status,
-            },
-            (_, Some(resource), _) => Planned::Write { op: WriteOp::Put { resource, expected }, status },
+        let op = match (entry.method, entry.resource, live) {
+            (EntryMethod::Delete, _, None) => None,
+            (EntryMethod::Delete, _, Some(_)) => {
+                Some(WriteOp::Delete { resource_type: ty.to_owned(), id: id.to_owned(), expected })
+            }
+            (_, Some(resource), _) => Some(WriteOp::Put { resource, expected }),
             (_, None, _) => return entry_error(n, StatusCode::BAD_REQUEST, "the entry has no resource"),
-        });
+        };
+        plan.push(op.is_some().then_some(status));
+        ops.extend(op);
     }
     // 3. Write everything in one database transaction.
-    let ops: Vec<WriteOp> = plan
-        .iter()
-        .filter_map(|p| match p {
-            Planned::Write { op, .. } => Some(op.clone()),
-            Planned::Nothing => None,
-        })
-        .collect();
     let written = match app.db.transaction(&ops, &instant(app.clock.now())).await {
         Ok(w) => w,
         Err((n, WriteError::Conflict(_))) => {
@@ -182,10 +169,11 @@ async fn transaction(app: &App, caller: &Caller, entries: Vec<Value>) -> Respons
         Err((_, WriteError::Store(e))) => return fhir::server_error("store the transaction", e),
     };
     let mut written = written.into_iter();
+    drop(ops);
     let response_entries: Vec<Value> = plan
         .iter()
         .map(|p| match p {
-            Planned::Write { status, .. } => {
+            Some(status) => {
                 let stored = written.next().expect("one result per write");
                 let mut response = json!({
                     "status": format!("{} {}", status.as_u16(), status.canonical_reason().unwrap_or_default()),
@@ -198,7 +186,7 @@ async fn transaction(app: &App, caller: &Caller, entries: Vec<Value>) -> Respons
                 }
                 json!({ "response": response })
             }
-            Planned::Nothing => json!({ "response": { "status": "204 No Content" } }),
+            None => json!({ "response": { "status": "204 No Content" } }),
         })
         .collect();
     let body = json!({ "resourceType": "Bundle", "type": "transaction-response", "entry": response_entries });
@@ -219,7 +207,7 @@ async fn batch(app: &App, base: &FhirBase, headers: &HeaderMap, entries: Vec<Val
             n
         ))
     };
-    for (n, entry) in entries.iter().enumerate() {
+    for (n, entry) in entries.into_iter().enumerate() {
         let response = batch_entry(app, base, headers, entry, left).await;
         if response.extensions().get::<OverBudget>().is_some() {
             return too_large(n);
@@ -264,10 +252,12 @@ async fn batch(app: &App, base: &FhirBase, headers: &HeaderMap, entries: Vec<Val
         .into_response()
 }
 
-/// Runs one batch entry as the request it describes; a search may hold at most `max_bytes`.
-async fn batch_entry(app: &App, base: &FhirBase, headers: &HeaderMap, entry: &Value, max_bytes: usize) -> Response {
-    let method = entry["request"]["method"].as_str().unwrap_or_default();
-    let url = entry["request"]["url"].as_str().unwrap_or_default().trim_start_matches('/');
+/// Runs one batch entry as the request it describes; a search may hold at most `max_bytes`.  The
+/// entry is consumed: its resource's tree is freed once it is text again, before the handler
+/// parses that text.
+async fn batch_entry(app: &App, base: &FhirBase, headers: &HeaderMap, mut entry: Value, max_bytes: usize) -> Response {
+    let method = entry["request"]["method"].as_str().unwrap_or_default().to_owned();
+    let url = entry["request"]["url"].as_str().unwrap_or_default().trim_start_matches('/').to_owned();
     let mut h = HeaderMap::new();
     for name in [header::AUTHORIZATION, header::ACCEPT] {
         if let Some(v) = headers.get(&name) {
@@ -281,11 +271,12 @@ async fn batch_entry(app: &App, base: &FhirBase, headers: &HeaderMap, entry: &Va
     if let Some(c) = entry["request"]["ifNoneExist"].as_str().and_then(|c| HeaderValue::from_str(c).ok()) {
         h.insert("if-none-exist", c);
     }
-    let body = Bytes::from(entry["resource"].to_string());
+    let body = Bytes::from(entry["resource"].take().to_string());
+    drop(entry);
     let state = State(app.clone());
     let (path, query) = match url.split_once('?') {
         Some((p, q)) => (p, Some(q.to_owned())),
-        None => (url, None),
+        None => (url.as_str(), None),
     };
     let segments: Vec<String> = path.split('/').filter(|s| !s.is_empty()).map(str::to_owned).collect();
     match (Method::from_bytes(method.as_bytes()).unwrap_or(Method::OPTIONS), segments.as_slice()) {

@@ -24,7 +24,7 @@ use smartlaunch_auth::keys::AccessClaims;
 use smartlaunch_fhir::access::{may, may_write, Denied, Requester};
 use smartlaunch_fhir::capability::{capability_statement, OAuthUris};
 use smartlaunch_fhir::is_valid_id;
-use smartlaunch_fhir::limits::{MAX_BODY_BYTES, RESPONSE_BUDGET_BYTES};
+use smartlaunch_fhir::limits::{check_json_body, MAX_BODY_BYTES, RESPONSE_BUDGET_BYTES};
 use smartlaunch_fhir::resource_types::is_resource_type;
 use smartlaunch_fhir::store::{Expected, ResourceStore, StoredResource, WriteError};
 use smartlaunch_fhir::validate::{check_update_id, parse_resource};
@@ -105,8 +105,9 @@ pub(crate) fn bundle_with_entries(head: &Value, entries: &[String]) -> String {
     out
 }
 
-/// A FHIR request body of at most [`MAX_BODY_BYTES`] (the router's `DefaultBodyLimit`); a larger
-/// one is refused with a 413 OperationOutcome, any other failure with a 400 one.
+/// A FHIR request body of at most [`MAX_BODY_BYTES`] (the router's `DefaultBodyLimit`) whose
+/// JSON would not parse into too large a tree ([`check_json_body`]); otherwise a 413
+/// OperationOutcome, and any other failure a 400 one.
 pub(crate) struct FhirBody(pub Bytes);
 
 impl<S: Send + Sync> FromRequest<S> for FhirBody {
@@ -114,7 +115,10 @@ impl<S: Send + Sync> FromRequest<S> for FhirBody {
 
     async fn from_request(req: Request, state: &S) -> Result<FhirBody, Response> {
         match Bytes::from_request(req, state).await {
-            Ok(bytes) => Ok(FhirBody(bytes)),
+            Ok(bytes) => match check_json_body(&bytes) {
+                Ok(()) => Ok(FhirBody(bytes)),
+                Err(why) => Err(outcome(StatusCode::PAYLOAD_TOO_LARGE, "too-costly", &why)),
+            },
             Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(outcome(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "too-costly",

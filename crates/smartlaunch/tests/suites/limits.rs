@@ -6,7 +6,8 @@ use reqwest::header::CONTENT_TYPE;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use smartlaunch_fhir::limits::{
-    MAX_BATCH_ENTRIES, MAX_BODY_BYTES, MAX_COUNT, MAX_OR_VALUES, MAX_SEARCH_PARAMETERS, MAX_TRANSACTION_ENTRIES,
+    MAX_BATCH_ENTRIES, MAX_BODY_BYTES, MAX_COUNT, MAX_JSON_OBJECTS, MAX_OR_VALUES, MAX_SEARCH_PARAMETERS,
+    MAX_TRANSACTION_ENTRIES,
 };
 
 use crate::support::*;
@@ -178,15 +179,18 @@ async fn a_batch_of_large_searches_stops_at_the_response_budget_without_growing_
     let stdout = child.stdout.take().unwrap();
     let child = Child(child);
     let pid = child.0.id();
-    let mut base = None;
-    for line in std::io::BufReader::new(stdout).lines() {
-        let line = line.unwrap();
-        if let Some(at) = line.find("http://") {
-            let url: String = line[at..].chars().take_while(|c| !c.is_whitespace() && *c != ')').collect();
-            base = Some(url.trim_end_matches('/').to_owned());
-            break;
+    // Read the printed URL, then keep draining stdout: a closed pipe would fail the server's
+    // next print.
+    let (url_tx, url_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(at) = line.find("http://") {
+                let url: String = line[at..].chars().take_while(|c| !c.is_whitespace() && *c != ')').collect();
+                url_tx.send(url.trim_end_matches('/').to_owned()).ok();
+            }
         }
-    }
+    });
+    let base = url_rx.recv_timeout(std::time::Duration::from_secs(30)).ok();
     let base = base.expect("the server prints its URL");
     let s = Server {
         running: None,
@@ -225,6 +229,32 @@ async fn a_batch_of_large_searches_stops_at_the_response_budget_without_growing_
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_outcome(&body, "page the searches with a smaller _count");
     assert!(peak.saturating_sub(idle) < 300 * 1024, "grew from {idle} KiB to {peak} KiB");
+
+    // The densest JSON within the limits, and past them: one create of tiny objects.
+    let create = |objects: usize| {
+        let mut body =
+            String::from(r#"{"resourceType":"Observation","status":"final","code":{"text":"x"},"extension":["#);
+        body.push_str(&r#"{"url":"u","valueInteger":1},"#.repeat(objects));
+        body.push_str(r#"{"url":"u"}]}"#);
+        s.http
+            .post(format!("{}/Observation", s.fhir))
+            .bearer_auth(&admin)
+            .header(CONTENT_TYPE, "application/fhir+json")
+            .body(body)
+            .send()
+    };
+    let started = std::time::Instant::now();
+    let r = create(MAX_JSON_OBJECTS - 10).await.unwrap();
+    let densest = peak_rss_kib(pid);
+    println!("VmHWM after the densest create accepted {} MiB ({} ms)", densest / 1024, started.elapsed().as_millis());
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert!(densest.saturating_sub(idle) < 300 * 1024, "grew from {idle} KiB to {densest} KiB");
+    let r = create(3 * MAX_JSON_OBJECTS).await.unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_outcome(&r.json().await.unwrap(), "JSON objects");
+    let refused = peak_rss_kib(pid);
+    println!("VmHWM after a denser create refused {} MiB", refused / 1024);
+    assert!(refused.saturating_sub(idle) < 300 * 1024, "grew from {idle} KiB to {refused} KiB");
     drop(child);
     std::fs::remove_dir_all(&dir).ok();
 }
