@@ -7,7 +7,7 @@
 //! would pass it and answers 400).
 
 use axum::body::{to_bytes, Bytes};
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
@@ -283,6 +283,9 @@ async fn batch_entry(app: &App, base: &FhirBase, headers: &HeaderMap, mut entry:
         (Method::GET, [ty]) => {
             let pairs = crate::web::form_pairs(query.unwrap_or_default().as_bytes());
             fhir::search_within(app, base, ty, &h, pairs, max_bytes).await
+        }
+        (Method::GET, [ty, hist]) if hist == "_history" => {
+            fhir::type_history(state, base.clone(), Path(ty.clone()), h, RawQuery(query)).await
         }
         (Method::GET, [ty, id]) => fhir::read(state, base.clone(), Path((ty.clone(), id.clone())), h).await,
         (Method::GET, [ty, id, hist]) if hist == "_history" => {

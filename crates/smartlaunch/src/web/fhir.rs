@@ -13,6 +13,7 @@ pub(crate) use history::{history, type_history, vread};
 pub(crate) use search::{search as search_within, search_get, search_post};
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -114,21 +115,27 @@ impl<S: Send + Sync> FromRequest<S> for FhirBody {
     type Rejection = Response;
 
     async fn from_request(req: Request, state: &S) -> Result<FhirBody, Response> {
-        match Bytes::from_request(req, state).await {
-            Ok(bytes) => match check_json_body(&bytes) {
-                Ok(()) => Ok(FhirBody(bytes)),
-                Err(why) => Err(outcome(StatusCode::PAYLOAD_TOO_LARGE, "too-costly", &why)),
-            },
-            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(outcome(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too-costly",
-                &format!(
-                    "the request body is larger than this server's limit of {} MiB; send fewer resources per Bundle",
-                    MAX_BODY_BYTES / (1024 * 1024)
-                ),
-            )),
-            Err(e) => Err(outcome(StatusCode::BAD_REQUEST, "invalid", &format!("the request body: {}", e.body_text()))),
+        let bytes = Bytes::from_request(req, state).await.map_err(body_rejected)?;
+        match check_json_body(&bytes) {
+            Ok(()) => Ok(FhirBody(bytes)),
+            Err(why) => Err(outcome(StatusCode::PAYLOAD_TOO_LARGE, "too-costly", &why)),
         }
+    }
+}
+
+/// A body that could not be read: 413 past [`MAX_BODY_BYTES`], else 400 (an OperationOutcome).
+pub(crate) fn body_rejected(e: BytesRejection) -> Response {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        outcome(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too-costly",
+            &format!(
+                "the request body is larger than this server's limit of {} MiB; send fewer resources per Bundle",
+                MAX_BODY_BYTES / (1024 * 1024)
+            ),
+        )
+    } else {
+        outcome(StatusCode::BAD_REQUEST, "invalid", &format!("the request body: {}", e.body_text()))
     }
 }
 

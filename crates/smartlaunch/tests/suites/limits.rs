@@ -40,7 +40,7 @@ async fn bundles_up_to_32_mib_are_accepted_and_larger_bodies_get_a_413_operation
     assert_eq!(response["entry"].as_array().unwrap().len(), 2_000);
 
     let too_large = vec![b' '; MAX_BODY_BYTES + 1024 * 1024];
-    for path in ["", "/Observation"] {
+    for path in ["", "/Observation", "/Observation/_search"] {
         let r = s
             .http
             .post(format!("{}{path}", s.fhir))

@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -19,8 +20,8 @@ use smartlaunch_fhir::search::query::{parse, Clause, ClauseValue, Modifier, Sear
 use smartlaunch_fhir::store::ResourceStore;
 
 use super::{
-    authenticate, bundle_with_entries, content_type, forbidden, outcome, over_budget, server_error, with_resource,
-    Caller, FhirBase,
+    authenticate, body_rejected, bundle_with_entries, content_type, forbidden, outcome, over_budget, server_error,
+    with_resource, Caller, FhirBase,
 };
 use crate::server::App;
 
@@ -42,8 +43,12 @@ pub(crate) async fn search_post(
     base: FhirBase,
     Path(ty): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return body_rejected(e),
+    };
     if !crate::web::is_form(&headers) {
         return outcome(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
