@@ -33,7 +33,7 @@ struct Row {
     /// Statuses of the `READS` cells, in order.
     reads: [u16; 11],
     /// Statuses of the `WRITES` cells, in order.
-    writes: [u16; 10],
+    writes: [u16; 11],
     /// Statuses of the five entries of the batch (checked one by one).
     batch: [u16; 5],
     /// Status of a transaction creating one Observation for pat-001.
@@ -57,7 +57,7 @@ const READ_CELLS: [&str; 11] = [
     "Condition/{condition_out}",
 ];
 
-const WRITE_CELLS: [&str; 10] = [
+const WRITE_CELLS: [&str; 11] = [
     "create Observation for pat-001",
     "create Observation for pat-002",
     "update pat-001's Observation",
@@ -70,6 +70,7 @@ const WRITE_CELLS: [&str; 10] = [
     "create Observation of pat-002 performed by pat-001",
     "create Observation of pat-001 performed by pat-002",
     "update pat-001's Observation to subject pat-002, performer pat-001",
+    "update pat-002's Observation to subject pat-001 (the stored version is checked too)",
 ];
 
 const SEARCH_CELLS: [&str; 7] = [
@@ -88,7 +89,7 @@ const NONE: [u16; 11] = [403; 11];
 
 fn rows() -> Vec<Row> {
     use Sees::*;
-    let refused = [403; 10];
+    let refused = [403; 11];
     vec![
         Row {
             scope: "launch/patient patient/*.rs",
@@ -145,7 +146,7 @@ fn rows() -> Vec<Row> {
             patients: Refused,
             conditions: Refused,
             reads: NONE,
-            writes: [201, 403, 403, 403, 403, 403, 403, 403, 403, 403],
+            writes: [201, 403, 403, 403, 403, 403, 403, 403, 403, 403, 403],
             batch: [403, 403, 201, 403, 403],
             transaction: 200,
             transaction_into_another_chart: 403,
@@ -157,7 +158,7 @@ fn rows() -> Vec<Row> {
             patients: All,
             conditions: All,
             reads: ALL,
-            writes: [201, 201, 200, 200, 204, 204, 201, 201, 201, 200],
+            writes: [201, 201, 200, 200, 204, 204, 201, 201, 201, 200, 200],
             batch: [200, 200, 201, 201, 201],
             transaction: 200,
             transaction_into_another_chart: 200,
@@ -169,7 +170,7 @@ fn rows() -> Vec<Row> {
             patients: Own,
             conditions: Own,
             reads: IN,
-            writes: [201, 403, 200, 403, 204, 403, 201, 403, 403, 403],
+            writes: [201, 403, 200, 403, 204, 403, 201, 403, 403, 403, 403],
             batch: [200, 403, 201, 403, 403],
             transaction: 200,
             transaction_into_another_chart: 403,
@@ -311,6 +312,9 @@ async fn every_token_gets_exactly_its_due_on_every_interaction() {
         let moved_path = format!("Observation/{}", moved["id"].as_str().unwrap());
         moved["subject"] = json!({"reference": "Patient/pat-002"});
         moved["performer"] = json!([{"reference": "Patient/pat-001"}]);
+        let mut taken = target("pat-002").await;
+        let taken_path = format!("Observation/{}", taken["id"].as_str().unwrap());
+        taken["subject"] = json!({"reference": "Patient/pat-001"});
         let got = [
             send(&s, Method::POST, "Observation", t, Some(&observation("pat-001", 2.0)), None).await,
             send(&s, Method::POST, "Observation", t, Some(&observation("pat-002", 2.0)), None).await,
@@ -322,6 +326,7 @@ async fn every_token_gets_exactly_its_due_on_every_interaction() {
             send(&s, Method::POST, "Observation", t, Some(&performed("pat-002", "pat-001")), None).await,
             send(&s, Method::POST, "Observation", t, Some(&performed("pat-001", "pat-002")), None).await,
             send(&s, Method::PUT, &moved_path, t, Some(&moved), None).await,
+            send(&s, Method::PUT, &taken_path, t, Some(&taken), None).await,
         ]
         .map(|r| r.status().as_u16());
         for ((cell, got), want) in WRITE_CELLS.iter().zip(got).zip(row.writes) {
