@@ -31,6 +31,10 @@ pub const MAX_COUNT: i64 = 1_000;
 /// of the query; SQLite refuses expression trees deeper than 1,000.
 pub const MAX_OR_VALUES: usize = 100;
 
+/// The longest value of a search parameter (each of its OR values), in bytes (→ 400).  SQLite refuses `LIKE`
+/// patterns over 50,000 bytes (a 60,000-character `name` gave a 500).
+pub const MAX_VALUE_BYTES: usize = 4_096;
+
 /// The most parameters (including repeats) in one search (→ 400).  Repeated parameters are
 /// AND-ed terms of the same query, so this and [`MAX_OR_VALUES`] bound its size together.
 pub const MAX_SEARCH_PARAMETERS: usize = 50;

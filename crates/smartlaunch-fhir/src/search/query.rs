@@ -7,7 +7,7 @@ use super::normalize::{date_range, fold};
 use super::params::{param, Kind};
 
 pub use crate::limits::{DEFAULT_COUNT, MAX_COUNT};
-use crate::limits::{MAX_OR_VALUES, MAX_SEARCH_PARAMETERS};
+use crate::limits::{MAX_OR_VALUES, MAX_SEARCH_PARAMETERS, MAX_VALUE_BYTES};
 
 /// What a clause searches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -229,6 +229,9 @@ fn target(resource_type: &str, name: &str) -> Option<Target> {
 }
 
 fn parse_sort(resource_type: &str, value: &str) -> Result<Vec<SortKey>, SearchError> {
+    if value.split(',').count() > MAX_OR_VALUES {
+        return Err(SearchError::Invalid(format!("_sort takes at most {MAX_OR_VALUES} keys")));
+    }
     value
         .split(',')
         .map(|s| {
@@ -318,6 +321,12 @@ fn parse_clause(resource_type: &str, key: &str, value: &str) -> Result<Clause, S
     for v in raw {
         if v.is_empty() {
             return Err(invalid("empty value"));
+        }
+        if v.len() > MAX_VALUE_BYTES {
+            return Err(SearchError::Invalid(format!(
+                "a value of {key} is {} bytes long; at most {MAX_VALUE_BYTES} are accepted",
+                v.len()
+            )));
         }
         values.push(match (target, kind) {
             (Target::Id, _) => ClauseValue::Id(v),
@@ -464,6 +473,12 @@ mod tests {
         assert!(parse("Observation", &[("code".into(), values(MAX_OR_VALUES))], true).is_ok());
         let too_many = parse("Observation", &[("code".into(), values(MAX_OR_VALUES + 1))], false);
         assert!(matches!(too_many, Err(SearchError::Invalid(m)) if m.contains("at most 100")));
+        let sorts = vec!["date"; MAX_OR_VALUES + 1].join(",");
+        assert!(parse("Observation", &[("_sort".into(), sorts)], false).is_err());
+        let long = "x".repeat(MAX_VALUE_BYTES + 1);
+        assert!(
+            matches!(parse("Observation", &[("code".into(), long)], false), Err(SearchError::Invalid(m)) if m.contains("at most 4096"))
+        );
         let repeated = vec![("status".to_string(), "final".to_string()); MAX_SEARCH_PARAMETERS + 1];
         assert!(
             matches!(parse("Observation", &repeated, false), Err(SearchError::Invalid(m)) if m.contains("at most 50"))

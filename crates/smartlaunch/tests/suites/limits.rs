@@ -103,6 +103,19 @@ async fn or_values_past_the_cap_get_a_400_and_count_is_clamped() {
         (0..MAX_SEARCH_PARAMETERS).map(|_| ("value-quantity", quantities.join(","))).collect();
     let r = s.http.post(format!("{}/Observation/_search", s.fhir)).bearer_auth(&t).form(&largest).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    // Values past what the database accepts (a `LIKE` pattern over 50,000 bytes, 2,500 sort keys).
+    for (key, value) in [("code", "x".repeat(60_000)), ("_sort", vec!["date"; 2_500].join(","))] {
+        let r = s
+            .http
+            .post(format!("{}/Observation/_search", s.fhir))
+            .bearer_auth(&t)
+            .form(&[(key, value)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{key}");
+        assert_outcome(&r.json().await.unwrap(), "at most");
+    }
     let (status, body) = search(&s, &t, "Observation?_count=100000").await;
     assert_eq!(status, StatusCode::OK);
     let this = body["link"][0]["url"].as_str().unwrap();
