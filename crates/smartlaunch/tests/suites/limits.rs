@@ -120,6 +120,10 @@ async fn or_values_past_the_cap_get_a_400_and_count_is_clamped() {
     assert_eq!(status, StatusCode::OK);
     let this = body["link"][0]["url"].as_str().unwrap();
     assert!(this.contains(&format!("_count={MAX_COUNT}")), "clamped: {this}");
+    // Any non-negative `_offset` pages (it used to overflow into a panic).
+    for query in ["Observation?_offset=9223372036854775807", "Observation/_history?_offset=9223372036854775807"] {
+        assert_eq!(search(&s, &t, query).await.0, StatusCode::OK, "{query}");
+    }
     // Includes of many matches stay under the database's expression limit.
     let (status, body) = search(&s, &t, "Observation?_count=1000&_revinclude=Observation:subject").await;
     assert_eq!(status, StatusCode::OK, "{body}");

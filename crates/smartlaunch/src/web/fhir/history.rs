@@ -187,8 +187,9 @@ pub(crate) async fn type_history(
     let base = base.0.clone();
     let link = |o: i64| format!("{base}/{ty}/_history?_count={count}&_offset={o}");
     let mut links = vec![json!({ "relation": "self", "url": link(offset) })];
-    if count > 0 && offset + count < page.total {
-        links.push(json!({ "relation": "next", "url": link(offset + count) }));
+    // Saturating: `_offset` may be any non-negative i64.
+    if count > 0 && offset.saturating_add(count) < page.total {
+        links.push(json!({ "relation": "next", "url": link(offset.saturating_add(count)) }));
     }
     let mut entries = Vec::new();
     for v in &page.versions {

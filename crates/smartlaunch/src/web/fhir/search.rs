@@ -115,8 +115,10 @@ pub(crate) async fn search(
         format!("{base}/{ty}?{}", serde_urlencoded::to_string(&q).unwrap_or_default())
     };
     let mut links = vec![json!({ "relation": "self", "url": link(request.offset) })];
-    if !request.summary_count && request.count > 0 && request.offset + request.count < page.total {
-        links.push(json!({ "relation": "next", "url": link(request.offset + request.count) }));
+    // Saturating: `_offset` may be any non-negative i64.
+    let next = request.offset.saturating_add(request.count);
+    if !request.summary_count && request.count > 0 && next < page.total {
+        links.push(json!({ "relation": "next", "url": link(next) }));
     }
     if !request.summary_count && request.offset > 0 {
         links.push(json!({ "relation": "previous", "url": link((request.offset - request.count).max(0)) }));
