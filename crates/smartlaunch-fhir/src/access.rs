@@ -1,7 +1,10 @@
 //! SMART access decisions on resources (spec digest §1.8, checklist items 77–81).
 
+use serde_json::Value;
 use smart_scopes::{Interaction, Level, ScopeSet};
 
+use crate::compartment::{belongs_to, patients_of};
+use crate::search::eval::matches_all;
 use crate::search::query::parse_filter;
 use crate::search::Constraint;
 
@@ -62,6 +65,61 @@ pub fn may(
             },
             Level::System => true,
         };
+        if admitted {
+            return Ok(());
+        }
+    }
+    if any {
+        Err(Denied::OutsideGrant)
+    } else {
+        Err(no_scope(interaction, resource_type))
+    }
+}
+
+/// May the requester read (or, in a type history, search) this version of a resource (vread,
+/// history: issue 7, item 5)?  Like
+/// [`may`], but everything is decided on the version's own JSON: the patient compartments it
+/// was in, and each granular scope's `?param=value` filter evaluated on it in memory (a filter
+/// this server cannot evaluate admits nothing).  A deleted version has no JSON: the caller
+/// passes the version it deleted.
+pub fn may_read_version(req: &Requester<'_>, interaction: Interaction, resource: &Value) -> Result<(), Denied> {
+    let patients = patients_of(resource);
+    decide(req, interaction, resource, |p| patients.iter().any(|c| c == p))
+}
+
+/// May the requester create, update or delete this resource (issue 7, item 4)?  A patient-level
+/// scope (`patient/`, or `user/` of a signed-in patient) writes only resources that belong to
+/// that patient alone ([`belongs_to`]: the patient reference names the patient, and no
+/// compartment element names another).  An update is checked on the stored version and on the
+/// new body, a delete on the stored version.  Granular scopes are evaluated on the resource.
+pub fn may_write(req: &Requester<'_>, interaction: Interaction, resource: &Value) -> Result<(), Denied> {
+    decide(req, interaction, resource, |p| belongs_to(resource, p))
+}
+
+/// The union of scopes granting `interaction` on the resource: each admits it when its level
+/// reaches the resource (`in_reach` of the context patient or the patient user; a practitioner's
+/// `user/` and `system/` reach everything) and its filter, if any, matches the resource.
+fn decide(
+    req: &Requester<'_>,
+    interaction: Interaction,
+    resource: &Value,
+    in_reach: impl Fn(&str) -> bool,
+) -> Result<(), Denied> {
+    let resource_type = resource.get("resourceType").and_then(Value::as_str).unwrap_or_default();
+    let mut any = false;
+    for scope in req.scopes.grants(resource_type, interaction) {
+        any = true;
+        let reached = match scope.level {
+            Level::Patient => req.patient.is_some_and(&in_reach),
+            Level::User => match req.fhir_user.and_then(|u| u.strip_prefix("Patient/")) {
+                Some(own) => in_reach(own),
+                None => req.fhir_user.is_some_and(|u| u.starts_with("Practitioner/")),
+            },
+            Level::System => true,
+        };
+        let admitted = reached
+            && (scope.filter.is_empty()
+                || parse_filter(resource_type, &scope.filter).is_some_and(|f| matches_all(resource, &f)));
         if admitted {
             return Ok(());
         }
@@ -197,6 +255,85 @@ mod tests {
         let all = ScopeSet::parse("user/*.rs").unwrap();
         let doctor = Requester { scopes: &all, patient: None, fhir_user: Some("Practitioner/d") };
         assert_eq!(constraints(&doctor, Interaction::Search, "Observation").unwrap(), vec![Constraint::everything()]);
+    }
+
+    fn requester<'a>(scopes: &'a ScopeSet, patient: Option<&'a str>, user: Option<&'a str>) -> Requester<'a> {
+        Requester { scopes, patient, fhir_user: user }
+    }
+
+    fn obs(subject: &str, performer: &str, category: &str) -> Value {
+        json!({"resourceType": "Observation", "id": "o", "status": "final",
+               "subject": {"reference": subject}, "performer": [{"reference": performer}],
+               "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": category}]}]})
+    }
+
+    #[test]
+    fn a_patient_writes_only_resources_whose_patient_reference_is_the_patient() {
+        let scopes = ScopeSet::parse("patient/Observation.cud").unwrap();
+        let a = requester(&scopes, Some("a"), None);
+        assert!(may_write(&a, Interaction::Create, &obs("Patient/a", "Practitioner/x", "vital-signs")).is_ok());
+        assert_eq!(
+            may_write(&a, Interaction::Create, &obs("Patient/b", "Patient/a", "vital-signs")),
+            Err(Denied::OutsideGrant),
+            "subject = another patient, performer = the context patient (the attack of issue 7)"
+        );
+        assert_eq!(
+            may_write(&a, Interaction::Update, &obs("Patient/a", "Patient/b", "vital-signs")),
+            Err(Denied::OutsideGrant),
+            "a compartment element names another patient"
+        );
+        assert_eq!(may_write(&a, Interaction::Delete, &obs("Patient/b", "Patient/b", "x")), Err(Denied::OutsideGrant));
+        assert!(matches!(
+            may_write(
+                &a,
+                Interaction::Create,
+                &json!({"resourceType": "Condition", "subject": {"reference": "Patient/a"}})
+            ),
+            Err(Denied::NoScope { .. })
+        ));
+        let user_scopes = ScopeSet::parse("user/*.cud").unwrap();
+        let patient_user = requester(&user_scopes, None, Some("Patient/a"));
+        assert!(may_write(&patient_user, Interaction::Create, &obs("Patient/a", "Patient/a", "x")).is_ok());
+        assert!(may_write(&patient_user, Interaction::Create, &obs("Patient/b", "Patient/a", "x")).is_err());
+        let doctor = requester(&user_scopes, None, Some("Practitioner/d"));
+        assert!(may_write(&doctor, Interaction::Create, &obs("Patient/b", "Patient/a", "x")).is_ok());
+    }
+
+    #[test]
+    fn granular_write_scopes_are_evaluated_on_the_resource() {
+        let scopes = ScopeSet::parse("patient/Observation.c?category=laboratory").unwrap();
+        let a = requester(&scopes, Some("a"), None);
+        assert!(may_write(&a, Interaction::Create, &obs("Patient/a", "Practitioner/x", "laboratory")).is_ok());
+        assert!(may_write(&a, Interaction::Create, &obs("Patient/a", "Practitioner/x", "vital-signs")).is_err());
+    }
+
+    #[test]
+    fn each_version_is_read_under_its_own_compartment_and_filter() {
+        let labs = ScopeSet::parse(
+            "patient/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|laboratory",
+        )
+        .unwrap();
+        let a = requester(&labs, Some("a"), None);
+        assert!(may_read_version(&a, Interaction::Read, &obs("Patient/a", "Practitioner/x", "laboratory")).is_ok());
+        assert_eq!(
+            may_read_version(&a, Interaction::Read, &obs("Patient/a", "Practitioner/x", "vital-signs")),
+            Err(Denied::OutsideGrant),
+            "an earlier vital-signs version of a re-categorised lab"
+        );
+        let all = ScopeSet::parse("patient/Observation.rs").unwrap();
+        let a = requester(&all, Some("a"), None);
+        assert_eq!(
+            may_read_version(&a, Interaction::Read, &obs("Patient/b", "Practitioner/x", "laboratory")),
+            Err(Denied::OutsideGrant),
+            "an earlier version that was another patient's"
+        );
+        assert!(
+            may_read_version(&a, Interaction::Read, &obs("Patient/b", "Patient/a", "x")).is_ok(),
+            "reads use the whole compartment"
+        );
+        let unsupported = ScopeSet::parse("patient/Observation.rs?nope=1").unwrap();
+        let a = requester(&unsupported, Some("a"), None);
+        assert!(may_read_version(&a, Interaction::Read, &obs("Patient/a", "Patient/a", "x")).is_err(), "never widened");
     }
 
     #[test]

@@ -90,7 +90,7 @@ pub fn prepare_transaction(
         targets.push((method, ty, id));
     }
     let mut prepared = Vec::with_capacity(entries.len());
-    for (n, (entry, (method, ty, id))) in entries.into_iter().zip(targets).enumerate() {
+    for (n, (mut entry, (method, ty, id))) in entries.into_iter().zip(targets).enumerate() {
         let if_match = match entry["request"]["ifMatch"].as_str() {
             Some(m) => Some(
                 m.trim_start_matches("W/")
@@ -103,8 +103,10 @@ pub fn prepare_transaction(
         let resource = match method {
             EntryMethod::Delete => None,
             _ => {
-                let mut resource =
-                    entry.get("resource").cloned().ok_or_else(|| (n, "the entry has no resource".to_string()))?;
+                let mut resource = entry
+                    .get_mut("resource")
+                    .map(Value::take)
+                    .ok_or_else(|| (n, "the entry has no resource".to_string()))?;
                 if method == EntryMethod::Create {
                     resource["id"] = Value::String(id.clone());
                 }

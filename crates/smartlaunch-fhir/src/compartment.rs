@@ -119,6 +119,63 @@ pub fn patients_of(resource: &Value) -> Vec<String> {
     patients
 }
 
+/// The element holding a resource's *patient reference*: the one patient the resource is about
+/// (`Observation.subject`, `AllergyIntolerance.patient`, `Coverage.beneficiary`, …), as the R4
+/// compartment definition's first parameter for the type gives it.  `None` for a Patient (its
+/// own id) and for types with no single such element (Appointment, Group, Provenance, …).
+fn patient_reference_path(resource_type: &str) -> Option<&'static str> {
+    match resource_type {
+        "Coverage" => Some("beneficiary"),
+        "ResearchSubject" => Some("individual"),
+        "EnrollmentRequest" => Some("candidate"),
+        ty => compartment_paths(ty).iter().copied().find(|p| *p == "subject" || *p == "patient"),
+    }
+}
+
+/// The `Patient/{id}` ids that `references` name, relative or absolute.
+fn patient_ids(references: &[&str]) -> Vec<String> {
+    references
+        .iter()
+        .filter_map(|r| match crate::search::extract::split_reference(r) {
+            Some((Some(ty), id)) if ty == "Patient" => Some(id),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Whether a resource belongs to `patient` alone, the rule for a patient-level write (issue 7,
+/// item 4): its patient reference names that patient (a Patient: its own id), and no element of
+/// the compartment definition names another patient (`Observation.performer` = someone else is
+/// refused).  A type with no patient reference element belongs to the patient when the patient's
+/// compartment holds it and no other's does.  Types outside every patient compartment
+/// (Practitioner, Medication, …) belong to no patient.
+pub fn belongs_to(resource: &Value, patient: &str) -> bool {
+    let Some(resource_type) = resource.get("resourceType").and_then(Value::as_str) else {
+        return false;
+    };
+    let mut named = Vec::new();
+    for path in compartment_paths(resource_type) {
+        references_at(resource, path, &mut named);
+    }
+    let named = patient_ids(&named);
+    if named.iter().any(|p| p != patient) {
+        return false;
+    }
+    if resource_type == "Patient" {
+        return resource.get("id").and_then(Value::as_str) == Some(patient);
+    }
+    match patient_reference_path(resource_type) {
+        Some(path) => {
+            let mut own = Vec::new();
+            references_at(resource, path, &mut own);
+            let own_len = own.len();
+            let own = patient_ids(&own);
+            own_len > 0 && own.len() == own_len && own.iter().all(|p| p == patient)
+        }
+        None => !named.is_empty(),
+    }
+}
+
 /// The first patient whose compartment holds the resource (its subject or patient).
 pub fn patient_of(resource: &Value) -> Option<String> {
     patients_of(resource).into_iter().next()
@@ -143,6 +200,31 @@ mod tests {
         );
         assert_eq!(patient_of(&json!({"resourceType": "Practitioner", "id": "d1"})), None);
         assert_eq!(patient_of(&json!({"resourceType": "Observation", "subject": {"reference": "Group/g"}})), None);
+    }
+
+    #[test]
+    fn a_resource_belongs_to_the_patient_its_patient_reference_names() {
+        let obs = |subject: &str, performer: &str| json!({"resourceType": "Observation", "subject": {"reference": subject}, "performer": [{"reference": performer}]});
+        assert!(belongs_to(&obs("Patient/a", "Practitioner/x"), "a"));
+        assert!(belongs_to(&obs("Patient/a", "Patient/a"), "a"));
+        assert!(!belongs_to(&obs("Patient/b", "Patient/a"), "a"), "the subject is another patient");
+        assert!(!belongs_to(&obs("Patient/a", "Patient/b"), "a"), "a compartment element names another patient");
+        assert!(!belongs_to(&obs("http://x/fhir/Patient/b", "Patient/a"), "a"), "absolute references count");
+        assert!(!belongs_to(&obs("Group/g", "Patient/a"), "a"), "the subject is not the patient");
+        assert!(!belongs_to(&json!({"resourceType": "Observation", "performer": [{"reference": "Patient/a"}]}), "a"));
+        let allergy = json!({"resourceType": "AllergyIntolerance", "patient": {"reference": "Patient/a"},
+                             "recorder": {"reference": "Patient/b"}});
+        assert!(!belongs_to(&allergy, "a"));
+        assert!(belongs_to(&json!({"resourceType": "Patient", "id": "a"}), "a"));
+        assert!(!belongs_to(&json!({"resourceType": "Patient", "id": "b"}), "a"));
+        assert!(!belongs_to(
+            &json!({"resourceType": "Patient", "id": "a", "link": [{"other": {"reference": "Patient/b"}}]}),
+            "a"
+        ));
+        let appt = |p: &str| json!({"resourceType": "Appointment", "participant": [{"actor": {"reference": p}}]});
+        assert!(belongs_to(&appt("Patient/a"), "a") && !belongs_to(&appt("Practitioner/x"), "a"));
+        assert!(!belongs_to(&json!({"resourceType": "Practitioner", "id": "a"}), "a"));
+        assert!(belongs_to(&json!({"resourceType": "Coverage", "beneficiary": {"reference": "Patient/a"}}), "a"));
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod bundle;
 pub mod capability;
 pub mod compartment;
 pub mod demo;
+pub mod limits;
 pub mod resource_types;
 pub mod search;
 pub mod store;

@@ -60,6 +60,18 @@ pub enum WriteOp {
 pub struct SearchPage {
     pub resources: Vec<String>,
     pub total: i64,
+    /// The page stopped early: the next match would have passed `SearchRequest::max_bytes`
+    /// (the response budget, [`crate::limits::RESPONSE_BUDGET_BYTES`]).
+    pub over_budget: bool,
+}
+
+/// Versions of resources, newest first, and how many there are in all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionPage {
+    pub versions: Vec<StoredResource>,
+    pub total: i64,
+    /// The page stopped early: the next version would have passed the byte budget.
+    pub over_budget: bool,
 }
 
 pub trait ResourceStore: Send + Sync + 'static {
@@ -92,20 +104,23 @@ pub trait ResourceStore: Send + Sync + 'static {
         version_id: i64,
     ) -> impl Future<Output = Result<Option<StoredResource>, StoreError>> + Send;
     /// Type history: versions of the resources of a type that the access constraints admit
-    /// (through their current version), newest first; and the total.
+    /// (through their current version: candidates, each version still to be checked), newest
+    /// first, holding at most `max_bytes` of JSON; and the total.
     fn type_history(
         &self,
         resource_type: &str,
         access: &[Constraint],
         count: i64,
         offset: i64,
-    ) -> impl Future<Output = Result<(Vec<StoredResource>, i64), StoreError>> + Send;
-    /// Every version of one resource, newest first.
+        max_bytes: usize,
+    ) -> impl Future<Output = Result<VersionPage, StoreError>> + Send;
+    /// Every version of one resource, newest first, holding at most `max_bytes` of JSON.
     fn history(
         &self,
         resource_type: &str,
         id: &str,
-    ) -> impl Future<Output = Result<Vec<StoredResource>, StoreError>> + Send;
+        max_bytes: usize,
+    ) -> impl Future<Output = Result<VersionPage, StoreError>> + Send;
     /// Stores a new version of `resource` (which has `resourceType` and `id`), setting
     /// `meta.versionId` and `meta.lastUpdated = now`, if the current state is `expected`.
     fn put(

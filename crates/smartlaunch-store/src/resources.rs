@@ -1,13 +1,16 @@
 //! FHIR resources: the current version of each as JSON with a sort key, every version, and the
 //! patient compartments each resource is in.
 
+use futures_util::TryStreamExt;
 use serde_json::{json, Value};
 use smartlaunch_fhir::compartment::patients_of;
 use smartlaunch_fhir::search::extract::{index_entries, IndexEntry, IndexValue};
 use smartlaunch_fhir::search::normalize::date_range;
 use smartlaunch_fhir::search::query::SearchRequest;
 use smartlaunch_fhir::search::Constraint;
-use smartlaunch_fhir::store::{Expected, ResourceStore, SearchPage, StoreError, StoredResource, WriteError, WriteOp};
+use smartlaunch_fhir::store::{
+    Expected, ResourceStore, SearchPage, StoreError, StoredResource, VersionPage, WriteError, WriteOp,
+};
 use sqlx::{Sqlite, Transaction};
 
 use crate::search::{order_sql, where_sql, write_index};
@@ -115,8 +118,7 @@ async fn write_version(
     else {
         return Err(StoreError("a resource without resourceType or id".into()));
     };
-    let mut content = resource.clone();
-    content["meta"] = match resource.get("meta") {
+    let meta = match resource.get("meta") {
         Some(Value::Object(meta)) => {
             let mut meta = meta.clone();
             meta.insert("versionId".into(), version.to_string().into());
@@ -125,7 +127,12 @@ async fn write_version(
         }
         _ => json!({ "versionId": version.to_string(), "lastUpdated": now }),
     };
-    let json = content.to_string();
+    // The stored JSON: the resource with its new `meta`, serialised from borrowed members (in the
+    // same key order as a `serde_json::Map`) instead of a copy of the whole tree.
+    let mut members: std::collections::BTreeMap<&str, &Value> =
+        resource.as_object().into_iter().flatten().map(|(k, v)| (k.as_str(), v)).collect();
+    members.insert("meta", &meta);
+    let json = serde_json::to_string(&members).map_err(err)?;
     sqlx::query(
         "INSERT INTO resources (resource_type, id, version_id, last_updated, deleted, sort_key, content) \
          VALUES (?, ?, ?, ?, 0, ?, ?) ON CONFLICT (resource_type, id) DO UPDATE SET version_id = excluded.version_id, \
@@ -187,7 +194,7 @@ impl ResourceStore for Db {
         let (total,): (i64,) =
             sqlx::query_as_with(&count_sql, filter.arguments()).fetch_one(&self.read).await.map_err(err)?;
         if request.summary_count || request.count == 0 {
-            return Ok(SearchPage { resources: Vec::new(), total });
+            return Ok(SearchPage { resources: Vec::new(), total, over_budget: false });
         }
         let order = order_sql(request);
         let page_sql = format!(
@@ -198,8 +205,17 @@ impl ResourceStore for Db {
         for b in order.arguments_vec() {
             crate::search::add(&mut args, b);
         }
-        let rows: Vec<(String,)> = sqlx::query_as_with(&page_sql, args).fetch_all(&self.read).await.map_err(err)?;
-        Ok(SearchPage { resources: rows.into_iter().map(|(j,)| j).collect(), total })
+        // Rows are taken one at a time and counted: a page never holds more than the budget.
+        let mut rows = sqlx::query_as_with::<_, (String,), _>(&page_sql, args).fetch(&self.read);
+        let (mut resources, mut bytes) = (Vec::new(), 0usize);
+        while let Some((json,)) = rows.try_next().await.map_err(err)? {
+            bytes += json.len();
+            if bytes > request.max_bytes {
+                return Ok(SearchPage { resources, total, over_budget: true });
+            }
+            resources.push(json);
+        }
+        Ok(SearchPage { resources, total, over_budget: false })
     }
 
     async fn type_history(
@@ -208,7 +224,8 @@ impl ResourceStore for Db {
         access: &[Constraint],
         count: i64,
         offset: i64,
-    ) -> Result<(Vec<StoredResource>, i64), StoreError> {
+        max_bytes: usize,
+    ) -> Result<VersionPage, StoreError> {
         // Deleted resources keep their compartments, so their history stays visible to whoever
         // could see them; `where_sql` asks for live resources, hence the replacement below.
         let filter = where_sql(resource_type, &[], access);
@@ -220,23 +237,21 @@ impl ResourceStore for Db {
             .fetch_one(&self.read)
             .await
             .map_err(err)?;
-        let rows: Vec<(String, String, i64, String, i64)> = sqlx::query_as_with(
-            &format!(
-                "SELECT v.id, v.content, v.version_id, v.last_updated, v.deleted {from} \
-                 ORDER BY v.last_updated DESC, v.id, v.version_id DESC LIMIT {count} OFFSET {offset}"
-            ),
-            filter.arguments(),
-        )
-        .fetch_all(&self.read)
-        .await
-        .map_err(err)?;
-        let versions = rows
-            .into_iter()
-            .map(|(id, json, version, last_updated, deleted)| {
-                stored(resource_type, &id, (json, version, last_updated, deleted), Vec::new())
-            })
-            .collect();
-        Ok((versions, total))
+        let sql = format!(
+            "SELECT v.id, v.content, v.version_id, v.last_updated, v.deleted {from} \
+             ORDER BY v.last_updated DESC, v.id, v.version_id DESC LIMIT {count} OFFSET {offset}"
+        );
+        let mut rows =
+            sqlx::query_as_with::<_, (String, String, i64, String, i64), _>(&sql, filter.arguments()).fetch(&self.read);
+        let (mut versions, mut bytes) = (Vec::new(), 0usize);
+        while let Some((id, json, version, last_updated, deleted)) = rows.try_next().await.map_err(err)? {
+            bytes += json.len();
+            if bytes > max_bytes {
+                return Ok(VersionPage { versions, total, over_budget: true });
+            }
+            versions.push(stored(resource_type, &id, (json, version, last_updated, deleted), Vec::new()));
+        }
+        Ok(VersionPage { versions, total, over_budget: false })
     }
 
     async fn matches(&self, resource_type: &str, id: &str, access: &[Constraint]) -> Result<bool, StoreError> {
@@ -288,18 +303,24 @@ impl ResourceStore for Db {
         }
     }
 
-    async fn history(&self, resource_type: &str, id: &str) -> Result<Vec<StoredResource>, StoreError> {
-        let rows: Vec<VersionRow> = sqlx::query_as(
+    async fn history(&self, resource_type: &str, id: &str, max_bytes: usize) -> Result<VersionPage, StoreError> {
+        let patients = compartments(&self.read, resource_type, id).await?;
+        let mut rows = sqlx::query_as::<_, VersionRow>(
             "SELECT content, version_id, last_updated, deleted FROM resource_versions \
              WHERE resource_type = ? AND id = ? ORDER BY version_id DESC",
         )
         .bind(resource_type)
         .bind(id)
-        .fetch_all(&self.read)
-        .await
-        .map_err(err)?;
-        let patients = compartments(&self.read, resource_type, id).await?;
-        Ok(rows.into_iter().map(|row| stored(resource_type, id, row, patients.clone())).collect())
+        .fetch(&self.read);
+        let (mut versions, mut bytes) = (Vec::new(), 0usize);
+        while let Some(row) = rows.try_next().await.map_err(err)? {
+            bytes += row.0.len();
+            if bytes > max_bytes {
+                return Ok(VersionPage { total: versions.len() as i64, versions, over_budget: true });
+            }
+            versions.push(stored(resource_type, id, row, patients.clone()));
+        }
+        Ok(VersionPage { total: versions.len() as i64, versions, over_budget: false })
     }
 
     async fn put(&self, resource: &Value, expected: Expected, now: &str) -> Result<StoredResource, WriteError> {

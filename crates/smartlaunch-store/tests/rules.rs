@@ -195,3 +195,39 @@ async fn a_launch_is_used_once_even_when_used_concurrently() {
     db.close().await;
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// The response budget (issue 7, item 6): a page stops at the first row that would pass
+/// `max_bytes`, so a search, a type history or an instance history never holds more.
+#[tokio::test]
+async fn pages_stop_at_the_byte_budget() {
+    use serde_json::json;
+    use smartlaunch_fhir::search::query::SearchRequest;
+    use smartlaunch_fhir::search::Constraint;
+    use smartlaunch_fhir::store::{Expected, ResourceStore};
+    let (db, dir) = db().await;
+    let now = "2026-01-01T00:00:00Z";
+    for n in 0..3 {
+        let o = json!({"resourceType": "Observation", "id": format!("o{n}"), "status": "final",
+                       "note": [{"text": "z".repeat(1_000)}]});
+        db.put(&o, Expected::Absent, now).await.unwrap();
+    }
+    let mut o =
+        json!({"resourceType": "Observation", "id": "o0", "status": "amended", "note": [{"text": "z".repeat(1_000)}]});
+    db.put(&o, Expected::Version(1), now).await.unwrap();
+    o["status"] = json!("final");
+    db.put(&o, Expected::Version(2), now).await.unwrap();
+    let all = [Constraint::everything()];
+    let mut request = SearchRequest::matching(Vec::new());
+    let page = db.search("Observation", &request, &all).await.unwrap();
+    assert_eq!((page.resources.len(), page.total, page.over_budget), (3, 3, false));
+    request.max_bytes = 2_500;
+    let page = db.search("Observation", &request, &all).await.unwrap();
+    assert_eq!((page.resources.len(), page.total, page.over_budget), (2, 3, true), "the third row would pass it");
+    let history = db.type_history("Observation", &all, 100, 0, 2_500).await.unwrap();
+    assert_eq!((history.versions.len(), history.over_budget), (2, true));
+    let history = db.history("Observation", "o0", 2_500).await.unwrap();
+    assert_eq!((history.versions.len(), history.over_budget), (2, true));
+    let history = db.history("Observation", "o0", 10_000).await.unwrap();
+    assert_eq!((history.versions.len(), history.over_budget), (3, false));
+    std::fs::remove_dir_all(dir).ok();
+}

@@ -6,8 +6,8 @@ use super::extract::split_reference;
 use super::normalize::{date_range, fold};
 use super::params::{param, Kind};
 
-pub const DEFAULT_COUNT: i64 = 50;
-pub const MAX_COUNT: i64 = 1000;
+pub use crate::limits::{DEFAULT_COUNT, MAX_COUNT};
+use crate::limits::{MAX_OR_VALUES, MAX_SEARCH_PARAMETERS, MAX_VALUE_BYTES};
 
 /// What a clause searches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +97,8 @@ pub struct SearchRequest {
     pub sort: Vec<SortKey>,
     pub summary_count: bool,
     pub elements: Option<Vec<String>>,
+    /// The most bytes of resource JSON the page may hold (the response budget).
+    pub max_bytes: usize,
 }
 
 impl SearchRequest {
@@ -111,6 +113,7 @@ impl SearchRequest {
             sort: Vec::new(),
             summary_count: false,
             elements: None,
+            max_bytes: crate::limits::RESPONSE_BUDGET_BYTES,
         }
     }
 }
@@ -130,6 +133,12 @@ const IGNORED: &[&str] = &["_format", "_pretty", "_total"];
 /// Parses the query of a search on `resource_type`.  Unknown parameters are an error when
 /// `strict`, and ignored otherwise (R4 `Prefer: handling`).
 pub fn parse(resource_type: &str, pairs: &[(String, String)], strict: bool) -> Result<SearchRequest, SearchError> {
+    if pairs.len() > MAX_SEARCH_PARAMETERS {
+        return Err(SearchError::Invalid(format!(
+            "this search has {} parameters; at most {MAX_SEARCH_PARAMETERS} are accepted (split the search)",
+            pairs.len()
+        )));
+    }
     let mut request = SearchRequest {
         clauses: Vec::new(),
         include: Vec::new(),
@@ -139,6 +148,7 @@ pub fn parse(resource_type: &str, pairs: &[(String, String)], strict: bool) -> R
         sort: Vec::new(),
         summary_count: false,
         elements: None,
+        max_bytes: crate::limits::RESPONSE_BUDGET_BYTES,
     };
     for (key, value) in pairs {
         let result = match key.as_str() {
@@ -219,6 +229,9 @@ fn target(resource_type: &str, name: &str) -> Option<Target> {
 }
 
 fn parse_sort(resource_type: &str, value: &str) -> Result<Vec<SortKey>, SearchError> {
+    if value.split(',').count() > MAX_OR_VALUES {
+        return Err(SearchError::Invalid(format!("_sort takes at most {MAX_OR_VALUES} keys")));
+    }
     value
         .split(',')
         .map(|s| {
@@ -297,10 +310,23 @@ fn parse_clause(resource_type: &str, key: &str, value: &str) -> Result<Clause, S
     };
     let reference_type = modifier_type(key);
     let invalid = |why: &str| SearchError::Invalid(format!("{key}={value}: {why}"));
+    let raw = split_values(value);
+    if raw.len() > MAX_OR_VALUES {
+        return Err(SearchError::Invalid(format!(
+            "{key} has {} comma-separated values; at most {MAX_OR_VALUES} are accepted per parameter (split the search)",
+            raw.len()
+        )));
+    }
     let mut values = Vec::new();
-    for v in split_values(value) {
+    for v in raw {
         if v.is_empty() {
             return Err(invalid("empty value"));
+        }
+        if v.len() > MAX_VALUE_BYTES {
+            return Err(SearchError::Invalid(format!(
+                "a value of {key} is {} bytes long; at most {MAX_VALUE_BYTES} are accepted",
+                v.len()
+            )));
         }
         values.push(match (target, kind) {
             (Target::Id, _) => ClauseValue::Id(v),
@@ -439,6 +465,24 @@ mod tests {
         )];
         assert_eq!(parse_filter("Observation", &f).unwrap().len(), 1);
         assert!(parse_filter("Observation", &[("nope".into(), "x".into())]).is_none());
+    }
+
+    #[test]
+    fn or_values_are_capped_per_parameter() {
+        let values = |n: usize| (0..n).map(|i| format!("c{i}")).collect::<Vec<_>>().join(",");
+        assert!(parse("Observation", &[("code".into(), values(MAX_OR_VALUES))], true).is_ok());
+        let too_many = parse("Observation", &[("code".into(), values(MAX_OR_VALUES + 1))], false);
+        assert!(matches!(too_many, Err(SearchError::Invalid(m)) if m.contains("at most 100")));
+        let sorts = vec!["date"; MAX_OR_VALUES + 1].join(",");
+        assert!(parse("Observation", &[("_sort".into(), sorts)], false).is_err());
+        let long = "x".repeat(MAX_VALUE_BYTES + 1);
+        assert!(
+            matches!(parse("Observation", &[("code".into(), long)], false), Err(SearchError::Invalid(m)) if m.contains("at most 4096"))
+        );
+        let repeated = vec![("status".to_string(), "final".to_string()); MAX_SEARCH_PARAMETERS + 1];
+        assert!(
+            matches!(parse("Observation", &repeated, false), Err(SearchError::Invalid(m)) if m.contains("at most 50"))
+        );
     }
 
     #[test]

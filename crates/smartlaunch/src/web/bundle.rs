@@ -1,7 +1,10 @@
 //! `POST /fhir` with a `batch` or `transaction` Bundle.  Every entry is checked against the
 //! token's scopes on its own (checklist item 79).  A transaction is all or nothing: its
 //! `urn:uuid:` references are resolved to the ids the server assigns, and its writes are
-//! applied in one database transaction.  A batch runs each entry as its own request.
+//! applied in one database transaction.  A batch runs each entry as its own request.  Both are
+//! bounded (issue 7, item 6): entries per Bundle, and the batch's whole response shares one
+//! budget, counted as each entry's response is added (the batch stops at the first entry that
+//! would pass it and answers 400).
 
 use axum::body::{to_bytes, Bytes};
 use axum::extract::{Path, RawQuery, State};
@@ -9,27 +12,30 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 use smart_scopes::Interaction;
-use smartlaunch_fhir::access::may;
+use smartlaunch_fhir::access::{may, may_write};
 use smartlaunch_fhir::bundle::{prepare_transaction, EntryMethod};
-use smartlaunch_fhir::compartment::patients_of;
+use smartlaunch_fhir::limits::{MAX_BATCH_ENTRIES, MAX_TRANSACTION_ENTRIES, RESPONSE_BUDGET_BYTES};
 use smartlaunch_fhir::store::{Expected, ResourceStore, WriteError, WriteOp};
 
 use crate::server::{instant, App};
-use crate::web::fhir::{self, authenticate, outcome, Caller, FhirBase};
-
-/// Entries accepted in one Bundle.
-const MAX_ENTRIES: usize = 10_000;
+use crate::web::fhir::{self, authenticate, outcome, with_resource, Caller, FhirBase, FhirBody, OverBudget};
 
 /// `POST /fhir`.
-pub(crate) async fn post(State(app): State<App>, base: FhirBase, headers: HeaderMap, body: Bytes) -> Response {
+pub(crate) async fn post(
+    State(app): State<App>,
+    base: FhirBase,
+    headers: HeaderMap,
+    FhirBody(body): FhirBody,
+) -> Response {
     let caller = match authenticate(&app, &base, &headers, "Bundle", None) {
         Ok(c) => c,
         Err(r) => return r,
     };
-    let bundle: Value = match serde_json::from_slice(&body) {
+    let mut bundle: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => return outcome(StatusCode::BAD_REQUEST, "invalid", &format!("the body is not JSON: {e}")),
     };
+    drop(body);
     if bundle["resourceType"] != "Bundle" {
         return outcome(
             StatusCode::BAD_REQUEST,
@@ -37,29 +43,31 @@ pub(crate) async fn post(State(app): State<App>, base: FhirBase, headers: Header
             "POST to the FHIR base takes a Bundle of type batch or transaction",
         );
     }
-    let entries = bundle["entry"].as_array().cloned().unwrap_or_default();
-    if entries.len() > MAX_ENTRIES {
+    let kind = bundle["type"].as_str().unwrap_or_default().to_owned();
+    let entries = match bundle["entry"].take() {
+        Value::Array(entries) => entries,
+        _ => Vec::new(),
+    };
+    drop(bundle);
+    let limit = match kind.as_str() {
+        "transaction" => MAX_TRANSACTION_ENTRIES,
+        "batch" => MAX_BATCH_ENTRIES,
+        _ => return outcome(StatusCode::BAD_REQUEST, "invalid", "Bundle.type must be batch or transaction"),
+    };
+    if entries.len() > limit {
         return outcome(
             StatusCode::PAYLOAD_TOO_LARGE,
             "too-costly",
-            &format!("at most {MAX_ENTRIES} entries per Bundle"),
+            &format!(
+                "this {kind} has {} entries; this server accepts at most {limit} entries per {kind}: split it",
+                entries.len()
+            ),
         );
     }
-    match bundle["type"].as_str() {
-        Some("transaction") => transaction(&app, &caller, entries).await,
-        Some("batch") => batch(&app, &base, &headers, entries).await,
-        _ => outcome(StatusCode::BAD_REQUEST, "invalid", "Bundle.type must be batch or transaction"),
+    match kind.as_str() {
+        "transaction" => transaction(&app, &caller, entries).await,
+        _ => batch(&app, &base, &headers, entries).await,
     }
-}
-
-/// A transaction entry, validated and access-checked, waiting to be written.
-enum Planned {
-    Write {
-        op: WriteOp,
-        status: StatusCode,
-    },
-    /// A delete of something already gone: nothing to write.
-    Nothing,
 }
 
 fn entry_error(n: usize, status: StatusCode, message: &str) -> Response {
@@ -78,7 +86,10 @@ async fn transaction(app: &App, caller: &Caller, entries: Vec<Value>) -> Respons
     };
     // 2. Every entry against the scopes; the state each write expects.
     let requester = caller.requester();
-    let mut plan = Vec::with_capacity(prepared.len());
+    // The status of each entry's write (`None`: a delete of something already gone, nothing to
+    // write), and the writes themselves (moved, never copied: a Bundle may be 32 MiB).
+    let mut plan: Vec<Option<StatusCode>> = Vec::with_capacity(prepared.len());
+    let mut ops: Vec<WriteOp> = Vec::with_capacity(prepared.len());
     for (n, entry) in prepared.into_iter().enumerate() {
         let (ty, id) = (entry.resource_type.as_str(), entry.id.as_str());
         let current = match entry.method {
@@ -95,14 +106,22 @@ async fn transaction(app: &App, caller: &Caller, entries: Vec<Value>) -> Respons
             (EntryMethod::Update, None) => (Interaction::Update, StatusCode::CREATED),
             (EntryMethod::Delete, _) => (Interaction::Delete, StatusCode::NO_CONTENT),
         };
-        // The current version must be within reach, and so must the new one.
+        // The current version must be within reach, and so must the new one: each belongs to
+        // the patient of a patient-level token (`may_write`).
         if let Some(c) = &current {
-            if let Err(d) = may(&requester, interaction, ty, &c.compartments) {
+            let allowed = match c.deleted {
+                false => match serde_json::from_str::<Value>(&c.json) {
+                    Ok(old) => may_write(&requester, interaction, &old),
+                    Err(e) => return fhir::server_error("read the stored resource", e),
+                },
+                true => may(&requester, interaction, ty, &c.compartments),
+            };
+            if let Err(d) = allowed {
                 return entry_error(n, StatusCode::FORBIDDEN, &d.message());
             }
         }
         if let Some(resource) = &entry.resource {
-            if let Err(d) = may(&requester, interaction, ty, &patients_of(resource)) {
+            if let Err(d) = may_write(&requester, interaction, resource) {
                 return entry_error(n, StatusCode::FORBIDDEN, &d.message());
             }
         } else if current.is_none() {
@@ -126,24 +145,18 @@ async fn transaction(app: &App, caller: &Caller, entries: Vec<Value>) -> Respons
             (_, Some(c)) => Expected::Version(c.version_id),
             (None, None) => Expected::Absent,
         };
-        plan.push(match (entry.method, entry.resource, live) {
-            (EntryMethod::Delete, _, None) => Planned::Nothing,
-            (EntryMethod::Delete, _, Some(_)) => Planned::Write {
-                op: WriteOp::Delete { resource_type: ty.to_owned(), id: id.to_owned(), expected },
-                status,
-            },
-            (_, Some(resource), _) => Planned::Write { op: WriteOp::Put { resource, expected }, status },
+        let op = match (entry.method, entry.resource, live) {
+            (EntryMethod::Delete, _, None) => None,
+            (EntryMethod::Delete, _, Some(_)) => {
+                Some(WriteOp::Delete { resource_type: ty.to_owned(), id: id.to_owned(), expected })
+            }
+            (_, Some(resource), _) => Some(WriteOp::Put { resource, expected }),
             (_, None, _) => return entry_error(n, StatusCode::BAD_REQUEST, "the entry has no resource"),
-        });
+        };
+        plan.push(op.is_some().then_some(status));
+        ops.extend(op);
     }
     // 3. Write everything in one database transaction.
-    let ops: Vec<WriteOp> = plan
-        .iter()
-        .filter_map(|p| match p {
-            Planned::Write { op, .. } => Some(op.clone()),
-            Planned::Nothing => None,
-        })
-        .collect();
     let written = match app.db.transaction(&ops, &instant(app.clock.now())).await {
         Ok(w) => w,
         Err((n, WriteError::Conflict(_))) => {
@@ -156,10 +169,11 @@ async fn transaction(app: &App, caller: &Caller, entries: Vec<Value>) -> Respons
         Err((_, WriteError::Store(e))) => return fhir::server_error("store the transaction", e),
     };
     let mut written = written.into_iter();
+    drop(ops);
     let response_entries: Vec<Value> = plan
         .iter()
         .map(|p| match p {
-            Planned::Write { status, .. } => {
+            Some(status) => {
                 let stored = written.next().expect("one result per write");
                 let mut response = json!({
                     "status": format!("{} {}", status.as_u16(), status.canonical_reason().unwrap_or_default()),
@@ -172,7 +186,7 @@ async fn transaction(app: &App, caller: &Caller, entries: Vec<Value>) -> Respons
                 }
                 json!({ "response": response })
             }
-            Planned::Nothing => json!({ "response": { "status": "204 No Content" } }),
+            None => json!({ "response": { "status": "204 No Content" } }),
         })
         .collect();
     let body = json!({ "resourceType": "Bundle", "type": "transaction-response", "entry": response_entries });
@@ -180,15 +194,30 @@ async fn transaction(app: &App, caller: &Caller, entries: Vec<Value>) -> Respons
         .into_response()
 }
 
-/// A batch: each entry runs as its own request, with the caller's token.
+/// A batch: each entry runs as its own request, with the caller's token.  The responses share
+/// [`RESPONSE_BUDGET_BYTES`]: a search gets what is left of it, every body is counted as it is
+/// added, and the first entry that would pass it ends the batch with a 400 OperationOutcome.
 async fn batch(app: &App, base: &FhirBase, headers: &HeaderMap, entries: Vec<Value>) -> Response {
     let mut out = Vec::with_capacity(entries.len());
-    for entry in entries {
-        let response = batch_entry(app, base, headers, &entry).await;
+    let mut left = RESPONSE_BUDGET_BYTES;
+    let too_large = |n: usize| {
+        fhir::over_budget(&format!(
+            "the responses of this batch's first {} entries already fill it; send fewer entries per batch, \
+             or page the searches with a smaller _count",
+            n
+        ))
+    };
+    for (n, entry) in entries.into_iter().enumerate() {
+        let response = batch_entry(app, base, headers, entry, left).await;
+        if response.extensions().get::<OverBudget>().is_some() {
+            return too_large(n);
+        }
         let status = response.status();
         let etag = response.headers().get(header::ETAG).and_then(|v| v.to_str().ok()).map(str::to_owned);
         let location = response.headers().get(header::LOCATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let body = to_bytes(response.into_body(), 64 * 1024 * 1024).await.unwrap_or_default();
+        let Ok(body) = to_bytes(response.into_body(), left).await else {
+            return too_large(n);
+        };
         let mut result = json!({ "response": { "status": format!("{} {}", status.as_u16(), status.canonical_reason().unwrap_or_default()) } });
         if let Some(e) = etag {
             result["response"]["etag"] = json!(e);
@@ -196,23 +225,39 @@ async fn batch(app: &App, base: &FhirBase, headers: &HeaderMap, entries: Vec<Val
         if let Some(l) = location {
             result["response"]["location"] = json!(l);
         }
-        if let Ok(v) = serde_json::from_slice::<Value>(&body) {
-            if status.is_success() {
-                result["resource"] = v;
-            } else {
-                result["response"]["outcome"] = v;
+        let text = match status.is_success() {
+            true => match std::str::from_utf8(&body) {
+                Ok(resource) if resource.starts_with('{') => with_resource(&result, resource),
+                _ => result.to_string(),
+            },
+            false => {
+                if let Ok(v) = serde_json::from_slice::<Value>(&body) {
+                    result["response"]["outcome"] = v;
+                }
+                result.to_string()
             }
-        }
-        out.push(result);
+        };
+        drop(body);
+        let Some(rest) = left.checked_sub(text.len() + 1) else {
+            return too_large(n);
+        };
+        left = rest;
+        out.push(text);
     }
-    let body = json!({ "resourceType": "Bundle", "type": "batch-response", "entry": out });
-    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/fhir+json; charset=utf-8"))], body.to_string())
+    let head = json!({ "resourceType": "Bundle", "type": "batch-response" });
+    (
+        [(header::CONTENT_TYPE, HeaderValue::from_static("application/fhir+json; charset=utf-8"))],
+        fhir::bundle_with_entries(&head, &out),
+    )
         .into_response()
 }
 
-async fn batch_entry(app: &App, base: &FhirBase, headers: &HeaderMap, entry: &Value) -> Response {
-    let method = entry["request"]["method"].as_str().unwrap_or_default();
-    let url = entry["request"]["url"].as_str().unwrap_or_default().trim_start_matches('/');
+/// Runs one batch entry as the request it describes; a search may hold at most `max_bytes`.  The
+/// entry is consumed: its resource's tree is freed once it is text again, before the handler
+/// parses that text.
+async fn batch_entry(app: &App, base: &FhirBase, headers: &HeaderMap, mut entry: Value, max_bytes: usize) -> Response {
+    let method = entry["request"]["method"].as_str().unwrap_or_default().to_owned();
+    let url = entry["request"]["url"].as_str().unwrap_or_default().trim_start_matches('/').to_owned();
     let mut h = HeaderMap::new();
     for name in [header::AUTHORIZATION, header::ACCEPT] {
         if let Some(v) = headers.get(&name) {
@@ -226,15 +271,22 @@ async fn batch_entry(app: &App, base: &FhirBase, headers: &HeaderMap, entry: &Va
     if let Some(c) = entry["request"]["ifNoneExist"].as_str().and_then(|c| HeaderValue::from_str(c).ok()) {
         h.insert("if-none-exist", c);
     }
-    let body = Bytes::from(entry["resource"].to_string());
+    let body = Bytes::from(entry["resource"].take().to_string());
+    drop(entry);
     let state = State(app.clone());
     let (path, query) = match url.split_once('?') {
         Some((p, q)) => (p, Some(q.to_owned())),
-        None => (url, None),
+        None => (url.as_str(), None),
     };
     let segments: Vec<String> = path.split('/').filter(|s| !s.is_empty()).map(str::to_owned).collect();
     match (Method::from_bytes(method.as_bytes()).unwrap_or(Method::OPTIONS), segments.as_slice()) {
-        (Method::GET, [ty]) => fhir::search_get(state, base.clone(), Path(ty.clone()), h, RawQuery(query)).await,
+        (Method::GET, [ty]) => {
+            let pairs = crate::web::form_pairs(query.unwrap_or_default().as_bytes());
+            fhir::search_within(app, base, ty, &h, pairs, max_bytes).await
+        }
+        (Method::GET, [ty, hist]) if hist == "_history" => {
+            fhir::type_history(state, base.clone(), Path(ty.clone()), h, RawQuery(query)).await
+        }
         (Method::GET, [ty, id]) => fhir::read(state, base.clone(), Path((ty.clone(), id.clone())), h).await,
         (Method::GET, [ty, id, hist]) if hist == "_history" => {
             fhir::history(state, base.clone(), Path((ty.clone(), id.clone())), h).await
@@ -242,8 +294,10 @@ async fn batch_entry(app: &App, base: &FhirBase, headers: &HeaderMap, entry: &Va
         (Method::GET, [ty, id, hist, v]) if hist == "_history" => {
             fhir::vread(state, base.clone(), Path((ty.clone(), id.clone(), v.clone())), h).await
         }
-        (Method::POST, [ty]) => fhir::create(state, base.clone(), Path(ty.clone()), h, body).await,
-        (Method::PUT, [ty, id]) => fhir::update(state, base.clone(), Path((ty.clone(), id.clone())), h, body).await,
+        (Method::POST, [ty]) => fhir::create(state, base.clone(), Path(ty.clone()), h, FhirBody(body)).await,
+        (Method::PUT, [ty, id]) => {
+            fhir::update(state, base.clone(), Path((ty.clone(), id.clone())), h, FhirBody(body)).await
+        }
         (Method::DELETE, [ty, id]) => fhir::delete(state, base.clone(), Path((ty.clone(), id.clone())), h).await,
         _ => outcome(StatusCode::BAD_REQUEST, "not-supported", &format!("{method} {url} is not supported in a batch")),
     }

@@ -21,6 +21,7 @@ mod views;
 use std::collections::HashSet;
 use std::time::Duration;
 
+use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -36,10 +37,10 @@ use crate::server::App;
 pub(crate) const SESSION_COOKIE: &str = "smartlaunch_session";
 /// The largest request body accepted by the OAuth and page endpoints.
 const FORM_BODY_LIMIT: usize = 64 * 1024;
-/// The largest FHIR request body (a resource; transaction Bundles come with their own limit).
-const FHIR_BODY_LIMIT: usize = 8 * 1024 * 1024;
-/// The largest batch or transaction Bundle (a Synthea patient is a few MiB).
-const BUNDLE_BODY_LIMIT: usize = 64 * 1024 * 1024;
+/// The largest FHIR request body, a resource or a Bundle (`smartlaunch_fhir::limits`).  It is
+/// axum's `DefaultBodyLimit` that the body extractors obey (its default is 2 MiB), and the FHIR
+/// handlers answer a larger body with a 413 OperationOutcome.
+const FHIR_BODY_LIMIT: usize = smartlaunch_fhir::limits::MAX_BODY_BYTES;
 
 pub(crate) fn router(app: App) -> Router {
     let rate = app.rate_limits;
@@ -79,8 +80,8 @@ pub(crate) fn router(app: App) -> Router {
         .route("/fhir/{resource_type}/{id}", get(fhir::read).put(fhir::update).delete(fhir::delete))
         .route("/fhir/{resource_type}/{id}/_history", get(fhir::history))
         .route("/fhir/{resource_type}/{id}/_history/{vid}", get(fhir::vread))
-        .layer(RequestBodyLimitLayer::new(FHIR_BODY_LIMIT));
-    let bundles = Router::new().route("/fhir", post(bundle::post)).layer(RequestBodyLimitLayer::new(BUNDLE_BODY_LIMIT));
+        .layer(DefaultBodyLimit::max(FHIR_BODY_LIMIT));
+    let bundles = Router::new().route("/fhir", post(bundle::post)).layer(DefaultBodyLimit::max(FHIR_BODY_LIMIT));
     let recorded =
         fhir_api.merge(bundles).layer(axum::middleware::from_fn_with_state(app.clone(), inspector::record_fhir));
     let for_clients = oauth.merge(recorded).layer(

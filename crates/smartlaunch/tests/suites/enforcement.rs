@@ -33,11 +33,14 @@ struct Row {
     /// Statuses of the `READS` cells, in order.
     reads: [u16; 11],
     /// Statuses of the `WRITES` cells, in order.
-    writes: [u16; 7],
-    /// Statuses of the four entries of the batch (checked one by one).
-    batch: [u16; 4],
+    writes: [u16; 11],
+    /// Statuses of the five entries of the batch (checked one by one).
+    batch: [u16; 5],
     /// Status of a transaction creating one Observation for pat-001.
     transaction: u16,
+    /// Status of a transaction creating an Observation of pat-002 performed by pat-001 (issue 7,
+    /// finding 4: access is not granted by *any* compartment element naming the patient).
+    transaction_into_another_chart: u16,
 }
 
 const READ_CELLS: [&str; 11] = [
@@ -54,7 +57,7 @@ const READ_CELLS: [&str; 11] = [
     "Condition/{condition_out}",
 ];
 
-const WRITE_CELLS: [&str; 7] = [
+const WRITE_CELLS: [&str; 11] = [
     "create Observation for pat-001",
     "create Observation for pat-002",
     "update pat-001's Observation",
@@ -62,6 +65,12 @@ const WRITE_CELLS: [&str; 7] = [
     "delete pat-001's Observation",
     "delete pat-002's Observation",
     "create Condition for pat-001",
+    // Issue 7, finding 4: a patient-level write needs the resource's patient reference to be the
+    // patient, and no compartment element naming another patient.
+    "create Observation of pat-002 performed by pat-001",
+    "create Observation of pat-001 performed by pat-002",
+    "update pat-001's Observation to subject pat-002, performer pat-001",
+    "update pat-002's Observation to subject pat-001 (the stored version is checked too)",
 ];
 
 const SEARCH_CELLS: [&str; 7] = [
@@ -80,7 +89,7 @@ const NONE: [u16; 11] = [403; 11];
 
 fn rows() -> Vec<Row> {
     use Sees::*;
-    let refused = [403; 7];
+    let refused = [403; 11];
     vec![
         Row {
             scope: "launch/patient patient/*.rs",
@@ -90,8 +99,9 @@ fn rows() -> Vec<Row> {
             conditions: Own,
             reads: IN,
             writes: refused,
-            batch: [200, 403, 403, 403],
+            batch: [200, 403, 403, 403, 403],
             transaction: 403,
+            transaction_into_another_chart: 403,
         },
         Row {
             scope: "launch/patient patient/*.rs",
@@ -101,8 +111,9 @@ fn rows() -> Vec<Row> {
             conditions: Own,
             reads: IN,
             writes: refused,
-            batch: [200, 403, 403, 403],
+            batch: [200, 403, 403, 403, 403],
             transaction: 403,
+            transaction_into_another_chart: 403,
         },
         Row {
             scope: "launch/patient patient/Observation.rs",
@@ -112,8 +123,9 @@ fn rows() -> Vec<Row> {
             conditions: Refused,
             reads: [200, 200, 403, 200, 403, 200, 403, 403, 403, 403, 403],
             writes: refused,
-            batch: [200, 403, 403, 403],
+            batch: [200, 403, 403, 403, 403],
             transaction: 403,
+            transaction_into_another_chart: 403,
         },
         Row {
             scope: "launch/patient patient/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|laboratory",
@@ -123,8 +135,9 @@ fn rows() -> Vec<Row> {
             conditions: Refused,
             reads: [200, 403, 403, 200, 403, 200, 403, 403, 403, 403, 403],
             writes: refused,
-            batch: [200, 403, 403, 403],
+            batch: [200, 403, 403, 403, 403],
             transaction: 403,
+            transaction_into_another_chart: 403,
         },
         Row {
             scope: "launch/patient patient/Observation.c",
@@ -133,9 +146,10 @@ fn rows() -> Vec<Row> {
             patients: Refused,
             conditions: Refused,
             reads: NONE,
-            writes: [201, 403, 403, 403, 403, 403, 403],
-            batch: [403, 403, 201, 403],
+            writes: [201, 403, 403, 403, 403, 403, 403, 403, 403, 403, 403],
+            batch: [403, 403, 201, 403, 403],
             transaction: 200,
+            transaction_into_another_chart: 403,
         },
         Row {
             scope: "user/*.cruds",
@@ -144,9 +158,10 @@ fn rows() -> Vec<Row> {
             patients: All,
             conditions: All,
             reads: ALL,
-            writes: [201, 201, 200, 200, 204, 204, 201],
-            batch: [200, 200, 201, 201],
+            writes: [201, 201, 200, 200, 204, 204, 201, 201, 201, 200, 200],
+            batch: [200, 200, 201, 201, 201],
             transaction: 200,
+            transaction_into_another_chart: 200,
         },
         Row {
             scope: "user/*.cruds",
@@ -155,9 +170,10 @@ fn rows() -> Vec<Row> {
             patients: Own,
             conditions: Own,
             reads: IN,
-            writes: [201, 403, 200, 403, 204, 403, 201],
-            batch: [200, 403, 201, 403],
+            writes: [201, 403, 200, 403, 204, 403, 201, 403, 403, 403, 403],
+            batch: [200, 403, 201, 403, 403],
             transaction: 200,
+            transaction_into_another_chart: 403,
         },
     ]
 }
@@ -203,6 +219,13 @@ fn asked(cell: &str, r: &Value) -> bool {
         }
         other => unreachable!("{other}"),
     }
+}
+
+/// An Observation of `subject` whose performer is `performer` (both patients).
+fn performed(subject: &str, performer: &str) -> Value {
+    let mut o = observation(subject, 6.0);
+    o["performer"] = json!([{"reference": format!("Patient/{performer}")}]);
+    o
 }
 
 fn first_id(resources: &[Value], keep: impl Fn(&Value) -> bool) -> String {
@@ -285,6 +308,13 @@ async fn every_token_gets_exactly_its_due_on_every_interaction() {
         let own_path = format!("Observation/{}", own["id"].as_str().unwrap());
         let other_path = format!("Observation/{}", other["id"].as_str().unwrap());
         let condition = json!({"resourceType": "Condition", "subject": {"reference": "Patient/pat-001"}});
+        let mut moved = target("pat-001").await;
+        let moved_path = format!("Observation/{}", moved["id"].as_str().unwrap());
+        moved["subject"] = json!({"reference": "Patient/pat-002"});
+        moved["performer"] = json!([{"reference": "Patient/pat-001"}]);
+        let mut taken = target("pat-002").await;
+        let taken_path = format!("Observation/{}", taken["id"].as_str().unwrap());
+        taken["subject"] = json!({"reference": "Patient/pat-001"});
         let got = [
             send(&s, Method::POST, "Observation", t, Some(&observation("pat-001", 2.0)), None).await,
             send(&s, Method::POST, "Observation", t, Some(&observation("pat-002", 2.0)), None).await,
@@ -293,6 +323,10 @@ async fn every_token_gets_exactly_its_due_on_every_interaction() {
             send(&s, Method::DELETE, &own_path, t, None, None).await,
             send(&s, Method::DELETE, &other_path, t, None, None).await,
             send(&s, Method::POST, "Condition", t, Some(&condition), None).await,
+            send(&s, Method::POST, "Observation", t, Some(&performed("pat-002", "pat-001")), None).await,
+            send(&s, Method::POST, "Observation", t, Some(&performed("pat-001", "pat-002")), None).await,
+            send(&s, Method::PUT, &moved_path, t, Some(&moved), None).await,
+            send(&s, Method::PUT, &taken_path, t, Some(&taken), None).await,
         ]
         .map(|r| r.status().as_u16());
         for ((cell, got), want) in WRITE_CELLS.iter().zip(got).zip(row.writes) {
@@ -305,7 +339,8 @@ async fn every_token_gets_exactly_its_due_on_every_interaction() {
             {"request": {"method": "GET", "url": format!("Observation/{lab_in}")}},
             {"request": {"method": "GET", "url": format!("Observation/{lab_out}")}},
             {"resource": observation("pat-001", 3.0), "request": {"method": "POST", "url": "Observation"}},
-            {"resource": observation("pat-002", 3.0), "request": {"method": "POST", "url": "Observation"}}
+            {"resource": observation("pat-002", 3.0), "request": {"method": "POST", "url": "Observation"}},
+            {"resource": performed("pat-002", "pat-001"), "request": {"method": "POST", "url": "Observation"}}
         ]});
         let (status, response) = post_bundle(&s, t, &batch).await;
         assert_eq!(status, 200);
@@ -326,7 +361,103 @@ async fn every_token_gets_exactly_its_due_on_every_interaction() {
         if got != row.transaction {
             failures.push(format!("{} as {}: transaction → {got}, want {}", row.scope, row.user, row.transaction));
         }
+        let into_another_chart = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"resource": observation("pat-001", 5.0), "request": {"method": "POST", "url": "Observation"}},
+            {"resource": performed("pat-002", "pat-001"), "request": {"method": "POST", "url": "Observation"}}
+        ]});
+        let got = post_bundle(&s, t, &into_another_chart).await.0.as_u16();
+        if got != row.transaction_into_another_chart {
+            failures.push(format!(
+                "{} as {}: transaction into another chart → {got}, want {}",
+                row.scope, row.user, row.transaction_into_another_chart
+            ));
+        }
     }
     assert!(failures.is_empty(), "{} cells wrong:\n{}", failures.len(), failures.join("\n"));
+    s.stop().await;
+}
+
+/// The versions of one resource that a history Bundle shows.
+fn versions_of(history: &Value, id: &str) -> Vec<String> {
+    history["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["fullUrl"].as_str().is_some_and(|u| u.ends_with(&format!("/Observation/{id}"))))
+        .map(|e| e["response"]["etag"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Issue 7, finding 5: a granular scope is evaluated on every version a response shows, not
+/// only on the current one.
+#[tokio::test]
+async fn a_lab_only_token_never_sees_the_vital_signs_version_of_a_recategorised_observation() {
+    let s = Server::start().await;
+    let client = s.public_app().await;
+    let admin = token(&s, &client, "user/*.cruds", "clinician").await;
+    let category = |code: &str| json!([{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": code}]}]);
+    let mut obs = observation("pat-001", 7.0);
+    obs["category"] = category("vital-signs");
+    let mut created: Value =
+        send(&s, Method::POST, "Observation", &admin, Some(&obs), None).await.json().await.unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    created["category"] = category("laboratory");
+    let path = format!("Observation/{id}");
+    assert_eq!(send(&s, Method::PUT, &path, &admin, Some(&created), None).await.status(), 200);
+
+    let labs = token(
+        &s,
+        &client,
+        "launch/patient patient/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|laboratory",
+        "patient",
+    )
+    .await;
+    assert_eq!(s.read(&path, &labs).await.status(), 200, "the current version is a lab");
+    assert_eq!(s.read(&format!("{path}/_history/2"), &labs).await.status(), 200);
+    assert_eq!(s.read(&format!("{path}/_history/1"), &labs).await.status(), 403, "version 1 was vital signs");
+    let history: Value = s.read(&format!("{path}/_history"), &labs).await.json().await.unwrap();
+    assert_eq!(versions_of(&history, &id), ["W/\"2\""], "instance history omits version 1");
+    let history: Value = s.read("Observation/_history?_count=1000", &labs).await.json().await.unwrap();
+    assert_eq!(versions_of(&history, &id), ["W/\"2\""], "type history omits version 1");
+    assert!(history.get("total").is_none(), "a restricted token is not told how many versions there are");
+    let all: Value = s.read(&format!("{path}/_history"), &admin).await.json().await.unwrap();
+    assert_eq!(versions_of(&all, &id), ["W/\"2\"", "W/\"1\""]);
+    s.stop().await;
+}
+
+/// Issue 7, finding 5: the patient compartment is that of each version.
+#[tokio::test]
+async fn a_patient_never_sees_versions_from_before_a_resource_was_moved_to_them() {
+    let s = Server::start().await;
+    let client = s.public_app().await;
+    let admin = token(&s, &client, "user/*.cruds", "clinician").await;
+    let mut created: Value = send(&s, Method::POST, "Observation", &admin, Some(&observation("pat-002", 8.0)), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    created["subject"] = json!({"reference": "Patient/pat-001"});
+    let path = format!("Observation/{id}");
+    assert_eq!(send(&s, Method::PUT, &path, &admin, Some(&created), None).await.status(), 200);
+
+    for scope in ["launch/patient patient/*.rs", "user/*.rs"] {
+        let p = token(&s, &client, scope, "patient").await;
+        assert_eq!(s.read(&path, &p).await.status(), 200, "{scope}: it is pat-001's now");
+        assert_eq!(s.read(&format!("{path}/_history/2"), &p).await.status(), 200, "{scope}");
+        assert_eq!(s.read(&format!("{path}/_history/1"), &p).await.status(), 403, "{scope}: version 1 was pat-002's");
+        let history: Value = s.read(&format!("{path}/_history"), &p).await.json().await.unwrap();
+        assert_eq!(versions_of(&history, &id), ["W/\"2\""], "{scope}: instance history");
+        let history: Value = s.read("Observation/_history?_count=1000", &p).await.json().await.unwrap();
+        assert_eq!(versions_of(&history, &id), ["W/\"2\""], "{scope}: type history");
+    }
+    // Moved back and deleted: pat-001 sees its version and not the deletion of pat-002's.
+    let other = token(&s, &client, "launch/patient patient/*.rs", "patient").await;
+    created["subject"] = json!({"reference": "Patient/pat-002"});
+    assert_eq!(send(&s, Method::PUT, &path, &admin, Some(&created), None).await.status(), 200);
+    assert_eq!(send(&s, Method::DELETE, &path, &admin, None, None).await.status(), 204);
+    let history: Value = s.read(&format!("{path}/_history"), &other).await.json().await.unwrap();
+    assert_eq!(versions_of(&history, &id), ["W/\"2\""], "only the version that was pat-001's");
+    assert_eq!(s.read(&format!("{path}/_history/4"), &other).await.status(), 403, "a deletion of pat-002's");
     s.stop().await;
 }

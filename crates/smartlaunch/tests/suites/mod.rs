@@ -6,4 +6,5 @@ mod enforcement;
 mod fhir_rest;
 mod fhir_search;
 mod import;
+mod limits;
 mod trust;

@@ -71,6 +71,18 @@ impl Server {
         }
     }
 
+    /// A handle for requests to a server running in another process ([`Process`]).
+    pub fn at(base: &str) -> Server {
+        Server {
+            running: None,
+            clock: Default::default(),
+            base: base.to_owned(),
+            fhir: format!("{base}/fhir"),
+            http: reqwest::Client::builder().redirect(Policy::none()).build().unwrap(),
+            dir: std::path::PathBuf::new(),
+        }
+    }
+
     /// Fills `base` and `fhir` from the running server, with a client that does not follow
     /// redirects.
     pub fn with_urls(mut self) -> Server {
