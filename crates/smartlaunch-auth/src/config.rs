@@ -24,6 +24,10 @@ pub struct AuthConfig {
     /// skip consent, ad-hoc launcher apps, the recent-launches list) are on without the admin
     /// token.  On by default only on loopback (ARCHITECTURE.md "Security design").
     pub open_sandbox: bool,
+    /// The sandbox is open because the server listens on loopback (not by `--open-sandbox`):
+    /// the powers then answer only to requests that name a loopback host, so a web page cannot
+    /// reach them through DNS rebinding (a name of its own that resolves to 127.0.0.1).
+    pub loopback_sandbox: bool,
 }
 
 impl AuthConfig {
@@ -38,6 +42,7 @@ impl AuthConfig {
             registration_token: None,
             admin_token: None,
             open_sandbox: false,
+            loopback_sandbox: false,
         }
     }
 
@@ -133,7 +138,53 @@ impl SandboxMode {
     }
 }
 
+/// Whether a `Host` header names this machine's loopback (`localhost`, `*.localhost`,
+/// `127.x.x.x`, `[::1]`), with or without a port.
+pub fn is_loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(v6) => return v6.split(']').next() == Some("::1"),
+        None => host
+            .rsplit_once(':')
+            .map_or(host, |(name, port)| if port.bytes().all(|b| b.is_ascii_digit()) { name } else { host }),
+    };
+    let name = name.to_ascii_lowercase();
+    name == "localhost"
+        || name.ends_with(".localhost")
+        || name.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
+}
+
 /// Whether `id` can name a simulation: 1–64 characters of base64url (what the server issues).
 pub fn is_simulation_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts_are_named_as_such() {
+        for host in [
+            "localhost",
+            "localhost:8080",
+            "app.localhost:3000",
+            "127.0.0.1",
+            "127.0.0.1:8080",
+            "127.1.2.3:9",
+            "[::1]:8080",
+            "LOCALHOST:1",
+        ] {
+            assert!(is_loopback_host(host), "{host}");
+        }
+        for host in [
+            "rebind.attacker.example:8080",
+            "127.0.0.1.evil.example",
+            "localhost.evil.example:80",
+            "10.0.0.1:8080",
+            "[::2]:80",
+            "",
+        ] {
+            assert!(!is_loopback_host(host), "{host}");
+        }
+    }
 }

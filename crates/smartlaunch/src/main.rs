@@ -75,6 +75,10 @@ struct ServeArgs {
     /// loopback (a shared developer sandbox; never in front of real patient data).
     #[arg(long, env = "SMARTLAUNCH_OPEN_SANDBOX")]
     open_sandbox: bool,
+    /// Authorization requests per second per client address (burst: five times that); 0 turns
+    /// the limit off.
+    #[arg(long, value_name = "N", default_value_t = RateLimits::default().authorize_per_second)]
+    authorize_rate_limit: u32,
     /// Token requests per second per client address (burst: twice that); 0 turns the limit off.
     #[arg(long, value_name = "N", default_value_t = RateLimits::default().token_per_second)]
     token_rate_limit: u32,
@@ -207,6 +211,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         admin_token: args.admin_token,
         open_sandbox: args.open_sandbox,
         rate_limits: RateLimits {
+            authorize_per_second: args.authorize_rate_limit,
             token_per_second: args.token_rate_limit,
             registrations_per_minute: args.registration_rate_limit,
         },

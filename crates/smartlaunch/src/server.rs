@@ -92,6 +92,7 @@ pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<
     config.registration_token = settings.registration_token.clone();
     config.admin_token = settings.admin_token.clone();
     config.open_sandbox = settings.open_sandbox || addr.ip().is_loopback();
+    config.loopback_sandbox = !settings.open_sandbox;
     let sandbox_mode = config.sandbox_mode();
     let auth = AuthService::open(db.clone(), config, clock.now()).await?;
     let started_at = instant(clock.now());

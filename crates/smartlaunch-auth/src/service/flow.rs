@@ -12,6 +12,7 @@ use crate::inspect;
 use crate::launch::{Launch, SimulatedError};
 use crate::secrets::{hash_token, random_token, secrets_equal};
 use crate::store::{AuthStore, CodeGrant, PendingAuthorization, Session};
+use crate::throttle::Attempt;
 use crate::users::User;
 use crate::{AuthService, UnixTime};
 
@@ -452,22 +453,19 @@ impl<S: AuthStore> AuthService<S> {
         if username.len() > 256 || password.len() > 1024 {
             return Err(AuthorizeError::SignInFailed);
         }
-        let keys = throttle_keys(username, client_addr);
-        if let Err(retry_after) = self.sign_ins.check(&keys, now) {
+        let user = self.store.user_by_username(username).await?;
+        let attempt = Attempt::new(username, user.is_some(), client_addr);
+        if let Err(retry_after) = self.sign_ins.begin(&attempt, now) {
             return Err(AuthorizeError::Throttled { retry_after });
         }
-        let user = self.store.user_by_username(username).await?;
         let hash = user.as_ref().map(|u| u.password_hash.clone());
         let ok = self.hashing.verify(hash, password.to_owned()).await.map_err(AuthorizeError::Internal)?;
         match user {
             Some(u) if ok => {
-                self.sign_ins.succeeded(&keys[0]);
+                self.sign_ins.succeeded(&attempt);
                 Ok(u)
             }
-            _ => {
-                self.sign_ins.failed(&keys, now);
-                Err(AuthorizeError::SignInFailed)
-            }
+            _ => Err(AuthorizeError::SignInFailed),
         }
     }
 
@@ -549,6 +547,22 @@ impl<S: AuthStore> AuthService<S> {
         };
         let mut changed = false;
         if let Some(u) = &user {
+            // A patient user shares only their own record, whatever a launch put in context.
+            if let Some(own) = u.patient_id() {
+                let offered = pending.patient.as_deref().is_none_or(|p| p == own)
+                    && (pending.patient_choices.is_empty() || pending.patient_choices.iter().any(|c| c == own));
+                if !offered {
+                    if stored {
+                        self.store.delete_pending(&pending.id).await?;
+                    }
+                    return Ok(Progress::Redirect(error_redirect(
+                        &pending.redirect_uri,
+                        Some(&pending.state),
+                        "access_denied",
+                        "the launch is for another patient's record; a patient user can share only their own",
+                    )));
+                }
+            }
             let scope = parse_scope(&pending.scope)?;
             if pending.options.skip_consent && pending.approved.is_none() {
                 // The developer launcher's "skip consent": the requested scopes, unremembered.
@@ -638,13 +652,6 @@ pub struct Credentials<'a> {
     pub password: &'a str,
     /// The client's address as the server sees it (`None`: unknown).
     pub client_addr: Option<&'a str>,
-}
-
-/// The throttle keys of a sign-in: the account first, then the address.
-fn throttle_keys(username: &str, client_addr: Option<&str>) -> Vec<String> {
-    let mut keys = vec![format!("user:{}", username.to_lowercase())];
-    keys.extend(client_addr.map(|a| format!("addr:{a}")));
-    keys
 }
 
 /// Puts the user of the browser's own session on the request.

@@ -50,20 +50,37 @@ impl<S: AuthStore> AuthService<S> {
     /// consent, ad-hoc apps, the recent-launches list): with an admin token configured the
     /// caller must present it; without one they are on only in an open sandbox (loopback, or
     /// `--open-sandbox`).
-    pub fn check_powers(&self, bearer: Option<&str>) -> Result<(), LaunchError> {
+    pub fn check_powers(&self, bearer: Option<&str>, host: Option<&str>) -> Result<(), LaunchError> {
         match (&self.config.admin_token, bearer) {
             (Some(expected), Some(given)) if secrets_equal(given, expected) => Ok(()),
             (Some(_), Some(_)) => Err(LaunchError::Unauthorized("the admin token is not valid".into())),
             (Some(_), None) => Err(LaunchError::Unauthorized(
                 "this server requires its admin token for the launch API: send `Authorization: Bearer <token>`".into(),
             )),
-            (None, _) if self.config.open_sandbox => Ok(()),
+            (None, _) if self.config.open_sandbox && !self.config.loopback_sandbox => Ok(()),
+            (None, _) if self.config.open_sandbox && host.is_some_and(|h| self.is_own_host(h)) => Ok(()),
+            (None, _) if self.config.open_sandbox => Err(LaunchError::Forbidden(
+                "a sandbox open on loopback answers its launch API and launcher only at a loopback address \
+                 (localhost, 127.0.0.1) or its public URL, never at another name (DNS rebinding)"
+                    .into(),
+            )),
             (None, _) => Err(LaunchError::Forbidden(
                 "the launch API and the launcher are off: this server listens beyond loopback without an admin \
                  token; start it with --admin-token TOKEN (or --open-sandbox to open them to everyone)"
                     .into(),
             )),
         }
+    }
+
+    /// Whether a request's `Host` is this server: a loopback name, or its public URL's host.
+    fn is_own_host(&self, host: &str) -> bool {
+        let public = url::Url::parse(&self.config.public_url).ok();
+        let public_authority = public.as_ref().map(|u| match (u.host_str(), u.port()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (Some(h), None) => h.to_owned(),
+            _ => String::new(),
+        });
+        crate::config::is_loopback_host(host) || public_authority.is_some_and(|a| a.eq_ignore_ascii_case(host))
     }
 
     /// Creates a launch after checking that everything it names exists and fits together.
@@ -80,8 +97,17 @@ impl<S: AuthStore> AuthService<S> {
             ));
         }
         if let Some(user) = &new.user_id {
-            if self.store.user(user).await?.is_none() {
+            let Some(user) = self.store.user(user).await? else {
                 return invalid("the user does not exist".into());
+            };
+            if let Some(own) = user.patient_id() {
+                let others = new.patient.iter().chain(&new.patient_choices).any(|p| p != own);
+                if others {
+                    return invalid(format!(
+                        "a patient user ({}) can launch only with their own record",
+                        user.username
+                    ));
+                }
             }
         }
         for patient in new.patient.iter().chain(&new.patient_choices) {

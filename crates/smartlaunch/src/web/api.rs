@@ -13,7 +13,7 @@ use smartlaunch_auth::store::AuthStore;
 use smartlaunch_auth::LaunchError;
 
 use crate::server::{instant, App};
-use crate::web::bearer;
+use crate::web::{bearer, host};
 
 /// The JSON body of `POST /api/launches`.
 #[derive(Debug, Deserialize)]
@@ -63,7 +63,7 @@ fn launch_error(e: &LaunchError) -> Response {
 
 /// `POST /api/launches` → `201 {launch, launch_url, expires_at}`.
 pub(crate) async fn create_launch(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(e) = app.auth.check_powers(bearer(&headers)) {
+    if let Err(e) = app.auth.check_powers(bearer(&headers), host(&headers)) {
         return launch_error(&e);
     }
     let is_json = headers

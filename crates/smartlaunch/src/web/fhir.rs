@@ -502,16 +502,27 @@ pub(crate) async fn update(
         Ok(r) => r,
         Err(e) => return outcome(StatusCode::BAD_REQUEST, "invalid", &e.to_string()),
     };
-    let current = match app.db.read(&ty, &id).await {
-        Ok(c) => c.filter(|c| !c.deleted),
+    let stored = match app.db.read(&ty, &id).await {
+        Ok(c) => c,
         Err(e) => return server_error("read the resource", e),
     };
     // The old version must be updatable, and the new one too (it may not move out of reach).
-    if let Some(old) = &current {
-        if let Err(r) = caller.may_write_over(Interaction::Update, old) {
-            return r;
+    // A deleted resource is judged by the compartments it was deleted from, as in a
+    // transaction: recreating it is no way into another patient's id and history.
+    match &stored {
+        Some(old) if !old.deleted => {
+            if let Err(r) = caller.may_write_over(Interaction::Update, old) {
+                return r;
+            }
         }
+        Some(gone) => {
+            if let Err(r) = caller.may(Interaction::Update, &ty, &gone.compartments) {
+                return r;
+            }
+        }
+        None => {}
     }
+    let current = stored.filter(|c| !c.deleted);
     if let Err(r) = caller.may_write(Interaction::Update, &resource) {
         return r;
     }

@@ -21,7 +21,7 @@ use smartlaunch_fhir::store::ResourceStore;
 use crate::server::App;
 use crate::web::pages::{error_page, render};
 use crate::web::views::PatientRow;
-use crate::web::{bearer, cookie, field, form_pairs, reload_client_origins, signin, views};
+use crate::web::{bearer, cookie, field, form_pairs, host, reload_client_origins, signin, views};
 
 struct Choice {
     value: String,
@@ -76,7 +76,13 @@ impl LauncherPage {
     }
 }
 
-async fn page(app: &App, problem: Option<String>, issued: Option<IssuedLaunch>, form: &[(String, String)]) -> Response {
+async fn page(
+    app: &App,
+    headers: &HeaderMap,
+    problem: Option<String>,
+    issued: Option<IssuedLaunch>,
+    form: &[(String, String)],
+) -> Response {
     let mut apps: Vec<Choice> = app
         .db
         .clients()
@@ -100,7 +106,9 @@ async fn page(app: &App, problem: Option<String>, issued: Option<IssuedLaunch>, 
     let patients = app.db.search_patients("", 0, 50).await.map(|(p, _)| p).unwrap_or_default();
     let status = if problem.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
     let mode = app.auth.config.sandbox_mode();
-    let recent = if mode == SandboxMode::Open { recent_launches(app).await } else { Vec::new() };
+    // Every launch's inspector link: only where the open-sandbox powers answer without a token.
+    let open = mode == SandboxMode::Open && app.auth.check_powers(None, host(headers)).is_ok();
+    let recent = if open { recent_launches(app).await } else { Vec::new() };
     let (csrf, cookie) = signin::form_token("/launcher");
     let body = LauncherPage {
         csrf,
@@ -127,8 +135,8 @@ async fn page(app: &App, problem: Option<String>, issued: Option<IssuedLaunch>, 
 }
 
 /// `GET /launcher`.
-pub(crate) async fn show(State(app): State<App>) -> Response {
-    page(&app, None, None, &[]).await
+pub(crate) async fn show(State(app): State<App>, headers: HeaderMap) -> Response {
+    page(&app, &headers, None, None, &[]).await
 }
 
 /// `POST /launcher`: creates the launch and shows its URL.
@@ -143,12 +151,12 @@ pub(crate) async fn create(State(app): State<App>, headers: HeaderMap, body: Byt
         );
     }
     let admin = field(&form, "admin_token").filter(|t| !t.is_empty()).or(bearer(&headers));
-    if let Err(e) = app.auth.check_powers(admin) {
-        return page(&app, Some(e.to_string()), None, &form).await;
+    if let Err(e) = app.auth.check_powers(admin, host(&headers)) {
+        return page(&app, &headers, Some(e.to_string()), None, &form).await;
     }
     match new_launch(&app, &form).await {
         Ok(new) => match app.auth.create_launch(new, app.clock.now()).await {
-            Ok(issued) => page(&app, None, Some(issued), &form).await,
+            Ok(issued) => page(&app, &headers, None, Some(issued), &form).await,
             Err(LaunchError::Internal(e)) => {
                 tracing::error!("launcher: {e}");
                 error_page(
@@ -157,9 +165,9 @@ pub(crate) async fn create(State(app): State<App>, headers: HeaderMap, body: Byt
                     "The launch could not be created.",
                 )
             }
-            Err(e) => page(&app, Some(e.to_string()), None, &form).await,
+            Err(e) => page(&app, &headers, Some(e.to_string()), None, &form).await,
         },
-        Err(problem) => page(&app, Some(problem), None, &form).await,
+        Err(problem) => page(&app, &headers, Some(problem), None, &form).await,
     }
 }
 

@@ -1,4 +1,4 @@
-//! Per-address rate limits on the token and registration endpoints (tower_governor), answered
+//! Per-address rate limits on the authorize, token and registration endpoints (tower_governor), answered
 //! as `429 Too Many Requests` with `Retry-After` and an RFC 6749-shaped JSON error.  The values
 //! are settings ([`RateLimits`]); docs/SECURITY.md lists them with the tests that attack them.
 
@@ -15,30 +15,40 @@ use tower_governor::{GovernorError, GovernorLayer};
 /// every client shares the proxy's address, so raise or turn off the limits there).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimits {
+    /// `/auth/authorize` requests per second per address, with a burst of five times that (each
+    /// one may keep a pending authorization for 30 minutes); 0: off.
+    pub authorize_per_second: u32,
     /// `POST /auth/token` requests per second per address, with a burst of twice that; 0: off.
     pub token_per_second: u32,
-    /// Registrations (`POST /auth/register`, `POST /apps`) per minute per address, with a burst
-    /// of that many; 0: off.
+    /// Registrations (`POST /auth/register`, `POST /apps`, `POST /launcher` with its ad-hoc
+    /// apps: one shared budget) per minute per address, with a burst of that many; 0: off.
     pub registrations_per_minute: u32,
 }
 
 impl Default for RateLimits {
     fn default() -> RateLimits {
-        RateLimits { token_per_second: 100, registrations_per_minute: 30 }
+        RateLimits { authorize_per_second: 10, token_per_second: 100, registrations_per_minute: 30 }
     }
 }
 
 pub(crate) type Limiter = GovernorLayer<PeerIpKeyExtractor, NoOpMiddleware<governor::clock::QuantaInstant>, Body>;
 
-/// A limiter of `per_interval` POSTs each `interval` per address (burst `burst`), or none.
-pub(crate) fn per_address(count: u32, interval: Duration, burst: u32, what: &'static str) -> Option<Limiter> {
+/// A limiter of `count` requests (of `methods`) each `interval` per address (burst `burst`),
+/// or none.  Clones share one budget.
+pub(crate) fn per_address(
+    count: u32,
+    interval: Duration,
+    burst: u32,
+    methods: &[Method],
+    what: &'static str,
+) -> Option<Limiter> {
     if count == 0 {
         return None;
     }
     let config = GovernorConfigBuilder::default()
         .period(interval / count)
         .burst_size(burst.max(1))
-        .methods(vec![Method::POST])
+        .methods(methods.to_vec())
         .finish()?;
     let limiter = config.limiter().clone();
     // Addresses that stopped sending are forgotten, so the table stays small.

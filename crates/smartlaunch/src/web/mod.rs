@@ -44,10 +44,11 @@ const FHIR_BODY_LIMIT: usize = smartlaunch_fhir::limits::MAX_BODY_BYTES;
 
 pub(crate) fn router(app: App) -> Router {
     let rate = app.rate_limits;
-    let registrations = || {
-        let n = rate.registrations_per_minute;
-        tower::util::option_layer(limits::per_address(n, Duration::from_secs(60), n, "registration"))
-    };
+    let minute = Duration::from_secs(60);
+    let (n, posts) = (rate.registrations_per_minute, [Method::POST]);
+    let registrations = tower::util::option_layer(limits::per_address(n, minute, n, &posts, "registration"));
+    let n = rate.authorize_per_second;
+    let authorize = limits::per_address(n, Duration::from_secs(1), n * 5, &[Method::GET, Method::POST], "authorize");
     // Discovery documents and the CapabilityStatement: any origin (checklist item 15).
     let public = Router::new()
         .route("/fhir/.well-known/smart-configuration", get(discovery::smart_configuration))
@@ -55,7 +56,7 @@ pub(crate) fn router(app: App) -> Router {
         .route("/.well-known/jwks.json", get(discovery::jwks))
         .route("/smart/brands.json", get(discovery::brands))
         .route("/fhir/metadata", get(fhir::metadata))
-        .route("/auth/register", post(oauth::register).layer(registrations()))
+        .route("/auth/register", post(oauth::register).layer(registrations.clone()))
         .route("/ehr/smart-style/v1.json", get(ehr::smart_style))
         .layer(
             CorsLayer::new()
@@ -67,7 +68,7 @@ pub(crate) fn router(app: App) -> Router {
     // The token endpoint and the FHIR API: registered client origins only.
     let state = app.clone();
     let token = Router::new().route("/auth/token", post(oauth::token)).layer(tower::util::option_layer(
-        limits::per_address(rate.token_per_second, Duration::from_secs(1), rate.token_per_second * 2, "token"),
+        limits::per_address(rate.token_per_second, Duration::from_secs(1), rate.token_per_second * 2, &posts, "token"),
     ));
     let oauth = token
         .route("/auth/introspect", post(oauth::introspect))
@@ -107,7 +108,10 @@ pub(crate) fn router(app: App) -> Router {
         .route("/account", get(account::show))
         .route("/account/signin", post(account::sign_in))
         .route("/account/revoke", post(account::revoke))
-        .route("/auth/authorize", get(flow::authorize_get).post(flow::authorize_post))
+        .route(
+            "/auth/authorize",
+            get(flow::authorize_get).post(flow::authorize_post).layer(tower::util::option_layer(authorize)),
+        )
         .route("/auth/flow/{id}", get(flow::show))
         .route("/auth/flow/{id}/signin", post(flow::sign_in))
         .route("/auth/flow/{id}/patient", post(flow::choose_patient))
@@ -123,8 +127,8 @@ pub(crate) fn router(app: App) -> Router {
         .route("/portal/signin", post(ehr::portal_sign_in))
         .route("/portal/launch", post(ehr::portal_launch))
         .route("/api/launches", post(api::create_launch))
-        .route("/apps", get(gallery::show).post(gallery::register).layer(registrations()))
-        .route("/launcher", get(launcher::show).post(launcher::create))
+        .route("/apps", get(gallery::show).post(gallery::register).layer(registrations.clone()))
+        .route("/launcher", get(launcher::show).post(launcher::create).layer(registrations.clone()))
         .route("/launcher/inspect/{trace}", get(inspector::show));
     public
         .merge(pages)
@@ -230,6 +234,11 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// The request's `Host` header.
+pub(crate) fn host(headers: &HeaderMap) -> Option<&str> {
+    headers.get(header::HOST).and_then(|v| v.to_str().ok())
 }
 
 /// Whether the request body is declared as a form.

@@ -3,8 +3,8 @@
 //! loopback, password guessing, floods of token and registration requests.  Each test is an
 //! attack that succeeded before the defence it names.
 
-use reqwest::header::{LOCATION, RETRY_AFTER, SET_COOKIE};
-use reqwest::StatusCode;
+use reqwest::header::{HOST, LOCATION, RETRY_AFTER, SET_COOKIE};
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use smartlaunch::RateLimits;
 
@@ -311,7 +311,7 @@ async fn password_guessing_is_throttled_with_growing_delays() {
 #[tokio::test]
 async fn token_and_registration_floods_get_429_with_retry_after() {
     let s = Server::start_configured(|c| {
-        c.rate_limits = RateLimits { token_per_second: 2, registrations_per_minute: 2 };
+        c.rate_limits = RateLimits { authorize_per_second: 10, token_per_second: 2, registrations_per_minute: 2 };
     })
     .await;
     let mut statuses = Vec::new();
@@ -351,22 +351,234 @@ async fn token_and_registration_floods_get_429_with_retry_after() {
 #[tokio::test]
 async fn sixty_four_concurrent_sign_ins_queue_for_the_hashing_pool() {
     let server = Process::start(&[]);
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    // Warm up: one sign-in (the allocator's arenas, the dummy hash), then the baseline.
-    let sign_in = |http: reqwest::Client, base: String| async move {
+    // 64 sign-ins at once, each hashed (the throttle lets them through): 64 names, 16 from each
+    // of four loopback addresses.  An unknown name costs the same argon2id hash as a known one.
+    let clients: Vec<reqwest::Client> = (2..6)
+        .map(|last| {
+            let from = std::net::IpAddr::from([127, 0, 0, last]);
+            reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).local_address(from).build().unwrap()
+        })
+        .collect();
+    let sign_in = |http: reqwest::Client, base: String, username: String| async move {
         let r = http.get(format!("{base}/ehr")).send().await.unwrap();
         let cookie = r.headers()[SET_COOKIE].to_str().unwrap().split(';').next().unwrap().to_owned();
         let csrf = attr_after(&r.text().await.unwrap(), "name=\"csrf\" value=\"").unwrap();
-        let form = [("csrf", csrf.as_str()), ("username", "clinician"), ("password", "clinician")];
+        let form = [("csrf", csrf.as_str()), ("username", username.as_str()), ("password", "guess")];
         http.post(format!("{base}/ehr/signin")).header("cookie", cookie).form(&form).send().await.unwrap().status()
     };
-    assert_eq!(sign_in(http.clone(), server.base.clone()).await, StatusCode::SEE_OTHER);
+    // Warm up (the allocator's arenas, the dummy hash), then the baseline.
+    assert_eq!(sign_in(clients[0].clone(), server.base.clone(), "warm-up".into()).await, StatusCode::OK);
     let before = server.peak_mib();
-    let all: Vec<_> = (0..64).map(|_| tokio::spawn(sign_in(http.clone(), server.base.clone()))).collect();
+    let all: Vec<_> = (0..64)
+        .map(|i| tokio::spawn(sign_in(clients[i % 4].clone(), server.base.clone(), format!("nobody-{i}"))))
+        .collect();
     for t in all {
-        assert_eq!(t.await.unwrap(), StatusCode::SEE_OTHER, "every sign-in completes");
+        assert_eq!(t.await.unwrap(), StatusCode::OK, "every sign-in is checked (and fails)");
     }
     let after = server.peak_mib();
-    // One argon2id hash holds ~19 MiB: unbounded, 64 at once took 830 MiB.
+    // One argon2id hash holds ~19 MiB: unbounded, 64 at once took 830 MiB or more.
     assert!(after - before < 150, "64 concurrent sign-ins grew the peak RSS from {before} to {after} MiB");
+}
+
+/// Review F1: a throttle that checks, then hashes, then counts lets a burst of concurrent
+/// guesses through before the first failure is recorded.  Attempts are counted as they start.
+#[tokio::test]
+async fn concurrent_password_guesses_are_counted_before_they_are_checked() {
+    let s = Server::start().await;
+    // Each guess with its own fresh /ehr form (double-submit cookie + csrf), fetched first.
+    let mut forms = Vec::new();
+    for _ in 0..60 {
+        let r = s.http.get(format!("{}/ehr", s.base)).send().await.unwrap();
+        let cookie = r.headers()[SET_COOKIE].to_str().unwrap().split(';').next().unwrap().to_owned();
+        let csrf = attr_after(&r.text().await.unwrap(), "name=\"csrf\" value=\"").unwrap();
+        forms.push((cookie, csrf));
+    }
+    let guesses: Vec<_> = forms
+        .into_iter()
+        .enumerate()
+        .map(|(i, (cookie, csrf))| {
+            let (http, base) = (s.http.clone(), s.base.clone());
+            tokio::spawn(async move {
+                let password = format!("guess-{i}");
+                let form = [("csrf", csrf.as_str()), ("username", "clinician"), ("password", password.as_str())];
+                http.post(format!("{base}/ehr/signin"))
+                    .header("cookie", cookie)
+                    .form(&form)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+            })
+        })
+        .collect();
+    let mut checked = 0;
+    for g in guesses {
+        // 200: the form again, "incorrect" (the password was hashed and compared); 429: throttled.
+        if g.await.unwrap() == StatusCode::OK {
+            checked += 1;
+        }
+    }
+    assert!(checked <= 6, "{checked} of 60 concurrent guesses at one account were checked (5 are free)");
+    s.stop().await;
+}
+
+/// Review F2: a DNS-rebinding page (its own name resolving to 127.0.0.1) reached the loopback
+/// sandbox's powers: a clinician token with no sign-in and no consent, for its own redirect URI.
+/// A sandbox open on loopback answers its powers only to loopback names.
+#[tokio::test]
+async fn a_foreign_host_does_not_get_the_loopback_powers() {
+    let s = Server::start().await;
+    let port = s.base.rsplit(':').next().unwrap().to_owned();
+    let evil = format!("rebind.attacker.example:{port}");
+    let app = s
+        .http
+        .post(format!("{}/auth/register", s.base))
+        .header(HOST, &evil)
+        .json(&json!({"client_name": "x", "redirect_uris": ["https://attacker.example/cb"],
+                      "token_endpoint_auth_method": "none", "initiate_login_uri": "https://attacker.example/launch"}))
+        .send()
+        .await
+        .unwrap();
+    let client = app.json::<Value>().await.unwrap()["client_id"].as_str().unwrap().to_owned();
+    let r = s
+        .http
+        .post(format!("{}/api/launches", s.base))
+        .header(HOST, &evil)
+        .json(&json!({"client_id": client, "user": "clinician", "patient": "pat-002",
+                      "options": {"skip_sign_in": true, "skip_consent": true}}))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    if status == StatusCode::CREATED {
+        // Show what the page gets: a code for a clinician's user/*.cruds, no user involved.
+        let launch = r.json::<Value>().await.unwrap()["launch"].as_str().unwrap().to_owned();
+        let verifier = random(32);
+        let mut params = s.authorize_params(&client, "openid fhirUser launch user/*.cruds", &verifier);
+        params
+            .iter_mut()
+            .filter(|(k, _)| k == "redirect_uri")
+            .for_each(|(_, v)| *v = "https://attacker.example/cb".into());
+        params.push(("launch".into(), launch));
+        let r = s.http.get(s.authorize_url(&params)).header(HOST, &evil).send().await.unwrap();
+        let location = r.headers().get(LOCATION).map(|l| l.to_str().unwrap().to_owned()).unwrap_or_default();
+        panic!("a request for Host {evil} created a skip-sign-in launch and got {location}");
+    }
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let error: Value = r.json().await.unwrap();
+    assert!(error["error_description"].as_str().unwrap().contains("DNS rebinding"));
+    // The launcher does not list the recent launches to that name either, but does to localhost.
+    let page = s.http.get(format!("{}/launcher", s.base)).header(HOST, &evil).send().await.unwrap();
+    assert!(!page.text().await.unwrap().contains("Recent launches"));
+    let body = json!({"client_id": client, "user": "clinician", "patient": "pat-002"});
+    let r = s.http.post(format!("{}/api/launches", s.base)).header(HOST, format!("localhost:{port}")).json(&body);
+    assert_eq!(r.send().await.unwrap().status(), StatusCode::CREATED, "localhost is the sandbox's own name");
+    s.stop().await;
+}
+
+/// Review F3: an update-as-create over another patient's deleted resource took over its id and
+/// history (references from that patient's chart would resolve to it).  A deleted resource is
+/// judged by the compartments it was deleted from, in PUT as in a transaction.
+#[tokio::test]
+async fn a_patient_cannot_take_over_another_patients_deleted_resource() {
+    let s = Server::start().await;
+    let client = s.public_app().await;
+    let doctor = token(&s, &client, "openid fhirUser user/*.cruds", "clinician").await;
+    let patient = token(&s, &client, "openid fhirUser launch/patient patient/*.cruds", "patient").await;
+    let r = send(&s, Method::DELETE, "Observation/obs-002-1-3", &doctor, None, None).await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let mut mine = observation("pat-001", 1.0);
+    mine["id"] = json!("obs-002-1-3");
+    // The same write in a transaction is refused (it checks the deleted version's compartment).
+    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": mine, "request": {"method": "PUT", "url": "Observation/obs-002-1-3"}}]});
+    let (tx_status, _) = post_bundle(&s, &patient, &bundle).await;
+    assert_eq!(tx_status, StatusCode::FORBIDDEN, "the transaction path refuses it");
+    let r = send(&s, Method::PUT, "Observation/obs-002-1-3", &patient, Some(&mine), None).await;
+    let status = r.status();
+    assert_eq!(status, StatusCode::FORBIDDEN, "PUT over pat-002's deleted Observation: {status}");
+    s.stop().await;
+}
+
+/// Review F4: a launch that names no user completed for whoever signed in, a patient user
+/// included, with the launch's patient in context (pat-001's account got pat-002).  A patient
+/// user shares only their own record; the launch API refuses a patient user with another's.
+#[tokio::test]
+async fn a_launch_without_a_user_does_not_give_a_patient_user_another_patient() {
+    let s = Server::start().await;
+    let client = ehr_app(&s, "Review").await;
+    let r = create_launch(&s, json!({"client_id": client, "patient": "pat-002"}), None).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let launch = launch_of(&s, r.json::<Value>().await.unwrap()["launch_url"].as_str().unwrap());
+    let verifier = random(32);
+    let mut params = s.authorize_params(&client, "launch openid fhirUser patient/*.rs", &verifier);
+    params.push(("launch".into(), launch));
+    let mut b = Browser::new(&s);
+    let mut landing = b.get(&s.authorize_url(&params)).await;
+    if b.is_sign_in() {
+        landing = b.sign_in("patient", "patient").await;
+    }
+    if b.is_consent() {
+        landing = b.consent(true, None).await;
+    }
+    if let Landing::App(url) = &landing {
+        if let Some(code) = query_of(url).get("code") {
+            let t = redeem(&s, &client, code, &verifier).await;
+            let read = s.read("Patient/pat-002", t["access_token"].as_str().unwrap()).await.status();
+            panic!("the patient user (pat-001) got patient={} and reads Patient/pat-002: {read}", t["patient"]);
+        }
+    }
+    let Landing::App(url) = landing else { panic!("{}", b.page) };
+    assert_eq!(query_of(&url)["error"], "access_denied");
+    let body = json!({"client_id": client, "user": "patient", "patient": "pat-002"});
+    assert_eq!(create_launch(&s, body, None).await.status(), StatusCode::BAD_REQUEST);
+    s.stop().await;
+}
+
+/// Review F6: each registration route had its own bucket and the launcher's ad-hoc apps none.
+/// One budget per address now covers `/auth/register`, `/apps` and `/launcher`.
+#[tokio::test]
+async fn launcher_ad_hoc_apps_share_the_registration_rate_limit() {
+    let s = Server::start().await;
+    let mut registered = 0;
+    for i in 0..40 {
+        let r = s.http.get(format!("{}/launcher", s.base)).send().await.unwrap();
+        let cookie = r.headers()[SET_COOKIE].to_str().unwrap().split(';').next().unwrap().to_owned();
+        let csrf = attr_after(&r.text().await.unwrap(), "name=\"csrf\" value=\"").unwrap();
+        let launch_uri = format!("http://127.0.0.1:9/launch-{i}");
+        let form = [
+            ("csrf", csrf.as_str()),
+            ("launch_type", "ehr"),
+            ("launch_uri", launch_uri.as_str()),
+            ("redirect_uri", "http://127.0.0.1:9/cb"),
+            ("user", "clinician"),
+        ];
+        let r = s.http.post(format!("{}/launcher", s.base)).header("cookie", cookie).form(&form).send().await.unwrap();
+        if r.status() == StatusCode::OK && r.text().await.unwrap().contains("launch=") {
+            registered += 1;
+        }
+    }
+    assert!(registered <= 30, "{registered} ad-hoc apps registered from one address within a minute (limit 30)");
+    s.stop().await;
+}
+
+/// Review F7: every authorization request may store a pending authorization (~9 KB with a
+/// 4 KiB `state` and `nonce`) for 30 minutes; one address filled the database as fast as it
+/// could send.  `/auth/authorize` is limited per address (10/s, burst 50).
+#[tokio::test]
+async fn authorize_floods_are_limited_per_address() {
+    let s = Server::start().await;
+    let client = s.public_app().await;
+    let mut params = s.authorize_params(&client, "openid fhirUser patient/*.rs", &random(32));
+    params.push(("nonce".into(), "N".repeat(4096)));
+    params.iter_mut().filter(|(k, _)| k == "state").for_each(|(_, v)| *v = "S".repeat(4096));
+    let mut stored = 0;
+    for _ in 0..300 {
+        let r = s.http.post(format!("{}/auth/authorize", s.base)).form(&params).send().await.unwrap();
+        if r.status() == StatusCode::SEE_OTHER && r.headers().contains_key(SET_COOKIE) {
+            stored += 1;
+        }
+    }
+    assert!(stored <= 60, "{stored} of 300 back-to-back authorization requests from one address were stored");
+    s.stop().await;
 }
