@@ -3,9 +3,10 @@
 
 use smartlaunch_auth::client::{Client, ClientMetadata};
 use smartlaunch_auth::error::StoreError;
-use smartlaunch_auth::inspect::LaunchEvent;
+use smartlaunch_auth::inspect::{LaunchEvent, LaunchRecord};
 use smartlaunch_auth::keys::KeyMaterial;
 use smartlaunch_auth::launch::{Launch, SimulatedError};
+use smartlaunch_auth::retention::Purge;
 use smartlaunch_auth::store::{
     AuthStore, CodeGrant, CodeRedemption, Grant, PendingAuthorization, RefreshToken, Session, StoreResult,
     UserAuthorization,
@@ -210,23 +211,17 @@ impl AuthStore for Db {
     }
 
     async fn record_event(&self, trace: &str, event: &LaunchEvent) -> StoreResult<()> {
-        sqlx::query("INSERT INTO launch_events (trace_id, at, event) VALUES (?, ?, ?)")
-            .bind(trace)
-            .bind(event.at)
-            .bind(serde_json::to_string(event).map_err(err)?)
-            .execute(&self.write)
-            .await
-            .map_err(err)?;
+        self.events.record(trace, event);
         Ok(())
     }
 
     async fn launch_events(&self, trace: &str) -> StoreResult<Vec<LaunchEvent>> {
-        let rows: Vec<(String,)> = sqlx::query_as("SELECT event FROM launch_events WHERE trace_id = ? ORDER BY seq")
-            .bind(trace)
-            .fetch_all(&self.read)
-            .await
-            .map_err(err)?;
-        rows.into_iter().map(|(json,)| serde_json::from_str(&json).map_err(err)).collect()
+        Ok(self.launch_record(trace).await?.events)
+    }
+
+    async fn launch_record(&self, trace: &str) -> StoreResult<LaunchRecord> {
+        self.events.flush().await;
+        crate::events::launch_record(&self.read, trace).await.map_err(err)
     }
 
     async fn use_launch(&self, id_hash: &str, now: UnixTime) -> StoreResult<bool> {
@@ -604,17 +599,20 @@ impl AuthStore for Db {
         Ok(rows.into_iter().map(|(id,)| id).collect())
     }
 
-    async fn purge_expired(&self, now: UnixTime) -> StoreResult<()> {
+    async fn purge_expired(&self, purge: &Purge) -> StoreResult<()> {
         for (sql, before) in [
-            ("DELETE FROM pending_authorizations WHERE expires_at <= ?", now),
-            // Launches are kept a day past expiry so a late use is told "expired", not "unknown".
-            ("DELETE FROM launches WHERE expires_at <= ?", now - 24 * 3600),
-            // The inspector keeps a week of requests.
-            ("DELETE FROM launch_events WHERE at <= ?", now - 7 * 24 * 3600),
-            ("DELETE FROM sessions WHERE expires_at <= ?", now),
-            // Used codes are kept an hour past expiry so a replay can still revoke its grant.
-            ("DELETE FROM authorization_codes WHERE expires_at <= ?", now - 3600),
-            ("DELETE FROM refresh_tokens WHERE expires_at <= ?", now),
+            ("DELETE FROM pending_authorizations WHERE expires_at <= ?", purge.expired),
+            ("DELETE FROM sessions WHERE expires_at <= ?", purge.expired),
+            ("DELETE FROM refresh_tokens WHERE expires_at <= ?", purge.expired),
+            ("DELETE FROM authorization_codes WHERE expires_at <= ? AND used_at IS NULL", purge.unused_codes),
+            ("DELETE FROM authorization_codes WHERE expires_at <= ?", purge.used_codes),
+            ("DELETE FROM launches WHERE expires_at <= ?", purge.launches),
+            ("DELETE FROM launch_events WHERE at <= ?", purge.events),
+            ("DELETE FROM launch_traces WHERE last_at <= ?", purge.events),
+            (
+                "DELETE FROM launch_events WHERE seq <= (SELECT seq FROM launch_events ORDER BY seq DESC LIMIT 1 OFFSET ?)",
+                purge.max_events,
+            ),
         ] {
             sqlx::query(sql).bind(before).execute(&self.write).await.map_err(err)?;
         }
