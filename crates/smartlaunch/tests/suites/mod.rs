@@ -5,4 +5,5 @@ mod ehr_launch;
 mod enforcement;
 mod fhir_rest;
 mod fhir_search;
+mod hardening;
 mod import;
