@@ -12,10 +12,6 @@ pub const MAX_EVENTS_PER_TRACE: i64 = 500;
 /// How long the server keeps records after they stopped being useful.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Retention {
-    /// A used authorization code is kept this long past its expiry, so a replay in that window
-    /// is still recognised and revokes the grant the first redemption created (RFC 6749
-    /// §4.1.2).  An unused code is deleted at expiry: nothing can redeem it any more.
-    pub used_code_replay_window: i64,
     /// An expired launch is kept this long, so a late use is told "expired", not "unknown".
     pub expired_launch: i64,
     /// Inspector events older than this are deleted.
@@ -29,7 +25,6 @@ pub struct Retention {
 impl Default for Retention {
     fn default() -> Retention {
         Retention {
-            used_code_replay_window: 5 * 60,
             expired_launch: 3600,
             event_age: 24 * 3600,
             max_events: 50_000,
@@ -43,10 +38,11 @@ impl Default for Retention {
 pub struct Purge {
     /// Pending authorization requests, sessions and refresh tokens that expired (`expires_at`).
     pub expired: UnixTime,
-    /// Unused authorization codes (`expires_at`).
-    pub unused_codes: UnixTime,
-    /// Used authorization codes (`expires_at`): past the replay window.
-    pub used_codes: UnixTime,
+    /// Authorization codes, used or not (`expires_at`).  Until its expiry a used code is kept,
+    /// so a second redemption is recognised as a replay and revokes the grant the first one
+    /// created (RFC 6749 §4.1.2); after it, any redemption is refused as expired anyway, so
+    /// the row has no purpose left.
+    pub codes: UnixTime,
     /// Launches (`expires_at`).
     pub launches: UnixTime,
     /// Inspector events (`at`).
@@ -60,8 +56,7 @@ impl Retention {
     pub fn purge(&self, now: UnixTime) -> Purge {
         Purge {
             expired: now,
-            unused_codes: now,
-            used_codes: now - self.used_code_replay_window,
+            codes: now,
             launches: now - self.expired_launch,
             events: now - self.event_age,
             max_events: self.max_events,
@@ -72,15 +67,11 @@ impl Retention {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::AuthConfig;
 
     #[test]
-    fn used_codes_outlive_expiry_only_by_the_replay_window() {
-        let config = AuthConfig::new("http://x");
+    fn codes_used_or_not_go_at_expiry() {
         let purge = Retention::default().purge(10_000);
-        assert_eq!(purge.unused_codes, 10_000, "an unused code goes at expiry");
-        assert_eq!(purge.used_codes, 10_000 - 300, "a used code goes 5 minutes after expiry");
-        assert!(purge.used_codes >= 10_000 - config.access_token_lifetime, "never longer than its tokens live");
+        assert_eq!(purge.codes, 10_000, "a code, used or not, goes at expiry");
         assert_eq!(purge.expired, 10_000, "sessions, pending requests, refresh tokens go at expiry");
         assert_eq!(purge.launches, 10_000 - 3600);
         assert_eq!(purge.events, 10_000 - 24 * 3600);

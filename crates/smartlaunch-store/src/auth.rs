@@ -600,25 +600,36 @@ impl AuthStore for Db {
     }
 
     async fn purge_expired(&self, purge: &Purge) -> StoreResult<()> {
-        for (sql, before) in [
-            ("DELETE FROM pending_authorizations WHERE expires_at <= ?", purge.expired),
-            ("DELETE FROM sessions WHERE expires_at <= ?", purge.expired),
-            ("DELETE FROM refresh_tokens WHERE expires_at <= ?", purge.expired),
-            ("DELETE FROM authorization_codes WHERE expires_at <= ? AND used_at IS NULL", purge.unused_codes),
-            ("DELETE FROM authorization_codes WHERE expires_at <= ?", purge.used_codes),
-            ("DELETE FROM launches WHERE expires_at <= ?", purge.launches),
-            ("DELETE FROM launch_events WHERE at <= ?", purge.events),
-            ("DELETE FROM launch_traces WHERE last_at <= ?", purge.events),
-            (
-                "DELETE FROM launch_events WHERE seq <= (SELECT seq FROM launch_events ORDER BY seq DESC LIMIT 1 OFFSET ?)",
-                purge.max_events,
-            ),
+        for (table, condition, before) in [
+            ("pending_authorizations", "expires_at <= ?", purge.expired),
+            ("sessions", "expires_at <= ?", purge.expired),
+            ("refresh_tokens", "expires_at <= ?", purge.expired),
+            ("authorization_codes", "expires_at <= ?", purge.codes),
+            ("launches", "expires_at <= ?", purge.launches),
+            ("launch_events", "at <= ?", purge.events),
+            ("launch_traces", "last_at <= ?", purge.events),
         ] {
-            sqlx::query(sql).bind(before).execute(&self.write).await.map_err(err)?;
+            // In chunks, so that other writers get the one writer connection in between.
+            let sql = format!(
+                "DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} WHERE {condition} LIMIT {PURGE_CHUNK})"
+            );
+            while sqlx::query(&sql).bind(before).execute(&self.write).await.map_err(err)?.rows_affected() == PURGE_CHUNK
+            {
+            }
         }
+        sqlx::query(
+            "DELETE FROM launch_events WHERE seq <= (SELECT seq FROM launch_events ORDER BY seq DESC LIMIT 1 OFFSET ?)",
+        )
+        .bind(purge.max_events)
+        .execute(&self.write)
+        .await
+        .map_err(err)?;
         Ok(())
     }
 }
+
+/// Rows deleted per statement by housekeeping.
+const PURGE_CHUNK: u64 = 2_000;
 
 /// Which stored grants to revoke.
 enum Grants<'a> {

@@ -125,8 +125,9 @@ pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<
     Ok(Running { addr, public_url, db, shutdown: Some(tx), task })
 }
 
-/// How often housekeeping runs.
-const HOUSEKEEPING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+/// How often housekeeping runs: often enough that a code (60 s) is gone within 75 s of its
+/// issue, so the code table holds at most about 75 s of launches.
+const HOUSEKEEPING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// Deletes what the retention rules no longer keep (`smartlaunch_auth::retention`): expired
 /// pending requests, sessions, launches, refresh tokens, codes, old inspector events.
