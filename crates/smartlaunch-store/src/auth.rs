@@ -600,22 +600,21 @@ impl AuthStore for Db {
     }
 
     async fn purge_expired(&self, purge: &Purge) -> StoreResult<()> {
-        for (table, condition, before) in [
-            ("pending_authorizations", "expires_at <= ?", purge.expired),
-            ("sessions", "expires_at <= ?", purge.expired),
-            ("refresh_tokens", "expires_at <= ?", purge.expired),
-            ("authorization_codes", "expires_at <= ?", purge.codes),
-            ("launches", "expires_at <= ?", purge.launches),
-            ("launch_events", "at <= ?", purge.events),
-            ("launch_traces", "last_at <= ?", purge.events),
+        // Written in time order: the expired rows are a prefix by rowid (no index needed).
+        for (table, time, before) in [
+            ("authorization_codes", "expires_at", purge.codes),
+            ("pending_authorizations", "expires_at", purge.expired),
+            ("launch_events", "at", purge.events),
         ] {
-            // In chunks, so that other writers get the one writer connection in between.
-            let sql = format!(
-                "DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} WHERE {condition} LIMIT {PURGE_CHUNK})"
-            );
-            while sqlx::query(&sql).bind(before).execute(&self.write).await.map_err(err)?.rows_affected() == PURGE_CHUNK
-            {
-            }
+            delete_expired_prefix(&self.write, table, time, before).await?;
+        }
+        for (sql, before) in [
+            ("DELETE FROM sessions WHERE expires_at <= ?", purge.expired),
+            ("DELETE FROM refresh_tokens WHERE expires_at <= ?", purge.expired),
+            ("DELETE FROM launches WHERE expires_at <= ?", purge.launches),
+            ("DELETE FROM launch_traces WHERE last_at <= ?", purge.events),
+        ] {
+            sqlx::query(sql).bind(before).execute(&self.write).await.map_err(err)?;
         }
         sqlx::query(
             "DELETE FROM launch_events WHERE seq <= (SELECT seq FROM launch_events ORDER BY seq DESC LIMIT 1 OFFSET ?)",
@@ -628,8 +627,23 @@ impl AuthStore for Db {
     }
 }
 
-/// Rows deleted per statement by housekeeping.
+/// Rows deleted per statement by housekeeping: other writers get the one writer connection
+/// in between.
 const PURGE_CHUNK: u64 = 2_000;
+
+/// Deletes the rows of `table` whose `time` is at or before `before`, among those inserted
+/// before its oldest live row.  Rows are written in time order, so that is every expired row
+/// and the cost is proportional to what is deleted; a row written out of order (the clock went
+/// back) goes at a later run, and a live row is never deleted.
+async fn delete_expired_prefix(write: &sqlx::SqlitePool, table: &str, time: &str, before: UnixTime) -> StoreResult<()> {
+    let sql = format!(
+        "DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} WHERE {time} <= ?1 AND rowid < \
+         COALESCE((SELECT rowid FROM {table} WHERE {time} > ?1 ORDER BY rowid LIMIT 1), \
+         (SELECT MAX(rowid) + 1 FROM {table})) ORDER BY rowid LIMIT {PURGE_CHUNK})"
+    );
+    while sqlx::query(&sql).bind(before).execute(write).await.map_err(err)?.rows_affected() == PURGE_CHUNK {}
+    Ok(())
+}
 
 /// Which stored grants to revoke.
 enum Grants<'a> {

@@ -240,12 +240,12 @@ async fn a_used_code_is_kept_until_its_expiry_for_the_replay_rule_and_no_longer(
 #[tokio::test]
 async fn expired_sessions_pending_requests_refresh_tokens_and_launches_are_purged() {
     let (db, dir) = db().await;
-    for (id, expires_at) in [("live", 1_000), ("expired", 100)] {
+    for (id, expires_at) in [("expired", 100), ("live", 1_000)] {
         let session = Session { id_hash: id.into(), user_id: "u".into(), csrf: "c".into(), created_at: 0, expires_at };
         db.insert_session(&session).await.unwrap();
     }
     let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.join("smartlaunch.db").display())).await.unwrap();
-    for (id, expires_at) in [("live", 1_000), ("expired", 100)] {
+    for (id, expires_at) in [("expired", 100), ("live", 1_000)] {
         sqlx::query("INSERT INTO pending_authorizations (id, request, expires_at) VALUES (?, '{}', ?)")
             .bind(id)
             .bind(expires_at)
@@ -322,6 +322,22 @@ async fn inspector_events_are_purged_by_age_and_in_total() {
     db.purge_expired(&tight.purge(100 + retention.event_age)).await.unwrap();
     assert_eq!(rows(&dir, "launch_events").await, 3);
     assert_eq!(db.launch_record("t4").await.unwrap().events.len(), 1, "the newest stay");
+    db.close().await;
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[tokio::test]
+async fn the_purge_never_deletes_a_live_code_even_when_the_clock_went_back() {
+    let (db, dir) = db().await;
+    let retention = Retention::default();
+    // Written out of time order: a long-lived code first, then one that expires earlier.
+    db.insert_code("live", &code_grant("g1"), 500).await.unwrap();
+    db.insert_code("expired", &code_grant("g2"), 100).await.unwrap();
+    db.purge_expired(&retention.purge(150)).await.unwrap();
+    assert!(matches!(db.redeem_code("live", 150).await.unwrap(), CodeRedemption::Redeemed(_)));
+    assert_eq!(rows(&dir, "authorization_codes").await, 2, "the out-of-order row waits for a later run");
+    db.purge_expired(&retention.purge(500)).await.unwrap();
+    assert_eq!(rows(&dir, "authorization_codes").await, 0);
     db.close().await;
     std::fs::remove_dir_all(dir).ok();
 }
