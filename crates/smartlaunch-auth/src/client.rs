@@ -151,14 +151,17 @@ impl RegistrationRequest {
             check_app_uri(uri).map_err(|why| meta(format!("initiate_login_uri: {why}")))?;
         }
         if let Some(uri) = &self.logo_uri {
-            let ok = Url::parse(uri).is_ok_and(|u| matches!(u.scheme(), "https" | "http")) && uri.len() <= MAX_URI_LEN;
+            let ok = Url::parse(uri).is_ok_and(|u| matches!(u.scheme(), "https" | "http"))
+                && uri.len() <= MAX_URI_LEN
+                && !uri.chars().any(|c| c.is_control() || is_bidi_control(c));
             if !ok {
                 return Err(meta("logo_uri must be an absolute http(s) URL".into()));
             }
         }
         let client_name = self.client_name.unwrap_or_default().trim().to_owned();
-        if client_name.chars().count() > 200 || client_name.chars().any(char::is_control) {
-            return Err(meta("client_name must be at most 200 printable characters".into()));
+        check_display_text("client_name", &client_name)?;
+        if client_name.chars().count() > 200 {
+            return Err(meta("client_name must be at most 200 characters".into()));
         }
         Ok(ClientMetadata {
             client_name: if client_name.is_empty() { "Unnamed app".into() } else { client_name },
@@ -172,11 +175,34 @@ impl RegistrationRequest {
     }
 }
 
+/// Human-readable metadata (what users see on the consent page, the gallery, the EHR) must not
+/// hold control characters or Unicode bidirectional controls: a right-to-left override
+/// (U+202E) makes the rest of a name display backwards, so "Evil App" can pass for another.
+fn check_display_text(field: &str, value: &str) -> Result<(), RegistrationError> {
+    match value.chars().find(|&c| c.is_control() || is_bidi_control(c)) {
+        None => Ok(()),
+        Some(c) => Err(RegistrationError::InvalidClientMetadata(format!(
+            "{field} must not contain control or bidirectional-control characters (found U+{:04X}): use plain text",
+            c as u32
+        ))),
+    }
+}
+
+/// The Unicode bidirectional formatting characters: embeddings and overrides (U+202A–U+202E),
+/// isolates (U+2066–U+2069), the LRM/RLM marks (U+200E, U+200F) and the Arabic letter mark
+/// (U+061C).
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}')
+}
+
 /// A redirect or launch URI must be absolute, without a fragment, and either `https`, `http` on
 /// a loopback host, or a private-use scheme of a native app (RFC 8252 §7.1, e.g. `com.example.app:/cb`).
 fn check_app_uri(uri: &str) -> Result<(), &'static str> {
     if uri.len() > MAX_URI_LEN {
         return Err("too long");
+    }
+    if uri.chars().any(|c| c.is_control() || is_bidi_control(c)) {
+        return Err("must not contain control or bidirectional-control characters");
     }
     let url = Url::parse(uri).map_err(|_| "must be an absolute URL")?;
     if url.fragment().is_some() {
@@ -245,5 +271,22 @@ mod tests {
         let mut r = req(&["https://app.example/cb"]);
         r.grant_types = Some(vec!["implicit".into()]);
         assert!(matches!(r.validate(), Err(RegistrationError::InvalidClientMetadata(_))));
+    }
+
+    #[test]
+    fn client_name_refuses_control_and_bidi_characters() {
+        for bad in
+            ["Good\u{202E}ppA liveE", "a\u{2066}b", "a\u{200F}b", "a\u{061C}b", "a\u{0007}b", "a\nb", "a\u{0085}b"]
+        {
+            let mut r = req(&["https://app.example/cb"]);
+            r.client_name = Some(bad.into());
+            match r.validate() {
+                Err(RegistrationError::InvalidClientMetadata(m)) => assert!(m.contains("client_name"), "{m}"),
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
+        let mut r = req(&["https://app.example/cb"]);
+        r.client_name = Some("Growth Chart — أطفال 儿童".into());
+        assert_eq!(r.validate().unwrap().client_name, "Growth Chart — أطفال 儿童");
     }
 }

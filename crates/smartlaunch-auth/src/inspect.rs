@@ -45,6 +45,14 @@ pub struct LaunchEvent {
     pub flags: Vec<String>,
 }
 
+/// A launch's inspector record as kept: its newest events, oldest first, and how many earlier
+/// ones were dropped (issue 7 "Bounded data").
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LaunchRecord {
+    pub events: Vec<LaunchEvent>,
+    pub dropped: u64,
+}
+
 /// The first four characters of a secret, then an ellipsis: enough to tell two apart.
 pub fn mask(secret: &str) -> String {
     let shown: String = secret.chars().take(4).collect();

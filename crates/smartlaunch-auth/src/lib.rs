@@ -13,6 +13,7 @@ pub mod inspect;
 pub mod keys;
 pub mod launch;
 pub mod pkce;
+pub mod retention;
 pub mod revocation;
 pub mod secrets;
 pub mod service;

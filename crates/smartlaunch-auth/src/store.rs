@@ -7,9 +7,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::client::Client;
 use crate::error::StoreError;
-use crate::inspect::LaunchEvent;
+use crate::inspect::{LaunchEvent, LaunchRecord};
 use crate::keys::KeyMaterial;
 use crate::launch::{Launch, LaunchContext, LaunchOptions, SimulatedError};
+use crate::retention::Purge;
 use crate::users::User;
 use crate::UnixTime;
 
@@ -193,10 +194,16 @@ pub trait AuthStore: Send + Sync + 'static {
     fn recent_launches(&self, limit: i64) -> impl Future<Output = StoreResult<Vec<Launch>>> + Send;
     /// A launch by the hash of its id, with when it was used (expired ones too, to say why).
     fn launch(&self, id_hash: &str) -> impl Future<Output = StoreResult<Option<(Launch, Option<UnixTime>)>>> + Send;
-    /// Appends a request to a launch's inspector record.
+    /// Appends a request to a launch's inspector record.  The store may write it later, off the
+    /// request path (and drop it, counted, when it is overwhelmed); reads of the record see
+    /// every event recorded before them.  A launch keeps at most
+    /// [`MAX_EVENTS_PER_TRACE`](crate::retention::MAX_EVENTS_PER_TRACE) events, the newest.
     fn record_event(&self, trace: &str, event: &LaunchEvent) -> impl Future<Output = StoreResult<()>> + Send;
     /// A launch's inspector record, oldest first.
     fn launch_events(&self, trace: &str) -> impl Future<Output = StoreResult<Vec<LaunchEvent>>> + Send;
+    /// A launch's inspector record, oldest first, with the number of its events dropped (over
+    /// the cap, too old, or lost under overload).
+    fn launch_record(&self, trace: &str) -> impl Future<Output = StoreResult<LaunchRecord>> + Send;
     /// Marks a live launch used with one conditional update: of racing uses exactly one gets true.
     fn use_launch(&self, id_hash: &str, now: UnixTime) -> impl Future<Output = StoreResult<bool>> + Send;
 
@@ -283,6 +290,8 @@ pub trait AuthStore: Send + Sync + 'static {
     /// The ids of the patient's encounters, newest first.
     fn patient_encounters(&self, patient_id: &str) -> impl Future<Output = StoreResult<Vec<String>>> + Send;
 
-    /// Deletes expired codes, pending requests and sessions.
-    fn purge_expired(&self, now: UnixTime) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Deletes what the housekeeping run `purge` names: expired pending requests, sessions,
+    /// refresh tokens and launches, unused expired codes, used codes past the replay window,
+    /// and old inspector events.
+    fn purge_expired(&self, purge: &Purge) -> impl Future<Output = StoreResult<()>> + Send;
 }

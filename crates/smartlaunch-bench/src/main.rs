@@ -70,6 +70,10 @@ enum Scenario {
     LaunchOpenid,
     /// refresh → refresh (rotation on every use).
     Refresh,
+    /// `GET Patient/{id}` with a standalone launch's token (not recorded by the inspector).
+    Read,
+    /// `GET Patient/{id}` with an API launch's token: every read is an inspector event.
+    ReadTraced,
 }
 
 const REDIRECT_URI: &str = "http://127.0.0.1:9/bench/callback";
@@ -158,14 +162,45 @@ impl Bench {
             .find(|(k, _)| k == "code")
             .map(|(_, v)| v.into_owned())
             .with_context(|| format!("no code in {location}"))?;
+        self.redeem(&code, &verifier).await
+    }
+
+    /// An access token from an EHR launch made with the launch API (the server vouches for the
+    /// clinician, skips consent): its FHIR calls are recorded by the launch inspector.
+    async fn traced_token(&self) -> anyhow::Result<(String, String)> {
+        let created: Value = self
+            .http
+            .post(format!("{}/api/launches", self.args.base))
+            .json(&json!({"client_id": self.client_id, "patient": "pat-001", "user": "clinician", "options": {"skip_consent": true, "skip_sign_in": true}}))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let launch_url = url::Url::parse(created["launch_url"].as_str().context("no launch_url")?)?;
+        let launch = launch_url.query_pairs().find(|(k, _)| k == "launch").context("no launch")?.1.into_owned();
+        let verifier = random(32);
+        let url = format!("{}&launch={launch}", self.authorize_url("launch patient/*.rs", &verifier));
+        let r = self.http.get(url).send().await?;
+        let location = r.headers().get(LOCATION).context("authorize did not redirect")?.to_str()?.to_owned();
+        let code = url::Url::parse(&location)?
+            .query_pairs()
+            .find(|(k, _)| k == "code")
+            .map(|(_, v)| v.into_owned())
+            .with_context(|| format!("no code in {location}"))?;
+        let token = self.redeem(&code, &verifier).await?;
+        Ok((token["access_token"].as_str().context("no access_token")?.to_owned(), "pat-001".to_owned()))
+    }
+
+    async fn redeem(&self, code: &str, verifier: &str) -> anyhow::Result<Value> {
         let r = self
             .http
             .post(format!("{}/auth/token", self.args.base))
             .form(&[
                 ("grant_type", "authorization_code"),
-                ("code", code.as_str()),
+                ("code", code),
                 ("redirect_uri", REDIRECT_URI),
-                ("code_verifier", verifier.as_str()),
+                ("code_verifier", verifier),
                 ("client_id", self.client_id.as_str()),
             ])
             .send()
@@ -174,6 +209,15 @@ impl Bench {
             bail!("token: {} {}", r.status(), r.text().await?);
         }
         Ok(r.json().await?)
+    }
+
+    async fn read(&self, token: &str, patient: &str) -> anyhow::Result<()> {
+        let r = self.http.get(format!("{}/Patient/{patient}", self.fhir)).bearer_auth(token).send().await?;
+        if !r.status().is_success() {
+            bail!("read: {}", r.status());
+        }
+        r.bytes().await?;
+        Ok(())
     }
 
     async fn refresh(&self, token: &str) -> anyhow::Result<String> {
@@ -212,6 +256,20 @@ async fn run(bench: Arc<Bench>, scenario: Scenario, cookies: &[String]) -> anyho
                 },
                 _ => None,
             };
+            let reader = match scenario {
+                Scenario::Read => bench.launch(&cookie, "launch/patient patient/*.rs").await.and_then(|t| {
+                    Ok((
+                        t["access_token"].as_str().context("no access_token")?.to_owned(),
+                        t["patient"].as_str().context("no patient")?.to_owned(),
+                    ))
+                }),
+                Scenario::ReadTraced => bench.traced_token().await,
+                _ => Ok(Default::default()),
+            };
+            let (read_token, read_patient) = match reader {
+                Ok(r) => r,
+                Err(e) => return Outcome { latencies: vec![], errors: 1, first_error: Some(e.to_string()) },
+            };
             while Instant::now() < deadline {
                 let t = Instant::now();
                 let result = match scenario {
@@ -223,6 +281,7 @@ async fn run(bench: Arc<Bench>, scenario: Scenario, cookies: &[String]) -> anyho
                         let current = refresh_token.clone().unwrap_or_default();
                         bench.refresh(&current).await.map(|next| refresh_token = Some(next))
                     }
+                    Scenario::Read | Scenario::ReadTraced => bench.read(&read_token, &read_patient).await,
                 };
                 match result {
                     Ok(()) => out.latencies.push(t.elapsed()),
@@ -290,6 +349,7 @@ async fn launch(args: Args) -> anyhow::Result<()> {
         .json(&json!({
             "client_name": "smartlaunch-bench",
             "redirect_uris": [REDIRECT_URI],
+            "initiate_login_uri": "http://127.0.0.1:9/bench/launch",
             "grant_types": ["authorization_code", "refresh_token"],
             "token_endpoint_auth_method": "none",
         }))
@@ -317,6 +377,8 @@ async fn launch(args: Args) -> anyhow::Result<()> {
             Scenario::Launch => "launch",
             Scenario::LaunchOpenid => "launch+openid",
             Scenario::Refresh => "refresh",
+            Scenario::Read => "read",
+            Scenario::ReadTraced => "read-traced",
         };
         println!(
             "{:<14} {:>9} {:>10.0} {:>9.2} {:>9.2} {:>7}",

@@ -3,9 +3,10 @@
 
 use smartlaunch_auth::client::{Client, ClientMetadata};
 use smartlaunch_auth::error::StoreError;
-use smartlaunch_auth::inspect::LaunchEvent;
+use smartlaunch_auth::inspect::{LaunchEvent, LaunchRecord};
 use smartlaunch_auth::keys::KeyMaterial;
 use smartlaunch_auth::launch::{Launch, SimulatedError};
+use smartlaunch_auth::retention::Purge;
 use smartlaunch_auth::store::{
     AuthStore, CodeGrant, CodeRedemption, Grant, PendingAuthorization, RefreshToken, Session, StoreResult,
     UserAuthorization,
@@ -210,23 +211,17 @@ impl AuthStore for Db {
     }
 
     async fn record_event(&self, trace: &str, event: &LaunchEvent) -> StoreResult<()> {
-        sqlx::query("INSERT INTO launch_events (trace_id, at, event) VALUES (?, ?, ?)")
-            .bind(trace)
-            .bind(event.at)
-            .bind(serde_json::to_string(event).map_err(err)?)
-            .execute(&self.write)
-            .await
-            .map_err(err)?;
+        self.events.record(trace, event);
         Ok(())
     }
 
     async fn launch_events(&self, trace: &str) -> StoreResult<Vec<LaunchEvent>> {
-        let rows: Vec<(String,)> = sqlx::query_as("SELECT event FROM launch_events WHERE trace_id = ? ORDER BY seq")
-            .bind(trace)
-            .fetch_all(&self.read)
-            .await
-            .map_err(err)?;
-        rows.into_iter().map(|(json,)| serde_json::from_str(&json).map_err(err)).collect()
+        Ok(self.launch_record(trace).await?.events)
+    }
+
+    async fn launch_record(&self, trace: &str) -> StoreResult<LaunchRecord> {
+        self.events.flush().await;
+        crate::events::launch_record(&self.read, trace).await.map_err(err)
     }
 
     async fn use_launch(&self, id_hash: &str, now: UnixTime) -> StoreResult<bool> {
@@ -604,22 +599,50 @@ impl AuthStore for Db {
         Ok(rows.into_iter().map(|(id,)| id).collect())
     }
 
-    async fn purge_expired(&self, now: UnixTime) -> StoreResult<()> {
+    async fn purge_expired(&self, purge: &Purge) -> StoreResult<()> {
+        // Written in time order: the expired rows are a prefix by rowid (no index needed).
+        for (table, time, before) in [
+            ("authorization_codes", "expires_at", purge.codes),
+            ("pending_authorizations", "expires_at", purge.expired),
+            ("launch_events", "at", purge.events),
+        ] {
+            delete_expired_prefix(&self.write, table, time, before).await?;
+        }
         for (sql, before) in [
-            ("DELETE FROM pending_authorizations WHERE expires_at <= ?", now),
-            // Launches are kept a day past expiry so a late use is told "expired", not "unknown".
-            ("DELETE FROM launches WHERE expires_at <= ?", now - 24 * 3600),
-            // The inspector keeps a week of requests.
-            ("DELETE FROM launch_events WHERE at <= ?", now - 7 * 24 * 3600),
-            ("DELETE FROM sessions WHERE expires_at <= ?", now),
-            // Used codes are kept an hour past expiry so a replay can still revoke its grant.
-            ("DELETE FROM authorization_codes WHERE expires_at <= ?", now - 3600),
-            ("DELETE FROM refresh_tokens WHERE expires_at <= ?", now),
+            ("DELETE FROM sessions WHERE expires_at <= ?", purge.expired),
+            ("DELETE FROM refresh_tokens WHERE expires_at <= ?", purge.expired),
+            ("DELETE FROM launches WHERE expires_at <= ?", purge.launches),
+            ("DELETE FROM launch_traces WHERE last_at <= ?", purge.events),
         ] {
             sqlx::query(sql).bind(before).execute(&self.write).await.map_err(err)?;
         }
+        sqlx::query(
+            "DELETE FROM launch_events WHERE seq <= (SELECT seq FROM launch_events ORDER BY seq DESC LIMIT 1 OFFSET ?)",
+        )
+        .bind(purge.max_events)
+        .execute(&self.write)
+        .await
+        .map_err(err)?;
         Ok(())
     }
+}
+
+/// Rows deleted per statement by housekeeping: other writers get the one writer connection
+/// in between.
+const PURGE_CHUNK: u64 = 2_000;
+
+/// Deletes the rows of `table` whose `time` is at or before `before`, among those inserted
+/// before its oldest live row.  Rows are written in time order, so that is every expired row
+/// and the cost is proportional to what is deleted; a row written out of order (the clock went
+/// back) goes at a later run, and a live row is never deleted.
+async fn delete_expired_prefix(write: &sqlx::SqlitePool, table: &str, time: &str, before: UnixTime) -> StoreResult<()> {
+    let sql = format!(
+        "DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} WHERE {time} <= ?1 AND rowid < \
+         COALESCE((SELECT rowid FROM {table} WHERE {time} > ?1 ORDER BY rowid LIMIT 1), \
+         (SELECT MAX(rowid) + 1 FROM {table})) ORDER BY rowid LIMIT {PURGE_CHUNK})"
+    );
+    while sqlx::query(&sql).bind(before).execute(write).await.map_err(err)?.rows_affected() == PURGE_CHUNK {}
+    Ok(())
 }
 
 /// Which stored grants to revoke.

@@ -7,6 +7,7 @@
 
 mod auth;
 mod bulk;
+mod events;
 mod resources;
 mod search;
 
@@ -14,13 +15,17 @@ pub use bulk::{BulkBatch, BulkWriter};
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
 /// Numbered migrations, applied in order, each once.
-const MIGRATIONS: &[(i64, &str)] =
-    &[(1, include_str!("../migrations/0001_init.sql")), (2, include_str!("../migrations/0002_launches.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/0001_init.sql")),
+    (2, include_str!("../migrations/0002_launches.sql")),
+    (3, include_str!("../migrations/0003_bounded_data.sql")),
+];
 
 /// A database failure.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +42,8 @@ pub struct DbError(#[from] sqlx::Error);
 pub struct Db {
     read: SqlitePool,
     write: SqlitePool,
+    /// The launch inspector's queue of events to write.
+    events: Arc<events::EventLog>,
 }
 
 impl Db {
@@ -78,7 +85,8 @@ impl Db {
             .test_before_acquire(false)
             .connect_with(options)
             .await?;
-        let db = Db { read, write };
+        let events = Arc::new(events::EventLog::start(write.clone()));
+        let db = Db { read, write, events };
         db.migrate().await?;
         Ok(db)
     }
@@ -111,8 +119,16 @@ impl Db {
         BulkWriter::begin(&self.write).await
     }
 
-    /// Closes the pool (waits for connections to finish).
+    /// Whether the database answers a trivial query (the health check).
+    pub async fn ping(&self) -> Result<(), DbError> {
+        sqlx::query("SELECT 1").execute(&self.read).await?;
+        Ok(())
+    }
+
+    /// Writes the launch inspector's queued events, then closes the pools (waits for
+    /// connections to finish).
     pub async fn close(&self) {
+        self.events.flush().await;
         self.read.close().await;
         self.write.close().await;
     }

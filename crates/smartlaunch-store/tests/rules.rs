@@ -3,9 +3,11 @@
 
 use std::path::PathBuf;
 
+use smartlaunch_auth::inspect::{LaunchEvent, LaunchRecord, Step};
 use smartlaunch_auth::launch::Launch;
+use smartlaunch_auth::retention::{Retention, MAX_EVENTS_PER_TRACE};
 use smartlaunch_auth::secrets::random_token;
-use smartlaunch_auth::store::{AuthStore, CodeGrant, CodeRedemption, Grant, RefreshToken};
+use smartlaunch_auth::store::{AuthStore, CodeGrant, CodeRedemption, Grant, RefreshToken, Session};
 use smartlaunch_store::Db;
 
 async fn db() -> (Db, PathBuf) {
@@ -192,6 +194,150 @@ async fn a_launch_is_used_once_even_when_used_concurrently() {
     assert_eq!((&stored, used_at), (&launch, Some(10)));
     db.insert_launch(&Launch { id_hash: "late".into(), ..stored }).await.unwrap();
     assert!(!db.use_launch("late", 300).await.unwrap(), "expired at expires_at");
+    db.close().await;
+    std::fs::remove_dir_all(dir).ok();
+}
+
+/// Rows of a table, read through a connection of its own (what is really on disk).
+async fn rows(dir: &std::path::Path, table: &str) -> i64 {
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.join("smartlaunch.db").display())).await.unwrap();
+    let (n,): (i64,) = sqlx::query_as(&format!("SELECT COUNT(*) FROM {table}")).fetch_one(&pool).await.unwrap();
+    pool.close().await;
+    n
+}
+
+fn event(at: i64, n: usize) -> LaunchEvent {
+    LaunchEvent {
+        at,
+        step: Step::Fhir,
+        request: format!("GET Patient/p?n={n}"),
+        details: Vec::new(),
+        outcome: "200 OK".into(),
+        flags: Vec::new(),
+    }
+}
+
+#[tokio::test]
+async fn a_used_code_is_kept_until_its_expiry_for_the_replay_rule_and_no_longer() {
+    let (db, dir) = db().await;
+    let retention = Retention::default();
+    db.insert_code("used", &code_grant("g1"), 100).await.unwrap();
+    db.insert_code("unused", &code_grant("g2"), 100).await.unwrap();
+    db.insert_code("later", &code_grant("g3"), 200).await.unwrap();
+    assert!(matches!(db.redeem_code("used", 50).await.unwrap(), CodeRedemption::Redeemed(_)));
+    // Until its expiry a used code is kept: a replay is recognised (and revokes the grant).
+    db.purge_expired(&retention.purge(99)).await.unwrap();
+    assert_eq!(rows(&dir, "authorization_codes").await, 3);
+    assert_eq!(db.redeem_code("used", 99).await.unwrap(), CodeRedemption::Replayed { grant_id: "g1".into() });
+    // At expiry it goes, used or not: nothing could redeem it any more.
+    db.purge_expired(&retention.purge(100)).await.unwrap();
+    assert_eq!(rows(&dir, "authorization_codes").await, 1, "only the code that is still live stays");
+    assert!(matches!(db.redeem_code("later", 150).await.unwrap(), CodeRedemption::Redeemed(_)));
+    db.close().await;
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[tokio::test]
+async fn expired_sessions_pending_requests_refresh_tokens_and_launches_are_purged() {
+    let (db, dir) = db().await;
+    for (id, expires_at) in [("expired", 100), ("live", 1_000)] {
+        let session = Session { id_hash: id.into(), user_id: "u".into(), csrf: "c".into(), created_at: 0, expires_at };
+        db.insert_session(&session).await.unwrap();
+    }
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.join("smartlaunch.db").display())).await.unwrap();
+    for (id, expires_at) in [("expired", 100), ("live", 1_000)] {
+        sqlx::query("INSERT INTO pending_authorizations (id, request, expires_at) VALUES (?, '{}', ?)")
+            .bind(id)
+            .bind(expires_at)
+            .execute(&pool)
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO launches (id_hash, client_id, data, created_at, expires_at) VALUES (?, 'c', '{}', 0, ?)",
+        )
+        .bind(id)
+        .bind(expires_at)
+        .execute(&pool)
+        .await
+        .unwrap();
+        sqlx::query("INSERT INTO refresh_tokens (token_hash, grant_id, client_id, expires_at) VALUES (?, 'g', 'c', ?)")
+            .bind(id)
+            .bind(expires_at)
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    pool.close().await;
+    let retention = Retention::default();
+    db.purge_expired(&retention.purge(100)).await.unwrap();
+    for table in ["sessions", "pending_authorizations", "refresh_tokens"] {
+        assert_eq!(rows(&dir, table).await, 1, "{table}: the expired one is gone");
+    }
+    assert_eq!(rows(&dir, "launches").await, 2, "an expired launch is kept a while to say “expired”");
+    db.purge_expired(&retention.purge(100 + retention.expired_launch)).await.unwrap();
+    assert_eq!(rows(&dir, "launches").await, 1);
+    db.close().await;
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[tokio::test]
+async fn a_launch_keeps_its_newest_events_up_to_the_cap_and_counts_the_dropped() {
+    let (db, dir) = db().await;
+    let cap = MAX_EVENTS_PER_TRACE as usize;
+    for n in 0..cap + 20 {
+        db.record_event("busy", &event(10, n)).await.unwrap();
+    }
+    db.record_event("quiet", &event(10, 0)).await.unwrap();
+    // Read at once: every event recorded before the read is there.
+    let record = db.launch_record("busy").await.unwrap();
+    assert_eq!(record.events.len(), cap);
+    assert_eq!(record.dropped, 20);
+    assert_eq!(record.events[0].request, "GET Patient/p?n=20", "the oldest go first");
+    assert_eq!(record.events[cap - 1].request, format!("GET Patient/p?n={}", cap + 19));
+    let quiet = db.launch_record("quiet").await.unwrap();
+    assert_eq!((quiet.events.len(), quiet.dropped), (1, 0));
+    assert_eq!(db.launch_record("unknown").await.unwrap(), LaunchRecord::default());
+    db.close().await;
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[tokio::test]
+async fn inspector_events_are_purged_by_age_and_in_total() {
+    let (db, dir) = db().await;
+    let retention = Retention::default();
+    db.record_event("old", &event(100, 0)).await.unwrap();
+    db.record_event("new", &event(100 + retention.event_age, 0)).await.unwrap();
+    db.launch_record("new").await.unwrap();
+    db.purge_expired(&retention.purge(100 + retention.event_age)).await.unwrap();
+    let old = db.launch_record("old").await.unwrap();
+    assert!(old.events.is_empty());
+    assert_eq!(db.launch_record("new").await.unwrap().events.len(), 1);
+    assert_eq!(rows(&dir, "launch_traces").await, 1, "the old trace's counter goes too");
+    // At most `max_events` in all, the newest.
+    for n in 0..5 {
+        db.record_event(&format!("t{n}"), &event(100 + retention.event_age, n)).await.unwrap();
+    }
+    let tight = Retention { max_events: 3, ..Retention::default() };
+    db.launch_record("t0").await.unwrap();
+    db.purge_expired(&tight.purge(100 + retention.event_age)).await.unwrap();
+    assert_eq!(rows(&dir, "launch_events").await, 3);
+    assert_eq!(db.launch_record("t4").await.unwrap().events.len(), 1, "the newest stay");
+    db.close().await;
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[tokio::test]
+async fn the_purge_never_deletes_a_live_code_even_when_the_clock_went_back() {
+    let (db, dir) = db().await;
+    let retention = Retention::default();
+    // Written out of time order: a long-lived code first, then one that expires earlier.
+    db.insert_code("live", &code_grant("g1"), 500).await.unwrap();
+    db.insert_code("expired", &code_grant("g2"), 100).await.unwrap();
+    db.purge_expired(&retention.purge(150)).await.unwrap();
+    assert!(matches!(db.redeem_code("live", 150).await.unwrap(), CodeRedemption::Redeemed(_)));
+    assert_eq!(rows(&dir, "authorization_codes").await, 2, "the out-of-order row waits for a later run");
+    db.purge_expired(&retention.purge(500)).await.unwrap();
+    assert_eq!(rows(&dir, "authorization_codes").await, 0);
     db.close().await;
     std::fs::remove_dir_all(dir).ok();
 }

@@ -233,11 +233,38 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     println!("                       patient / patient       (a patient)");
     println!();
     println!("Press Ctrl-C to stop.");
+    let mut running = running;
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = running.wait() => {}
+        signal = shutdown_signal() => {
+            let signal = signal?;
+            tracing::info!("{signal}: finishing the requests in flight (at most {} s)", SHUTDOWN_GRACE.as_secs());
+            if tokio::time::timeout(SHUTDOWN_GRACE, running.stop()).await.is_err() {
+                tracing::warn!("requests still running after {} s are dropped", SHUTDOWN_GRACE.as_secs());
+            }
+        }
+        _ = running.finished() => anyhow::bail!("the server stopped"),
     }
     Ok(())
+}
+
+/// How long a graceful shutdown waits for the requests in flight.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Waits for SIGINT (Ctrl-C) or SIGTERM (`docker stop`, systemd) and names it.
+async fn shutdown_signal() -> anyhow::Result<&'static str> {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r.map(|()| "SIGINT").map_err(Into::into),
+            _ = term.recv() => Ok("SIGTERM"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await?;
+        Ok("Ctrl-C")
+    }
 }
 
 async fn import(data: DataArg, paths: Vec<PathBuf>) -> anyhow::Result<()> {

@@ -55,6 +55,7 @@ pub struct Running {
     pub public_url: String,
     /// How the open-sandbox powers are guarded (the start-up banner says it).
     pub sandbox_mode: smartlaunch_auth::config::SandboxMode,
+    db: Db,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
 }
@@ -69,12 +70,25 @@ impl Running {
         let _ = self.task.await;
     }
 
-    /// Stops accepting connections and waits for the server to finish.
+    /// Waits until the server task ends on its own (a failure); [`Running::stop`] is still due.
+    pub async fn finished(&mut self) {
+        let _ = (&mut self.task).await;
+    }
+
+    /// Graceful shutdown: stops accepting connections, waits for the requests in flight to
+    /// finish, then writes what is queued and closes the database.
     pub async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        let _ = self.task.await;
+        let _ = (&mut self.task).await;
+        self.db.close().await;
+    }
+
+    /// Closes the database under the running server (the last step of [`Running::stop`]);
+    /// from then on `/healthz` answers 503.
+    pub async fn close_database(&self) {
+        self.db.close().await;
     }
 }
 
@@ -98,7 +112,7 @@ pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<
     let started_at = instant(clock.now());
     let state = Arc::new(AppState {
         auth,
-        db,
+        db: db.clone(),
         clock,
         client_origins: RwLock::new(HashSet::new()),
         secure_cookies: public_url.starts_with("https://"),
@@ -121,13 +135,18 @@ pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<
             tracing::error!("server stopped: {e}");
         }
     });
-    Ok(Running { addr, public_url, sandbox_mode, shutdown: Some(tx), task })
+    Ok(Running { addr, public_url, sandbox_mode, db, shutdown: Some(tx), task })
 }
 
-/// Deletes expired records every minute.
+/// How often housekeeping runs: often enough that a code (60 s) is gone within 75 s of its
+/// issue, so the code table holds at most about 75 s of launches.
+const HOUSEKEEPING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Deletes what the retention rules no longer keep (`smartlaunch_auth::retention`): expired
+/// pending requests, sessions, launches, refresh tokens, codes, old inspector events.
 fn spawn_housekeeping(state: App) {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+        let mut tick = tokio::time::interval(HOUSEKEEPING_INTERVAL);
         loop {
             tick.tick().await;
             if let Err(e) = state.auth.purge_expired(state.clock.now()).await {

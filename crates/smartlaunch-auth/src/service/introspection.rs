@@ -13,6 +13,10 @@ use crate::{AuthService, UnixTime};
 
 /// Who asks to introspect: a confidential client that authenticated, or the holder of a valid
 /// SMART access token (checklist item 97: "appropriately-scoped SMART … bearer token").
+///
+/// A confidential client may introspect any token.  An app's user-facing access token may
+/// introspect only tokens of its own grant: anything else is `{"active": false}`, so one app
+/// cannot learn about another app's tokens (issue 7, finding 7).
 pub enum Caller<'a> {
     Client { request: &'a TokenRequest, basic: Option<BasicCredentials> },
     Bearer(&'a str),
@@ -26,10 +30,13 @@ impl<S: AuthStore> AuthService<S> {
         token: Option<&str>,
         now: UnixTime,
     ) -> Result<Value, TokenError> {
-        match caller {
+        // The grant a bearer caller is confined to; `None`: a confidential client (any token).
+        let own_grant = match caller {
             Caller::Bearer(bearer) => {
-                self.verify_bearer_any(bearer, now)
+                let claims = self
+                    .verify_bearer_any(bearer, now)
                     .map_err(|e| TokenError::InvalidClient(format!("the bearer token: {e}")))?;
+                Some(claims.grant)
             }
             Caller::Client { request, basic } => {
                 let client = self.authenticate_client(request, basic, now).await?;
@@ -38,17 +45,23 @@ impl<S: AuthStore> AuthService<S> {
                         "introspection needs a confidential client's credentials or a valid SMART access token (Authorization: Bearer)".into(),
                     ));
                 }
+                None
             }
-        }
+        };
+        let inactive = || json!({ "active": false });
         let token =
             token.filter(|t| !t.is_empty()).ok_or_else(|| TokenError::InvalidRequest("token is required".into()))?;
         if token.len() > 8192 {
-            return Ok(json!({ "active": false }));
+            return Ok(inactive());
         }
+        let allowed = |grant: &str| own_grant.as_deref().is_none_or(|own| own == grant);
         if let Ok(claims) = self.verify_bearer_any(token, now) {
-            return Ok(self.describe_access_token(&claims));
+            return Ok(if allowed(&claims.grant) { self.describe_access_token(&claims) } else { inactive() });
         }
-        Ok(self.describe_refresh_token(token, now).await?.unwrap_or_else(|| json!({ "active": false })))
+        Ok(match self.describe_refresh_token(token, now).await? {
+            Some((grant, description)) if allowed(&grant) => description,
+            _ => inactive(),
+        })
     }
 
     /// The introspection response of a valid access token: `active`, `scope`, `client_id`,
@@ -80,7 +93,8 @@ impl<S: AuthStore> AuthService<S> {
         Value::Object(out)
     }
 
-    async fn describe_refresh_token(&self, token: &str, now: UnixTime) -> Result<Option<Value>, TokenError> {
+    /// The grant of a live refresh token and its introspection response.
+    async fn describe_refresh_token(&self, token: &str, now: UnixTime) -> Result<Option<(String, Value)>, TokenError> {
         let Some(record) = self.store.refresh_token(&hash_token(token)).await? else {
             return Ok(None);
         };
@@ -109,7 +123,7 @@ impl<S: AuthStore> AuthService<S> {
         if let Some(e) = grant.encounter {
             out["encounter"] = e.into();
         }
-        Ok(Some(out))
+        Ok(Some((grant.id, out)))
     }
 
     /// `POST /auth/revoke` (RFC 7009): revokes the grant behind a refresh or access token of the

@@ -12,8 +12,10 @@ use crate::client::Client;
 use crate::client_cache::ClientCache;
 use crate::config::AuthConfig;
 use crate::error::{BearerError, StoreError};
+use crate::inspect::LaunchRecord;
 use crate::keys::{AccessClaims, KeyMaterial, SigningKeys};
 use crate::launch::SimulatedError;
+use crate::retention::Retention;
 use crate::revocation::RevocationList;
 use crate::store::AuthStore;
 use crate::throttle::{HashingPool, SignInThrottle};
@@ -153,9 +155,20 @@ impl<S: AuthStore> AuthService<S> {
         Ok(())
     }
 
-    /// Housekeeping: deletes expired records and forgets revocations no token can outlive.
+    /// Housekeeping: deletes what the [`Retention`] rules no longer keep and forgets
+    /// revocations no token can outlive.
     pub async fn purge_expired(&self, now: UnixTime) -> Result<(), StoreError> {
         self.revocations.prune(now - self.config.access_token_lifetime);
-        self.store.purge_expired(now).await
+        self.store.purge_expired(&Retention::default().purge(now)).await
+    }
+
+    /// A launch's inspector record (at most
+    /// [`MAX_EVENTS_PER_TRACE`](crate::retention::MAX_EVENTS_PER_TRACE) events), with the number
+    /// of events dropped.  Unknown traces have an empty record.
+    pub async fn launch_record(&self, trace: &str) -> Result<LaunchRecord, StoreError> {
+        if trace.len() > 64 {
+            return Ok(LaunchRecord::default());
+        }
+        self.store.launch_record(trace).await
     }
 }

@@ -3,15 +3,15 @@
 //! the protocol core (authorize, token, refresh) and here (discovery, FHIR calls).
 
 use askama::Template;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::Response;
 use smartlaunch_auth::inspect::{unused_scopes, LaunchEvent, Step};
 
 use crate::server::{instant, App};
-use crate::web::bearer;
 use crate::web::pages::{error_page, render};
+use crate::web::{bearer, field, form_pairs};
 
 /// Records a discovery request at a simulation's FHIR base.
 pub(crate) async fn record_discovery(app: &App, simulation: &str) {
@@ -57,6 +57,9 @@ pub(crate) async fn record_fhir(State(app): State<App>, request: Request, next: 
     response
 }
 
+/// Events per inspector page.
+const PAGE_SIZE: usize = 50;
+
 struct Row {
     time: String,
     step: &'static str,
@@ -72,12 +75,22 @@ struct InspectorPage {
     rows: Vec<Row>,
     unused: Vec<String>,
     flag_count: usize,
+    /// Earlier events no longer kept (over the per-launch cap, too old, or lost under load).
+    dropped: u64,
+    /// The events kept, of which this page shows `first..=last` (1-based).
+    total: usize,
+    first: usize,
+    last: usize,
+    /// Links to the previous and next page (oldest first), when there are such pages.
+    prev: Option<String>,
+    next: Option<String>,
 }
 
-/// `GET /launcher/inspect/{trace}`.
-pub(crate) async fn show(State(app): State<App>, Path(trace): Path<String>) -> Response {
-    let events = match app.auth.launch_events(&trace).await {
-        Ok(events) => events,
+/// `GET /launcher/inspect/{trace}?page=N`: the launch's kept events (at most
+/// `MAX_EVENTS_PER_TRACE`), oldest first, [`PAGE_SIZE`] per page.
+pub(crate) async fn show(State(app): State<App>, Path(trace): Path<String>, RawQuery(query): RawQuery) -> Response {
+    let record = match app.auth.launch_record(&trace).await {
+        Ok(record) => record,
         Err(e) => {
             tracing::error!("inspector: {e}");
             return error_page(
@@ -87,6 +100,7 @@ pub(crate) async fn show(State(app): State<App>, Path(trace): Path<String>) -> R
             );
         }
     };
+    let events = record.events;
     // Scopes granted but never used by a successful FHIR call (checked once the app has called).
     let granted = events
         .iter()
@@ -99,8 +113,20 @@ pub(crate) async fn show(State(app): State<App>, Path(trace): Path<String>) -> R
         _ => Vec::new(),
     };
     let flag_count = events.iter().map(|e| e.flags.len()).sum::<usize>() + unused.len();
-    let rows = events
+    let total = events.len();
+    let pages = total.div_ceil(PAGE_SIZE).max(1);
+    let pairs = form_pairs(query.unwrap_or_default().as_bytes());
+    let page = field(&pairs, "page").and_then(|p| p.parse::<usize>().ok()).unwrap_or(1).clamp(1, pages);
+    let link = |p: usize| {
+        format!(
+            "/launcher/inspect/{}?page={p}",
+            url::form_urlencoded::byte_serialize(trace.as_bytes()).collect::<String>()
+        )
+    };
+    let rows: Vec<Row> = events
         .into_iter()
+        .skip((page - 1) * PAGE_SIZE)
+        .take(PAGE_SIZE)
         .map(|e| Row {
             time: instant(e.at).get(11..19).unwrap_or_default().to_owned(),
             step: e.step.label(),
@@ -110,5 +136,19 @@ pub(crate) async fn show(State(app): State<App>, Path(trace): Path<String>) -> R
             flags: e.flags,
         })
         .collect();
-    render(StatusCode::OK, &InspectorPage { rows, unused, flag_count })
+    let first = (page - 1) * PAGE_SIZE + 1;
+    render(
+        StatusCode::OK,
+        &InspectorPage {
+            last: first + rows.len().saturating_sub(1),
+            first,
+            total,
+            rows,
+            unused,
+            flag_count,
+            dropped: record.dropped,
+            prev: (page > 1).then(|| link(page - 1)),
+            next: (page < pages).then(|| link(page + 1)),
+        },
+    )
 }

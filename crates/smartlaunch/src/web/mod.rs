@@ -14,6 +14,7 @@ mod inspector;
 mod launcher;
 pub mod limits;
 mod oauth;
+mod ops;
 mod pages;
 mod signin;
 mod views;
@@ -30,6 +31,9 @@ use smartlaunch_auth::store::AuthStore;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::trace::TraceLayer;
 
 use crate::server::App;
 
@@ -134,8 +138,37 @@ pub(crate) fn router(app: App) -> Router {
         .merge(pages)
         .layer(RequestBodyLimitLayer::new(FORM_BODY_LIMIT))
         .merge(for_clients)
+        .route("/healthz", get(ops::healthz))
         .fallback(not_found)
         .layer(CatchPanicLayer::new())
+        // Around every response (outermost first): a request id of our own, the request log,
+        // and the headers every response carries — `X-Content-Type-Options: nosniff`,
+        // `Referrer-Policy: no-referrer` (codes and launch ids in redirect URLs never leak in
+        // `Referer`), and behind an https public URL HSTS and `Secure` cookies.
+        .layer(
+            tower::ServiceBuilder::new()
+                .map_request(ops::drop_client_request_id)
+                .layer(SetRequestIdLayer::new(ops::REQUEST_ID, MakeRequestUuid))
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(ops::request_span)
+                        .on_request(())
+                        .on_response(ops::log_response)
+                        .on_body_chunk(())
+                        .on_eos(())
+                        .on_failure(()),
+                )
+                .layer(PropagateRequestIdLayer::new(ops::REQUEST_ID))
+                .layer(SetResponseHeaderLayer::if_not_present(
+                    header::X_CONTENT_TYPE_OPTIONS,
+                    HeaderValue::from_static("nosniff"),
+                ))
+                .layer(SetResponseHeaderLayer::if_not_present(
+                    header::REFERRER_POLICY,
+                    HeaderValue::from_static("no-referrer"),
+                ))
+                .layer(axum::middleware::map_response_with_state(app.clone(), ops::transport_security)),
+        )
         .with_state(app)
 }
 

@@ -763,3 +763,57 @@ async fn simulation<'a>(s: &'a Server, client: &str, patients: &str) -> (String,
     let sim = attr_after(&b.page, "id=\"fhir_base\" value=\"").unwrap_or_else(|| panic!("{}", b.page));
     (sim, b)
 }
+
+#[tokio::test]
+async fn the_ehr_frame_grants_no_device_or_clipboard_access() {
+    let s = Server::start().await;
+    ehr_app(&s, "Chart App").await;
+    let mut ehr = Browser::new(&s);
+    desk_sign_in(&s, &mut ehr, "/ehr", "clinician").await;
+    ehr.get(&format!("{}/ehr/patients/pat-001", s.base)).await;
+    let frame = ehr.page.split("<iframe class=\"app\"").nth(1).unwrap().split('>').next().unwrap().to_owned();
+    let allow = attr_after(&frame, "allow=\"").unwrap_or_default();
+    for power in ["camera", "microphone", "geolocation", "clipboard-read", "clipboard-write", "display-capture", "usb"]
+    {
+        assert!(!allow.contains(power), "the frame must not delegate {power}: {frame}");
+    }
+    // Real apps still run: scripts, same-origin storage, forms and popups stay allowed.
+    let sandbox = attr_after(&frame, "sandbox=\"").unwrap();
+    for token in ["allow-scripts", "allow-same-origin", "allow-forms", "allow-popups"] {
+        assert!(sandbox.split(' ').any(|t| t == token), "{sandbox}");
+    }
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn the_inspector_keeps_the_newest_500_requests_of_a_launch_and_pages_them() {
+    let s = Server::start().await;
+    let client = ehr_app(&s, "Busy App").await;
+    let body = json!({"client_id": client, "patient": "pat-001", "user": "clinician", "options": {"skip_consent": true, "skip_sign_in": true}});
+    let created: Value = create_launch(&s, body, None).await.json().await.unwrap();
+    let launch = launch_of(&s, created["launch_url"].as_str().unwrap());
+    let inspect_url = created["inspect_url"].as_str().unwrap().to_owned();
+    let verifier = random(32);
+    let mut params = s.authorize_params(&client, EHR_SCOPE, &verifier);
+    params.push(("launch".into(), launch));
+    let Landing::App(url) = Browser::new(&s).get(&s.authorize_url(&params)).await else { panic!("redirect") };
+    let token = redeem(&s, &client, &query_of(&url)["code"], &verifier).await;
+    let access = token["access_token"].as_str().unwrap().to_owned();
+    // 2 (authorize, token) + 520 FHIR calls: the oldest 22 go.
+    for i in 0..520 {
+        assert_eq!(s.read(&format!("Patient/pat-001?n={i}"), &access).await.status(), 200);
+    }
+    // Read at once: the page sees every request made before it (the queue is flushed).
+    let page = s.http.get(&inspect_url).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("22 earlier requests were dropped"), "{page}");
+    assert!(page.contains("Requests 1–50 of 500"), "{page}");
+    assert!(page.contains("GET Patient/pat-001?n=20<") && page.contains("GET Patient/pat-001?n=69<"), "{page}");
+    assert!(!page.contains("n=19<") && !page.contains("n=70<"), "oldest first, 50 per page");
+    let next = attr_after(&page, "rel=\"next\" href=\"").unwrap();
+    assert!(next.ends_with("?page=2"), "{next}");
+    let page2 = s.http.get(format!("{}{next}", s.base)).send().await.unwrap().text().await.unwrap();
+    assert!(page2.contains("Requests 51–100 of 500") && page2.contains("n=70<") && page2.contains("rel=\"prev\""));
+    let last = s.http.get(format!("{inspect_url}?page=99")).send().await.unwrap().text().await.unwrap();
+    assert!(last.contains("Requests 451–500 of 500") && last.contains("n=519<") && !last.contains("rel=\"next\""));
+    s.stop().await;
+}

@@ -5,6 +5,7 @@ mod ehr_launch;
 mod enforcement;
 mod fhir_rest;
 mod fhir_search;
+mod hardening;
 mod import;
 mod limits;
 mod trust;

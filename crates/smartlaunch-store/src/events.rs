@@ -1,0 +1,159 @@
+//! The launch inspector's event log, written off the request path: requests put their events
+//! on a bounded queue (never waiting: when it is full the event is dropped and counted), and one
+//! task drains it in batches, each in one transaction that also keeps every launch within
+//! [`MAX_EVENTS_PER_TRACE`] events (the newest).  Reads flush the queue first, so they see
+//! every event recorded before them.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use smartlaunch_auth::inspect::{LaunchEvent, LaunchRecord};
+use smartlaunch_auth::retention::MAX_EVENTS_PER_TRACE;
+use sqlx::SqlitePool;
+use tokio::sync::{mpsc, oneshot};
+
+/// Events waiting to be written; beyond this, new events are dropped (and counted).
+const QUEUE_CAPACITY: usize = 4096;
+/// The most events written in one transaction.
+const BATCH: usize = 512;
+/// The most launches whose dropped events are counted between two batches (a bound on the
+/// counter itself under a flood).
+const MAX_OVERFLOW_TRACES: usize = 10_000;
+
+enum Queued {
+    Event(String, LaunchEvent),
+    /// Answered once every event queued before it is committed.
+    Flush(oneshot::Sender<()>),
+}
+
+/// Per launch, the events dropped because the queue was full.
+type Overflow = Arc<Mutex<HashMap<String, u64>>>;
+
+/// The queue's sending side, shared by every clone of the database handle.
+#[derive(Debug)]
+pub(crate) struct EventLog {
+    tx: mpsc::Sender<Queued>,
+    overflow: Overflow,
+}
+
+impl EventLog {
+    /// Starts the writer task on `write` (the one writer connection).
+    pub(crate) fn start(write: SqlitePool) -> EventLog {
+        let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+        let overflow = Overflow::default();
+        tokio::spawn(drain(rx, write, overflow.clone()));
+        EventLog { tx, overflow }
+    }
+
+    /// Queues an event without waiting; when the queue is full, drops it and counts it.
+    pub(crate) fn record(&self, trace: &str, event: &LaunchEvent) {
+        if let Err(e) = self.tx.try_send(Queued::Event(trace.to_owned(), event.clone())) {
+            let mut overflow = self.overflow.lock().unwrap_or_else(|p| p.into_inner());
+            if overflow.len() < MAX_OVERFLOW_TRACES || overflow.contains_key(trace) {
+                *overflow.entry(trace.to_owned()).or_default() += 1;
+            }
+            if matches!(e, mpsc::error::TrySendError::Closed(_)) {
+                tracing::warn!("launch inspector: the event writer has stopped");
+            }
+        }
+    }
+
+    /// Waits until every event queued so far is committed.
+    pub(crate) async fn flush(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(Queued::Flush(done)).await.is_ok() {
+            let _ = wait.await;
+        }
+    }
+}
+
+/// The writer task: takes what is queued (up to [`BATCH`]) and writes it in one transaction.
+async fn drain(mut rx: mpsc::Receiver<Queued>, write: SqlitePool, overflow: Overflow) {
+    while let Some(first) = rx.recv().await {
+        let mut events = Vec::new();
+        let mut flushes = Vec::new();
+        let mut next = Some(first);
+        while let Some(item) = next {
+            match item {
+                Queued::Event(trace, event) => events.push((trace, event)),
+                Queued::Flush(done) => flushes.push(done),
+            }
+            next = if events.len() < BATCH { rx.try_recv().ok() } else { None };
+        }
+        let dropped = std::mem::take(&mut *overflow.lock().unwrap_or_else(|p| p.into_inner()));
+        if let Err(e) = write_batch(&write, &events, &dropped).await {
+            tracing::warn!("launch inspector: {} events not recorded: {e}", events.len());
+        }
+        for done in flushes {
+            let _ = done.send(());
+        }
+    }
+}
+
+/// Inserts the events, counts them (and the dropped ones) per launch, and trims each launch to
+/// its newest [`MAX_EVENTS_PER_TRACE`] events, in one transaction.
+async fn write_batch(
+    write: &SqlitePool,
+    events: &[(String, LaunchEvent)],
+    dropped: &HashMap<String, u64>,
+) -> Result<(), sqlx::Error> {
+    if events.is_empty() && dropped.is_empty() {
+        return Ok(());
+    }
+    let mut per_trace: HashMap<&str, (u64, i64)> = HashMap::new();
+    for (trace, n) in dropped {
+        per_trace.entry(trace).or_default().0 += n;
+    }
+    let mut tx = write.begin().await?;
+    for (trace, event) in events {
+        let json = serde_json::to_string(event).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+        sqlx::query("INSERT INTO launch_events (trace_id, at, event) VALUES (?, ?, ?)")
+            .bind(trace)
+            .bind(event.at)
+            .bind(json)
+            .execute(&mut *tx)
+            .await?;
+        let entry = per_trace.entry(trace).or_default();
+        entry.0 += 1;
+        entry.1 = entry.1.max(event.at);
+    }
+    for (trace, (recorded, last_at)) in &per_trace {
+        sqlx::query(
+            "INSERT INTO launch_traces (trace_id, recorded, last_at) VALUES (?, ?, ?) ON CONFLICT (trace_id) \
+             DO UPDATE SET recorded = recorded + excluded.recorded, last_at = MAX(last_at, excluded.last_at)",
+        )
+        .bind(trace)
+        .bind(*recorded as i64)
+        .bind(last_at)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "DELETE FROM launch_events WHERE trace_id = ? AND seq <= \
+             (SELECT seq FROM launch_events WHERE trace_id = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)",
+        )
+        .bind(trace)
+        .bind(trace)
+        .bind(MAX_EVENTS_PER_TRACE)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await
+}
+
+/// A launch's kept events, oldest first, and how many it recorded beyond them.
+pub(crate) async fn launch_record(read: &SqlitePool, trace: &str) -> Result<LaunchRecord, sqlx::Error> {
+    let rows: Vec<(String,)> = sqlx::query_as("SELECT event FROM launch_events WHERE trace_id = ? ORDER BY seq")
+        .bind(trace)
+        .fetch_all(read)
+        .await?;
+    let recorded: Option<(i64,)> = sqlx::query_as("SELECT recorded FROM launch_traces WHERE trace_id = ?")
+        .bind(trace)
+        .fetch_optional(read)
+        .await?;
+    let events = rows
+        .into_iter()
+        .map(|(json,)| serde_json::from_str(&json).map_err(|e| sqlx::Error::Decode(Box::new(e))))
+        .collect::<Result<Vec<LaunchEvent>, _>>()?;
+    let dropped = recorded.map_or(0, |(n,)| (n.max(0) as u64).saturating_sub(events.len() as u64));
+    Ok(LaunchRecord { events, dropped })
+}
