@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+use reqwest::header::{COOKIE, LOCATION};
 use reqwest::redirect::Policy;
 use serde_json::{json, Value};
 
@@ -87,21 +87,18 @@ async fn patient_token(http: &reqwest::Client, base: &str, patient: &str) -> any
         .finish();
     let r = http.get(format!("{base}/auth/authorize?{query}")).send().await?;
     let flow = format!("{base}{}", r.headers().get(LOCATION).context("authorize did not redirect")?.to_str()?);
-    let page = http.get(&flow).send().await?.text().await?;
+    // The flow's steps carry the flow cookie that authorize set, as a browser would.
+    let flow_cookie = crate::set_cookie(&r, "smartlaunch_flow=").context("authorize set no flow cookie")?;
+    let page = http.get(&flow).header(COOKIE, &flow_cookie).send().await?.text().await?;
     let csrf = between(&page, "name=\"csrf\" value=\"", '"').context("no sign-in form")?.to_owned();
     let r = http
         .post(format!("{flow}/signin"))
+        .header(COOKIE, &flow_cookie)
         .form(&[("csrf", csrf.as_str()), ("username", "clinician"), ("password", "clinician")])
         .send()
         .await?;
-    let cookie = r
-        .headers()
-        .get_all(SET_COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|v| v.strip_prefix("smartlaunch_session=").and_then(|v| v.split(';').next()))
-        .map(|v| format!("smartlaunch_session={v}"))
-        .context("sign-in failed")?;
+    let session = crate::set_cookie(&r, "smartlaunch_session=").context("sign-in failed")?;
+    let cookie = format!("{session}; {flow_cookie}");
     http.post(format!("{flow}/patient"))
         .header(COOKIE, &cookie)
         .form(&[("csrf", csrf.as_str()), ("patient", patient)])
