@@ -156,12 +156,7 @@ impl Bench {
     async fn launch(&self, cookie: &str, scope: &str) -> anyhow::Result<Value> {
         let verifier = random(32);
         let r = self.http.get(self.authorize_url(scope, &verifier)).header(COOKIE, cookie).send().await?;
-        let location = r.headers().get(LOCATION).context("authorize did not redirect")?.to_str()?.to_owned();
-        let code = url::Url::parse(&location)?
-            .query_pairs()
-            .find(|(k, _)| k == "code")
-            .map(|(_, v)| v.into_owned())
-            .with_context(|| format!("no code in {location}"))?;
+        let code = code_of(&r)?;
         self.redeem(&code, &verifier).await
     }
 
@@ -182,12 +177,7 @@ impl Bench {
         let verifier = random(32);
         let url = format!("{}&launch={launch}", self.authorize_url("launch patient/*.rs", &verifier));
         let r = self.http.get(url).send().await?;
-        let location = r.headers().get(LOCATION).context("authorize did not redirect")?.to_str()?.to_owned();
-        let code = url::Url::parse(&location)?
-            .query_pairs()
-            .find(|(k, _)| k == "code")
-            .map(|(_, v)| v.into_owned())
-            .with_context(|| format!("no code in {location}"))?;
+        let code = code_of(&r)?;
         let token = self.redeem(&code, &verifier).await?;
         Ok((token["access_token"].as_str().context("no access_token")?.to_owned(), "pat-001".to_owned()))
     }
@@ -307,6 +297,16 @@ async fn run(bench: Arc<Bench>, scenario: Scenario, cookies: &[String]) -> anyho
         }
     }
     Ok((all, started.elapsed()))
+}
+
+/// The `code` of the redirect to the app that authorize answered with.
+fn code_of(r: &reqwest::Response) -> anyhow::Result<String> {
+    let location = r.headers().get(LOCATION).context("authorize did not redirect")?.to_str()?;
+    url::Url::parse(location)?
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .with_context(|| format!("no code in {location}"))
 }
 
 /// The `name=value` of a cookie a response sets.

@@ -57,15 +57,7 @@ pub fn may(
         if !scope.filter.is_empty() {
             continue;
         }
-        let admitted = match scope.level {
-            Level::Patient => req.patient.is_some_and(in_compartment),
-            Level::User => match req.fhir_user.and_then(|u| u.strip_prefix("Patient/")) {
-                Some(own) => in_compartment(own),
-                None => req.fhir_user.is_some_and(|u| u.starts_with("Practitioner/")),
-            },
-            Level::System => true,
-        };
-        if admitted {
+        if reaches(req, scope.level, in_compartment) {
             return Ok(());
         }
     }
@@ -96,6 +88,20 @@ pub fn may_write(req: &Requester<'_>, interaction: Interaction, resource: &Value
     decide(req, interaction, resource, |p| belongs_to(resource, p))
 }
 
+/// Whether a scope of `level` reaches a resource: `patient/` — the context patient is
+/// `in_reach`; `user/` — a patient user's own record is, or the user is a practitioner;
+/// `system/` — always.
+fn reaches(req: &Requester<'_>, level: Level, in_reach: impl Fn(&str) -> bool) -> bool {
+    match level {
+        Level::Patient => req.patient.is_some_and(&in_reach),
+        Level::User => match req.fhir_user.and_then(|u| u.strip_prefix("Patient/")) {
+            Some(own) => in_reach(own),
+            None => req.fhir_user.is_some_and(|u| u.starts_with("Practitioner/")),
+        },
+        Level::System => true,
+    }
+}
+
 /// The union of scopes granting `interaction` on the resource: each admits it when its level
 /// reaches the resource (`in_reach` of the context patient or the patient user; a practitioner's
 /// `user/` and `system/` reach everything) and its filter, if any, matches the resource.
@@ -109,15 +115,7 @@ fn decide(
     let mut any = false;
     for scope in req.scopes.grants(resource_type, interaction) {
         any = true;
-        let reached = match scope.level {
-            Level::Patient => req.patient.is_some_and(&in_reach),
-            Level::User => match req.fhir_user.and_then(|u| u.strip_prefix("Patient/")) {
-                Some(own) => in_reach(own),
-                None => req.fhir_user.is_some_and(|u| u.starts_with("Practitioner/")),
-            },
-            Level::System => true,
-        };
-        let admitted = reached
+        let admitted = reaches(req, scope.level, &in_reach)
             && (scope.filter.is_empty()
                 || parse_filter(resource_type, &scope.filter).is_some_and(|f| matches_all(resource, &f)));
         if admitted {
