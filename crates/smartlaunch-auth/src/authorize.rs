@@ -279,8 +279,11 @@ mod tests {
                 scope: scope.map(str::to_owned),
                 initiate_login_uri: None,
                 logo_uri: None,
+                jwks: None,
+                jwks_uri: None,
             },
             secret_hash: None,
+            registration_token_hash: None,
             created_at: 0,
         }
     }

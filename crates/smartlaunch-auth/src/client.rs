@@ -1,10 +1,11 @@
 //! Registered clients and RFC 7591 dynamic registration (spec digest §1.3, checklist 17–18).
 
 use serde::{Deserialize, Serialize};
-use smart_scopes::ScopeSet;
+use smart_scopes::{Level, Scope, ScopeSet};
 use url::Url;
 
 use crate::error::RegistrationError;
+use crate::jwk::{parse_key_set, MAX_JWKS_BYTES};
 
 /// How a client authenticates at the token endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -16,6 +17,8 @@ pub enum TokenEndpointAuthMethod {
     ClientSecretBasic,
     /// `client_id` and `client_secret` in the form body.
     ClientSecretPost,
+    /// A JWT signed with the client's private key (`client-confidential-asymmetric`, RFC 7523).
+    PrivateKeyJwt,
 }
 
 impl TokenEndpointAuthMethod {
@@ -24,11 +27,17 @@ impl TokenEndpointAuthMethod {
             TokenEndpointAuthMethod::None => "none",
             TokenEndpointAuthMethod::ClientSecretBasic => "client_secret_basic",
             TokenEndpointAuthMethod::ClientSecretPost => "client_secret_post",
+            TokenEndpointAuthMethod::PrivateKeyJwt => "private_key_jwt",
         }
     }
 
     pub fn is_confidential(self) -> bool {
         self != TokenEndpointAuthMethod::None
+    }
+
+    /// Whether the client has a secret (the symmetric methods).
+    pub fn uses_secret(self) -> bool {
+        matches!(self, TokenEndpointAuthMethod::ClientSecretBasic | TokenEndpointAuthMethod::ClientSecretPost)
     }
 }
 
@@ -47,6 +56,12 @@ pub struct ClientMetadata {
     pub initiate_login_uri: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub logo_uri: Option<String>,
+    /// `private_key_jwt`: the client's public keys by value…
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<serde_json::Value>,
+    /// …or by URL (exactly one of the two).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_uri: Option<String>,
 }
 
 /// A registered client.  The secret itself is never kept, only its hash.
@@ -55,6 +70,8 @@ pub struct Client {
     pub client_id: String,
     pub metadata: ClientMetadata,
     pub secret_hash: Option<String>,
+    /// The hash of the RFC 7592 registration access token, when the client registered itself.
+    pub registration_token_hash: Option<String>,
     pub created_at: i64,
 }
 
@@ -84,6 +101,12 @@ pub struct RegistrationRequest {
     pub scope: Option<String>,
     pub initiate_login_uri: Option<String>,
     pub logo_uri: Option<String>,
+    pub jwks: Option<serde_json::Value>,
+    pub jwks_uri: Option<String>,
+    /// RFC 7592 update: the client's own id, which must match the URL's.
+    pub client_id: Option<String>,
+    /// RFC 7592 update: if sent, it must be the client's current secret.
+    pub client_secret: Option<String>,
 }
 
 const MAX_REDIRECT_URIS: usize = 20;
@@ -93,8 +116,27 @@ impl RegistrationRequest {
     /// Validates the request into the metadata to keep.
     pub fn validate(self) -> Result<ClientMetadata, RegistrationError> {
         let meta = |m: String| RegistrationError::InvalidClientMetadata(m);
-        let redirect_uris = self.redirect_uris.unwrap_or_default();
-        if redirect_uris.is_empty() {
+        let grant_types = self.grant_types.clone().unwrap_or_else(|| vec!["authorization_code".into()]);
+        if grant_types.is_empty() {
+            return Err(meta("grant_types must not be empty".into()));
+        }
+        for g in &grant_types {
+            if !matches!(g.as_str(), "authorization_code" | "refresh_token" | "client_credentials") {
+                return Err(meta(format!(
+                    "grant_type `{}` is not supported; use `authorization_code` (with `refresh_token`) for apps, `client_credentials` for backend services",
+                    shorten(g)
+                )));
+            }
+        }
+        let has = |g: &str| grant_types.iter().any(|x| x == g);
+        if !has("authorization_code") && !has("client_credentials") {
+            return Err(meta("grant_types must include `authorization_code` or `client_credentials`".into()));
+        }
+        if has("refresh_token") && !has("authorization_code") {
+            return Err(meta("the `refresh_token` grant needs `authorization_code`: backend services get no refresh token".into()));
+        }
+        let redirect_uris = self.redirect_uris.clone().unwrap_or_default();
+        if redirect_uris.is_empty() && has("authorization_code") {
             return Err(RegistrationError::InvalidRedirectUri(
                 "redirect_uris is required: register at least one fixed, fully-specified redirect URI".into(),
             ));
@@ -110,28 +152,34 @@ impl RegistrationRequest {
         let token_endpoint_auth_method = match self.token_endpoint_auth_method.as_deref() {
             None | Some("client_secret_basic") => TokenEndpointAuthMethod::ClientSecretBasic,
             Some("client_secret_post") => TokenEndpointAuthMethod::ClientSecretPost,
+            Some("private_key_jwt") => TokenEndpointAuthMethod::PrivateKeyJwt,
             Some("none") => TokenEndpointAuthMethod::None,
             Some(other) => {
                 return Err(meta(format!(
-                    "token_endpoint_auth_method `{}` is not supported; use `none` (public app), `client_secret_basic` or `client_secret_post`",
+                    "token_endpoint_auth_method `{}` is not supported; use `none` (public app), `private_key_jwt`, `client_secret_basic` or `client_secret_post`",
                     shorten(other)
                 )))
             }
         };
-        let grant_types = self.grant_types.unwrap_or_else(|| vec!["authorization_code".into()]);
-        if grant_types.is_empty() {
-            return Err(meta("grant_types must not be empty".into()));
-        }
-        for g in &grant_types {
-            if g != "authorization_code" && g != "refresh_token" {
+        self.check_keys(token_endpoint_auth_method)?;
+        if has("client_credentials") {
+            if !token_endpoint_auth_method.is_confidential() {
+                return Err(meta(
+                    "a backend service (client_credentials) must authenticate: use `private_key_jwt` (recommended) or a client secret".into(),
+                ));
+            }
+            let set = self.scope.as_deref().map(ScopeSet::parse).transpose().map_err(|e| meta(format!("scope: {e}")))?;
+            if !set.as_ref().is_some_and(|s| s.has_level(Level::System)) {
+                return Err(meta(
+                    "a backend service (client_credentials) registers the system/ scopes it may be granted in `scope`, e.g. `system/*.rs`".into(),
+                ));
+            }
+            let other = set.as_ref().and_then(|set| set.iter().find(|s| !is_system(s)).map(|s| s.to_string()));
+            if let (Some(other), false) = (other, has("authorization_code")) {
                 return Err(meta(format!(
-                    "grant_type `{}` is not supported; use `authorization_code` and `refresh_token`",
-                    shorten(g)
+                    "scope `{other}` is not a system/ scope: a backend service acts for no user or patient"
                 )));
             }
-        }
-        if !grant_types.iter().any(|g| g == "authorization_code") {
-            return Err(meta("grant_types must include `authorization_code`".into()));
         }
         if let Some(rt) = &self.response_types {
             if rt.iter().any(|r| r != "code") {
@@ -171,7 +219,49 @@ impl RegistrationRequest {
             scope: self.scope,
             initiate_login_uri: self.initiate_login_uri,
             logo_uri: self.logo_uri,
+            jwks: self.jwks,
+            jwks_uri: self.jwks_uri,
         })
+    }
+
+    /// `private_key_jwt` registers exactly one of `jwks` and `jwks_uri`; other methods neither.
+    fn check_keys(&self, method: TokenEndpointAuthMethod) -> Result<(), RegistrationError> {
+        let meta = |m: String| RegistrationError::InvalidClientMetadata(m);
+        if method != TokenEndpointAuthMethod::PrivateKeyJwt {
+            if self.jwks.is_some() || self.jwks_uri.is_some() {
+                return Err(meta(format!(
+                    "jwks and jwks_uri are for `private_key_jwt`, but token_endpoint_auth_method is `{}`: set it to `private_key_jwt`",
+                    method.as_str()
+                )));
+            }
+            return Ok(());
+        }
+        match (&self.jwks, &self.jwks_uri) {
+            (Some(_), Some(_)) => Err(meta("give either jwks or jwks_uri, not both".into())),
+            (None, None) => Err(meta(
+                "private_key_jwt needs the client's public keys: `jwks` (a JWK Set) or `jwks_uri` (where it is served)".into(),
+            )),
+            (Some(jwks), None) => {
+                if jwks.to_string().len() > MAX_JWKS_BYTES {
+                    return Err(meta(format!("jwks is larger than {MAX_JWKS_BYTES} bytes")));
+                }
+                parse_key_set(jwks).map(|_| ()).map_err(|e| meta(format!("jwks: {e}")))
+            }
+            (None, Some(uri)) => check_jwks_uri(uri).map_err(|why| meta(format!("jwks_uri: {why}"))),
+        }
+    }
+}
+
+fn is_system(scope: &Scope) -> bool {
+    matches!(scope, Scope::Resource(r) if r.level == Level::System)
+}
+
+/// A `jwks_uri` is fetched by this server: https, or http on a loopback host (development).
+pub fn check_jwks_uri(uri: &str) -> Result<(), &'static str> {
+    check_app_uri(uri)?;
+    match Url::parse(uri).map(|u| u.scheme().to_owned()).as_deref() {
+        Ok("https" | "http") => Ok(()),
+        _ => Err("must be an https URL (http only on a loopback host)"),
     }
 }
 

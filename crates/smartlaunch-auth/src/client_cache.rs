@@ -54,8 +54,11 @@ mod tests {
                 scope: None,
                 initiate_login_uri: None,
                 logo_uri: None,
+                jwks: None,
+                jwks_uri: None,
             },
             secret_hash: None,
+            registration_token_hash: None,
             created_at: 0,
         })
     }

@@ -192,7 +192,7 @@ impl SigningKeys {
 }
 
 /// Reads `n` and `e` from a PKCS#1 `RSAPublicKey ::= SEQUENCE { n INTEGER, e INTEGER }`.
-fn rsa_public_components(der: &[u8]) -> Option<(&[u8], &[u8])> {
+pub(crate) fn rsa_public_components(der: &[u8]) -> Option<(&[u8], &[u8])> {
     fn read_tlv(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
         let (&t, rest) = input.split_first()?;
         if t != tag {

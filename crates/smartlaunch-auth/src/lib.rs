@@ -6,10 +6,13 @@
 
 pub mod authorize;
 pub mod client;
+pub mod client_assertion;
 mod client_cache;
 pub mod config;
 pub mod error;
 pub mod inspect;
+pub mod jwk;
+pub mod jwks_cache;
 pub mod keys;
 pub mod launch;
 pub mod pkce;
@@ -17,6 +20,7 @@ pub mod retention;
 pub mod revocation;
 pub mod secrets;
 pub mod service;
+pub mod signing_key;
 pub mod store;
 pub mod throttle;
 pub mod token;

@@ -177,6 +177,19 @@ pub trait AuthStore: Send + Sync + 'static {
     fn insert_client(&self, client: &Client) -> impl Future<Output = StoreResult<()>> + Send;
     fn client(&self, client_id: &str) -> impl Future<Output = StoreResult<Option<Client>>> + Send;
     fn clients(&self) -> impl Future<Output = StoreResult<Vec<Client>>> + Send;
+    /// Replaces a client's metadata and registration token hash (RFC 7592); false when it does
+    /// not exist.
+    fn update_client(&self, client: &Client) -> impl Future<Output = StoreResult<bool>> + Send;
+    /// Records a `private_key_jwt` assertion's `jti` (hashed) until `expires_at`: true the first
+    /// time, false when a live record exists (a replay).  One atomic statement, so of racing
+    /// uses exactly one gets true, on every node that shares the database.
+    fn use_assertion_jti(
+        &self,
+        client_id: &str,
+        jti_hash: &str,
+        expires_at: UnixTime,
+        now: UnixTime,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
     /// Removes a client and revokes everything issued to it; false when it did not exist.
     fn delete_client(&self, client_id: &str, now: UnixTime) -> impl Future<Output = StoreResult<bool>> + Send;
 

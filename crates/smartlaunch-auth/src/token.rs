@@ -19,6 +19,9 @@ pub struct TokenRequest {
     pub scope: Option<String>,
     pub client_id: Option<String>,
     pub client_secret: Option<String>,
+    /// `private_key_jwt` (RFC 7523 §2.2).
+    pub client_assertion_type: Option<String>,
+    pub client_assertion: Option<String>,
 }
 
 impl TokenRequest {
@@ -34,6 +37,8 @@ impl TokenRequest {
                 "scope" => &mut req.scope,
                 "client_id" => &mut req.client_id,
                 "client_secret" => &mut req.client_secret,
+                "client_assertion_type" => &mut req.client_assertion_type,
+                "client_assertion" => &mut req.client_assertion,
                 _ => continue,
             };
             if slot.is_some() {

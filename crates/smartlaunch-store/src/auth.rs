@@ -20,7 +20,7 @@ fn err(e: impl std::fmt::Display) -> StoreError {
     StoreError(e.to_string())
 }
 
-type ClientRow = (String, String, Option<String>, i64);
+type ClientRow = (String, String, Option<String>, Option<String>, i64);
 type UserRow = (String, String, String, String, String);
 type GrantRow = (
     String,
@@ -40,10 +40,14 @@ type GrantRow = (
     Option<String>,
 );
 
-fn client_from_row((client_id, metadata, secret_hash, created_at): ClientRow) -> StoreResult<Client> {
+fn client_from_row(
+    (client_id, metadata, secret_hash, registration_token_hash, created_at): ClientRow,
+) -> StoreResult<Client> {
     let metadata: ClientMetadata = serde_json::from_str(&metadata).map_err(err)?;
-    Ok(Client { client_id, metadata, secret_hash, created_at })
+    Ok(Client { client_id, metadata, secret_hash, registration_token_hash, created_at })
 }
+
+const CLIENT_COLUMNS: &str = "client_id, metadata, secret_hash, registration_token_hash, created_at";
 
 fn user_from_row((id, username, password_hash, fhir_user, display_name): UserRow) -> User {
     User { id, username, password_hash, fhir_user, display_name }
@@ -81,10 +85,11 @@ impl AuthStore for Db {
     }
 
     async fn insert_client(&self, client: &Client) -> StoreResult<()> {
-        sqlx::query("INSERT INTO clients (client_id, metadata, secret_hash, created_at) VALUES (?, ?, ?, ?)")
+        sqlx::query(&format!("INSERT INTO clients ({CLIENT_COLUMNS}) VALUES (?, ?, ?, ?, ?)"))
             .bind(&client.client_id)
             .bind(serde_json::to_string(&client.metadata).map_err(err)?)
             .bind(&client.secret_hash)
+            .bind(&client.registration_token_hash)
             .bind(client.created_at)
             .execute(&self.write)
             .await
@@ -94,7 +99,7 @@ impl AuthStore for Db {
 
     async fn client(&self, client_id: &str) -> StoreResult<Option<Client>> {
         let row: Option<ClientRow> =
-            sqlx::query_as("SELECT client_id, metadata, secret_hash, created_at FROM clients WHERE client_id = ?")
+            sqlx::query_as(&format!("SELECT {CLIENT_COLUMNS} FROM clients WHERE client_id = ?"))
                 .bind(client_id)
                 .fetch_optional(&self.read)
                 .await
@@ -103,13 +108,49 @@ impl AuthStore for Db {
     }
 
     async fn clients(&self) -> StoreResult<Vec<Client>> {
-        let rows: Vec<ClientRow> = sqlx::query_as(
-            "SELECT client_id, metadata, secret_hash, created_at FROM clients ORDER BY created_at, client_id",
-        )
+        let rows: Vec<ClientRow> =
+            sqlx::query_as(&format!("SELECT {CLIENT_COLUMNS} FROM clients ORDER BY created_at, client_id"))
         .fetch_all(&self.read)
         .await
         .map_err(err)?;
         rows.into_iter().map(client_from_row).collect()
+    }
+
+    async fn update_client(&self, client: &Client) -> StoreResult<bool> {
+        let updated = sqlx::query("UPDATE clients SET metadata = ?, registration_token_hash = ? WHERE client_id = ?")
+            .bind(serde_json::to_string(&client.metadata).map_err(err)?)
+            .bind(&client.registration_token_hash)
+            .bind(&client.client_id)
+            .execute(&self.write)
+            .await
+            .map_err(err)?
+            .rows_affected();
+        Ok(updated > 0)
+    }
+
+    async fn use_assertion_jti(
+        &self,
+        client_id: &str,
+        jti_hash: &str,
+        expires_at: UnixTime,
+        now: UnixTime,
+    ) -> StoreResult<bool> {
+        // One statement: a row that is still live blocks the insert; one that expired (not yet
+        // purged) is taken over.
+        let inserted = sqlx::query(
+            "INSERT INTO client_assertion_jtis (client_id, jti_hash, expires_at) VALUES (?, ?, ?) \
+             ON CONFLICT (client_id, jti_hash) DO UPDATE SET expires_at = excluded.expires_at \
+             WHERE client_assertion_jtis.expires_at <= ?",
+        )
+        .bind(client_id)
+        .bind(jti_hash)
+        .bind(expires_at)
+        .bind(now)
+        .execute(&self.write)
+        .await
+        .map_err(err)?
+        .rows_affected();
+        Ok(inserted == 1)
     }
 
     async fn delete_client(&self, client_id: &str, now: UnixTime) -> StoreResult<bool> {
@@ -613,6 +654,7 @@ impl AuthStore for Db {
             ("DELETE FROM refresh_tokens WHERE expires_at <= ?", purge.expired),
             ("DELETE FROM launches WHERE expires_at <= ?", purge.launches),
             ("DELETE FROM launch_traces WHERE last_at <= ?", purge.events),
+            ("DELETE FROM client_assertion_jtis WHERE expires_at <= ?", purge.expired),
         ] {
             sqlx::query(sql).bind(before).execute(&self.write).await.map_err(err)?;
         }

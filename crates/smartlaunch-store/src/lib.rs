@@ -25,6 +25,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/0001_init.sql")),
     (2, include_str!("../migrations/0002_launches.sql")),
     (3, include_str!("../migrations/0003_bounded_data.sql")),
+    (4, include_str!("../migrations/0004_asymmetric_clients.sql")),
 ];
 
 /// A database failure.

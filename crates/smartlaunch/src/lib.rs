@@ -4,6 +4,7 @@
 
 pub mod clock;
 pub mod import;
+mod jwks_fetch;
 pub mod seed;
 pub mod server;
 mod web;

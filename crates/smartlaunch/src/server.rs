@@ -108,7 +108,9 @@ pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<
     config.open_sandbox = settings.open_sandbox || addr.ip().is_loopback();
     config.loopback_sandbox = !settings.open_sandbox;
     let sandbox_mode = config.sandbox_mode();
-    let auth = AuthService::open(db.clone(), config, clock.now()).await?;
+    let auth = AuthService::open(db.clone(), config, clock.now())
+        .await?
+        .with_jwks_fetcher(Arc::new(crate::jwks_fetch::HttpJwksFetcher::new()?));
     let started_at = instant(clock.now());
     let state = Arc::new(AppState {
         auth,

@@ -1,5 +1,7 @@
 //! [`AuthService`]: the protocol core's one entry point.  Handlers call one method per request.
 
+mod backend;
+mod client_auth;
 mod flow;
 mod introspection;
 mod launch;
@@ -14,6 +16,7 @@ use crate::config::AuthConfig;
 use crate::error::{BearerError, StoreError};
 use crate::inspect::LaunchRecord;
 use crate::keys::{AccessClaims, KeyMaterial, SigningKeys};
+use crate::jwks_cache::{JwksCache, JwksFetcher, NoFetch};
 use crate::launch::SimulatedError;
 use crate::retention::Retention;
 use crate::revocation::RevocationList;
@@ -35,6 +38,7 @@ pub struct AuthService<S> {
     clients: ClientCache,
     sign_ins: SignInThrottle,
     hashing: HashingPool,
+    key_sets: JwksCache,
 }
 
 impl<S: AuthStore> AuthService<S> {
@@ -67,7 +71,15 @@ impl<S: AuthStore> AuthService<S> {
             clients: ClientCache::default(),
             sign_ins: SignInThrottle::default(),
             hashing: HashingPool::for_this_machine(),
+            key_sets: JwksCache::new(Arc::new(NoFetch)),
         })
+    }
+
+    /// The service with `fetcher` for clients that register keys by URL (`jwks_uri`); without
+    /// it, such clients cannot authenticate.
+    pub fn with_jwks_fetcher(mut self, fetcher: Arc<dyn JwksFetcher>) -> AuthService<S> {
+        self.key_sets = JwksCache::new(fetcher);
+        self
     }
 
     /// A registered client, through the short-lived client cache.

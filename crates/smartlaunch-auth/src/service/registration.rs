@@ -1,4 +1,5 @@
-//! Client registration: RFC 7591 dynamic registration and the command line (checklist 17–18).
+//! Client registration: RFC 7591 dynamic registration, RFC 7592 management of one's own
+//! registration, and the command line (checklist 17–18).
 
 use crate::client::{Client, RegistrationRequest};
 use crate::error::RegistrationError;
@@ -6,15 +7,19 @@ use crate::secrets::{hash_token, random_hex, random_token, secrets_equal};
 use crate::store::AuthStore;
 use crate::{AuthService, UnixTime};
 
-/// A newly registered client, with its secret (shown once, never stored).
+/// A registered client, with its secret (shown once, never stored) and its RFC 7592
+/// registration access token (new in every response: the one used is then spent).
 #[derive(Debug, Clone)]
 pub struct Registered {
     pub client: Client,
     pub client_secret: Option<String>,
+    pub registration_access_token: Option<String>,
+    /// `registration_client_uri`, with the access token.
+    pub registration_client_uri: Option<String>,
 }
 
 impl Registered {
-    /// The RFC 7591 §3.2.1 response body.
+    /// The RFC 7591 §3.2.1 / RFC 7592 §3 response body.
     pub fn response_json(&self) -> serde_json::Value {
         let mut body = serde_json::to_value(&self.client.metadata).expect("metadata serialises");
         let obj = body.as_object_mut().expect("metadata is an object");
@@ -23,6 +28,10 @@ impl Registered {
         if let Some(secret) = &self.client_secret {
             obj.insert("client_secret".into(), secret.clone().into());
             obj.insert("client_secret_expires_at".into(), 0.into());
+        }
+        if let (Some(token), Some(uri)) = (&self.registration_access_token, &self.registration_client_uri) {
+            obj.insert("registration_access_token".into(), token.clone().into());
+            obj.insert("registration_client_uri".into(), uri.clone().into());
         }
         body
     }
@@ -37,7 +46,107 @@ impl<S: AuthStore> AuthService<S> {
         now: UnixTime,
     ) -> Result<Registered, RegistrationError> {
         self.check_registration_token(initial_access_token)?;
-        self.add_client(request, now).await
+        let metadata = request.validate()?;
+        let client_secret = metadata.token_endpoint_auth_method.uses_secret().then(|| random_token(32));
+        let token = random_token(32);
+        let client = Client {
+            client_id: random_hex(16),
+            secret_hash: client_secret.as_deref().map(hash_token),
+            registration_token_hash: Some(hash_token(&token)),
+            metadata,
+            created_at: now,
+        };
+        self.store.insert_client(&client).await?;
+        Ok(self.registered(client, client_secret, Some(token)))
+    }
+
+    fn registered(&self, client: Client, client_secret: Option<String>, token: Option<String>) -> Registered {
+        let uri = token.as_ref().map(|_| format!("{}/{}", self.config.registration_endpoint(), client.client_id));
+        Registered { client, client_secret, registration_access_token: token, registration_client_uri: uri }
+    }
+
+    /// The client an RFC 7592 registration access token manages.  Every failure is the same
+    /// `invalid_token` (RFC 7592 §2: an unknown client is not told apart from a wrong token).
+    async fn managed_client(&self, client_id: &str, token: Option<&str>) -> Result<Client, RegistrationError> {
+        let bad = || {
+            RegistrationError::InvalidToken(
+                "the registration access token is missing, not valid or not this client's: send `Authorization: Bearer <registration_access_token>` from the last registration response".into(),
+            )
+        };
+        let token = token.filter(|t| !t.is_empty() && t.len() <= 256).ok_or_else(bad)?;
+        if client_id.is_empty() || client_id.len() > 256 {
+            return Err(bad());
+        }
+        let client = self.store.client(client_id).await?.ok_or_else(bad)?;
+        match &client.registration_token_hash {
+            Some(hash) if secrets_equal(hash, &hash_token(token)) => Ok(client),
+            _ => Err(bad()),
+        }
+    }
+
+    /// Stores a new registration access token for `client` (the one used is spent) and answers.
+    async fn rotate_registration_token(&self, mut client: Client) -> Result<Registered, RegistrationError> {
+        let token = random_token(32);
+        client.registration_token_hash = Some(hash_token(&token));
+        if !self.store.update_client(&client).await? {
+            return Err(RegistrationError::InvalidToken("this client no longer exists".into()));
+        }
+        self.clients.forget(&client.client_id);
+        Ok(self.registered(client, None, Some(token)))
+    }
+
+    /// RFC 7592 §2.1: read one's own registration.
+    pub async fn read_registration(&self, client_id: &str, token: Option<&str>) -> Result<Registered, RegistrationError> {
+        let client = self.managed_client(client_id, token).await?;
+        self.rotate_registration_token(client).await
+    }
+
+    /// RFC 7592 §2.2: replace one's own metadata (a new `jwks` or `jwks_uri` rotates the keys).
+    /// The authentication method stays; the secret, if any, stays.
+    pub async fn update_registration(
+        &self,
+        client_id: &str,
+        token: Option<&str>,
+        request: RegistrationRequest,
+    ) -> Result<Registered, RegistrationError> {
+        let mut client = self.managed_client(client_id, token).await?;
+        let meta = RegistrationError::InvalidClientMetadata;
+        if request.client_id.as_deref() != Some(client_id) {
+            return Err(meta("the body must hold this client's client_id (RFC 7592 §2.2)".into()));
+        }
+        if let Some(secret) = &request.client_secret {
+            let matches = client.secret_hash.as_ref().is_some_and(|h| secrets_equal(h, &hash_token(secret)));
+            if !matches {
+                return Err(meta("client_secret, if sent, must be the client's current secret".into()));
+            }
+        }
+        let metadata = request.validate()?;
+        if metadata.token_endpoint_auth_method != client.metadata.token_endpoint_auth_method {
+            return Err(meta(format!(
+                "token_endpoint_auth_method cannot change (it is `{}`): register a new client for another method",
+                client.metadata.token_endpoint_auth_method.as_str()
+            )));
+        }
+        if let Some(old) = &client.metadata.jwks_uri {
+            self.key_sets.forget(old);
+        }
+        client.metadata = metadata;
+        self.rotate_registration_token(client).await
+    }
+
+    /// RFC 7592 §2.3: delete one's own registration; everything issued to it is revoked.
+    pub async fn delete_registration(
+        &self,
+        client_id: &str,
+        token: Option<&str>,
+        now: UnixTime,
+    ) -> Result<(), RegistrationError> {
+        let client = self.managed_client(client_id, token).await?;
+        if let Some(uri) = &client.metadata.jwks_uri {
+            self.key_sets.forget(uri);
+        }
+        self.remove_client(client_id, now).await?;
+        Ok(())
     }
 
     /// Every way to register an app over HTTP (RFC 7591, the gallery, the launcher's ad-hoc
@@ -64,14 +173,15 @@ impl<S: AuthStore> AuthService<S> {
         now: UnixTime,
     ) -> Result<Registered, RegistrationError> {
         let metadata = request.validate()?;
-        let client_secret = metadata.token_endpoint_auth_method.is_confidential().then(|| random_token(32));
+        let client_secret = metadata.token_endpoint_auth_method.uses_secret().then(|| random_token(32));
         let client = Client {
             client_id: random_hex(16),
             secret_hash: client_secret.as_deref().map(hash_token),
+            registration_token_hash: None,
             metadata,
             created_at: now,
         };
         self.store.insert_client(&client).await?;
-        Ok(Registered { client, client_secret })
+        Ok(self.registered(client, client_secret, None))
     }
 }

@@ -11,7 +11,7 @@ use crate::inspect::{mask, LaunchEvent, Step};
 use crate::keys::{AccessClaims, IdTokenClaims};
 use crate::launch::SimulatedError;
 use crate::pkce;
-use crate::secrets::{hash_token, random_token, secrets_equal};
+use crate::secrets::{hash_token, random_token};
 use crate::store::{AuthStore, CodeGrant, CodeRedemption, Grant, RefreshToken};
 use crate::token::{BasicCredentials, TokenRequest, TokenResponse};
 use crate::{AuthService, UnixTime};
@@ -33,64 +33,17 @@ impl<S: AuthStore> AuthService<S> {
                 self.exchange_code(&client, &req, now).await
             }
             Some("refresh_token") => self.refresh(client, &req, now).await,
+            Some("client_credentials") => {
+                let client = client.ok_or_else(|| {
+                    TokenError::InvalidClient("a backend service authenticates: send client_assertion_type and client_assertion (private_key_jwt)".into())
+                })?;
+                self.client_credentials(&client, &req, now).await
+            }
             None | Some("") => Err(TokenError::InvalidRequest("grant_type is required".into())),
             Some(other) => Err(TokenError::UnsupportedGrantType(format!(
-                "grant_type `{}` is not supported; use `authorization_code` or `refresh_token`",
+                "grant_type `{}` is not supported; use `authorization_code`, `refresh_token` or `client_credentials`",
                 other.chars().take(64).collect::<String>()
             ))),
-        }
-    }
-
-    /// Identifies and authenticates the client (checklist items 42–44).  `Ok(None)`: nothing
-    /// identifies a client (allowed only for a public client's refresh).
-    pub(super) async fn authenticate_client(
-        &self,
-        req: &TokenRequest,
-        basic: Option<BasicCredentials>,
-        now: UnixTime,
-    ) -> Result<Option<Arc<Client>>, TokenError> {
-        let (client_id, secret) = match (basic, &req.client_secret) {
-            (Some(_), Some(_)) => {
-                return Err(TokenError::InvalidRequest(
-                    "send the client secret once: either HTTP Basic or client_secret, not both".into(),
-                ))
-            }
-            (Some(b), None) => {
-                if req.client_id.as_deref().is_some_and(|id| id != b.client_id) {
-                    return Err(TokenError::InvalidClient(
-                        "client_id in the body differs from the HTTP Basic user name".into(),
-                    ));
-                }
-                (b.client_id, Some(b.client_secret))
-            }
-            (None, Some(secret)) => {
-                let id = req
-                    .client_id
-                    .clone()
-                    .ok_or_else(|| TokenError::InvalidClient("client_secret was sent without client_id".into()))?;
-                (id, Some(secret.clone()))
-            }
-            (None, None) => match &req.client_id {
-                Some(id) => (id.clone(), None),
-                None => return Ok(None),
-            },
-        };
-        let client = match client_id.len() {
-            1..=256 => self.client(&client_id, now).await?,
-            _ => None,
-        }
-        .ok_or_else(|| TokenError::InvalidClient("unknown client_id: register the app first".into()))?;
-        match (&client.secret_hash, secret) {
-            (None, None) => Ok(Some(client)),
-            (None, Some(_)) => Err(TokenError::InvalidClient(
-                "this is a public client: it has no client secret; send only client_id".into(),
-            )),
-            (Some(_), None) => Err(TokenError::InvalidClient(
-                "this client is confidential: authenticate with HTTP Basic (client_secret_basic) or client_secret_post"
-                    .into(),
-            )),
-            (Some(hash), Some(secret)) if secrets_equal(hash, &hash_token(&secret)) => Ok(Some(client)),
-            (Some(_), Some(_)) => Err(TokenError::InvalidClient("the client secret is wrong".into())),
         }
     }
 

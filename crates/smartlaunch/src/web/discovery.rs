@@ -17,6 +17,7 @@ pub(crate) const CAPABILITIES: &[&str] = &[
     "authorize-post",
     "client-public",
     "client-confidential-symmetric",
+    "client-confidential-asymmetric",
     "sso-openid-connect",
     "context-standalone-patient",
     "context-standalone-encounter",
@@ -45,9 +46,11 @@ const SCOPES_SUPPORTED: &[&str] = &[
     "user/*.rs",
     "patient/*.read",
     "user/*.read",
+    "system/*.rs",
+    "system/*.read",
 ];
 
-const AUTH_METHODS: &[&str] = &["client_secret_basic", "client_secret_post", "none"];
+const AUTH_METHODS: &[&str] = &["private_key_jwt", "client_secret_basic", "client_secret_post", "none"];
 
 fn json_response(body: Value) -> Response {
     ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body.to_string()).into_response()
@@ -69,7 +72,8 @@ pub(crate) async fn smart_configuration(State(app): State<App>, base: FhirBase) 
         "revocation_endpoint": c.revocation_endpoint(),
         "management_endpoint": c.management_endpoint(),
         "token_endpoint_auth_methods_supported": AUTH_METHODS,
-        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "token_endpoint_auth_signing_alg_values_supported": smartlaunch_auth::jwk::ALGORITHMS,
         "scopes_supported": SCOPES_SUPPORTED,
         "response_types_supported": ["code"],
         "code_challenge_methods_supported": ["S256"],
@@ -114,7 +118,8 @@ pub(crate) async fn openid_configuration(State(app): State<App>) -> Response {
         "revocation_endpoint": c.revocation_endpoint(),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
-        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "token_endpoint_auth_signing_alg_values_supported": smartlaunch_auth::jwk::ALGORITHMS,
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["RS256"],
         "token_endpoint_auth_methods_supported": AUTH_METHODS,

@@ -110,7 +110,7 @@ pub(crate) async fn register(State(app): State<App>, headers: HeaderMap, body: B
         token_endpoint_auth_method: Some(if filled.confidential { "client_secret_basic" } else { "none" }.into()),
         scope: Some(filled.scope.clone()).filter(|s| !s.is_empty()),
         initiate_login_uri: Some(filled.launch_uri.clone()).filter(|u| !u.is_empty()),
-        logo_uri: None,
+        ..Default::default()
     };
     let token = field(&form, "registration_token").filter(|t| !t.is_empty());
     match app.auth.register(request, token, app.clock.now()).await {

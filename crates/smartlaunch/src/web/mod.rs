@@ -61,11 +61,18 @@ pub(crate) fn router(app: App) -> Router {
         .route("/smart/brands.json", get(discovery::brands))
         .route("/fhir/metadata", get(fhir::metadata))
         .route("/auth/register", post(oauth::register).layer(registrations.clone()))
+        .route(
+            "/auth/register/{client_id}",
+            get(oauth::read_registration)
+                .put(oauth::update_registration)
+                .delete(oauth::delete_registration)
+                .layer(registrations.clone()),
+        )
         .route("/ehr/smart-style/v1.json", get(ehr::smart_style))
         .layer(
             CorsLayer::new()
                 .allow_origin(Any)
-                .allow_methods([Method::GET, Method::POST])
+                .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
                 .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT, header::IF_NONE_MATCH])
                 .expose_headers([header::ETAG]),
         );

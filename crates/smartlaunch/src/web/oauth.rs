@@ -1,7 +1,7 @@
 //! The token endpoint (RFC 6749 §3.2, spec digest §1.5–1.7) and RFC 7591 registration.
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
@@ -114,27 +114,52 @@ pub(crate) async fn revoke(State(app): State<App>, headers: HeaderMap, body: Byt
     }
 }
 
-/// `POST /auth/register` (RFC 7591).
-pub(crate) async fn register(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
-    let bearer = headers
+/// The bearer of a registration request (RFC 7591 initial access token, RFC 7592
+/// registration access token).
+fn registration_bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .map(str::trim);
+        .map(str::trim)
+}
+
+/// The client metadata of a JSON body.
+fn registration_body(headers: &HeaderMap, body: &[u8]) -> Result<RegistrationRequest, RegistrationError> {
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json")));
+    if !is_json {
+        return Err(RegistrationError::InvalidClientMetadata(
+            "send the client metadata as Content-Type: application/json".into(),
+        ));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        RegistrationError::InvalidClientMetadata(format!("the body is not valid client metadata JSON: {e}"))
+    })
+}
+
+/// An RFC 7591 §3.2.2 / RFC 7592 error response.
+fn registration_error(e: &RegistrationError) -> Response {
+    let status = match e {
+        RegistrationError::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+        RegistrationError::ServerError(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    if status.is_server_error() {
+        tracing::error!("registration: {e}");
+    }
+    let challenge = (status == StatusCode::UNAUTHORIZED)
+        .then(|| (header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"smartlaunch\"")));
+    json_no_store(status, &json!({ "error": e.code(), "error_description": e.description() }), challenge)
+}
+
+/// `POST /auth/register` (RFC 7591).
+pub(crate) async fn register(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
     let result = async {
-        let is_json = headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json")));
-        if !is_json {
-            return Err(RegistrationError::InvalidClientMetadata(
-                "send the client metadata as Content-Type: application/json".into(),
-            ));
-        }
-        let request: RegistrationRequest = serde_json::from_slice(&body).map_err(|e| {
-            RegistrationError::InvalidClientMetadata(format!("the body is not valid client metadata JSON: {e}"))
-        })?;
-        app.auth.register(request, bearer, app.clock.now()).await
+        let request = registration_body(&headers, &body)?;
+        app.auth.register(request, registration_bearer(&headers), app.clock.now()).await
     }
     .await;
     match result {
@@ -142,15 +167,54 @@ pub(crate) async fn register(State(app): State<App>, headers: HeaderMap, body: B
             reload_client_origins(&app).await;
             json_no_store(StatusCode::CREATED, &registered.response_json(), None)
         }
-        Err(e) => {
-            let status = match e {
-                RegistrationError::InvalidToken(_) => StatusCode::UNAUTHORIZED,
-                RegistrationError::ServerError(_) => StatusCode::INTERNAL_SERVER_ERROR,
-                _ => StatusCode::BAD_REQUEST,
-            };
-            let challenge = (status == StatusCode::UNAUTHORIZED)
-                .then(|| (header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"smartlaunch\"")));
-            json_no_store(status, &json!({ "error": e.code(), "error_description": e.description() }), challenge)
+        Err(e) => registration_error(&e),
+    }
+}
+
+/// `GET /auth/register/{client_id}` (RFC 7592 §2.1).
+pub(crate) async fn read_registration(
+    State(app): State<App>,
+    Path(client_id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    match app.auth.read_registration(&client_id, registration_bearer(&headers)).await {
+        Ok(registered) => json_no_store(StatusCode::OK, &registered.response_json(), None),
+        Err(e) => registration_error(&e),
+    }
+}
+
+/// `PUT /auth/register/{client_id}` (RFC 7592 §2.2): a new `jwks` or `jwks_uri` rotates keys.
+pub(crate) async fn update_registration(
+    State(app): State<App>,
+    Path(client_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let result = async {
+        let request = registration_body(&headers, &body)?;
+        app.auth.update_registration(&client_id, registration_bearer(&headers), request).await
+    }
+    .await;
+    match result {
+        Ok(registered) => {
+            reload_client_origins(&app).await;
+            json_no_store(StatusCode::OK, &registered.response_json(), None)
         }
+        Err(e) => registration_error(&e),
+    }
+}
+
+/// `DELETE /auth/register/{client_id}` (RFC 7592 §2.3): 204, everything issued is revoked.
+pub(crate) async fn delete_registration(
+    State(app): State<App>,
+    Path(client_id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    match app.auth.delete_registration(&client_id, registration_bearer(&headers), app.clock.now()).await {
+        Ok(()) => {
+            reload_client_origins(&app).await;
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e) => registration_error(&e),
     }
 }

@@ -2,6 +2,7 @@
 //! cores is real).
 
 mod ehr_launch;
+mod backend;
 mod enforcement;
 mod fhir_rest;
 mod fhir_search;

@@ -1,6 +1,7 @@
 //! Test support: a real server on an ephemeral port, and a scripted browser that follows the
 //! server's HTML forms by their field names (no mocks of our own server).
 
+mod backend;
 mod fhir;
 mod process;
 
@@ -14,6 +15,7 @@ use reqwest::{Response, StatusCode};
 use serde_json::{json, Value};
 use smartlaunch::{start, Running, Settings, SystemClock};
 
+pub use backend::*;
 pub use fhir::*;
 pub use process::Process;
 
@@ -107,8 +109,10 @@ impl Server {
     /// Registers an app through RFC 7591 and returns the registration response.
     pub async fn register(&self, metadata: Value) -> Value {
         let r = self.http.post(format!("{}/auth/register", self.base)).json(&metadata).send().await.unwrap();
-        assert_eq!(r.status(), StatusCode::CREATED, "registration failed");
-        r.json().await.unwrap()
+        let status = r.status();
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(status, StatusCode::CREATED, "registration failed: {body}");
+        body
     }
 
     pub async fn public_app(&self) -> String {

@@ -1,0 +1,194 @@
+//! Asymmetric clients (`private_key_jwt`), backend services (`client_credentials`) and RFC 7592
+//! client management (issue 8, items 1–3), over real HTTP with keys generated here.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use smartlaunch_auth::client_assertion::JWT_BEARER;
+use smartlaunch_auth::signing_key::{KeyKind, SigningKey};
+
+use crate::support::*;
+
+async fn invalid_client(r: reqwest::Response) -> String {
+    let status = r.status();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!((status, body["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_client")), "{body}");
+    body["error_description"].as_str().unwrap().to_owned()
+}
+
+async fn oauth_error(r: reqwest::Response, code: &str) -> String {
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], code, "{body}");
+    body["error_description"].as_str().unwrap().to_owned()
+}
+
+/// A JWKS server outside us (an app's `jwks_uri`): serves the current set, counts fetches and
+/// records the Accept header.
+struct JwksServer {
+    url: String,
+    jwks: Arc<Mutex<Value>>,
+    fetches: Arc<AtomicUsize>,
+    accept: Arc<Mutex<String>>,
+}
+
+async fn jwks_server(initial: Value, cache_control: &'static str) -> JwksServer {
+    let jwks = Arc::new(Mutex::new(initial));
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let accept = Arc::new(Mutex::new(String::new()));
+    let (j, f, a) = (jwks.clone(), fetches.clone(), accept.clone());
+    let app = axum::Router::new().route(
+        "/jwks.json",
+        axum::routing::get(move |headers: axum::http::HeaderMap| {
+            let (j, f, a) = (j.clone(), f.clone(), a.clone());
+            async move {
+                f.fetch_add(1, Ordering::SeqCst);
+                *a.lock().unwrap() = headers.get("accept").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+                let body = j.lock().unwrap().to_string();
+                ([("content-type", "application/json"), ("cache-control", cache_control)], body)
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    JwksServer { url, jwks, fetches, accept }
+}
+
+#[tokio::test]
+async fn backend_services_get_short_system_tokens_with_rs384_and_es384() {
+    let s = Server::start().await;
+    for kind in [KeyKind::Es384, KeyKind::Rs384, KeyKind::Es256, KeyKind::Rs256] {
+        let c = s.backend_client_with(kind, "system/*.rs").await;
+        let body = c.token_response("system/Patient.rs system/Observation.rs").await;
+        assert_eq!(body["token_type"], "Bearer");
+        assert_eq!(body["scope"], "system/Patient.rs system/Observation.rs", "{kind:?}");
+        assert!(body["expires_in"].as_i64().unwrap() <= 300);
+        for absent in ["refresh_token", "id_token", "patient", "encounter"] {
+            assert!(body.get(absent).is_none(), "{absent} in {body}");
+        }
+        let claims = jwt_claims(body["access_token"].as_str().unwrap());
+        assert_eq!(claims["sub"], c.client_id.as_str());
+        assert!(claims.get("fhirUser").is_none() && claims.get("patient").is_none());
+        // system/ reaches every patient.
+        let r = s.read("Patient?_count=50", body["access_token"].as_str().unwrap()).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let bundle: Value = r.json().await.unwrap();
+        assert!(bundle["entry"].as_array().unwrap().len() > 1, "all patients, not one");
+    }
+}
+
+#[tokio::test]
+async fn keys_by_url_are_fetched_cached_and_rotated() {
+    let s = Server::start().await;
+    let old = SigningKey::generate(KeyKind::Es384).unwrap();
+    let jwks = jwks_server(old.public_jwks(), "public, max-age=600").await;
+    let reg = s
+        .register(json!({
+            "client_name": "By URL", "grant_types": ["client_credentials"], "scope": "system/*.rs",
+            "token_endpoint_auth_method": "private_key_jwt", "jwks_uri": jwks.url,
+        }))
+        .await;
+    let mut c = BackendClient { server: &s, client_id: reg["client_id"].as_str().unwrap().to_owned(), key: old, registration: reg };
+    c.token("system/Patient.rs").await;
+    c.token("system/Patient.rs").await;
+    assert_eq!(jwks.fetches.load(Ordering::SeqCst), 1, "cached for max-age");
+    assert!(jwks.accept.lock().unwrap().contains("application/json"));
+    // A `jku` equal to the registered jwks_uri is accepted; any other is refused.
+    let ok = c.assertion_with(json!({}), &[("jku", json!(jwks.url))]);
+    assert_eq!(c.token_with(&ok, "system/Patient.rs").await.status(), StatusCode::OK);
+    let evil = c.assertion_with(json!({}), &[("jku", json!("http://127.0.0.1:9/evil.json"))]);
+    assert!(invalid_client(c.token_with(&evil, "system/Patient.rs").await).await.contains("jku"));
+    // Rotation: the app publishes a new key; its first assertion makes the server refetch once.
+    c.key = SigningKey::generate(KeyKind::Es384).unwrap();
+    *jwks.jwks.lock().unwrap() = c.key.public_jwks();
+    c.token("system/Patient.rs").await;
+    assert_eq!(jwks.fetches.load(Ordering::SeqCst), 2);
+    // A made-up kid right after: no new fetch (at most one forced refetch per interval), refused.
+    let unknown = c.assertion_with(json!({}), &[("kid", json!("made-up"))]);
+    assert!(invalid_client(c.token_with(&unknown, "system/Patient.rs").await).await.contains("kid"));
+    assert_eq!(jwks.fetches.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn every_bad_assertion_is_invalid_client_and_names_the_check() {
+    let s = Server::start().await;
+    let c = s.backend_client("system/*.rs").await;
+    let other = s.backend_client("system/*.rs").await;
+    let now = unix_now();
+    let scope = "system/Patient.rs";
+    let b64 = |v: Value| URL_SAFE_NO_PAD.encode(v.to_string());
+    let claims = json!({"iss": c.client_id, "sub": c.client_id, "aud": s.token_url(), "exp": now + 60, "jti": random(8)});
+    // HS256 "signed" with the client's public key as the HMAC secret (the classic confusion).
+    let hs_input = format!("{}.{}", b64(json!({"alg": "HS256", "kid": c.key.kid(), "typ": "JWT"})), b64(claims.clone()));
+    let hmac_key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, c.key.public_jwks().to_string().as_bytes());
+    let hs256 = format!("{hs_input}.{}", URL_SAFE_NO_PAD.encode(aws_lc_rs::hmac::sign(&hmac_key, hs_input.as_bytes())));
+    let none = format!("{}.{}.", b64(json!({"alg": "none", "kid": c.key.kid()})), b64(claims.clone()));
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("wrong aud", c.assertion_with(json!({"aud": s.fhir}), &[]), "`aud`"),
+        ("iss is another client", c.assertion_with(json!({"iss": other.client_id}), &[]), "kid"),
+        ("sub differs", c.assertion_with(json!({"sub": other.client_id}), &[]), "`iss` and `sub`"),
+        ("expired", c.assertion_with(json!({"exp": now - 10}), &[]), "expired"),
+        ("exp too far ahead", c.assertion_with(json!({"exp": now + 3600}), &[]), "at most 300 s"),
+        ("no jti", c.assertion_with(json!({"jti": null}), &[]), "`jti`"),
+        ("unknown kid", c.assertion_with(json!({}), &[("kid", json!("nope"))]), "kid `nope`"),
+        ("another client's key", other.key.sign_jwt(&claims, &[]).unwrap(), "kid"),
+        (
+            "another client's key under this kid",
+            other.key.sign_jwt(&claims, &[("kid", json!(c.key.kid()))]).unwrap(),
+            "signature",
+        ),
+        ("alg none", none, "none"),
+        ("HS256 with the public key", hs256, "HMAC"),
+        ("not a JWT", "abc".into(), "signed JWT"),
+    ];
+    for (what, assertion, expect) in cases {
+        let e = invalid_client(c.token_with(&assertion, scope).await).await;
+        assert!(e.contains(expect), "{what}: {e}");
+    }
+    // Replay: the same assertion twice.
+    let once = c.assertion();
+    assert_eq!(c.token_with(&once, scope).await.status(), StatusCode::OK);
+    assert!(invalid_client(c.token_with(&once, scope).await).await.contains("already used"));
+    // The assertion type.
+    let r = s
+        .token(&[("grant_type", "client_credentials"), ("scope", scope), ("client_assertion_type", "urn:x"), ("client_assertion", &c.assertion())])
+        .await;
+    assert!(invalid_client(r).await.contains("client_assertion_type"));
+    let r = s.token(&[("grant_type", "client_credentials"), ("scope", scope), ("client_assertion", &c.assertion())]).await;
+    assert!(invalid_client(r).await.contains("client_assertion_type"));
+    // Only client_id, no assertion: an asymmetric client must prove itself.
+    let r = s.token(&[("grant_type", "client_credentials"), ("scope", scope), ("client_id", &c.client_id)]).await;
+    assert!(invalid_client(r).await.contains("private_key_jwt"));
+    // client_id that differs from iss.
+    let r = s
+        .token(&[
+            ("grant_type", "client_credentials"), ("scope", scope), ("client_id", &other.client_id),
+            ("client_assertion_type", JWT_BEARER), ("client_assertion", &c.assertion()),
+        ])
+        .await;
+    assert!(invalid_client(r).await.contains("client_id"));
+}
+
+#[tokio::test]
+async fn a_jti_used_at_one_node_is_refused_by_another_sharing_the_database() {
+    let a = Server::start().await;
+    let c = a.backend_client("system/*.rs").await;
+    let settings_dir = a.dir.clone();
+    let b = Server::start_configured(|s| s.data_dir = settings_dir).await;
+    let assertion = c.assertion();
+    assert_eq!(c.token_with(&assertion, "system/Patient.rs").await.status(), StatusCode::OK);
+    // Node b shares a's database but not its memory; its token URL is its own.
+    let claims = jwt_claims(&assertion);
+    let replay = c.assertion_with(json!({"aud": b.token_url(), "jti": claims["jti"]}), &[]);
+    let r = b
+        .token(&[
+            ("grant_type", "client_credentials"), ("scope", "system/Patient.rs"),
+            ("client_assertion_type", JWT_BEARER), ("client_assertion", &replay),
+        ])
+        .await;
+    assert!(invalid_client(r).await.contains("already used"));
+}
