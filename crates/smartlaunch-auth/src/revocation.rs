@@ -13,9 +13,13 @@ use crate::UnixTime;
 #[derive(Default)]
 pub struct RevocationList {
     grants: RwLock<HashMap<String, UnixTime>>,
-    /// (user id, client id) → tokens issued at or before this time are revoked.
+    /// (user id, client id) → tokens issued at or before this time are revoked.  The user
+    /// [`ALL_USERS`] stands for every token of the client (a removed client).
     user_clients: RwLock<HashMap<(String, String), UnixTime>>,
 }
+
+/// The user id of a revocation of every token a client holds (the client was removed).
+pub const ALL_USERS: &str = "*";
 
 impl RevocationList {
     pub fn revoke(&self, grant_id: &str, at: UnixTime) {
@@ -36,8 +40,13 @@ impl RevocationList {
         }
         drop(grants);
         let user_clients = self.user_clients.read().unwrap_or_else(|p| p.into_inner());
-        !user_clients.is_empty()
-            && user_clients.get(&(claims.sub.clone(), claims.client_id.clone())).is_some_and(|at| claims.iat <= *at)
+        if user_clients.is_empty() {
+            return false;
+        }
+        let before = |user: &str| {
+            user_clients.get(&(user.to_owned(), claims.client_id.clone())).is_some_and(|at| claims.iat <= *at)
+        };
+        before(&claims.sub) || before(ALL_USERS)
     }
 
     /// Forgets revocations older than `before`.

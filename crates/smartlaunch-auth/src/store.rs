@@ -190,7 +190,11 @@ pub trait AuthStore: Send + Sync + 'static {
         expires_at: UnixTime,
         now: UnixTime,
     ) -> impl Future<Output = StoreResult<bool>> + Send;
-    /// Removes a client and revokes everything issued to it; false when it did not exist.
+    /// Removes a client and revokes everything issued to it (its stored grants, and every
+    /// access token until `now`: an access revocation of user [`ALL_USERS`]); false when it
+    /// did not exist.
+    ///
+    /// [`ALL_USERS`]: crate::revocation::ALL_USERS
     fn delete_client(&self, client_id: &str, now: UnixTime) -> impl Future<Output = StoreResult<bool>> + Send;
 
     /// Inserts a user; false when the username is taken.

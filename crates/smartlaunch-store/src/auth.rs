@@ -7,6 +7,7 @@ use smartlaunch_auth::inspect::{LaunchEvent, LaunchRecord};
 use smartlaunch_auth::keys::KeyMaterial;
 use smartlaunch_auth::launch::{Launch, SimulatedError};
 use smartlaunch_auth::retention::Purge;
+use smartlaunch_auth::revocation::ALL_USERS;
 use smartlaunch_auth::store::{
     AuthStore, CodeGrant, CodeRedemption, Grant, PendingAuthorization, RefreshToken, Session, StoreResult,
     UserAuthorization,
@@ -162,6 +163,16 @@ impl AuthStore for Db {
             .map_err(err)?
             .rows_affected();
         revoke_grants(&mut tx, Grants::OfClient(client_id), now).await?;
+        sqlx::query(
+            "INSERT INTO access_revocations (user_id, client_id, revoked_at) VALUES (?, ?, ?) \
+             ON CONFLICT (user_id, client_id) DO UPDATE SET revoked_at = excluded.revoked_at",
+        )
+        .bind(ALL_USERS)
+        .bind(client_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?;
         for sql in ["DELETE FROM authorization_codes WHERE client_id = ?", "DELETE FROM consents WHERE client_id = ?"] {
             sqlx::query(sql).bind(client_id).execute(&mut *tx).await.map_err(err)?;
         }

@@ -52,7 +52,9 @@ async fn smart_configuration_has_every_required_and_recommended_field() {
     }
     assert_eq!(d["code_challenge_methods_supported"], json!(["S256"]));
     assert_eq!(d["response_types_supported"], json!(["code"]));
-    assert_eq!(d["grant_types_supported"], json!(["authorization_code", "refresh_token"]));
+    assert_eq!(d["grant_types_supported"], json!(["authorization_code", "refresh_token", "client_credentials"]));
+    assert_eq!(d["token_endpoint_auth_signing_alg_values_supported"], json!(["RS384", "ES384", "RS256", "ES256"]));
+    assert!(d["token_endpoint_auth_methods_supported"].as_array().unwrap().contains(&json!("private_key_jwt")));
     assert!(d["scopes_supported"].as_array().unwrap().len() >= 5);
     assert!(d["token_endpoint_auth_methods_supported"].as_array().unwrap().contains(&json!("client_secret_basic")));
     assert_eq!(d["issuer"], s.base);
@@ -74,6 +76,7 @@ async fn capabilities_are_exactly_the_tested_ones() {
         "authorize-post",                // authorize_by_post_works_like_get
         "client-public",                 // patient_standalone_launch_end_to_end
         "client-confidential-symmetric", // confidential_clients_authenticate_with_basic_or_post
+        "client-confidential-asymmetric", // suites::backend (every test)
         "sso-openid-connect",            // patient_standalone_launch_end_to_end (id_token)
         "context-standalone-patient",    // provider_launch_picks_patient_and_encounter
         "context-standalone-encounter",  // provider_launch_picks_patient_and_encounter

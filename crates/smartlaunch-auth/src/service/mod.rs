@@ -97,10 +97,13 @@ impl<S: AuthStore> AuthService<S> {
         Ok(found)
     }
 
-    /// Removes a client and revokes everything issued to it.
+    /// Removes a client and revokes everything issued to it, access tokens included (a
+    /// backend service's tokens have no stored grant).
     pub async fn remove_client(&self, client_id: &str, now: UnixTime) -> Result<bool, StoreError> {
         self.clients.forget(client_id);
-        self.store.delete_client(client_id, now).await
+        let removed = self.store.delete_client(client_id, now).await?;
+        self.revocations.revoke_user_client(crate::revocation::ALL_USERS, client_id, now);
+        Ok(removed)
     }
 
     /// The public JWK Set.

@@ -75,6 +75,7 @@ async fn backend_services_get_short_system_tokens_with_rs384_and_es384() {
         assert!(claims.get("fhirUser").is_none() && claims.get("patient").is_none());
         // system/ reaches every patient.
         let r = s.read("Patient?_count=50", body["access_token"].as_str().unwrap()).await;
+        assert_eq!(s.read("Patient?_count=1", &s.backend_token("system/Patient.r").await).await.status(), 403, "r without s");
         assert_eq!(r.status(), StatusCode::OK);
         let bundle: Value = r.json().await.unwrap();
         assert!(bundle["entry"].as_array().unwrap().len() > 1, "all patients, not one");
@@ -191,4 +192,210 @@ async fn a_jti_used_at_one_node_is_refused_by_another_sharing_the_database() {
         ])
         .await;
     assert!(invalid_client(r).await.contains("already used"));
+}
+
+/// Registers a confidential app that authenticates with `private_key_jwt` (keys by value).
+async fn asymmetric_app(s: &Server) -> BackendClient<'_> {
+    let key = SigningKey::generate(KeyKind::Rs384).unwrap();
+    let registration = s
+        .register(json!({
+            "client_name": "Asymmetric App", "redirect_uris": [s.redirect_uri()],
+            "grant_types": ["authorization_code", "refresh_token"],
+            "token_endpoint_auth_method": "private_key_jwt", "jwks": key.public_jwks(),
+        }))
+        .await;
+    assert!(registration.get("client_secret").is_none(), "an asymmetric client has no secret");
+    BackendClient { server: s, client_id: registration["client_id"].as_str().unwrap().to_owned(), key, registration }
+}
+
+#[tokio::test]
+async fn asymmetric_apps_use_the_code_refresh_introspection_and_revocation_endpoints() {
+    let s = Server::start().await;
+    let app = asymmetric_app(&s).await;
+    let (code, verifier) = launch(&s, &app.client_id, "launch/patient openid fhirUser offline_access patient/*.rs", "patient", None).await;
+    let assertion = app.assertion();
+    let exchange = |code: String, assertion: String| {
+        let (s, verifier) = (&s, verifier.clone());
+        async move {
+            s.token(&[
+                ("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", &s.redirect_uri()),
+                ("code_verifier", &verifier), ("client_assertion_type", JWT_BEARER), ("client_assertion", &assertion),
+            ])
+            .await
+        }
+    };
+    // Without the assertion (client_id only) the code is refused, and not spent.
+    let r = s
+        .token(&[
+            ("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", &s.redirect_uri()),
+            ("code_verifier", &verifier), ("client_id", &app.client_id),
+        ])
+        .await;
+    assert!(invalid_client(r).await.contains("private_key_jwt"));
+    let r = exchange(code, assertion).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let tokens: Value = r.json().await.unwrap();
+    let patient = tokens["patient"].as_str().unwrap().to_owned();
+    let refresh = tokens["refresh_token"].as_str().unwrap();
+    // Refresh needs the client's assertion too.
+    let r = s.token(&[("grant_type", "refresh_token"), ("refresh_token", refresh), ("client_id", &app.client_id)]).await;
+    assert!(invalid_client(r).await.contains("private_key_jwt"));
+    let r = s.token(&[("grant_type", "refresh_token"), ("refresh_token", refresh)]).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = s
+        .token(&[
+            ("grant_type", "refresh_token"), ("refresh_token", refresh),
+            ("client_assertion_type", JWT_BEARER), ("client_assertion", &app.assertion()),
+        ])
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let refreshed: Value = r.json().await.unwrap();
+    let access = refreshed["access_token"].as_str().unwrap();
+    // Introspection and revocation authenticate the same way.
+    let post = |path: &str, form: Vec<(&str, String)>| {
+        s.http.post(format!("{}/auth/{path}", s.base)).form(&form).send()
+    };
+    let r = post("introspect", vec![("token", access.into()), ("client_assertion_type", JWT_BEARER.into()), ("client_assertion", app.assertion())]).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.json::<Value>().await.unwrap()["active"], true);
+    let r = post("introspect", vec![("token", access.into()), ("client_id", app.client_id.clone())]).await.unwrap();
+    assert!(invalid_client(r).await.contains("private_key_jwt"));
+    let r = post("revoke", vec![("token", access.into()), ("client_assertion_type", JWT_BEARER.into()), ("client_assertion", app.assertion())]).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(s.read(&format!("Patient/{patient}"), access).await.status(), StatusCode::UNAUTHORIZED, "revoked");
+}
+
+#[tokio::test]
+async fn rfc7592_reads_updates_rotates_keys_and_deletes_a_registration() {
+    let s = Server::start().await;
+    let mut c = s.backend_client("system/*.rs").await;
+    let uri = c.registration["registration_client_uri"].as_str().unwrap().to_owned();
+    assert_eq!(uri, format!("{}/auth/register/{}", s.base, c.client_id));
+    let first = c.registration["registration_access_token"].as_str().unwrap().to_owned();
+    // Read: the metadata, and a new registration access token (the one used is spent).
+    let r = s.http.get(&uri).bearer_auth(&first).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let read: Value = r.json().await.unwrap();
+    assert_eq!(read["client_id"], c.client_id.as_str());
+    assert_eq!(read["jwks"], c.key.public_jwks());
+    let token = read["registration_access_token"].as_str().unwrap().to_owned();
+    assert_ne!(token, first);
+    for bad in [first.as_str(), "nope", ""] {
+        let r = s.http.get(&uri).bearer_auth(bad).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{bad}");
+        assert!(r.headers().contains_key("www-authenticate"));
+    }
+    // Another client's token cannot manage this one.
+    let other = s.backend_client("system/*.rs").await;
+    let other_token = other.registration["registration_access_token"].as_str().unwrap();
+    assert_eq!(s.http.get(&uri).bearer_auth(other_token).send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    // Update with a new key: key rotation.
+    let new_key = SigningKey::generate(KeyKind::Es384).unwrap();
+    let mut metadata = read.clone();
+    metadata["jwks"] = new_key.public_jwks();
+    metadata["client_id"] = json!("someone-else");
+    let r = s.http.put(&uri).bearer_auth(&token).json(&metadata).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST, "the body's client_id must match");
+    metadata["client_id"] = json!(c.client_id);
+    metadata["token_endpoint_auth_method"] = json!("client_secret_basic");
+    let r = s.http.put(&uri).bearer_auth(&token).json(&metadata).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST, "the method stays");
+    metadata["token_endpoint_auth_method"] = json!("private_key_jwt");
+    let r = s.http.put(&uri).bearer_auth(&token).json(&metadata).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let updated: Value = r.json().await.unwrap();
+    let token = updated["registration_access_token"].as_str().unwrap().to_owned();
+    let old_assertion = c.assertion();
+    assert!(invalid_client(c.token_with(&old_assertion, "system/Patient.rs").await).await.contains("kid"));
+    c.key = new_key;
+    c.token("system/Patient.rs").await;
+    // Delete: 204, then the client is gone and its token refused.
+    let access = c.token("system/Patient.rs").await;
+    let r = s.http.delete(&uri).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(s.http.get(&uri).bearer_auth(&token).send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    assert!(invalid_client(c.token_with(&c.assertion(), "system/Patient.rs").await).await.contains("not a registered"));
+    assert_eq!(s.read("Patient?_count=1", &access).await.status(), StatusCode::UNAUTHORIZED, "revoked with the client");
+}
+
+#[tokio::test]
+async fn registration_checks_keys_and_backend_metadata() {
+    let s = Server::start().await;
+    let key = SigningKey::generate(KeyKind::Es384).unwrap();
+    let mut private = key.public_jwk();
+    private["d"] = json!("c2VjcmV0");
+    let small_rsa = json!({"kty": "RSA", "kid": "small", "n": URL_SAFE_NO_PAD.encode([0xc1u8; 128]), "e": "AQAB"});
+    let backend = |extra: Value| {
+        let mut m = json!({"client_name": "B", "grant_types": ["client_credentials"], "scope": "system/*.rs",
+            "token_endpoint_auth_method": "private_key_jwt", "jwks": key.public_jwks()});
+        for (k, v) in extra.as_object().unwrap() {
+            if v.is_null() { m.as_object_mut().unwrap().remove(k); } else { m[k] = v.clone(); }
+        }
+        m
+    };
+    let cases = [
+        (backend(json!({"jwks": {"keys": [private]}})), "private key"),
+        (backend(json!({"jwks": {"keys": [small_rsa]}})), "2048"),
+        (backend(json!({"jwks_uri": "https://app.example/jwks.json"})), "not both"),
+        (backend(json!({"jwks": null})), "jwks"),
+        (backend(json!({"jwks": null, "jwks_uri": "http://app.example/jwks.json"})), "jwks_uri"),
+        (backend(json!({"token_endpoint_auth_method": "none", "jwks": null})), "must authenticate"),
+        (backend(json!({"scope": null})), "system/"),
+        (backend(json!({"scope": "patient/*.rs"})), "system/"),
+        (backend(json!({"scope": "system/*.rs patient/*.rs"})), "patient/*.rs"),
+        (backend(json!({"grant_types": ["client_credentials", "refresh_token"]})), "refresh_token"),
+        (backend(json!({"token_endpoint_auth_method": "client_secret_basic"})), "private_key_jwt"),
+        (backend(json!({"jwks": {"keys": [{"kty": "oct", "kid": "h", "k": "c2VjcmV0"}]}})), "symmetric"),
+    ];
+    for (metadata, expect) in cases {
+        let r = s.http.post(format!("{}/auth/register", s.base)).json(&metadata).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{metadata}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"], "invalid_client_metadata", "{body}");
+        assert!(body["error_description"].as_str().unwrap().contains(expect), "{expect}: {body}");
+    }
+    // A backend service may use a client secret when it registers client_credentials with one.
+    let reg = s
+        .register(json!({"client_name": "Symmetric", "grant_types": ["client_credentials"], "scope": "system/Patient.rs",
+            "token_endpoint_auth_method": "client_secret_basic"}))
+        .await;
+    let r = s
+        .http
+        .post(s.token_url())
+        .basic_auth(reg["client_id"].as_str().unwrap(), reg["client_secret"].as_str())
+        .form(&[("grant_type", "client_credentials"), ("scope", "system/Patient.rs")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn backend_scopes_are_negotiated_and_other_grants_refused() {
+    let s = Server::start().await;
+    let c = s.backend_client("system/Patient.rs system/Observation.rs").await;
+    assert_eq!(c.token_response("system/*.rs").await["scope"], "system/Patient.rs system/Observation.rs");
+    assert_eq!(c.token_response("system/Observation.cruds").await["scope"], "system/Observation.rs");
+    for (scope, expect) in [
+        ("system/Condition.rs", "may have: system/Patient.rs system/Observation.rs"),
+        ("patient/*.rs", "only system/"),
+        ("system/Patient.rs offline_access", "offline_access"),
+        ("", "scope is required"),
+    ] {
+        let r = c.token_with(&c.assertion(), scope).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        assert!(oauth_error(r, "invalid_scope").await.contains(expect), "{scope}");
+    }
+    // A backend client has no authorization_code grant, and an app has no client_credentials.
+    let r = s
+        .token(&[("grant_type", "authorization_code"), ("code", "x"), ("redirect_uri", "x"), ("code_verifier", "x"),
+            ("client_assertion_type", JWT_BEARER), ("client_assertion", &c.assertion())])
+        .await;
+    assert!(oauth_error(r, "unauthorized_client").await.contains("authorization_code"));
+    let app = asymmetric_app(&s).await;
+    let r = app.token_with(&app.assertion(), "system/Patient.rs").await;
+    assert!(oauth_error(r, "unauthorized_client").await.contains("client_credentials"));
+    let public = s.public_app().await;
+    let r = s.token(&[("grant_type", "client_credentials"), ("scope", "system/Patient.rs"), ("client_id", &public)]).await;
+    assert!(oauth_error(r, "unauthorized_client").await.contains("client_credentials"));
 }
