@@ -3,6 +3,7 @@
 //! [`server::start`] on an ephemeral port and talk to it over HTTP.
 
 pub mod clock;
+pub mod backend_cli;
 pub mod import;
 mod jwks_fetch;
 pub mod seed;

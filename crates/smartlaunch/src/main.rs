@@ -33,6 +33,31 @@ enum Command {
     /// Manage registered apps (OAuth clients).
     #[command(subcommand)]
     Clients(ClientsCommand),
+    /// Key pairs for private_key_jwt clients and backend services.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Get a backend-services access token (client_credentials with a private_key_jwt
+    /// assertion) from a token endpoint, and print the token response.
+    Token {
+        /// The backend service's client_id.
+        #[arg(long)]
+        client_id: String,
+        /// Its private key (PKCS#8 PEM, e.g. from `smartlaunch keys generate`).
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// The signing algorithm of an RSA key (RS384 or RS256); an EC key's curve decides.
+        #[arg(long)]
+        alg: Option<String>,
+        /// The scopes to ask for.
+        #[arg(long, default_value = "system/*.rs")]
+        scope: String,
+        /// The token endpoint URL.
+        #[arg(long, value_name = "URL")]
+        token_url: Option<String>,
+        /// Or a FHIR base whose smart-configuration names the token endpoint.
+        #[arg(long, value_name = "URL")]
+        fhir_base: Option<String>,
+    },
     /// Import FHIR data: Bundles (e.g. Synthea R4 output, `urn:uuid:` references resolved; each
     /// Bundle all or nothing), single resources (.json) and NDJSON files, or directories of them.
     Import {
@@ -108,6 +133,20 @@ enum UsersCommand {
 }
 
 #[derive(Subcommand)]
+enum KeysCommand {
+    /// Write a new private key (<out>.pem) and its public JWK Set (<out>.jwks.json), to
+    /// register as `jwks` (or serve at a `jwks_uri`).
+    Generate {
+        /// ES384 (default), RS384, ES256 or RS256.
+        #[arg(long, default_value = "ES384")]
+        alg: String,
+        /// The path prefix of the two files.
+        #[arg(long, value_name = "PREFIX", default_value = "smartlaunch-client")]
+        out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum ClientsCommand {
     /// Register an app and print its client_id (and secret, once).
     Add {
@@ -116,12 +155,22 @@ enum ClientsCommand {
         /// The app's name, shown on the consent page.
         #[arg(long)]
         name: String,
-        /// A redirect URI (repeat for several); matched exactly.
-        #[arg(long = "redirect-uri", required = true)]
+        /// A redirect URI (repeat for several); matched exactly.  Not for --backend.
+        #[arg(long = "redirect-uri", required_unless_present = "backend")]
         redirect_uris: Vec<String>,
         /// A confidential client with a generated secret (client_secret_basic); default public.
-        #[arg(long)]
+        #[arg(long, conflicts_with_all = ["jwks_file", "jwks_uri"])]
         confidential: bool,
+        /// An asymmetric client (private_key_jwt) with the public keys in this JWK Set file.
+        #[arg(long, value_name = "FILE", conflicts_with = "jwks_uri")]
+        jwks_file: Option<PathBuf>,
+        /// An asymmetric client (private_key_jwt) whose JWK Set is served at this URL.
+        #[arg(long, value_name = "URL")]
+        jwks_uri: Option<String>,
+        /// A backend service: the client_credentials grant with the system/ scopes of --scope
+        /// (needs --jwks-file or --jwks-uri).
+        #[arg(long, requires = "scope")]
+        backend: bool,
         /// The most this app may be granted (space-separated scopes); default: anything.
         #[arg(long)]
         scope: Option<String>,
@@ -205,6 +254,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Clients(command) => clients(command).await,
+        Command::Keys(KeysCommand::Generate { alg, out }) => {
+            let (key, pem, jwks) = smartlaunch::backend_cli::generate_keys(&alg, &out)?;
+            println!("private key  {} (keep it secret)", pem.display());
+            println!("public JWKS  {} (register it as `jwks`, or serve it at your `jwks_uri`)", jwks.display());
+            println!("kid          {}", key.kid());
+            Ok(())
+        }
+        Command::Token { client_id, key, alg, scope, token_url, fhir_base } => {
+            let key_pem = std::fs::read_to_string(&key)
+                .map_err(|e| anyhow::anyhow!("reading {}: {e}", key.display()))?;
+            let args = smartlaunch::backend_cli::TokenArgs { client_id, key_pem, alg, scope, token_url, fhir_base };
+            let body = smartlaunch::backend_cli::fetch_token(args).await?;
+            println!("{}", serde_json::to_string_pretty(&body)?);
+            Ok(())
+        }
         Command::Import { data, paths } => import(data, paths).await,
     }
 }
@@ -312,16 +376,40 @@ async fn import(data: DataArg, paths: Vec<PathBuf>) -> anyhow::Result<()> {
 
 async fn clients(command: ClientsCommand) -> anyhow::Result<()> {
     match command {
-        ClientsCommand::Add { data, name, redirect_uris, confidential, scope, launch_uri } => {
+        ClientsCommand::Add {
+            data,
+            name,
+            redirect_uris,
+            confidential,
+            jwks_file,
+            jwks_uri,
+            backend,
+            scope,
+            launch_uri,
+        } => {
+            let jwks = match jwks_file {
+                Some(path) => Some(serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(&path)?)?),
+                None => None,
+            };
+            let method = match (jwks.is_some() || jwks_uri.is_some(), confidential) {
+                (true, _) => "private_key_jwt",
+                (false, true) => "client_secret_basic",
+                (false, false) if backend => anyhow::bail!("a backend service needs --jwks-file or --jwks-uri"),
+                (false, false) => "none",
+            };
+            let grant_types: &[&str] =
+                if backend { &["client_credentials"] } else { &["authorization_code", "refresh_token"] };
             let db = Db::open_dir(&data.data).await?;
             let auth = AuthService::open(db, AuthConfig::new("http://127.0.0.1"), now()).await?;
             let request = RegistrationRequest {
                 client_name: Some(name),
                 redirect_uris: Some(redirect_uris),
-                grant_types: Some(vec!["authorization_code".into(), "refresh_token".into()]),
-                token_endpoint_auth_method: Some(if confidential { "client_secret_basic" } else { "none" }.into()),
+                grant_types: Some(grant_types.iter().map(|g| g.to_string()).collect()),
+                token_endpoint_auth_method: Some(method.into()),
                 scope,
                 initiate_login_uri: launch_uri,
+                jwks,
+                jwks_uri,
                 ..Default::default()
             };
             let registered = auth.add_client(request, now()).await.map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -399,3 +399,48 @@ async fn backend_scopes_are_negotiated_and_other_grants_refused() {
     let r = s.token(&[("grant_type", "client_credentials"), ("scope", "system/Patient.rs"), ("client_id", &public)]).await;
     assert!(oauth_error(r, "unauthorized_client").await.contains("client_credentials"));
 }
+
+async fn cli(args: &[&str]) -> (bool, String, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_smartlaunch")).args(args).output().await.unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[tokio::test]
+async fn the_command_line_generates_keys_registers_a_backend_service_and_gets_a_token() {
+    let s = Server::start().await;
+    let dir = std::env::temp_dir().join(format!("smartlaunch-cli-{}", random(6)));
+    std::fs::create_dir_all(&dir).unwrap();
+    let prefix = dir.join("svc");
+    let prefix = prefix.to_str().unwrap();
+    let (ok, out, err) = cli(&["keys", "generate", "--alg", "ES384", "--out", prefix]).await;
+    assert!(ok, "{err}");
+    assert!(out.contains("kid"), "{out}");
+    let pem = format!("{prefix}.pem");
+    let jwks_file = format!("{prefix}.jwks.json");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&pem).unwrap().permissions().mode() & 0o777, 0o600, "the private key is the owner's only");
+    let jwks: Value = serde_json::from_str(&std::fs::read_to_string(&jwks_file).unwrap()).unwrap();
+    assert!(jwks["keys"][0].get("d").is_none() && jwks["keys"][0]["alg"] == "ES384");
+    let (ok, _, err) = cli(&["keys", "generate", "--out", prefix]).await;
+    assert!(!ok && err.contains("exists"), "never overwrites a key: {err}");
+
+    let data = s.dir.to_str().unwrap();
+    let (ok, out, err) = cli(&[
+        "clients", "add", "--data", data, "--name", "CLI service", "--backend", "--jwks-file", &jwks_file, "--scope", "system/*.rs",
+    ])
+    .await;
+    assert!(ok, "{err}");
+    let registered: Value = serde_json::from_str(&out).unwrap();
+    let client_id = registered["client_id"].as_str().unwrap();
+    assert_eq!(registered["token_endpoint_auth_method"], "private_key_jwt");
+
+    let (ok, out, err) =
+        cli(&["token", "--client-id", client_id, "--key", &pem, "--scope", "system/Patient.rs", "--fhir-base", &s.fhir]).await;
+    assert!(ok, "{err}");
+    let body: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(body["scope"], "system/Patient.rs");
+    assert_eq!(s.read("Patient?_count=1", body["access_token"].as_str().unwrap()).await.status(), StatusCode::OK);
+    let (ok, _, err) = cli(&["token", "--client-id", "nobody", "--key", &pem, "--token-url", &s.token_url()]).await;
+    assert!(!ok && err.contains("invalid_client"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}
