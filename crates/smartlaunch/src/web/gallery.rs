@@ -6,7 +6,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use smartlaunch_auth::client::RegistrationRequest;
+use smartlaunch_auth::client::{RegistrationRequest, TokenEndpointAuthMethod};
 use smartlaunch_auth::secrets::secrets_equal;
 use smartlaunch_auth::store::AuthStore;
 use smartlaunch_auth::RegistrationError;
@@ -24,14 +24,45 @@ struct AppRow {
     scope: String,
 }
 
+/// The kinds of app the form registers.
+#[derive(Default, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// A browser or device app: no secret, PKCE.
+    #[default]
+    Public,
+    /// A server with a client secret (`client_secret_basic`).
+    Symmetric,
+    /// A server that signs assertions with its private key (`private_key_jwt`).
+    Asymmetric,
+    /// A backend service: `client_credentials` with `private_key_jwt` and system/ scopes.
+    Backend,
+}
+
+impl Kind {
+    fn parse(value: Option<&str>) -> Kind {
+        match value {
+            Some("confidential" | "symmetric") => Kind::Symmetric,
+            Some("asymmetric") => Kind::Asymmetric,
+            Some("backend") => Kind::Backend,
+            _ => Kind::Public,
+        }
+    }
+
+    fn uses_keys(self) -> bool {
+        matches!(self, Kind::Asymmetric | Kind::Backend)
+    }
+}
+
 /// What the form was filled with, to show it again after an error.
 #[derive(Default)]
 struct Filled {
     name: String,
-    confidential: bool,
+    kind: Kind,
     redirect_uris: String,
     launch_uri: String,
     scope: String,
+    jwks: String,
+    jwks_uri: String,
 }
 
 /// A registration that just succeeded: the secret is shown this once.
@@ -60,7 +91,12 @@ async fn page(app: &App, filled: Filled, error: Option<String>, registered: Opti
         .unwrap_or_default()
         .into_iter()
         .map(|c| AppRow {
-            kind: if c.is_confidential() { "confidential" } else { "public" },
+            kind: match c.metadata.token_endpoint_auth_method {
+                _ if c.allows_grant("client_credentials") && !c.allows_grant("authorization_code") => "backend service",
+                TokenEndpointAuthMethod::None => "public",
+                TokenEndpointAuthMethod::PrivateKeyJwt => "confidential (private key)",
+                _ => "confidential (secret)",
+            },
             name: c.metadata.client_name,
             launch_uri: c.metadata.initiate_login_uri.unwrap_or_default(),
             redirect_uris: c.metadata.redirect_uris,
@@ -87,6 +123,36 @@ pub(crate) async fn show(State(app): State<App>) -> Response {
     page(&app, Filled::default(), None, None).await
 }
 
+/// The RFC 7591 request the form stands for.  The keys of a private-key app are pasted as a
+/// JWK Set or given by URL.
+fn registration_request(filled: &Filled) -> Result<RegistrationRequest, String> {
+    let (grant_types, method): (&[&str], &str) = match filled.kind {
+        Kind::Public => (&["authorization_code", "refresh_token"], "none"),
+        Kind::Symmetric => (&["authorization_code", "refresh_token"], "client_secret_basic"),
+        Kind::Asymmetric => (&["authorization_code", "refresh_token"], "private_key_jwt"),
+        Kind::Backend => (&["client_credentials"], "private_key_jwt"),
+    };
+    let jwks = match (filled.kind.uses_keys(), filled.jwks.is_empty()) {
+        (true, false) => Some(
+            serde_json::from_str::<serde_json::Value>(&filled.jwks)
+                .map_err(|e| format!("The JWK Set is not valid JSON ({e}): paste the public JWKS, {{\"keys\": [...]}}."))?,
+        ),
+        _ => None,
+    };
+    let nonempty = |s: &str| Some(s.to_owned()).filter(|s| !s.is_empty());
+    Ok(RegistrationRequest {
+        client_name: nonempty(&filled.name),
+        redirect_uris: Some(filled.redirect_uris.split_whitespace().map(str::to_owned).collect()),
+        grant_types: Some(grant_types.iter().map(|g| g.to_string()).collect()),
+        token_endpoint_auth_method: Some(method.into()),
+        scope: nonempty(&filled.scope),
+        initiate_login_uri: nonempty(&filled.launch_uri).filter(|_| filled.kind != Kind::Backend),
+        jwks,
+        jwks_uri: nonempty(&filled.jwks_uri).filter(|_| filled.kind.uses_keys()),
+        ..Default::default()
+    })
+}
+
 /// `POST /apps`: registers an app from the form.
 pub(crate) async fn register(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
     let form = form_pairs(&body);
@@ -97,20 +163,16 @@ pub(crate) async fn register(State(app): State<App>, headers: HeaderMap, body: B
     let text = |name: &str| field(&form, name).unwrap_or_default().trim().to_owned();
     let filled = Filled {
         name: text("client_name"),
-        confidential: field(&form, "client_type") == Some("confidential"),
+        kind: Kind::parse(field(&form, "client_type")),
         redirect_uris: text("redirect_uris"),
         launch_uri: text("initiate_login_uri"),
         scope: text("scope"),
+        jwks: text("jwks"),
+        jwks_uri: text("jwks_uri"),
     };
-    let request = RegistrationRequest {
-        client_name: Some(filled.name.clone()).filter(|n| !n.is_empty()),
-        redirect_uris: Some(filled.redirect_uris.split_whitespace().map(str::to_owned).collect()),
-        grant_types: Some(vec!["authorization_code".into(), "refresh_token".into()]),
-        response_types: None,
-        token_endpoint_auth_method: Some(if filled.confidential { "client_secret_basic" } else { "none" }.into()),
-        scope: Some(filled.scope.clone()).filter(|s| !s.is_empty()),
-        initiate_login_uri: Some(filled.launch_uri.clone()).filter(|u| !u.is_empty()),
-        ..Default::default()
+    let request = match registration_request(&filled) {
+        Ok(r) => r,
+        Err(e) => return page(&app, filled, Some(e), None).await,
     };
     let token = field(&form, "registration_token").filter(|t| !t.is_empty());
     match app.auth.register(request, token, app.clock.now()).await {

@@ -444,3 +444,40 @@ async fn the_command_line_generates_keys_registers_a_backend_service_and_gets_a_
     assert!(!ok && err.contains("invalid_client"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[tokio::test]
+async fn the_app_gallery_registers_private_key_apps_and_backend_services() {
+    let s = Server::start().await;
+    let key = SigningKey::generate(KeyKind::Es384).unwrap();
+    let jwks = key.public_jwks().to_string();
+    let mut b = Browser::new(&s);
+    b.get(&format!("{}/apps", s.base)).await;
+    assert!(b.page.contains("value=\"backend\"") && b.page.contains("<label for=\"jwks\">"));
+    let mut private = key.public_jwk();
+    private["d"] = json!("c2VjcmV0");
+    let private = json!({"keys": [private]}).to_string();
+    for (pasted, expect) in [("{not json", "not valid JSON"), (private.as_str(), "private key")] {
+        let csrf = b.csrf();
+        b.post("/apps", &[("csrf", &csrf), ("client_name", "Svc"), ("client_type", "backend"), ("scope", "system/*.rs"), ("jwks", pasted)]).await;
+        assert!(b.page.contains("role=\"alert\"") && b.page.contains(expect), "{expect}: {}", b.page);
+    }
+    let csrf = b.csrf();
+    b.post("/apps", &[("csrf", &csrf), ("client_name", "Nightly export"), ("client_type", "backend"), ("scope", "system/*.rs"), ("jwks", &jwks)]).await;
+    assert!(b.page.contains("Nightly export is registered"), "{}", b.page);
+    assert!(!b.page.contains("<dt>client_secret</dt>"), "a private-key client has no secret");
+    let client_id = b.page.split("<dt>client_id</dt><dd><code>").nth(1).unwrap().split('<').next().unwrap().to_owned();
+    let c = BackendClient { server: &s, client_id, key, registration: Value::Null };
+    c.token("system/Patient.rs").await;
+    b.get(&format!("{}/apps", s.base)).await;
+    assert!(b.page.contains("backend service"));
+    // A private-key app by JWK Set URL.
+    let csrf = b.csrf();
+    b.post("/apps", &[
+        ("csrf", &csrf), ("client_name", "Server app"), ("client_type", "asymmetric"),
+        ("redirect_uris", "http://127.0.0.1:9/app/callback"), ("jwks_uri", "https://app.example/jwks.json"),
+    ])
+    .await;
+    assert!(b.page.contains("Server app is registered"), "{}", b.page);
+    b.get(&format!("{}/apps", s.base)).await;
+    assert!(b.page.contains("confidential (private key)"));
+}
