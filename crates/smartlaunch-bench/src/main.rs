@@ -20,6 +20,8 @@ use clap::{Parser, ValueEnum};
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use reqwest::redirect::Policy;
 use serde_json::{json, Value};
+use smartlaunch_auth::client_assertion::JWT_BEARER;
+use smartlaunch_auth::signing_key::{KeyKind, SigningKey};
 
 /// Load and latency measurements of a running smartlaunch.
 #[derive(Parser)]
@@ -74,6 +76,9 @@ enum Scenario {
     Read,
     /// `GET Patient/{id}` with an API launch's token: every read is an inspector event.
     ReadTraced,
+    /// Backend services: `client_credentials` with a fresh ES384 `private_key_jwt` assertion
+    /// per token (signed by the worker; the server verifies it and records its `jti`).
+    Backend,
 }
 
 const REDIRECT_URI: &str = "http://127.0.0.1:9/bench/callback";
@@ -84,6 +89,8 @@ struct Bench {
     http: reqwest::Client,
     client_id: String,
     fhir: String,
+    /// A registered backend service and its key (the `backend` scenario).
+    backend: (String, SigningKey),
 }
 
 pub(crate) fn random(n: usize) -> String {
@@ -210,6 +217,30 @@ impl Bench {
         Ok(())
     }
 
+    /// One backend-services token: a new assertion, `client_credentials`.
+    async fn backend_token(&self) -> anyhow::Result<()> {
+        let (client_id, key) = &self.backend;
+        let token_url = format!("{}/auth/token", self.args.base);
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as i64;
+        let assertion = key.client_assertion(client_id, &token_url, now).map_err(anyhow::Error::msg)?;
+        let r = self
+            .http
+            .post(token_url)
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("scope", "system/Patient.rs system/Observation.rs"),
+                ("client_assertion_type", JWT_BEARER),
+                ("client_assertion", assertion.as_str()),
+            ])
+            .send()
+            .await?;
+        if !r.status().is_success() {
+            bail!("client_credentials: {} {}", r.status(), r.text().await?);
+        }
+        r.bytes().await?;
+        Ok(())
+    }
+
     async fn refresh(&self, token: &str) -> anyhow::Result<String> {
         let r = self
             .http
@@ -272,6 +303,7 @@ async fn run(bench: Arc<Bench>, scenario: Scenario, cookies: &[String]) -> anyho
                         bench.refresh(&current).await.map(|next| refresh_token = Some(next))
                     }
                     Scenario::Read | Scenario::ReadTraced => bench.read(&read_token, &read_patient).await,
+                    Scenario::Backend => bench.backend_token().await,
                 };
                 match result {
                     Ok(()) => out.latencies.push(t.elapsed()),
@@ -358,7 +390,23 @@ async fn launch(args: Args) -> anyhow::Result<()> {
         .error_for_status()?
         .json()
         .await?;
+    let key = SigningKey::generate(KeyKind::Es384).map_err(anyhow::Error::msg)?;
+    let backend: Value = http
+        .post(format!("{}/auth/register", args.base))
+        .json(&json!({
+            "client_name": "smartlaunch-bench backend",
+            "grant_types": ["client_credentials"],
+            "token_endpoint_auth_method": "private_key_jwt",
+            "jwks": key.public_jwks(),
+            "scope": "system/*.rs",
+        }))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
     let bench = Arc::new(Bench {
+        backend: (backend["client_id"].as_str().context("no client_id")?.to_owned(), key),
         fhir: format!("{}/fhir", args.base),
         client_id: registration["client_id"].as_str().context("no client_id")?.to_owned(),
         http,
@@ -379,6 +427,7 @@ async fn launch(args: Args) -> anyhow::Result<()> {
             Scenario::Refresh => "refresh",
             Scenario::Read => "read",
             Scenario::ReadTraced => "read-traced",
+            Scenario::Backend => "backend-es384",
         };
         println!(
             "{:<14} {:>9} {:>10.0} {:>9.2} {:>9.2} {:>7}",
