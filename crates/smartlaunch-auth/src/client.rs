@@ -133,7 +133,9 @@ impl RegistrationRequest {
             return Err(meta("grant_types must include `authorization_code` or `client_credentials`".into()));
         }
         if has("refresh_token") && !has("authorization_code") {
-            return Err(meta("the `refresh_token` grant needs `authorization_code`: backend services get no refresh token".into()));
+            return Err(meta(
+                "the `refresh_token` grant needs `authorization_code`: backend services get no refresh token".into(),
+            ));
         }
         let redirect_uris = self.redirect_uris.clone().unwrap_or_default();
         if redirect_uris.is_empty() && has("authorization_code") {
@@ -168,7 +170,8 @@ impl RegistrationRequest {
                     "a backend service (client_credentials) must authenticate: use `private_key_jwt` (recommended) or a client secret".into(),
                 ));
             }
-            let set = self.scope.as_deref().map(ScopeSet::parse).transpose().map_err(|e| meta(format!("scope: {e}")))?;
+            let set =
+                self.scope.as_deref().map(ScopeSet::parse).transpose().map_err(|e| meta(format!("scope: {e}")))?;
             if !set.as_ref().is_some_and(|s| s.has_level(Level::System)) {
                 return Err(meta(
                     "a backend service (client_credentials) registers the system/ scopes it may be granted in `scope`, e.g. `system/*.rs`".into(),
@@ -239,7 +242,8 @@ impl RegistrationRequest {
         match (&self.jwks, &self.jwks_uri) {
             (Some(_), Some(_)) => Err(meta("give either jwks or jwks_uri, not both".into())),
             (None, None) => Err(meta(
-                "private_key_jwt needs the client's public keys: `jwks` (a JWK Set) or `jwks_uri` (where it is served)".into(),
+                "private_key_jwt needs the client's public keys: `jwks` (a JWK Set) or `jwks_uri` (where it is served)"
+                    .into(),
             )),
             (Some(jwks), None) => {
                 if jwks.to_string().len() > MAX_JWKS_BYTES {
@@ -378,5 +382,73 @@ mod tests {
         let mut r = req(&["https://app.example/cb"]);
         r.client_name = Some("Growth Chart — أطفال 儿童".into());
         assert_eq!(r.validate().unwrap().client_name, "Growth Chart — أطفال 儿童");
+    }
+
+    fn backend(extra: impl FnOnce(&mut RegistrationRequest)) -> Result<ClientMetadata, RegistrationError> {
+        let key = crate::signing_key::SigningKey::generate(crate::signing_key::KeyKind::Es384).unwrap();
+        let mut r = RegistrationRequest {
+            grant_types: Some(vec!["client_credentials".into()]),
+            token_endpoint_auth_method: Some("private_key_jwt".into()),
+            jwks: Some(key.public_jwks()),
+            scope: Some("system/*.rs".into()),
+            ..Default::default()
+        };
+        extra(&mut r);
+        r.validate()
+    }
+
+    fn refused(result: Result<ClientMetadata, RegistrationError>, expect: &str) {
+        match result {
+            Err(RegistrationError::InvalidClientMetadata(m)) => assert!(m.contains(expect), "{expect}: {m}"),
+            other => panic!("{expect}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn backend_services_register_keys_and_system_scopes_without_redirect_uris() {
+        let m = backend(|_| {}).unwrap();
+        assert_eq!(m.token_endpoint_auth_method, TokenEndpointAuthMethod::PrivateKeyJwt);
+        assert!(m.redirect_uris.is_empty());
+        assert!(backend(|r| {
+            r.jwks = None;
+            r.jwks_uri = Some("https://svc.example/jwks.json".into());
+        })
+        .is_ok());
+        refused(backend(|r| r.jwks_uri = Some("https://svc.example/jwks.json".into())), "not both");
+        refused(backend(|r| r.jwks = None), "jwks");
+        refused(
+            backend(|r| {
+                r.jwks = None;
+                r.jwks_uri = Some("http://svc.example/jwks.json".into());
+            }),
+            "jwks_uri",
+        );
+        refused(backend(|r| r.scope = None), "system/");
+        refused(backend(|r| r.scope = Some("system/*.rs user/*.rs".into())), "user/*.rs");
+        refused(
+            backend(|r| {
+                r.token_endpoint_auth_method = Some("none".into());
+                r.jwks = None;
+            }),
+            "must authenticate",
+        );
+        refused(backend(|r| r.token_endpoint_auth_method = Some("client_secret_post".into())), "private_key_jwt");
+        refused(
+            backend(|r| r.grant_types = Some(vec!["client_credentials".into(), "refresh_token".into()])),
+            "refresh_token",
+        );
+        // With a secret and no keys, a backend service is allowed (written down in DESIGN.md).
+        assert!(backend(|r| {
+            r.token_endpoint_auth_method = Some("client_secret_basic".into());
+            r.jwks = None;
+        })
+        .is_ok());
+        // An app that also has client_credentials may list app scopes besides system/ ones.
+        assert!(backend(|r| {
+            r.grant_types = Some(vec!["authorization_code".into(), "client_credentials".into()]);
+            r.redirect_uris = Some(vec!["https://app.example/cb".into()]);
+            r.scope = Some("system/*.rs launch patient/*.rs".into());
+        })
+        .is_ok());
     }
 }

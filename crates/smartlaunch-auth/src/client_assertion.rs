@@ -63,11 +63,10 @@ impl ClientAssertion {
                 return Err("the client_assertion header `typ` must be `JWT`".into());
             }
         }
-        let kid = header
-            .get("kid")
-            .and_then(Value::as_str)
-            .filter(|k| !k.is_empty())
-            .ok_or("the client_assertion header has no `kid`: name the key that signed it (its kid in your JWK Set)")?;
+        let kid =
+            header.get("kid").and_then(Value::as_str).filter(|k| !k.is_empty()).ok_or(
+                "the client_assertion header has no `kid`: name the key that signed it (its kid in your JWK Set)",
+            )?;
         let jku = match header.get("jku") {
             None => None,
             Some(v) => Some(v.as_str().ok_or("the client_assertion header `jku` must be a string")?.to_owned()),
@@ -101,8 +100,13 @@ impl ClientAssertion {
         match (&self.jku, registered_jwks_uri) {
             (None, _) => Ok(()),
             (Some(jku), Some(uri)) if jku == uri => Ok(()),
-            (Some(_), Some(_)) => Err("the header `jku` differs from the registered jwks_uri: keys are taken only from the registration".into()),
-            (Some(_), None) => Err("the header has a `jku`, but this client registered its keys by value (jwks): remove jku".into()),
+            (Some(_), Some(_)) => {
+                Err("the header `jku` differs from the registered jwks_uri: keys are taken only from the registration"
+                    .into())
+            }
+            (Some(_), None) => {
+                Err("the header has a `jku`, but this client registered its keys by value (jwks): remove jku".into())
+            }
         }
     }
 
@@ -156,7 +160,10 @@ impl ClientAssertion {
             .and_then(Value::as_i64)
             .ok_or("`exp` is missing or not a number (seconds since 1970)")?;
         if exp <= now {
-            return Err(format!("the assertion expired {} s ago (`exp`); sign a fresh one for each request", now - exp));
+            return Err(format!(
+                "the assertion expired {} s ago (`exp`); sign a fresh one for each request",
+                now - exp
+            ));
         }
         if exp > now + MAX_LIFETIME + CLOCK_SKEW {
             return Err(format!(
@@ -170,9 +177,8 @@ impl ClientAssertion {
                 return Err("the assertion is not valid yet (`nbf` is in the future)".into());
             }
         }
-        let jti = text("jti")
-            .filter(|j| !j.is_empty())
-            .ok_or("`jti` is missing: give every assertion a unique random id")?;
+        let jti =
+            text("jti").filter(|j| !j.is_empty()).ok_or("`jti` is missing: give every assertion a unique random id")?;
         if jti.len() > MAX_JTI_LEN {
             return Err(format!("`jti` is longer than {MAX_JTI_LEN} characters"));
         }
@@ -294,9 +300,8 @@ mod tests {
         let (rsa, _) = key_and_set(KeyKind::Rs384);
         let a = ClientAssertion::parse(&rsa.sign_jwt(&claims(), &[("kid", json!(key.kid()))]).unwrap()).unwrap();
         assert!(a.select_key(&set).unwrap().is_err(), "an RS384 header cannot use an EC key");
-        let with_jku = |jku: &str| {
-            ClientAssertion::parse(&key.sign_jwt(&claims(), &[("jku", json!(jku))]).unwrap()).unwrap()
-        };
+        let with_jku =
+            |jku: &str| ClientAssertion::parse(&key.sign_jwt(&claims(), &[("jku", json!(jku))]).unwrap()).unwrap();
         assert!(with_jku("https://app/jwks").check_jku(Some("https://app/jwks")).is_ok());
         assert!(with_jku("https://evil/jwks").check_jku(Some("https://app/jwks")).is_err());
         assert!(with_jku("https://evil/jwks").check_jku(None).is_err());

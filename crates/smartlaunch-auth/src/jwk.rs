@@ -66,9 +66,15 @@ impl Alg {
 /// A public key's material.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyMaterial {
-    Rsa { n: Vec<u8>, e: Vec<u8> },
+    Rsa {
+        n: Vec<u8>,
+        e: Vec<u8>,
+    },
     /// `curve` is `P-256` or `P-384`; `point` is the uncompressed SEC1 point `04‖x‖y`.
-    Ec { curve: Curve, point: Vec<u8> },
+    Ec {
+        curve: Curve,
+        point: Vec<u8>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,8 +110,7 @@ impl PublicJwk {
     pub fn verify(&self, alg: Alg, message: &[u8], signature: &[u8]) -> bool {
         match (&self.material, alg) {
             (KeyMaterial::Rsa { n, e }, Alg::Rs256 | Alg::Rs384) => {
-                let params =
-                    if alg == Alg::Rs256 { &RSA_PKCS1_2048_8192_SHA256 } else { &RSA_PKCS1_2048_8192_SHA384 };
+                let params = if alg == Alg::Rs256 { &RSA_PKCS1_2048_8192_SHA256 } else { &RSA_PKCS1_2048_8192_SHA384 };
                 RsaPublicKeyComponents { n: n.as_slice(), e: e.as_slice() }.verify(params, message, signature).is_ok()
             }
             (KeyMaterial::Ec { curve: Curve::P256, point }, Alg::Es256) => {
@@ -123,10 +128,7 @@ impl PublicJwk {
 /// at least 2048 bits or EC on P-256/P-384, and public only (a private member is refused, since
 /// the private key was sent by mistake and must be replaced).
 pub fn parse_key_set(jwks: &Value) -> Result<Vec<PublicJwk>, String> {
-    let keys = jwks
-        .get("keys")
-        .and_then(Value::as_array)
-        .ok_or("a JWK Set is a JSON object with a `keys` array")?;
+    let keys = jwks.get("keys").and_then(Value::as_array).ok_or("a JWK Set is a JSON object with a `keys` array")?;
     if keys.is_empty() {
         return Err("the JWK Set has no keys".into());
     }
@@ -207,7 +209,10 @@ fn parse_key(key: &Value) -> Result<PublicJwk, String> {
                 Some("P-256") => (Curve::P256, 32),
                 Some("P-384") => (Curve::P384, 48),
                 Some(other) => {
-                    return Err(format!("the curve `{}` is not supported; use P-384 (ES384) or P-256 (ES256)", short(other)))
+                    return Err(format!(
+                        "the curve `{}` is not supported; use P-384 (ES384) or P-256 (ES256)",
+                        short(other)
+                    ))
                 }
                 None => return Err("`crv` is missing".into()),
             };
@@ -221,7 +226,8 @@ fn parse_key(key: &Value) -> Result<PublicJwk, String> {
             point.extend_from_slice(&x);
             point.extend_from_slice(&y);
             // Reject a point not on the curve now, not at the first assertion.
-            let probe = if curve == Curve::P256 { &signature::ECDSA_P256_SHA256_FIXED } else { &ECDSA_P384_SHA384_FIXED };
+            let probe =
+                if curve == Curve::P256 { &signature::ECDSA_P256_SHA256_FIXED } else { &ECDSA_P384_SHA384_FIXED };
             if aws_lc_rs::signature::ParsedPublicKey::new(probe, &point).is_err() {
                 return Err("`x` and `y` are not a point on the curve".into());
             }
@@ -294,7 +300,9 @@ mod tests {
         let mut wrong_alg = key.public_jwk();
         wrong_alg["alg"] = json!("RS384");
         assert!(parse_key_set(&json!({ "keys": [wrong_alg] })).is_err());
-        assert!(parse_key_set(&json!({ "keys": [key.public_jwk(), key.public_jwk()] })).unwrap_err().contains("unique"));
+        assert!(parse_key_set(&json!({ "keys": [key.public_jwk(), key.public_jwk()] }))
+            .unwrap_err()
+            .contains("unique"));
         assert!(parse_key_set(&json!({ "keys": [] })).is_err());
         assert!(parse_key_set(&json!([key.public_jwk()])).is_err());
     }

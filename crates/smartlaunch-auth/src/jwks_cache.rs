@@ -66,7 +66,12 @@ impl JwksCache {
 
     /// The key set at `url`: cached while fresh, fetched otherwise.  With `kid`, a cached set
     /// that lacks it is refetched once (at most once per [`REFETCH_INTERVAL`]).
-    pub async fn keys(&self, url: &str, kid: Option<&str>, now: UnixTime) -> Result<Arc<Vec<PublicJwk>>, KeysUnavailable> {
+    pub async fn keys(
+        &self,
+        url: &str,
+        kid: Option<&str>,
+        now: UnixTime,
+    ) -> Result<Arc<Vec<PublicJwk>>, KeysUnavailable> {
         let cached = {
             let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
             entries.get(url).map(|e| (e.keys.clone(), e.expires_at > now, e.forced_at))
@@ -81,9 +86,11 @@ impl JwksCache {
             }
             _ => false,
         };
-        let fetched = self.fetcher.fetch(url).await.map_err(|e| KeysUnavailable(format!("fetching jwks_uri failed: {e}")))?;
+        let fetched =
+            self.fetcher.fetch(url).await.map_err(|e| KeysUnavailable(format!("fetching jwks_uri failed: {e}")))?;
         let keys = Arc::new(
-            parse_key_set(&fetched.body).map_err(|e| KeysUnavailable(format!("the JWK Set at jwks_uri is not valid: {e}")))?,
+            parse_key_set(&fetched.body)
+                .map_err(|e| KeysUnavailable(format!("the JWK Set at jwks_uri is not valid: {e}")))?,
         );
         let ttl = fetched.max_age.unwrap_or(DEFAULT_TTL).clamp(0, MAX_TTL);
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
@@ -134,7 +141,10 @@ mod tests {
     }
 
     impl JwksFetcher for Served {
-        fn fetch<'a>(&'a self, _url: &'a str) -> Pin<Box<dyn Future<Output = Result<FetchedJwks, String>> + Send + 'a>> {
+        fn fetch<'a>(
+            &'a self,
+            _url: &'a str,
+        ) -> Pin<Box<dyn Future<Output = Result<FetchedJwks, String>> + Send + 'a>> {
             self.fetches.fetch_add(1, Ordering::SeqCst);
             let body = self.jwks.lock().unwrap().clone();
             Box::pin(async move { Ok(FetchedJwks { body, max_age: self.max_age }) })

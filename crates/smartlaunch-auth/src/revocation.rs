@@ -55,3 +55,41 @@ impl RevocationList {
         self.user_clients.write().unwrap_or_else(|p| p.into_inner()).retain(|_, at| *at >= before);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(sub: &str, client: &str, iat: UnixTime) -> AccessClaims {
+        AccessClaims {
+            iss: "i".into(),
+            aud: "a".into(),
+            sub: sub.into(),
+            client_id: client.into(),
+            scope: "system/*.rs".into(),
+            grant: format!("g-{sub}-{iat}"),
+            patient: None,
+            encounter: None,
+            fhir_user: None,
+            iat,
+            exp: iat + 300,
+            jti: "j".into(),
+            context: None,
+            simulate_error: None,
+            trace: None,
+        }
+    }
+
+    #[test]
+    fn a_removed_client_loses_every_token_issued_until_then() {
+        let list = RevocationList::default();
+        list.revoke_user_client(ALL_USERS, "svc", 100);
+        assert!(list.is_revoked(&claims("svc", "svc", 100)), "a backend token (sub = client)");
+        assert!(list.is_revoked(&claims("user-1", "svc", 50)), "a user's token");
+        assert!(!list.is_revoked(&claims("svc", "svc", 101)), "issued after (a client registered again)");
+        assert!(!list.is_revoked(&claims("svc", "other", 50)), "another client");
+        list.revoke_user_client("user-2", "app", 100);
+        assert!(list.is_revoked(&claims("user-2", "app", 90)));
+        assert!(!list.is_revoked(&claims("user-3", "app", 90)));
+    }
+}

@@ -65,8 +65,8 @@ impl SigningKey {
     /// A key from a PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`).  `kind` chooses the algorithm of
     /// an RSA key (RS384 unless RS256 is asked); an EC key's curve decides its own.
     pub fn from_pem(pem: &str, kind: Option<KeyKind>) -> Result<SigningKey, String> {
-        let (label, der) = pem_rfc7468::decode_vec(pem.trim().as_bytes())
-            .map_err(|e| format!("the key file is not PEM: {e}"))?;
+        let (label, der) =
+            pem_rfc7468::decode_vec(pem.trim().as_bytes()).map_err(|e| format!("the key file is not PEM: {e}"))?;
         if label != "PRIVATE KEY" {
             return Err(format!(
                 "the key file holds a `{label}`; use a PKCS#8 `PRIVATE KEY` (convert with `openssl pkcs8 -topk8 -nocrypt`)"
@@ -77,7 +77,9 @@ impl SigningKey {
         } else if let Ok(k) = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &der) {
             Pair::Ec(k)
         } else {
-            Pair::Rsa(RsaKeyPair::from_pkcs8(&der).map_err(|e| format!("the key is not an RSA, P-256 or P-384 key: {e}"))?)
+            Pair::Rsa(
+                RsaKeyPair::from_pkcs8(&der).map_err(|e| format!("the key is not an RSA, P-256 or P-384 key: {e}"))?,
+            )
         };
         SigningKey::new(pair, kind)
     }
@@ -161,11 +163,8 @@ impl SigningKey {
         for (k, v) in extra_header {
             header[*k] = v.clone();
         }
-        let mut jwt = format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(header.to_string()),
-            URL_SAFE_NO_PAD.encode(claims.to_string())
-        );
+        let mut jwt =
+            format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
         let sig = self.sign(jwt.as_bytes())?;
         jwt.push('.');
         jwt.push_str(&URL_SAFE_NO_PAD.encode(sig));

@@ -111,9 +111,9 @@ impl AuthStore for Db {
     async fn clients(&self) -> StoreResult<Vec<Client>> {
         let rows: Vec<ClientRow> =
             sqlx::query_as(&format!("SELECT {CLIENT_COLUMNS} FROM clients ORDER BY created_at, client_id"))
-        .fetch_all(&self.read)
-        .await
-        .map_err(err)?;
+                .fetch_all(&self.read)
+                .await
+                .map_err(err)?;
         rows.into_iter().map(client_from_row).collect()
     }
 

@@ -15,7 +15,11 @@ pub fn generate_keys(alg: &str, out: &Path) -> anyhow::Result<(SigningKey, PathB
     let key = SigningKey::generate(kind).map_err(anyhow::Error::msg)?;
     let pem_path = with_suffix(out, ".pem");
     let jwks_path = with_suffix(out, ".jwks.json");
-    anyhow::ensure!(!pem_path.exists(), "{} exists: choose another --out (keys are never overwritten)", pem_path.display());
+    anyhow::ensure!(
+        !pem_path.exists(),
+        "{} exists: choose another --out (keys are never overwritten)",
+        pem_path.display()
+    );
     write_private(&pem_path, key.to_pem().map_err(anyhow::Error::msg)?.as_bytes())?;
     std::fs::write(&jwks_path, serde_json::to_string_pretty(&key.public_jwks())? + "\n")?;
     Ok((key, pem_path, jwks_path))
@@ -63,11 +67,9 @@ pub async fn fetch_token(args: TokenArgs) -> anyhow::Result<Value> {
         (Some(url), _) => url,
         (None, Some(base)) => {
             let url = format!("{}/.well-known/smart-configuration", base.trim_end_matches('/'));
-            let config: Value = http.get(&url).header("Accept", "application/json").send().await?.error_for_status()?.json().await?;
-            config["token_endpoint"]
-                .as_str()
-                .ok_or_else(|| anyhow::anyhow!("{url} has no token_endpoint"))?
-                .to_owned()
+            let config: Value =
+                http.get(&url).header("Accept", "application/json").send().await?.error_for_status()?.json().await?;
+            config["token_endpoint"].as_str().ok_or_else(|| anyhow::anyhow!("{url} has no token_endpoint"))?.to_owned()
         }
         (None, None) => anyhow::bail!("give --token-url, or --fhir-base to discover it"),
     };

@@ -30,13 +30,16 @@ impl HttpJwksFetcher {
     }
 
     async fn get(&self, url: &str) -> Result<FetchedJwks, String> {
-        let mut response = self
-            .http
-            .get(url)
-            .header(ACCEPT, "application/json, application/jwk-set+json")
-            .send()
-            .await
-            .map_err(|e| if e.is_timeout() { "no answer within 5 s".to_owned() } else { "the request failed (connection or TLS)".to_owned() })?;
+        let mut response =
+            self.http.get(url).header(ACCEPT, "application/json, application/jwk-set+json").send().await.map_err(
+                |e| {
+                    if e.is_timeout() {
+                        "no answer within 5 s".to_owned()
+                    } else {
+                        "the request failed (connection or TLS)".to_owned()
+                    }
+                },
+            )?;
         let status = response.status();
         if status.is_redirection() {
             return Err(format!("it answered {status} (a redirect): register the final URL"));
@@ -47,7 +50,8 @@ impl HttpJwksFetcher {
         if response.content_length().is_some_and(|n| n > MAX_JWKS_BYTES as u64) {
             return Err(format!("the JWK Set is larger than {MAX_JWKS_BYTES} bytes"));
         }
-        let max_age = response.headers().get(CACHE_CONTROL).and_then(|v| v.to_str().ok()).and_then(cache_control_max_age);
+        let max_age =
+            response.headers().get(CACHE_CONTROL).and_then(|v| v.to_str().ok()).and_then(cache_control_max_age);
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(|_| "the response body could not be read".to_owned())? {
             if body.len() + chunk.len() > MAX_JWKS_BYTES {

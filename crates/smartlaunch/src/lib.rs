@@ -2,8 +2,8 @@
 //! (axum routers and askama pages).  Integration tests start the real server through
 //! [`server::start`] on an ephemeral port and talk to it over HTTP.
 
-pub mod clock;
 pub mod backend_cli;
+pub mod clock;
 pub mod import;
 mod jwks_fetch;
 pub mod seed;

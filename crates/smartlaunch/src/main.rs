@@ -262,8 +262,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Token { client_id, key, alg, scope, token_url, fhir_base } => {
-            let key_pem = std::fs::read_to_string(&key)
-                .map_err(|e| anyhow::anyhow!("reading {}: {e}", key.display()))?;
+            let key_pem =
+                std::fs::read_to_string(&key).map_err(|e| anyhow::anyhow!("reading {}: {e}", key.display()))?;
             let args = smartlaunch::backend_cli::TokenArgs { client_id, key_pem, alg, scope, token_url, fhir_base };
             let body = smartlaunch::backend_cli::fetch_token(args).await?;
             println!("{}", serde_json::to_string_pretty(&body)?);

@@ -71,25 +71,25 @@ async fn smart_configuration_has_every_required_and_recommended_field() {
 async fn capabilities_are_exactly_the_tested_ones() {
     // Each capability below has a test in this file named after it.
     let tested = [
-        "launch-ehr",                    // suites::ehr_launch (every test)
-        "launch-standalone",             // patient_standalone_launch_end_to_end
-        "authorize-post",                // authorize_by_post_works_like_get
-        "client-public",                 // patient_standalone_launch_end_to_end
-        "client-confidential-symmetric", // confidential_clients_authenticate_with_basic_or_post
+        "launch-ehr",                     // suites::ehr_launch (every test)
+        "launch-standalone",              // patient_standalone_launch_end_to_end
+        "authorize-post",                 // authorize_by_post_works_like_get
+        "client-public",                  // patient_standalone_launch_end_to_end
+        "client-confidential-symmetric",  // confidential_clients_authenticate_with_basic_or_post
         "client-confidential-asymmetric", // suites::backend (every test)
-        "sso-openid-connect",            // patient_standalone_launch_end_to_end (id_token)
-        "context-standalone-patient",    // provider_launch_picks_patient_and_encounter
-        "context-standalone-encounter",  // provider_launch_picks_patient_and_encounter
-        "context-ehr-patient",           // suites::ehr_launch::ehr_and_portal_launch_apps_with_their_context…
-        "context-ehr-encounter",         // suites::ehr_launch::ehr_and_portal_launch_apps_with_their_context…
-        "context-banner",                // need_patient_banner: suites::ehr_launch (framed: false, API: true)
-        "context-style",                 // smart_style_url: suites::ehr_launch::launch_api_launches_deliver…
-        "permission-offline",            // refresh_rotates_and_reuse_revokes_the_family
-        "permission-online",             // online_access_ends_with_the_session
-        "permission-patient",            // patient_token_cannot_read_another_patient
-        "permission-user",               // user_scopes_follow_the_signed_in_user
-        "permission-v1",                 // v1_scopes_are_granted_and_returned_as_v1
-        "permission-v2",                 // patient_standalone_launch_end_to_end (patient/*.rs)
+        "sso-openid-connect",             // patient_standalone_launch_end_to_end (id_token)
+        "context-standalone-patient",     // provider_launch_picks_patient_and_encounter
+        "context-standalone-encounter",   // provider_launch_picks_patient_and_encounter
+        "context-ehr-patient",            // suites::ehr_launch::ehr_and_portal_launch_apps_with_their_context…
+        "context-ehr-encounter",          // suites::ehr_launch::ehr_and_portal_launch_apps_with_their_context…
+        "context-banner",                 // need_patient_banner: suites::ehr_launch (framed: false, API: true)
+        "context-style",                  // smart_style_url: suites::ehr_launch::launch_api_launches_deliver…
+        "permission-offline",             // refresh_rotates_and_reuse_revokes_the_family
+        "permission-online",              // online_access_ends_with_the_session
+        "permission-patient",             // patient_token_cannot_read_another_patient
+        "permission-user",                // user_scopes_follow_the_signed_in_user
+        "permission-v1",                  // v1_scopes_are_granted_and_returned_as_v1
+        "permission-v2",                  // patient_standalone_launch_end_to_end (patient/*.rs)
     ];
     let s = Server::start().await;
     let d: Value =

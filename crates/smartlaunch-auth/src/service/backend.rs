@@ -67,7 +67,9 @@ impl<S: AuthStore> AuthService<S> {
 /// v2 and granular): what both allow.  Anything but a `system/` scope is refused by name.
 pub fn backend_scope(client: &Client, requested: Option<&str>) -> Result<ScopeSet, TokenError> {
     let requested = requested.map(str::trim).filter(|s| !s.is_empty()).ok_or_else(|| {
-        TokenError::InvalidScope("scope is required: ask for the system/ scopes you need, e.g. `system/Patient.rs`".into())
+        TokenError::InvalidScope(
+            "scope is required: ask for the system/ scopes you need, e.g. `system/Patient.rs`".into(),
+        )
     })?;
     let asked = ScopeSet::parse(requested).map_err(|e| TokenError::InvalidScope(e.to_string()))?;
     if let Some(other) = asked.iter().find(|s| !is_system(s)) {
@@ -125,9 +127,12 @@ mod tests {
         assert_eq!(granted("system/Patient.rs", "system/*.rs").unwrap(), "system/Patient.rs");
         assert_eq!(granted("system/*.read", "system/Observation.rs").unwrap(), "system/Observation.rs");
         assert_eq!(granted("system/Observation.rs", "system/Observation.cruds").unwrap(), "system/Observation.rs");
-        let lab = "system/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|laboratory";
+        let lab =
+            "system/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|laboratory";
         assert_eq!(granted(lab, "system/Observation.rs").unwrap(), lab, "a granular limit narrows the grant");
-        assert!(matches!(granted("system/Patient.rs", "system/Observation.rs"), Err(TokenError::InvalidScope(m)) if m.contains("may have: system/Patient.rs")));
+        assert!(
+            matches!(granted("system/Patient.rs", "system/Observation.rs"), Err(TokenError::InvalidScope(m)) if m.contains("may have: system/Patient.rs"))
+        );
     }
 
     #[test]

@@ -102,7 +102,9 @@ impl<S: AuthStore> AuthService<S> {
             None => return Err(invalid(format!("client_assertion_type is required: `{JWT_BEARER}`"))),
         }
         let raw = req.client_assertion.as_deref().filter(|a| !a.is_empty()).ok_or_else(|| {
-            invalid("client_assertion is required with client_assertion_type: a JWT signed with the client's key".into())
+            invalid(
+                "client_assertion is required with client_assertion_type: a JWT signed with the client's key".into(),
+            )
         })?;
         let assertion = ClientAssertion::parse(raw).map_err(invalid)?;
         let iss = assertion
@@ -152,9 +154,11 @@ impl<S: AuthStore> AuthService<S> {
                 .map(Arc::new)
                 .map_err(|e| TokenError::InvalidClient(format!("the registered jwks is not valid: {e}")));
         }
-        let uri = client.metadata.jwks_uri.as_deref().ok_or_else(|| {
-            TokenError::InvalidClient("this client registered no keys (jwks or jwks_uri)".into())
-        })?;
+        let uri = client
+            .metadata
+            .jwks_uri
+            .as_deref()
+            .ok_or_else(|| TokenError::InvalidClient("this client registered no keys (jwks or jwks_uri)".into()))?;
         self.key_sets.keys(uri, Some(kid), now).await.map_err(|e| TokenError::InvalidClient(e.0))
     }
 }

@@ -96,7 +96,11 @@ impl<S: AuthStore> AuthService<S> {
     }
 
     /// RFC 7592 §2.1: read one's own registration.
-    pub async fn read_registration(&self, client_id: &str, token: Option<&str>) -> Result<Registered, RegistrationError> {
+    pub async fn read_registration(
+        &self,
+        client_id: &str,
+        token: Option<&str>,
+    ) -> Result<Registered, RegistrationError> {
         let client = self.managed_client(client_id, token).await?;
         self.rotate_registration_token(client).await
     }

@@ -133,10 +133,9 @@ fn registration_request(filled: &Filled) -> Result<RegistrationRequest, String> 
         Kind::Backend => (&["client_credentials"], "private_key_jwt"),
     };
     let jwks = match (filled.kind.uses_keys(), filled.jwks.is_empty()) {
-        (true, false) => Some(
-            serde_json::from_str::<serde_json::Value>(&filled.jwks)
-                .map_err(|e| format!("The JWK Set is not valid JSON ({e}): paste the public JWKS, {{\"keys\": [...]}}."))?,
-        ),
+        (true, false) => Some(serde_json::from_str::<serde_json::Value>(&filled.jwks).map_err(|e| {
+            format!("The JWK Set is not valid JSON ({e}): paste the public JWKS, {{\"keys\": [...]}}.")
+        })?),
         _ => None,
     };
     let nonempty = |s: &str| Some(s.to_owned()).filter(|s| !s.is_empty());

@@ -75,7 +75,11 @@ async fn backend_services_get_short_system_tokens_with_rs384_and_es384() {
         assert!(claims.get("fhirUser").is_none() && claims.get("patient").is_none());
         // system/ reaches every patient.
         let r = s.read("Patient?_count=50", body["access_token"].as_str().unwrap()).await;
-        assert_eq!(s.read("Patient?_count=1", &s.backend_token("system/Patient.r").await).await.status(), 403, "r without s");
+        assert_eq!(
+            s.read("Patient?_count=1", &s.backend_token("system/Patient.r").await).await.status(),
+            403,
+            "r without s"
+        );
         assert_eq!(r.status(), StatusCode::OK);
         let bundle: Value = r.json().await.unwrap();
         assert!(bundle["entry"].as_array().unwrap().len() > 1, "all patients, not one");
@@ -93,7 +97,12 @@ async fn keys_by_url_are_fetched_cached_and_rotated() {
             "token_endpoint_auth_method": "private_key_jwt", "jwks_uri": jwks.url,
         }))
         .await;
-    let mut c = BackendClient { server: &s, client_id: reg["client_id"].as_str().unwrap().to_owned(), key: old, registration: reg };
+    let mut c = BackendClient {
+        server: &s,
+        client_id: reg["client_id"].as_str().unwrap().to_owned(),
+        key: old,
+        registration: reg,
+    };
     c.token("system/Patient.rs").await;
     c.token("system/Patient.rs").await;
     assert_eq!(jwks.fetches.load(Ordering::SeqCst), 1, "cached for max-age");
@@ -122,9 +131,11 @@ async fn every_bad_assertion_is_invalid_client_and_names_the_check() {
     let now = unix_now();
     let scope = "system/Patient.rs";
     let b64 = |v: Value| URL_SAFE_NO_PAD.encode(v.to_string());
-    let claims = json!({"iss": c.client_id, "sub": c.client_id, "aud": s.token_url(), "exp": now + 60, "jti": random(8)});
+    let claims =
+        json!({"iss": c.client_id, "sub": c.client_id, "aud": s.token_url(), "exp": now + 60, "jti": random(8)});
     // HS256 "signed" with the client's public key as the HMAC secret (the classic confusion).
-    let hs_input = format!("{}.{}", b64(json!({"alg": "HS256", "kid": c.key.kid(), "typ": "JWT"})), b64(claims.clone()));
+    let hs_input =
+        format!("{}.{}", b64(json!({"alg": "HS256", "kid": c.key.kid(), "typ": "JWT"})), b64(claims.clone()));
     let hmac_key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, c.key.public_jwks().to_string().as_bytes());
     let hs256 = format!("{hs_input}.{}", URL_SAFE_NO_PAD.encode(aws_lc_rs::hmac::sign(&hmac_key, hs_input.as_bytes())));
     let none = format!("{}.{}.", b64(json!({"alg": "none", "kid": c.key.kid()})), b64(claims.clone()));
@@ -156,10 +167,16 @@ async fn every_bad_assertion_is_invalid_client_and_names_the_check() {
     assert!(invalid_client(c.token_with(&once, scope).await).await.contains("already used"));
     // The assertion type.
     let r = s
-        .token(&[("grant_type", "client_credentials"), ("scope", scope), ("client_assertion_type", "urn:x"), ("client_assertion", &c.assertion())])
+        .token(&[
+            ("grant_type", "client_credentials"),
+            ("scope", scope),
+            ("client_assertion_type", "urn:x"),
+            ("client_assertion", &c.assertion()),
+        ])
         .await;
     assert!(invalid_client(r).await.contains("client_assertion_type"));
-    let r = s.token(&[("grant_type", "client_credentials"), ("scope", scope), ("client_assertion", &c.assertion())]).await;
+    let r =
+        s.token(&[("grant_type", "client_credentials"), ("scope", scope), ("client_assertion", &c.assertion())]).await;
     assert!(invalid_client(r).await.contains("client_assertion_type"));
     // Only client_id, no assertion: an asymmetric client must prove itself.
     let r = s.token(&[("grant_type", "client_credentials"), ("scope", scope), ("client_id", &c.client_id)]).await;
@@ -167,8 +184,11 @@ async fn every_bad_assertion_is_invalid_client_and_names_the_check() {
     // client_id that differs from iss.
     let r = s
         .token(&[
-            ("grant_type", "client_credentials"), ("scope", scope), ("client_id", &other.client_id),
-            ("client_assertion_type", JWT_BEARER), ("client_assertion", &c.assertion()),
+            ("grant_type", "client_credentials"),
+            ("scope", scope),
+            ("client_id", &other.client_id),
+            ("client_assertion_type", JWT_BEARER),
+            ("client_assertion", &c.assertion()),
         ])
         .await;
     assert!(invalid_client(r).await.contains("client_id"));
@@ -187,8 +207,10 @@ async fn a_jti_used_at_one_node_is_refused_by_another_sharing_the_database() {
     let replay = c.assertion_with(json!({"aud": b.token_url(), "jti": claims["jti"]}), &[]);
     let r = b
         .token(&[
-            ("grant_type", "client_credentials"), ("scope", "system/Patient.rs"),
-            ("client_assertion_type", JWT_BEARER), ("client_assertion", &replay),
+            ("grant_type", "client_credentials"),
+            ("scope", "system/Patient.rs"),
+            ("client_assertion_type", JWT_BEARER),
+            ("client_assertion", &replay),
         ])
         .await;
     assert!(invalid_client(r).await.contains("already used"));
@@ -212,14 +234,19 @@ async fn asymmetric_app(s: &Server) -> BackendClient<'_> {
 async fn asymmetric_apps_use_the_code_refresh_introspection_and_revocation_endpoints() {
     let s = Server::start().await;
     let app = asymmetric_app(&s).await;
-    let (code, verifier) = launch(&s, &app.client_id, "launch/patient openid fhirUser offline_access patient/*.rs", "patient", None).await;
+    let (code, verifier) =
+        launch(&s, &app.client_id, "launch/patient openid fhirUser offline_access patient/*.rs", "patient", None).await;
     let assertion = app.assertion();
     let exchange = |code: String, assertion: String| {
         let (s, verifier) = (&s, verifier.clone());
         async move {
             s.token(&[
-                ("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", &s.redirect_uri()),
-                ("code_verifier", &verifier), ("client_assertion_type", JWT_BEARER), ("client_assertion", &assertion),
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", &s.redirect_uri()),
+                ("code_verifier", &verifier),
+                ("client_assertion_type", JWT_BEARER),
+                ("client_assertion", &assertion),
             ])
             .await
         }
@@ -227,8 +254,11 @@ async fn asymmetric_apps_use_the_code_refresh_introspection_and_revocation_endpo
     // Without the assertion (client_id only) the code is refused, and not spent.
     let r = s
         .token(&[
-            ("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", &s.redirect_uri()),
-            ("code_verifier", &verifier), ("client_id", &app.client_id),
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", &s.redirect_uri()),
+            ("code_verifier", &verifier),
+            ("client_id", &app.client_id),
         ])
         .await;
     assert!(invalid_client(r).await.contains("private_key_jwt"));
@@ -238,29 +268,49 @@ async fn asymmetric_apps_use_the_code_refresh_introspection_and_revocation_endpo
     let patient = tokens["patient"].as_str().unwrap().to_owned();
     let refresh = tokens["refresh_token"].as_str().unwrap();
     // Refresh needs the client's assertion too.
-    let r = s.token(&[("grant_type", "refresh_token"), ("refresh_token", refresh), ("client_id", &app.client_id)]).await;
+    let r =
+        s.token(&[("grant_type", "refresh_token"), ("refresh_token", refresh), ("client_id", &app.client_id)]).await;
     assert!(invalid_client(r).await.contains("private_key_jwt"));
     let r = s.token(&[("grant_type", "refresh_token"), ("refresh_token", refresh)]).await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     let r = s
         .token(&[
-            ("grant_type", "refresh_token"), ("refresh_token", refresh),
-            ("client_assertion_type", JWT_BEARER), ("client_assertion", &app.assertion()),
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh),
+            ("client_assertion_type", JWT_BEARER),
+            ("client_assertion", &app.assertion()),
         ])
         .await;
     assert_eq!(r.status(), StatusCode::OK);
     let refreshed: Value = r.json().await.unwrap();
     let access = refreshed["access_token"].as_str().unwrap();
     // Introspection and revocation authenticate the same way.
-    let post = |path: &str, form: Vec<(&str, String)>| {
-        s.http.post(format!("{}/auth/{path}", s.base)).form(&form).send()
-    };
-    let r = post("introspect", vec![("token", access.into()), ("client_assertion_type", JWT_BEARER.into()), ("client_assertion", app.assertion())]).await.unwrap();
+    let post =
+        |path: &str, form: Vec<(&str, String)>| s.http.post(format!("{}/auth/{path}", s.base)).form(&form).send();
+    let r = post(
+        "introspect",
+        vec![
+            ("token", access.into()),
+            ("client_assertion_type", JWT_BEARER.into()),
+            ("client_assertion", app.assertion()),
+        ],
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.json::<Value>().await.unwrap()["active"], true);
     let r = post("introspect", vec![("token", access.into()), ("client_id", app.client_id.clone())]).await.unwrap();
     assert!(invalid_client(r).await.contains("private_key_jwt"));
-    let r = post("revoke", vec![("token", access.into()), ("client_assertion_type", JWT_BEARER.into()), ("client_assertion", app.assertion())]).await.unwrap();
+    let r = post(
+        "revoke",
+        vec![
+            ("token", access.into()),
+            ("client_assertion_type", JWT_BEARER.into()),
+            ("client_assertion", app.assertion()),
+        ],
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(s.read(&format!("Patient/{patient}"), access).await.status(), StatusCode::UNAUTHORIZED, "revoked");
 }
@@ -329,7 +379,11 @@ async fn registration_checks_keys_and_backend_metadata() {
         let mut m = json!({"client_name": "B", "grant_types": ["client_credentials"], "scope": "system/*.rs",
             "token_endpoint_auth_method": "private_key_jwt", "jwks": key.public_jwks()});
         for (k, v) in extra.as_object().unwrap() {
-            if v.is_null() { m.as_object_mut().unwrap().remove(k); } else { m[k] = v.clone(); }
+            if v.is_null() {
+                m.as_object_mut().unwrap().remove(k);
+            } else {
+                m[k] = v.clone();
+            }
         }
         m
     };
@@ -356,8 +410,10 @@ async fn registration_checks_keys_and_backend_metadata() {
     }
     // A backend service may use a client secret when it registers client_credentials with one.
     let reg = s
-        .register(json!({"client_name": "Symmetric", "grant_types": ["client_credentials"], "scope": "system/Patient.rs",
-            "token_endpoint_auth_method": "client_secret_basic"}))
+        .register(
+            json!({"client_name": "Symmetric", "grant_types": ["client_credentials"], "scope": "system/Patient.rs",
+            "token_endpoint_auth_method": "client_secret_basic"}),
+        )
         .await;
     let r = s
         .http
@@ -388,21 +444,32 @@ async fn backend_scopes_are_negotiated_and_other_grants_refused() {
     }
     // A backend client has no authorization_code grant, and an app has no client_credentials.
     let r = s
-        .token(&[("grant_type", "authorization_code"), ("code", "x"), ("redirect_uri", "x"), ("code_verifier", "x"),
-            ("client_assertion_type", JWT_BEARER), ("client_assertion", &c.assertion())])
+        .token(&[
+            ("grant_type", "authorization_code"),
+            ("code", "x"),
+            ("redirect_uri", "x"),
+            ("code_verifier", "x"),
+            ("client_assertion_type", JWT_BEARER),
+            ("client_assertion", &c.assertion()),
+        ])
         .await;
     assert!(oauth_error(r, "unauthorized_client").await.contains("authorization_code"));
     let app = asymmetric_app(&s).await;
     let r = app.token_with(&app.assertion(), "system/Patient.rs").await;
     assert!(oauth_error(r, "unauthorized_client").await.contains("client_credentials"));
     let public = s.public_app().await;
-    let r = s.token(&[("grant_type", "client_credentials"), ("scope", "system/Patient.rs"), ("client_id", &public)]).await;
+    let r =
+        s.token(&[("grant_type", "client_credentials"), ("scope", "system/Patient.rs"), ("client_id", &public)]).await;
     assert!(oauth_error(r, "unauthorized_client").await.contains("client_credentials"));
 }
 
 async fn cli(args: &[&str]) -> (bool, String, String) {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_smartlaunch")).args(args).output().await.unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[tokio::test]
@@ -418,7 +485,11 @@ async fn the_command_line_generates_keys_registers_a_backend_service_and_gets_a_
     let pem = format!("{prefix}.pem");
     let jwks_file = format!("{prefix}.jwks.json");
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(std::fs::metadata(&pem).unwrap().permissions().mode() & 0o777, 0o600, "the private key is the owner's only");
+    assert_eq!(
+        std::fs::metadata(&pem).unwrap().permissions().mode() & 0o777,
+        0o600,
+        "the private key is the owner's only"
+    );
     let jwks: Value = serde_json::from_str(&std::fs::read_to_string(&jwks_file).unwrap()).unwrap();
     assert!(jwks["keys"][0].get("d").is_none() && jwks["keys"][0]["alg"] == "ES384");
     let (ok, _, err) = cli(&["keys", "generate", "--out", prefix]).await;
@@ -426,7 +497,17 @@ async fn the_command_line_generates_keys_registers_a_backend_service_and_gets_a_
 
     let data = s.dir.to_str().unwrap();
     let (ok, out, err) = cli(&[
-        "clients", "add", "--data", data, "--name", "CLI service", "--backend", "--jwks-file", &jwks_file, "--scope", "system/*.rs",
+        "clients",
+        "add",
+        "--data",
+        data,
+        "--name",
+        "CLI service",
+        "--backend",
+        "--jwks-file",
+        &jwks_file,
+        "--scope",
+        "system/*.rs",
     ])
     .await;
     assert!(ok, "{err}");
@@ -434,8 +515,18 @@ async fn the_command_line_generates_keys_registers_a_backend_service_and_gets_a_
     let client_id = registered["client_id"].as_str().unwrap();
     assert_eq!(registered["token_endpoint_auth_method"], "private_key_jwt");
 
-    let (ok, out, err) =
-        cli(&["token", "--client-id", client_id, "--key", &pem, "--scope", "system/Patient.rs", "--fhir-base", &s.fhir]).await;
+    let (ok, out, err) = cli(&[
+        "token",
+        "--client-id",
+        client_id,
+        "--key",
+        &pem,
+        "--scope",
+        "system/Patient.rs",
+        "--fhir-base",
+        &s.fhir,
+    ])
+    .await;
     assert!(ok, "{err}");
     let body: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(body["scope"], "system/Patient.rs");
@@ -458,11 +549,31 @@ async fn the_app_gallery_registers_private_key_apps_and_backend_services() {
     let private = json!({"keys": [private]}).to_string();
     for (pasted, expect) in [("{not json", "not valid JSON"), (private.as_str(), "private key")] {
         let csrf = b.csrf();
-        b.post("/apps", &[("csrf", &csrf), ("client_name", "Svc"), ("client_type", "backend"), ("scope", "system/*.rs"), ("jwks", pasted)]).await;
+        b.post(
+            "/apps",
+            &[
+                ("csrf", &csrf),
+                ("client_name", "Svc"),
+                ("client_type", "backend"),
+                ("scope", "system/*.rs"),
+                ("jwks", pasted),
+            ],
+        )
+        .await;
         assert!(b.page.contains("role=\"alert\"") && b.page.contains(expect), "{expect}: {}", b.page);
     }
     let csrf = b.csrf();
-    b.post("/apps", &[("csrf", &csrf), ("client_name", "Nightly export"), ("client_type", "backend"), ("scope", "system/*.rs"), ("jwks", &jwks)]).await;
+    b.post(
+        "/apps",
+        &[
+            ("csrf", &csrf),
+            ("client_name", "Nightly export"),
+            ("client_type", "backend"),
+            ("scope", "system/*.rs"),
+            ("jwks", &jwks),
+        ],
+    )
+    .await;
     assert!(b.page.contains("Nightly export is registered"), "{}", b.page);
     assert!(!b.page.contains("<dt>client_secret</dt>"), "a private-key client has no secret");
     let client_id = b.page.split("<dt>client_id</dt><dd><code>").nth(1).unwrap().split('<').next().unwrap().to_owned();
@@ -472,10 +583,16 @@ async fn the_app_gallery_registers_private_key_apps_and_backend_services() {
     assert!(b.page.contains("backend service"));
     // A private-key app by JWK Set URL.
     let csrf = b.csrf();
-    b.post("/apps", &[
-        ("csrf", &csrf), ("client_name", "Server app"), ("client_type", "asymmetric"),
-        ("redirect_uris", "http://127.0.0.1:9/app/callback"), ("jwks_uri", "https://app.example/jwks.json"),
-    ])
+    b.post(
+        "/apps",
+        &[
+            ("csrf", &csrf),
+            ("client_name", "Server app"),
+            ("client_type", "asymmetric"),
+            ("redirect_uris", "http://127.0.0.1:9/app/callback"),
+            ("jwks_uri", "https://app.example/jwks.json"),
+        ],
+    )
     .await;
     assert!(b.page.contains("Server app is registered"), "{}", b.page);
     b.get(&format!("{}/apps", s.base)).await;

@@ -1,8 +1,8 @@
 //! Further suites of the HTTP integration-test binary (one binary per crate: link time on two
 //! cores is real).
 
-mod ehr_launch;
 mod backend;
+mod ehr_launch;
 mod enforcement;
 mod fhir_rest;
 mod fhir_search;

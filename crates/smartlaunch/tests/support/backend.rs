@@ -41,7 +41,12 @@ impl Server {
                 "scope": scope,
             }))
             .await;
-        BackendClient { server: self, client_id: registration["client_id"].as_str().unwrap().to_owned(), key, registration }
+        BackendClient {
+            server: self,
+            client_id: registration["client_id"].as_str().unwrap().to_owned(),
+            key,
+            registration,
+        }
     }
 
     /// A `client_credentials` access token for `scope` from a new backend client.
