@@ -165,10 +165,13 @@ impl RegistrationRequest {
         };
         self.check_keys(token_endpoint_auth_method)?;
         if has("client_credentials") {
-            if !token_endpoint_auth_method.is_confidential() {
-                return Err(meta(
-                    "a backend service (client_credentials) must authenticate: use `private_key_jwt` (recommended) or a client secret".into(),
-                ));
+            // SMART Backend Services authenticate asymmetrically only (checklist item 98; the
+            // symmetric profile "is not intended for SMART Backend Services clients").
+            if token_endpoint_auth_method != TokenEndpointAuthMethod::PrivateKeyJwt {
+                return Err(meta(format!(
+                    "a backend service (client_credentials) authenticates with `private_key_jwt`, not `{}`: register its public keys as jwks or jwks_uri",
+                    token_endpoint_auth_method.as_str()
+                )));
             }
             let set =
                 self.scope.as_deref().map(ScopeSet::parse).transpose().map_err(|e| meta(format!("scope: {e}")))?;
@@ -430,19 +433,21 @@ mod tests {
                 r.token_endpoint_auth_method = Some("none".into());
                 r.jwks = None;
             }),
-            "must authenticate",
+            "authenticates with `private_key_jwt`, not `none`",
         );
         refused(backend(|r| r.token_endpoint_auth_method = Some("client_secret_post".into())), "private_key_jwt");
         refused(
             backend(|r| r.grant_types = Some(vec!["client_credentials".into(), "refresh_token".into()])),
             "refresh_token",
         );
-        // With a secret and no keys, a backend service is allowed (written down in DESIGN.md).
-        assert!(backend(|r| {
-            r.token_endpoint_auth_method = Some("client_secret_basic".into());
-            r.jwks = None;
-        })
-        .is_ok());
+        // A client secret is not enough for a backend service (checklist item 98).
+        refused(
+            backend(|r| {
+                r.token_endpoint_auth_method = Some("client_secret_basic".into());
+                r.jwks = None;
+            }),
+            "not `client_secret_basic`",
+        );
         // An app that also has client_credentials may list app scopes besides system/ ones.
         assert!(backend(|r| {
             r.grant_types = Some(vec!["authorization_code".into(), "client_credentials".into()]);

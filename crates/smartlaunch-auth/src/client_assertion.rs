@@ -43,6 +43,7 @@ pub struct VerifiedAssertion {
 
 impl ClientAssertion {
     /// Parses the compact JWS and checks its header: a supported `alg`, a `kid`, `typ` JWT.
+    /// The order of the checks is the order of the error an app sees first.
     pub fn parse(assertion: &str) -> Result<ClientAssertion, String> {
         if assertion.len() > MAX_ASSERTION_LEN {
             return Err(format!("client_assertion is longer than {MAX_ASSERTION_LEN} bytes"));
@@ -58,10 +59,9 @@ impl ClientAssertion {
             .map_err(|_| "the client_assertion header is not JSON".to_owned())?;
         let alg = header.get("alg").and_then(Value::as_str).ok_or("the client_assertion header has no `alg`")?;
         let alg = Alg::parse(alg)?;
-        if let Some(typ) = header.get("typ") {
-            if !typ.as_str().is_some_and(|t| t.eq_ignore_ascii_case("JWT")) {
-                return Err("the client_assertion header `typ` must be `JWT`".into());
-            }
+        // `typ` is required and fixed (asym: "typ … Fixed value: JWT", checklist item 47).
+        if !header.get("typ").and_then(Value::as_str).is_some_and(|t| t.eq_ignore_ascii_case("JWT")) {
+            return Err("the client_assertion header needs `typ`: `JWT`".into());
         }
         let kid =
             header.get("kid").and_then(Value::as_str).filter(|k| !k.is_empty()).ok_or(
@@ -284,7 +284,9 @@ mod tests {
         assert!(ClientAssertion::parse(&none).unwrap_err().contains("none"));
         let hs = format!("{}.{body}.c2ln", b64(json!({"alg": "HS256", "kid": "k"})));
         assert!(ClientAssertion::parse(&hs).unwrap_err().contains("HMAC"));
-        let no_kid = format!("{}.{body}.c2ln", b64(json!({"alg": "ES384"})));
+        let no_kid = format!("{}.{body}.c2ln", b64(json!({"alg": "ES384", "typ": "JWT"})));
+        let no_typ = format!("{}.{body}.c2ln", b64(json!({"alg": "ES384", "kid": "k"})));
+        assert!(ClientAssertion::parse(&no_typ).unwrap_err().contains("typ"));
         assert!(ClientAssertion::parse(&no_kid).unwrap_err().contains("kid"));
         let typ = format!("{}.{body}.c2ln", b64(json!({"alg": "ES384", "kid": "k", "typ": "at+jwt"})));
         assert!(ClientAssertion::parse(&typ).unwrap_err().contains("typ"));

@@ -157,11 +157,17 @@ impl SigningKey {
         }
     }
 
-    /// A signed JWT with this key's `alg` and `kid` and the given extra header members.
+    /// A signed JWT with this key's `alg` and `kid` and the given extra header members (a
+    /// `null` value removes a member).
     pub fn sign_jwt(&self, claims: &Value, extra_header: &[(&str, Value)]) -> Result<String, String> {
         let mut header = json!({ "alg": self.alg.as_str(), "kid": self.kid, "typ": "JWT" });
         for (k, v) in extra_header {
-            header[*k] = v.clone();
+            match (v.is_null(), header.as_object_mut()) {
+                (true, Some(h)) => {
+                    h.remove(*k);
+                }
+                _ => header[*k] = v.clone(),
+            }
         }
         let mut jwt =
             format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));

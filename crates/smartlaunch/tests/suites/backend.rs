@@ -138,7 +138,8 @@ async fn every_bad_assertion_is_invalid_client_and_names_the_check() {
         format!("{}.{}", b64(json!({"alg": "HS256", "kid": c.key.kid(), "typ": "JWT"})), b64(claims.clone()));
     let hmac_key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, c.key.public_jwks().to_string().as_bytes());
     let hs256 = format!("{hs_input}.{}", URL_SAFE_NO_PAD.encode(aws_lc_rs::hmac::sign(&hmac_key, hs_input.as_bytes())));
-    let none = format!("{}.{}.", b64(json!({"alg": "none", "kid": c.key.kid()})), b64(claims.clone()));
+    let none = format!("{}.{}.", b64(json!({"alg": "none", "kid": c.key.kid(), "typ": "JWT"})), b64(claims.clone()));
+    let no_typ = c.assertion_with(json!({}), &[("typ", Value::Null)]);
     let cases: Vec<(&str, String, &str)> = vec![
         ("wrong aud", c.assertion_with(json!({"aud": s.fhir}), &[]), "`aud`"),
         ("iss is another client", c.assertion_with(json!({"iss": other.client_id}), &[]), "kid"),
@@ -156,6 +157,7 @@ async fn every_bad_assertion_is_invalid_client_and_names_the_check() {
         ("alg none", none, "none"),
         ("HS256 with the public key", hs256, "HMAC"),
         ("not a JWT", "abc".into(), "signed JWT"),
+        ("no typ", no_typ, "`typ`"),
     ];
     for (what, assertion, expect) in cases {
         let e = invalid_client(c.token_with(&assertion, scope).await).await;
@@ -393,7 +395,7 @@ async fn registration_checks_keys_and_backend_metadata() {
         (backend(json!({"jwks_uri": "https://app.example/jwks.json"})), "not both"),
         (backend(json!({"jwks": null})), "jwks"),
         (backend(json!({"jwks": null, "jwks_uri": "http://app.example/jwks.json"})), "jwks_uri"),
-        (backend(json!({"token_endpoint_auth_method": "none", "jwks": null})), "must authenticate"),
+        (backend(json!({"token_endpoint_auth_method": "none", "jwks": null})), "not `none`"),
         (backend(json!({"scope": null})), "system/"),
         (backend(json!({"scope": "patient/*.rs"})), "system/"),
         (backend(json!({"scope": "system/*.rs patient/*.rs"})), "patient/*.rs"),
@@ -408,22 +410,27 @@ async fn registration_checks_keys_and_backend_metadata() {
         assert_eq!(body["error"], "invalid_client_metadata", "{body}");
         assert!(body["error_description"].as_str().unwrap().contains(expect), "{expect}: {body}");
     }
-    // A backend service may use a client secret when it registers client_credentials with one.
-    let reg = s
-        .register(
-            json!({"client_name": "Symmetric", "grant_types": ["client_credentials"], "scope": "system/Patient.rs",
-            "token_endpoint_auth_method": "client_secret_basic"}),
-        )
-        .await;
+    // A client secret is not enough for a backend service (SMART: asymmetric only).
+    let r = s
+        .http
+        .post(format!("{}/auth/register", s.base))
+        .json(&json!({"client_name": "Symmetric", "grant_types": ["client_credentials"], "scope": "system/Patient.rs",
+            "token_endpoint_auth_method": "client_secret_basic"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    // And a secret client without the grant cannot use it.
+    let (id, secret) = s.confidential_app("client_secret_basic").await;
     let r = s
         .http
         .post(s.token_url())
-        .basic_auth(reg["client_id"].as_str().unwrap(), reg["client_secret"].as_str())
+        .basic_auth(id, Some(secret))
         .form(&[("grant_type", "client_credentials"), ("scope", "system/Patient.rs")])
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    assert!(oauth_error(r, "unauthorized_client").await.contains("client_credentials"));
 }
 
 #[tokio::test]
