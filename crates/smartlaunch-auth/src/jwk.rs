@@ -152,6 +152,12 @@ pub fn parse_key_set(jwks: &Value) -> Result<Vec<PublicJwk>, String> {
 /// The private members of RSA, EC and symmetric JWKs (RFC 7518 §6).
 const PRIVATE_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
 
+/// Whether a JWK Set holds secret material (a pasted private key must not be shown again).
+pub fn has_private_member(jwks: &Value) -> bool {
+    let keys = jwks.get("keys").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    keys.iter().filter_map(Value::as_object).any(|k| PRIVATE_MEMBERS.iter().any(|m| k.contains_key(*m)))
+}
+
 fn parse_key(key: &Value) -> Result<PublicJwk, String> {
     let obj = key.as_object().ok_or("a key must be a JSON object")?;
     if let Some(m) = PRIVATE_MEMBERS.iter().find(|m| obj.contains_key(**m)) {

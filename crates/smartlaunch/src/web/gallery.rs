@@ -188,6 +188,13 @@ pub(crate) async fn register(State(app): State<App>, headers: HeaderMap, body: B
             tracing::error!("app gallery: {e}");
             error_page(StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong", "The app could not be registered.")
         }
-        Err(e) => page(&app, filled, Some(e.description().to_owned()), None).await,
+        Err(e) => {
+            let mut filled = filled;
+            // A private key pasted by mistake is not sent back to the browser.
+            if serde_json::from_str(&filled.jwks).is_ok_and(|v| smartlaunch_auth::jwk::has_private_member(&v)) {
+                filled.jwks.clear();
+            }
+            page(&app, filled, Some(e.description().to_owned()), None).await
+        }
     }
 }

@@ -569,6 +569,7 @@ async fn the_app_gallery_registers_private_key_apps_and_backend_services() {
         .await;
         assert!(b.page.contains("role=\"alert\"") && b.page.contains(expect), "{expect}: {}", b.page);
     }
+    assert!(!b.page.contains("c2VjcmV0"), "a pasted private key is not shown again");
     let csrf = b.csrf();
     b.post(
         "/apps",
