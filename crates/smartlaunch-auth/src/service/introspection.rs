@@ -137,7 +137,7 @@ impl<S: AuthStore> AuthService<S> {
     ) -> Result<(), TokenError> {
         let client = self.authenticate_client(request, basic, now).await?.ok_or_else(|| {
             TokenError::InvalidClient(
-                "identify the client: client_id for public apps, HTTP Basic for confidential ones".into(),
+                "identify the client: client_id for public apps; HTTP Basic, client_secret_post or a client_assertion for confidential ones".into(),
             )
         })?;
         let token =

@@ -28,7 +28,7 @@ impl<S: AuthStore> AuthService<S> {
         match req.grant_type.as_deref() {
             Some("authorization_code") => {
                 let client = client.ok_or_else(|| {
-                    TokenError::InvalidClient("no client identified: public apps send client_id; confidential apps authenticate with HTTP Basic".into())
+                    TokenError::InvalidClient("no client identified: public apps send client_id; confidential apps authenticate with HTTP Basic, client_secret_post or a private_key_jwt client_assertion".into())
                 })?;
                 self.exchange_code(&client, &req, now).await
             }
