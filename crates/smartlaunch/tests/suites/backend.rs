@@ -606,3 +606,42 @@ async fn the_app_gallery_registers_private_key_apps_and_backend_services() {
     b.get(&format!("{}/apps", s.base)).await;
     assert!(b.page.contains("confidential (private key)"));
 }
+
+#[tokio::test]
+async fn a_jwks_uri_that_is_huge_not_json_redirects_or_is_down_is_refused_with_a_reason() {
+    let s = Server::start().await;
+    let key = SigningKey::generate(KeyKind::Es384).unwrap();
+    let huge = "x".repeat(70 * 1024);
+    let app = axum::Router::new()
+        .route("/huge.json", axum::routing::get(move || async move { ([("content-type", "application/json")], huge) }))
+        .route("/html", axum::routing::get(|| async { "<html>hello</html>" }))
+        .route("/moved", axum::routing::get(|| async { (StatusCode::FOUND, [("location", "/elsewhere")]) }))
+        .route("/missing", axum::routing::get(|| async { StatusCode::NOT_FOUND }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+    for (url, expect) in [
+        (format!("{origin}/huge.json"), "larger than 65536 bytes"),
+        (format!("{origin}/html"), "not JSON"),
+        (format!("{origin}/moved"), "redirect"),
+        (format!("{origin}/missing"), "404"),
+        (format!("http://{closed}/jwks.json"), "request failed"),
+    ] {
+        let reg = s
+            .register(json!({
+                "client_name": "Bad URL", "grant_types": ["client_credentials"], "scope": "system/*.rs",
+                "token_endpoint_auth_method": "private_key_jwt", "jwks_uri": url,
+            }))
+            .await;
+        let c = BackendClient {
+            server: &s,
+            client_id: reg["client_id"].as_str().unwrap().to_owned(),
+            key: SigningKey::from_pem(&key.to_pem().unwrap(), None).unwrap(),
+            registration: reg,
+        };
+        let e = invalid_client(c.token_with(&c.assertion(), "system/Patient.rs").await).await;
+        assert!(e.contains("jwks_uri") && e.contains(expect), "{url}: {e}");
+        assert!(!e.contains("hello") && !e.contains("xxxx"), "the body is never echoed: {e}");
+    }
+}
