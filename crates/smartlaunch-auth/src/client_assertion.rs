@@ -292,6 +292,30 @@ mod tests {
         assert!(ClientAssertion::parse(&"a".repeat(MAX_ASSERTION_LEN + 1)).is_err());
     }
 
+    /// Review (issue 8): an `exp` far in the past must be refused, not overflow `now - exp`
+    /// (a panic in debug builds, a wrapped number in the message in release builds).
+    #[test]
+    fn review_an_extreme_exp_is_refused_without_overflow() {
+        let (key, set) = key_and_set(KeyKind::Es384);
+        for exp in [i64::MIN, i64::MIN + 1, i64::MAX] {
+            let mut c = claims();
+            c["exp"] = json!(exp);
+            let e = std::panic::catch_unwind(|| check(&key, &set, c.clone()));
+            let e = e.unwrap_or_else(|_| panic!("exp = {exp} panics"));
+            assert!(e.unwrap_err().contains("exp"), "exp = {exp}");
+        }
+    }
+
+    /// Review (issue 8): RFC 7515 §4.1.11: a `crit` header names extensions the recipient must
+    /// understand (e.g. `b64: false`, RFC 7797, which changes what is signed); we understand
+    /// none, so an assertion with `crit` is refused.
+    #[test]
+    fn review_a_crit_header_is_refused() {
+        let (key, _) = key_and_set(KeyKind::Es384);
+        let with_crit = key.sign_jwt(&claims(), &[("crit", json!(["b64"])), ("b64", json!(false))]).unwrap();
+        assert!(ClientAssertion::parse(&with_crit).unwrap_err().contains("crit"));
+    }
+
     #[test]
     fn keys_are_chosen_by_kid_and_alg_and_jku_must_be_the_registered_one() {
         let (key, set) = key_and_set(KeyKind::Es384);
