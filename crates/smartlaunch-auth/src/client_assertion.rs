@@ -58,6 +58,11 @@ impl ClientAssertion {
             .map_err(|_| "the client_assertion header is not JSON".to_owned())?;
         let alg = header.get("alg").and_then(Value::as_str).ok_or("the client_assertion header has no `alg`")?;
         let alg = Alg::parse(alg)?;
+        // RFC 7515 §4.1.11: extensions in `crit` must be understood; we understand none (e.g.
+        // `b64: false`, RFC 7797, would change what the signature covers).
+        if header.get("crit").is_some() {
+            return Err("the client_assertion header has `crit`: no JWS extension is supported; remove it".into());
+        }
         if let Some(typ) = header.get("typ") {
             if !typ.as_str().is_some_and(|t| t.eq_ignore_ascii_case("JWT")) {
                 return Err("the client_assertion header `typ` must be `JWT`".into());
@@ -162,13 +167,13 @@ impl ClientAssertion {
         if exp <= now {
             return Err(format!(
                 "the assertion expired {} s ago (`exp`); sign a fresh one for each request",
-                now - exp
+                now.saturating_sub(exp)
             ));
         }
-        if exp > now + MAX_LIFETIME + CLOCK_SKEW {
+        if exp > now.saturating_add(MAX_LIFETIME + CLOCK_SKEW) {
             return Err(format!(
                 "`exp` is {} s ahead; an assertion may be valid for at most {MAX_LIFETIME} s",
-                exp - now
+                exp.saturating_sub(now)
             ));
         }
         if let Some(nbf) = self.claims.get("nbf") {

@@ -199,8 +199,12 @@ fn parse_key(key: &Value) -> Result<PublicJwk, String> {
             if bits > MAX_RSA_BITS {
                 return Err(format!("the RSA key has {bits} bits; at most {MAX_RSA_BITS} are accepted"));
             }
-            if trim_zeros(&e).is_empty() || e.len() > 8 {
-                return Err("the RSA exponent `e` is not valid".into());
+            // e = 1 makes a signature the encoded message itself (anyone could forge it); an
+            // even e is no RSA key.  Real keys use 65537 (or 3).
+            let e_trimmed = trim_zeros(&e);
+            let odd = e_trimmed.last().is_some_and(|b| b & 1 == 1);
+            if !odd || e_trimmed == [1] || e.len() > 8 {
+                return Err("the RSA exponent `e` is not valid (it must be odd and at least 3, usually 65537)".into());
             }
             KeyMaterial::Rsa { n: n_trimmed.to_vec(), e: trim_zeros(&e).to_vec() }
         }

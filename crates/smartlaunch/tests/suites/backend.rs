@@ -713,8 +713,10 @@ async fn review_a_hostile_web_page_cannot_read_patients_through_a_backend_servic
 }
 
 /// Finding 3 (fixed): RFC 7592 says the registration access token used is spent, but the
-/// check and the write were two steps, so concurrent requests with one token all succeeded
-/// (each handing out a new token; a thief racing the owner kept a working one).
+/// check and the write were two steps, so concurrent requests with one token could all succeed
+/// (each handing out a new token; a thief racing the owner kept a working one).  Over HTTP the
+/// window is too small to hit reliably; the deterministic reproducer is
+/// `smartlaunch-store/tests/rules.rs::a_registration_access_token_is_spent_once_even_when_used_concurrently`.
 #[tokio::test]
 async fn review_rfc7592_requests_racing_with_one_token_have_one_winner() {
     let s = Server::start().await;
