@@ -59,6 +59,11 @@ impl ClientAssertion {
             .map_err(|_| "the client_assertion header is not JSON".to_owned())?;
         let alg = header.get("alg").and_then(Value::as_str).ok_or("the client_assertion header has no `alg`")?;
         let alg = Alg::parse(alg)?;
+        // RFC 7515 §4.1.11: extensions in `crit` must be understood; we understand none (e.g.
+        // `b64: false`, RFC 7797, would change what the signature covers).
+        if header.get("crit").is_some() {
+            return Err("the client_assertion header has `crit`: no JWS extension is supported; remove it".into());
+        }
         // `typ` is required and fixed (asym: "typ … Fixed value: JWT", checklist item 47).
         if !header.get("typ").and_then(Value::as_str).is_some_and(|t| t.eq_ignore_ascii_case("JWT")) {
             return Err("the client_assertion header needs `typ`: `JWT`".into());
@@ -162,13 +167,13 @@ impl ClientAssertion {
         if exp <= now {
             return Err(format!(
                 "the assertion expired {} s ago (`exp`); sign a fresh one for each request",
-                now - exp
+                now.saturating_sub(exp)
             ));
         }
-        if exp > now + MAX_LIFETIME + CLOCK_SKEW {
+        if exp > now.saturating_add(MAX_LIFETIME + CLOCK_SKEW) {
             return Err(format!(
                 "`exp` is {} s ahead; an assertion may be valid for at most {MAX_LIFETIME} s",
-                exp - now
+                exp.saturating_sub(now)
             ));
         }
         if let Some(nbf) = self.claims.get("nbf") {
@@ -292,6 +297,30 @@ mod tests {
         assert!(ClientAssertion::parse(&typ).unwrap_err().contains("typ"));
         assert!(ClientAssertion::parse("a.b").is_err());
         assert!(ClientAssertion::parse(&"a".repeat(MAX_ASSERTION_LEN + 1)).is_err());
+    }
+
+    /// Review (issue 8): an `exp` far in the past must be refused, not overflow `now - exp`
+    /// (a panic in debug builds, a wrapped number in the message in release builds).
+    #[test]
+    fn review_an_extreme_exp_is_refused_without_overflow() {
+        let (key, set) = key_and_set(KeyKind::Es384);
+        for exp in [i64::MIN, i64::MIN + 1, i64::MAX] {
+            let mut c = claims();
+            c["exp"] = json!(exp);
+            let e = std::panic::catch_unwind(|| check(&key, &set, c.clone()));
+            let e = e.unwrap_or_else(|_| panic!("exp = {exp} panics"));
+            assert!(e.unwrap_err().contains("exp"), "exp = {exp}");
+        }
+    }
+
+    /// Review (issue 8): RFC 7515 §4.1.11: a `crit` header names extensions the recipient must
+    /// understand (e.g. `b64: false`, RFC 7797, which changes what is signed); we understand
+    /// none, so an assertion with `crit` is refused.
+    #[test]
+    fn review_a_crit_header_is_refused() {
+        let (key, _) = key_and_set(KeyKind::Es384);
+        let with_crit = key.sign_jwt(&claims(), &[("crit", json!(["b64"])), ("b64", json!(false))]).unwrap();
+        assert!(ClientAssertion::parse(&with_crit).unwrap_err().contains("crit"));
     }
 
     #[test]

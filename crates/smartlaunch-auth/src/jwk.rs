@@ -205,8 +205,12 @@ fn parse_key(key: &Value) -> Result<PublicJwk, String> {
             if bits > MAX_RSA_BITS {
                 return Err(format!("the RSA key has {bits} bits; at most {MAX_RSA_BITS} are accepted"));
             }
-            if trim_zeros(&e).is_empty() || e.len() > 8 {
-                return Err("the RSA exponent `e` is not valid".into());
+            // e = 1 makes a signature the encoded message itself (anyone could forge it); an
+            // even e is no RSA key.  Real keys use 65537 (or 3).
+            let e_trimmed = trim_zeros(&e);
+            let odd = e_trimmed.last().is_some_and(|b| b & 1 == 1);
+            if !odd || e_trimmed == [1] || e.len() > 8 {
+                return Err("the RSA exponent `e` is not valid (it must be odd and at least 3, usually 65537)".into());
             }
             KeyMaterial::Rsa { n: n_trimmed.to_vec(), e: trim_zeros(&e).to_vec() }
         }
@@ -319,6 +323,34 @@ mod tests {
         assert!(Alg::parse("HS256").unwrap_err().contains("HMAC"));
         assert!(Alg::parse("PS384").unwrap_err().contains("not supported"));
         assert_eq!(Alg::parse("ES384").unwrap(), Alg::Es384);
+    }
+
+    /// Review (issue 8): RSA public exponent 1 (or even) makes "verification" the identity
+    /// (or breaks it); such a key must be refused at registration, and a signature that is just
+    /// the PKCS#1 v1.5 encoding of the message must never verify.
+    #[test]
+    fn review_rsa_exponent_one_or_even_is_refused_and_cannot_be_forged() {
+        let n = [0xffu8; 256];
+        let key = |e: &[u8]| json!({"kty": "RSA", "kid": "weak", "n": URL_SAFE_NO_PAD.encode(n), "e": URL_SAFE_NO_PAD.encode(e)});
+        // The forgery a key with e = 1 would allow: s = EM, since s^1 mod n = EM.
+        let message = b"header.payload";
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA384, message);
+        let prefix: [u8; 19] = [
+            0x30, 0x41, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x02, 0x05, 0x00, 0x04,
+            0x30,
+        ];
+        let mut em = vec![0x00, 0x01];
+        em.resize(256 - 19 - 48 - 1, 0xff);
+        em.push(0x00);
+        em.extend_from_slice(&prefix);
+        em.extend_from_slice(digest.as_ref());
+        assert_eq!(em.len(), 256);
+        let weak =
+            PublicJwk { kid: "weak".into(), alg: None, material: KeyMaterial::Rsa { n: n.to_vec(), e: vec![1] } };
+        assert!(!weak.verify(Alg::Rs384, message, &em), "a forged signature verifies with e = 1");
+        for e in [&[1u8][..], &[2], &[1, 0, 0]] {
+            assert!(parse_key_set(&json!({ "keys": [key(e)] })).is_err(), "e = {e:?} is accepted at registration");
+        }
     }
 
     #[test]

@@ -177,9 +177,15 @@ pub trait AuthStore: Send + Sync + 'static {
     fn insert_client(&self, client: &Client) -> impl Future<Output = StoreResult<()>> + Send;
     fn client(&self, client_id: &str) -> impl Future<Output = StoreResult<Option<Client>>> + Send;
     fn clients(&self) -> impl Future<Output = StoreResult<Vec<Client>>> + Send;
-    /// Replaces a client's metadata and registration token hash (RFC 7592); false when it does
-    /// not exist.
-    fn update_client(&self, client: &Client) -> impl Future<Output = StoreResult<bool>> + Send;
+    /// Replaces a client's metadata and registration token hash (RFC 7592), only while its
+    /// registration token hash is still `spent_token_hash` (one conditional statement, so of
+    /// requests racing with one token exactly one wins); false otherwise or when it does not
+    /// exist.
+    fn update_client(
+        &self,
+        client: &Client,
+        spent_token_hash: Option<&str>,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
     /// Records a `private_key_jwt` assertion's `jti` (hashed) until `expires_at`: true the first
     /// time, false when a live record exists (a replay).  One atomic statement, so of racing
     /// uses exactly one gets true, on every node that shares the database.

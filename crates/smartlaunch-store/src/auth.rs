@@ -117,15 +117,19 @@ impl AuthStore for Db {
         rows.into_iter().map(client_from_row).collect()
     }
 
-    async fn update_client(&self, client: &Client) -> StoreResult<bool> {
-        let updated = sqlx::query("UPDATE clients SET metadata = ?, registration_token_hash = ? WHERE client_id = ?")
-            .bind(serde_json::to_string(&client.metadata).map_err(err)?)
-            .bind(&client.registration_token_hash)
-            .bind(&client.client_id)
-            .execute(&self.write)
-            .await
-            .map_err(err)?
-            .rows_affected();
+    async fn update_client(&self, client: &Client, spent_token_hash: Option<&str>) -> StoreResult<bool> {
+        let updated = sqlx::query(
+            "UPDATE clients SET metadata = ?, registration_token_hash = ? \
+             WHERE client_id = ? AND registration_token_hash IS ?",
+        )
+        .bind(serde_json::to_string(&client.metadata).map_err(err)?)
+        .bind(&client.registration_token_hash)
+        .bind(&client.client_id)
+        .bind(spent_token_hash)
+        .execute(&self.write)
+        .await
+        .map_err(err)?
+        .rows_affected();
         Ok(updated > 0)
     }
 

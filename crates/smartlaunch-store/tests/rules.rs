@@ -377,3 +377,37 @@ async fn pages_stop_at_the_byte_budget() {
     assert_eq!((history.versions.len(), history.over_budget), (3, false));
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// Review (issue 8): RFC 7592 registration access tokens are spent on use.  Requests racing
+/// with one token (the owner and a thief holding a leaked copy) must have exactly one winner;
+/// the check and the write used to be two steps, so every racer got a fresh, working token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_registration_access_token_is_spent_once_even_when_used_concurrently() {
+    use smartlaunch_auth::client::RegistrationRequest;
+    use smartlaunch_auth::config::AuthConfig;
+    use smartlaunch_auth::AuthService;
+    let (db, dir) = db().await;
+    let auth = AuthService::open(db, AuthConfig::new("http://127.0.0.1:1"), 1_000).await.unwrap();
+    let request = || RegistrationRequest {
+        redirect_uris: Some(vec!["http://127.0.0.1:9/cb".into()]),
+        token_endpoint_auth_method: Some("none".into()),
+        ..Default::default()
+    };
+    let registered = auth.register(request(), None, 1_000).await.unwrap();
+    let id = registered.client.client_id.clone();
+    let mut token = registered.registration_access_token.unwrap();
+    for round in 0..20 {
+        let mut update = request();
+        update.client_id = Some(id.clone());
+        let (a, b, c) = tokio::join!(
+            auth.read_registration(&id, Some(&token)),
+            auth.update_registration(&id, Some(&token), update),
+            auth.read_registration(&id, Some(&token)),
+        );
+        let winners: Vec<String> =
+            [a, b, c].into_iter().filter_map(|r| r.ok()).map(|r| r.registration_access_token.unwrap()).collect();
+        assert_eq!(winners.len(), 1, "round {round}: {} requests spent one registration access token", winners.len());
+        token = winners[0].clone();
+    }
+    std::fs::remove_dir_all(dir).ok();
+}

@@ -85,11 +85,15 @@ impl<S: AuthStore> AuthService<S> {
     }
 
     /// Stores a new registration access token for `client` (the one used is spent) and answers.
+    /// The write succeeds only while the token used is still the current one, so of requests
+    /// racing with one token exactly one gets an answer (and a new token).
     async fn rotate_registration_token(&self, mut client: Client) -> Result<Registered, RegistrationError> {
         let token = random_token(32);
-        client.registration_token_hash = Some(hash_token(&token));
-        if !self.store.update_client(&client).await? {
-            return Err(RegistrationError::InvalidToken("this client no longer exists".into()));
+        let spent = client.registration_token_hash.replace(hash_token(&token));
+        if !self.store.update_client(&client, spent.as_deref()).await? {
+            return Err(RegistrationError::InvalidToken(
+                "the registration access token is missing, not valid or not this client's: send `Authorization: Bearer <registration_access_token>` from the last registration response".into(),
+            ));
         }
         self.clients.forget(&client.client_id);
         Ok(self.registered(client, None, Some(token)))

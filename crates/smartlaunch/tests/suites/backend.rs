@@ -645,3 +645,205 @@ async fn a_jwks_uri_that_is_huge_not_json_redirects_or_is_down_is_refused_with_a
         assert!(!e.contains("hello") && !e.contains("xxxx"), "the body is never echoed: {e}");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Security review of issue 8 (branch review-backend).  Tests marked `#[ignore = "review finding
+// …"]` fail today and document an open finding: run them with `-- --ignored`.
+
+/// Finding 1: beyond loopback (no `--open-sandbox`, no `--admin-token`: the launch API and the
+/// launcher are off because they can vouch for users), an anonymous registrant can still give
+/// itself `system/*.cruds` through open RFC 7591 registration and read and write every patient
+/// with no user at all — more than any open-sandbox power allows.
+#[tokio::test]
+#[ignore = "review finding 1: open registration grants system/ scopes to anyone (policy decision)"]
+async fn review_beyond_loopback_an_anonymous_registrant_cannot_give_itself_system_scopes() {
+    let s = Server::start_configured(|c| c.listen = "0.0.0.0:0".parse().unwrap()).await;
+    assert_eq!(s.running.as_ref().unwrap().sandbox_mode, smartlaunch_auth::config::SandboxMode::Closed);
+    let r = s
+        .http
+        .post(format!("{}/auth/register", s.base))
+        .json(&json!({"client_name": "Anyone", "grant_types": ["client_credentials"],
+            "token_endpoint_auth_method": "client_secret_post", "scope": "system/*.cruds"}))
+        .send()
+        .await
+        .unwrap();
+    if r.status() != StatusCode::CREATED {
+        return; // refused: the defence holds
+    }
+    let reg: Value = r.json().await.unwrap();
+    let r = s
+        .token(&[
+            ("grant_type", "client_credentials"),
+            ("scope", "system/*.cruds"),
+            ("client_id", reg["client_id"].as_str().unwrap()),
+            ("client_secret", reg["client_secret"].as_str().unwrap()),
+        ])
+        .await;
+    let body: Value = r.json().await.unwrap();
+    let token = body["access_token"].as_str().unwrap_or_default().to_owned();
+    let r = s.read("Patient?_count=100", &token).await;
+    let status = r.status();
+    let bundle: Value = r.json().await.unwrap_or_default();
+    let patients = bundle["entry"].as_array().map_or(0, Vec::len);
+    let write = s
+        .http
+        .post(format!("{}/Patient", s.fhir))
+        .bearer_auth(&token)
+        .header("content-type", "application/fhir+json")
+        .body(json!({"resourceType": "Patient", "name": [{"family": "Planted"}]}).to_string())
+        .send()
+        .await
+        .unwrap()
+        .status();
+    panic!(
+        "a closed server let an anonymous registrant take {:?}: read {patients} patients ({status}), wrote one ({write})",
+        body["scope"]
+    );
+}
+
+/// Finding 2: on the default loopback sandbox, a hostile web page the developer visits can,
+/// cross-origin and with no DNS rebinding: register (CORS `*`) a client that holds
+/// `client_credentials` with `system/*.cruds` and a redirect URI on its own origin (which makes
+/// that origin a "client origin"), take a token (form POST, no preflight) and read every
+/// patient — all three responses readable by the page.
+#[tokio::test]
+#[ignore = "review finding 2: a hostile page reads the loopback sandbox through a self-registered backend service"]
+async fn review_a_hostile_web_page_cannot_read_patients_through_a_backend_service_it_registers() {
+    let s = Server::start().await;
+    let evil = "https://evil.example";
+    let readable =
+        |r: &reqwest::Response| r.headers().get("access-control-allow-origin").is_some_and(|v| v == "*" || v == evil);
+    let r = s
+        .http
+        .post(format!("{}/auth/register", s.base))
+        .header("origin", evil)
+        .json(&json!({"client_name": "Helpful widget", "redirect_uris": [format!("{evil}/cb")],
+            "grant_types": ["authorization_code", "client_credentials"],
+            "token_endpoint_auth_method": "client_secret_post", "scope": "system/*.cruds"}))
+        .send()
+        .await
+        .unwrap();
+    let registered = r.status() == StatusCode::CREATED && readable(&r);
+    let reg: Value = r.json().await.unwrap();
+    if !registered {
+        return;
+    }
+    let r = s
+        .http
+        .post(s.token_url())
+        .header("origin", evil)
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", "system/*.cruds"),
+            ("client_id", reg["client_id"].as_str().unwrap()),
+            ("client_secret", reg["client_secret"].as_str().unwrap()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let token_readable = r.status() == StatusCode::OK && readable(&r);
+    let token = r.json::<Value>().await.unwrap()["access_token"].as_str().unwrap_or_default().to_owned();
+    let r = s
+        .http
+        .get(format!("{}/Patient?_count=100", s.fhir))
+        .header("origin", evil)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    let fhir_readable = r.status() == StatusCode::OK && readable(&r);
+    let patients = r.json::<Value>().await.unwrap_or_default()["entry"].as_array().map_or(0, Vec::len);
+    assert!(
+        !(token_readable && fhir_readable),
+        "a page on {evil} registered a backend service, took a system/*.cruds token and read {patients} patients cross-origin"
+    );
+}
+
+/// Finding 3 (fixed): RFC 7592 says the registration access token used is spent, but the
+/// check and the write were two steps, so concurrent requests with one token could all succeed
+/// (each handing out a new token; a thief racing the owner kept a working one).  Over HTTP the
+/// window is too small to hit reliably; the deterministic reproducer is
+/// `smartlaunch-store/tests/rules.rs::a_registration_access_token_is_spent_once_even_when_used_concurrently`.
+#[tokio::test]
+async fn review_rfc7592_requests_racing_with_one_token_have_one_winner() {
+    let s = Server::start().await;
+    let c = s.backend_client("system/*.rs").await;
+    let uri = c.registration["registration_client_uri"].as_str().unwrap().to_owned();
+    let mut token = c.registration["registration_access_token"].as_str().unwrap().to_owned();
+    let metadata = c.registration.clone();
+    for round in 0..4 {
+        let mut racers = tokio::task::JoinSet::new();
+        for i in 0..8 {
+            let (http, uri, token) = (s.http.clone(), uri.clone(), token.clone());
+            let mut m = metadata.clone();
+            m["client_name"] = json!(format!("Racer {round}-{i}"));
+            racers.spawn(async move {
+                let r = if i % 2 == 0 {
+                    http.put(&uri).bearer_auth(&token).json(&m).send().await.unwrap()
+                } else {
+                    http.get(&uri).bearer_auth(&token).send().await.unwrap()
+                };
+                (r.status(), r.json::<Value>().await.unwrap())
+            });
+        }
+        let mut winners = Vec::new();
+        while let Some(done) = racers.join_next().await {
+            let (status, body) = done.unwrap();
+            if status == StatusCode::OK {
+                winners.push(body["registration_access_token"].as_str().unwrap().to_owned());
+            } else {
+                assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+            }
+        }
+        assert_eq!(
+            winners.len(),
+            1,
+            "round {round}: {} requests spent the same registration access token",
+            winners.len()
+        );
+        token = winners.pop().unwrap();
+    }
+    assert_eq!(s.http.get(&uri).bearer_auth(&token).send().await.unwrap().status(), StatusCode::OK);
+}
+
+/// Finding 4: a `jwks_uri` is fetched before the assertion's signature is checked, may be
+/// plain http on loopback even on a server that listens beyond it, and the fetch error names
+/// the HTTP status: any registrant can probe the server's own loopback services (a port scan
+/// and a status oracle; https to any internal host likewise).
+#[tokio::test]
+#[ignore = "review finding 4: jwks_uri SSRF oracle (loopback http allowed beyond loopback; status echoed)"]
+async fn review_a_server_beyond_loopback_does_not_fetch_loopback_jwks_uris() {
+    let s = Server::start_configured(|c| c.listen = "0.0.0.0:0".parse().unwrap()).await;
+    let port = url::Url::parse(&s.base).unwrap().port().unwrap();
+    let key = SigningKey::generate(KeyKind::Es384).unwrap();
+    let r = s
+        .http
+        .post(format!("{}/auth/register", s.base))
+        .json(&json!({"client_name": "Probe", "grant_types": ["client_credentials"], "scope": "system/*.rs",
+            "token_endpoint_auth_method": "private_key_jwt",
+            "jwks_uri": format!("http://127.0.0.1:{port}/fhir/Patient")}))
+        .send()
+        .await
+        .unwrap();
+    if r.status() != StatusCode::CREATED {
+        return;
+    }
+    let reg: Value = r.json().await.unwrap();
+    let c =
+        BackendClient { server: &s, client_id: reg["client_id"].as_str().unwrap().to_owned(), key, registration: reg };
+    let leaked = invalid_client(c.token_with(&c.assertion(), "system/Patient.rs").await).await;
+    panic!("a closed server fetched a loopback jwks_uri for an anonymous registrant and said: {leaked}");
+}
+
+/// Held: `exp` of i64::MIN (signed, so only by a registrant with its own key) must be refused
+/// with `invalid_client`, not end the request in a panic.
+#[tokio::test]
+async fn review_an_assertion_with_an_extreme_exp_is_invalid_client() {
+    let s = Server::start().await;
+    let c = s.backend_client("system/*.rs").await;
+    for exp in [json!(i64::MIN), json!(i64::MAX), json!(1.0e300), json!(-1)] {
+        let e = invalid_client(c.token_with(&c.assertion_with(json!({ "exp": exp }), &[]), "system/Patient.rs").await)
+            .await;
+        assert!(e.contains("exp") || e.contains("expired"), "{exp}: {e}");
+    }
+}
