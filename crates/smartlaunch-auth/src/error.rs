@@ -106,6 +106,9 @@ pub enum RegistrationError {
     /// The initial access token is missing or wrong (RFC 7591 §3).
     #[error("invalid_token: {0}")]
     InvalidToken(String),
+    /// The caller may not register this kind of client here (403).
+    #[error("access_denied: {0}")]
+    Forbidden(String),
     #[error("server_error: {0}")]
     ServerError(String),
 }
@@ -116,6 +119,7 @@ impl RegistrationError {
             RegistrationError::InvalidRedirectUri(_) => "invalid_redirect_uri",
             RegistrationError::InvalidClientMetadata(_) => "invalid_client_metadata",
             RegistrationError::InvalidToken(_) => "invalid_token",
+            RegistrationError::Forbidden(_) => "access_denied",
             RegistrationError::ServerError(_) => "server_error",
         }
     }
@@ -125,6 +129,7 @@ impl RegistrationError {
             RegistrationError::InvalidRedirectUri(d)
             | RegistrationError::InvalidClientMetadata(d)
             | RegistrationError::InvalidToken(d)
+            | RegistrationError::Forbidden(d)
             | RegistrationError::ServerError(d) => d,
         }
     }

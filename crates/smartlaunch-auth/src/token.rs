@@ -22,6 +22,8 @@ pub struct TokenRequest {
     /// `private_key_jwt` (RFC 7523 §2.2).
     pub client_assertion_type: Option<String>,
     pub client_assertion: Option<String>,
+    /// The request came from a browser (it has an `Origin` header): not a form parameter.
+    pub from_browser: bool,
 }
 
 impl TokenRequest {

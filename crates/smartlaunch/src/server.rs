@@ -110,7 +110,7 @@ pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<
     let sandbox_mode = config.sandbox_mode();
     let auth = AuthService::open(db.clone(), config, clock.now())
         .await?
-        .with_jwks_fetcher(Arc::new(crate::jwks_fetch::HttpJwksFetcher::new()?));
+        .with_jwks_fetcher(Arc::new(crate::jwks_fetch::HttpJwksFetcher::new(addr.ip().is_loopback())?));
     let started_at = instant(clock.now());
     let state = Arc::new(AppState {
         auth,

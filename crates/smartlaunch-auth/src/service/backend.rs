@@ -30,6 +30,11 @@ impl<S: AuthStore> AuthService<S> {
                 "this client is not registered for the client_credentials grant: register grant_types [\"client_credentials\"] with the system/ scopes it may have".into(),
             ));
         }
+        if req.from_browser {
+            return Err(TokenError::UnauthorizedClient(
+                "a backend service is not a browser app: client_credentials requests must not come from a web page (this one has an Origin header)".into(),
+            ));
+        }
         let scope = backend_scope(client, req.scope.as_deref())?;
         let lifetime = self.config.access_token_lifetime.min(BACKEND_TOKEN_LIFETIME);
         let claims = AccessClaims {

@@ -27,7 +27,7 @@ use crate::UnixTime;
 pub use flow::{Credentials, FlowStep, Progress};
 pub use introspection::Caller;
 pub use launch::{IssuedLaunch, NewLaunch, LAUNCH_LIFETIME, SIMULATION_LIFETIME};
-pub use registration::Registered;
+pub use registration::{Registered, Registrant};
 
 /// The authorization server: configuration, keys, the revocation list and the store.
 pub struct AuthService<S> {

@@ -1,8 +1,10 @@
 //! Client registration: RFC 7591 dynamic registration, RFC 7592 management of one's own
 //! registration, and the command line (checklist 17–18).
 
-use crate::client::{Client, RegistrationRequest};
-use crate::error::RegistrationError;
+use smart_scopes::ScopeSet;
+
+use crate::client::{Client, ClientMetadata, RegistrationRequest};
+use crate::error::{LaunchError, RegistrationError};
 use crate::secrets::{hash_token, random_hex, random_token, secrets_equal};
 use crate::store::AuthStore;
 use crate::{AuthService, UnixTime};
@@ -37,16 +39,32 @@ impl Registered {
     }
 }
 
+/// Who registers over HTTP: what decides whether they may create a backend service.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Registrant<'a> {
+    /// `Authorization: Bearer`: the initial access token, or the admin token.
+    pub bearer: Option<&'a str>,
+    /// The `Host` the request named.
+    pub host: Option<&'a str>,
+    /// The request came from a page of another site (an `Origin` that is not this server's).
+    pub cross_site: bool,
+}
+
 impl<S: AuthStore> AuthService<S> {
-    /// RFC 7591 dynamic registration.  Open unless an initial access token is configured.
+    /// RFC 7591 dynamic registration.  Open unless an initial access token is configured; a
+    /// client that may hold `client_credentials` also needs the sandbox powers (see
+    /// [`AuthService::may_register_backend`]).
     pub async fn register(
         &self,
         request: RegistrationRequest,
-        initial_access_token: Option<&str>,
+        registrant: Registrant<'_>,
         now: UnixTime,
     ) -> Result<Registered, RegistrationError> {
-        self.check_registration_token(initial_access_token)?;
+        self.check_registration_token(registrant.bearer)?;
         let metadata = request.validate()?;
+        if metadata.grant_types.iter().any(|g| g == "client_credentials") {
+            self.may_register_backend(registrant.bearer, registrant.host, registrant.cross_site)?;
+        }
         let client_secret = metadata.token_endpoint_auth_method.uses_secret().then(|| random_token(32));
         let token = random_token(32);
         let client = Client {
@@ -116,6 +134,7 @@ impl<S: AuthStore> AuthService<S> {
         client_id: &str,
         token: Option<&str>,
         request: RegistrationRequest,
+        registrant: Registrant<'_>,
     ) -> Result<Registered, RegistrationError> {
         let mut client = self.managed_client(client_id, token).await?;
         let meta = RegistrationError::InvalidClientMetadata;
@@ -129,6 +148,21 @@ impl<S: AuthStore> AuthService<S> {
             }
         }
         let metadata = request.validate()?;
+        let widens = |old: &ClientMetadata, new: &ClientMetadata| {
+            let has_cc = |m: &ClientMetadata| m.grant_types.iter().any(|g| g == "client_credentials");
+            let scope = |m: &ClientMetadata| m.scope.as_deref().and_then(|s| ScopeSet::parse(s).ok());
+            has_cc(new)
+                && (!has_cc(old) || !matches!((scope(new), scope(old)), (Some(n), Some(o)) if n.is_subset_of(&o)))
+        };
+        // The registration access token is the client's own, not a sandbox power: it may not
+        // turn a client into a backend service or widen a backend service's scopes.
+        if widens(&client.metadata, &metadata) {
+            self.may_register_backend(None, registrant.host, registrant.cross_site).map_err(|_| {
+                RegistrationError::Forbidden(
+                    "an update may not add client_credentials or widen a backend service's scope: register a new backend service (a sandbox power, or `smartlaunch clients add --backend` on the server)".into(),
+                )
+            })?;
+        }
         if metadata.token_endpoint_auth_method != client.metadata.token_endpoint_auth_method {
             return Err(meta(format!(
                 "token_endpoint_auth_method cannot change (it is `{}`): register a new client for another method",
@@ -157,14 +191,47 @@ impl<S: AuthStore> AuthService<S> {
         Ok(())
     }
 
+    /// A backend service holds `system/` scopes over every patient with no user to approve
+    /// them, so registering one over HTTP is a sandbox power (issue 8 review, finding 1): on a
+    /// sandbox open on loopback (at a loopback `Host`), with `--open-sandbox`, or with the admin
+    /// token — never from a page of another site (finding 2: CORS lets any page read a
+    /// registration's answer).  A closed server registers backend services on its command line.
+    pub fn may_register_backend(
+        &self,
+        bearer: Option<&str>,
+        host: Option<&str>,
+        cross_site: bool,
+    ) -> Result<(), RegistrationError> {
+        if cross_site {
+            return Err(RegistrationError::Forbidden(
+                "a backend service cannot be registered from a web page of another site (this request has a foreign Origin): register it from its server, on the command line (`smartlaunch clients add --backend`) or at /apps".into(),
+            ));
+        }
+        match self.check_powers(bearer, host) {
+            Ok(()) => Ok(()),
+            Err(LaunchError::Unauthorized(_)) => Err(RegistrationError::InvalidToken(
+                "registering a backend service (client_credentials) needs this server's admin token: send `Authorization: Bearer <admin token>`".into(),
+            )),
+            Err(LaunchError::Forbidden(_)) if self.config.open_sandbox => Err(RegistrationError::Forbidden(
+                "a sandbox open on loopback registers backend services only at a loopback address (localhost, 127.0.0.1) or its public URL, never at another name (DNS rebinding)".into(),
+            )),
+            Err(_) => Err(RegistrationError::Forbidden(
+                "registering a backend service (client_credentials) over HTTP is off on this server (it listens beyond loopback without --admin-token or --open-sandbox): register it on the server with `smartlaunch clients add --backend`".into(),
+            )),
+        }
+    }
+
     /// Every way to register an app over HTTP (RFC 7591, the gallery, the launcher's ad-hoc
-    /// apps) needs the initial access token when one is configured.
+    /// apps) needs the initial access token when one is configured; the admin token, the
+    /// greater power, is accepted in its place.
     pub fn check_registration_token(&self, initial_access_token: Option<&str>) -> Result<(), RegistrationError> {
         let Some(expected) = &self.config.registration_token else {
             return Ok(());
         };
+        let admin = self.config.admin_token.as_deref();
         match initial_access_token {
             Some(given) if secrets_equal(given, expected) => Ok(()),
+            Some(given) if admin.is_some_and(|a| secrets_equal(given, a)) => Ok(()),
             Some(_) => Err(RegistrationError::InvalidToken("the initial access token is not valid".into())),
             None => Err(RegistrationError::InvalidToken(
                 "registration on this server requires an initial access token: send `Authorization: Bearer <token>`"

@@ -8,6 +8,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use smartlaunch_auth::client::{RegistrationRequest, TokenEndpointAuthMethod};
 use smartlaunch_auth::secrets::secrets_equal;
+use smartlaunch_auth::service::Registrant;
 use smartlaunch_auth::store::AuthStore;
 use smartlaunch_auth::RegistrationError;
 
@@ -174,7 +175,10 @@ pub(crate) async fn register(State(app): State<App>, headers: HeaderMap, body: B
         Err(e) => return page(&app, filled, Some(e), None).await,
     };
     let token = field(&form, "registration_token").filter(|t| !t.is_empty());
-    match app.auth.register(request, token, app.clock.now()).await {
+    // The form is a same-site POST guarded by its double-submit cookie, so `cross_site` is
+    // false here; the sandbox powers decide whether it may make a backend service.
+    let registrant = Registrant { bearer: token, host: crate::web::host(&headers), cross_site: false };
+    match app.auth.register(request, registrant, app.clock.now()).await {
         Ok(done) => {
             reload_client_origins(&app).await;
             let registered = Registered {

@@ -281,6 +281,18 @@ pub(crate) fn host(headers: &HeaderMap) -> Option<&str> {
     headers.get(header::HOST).and_then(|v| v.to_str().ok())
 }
 
+/// Whether a request was sent by a page of another site: it has an `Origin` whose authority is
+/// neither the `Host` it was sent to nor this server's public URL.  (A same-site page sends
+/// its own origin, a server-side client sends none.)
+pub(crate) fn is_cross_site(app: &App, headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let authority = origin.split_once("://").map_or(origin, |(_, a)| a);
+    let public = app.auth.config.public_url.split_once("://").map_or("", |(_, a)| a);
+    !(host(headers).is_some_and(|h| h.eq_ignore_ascii_case(authority)) || public.eq_ignore_ascii_case(authority))
+}
+
 /// Whether the request body is declared as a form.
 pub(crate) fn is_form(headers: &HeaderMap) -> bool {
     headers

@@ -6,12 +6,12 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 use smartlaunch_auth::client::RegistrationRequest;
-use smartlaunch_auth::service::Caller;
+use smartlaunch_auth::service::{Caller, Registrant};
 use smartlaunch_auth::token::{BasicCredentials, TokenRequest};
 use smartlaunch_auth::{RegistrationError, TokenError};
 
 use crate::server::App;
-use crate::web::{bearer, form_pairs, is_form, reload_client_origins};
+use crate::web::{bearer, form_pairs, host, is_cross_site, is_form, reload_client_origins};
 
 /// JSON with `Cache-Control: no-store` and `Pragma: no-cache` (checklist item 61), errors included.
 fn json_no_store(status: StatusCode, body: &Value, extra: Option<(header::HeaderName, HeaderValue)>) -> Response {
@@ -55,7 +55,8 @@ pub(crate) async fn token(State(app): State<App>, headers: HeaderMap, body: Byte
             ));
         }
         let basic = authorization.map(BasicCredentials::from_authorization).transpose()?.flatten();
-        let request = TokenRequest::from_pairs(form_pairs(&body))?;
+        let mut request = TokenRequest::from_pairs(form_pairs(&body))?;
+        request.from_browser = headers.contains_key(header::ORIGIN);
         app.auth.token(request, basic, now).await
     }
     .await;
@@ -144,6 +145,7 @@ fn registration_body(headers: &HeaderMap, body: &[u8]) -> Result<RegistrationReq
 fn registration_error(e: &RegistrationError) -> Response {
     let status = match e {
         RegistrationError::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+        RegistrationError::Forbidden(_) => StatusCode::FORBIDDEN,
         RegistrationError::ServerError(_) => StatusCode::INTERNAL_SERVER_ERROR,
         _ => StatusCode::BAD_REQUEST,
     };
@@ -159,7 +161,12 @@ fn registration_error(e: &RegistrationError) -> Response {
 pub(crate) async fn register(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
     let result = async {
         let request = registration_body(&headers, &body)?;
-        app.auth.register(request, registration_bearer(&headers), app.clock.now()).await
+        let registrant = Registrant {
+            bearer: registration_bearer(&headers),
+            host: host(&headers),
+            cross_site: is_cross_site(&app, &headers),
+        };
+        app.auth.register(request, registrant, app.clock.now()).await
     }
     .await;
     match result {
@@ -192,7 +199,8 @@ pub(crate) async fn update_registration(
 ) -> Response {
     let result = async {
         let request = registration_body(&headers, &body)?;
-        app.auth.update_registration(&client_id, registration_bearer(&headers), request).await
+        let registrant = Registrant { bearer: None, host: host(&headers), cross_site: is_cross_site(&app, &headers) };
+        app.auth.update_registration(&client_id, registration_bearer(&headers), request, registrant).await
     }
     .await;
     match result {

@@ -647,116 +647,102 @@ async fn a_jwks_uri_that_is_huge_not_json_redirects_or_is_down_is_refused_with_a
 }
 
 // ---------------------------------------------------------------------------------------------
-// Security review of issue 8 (branch review-backend).  Tests marked `#[ignore = "review finding
-// …"]` fail today and document an open finding: run them with `-- --ignored`.
+// Security review of issue 8: each test attacks one finding of the review (all fixed).
 
-/// Finding 1: beyond loopback (no `--open-sandbox`, no `--admin-token`: the launch API and the
-/// launcher are off because they can vouch for users), an anonymous registrant can still give
-/// itself `system/*.cruds` through open RFC 7591 registration and read and write every patient
-/// with no user at all — more than any open-sandbox power allows.
+/// Review finding 1: beyond loopback (no `--open-sandbox`, no `--admin-token`), an anonymous
+/// registrant could give itself `system/*.cruds` through open RFC 7591 registration and read and
+/// write every patient with no user at all.  Registering a backend service is now a sandbox
+/// power: refused there (403), allowed with the admin token.
 #[tokio::test]
-#[ignore = "review finding 1: open registration grants system/ scopes to anyone (policy decision)"]
-async fn review_beyond_loopback_an_anonymous_registrant_cannot_give_itself_system_scopes() {
+async fn beyond_loopback_an_anonymous_registrant_cannot_give_itself_system_scopes() {
     let s = Server::start_configured(|c| c.listen = "0.0.0.0:0".parse().unwrap()).await;
     assert_eq!(s.running.as_ref().unwrap().sandbox_mode, smartlaunch_auth::config::SandboxMode::Closed);
+    let key = SigningKey::generate(KeyKind::Es384).unwrap();
+    let metadata = json!({"client_name": "Anyone", "grant_types": ["client_credentials"],
+        "token_endpoint_auth_method": "private_key_jwt", "jwks": key.public_jwks(), "scope": "system/*.cruds"});
+    let r = s.http.post(format!("{}/auth/register", s.base)).json(&metadata).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "access_denied");
+    assert!(body["error_description"].as_str().unwrap().contains("smartlaunch clients add --backend"), "{body}");
+    // An app registered openly cannot become a backend service by an RFC 7592 update.
+    let app = s
+        .register(json!({"client_name": "App", "redirect_uris": [s.redirect_uri()],
+            "token_endpoint_auth_method": "private_key_jwt", "jwks": key.public_jwks()}))
+        .await;
+    let mut update = app.clone();
+    update["grant_types"] = json!(["authorization_code", "client_credentials"]);
+    update["scope"] = json!("system/*.cruds");
     let r = s
         .http
-        .post(format!("{}/auth/register", s.base))
-        .json(&json!({"client_name": "Anyone", "grant_types": ["client_credentials"],
-            "token_endpoint_auth_method": "client_secret_post", "scope": "system/*.cruds"}))
+        .put(app["registration_client_uri"].as_str().unwrap())
+        .bearer_auth(app["registration_access_token"].as_str().unwrap())
+        .json(&update)
         .send()
         .await
         .unwrap();
-    if r.status() != StatusCode::CREATED {
-        return; // refused: the defence holds
-    }
-    let reg: Value = r.json().await.unwrap();
-    let r = s
-        .token(&[
-            ("grant_type", "client_credentials"),
-            ("scope", "system/*.cruds"),
-            ("client_id", reg["client_id"].as_str().unwrap()),
-            ("client_secret", reg["client_secret"].as_str().unwrap()),
-        ])
-        .await;
-    let body: Value = r.json().await.unwrap();
-    let token = body["access_token"].as_str().unwrap_or_default().to_owned();
-    let r = s.read("Patient?_count=100", &token).await;
-    let status = r.status();
-    let bundle: Value = r.json().await.unwrap_or_default();
-    let patients = bundle["entry"].as_array().map_or(0, Vec::len);
-    let write = s
-        .http
-        .post(format!("{}/Patient", s.fhir))
-        .bearer_auth(&token)
-        .header("content-type", "application/fhir+json")
-        .body(json!({"resourceType": "Patient", "name": [{"family": "Planted"}]}).to_string())
-        .send()
-        .await
-        .unwrap()
-        .status();
-    panic!(
-        "a closed server let an anonymous registrant take {:?}: read {patients} patients ({status}), wrote one ({write})",
-        body["scope"]
-    );
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    // With --admin-token, the admin token registers one.
+    let admin = Server::start_configured(|c| {
+        c.listen = "0.0.0.0:0".parse().unwrap();
+        c.admin_token = Some("admin-secret".into());
+    })
+    .await;
+    let url = format!("{}/auth/register", admin.base);
+    assert_eq!(admin.http.post(&url).json(&metadata).send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    let r = admin.http.post(&url).bearer_auth("admin-secret").json(&metadata).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
 }
 
-/// Finding 2: on the default loopback sandbox, a hostile web page the developer visits can,
-/// cross-origin and with no DNS rebinding: register (CORS `*`) a client that holds
-/// `client_credentials` with `system/*.cruds` and a redirect URI on its own origin (which makes
-/// that origin a "client origin"), take a token (form POST, no preflight) and read every
-/// patient — all three responses readable by the page.
+/// Review finding 2: a page on another site could register a backend service on a developer's
+/// loopback sandbox (registration answers any origin), take a token and read every patient.
+/// A backend service cannot be registered from a foreign origin, and a client_credentials
+/// request from a browser (an `Origin` header) is refused.
 #[tokio::test]
-#[ignore = "review finding 2: a hostile page reads the loopback sandbox through a self-registered backend service"]
-async fn review_a_hostile_web_page_cannot_read_patients_through_a_backend_service_it_registers() {
+async fn a_hostile_web_page_cannot_register_or_use_a_backend_service() {
     let s = Server::start().await;
     let evil = "https://evil.example";
-    let readable =
-        |r: &reqwest::Response| r.headers().get("access-control-allow-origin").is_some_and(|v| v == "*" || v == evil);
+    let key = SigningKey::generate(KeyKind::Es384).unwrap();
     let r = s
         .http
         .post(format!("{}/auth/register", s.base))
         .header("origin", evil)
         .json(&json!({"client_name": "Helpful widget", "redirect_uris": [format!("{evil}/cb")],
             "grant_types": ["authorization_code", "client_credentials"],
-            "token_endpoint_auth_method": "client_secret_post", "scope": "system/*.cruds"}))
+            "token_endpoint_auth_method": "private_key_jwt", "jwks": key.public_jwks(), "scope": "system/*.cruds"}))
         .send()
         .await
         .unwrap();
-    let registered = r.status() == StatusCode::CREATED && readable(&r);
-    let reg: Value = r.json().await.unwrap();
-    if !registered {
-        return;
-    }
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(r.json::<Value>().await.unwrap()["error_description"].as_str().unwrap().contains("web page"));
+    // A page of the sandbox's own origin may (the developer's own tools).
+    let own = s.base.clone();
+    let r = s
+        .http
+        .post(format!("{}/auth/register", s.base))
+        .header("origin", &own)
+        .json(&json!({"client_name": "Own", "grant_types": ["client_credentials"],
+            "token_endpoint_auth_method": "private_key_jwt", "jwks": key.public_jwks(), "scope": "system/*.rs"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    // Even a registered backend service gets no token from a browser.
+    let c = s.backend_client("system/*.rs").await;
     let r = s
         .http
         .post(s.token_url())
         .header("origin", evil)
         .form(&[
             ("grant_type", "client_credentials"),
-            ("scope", "system/*.cruds"),
-            ("client_id", reg["client_id"].as_str().unwrap()),
-            ("client_secret", reg["client_secret"].as_str().unwrap()),
+            ("scope", "system/Patient.rs"),
+            ("client_assertion_type", JWT_BEARER),
+            ("client_assertion", &c.assertion()),
         ])
         .send()
         .await
         .unwrap();
-    let token_readable = r.status() == StatusCode::OK && readable(&r);
-    let token = r.json::<Value>().await.unwrap()["access_token"].as_str().unwrap_or_default().to_owned();
-    let r = s
-        .http
-        .get(format!("{}/Patient?_count=100", s.fhir))
-        .header("origin", evil)
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    let fhir_readable = r.status() == StatusCode::OK && readable(&r);
-    let patients = r.json::<Value>().await.unwrap_or_default()["entry"].as_array().map_or(0, Vec::len);
-    assert!(
-        !(token_readable && fhir_readable),
-        "a page on {evil} registered a backend service, took a system/*.cruds token and read {patients} patients cross-origin"
-    );
+    assert!(oauth_error(r, "unauthorized_client").await.contains("browser"));
 }
 
 /// Finding 3 (fixed): RFC 7592 says the registration access token used is spent, but the
@@ -806,33 +792,44 @@ async fn review_rfc7592_requests_racing_with_one_token_have_one_winner() {
     assert_eq!(s.http.get(&uri).bearer_auth(&token).send().await.unwrap().status(), StatusCode::OK);
 }
 
-/// Finding 4: a `jwks_uri` is fetched before the assertion's signature is checked, may be
-/// plain http on loopback even on a server that listens beyond it, and the fetch error names
-/// the HTTP status: any registrant can probe the server's own loopback services (a port scan
-/// and a status oracle; https to any internal host likewise).
+/// Review finding 3: a `jwks_uri` let any registrant probe the server's own network (SSRF: a
+/// port scan and a status oracle).  A server beyond loopback refuses internal addresses —
+/// literals before connecting, names when they resolve — and says nothing of what is there.
 #[tokio::test]
-#[ignore = "review finding 4: jwks_uri SSRF oracle (loopback http allowed beyond loopback; status echoed)"]
-async fn review_a_server_beyond_loopback_does_not_fetch_loopback_jwks_uris() {
+async fn a_server_beyond_loopback_does_not_fetch_internal_jwks_uris() {
     let s = Server::start_configured(|c| c.listen = "0.0.0.0:0".parse().unwrap()).await;
     let port = url::Url::parse(&s.base).unwrap().port().unwrap();
     let key = SigningKey::generate(KeyKind::Es384).unwrap();
-    let r = s
-        .http
-        .post(format!("{}/auth/register", s.base))
-        .json(&json!({"client_name": "Probe", "grant_types": ["client_credentials"], "scope": "system/*.rs",
-            "token_endpoint_auth_method": "private_key_jwt",
-            "jwks_uri": format!("http://127.0.0.1:{port}/fhir/Patient")}))
-        .send()
-        .await
-        .unwrap();
-    if r.status() != StatusCode::CREATED {
-        return;
+    for uri in [
+        format!("http://127.0.0.1:{port}/fhir/Patient"),
+        format!("http://localhost:{port}/fhir/Patient"),
+        "https://10.0.0.1/jwks.json".to_owned(),
+        "https://169.254.169.254/latest/meta-data".to_owned(),
+        "https://[::1]/jwks.json".to_owned(),
+    ] {
+        let reg = s
+            .register(json!({"client_name": "Probe", "redirect_uris": [s.redirect_uri()],
+                "token_endpoint_auth_method": "private_key_jwt", "jwks_uri": uri}))
+            .await;
+        let c = BackendClient {
+            server: &s,
+            client_id: reg["client_id"].as_str().unwrap().to_owned(),
+            key: SigningKey::from_pem(&key.to_pem().unwrap(), None).unwrap(),
+            registration: reg,
+        };
+        let r = s
+            .token(&[
+                ("grant_type", "authorization_code"),
+                ("code", "x"),
+                ("redirect_uri", &s.redirect_uri()),
+                ("code_verifier", "x"),
+                ("client_assertion_type", JWT_BEARER),
+                ("client_assertion", &c.assertion()),
+            ])
+            .await;
+        let e = invalid_client(r).await;
+        assert!(e.contains("internal address") && !e.contains("401"), "{uri}: {e}");
     }
-    let reg: Value = r.json().await.unwrap();
-    let c =
-        BackendClient { server: &s, client_id: reg["client_id"].as_str().unwrap().to_owned(), key, registration: reg };
-    let leaked = invalid_client(c.token_with(&c.assertion(), "system/Patient.rs").await).await;
-    panic!("a closed server fetched a loopback jwks_uri for an anonymous registrant and said: {leaked}");
 }
 
 /// Held: `exp` of i64::MIN (signed, so only by a registrant with its own key) must be refused
