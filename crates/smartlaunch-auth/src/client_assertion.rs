@@ -1,12 +1,14 @@
 //! `private_key_jwt` client assertions (RFC 7523 §3, SMART App Launch 2.2 "Client
 //! Authentication: Asymmetric", spec digest §1.6): the rules on the JOSE header and the claims.
 //! The key comes from the client's registration ([`crate::service`] finds it); the `jti`
-//! replay check is the store's.  Every failure says which claim or check failed.
+//! replay check is the store's.  Every check is recorded in an [`AssertionReport`]: the first
+//! failure is the error the app reads, and the launch inspector lists them all.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::Value;
 
+pub use crate::assertion_report::{AssertionReport, Check, Checked, Failure};
 use crate::jwk::{Alg, PublicJwk};
 use crate::UnixTime;
 
@@ -20,9 +22,10 @@ pub const MAX_LIFETIME: i64 = 300;
 pub const CLOCK_SKEW: i64 = 30;
 /// The longest assertion accepted.
 pub const MAX_ASSERTION_LEN: usize = 8 * 1024;
-const MAX_JTI_LEN: usize = 256;
+/// The longest `jti` accepted.
+pub const MAX_JTI_LEN: usize = 256;
 
-/// A client assertion, parsed but not yet verified.
+/// A client assertion whose header passed its checks, not yet verified.
 #[derive(Debug, Clone)]
 pub struct ClientAssertion {
     pub alg: Alg,
@@ -41,93 +44,127 @@ pub struct VerifiedAssertion {
     pub exp: UnixTime,
 }
 
+/// A client assertion taken apart, its header checked.
+#[derive(Debug, Clone)]
+pub enum Parsed {
+    Assertion(ClientAssertion),
+    /// The header failed a check (recorded in the report); the claims, readable, still name
+    /// the client, so the launch inspector can record the request.
+    BadHeader(Value),
+    /// Not a JWT with a JSON header and claims.
+    Unreadable,
+}
+
 impl ClientAssertion {
-    /// Parses the compact JWS and checks its header: a supported `alg`, a `kid`, `typ` JWT.
-    /// The order of the checks is the order of the error an app sees first.
+    /// Parses the compact JWS and checks its header: a supported `alg`, no `crit`, `typ` JWT, a
+    /// `kid`.  The order of the checks ([`Check`]) is the order of the error an app sees first.
     pub fn parse(assertion: &str) -> Result<ClientAssertion, String> {
-        if assertion.len() > MAX_ASSERTION_LEN {
-            return Err(format!("client_assertion is longer than {MAX_ASSERTION_LEN} bytes"));
+        let mut report = AssertionReport::default();
+        match ClientAssertion::parse_checked(assertion, &mut report) {
+            Parsed::Assertion(a) => Ok(a),
+            Parsed::BadHeader(_) | Parsed::Unreadable => {
+                Err(report.first_failure().map(Failure::description).unwrap_or_default())
+            }
         }
-        let mut parts = assertion.split('.');
-        let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
-            return Err("client_assertion is not a signed JWT (three base64url parts separated by dots)".into());
+    }
+
+    /// Parses the compact JWS and checks its header, recording each check (`client_assertion`,
+    /// `alg`, `crit`, `typ`, `kid`, a `jku` that is not a string, a missing signature) in `report`.
+    pub fn parse_checked(assertion: &str, report: &mut AssertionReport) -> Parsed {
+        let (header, claims, signing_input_len, signature) = match decode(assertion) {
+            Ok(parts) => parts,
+            Err(failure) => {
+                report.record(Check::Jws, format!("{} characters", assertion.len()), Err(failure));
+                return Parsed::Unreadable;
+            }
         };
-        let decode = |part: &str, what: &str| -> Result<Vec<u8>, String> {
-            URL_SAFE_NO_PAD.decode(part).map_err(|_| format!("the client_assertion {what} is not base64url"))
+        report.record(Check::Jws, format!("a JWT ({} characters)", assertion.len()), Ok(()));
+        let text = |name: &str| header.get(name).and_then(Value::as_str);
+        let alg = match text("alg") {
+            None => Err(Failure::NoAlg),
+            Some(alg) => Alg::parse(alg).map_err(Failure::Alg),
         };
-        let header: Value = serde_json::from_slice(&decode(h, "header")?)
-            .map_err(|_| "the client_assertion header is not JSON".to_owned())?;
-        let alg = header.get("alg").and_then(Value::as_str).ok_or("the client_assertion header has no `alg`")?;
-        let alg = Alg::parse(alg)?;
+        report.record(Check::Alg, text("alg").map_or_else(|| "missing".to_owned(), short), alg.clone().map(|_| ()));
         // RFC 7515 §4.1.11: extensions in `crit` must be understood; we understand none (e.g.
         // `b64: false`, RFC 7797, would change what the signature covers).
-        if header.get("crit").is_some() {
-            return Err("the client_assertion header has `crit`: no JWS extension is supported; remove it".into());
-        }
+        let crit_ok = header.get("crit").is_none();
+        let crit_sent = header.get("crit").map_or_else(|| "absent".to_owned(), |c| short(&value_text(c)));
+        report.record(Check::Crit, crit_sent, if crit_ok { Ok(()) } else { Err(Failure::Crit) });
         // `typ` is required and fixed (asym: "typ … Fixed value: JWT", checklist item 47).
-        if !header.get("typ").and_then(Value::as_str).is_some_and(|t| t.eq_ignore_ascii_case("JWT")) {
-            return Err("the client_assertion header needs `typ`: `JWT`".into());
-        }
-        let kid =
-            header.get("kid").and_then(Value::as_str).filter(|k| !k.is_empty()).ok_or(
-                "the client_assertion header has no `kid`: name the key that signed it (its kid in your JWK Set)",
-            )?;
+        let typ_ok = text("typ").is_some_and(|t| t.eq_ignore_ascii_case("JWT"));
+        let typ_sent = header.get("typ").map_or_else(|| "missing".to_owned(), |t| short(&value_text(t)));
+        report.record(Check::Typ, typ_sent, if typ_ok { Ok(()) } else { Err(Failure::Typ) });
+        let kid = text("kid").filter(|k| !k.is_empty()).ok_or(Failure::NoKid);
+        report.record(Check::Kid, kid.clone().map_or_else(|_| "missing".to_owned(), short), kid.clone().map(|_| ()));
         let jku = match header.get("jku") {
-            None => None,
-            Some(v) => Some(v.as_str().ok_or("the client_assertion header `jku` must be a string")?.to_owned()),
+            None => Ok(None),
+            Some(Value::String(jku)) => Ok(Some(jku.clone())),
+            Some(other) => {
+                report.record(Check::Jku, short(&value_text(other)), Err(Failure::JkuNotString));
+                Err(Failure::JkuNotString)
+            }
         };
-        let claims: Value = serde_json::from_slice(&decode(p, "payload")?)
-            .map_err(|_| "the client_assertion payload is not a JSON object".to_owned())?;
-        if !claims.is_object() {
-            return Err("the client_assertion payload is not a JSON object".into());
+        let signature = match signature {
+            Ok(s) => Ok(s),
+            Err(failure) => {
+                report.record(Check::Signature, "missing or not base64url", Err(failure.clone()));
+                Err(failure)
+            }
+        };
+        match (alg, crit_ok && typ_ok, kid, jku, signature) {
+            (Ok(alg), true, Ok(kid), Ok(jku), Ok(signature)) => Parsed::Assertion(ClientAssertion {
+                alg,
+                kid: kid.to_owned(),
+                jku,
+                claims,
+                signing_input_len,
+                raw: assertion.to_owned(),
+                signature,
+            }),
+            _ => Parsed::BadHeader(claims),
         }
-        if s.is_empty() {
-            return Err("the client_assertion has no signature".into());
-        }
-        Ok(ClientAssertion {
-            alg,
-            kid: kid.to_owned(),
-            jku,
-            claims,
-            signing_input_len: h.len() + 1 + p.len(),
-            raw: assertion.to_owned(),
-            signature: decode(s, "signature")?,
-        })
     }
 
     /// The `iss` claim: the client the assertion says it is.
     pub fn issuer(&self) -> Option<&str> {
-        self.claims.get("iss").and_then(Value::as_str)
+        issuer(&self.claims)
     }
 
     /// A `jku` header is accepted only when it is the client's registered `jwks_uri`.
     pub fn check_jku(&self, registered_jwks_uri: Option<&str>) -> Result<(), String> {
-        match (&self.jku, registered_jwks_uri) {
+        let mut report = AssertionReport::default();
+        self.check_jku_into(registered_jwks_uri, &mut report);
+        report.verdict().map_err(|f| f.description())
+    }
+
+    /// [`ClientAssertion::check_jku`], recorded in `report`.
+    pub fn check_jku_into(&self, registered_jwks_uri: Option<&str>, report: &mut AssertionReport) {
+        let result = match (&self.jku, registered_jwks_uri) {
             (None, _) => Ok(()),
             (Some(jku), Some(uri)) if jku == uri => Ok(()),
-            (Some(_), Some(_)) => {
-                Err("the header `jku` differs from the registered jwks_uri: keys are taken only from the registration"
-                    .into())
-            }
-            (Some(_), None) => {
-                Err("the header has a `jku`, but this client registered its keys by value (jwks): remove jku".into())
-            }
-        }
+            (Some(_), Some(_)) => Err(Failure::JkuDiffers),
+            (Some(_), None) => Err(Failure::JkuWithJwks),
+        };
+        report.record(Check::Jku, self.jku.as_deref().map_or_else(|| "absent".to_owned(), short), result);
     }
 
     /// The registered key the header's `kid` names and that fits its `alg`; `None` when no key
     /// has that kid (the caller may refetch a `jwks_uri` once).
     pub fn select_key<'k>(&self, keys: &'k [PublicJwk]) -> Option<Result<&'k PublicJwk, String>> {
-        let key = keys.iter().find(|k| k.kid == self.kid)?;
-        Some(if key.fits(self.alg) {
+        match self.find_key(keys) {
+            Err(Failure::UnknownKid(_)) => None,
+            found => Some(found.map_err(|f| f.description())),
+        }
+    }
+
+    /// The registered key the header's `kid` names, if it fits the `alg`.
+    pub fn find_key<'k>(&self, keys: &'k [PublicJwk]) -> Result<&'k PublicJwk, Failure> {
+        let key = keys.iter().find(|k| k.kid == self.kid).ok_or_else(|| Failure::UnknownKid(short(&self.kid)))?;
+        if key.fits(self.alg) {
             Ok(key)
         } else {
-            Err(format!(
-                "the key `{}` cannot verify {}: check the key type, curve and alg",
-                short(&self.kid),
-                self.alg.as_str()
-            ))
-        })
+            Err(Failure::KeyDoesNotFit { kid: short(&self.kid), alg: self.alg })
+        }
     }
 
     /// Verifies the signature with `key`, then the claims: `iss` = `sub` = `client_id`, `aud` =
@@ -139,56 +176,117 @@ impl ClientAssertion {
         token_url: &str,
         now: UnixTime,
     ) -> Result<VerifiedAssertion, String> {
-        if !key.verify(self.alg, &self.raw.as_bytes()[..self.signing_input_len], &self.signature) {
-            return Err(format!(
-                "the signature does not verify with the registered key `{}` ({})",
-                short(&self.kid),
-                self.alg.as_str()
-            ));
-        }
-        let text = |name: &str| self.claims.get(name).and_then(Value::as_str);
-        match (text("iss"), text("sub")) {
-            (Some(i), Some(s)) if i == client_id && s == client_id => {}
-            _ => return Err(format!("`iss` and `sub` must both be the client_id `{}`", short(client_id))),
-        }
-        let aud_ok = match self.claims.get("aud") {
-            Some(Value::String(a)) => a == token_url,
-            Some(Value::Array(a)) => a.iter().any(|a| a.as_str() == Some(token_url)),
-            _ => false,
-        };
-        if !aud_ok {
-            return Err(format!("`aud` must be this server's token URL `{token_url}`"));
-        }
-        let exp = self
-            .claims
-            .get("exp")
-            .and_then(Value::as_i64)
-            .ok_or("`exp` is missing or not a number (seconds since 1970)")?;
-        if exp <= now {
-            return Err(format!(
-                "the assertion expired {} s ago (`exp`); sign a fresh one for each request",
-                now.saturating_sub(exp)
-            ));
-        }
-        if exp > now.saturating_add(MAX_LIFETIME + CLOCK_SKEW) {
-            return Err(format!(
-                "`exp` is {} s ahead; an assertion may be valid for at most {MAX_LIFETIME} s",
-                exp.saturating_sub(now)
-            ));
-        }
-        if let Some(nbf) = self.claims.get("nbf") {
-            let nbf = nbf.as_i64().ok_or("`nbf` must be a number")?;
-            if nbf > now + CLOCK_SKEW {
-                return Err("the assertion is not valid yet (`nbf` is in the future)".into());
-            }
-        }
-        let jti =
-            text("jti").filter(|j| !j.is_empty()).ok_or("`jti` is missing: give every assertion a unique random id")?;
-        if jti.len() > MAX_JTI_LEN {
-            return Err(format!("`jti` is longer than {MAX_JTI_LEN} characters"));
-        }
-        Ok(VerifiedAssertion { jti: jti.to_owned(), exp })
+        let mut report = AssertionReport::default();
+        self.check_signature(key, &mut report);
+        check_claims(&self.claims, client_id, token_url, now, &mut report);
+        report.verdict().map_err(|f| f.description())?;
+        verified(&self.claims).ok_or_else(|| Failure::JtiMissing.description())
     }
+
+    /// Verifies the signature with `key`, recorded in `report`.
+    pub fn check_signature(&self, key: &PublicJwk, report: &mut AssertionReport) {
+        let ok = key.verify(self.alg, &self.raw.as_bytes()[..self.signing_input_len], &self.signature);
+        let failure = Failure::Signature { kid: short(&self.kid), alg: self.alg };
+        report.record(
+            Check::Signature,
+            format!("{} with the key `{}`", self.alg.as_str(), short(&self.kid)),
+            if ok { Ok(()) } else { Err(failure) },
+        );
+    }
+}
+
+/// The `iss` claim of an assertion's claims.
+pub fn issuer(claims: &Value) -> Option<&str> {
+    claims.get("iss").and_then(Value::as_str)
+}
+
+/// Checks the claims, each on its own, recording every one in `report`: `iss` = `sub` =
+/// `client_id`, `aud` = the token URL, `exp` not past and at most 5 minutes ahead (plus
+/// [`CLOCK_SKEW`]), `nbf` not ahead, a `jti` of at most [`MAX_JTI_LEN`] characters.
+pub fn check_claims(claims: &Value, client_id: &str, token_url: &str, now: UnixTime, report: &mut AssertionReport) {
+    let text = |name: &str| claims.get(name).and_then(Value::as_str);
+    let sent = |name: &str| claims.get(name).map_or_else(|| "missing".to_owned(), |v| short(&value_text(v)));
+    for (check, name) in [(Check::Iss, "iss"), (Check::Sub, "sub")] {
+        let ok = text(name) == Some(client_id);
+        report.record(check, sent(name), if ok { Ok(()) } else { Err(Failure::IssSub { client_id: short(client_id) }) });
+    }
+    let aud_ok = match claims.get("aud") {
+        Some(Value::String(a)) => a == token_url,
+        Some(Value::Array(a)) => a.iter().any(|a| a.as_str() == Some(token_url)),
+        _ => false,
+    };
+    let aud = if aud_ok { Ok(()) } else { Err(Failure::Aud { expected: token_url.to_owned() }) };
+    report.record(Check::Aud, sent("aud"), aud);
+    // Saturating: an extreme `exp` is refused, never an overflow.
+    let exp = claims.get("exp").and_then(Value::as_i64);
+    report.exp_ahead = exp.map(|exp| exp.saturating_sub(now));
+    let exp_result = match exp {
+        None => Err(Failure::ExpMissing),
+        Some(exp) if exp <= now => Err(Failure::Expired { ago: now.saturating_sub(exp) }),
+        Some(exp) if exp > now.saturating_add(MAX_LIFETIME + CLOCK_SKEW) => {
+            Err(Failure::ExpTooFar { ahead: exp.saturating_sub(now) })
+        }
+        Some(_) => Ok(()),
+    };
+    let exp_sent = match exp {
+        Some(exp) if exp > now => format!("{exp} ({} s ahead)", exp.saturating_sub(now)),
+        Some(exp) => format!("{exp} ({} s ago)", now.saturating_sub(exp)),
+        None => sent("exp"),
+    };
+    report.record(Check::Exp, exp_sent, exp_result);
+    let nbf = match claims.get("nbf") {
+        None => Ok(()),
+        Some(nbf) => match nbf.as_i64() {
+            None => Err(Failure::NbfNotNumber),
+            Some(nbf) if nbf > now.saturating_add(CLOCK_SKEW) => Err(Failure::NotYetValid),
+            Some(_) => Ok(()),
+        },
+    };
+    report.record(Check::Nbf, claims.get("nbf").map_or_else(|| "absent".to_owned(), |v| short(&value_text(v))), nbf);
+    let jti = match text("jti").filter(|j| !j.is_empty()) {
+        None => Err(Failure::JtiMissing),
+        Some(j) if j.len() > MAX_JTI_LEN => Err(Failure::JtiTooLong),
+        Some(_) => Ok(()),
+    };
+    report.record(Check::Jti, sent("jti"), jti);
+}
+
+/// The `jti` and `exp` of claims that passed [`check_claims`].
+pub fn verified(claims: &Value) -> Option<VerifiedAssertion> {
+    Some(VerifiedAssertion {
+        jti: claims.get("jti").and_then(Value::as_str)?.to_owned(),
+        exp: claims.get("exp").and_then(Value::as_i64)?,
+    })
+}
+
+type Decoded = (Value, Value, usize, Result<Vec<u8>, Failure>);
+
+/// Splits a compact JWS into its JSON header and claims, the length of the signing input, and
+/// the signature (its absence is the signature check's failure, made after the header's).
+fn decode(assertion: &str) -> Result<Decoded, Failure> {
+    if assertion.len() > MAX_ASSERTION_LEN {
+        return Err(Failure::TooLong);
+    }
+    let mut parts = assertion.split('.');
+    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        return Err(Failure::NotJws);
+    };
+    let decode = |part: &str, what: &'static str| URL_SAFE_NO_PAD.decode(part).map_err(|_| Failure::NotBase64(what));
+    let header: Value = serde_json::from_slice(&decode(h, "header")?).map_err(|_| Failure::HeaderNotJson)?;
+    if !header.is_object() {
+        return Err(Failure::HeaderNotJson);
+    }
+    let claims: Value = serde_json::from_slice(&decode(p, "payload")?).map_err(|_| Failure::PayloadNotObject)?;
+    if !claims.is_object() {
+        return Err(Failure::PayloadNotObject);
+    }
+    let signature = if s.is_empty() { Err(Failure::NoSignature) } else { decode(s, "signature") };
+    Ok((header, claims, h.len() + 1 + p.len(), signature))
+}
+
+/// A JSON value as the inspector shows it: a string without its quotes.
+fn value_text(v: &Value) -> String {
+    v.as_str().map_or_else(|| v.to_string(), str::to_owned)
 }
 
 fn short(s: &str) -> String {
@@ -331,10 +429,57 @@ mod tests {
         let (rsa, _) = key_and_set(KeyKind::Rs384);
         let a = ClientAssertion::parse(&rsa.sign_jwt(&claims(), &[("kid", json!(key.kid()))]).unwrap()).unwrap();
         assert!(a.select_key(&set).unwrap().is_err(), "an RS384 header cannot use an EC key");
-        let with_jku =
-            |jku: &str| ClientAssertion::parse(&key.sign_jwt(&claims(), &[("jku", json!(jku))]).unwrap()).unwrap();
+        let with_jku = |jku: &str| {
+            ClientAssertion::parse(&key.sign_jwt(&claims(), &[("jku", json!(jku))]).unwrap()).unwrap()
+        };
         assert!(with_jku("https://app/jwks").check_jku(Some("https://app/jwks")).is_ok());
         assert!(with_jku("https://evil/jwks").check_jku(Some("https://app/jwks")).is_err());
         assert!(with_jku("https://evil/jwks").check_jku(None).is_err());
+    }
+
+    #[test]
+    fn a_bad_header_is_recorded_and_its_claims_still_name_the_client() {
+        let (key, _) = key_and_set(KeyKind::Es384);
+        let b64 = |v: Value| URL_SAFE_NO_PAD.encode(v.to_string());
+        let none = format!("{}.{}.", b64(json!({"alg": "none", "kid": "k"})), b64(claims()));
+        let mut report = AssertionReport::default();
+        let Parsed::BadHeader(found) = ClientAssertion::parse_checked(&none, &mut report) else { panic!("bad header") };
+        assert_eq!(issuer(&found), Some("app"));
+        assert!(matches!(report.failure(Check::Alg), Some(Failure::Alg(why)) if why.contains("none")));
+        assert_eq!(report.get(Check::Alg).unwrap().sent, "none");
+        assert_eq!(report.failure(Check::Signature), Some(&Failure::NoSignature));
+        assert!(matches!(report.first_failure(), Some(Failure::Alg(_))), "alg is reported before the signature");
+        let mut report = AssertionReport::default();
+        assert!(matches!(ClientAssertion::parse_checked("a.b", &mut report), Parsed::Unreadable));
+        assert_eq!(report.failure(Check::Jws), Some(&Failure::NotJws));
+        let mut report = AssertionReport::default();
+        let good = key.sign_jwt(&claims(), &[]).unwrap();
+        assert!(matches!(ClientAssertion::parse_checked(&good, &mut report), Parsed::Assertion(_)));
+        assert_eq!(report.verdict(), Ok(()));
+        assert_eq!(report.get(Check::Kid).unwrap().sent, key.kid());
+    }
+
+    #[test]
+    fn every_claim_is_checked_on_its_own_and_recorded() {
+        let mut c = claims();
+        c["aud"] = json!("https://ehr.example/fhir");
+        c["exp"] = json!(NOW + 320);
+        c["sub"] = json!("other");
+        let mut report = AssertionReport::default();
+        check_claims(&c, "app", TOKEN_URL, NOW, &mut report);
+        assert_eq!(report.failure(Check::Iss), None);
+        assert_eq!(report.failure(Check::Sub), Some(&Failure::IssSub { client_id: "app".into() }));
+        assert_eq!(report.failure(Check::Aud), Some(&Failure::Aud { expected: TOKEN_URL.into() }));
+        assert_eq!(report.get(Check::Aud).unwrap().sent, "https://ehr.example/fhir");
+        assert_eq!(report.failure(Check::Exp), None, "320 s is within the skew tolerance");
+        assert_eq!(report.exp_ahead, Some(320));
+        assert_eq!(report.get(Check::Exp).unwrap().sent, format!("{} (320 s ahead)", NOW + 320));
+        assert_eq!(report.get(Check::Nbf).unwrap().sent, "absent");
+        assert!(report.get(Check::Jti).unwrap().result.is_ok());
+        assert_eq!(report.first_failure(), Some(&Failure::IssSub { client_id: "app".into() }), "sub before aud");
+        c["exp"] = json!(NOW + 3600);
+        let mut report = AssertionReport::default();
+        check_claims(&c, "app", TOKEN_URL, NOW, &mut report);
+        assert_eq!(report.failure(Check::Exp), Some(&Failure::ExpTooFar { ahead: 3600 }));
     }
 }

@@ -1,36 +1,53 @@
-//! A short-lived in-memory cache of registered clients.  Every launch looks its client up twice
-//! (authorize and token); registrations change rarely.  Entries live `TTL` seconds, so a client
-//! removed by another process (the command line, another node) stops working within that time;
-//! registrations through this process are visible at once.
+//! A short-lived in-memory cache of registered clients, each with its live backend-service
+//! session if it has one.  Every launch looks its client up twice (authorize and token);
+//! registrations change rarely.  Entries live `TTL` seconds, so a client removed by another
+//! process (the command line, another node) stops working within that time, and a backend
+//! session created at another node is seen within it; changes through this process are visible
+//! at once.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use crate::client::Client;
+use crate::launch::BackendSession;
 use crate::UnixTime;
 
 /// Seconds a cached client is trusted.
-const TTL: UnixTime = 2;
+pub const TTL: UnixTime = 2;
 /// Entries kept at most; the cache is cleared when it would grow past this.
 const MAX_ENTRIES: usize = 10_000;
 
+/// A registered client and its backend-service session, as found at one time.
+#[derive(Debug, Clone)]
+pub struct CachedClient {
+    pub client: Arc<Client>,
+    pub backend_session: Option<Arc<BackendSession>>,
+}
+
+impl CachedClient {
+    /// The client's backend-service session, if it is still live at `now`.
+    pub fn live_session(&self, now: UnixTime) -> Option<Arc<BackendSession>> {
+        self.backend_session.clone().filter(|s| s.is_live(now))
+    }
+}
+
 #[derive(Default)]
 pub struct ClientCache {
-    entries: RwLock<HashMap<String, (Arc<Client>, UnixTime)>>,
+    entries: RwLock<HashMap<String, (CachedClient, UnixTime)>>,
 }
 
 impl ClientCache {
-    pub fn get(&self, client_id: &str, now: UnixTime) -> Option<Arc<Client>> {
+    pub fn get(&self, client_id: &str, now: UnixTime) -> Option<CachedClient> {
         let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
         entries.get(client_id).filter(|(_, at)| now < at + TTL).map(|(c, _)| c.clone())
     }
 
-    pub fn put(&self, client: Arc<Client>, now: UnixTime) {
+    pub fn put(&self, entry: CachedClient, now: UnixTime) {
         let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
         if entries.len() >= MAX_ENTRIES {
             entries.clear();
         }
-        entries.insert(client.client_id.clone(), (client, now));
+        entries.insert(entry.client.client_id.clone(), (entry, now));
     }
 
     pub fn forget(&self, client_id: &str) {
@@ -43,8 +60,8 @@ mod tests {
     use super::*;
     use crate::client::{ClientMetadata, TokenEndpointAuthMethod};
 
-    fn client(id: &str) -> Arc<Client> {
-        Arc::new(Client {
+    fn client(id: &str) -> CachedClient {
+        let client = Arc::new(Client {
             client_id: id.into(),
             metadata: ClientMetadata {
                 client_name: "A".into(),
@@ -60,7 +77,8 @@ mod tests {
             secret_hash: None,
             registration_token_hash: None,
             created_at: 0,
-        })
+        });
+        CachedClient { client, backend_session: None }
     }
 
     #[test]

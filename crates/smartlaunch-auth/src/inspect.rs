@@ -5,6 +5,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::authorize::AuthorizationRequest;
+use crate::client_assertion::{AssertionReport, Check, Failure, CLOCK_SKEW, MAX_LIFETIME};
+use crate::error::TokenError;
+use crate::token::{TokenRequest, TokenResponse};
 use crate::UnixTime;
 
 /// The step of the launch a request belongs to.
@@ -43,6 +46,41 @@ pub struct LaunchEvent {
     pub outcome: String,
     /// Where the app broke the spec.
     pub flags: Vec<String>,
+    /// The checks the server made (a backend service's client assertion), in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<CheckLine>,
+}
+
+/// One check of a request as the inspector lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckLine {
+    /// The parameter, header member or claim checked.
+    pub name: String,
+    /// What the request carried.
+    pub sent: String,
+    pub verdict: Verdict,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub note: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Passed,
+    Failed,
+    /// Not reached: an earlier check failed.
+    NotChecked,
+}
+
+impl Verdict {
+    pub fn label(self) -> &'static str {
+        match self {
+            Verdict::Passed => "passed",
+            Verdict::Failed => "failed",
+            Verdict::NotChecked => "not checked",
+        }
+    }
 }
 
 /// A launch's inspector record as kept: its newest events, oldest first, and how many earlier
@@ -111,7 +149,95 @@ pub fn authorize_event(req: &AuthorizationRequest, expected_aud: &str, now: Unix
         details,
         outcome: String::new(),
         flags,
+        checks: Vec::new(),
     }
+}
+
+/// What the token endpoint answered, as the inspector shows it.
+pub fn token_outcome(result: &Result<TokenResponse, TokenError>) -> String {
+    match result {
+        Ok(_) => "200: tokens issued".to_owned(),
+        Err(e) => format!("{} {}: {}", e.status(), e.code(), e.description()),
+    }
+}
+
+/// The record of a token request by a client with a backend-service session: the grant, how
+/// the client authenticated, every check of its assertion, the scope asked for and granted,
+/// the answer, and the flags.
+pub fn backend_token_event(
+    req: &TokenRequest,
+    method: &str,
+    report: &AssertionReport,
+    result: &Result<TokenResponse, TokenError>,
+    now: UnixTime,
+) -> LaunchEvent {
+    let mut details = vec![
+        ("grant_type".to_owned(), req.grant_type.clone().unwrap_or_else(|| "missing".into())),
+        ("client authentication".to_owned(), method.to_owned()),
+        ("scope requested".to_owned(), req.scope.clone().unwrap_or_else(|| "none".into())),
+    ];
+    if let Ok(r) = result {
+        details.push(("granted scope".to_owned(), r.scope.clone()));
+        details.push(("expires_in".to_owned(), format!("{} s", r.expires_in)));
+    }
+    LaunchEvent {
+        at: now,
+        step: Step::Token,
+        request: "POST /auth/token".into(),
+        details,
+        outcome: token_outcome(result),
+        flags: assertion_flags(report),
+        checks: if report.checks().is_empty() { Vec::new() } else { check_lines(report) },
+    }
+}
+
+/// Every check of a client assertion, in [`Check`] order; those never reached (an earlier
+/// check failed) listed as not checked.
+pub fn check_lines(report: &AssertionReport) -> Vec<CheckLine> {
+    Check::ALL
+        .iter()
+        .map(|&check| match report.get(check) {
+            Some(c) => CheckLine {
+                name: check.label().to_owned(),
+                sent: c.sent.clone(),
+                verdict: if c.result.is_ok() { Verdict::Passed } else { Verdict::Failed },
+                note: c.result.as_ref().err().map(Failure::description).unwrap_or_default(),
+            },
+            None => CheckLine {
+                name: check.label().to_owned(),
+                sent: String::new(),
+                verdict: Verdict::NotChecked,
+                note: String::new(),
+            },
+        })
+        .collect()
+}
+
+/// Where a backend service's client assertion broke the spec: a reused `jti`, an `exp` more
+/// than [`MAX_LIFETIME`] ahead (refused, or accepted only thanks to the clock-skew tolerance),
+/// a wrong `aud` (with the right one).
+pub fn assertion_flags(report: &AssertionReport) -> Vec<String> {
+    let mut flags = Vec::new();
+    if report.failure(Check::JtiFresh) == Some(&Failure::JtiReused) {
+        flags.push(
+            "jti reused: this assertion's jti was used before; sign a new assertion with a fresh random jti for every request"
+                .to_owned(),
+        );
+    }
+    if let Some(ahead) = report.exp_ahead.filter(|&ahead| ahead > MAX_LIFETIME) {
+        let fate = match report.failure(Check::Exp) {
+            Some(_) => "refused".to_owned(),
+            None => format!("accepted only within the {CLOCK_SKEW} s clock-skew tolerance"),
+        };
+        flags.push(format!(
+            "long exp: exp is {ahead} s ahead; an assertion may be valid for at most {MAX_LIFETIME} s ({fate})"
+        ));
+    }
+    if let Some(Failure::Aud { expected }) = report.failure(Check::Aud) {
+        let sent = report.get(Check::Aud).map_or("", |c| c.sent.as_str());
+        flags.push(format!("wrong aud: “{sent}” is not this server's token URL; use {expected}"));
+    }
+    flags
 }
 
 /// The granted resource scopes that no FHIR call of the launch used (by resource type).
@@ -169,11 +295,80 @@ mod tests {
             details: vec![],
             outcome: outcome.into(),
             flags: vec![],
+            checks: vec![],
         };
         let events = [call("/fhir/Patient/p1", "200"), call("/fhir/Condition?patient=p1", "403")];
         let unused = unused_scopes("openid patient/Patient.rs patient/Condition.rs patient/Observation.rs", &events);
         assert_eq!(unused, ["patient/Condition.rs", "patient/Observation.rs"]);
         assert!(unused_scopes("patient/*.rs", &events).is_empty());
         assert_eq!(state_bits("0123456789abcdef0123456789abcdef"), 128);
+    }
+
+    fn report_for(claims: serde_json::Value, reused: bool) -> AssertionReport {
+        let mut report = AssertionReport::default();
+        crate::client_assertion::check_claims(&claims, "svc", "https://x/auth/token", 1000, &mut report);
+        let fresh = if reused { Err(Failure::JtiReused) } else { Ok(()) };
+        report.record(Check::JtiFresh, if reused { "used before" } else { "first use" }, fresh);
+        report
+    }
+
+    fn good() -> serde_json::Value {
+        serde_json::json!({"iss": "svc", "sub": "svc", "aud": "https://x/auth/token", "exp": 1240, "jti": "j"})
+    }
+
+    #[test]
+    fn a_good_assertion_has_no_flags_and_lists_every_check() {
+        let report = report_for(good(), false);
+        assert!(assertion_flags(&report).is_empty());
+        let lines = check_lines(&report);
+        assert_eq!(lines.len(), Check::ALL.len());
+        let line = |name: &str| lines.iter().find(|l| l.name == name).unwrap();
+        assert_eq!((line("aud").verdict, line("aud").sent.as_str()), (Verdict::Passed, "https://x/auth/token"));
+        assert_eq!(line("exp").sent, "1240 (240 s ahead)");
+        assert_eq!(line("jti replay").sent, "first use");
+        assert_eq!(line("signature").verdict, Verdict::NotChecked, "not made in this report");
+    }
+
+    #[test]
+    fn a_reused_jti_a_long_exp_and_a_wrong_aud_are_flagged() {
+        let flags = assertion_flags(&report_for(good(), true));
+        assert_eq!(flags.len(), 1);
+        assert!(flags[0].starts_with("jti reused"));
+
+        let mut long = good();
+        long["exp"] = serde_json::json!(1000 + MAX_LIFETIME + 10);
+        let flags = assertion_flags(&report_for(long.clone(), false));
+        assert_eq!(flags.len(), 1, "{flags:?}");
+        assert!(flags[0].contains("310 s ahead") && flags[0].contains("clock-skew tolerance"), "{flags:?}");
+        long["exp"] = serde_json::json!(1000 + 3600);
+        let report = report_for(long, false);
+        assert!(assertion_flags(&report)[0].contains("3600 s ahead") && assertion_flags(&report)[0].contains("(refused)"));
+        let exp = check_lines(&report).into_iter().find(|l| l.name == "exp").unwrap();
+        assert_eq!(exp.verdict, Verdict::Failed);
+        assert!(exp.note.contains("at most 300 s"));
+
+        let mut aud = good();
+        aud["aud"] = serde_json::json!("https://x/fhir");
+        let flags = assertion_flags(&report_for(aud, false));
+        assert_eq!(flags, ["wrong aud: “https://x/fhir” is not this server's token URL; use https://x/auth/token"]);
+    }
+
+    #[test]
+    fn a_backend_token_event_shows_the_grant_the_scopes_and_the_outcome() {
+        let req = TokenRequest {
+            grant_type: Some("client_credentials".into()),
+            scope: Some("system/Patient.rs".into()),
+            ..Default::default()
+        };
+        let refused = Err(TokenError::InvalidClient("the client assertion's `jti` was already used".into()));
+        let e = backend_token_event(&req, "private_key_jwt", &report_for(good(), true), &refused, 7);
+        assert_eq!((e.step, e.at), (Step::Token, 7));
+        assert!(e.outcome.starts_with("401 invalid_client"));
+        assert!(e.details.contains(&("scope requested".into(), "system/Patient.rs".into())));
+        assert!(!e.details.iter().any(|(k, _)| k == "granted scope"));
+        assert_eq!(e.checks.len(), Check::ALL.len());
+        assert_eq!(e.flags.len(), 1);
+        let secret = backend_token_event(&req, "client_secret_basic", &AssertionReport::default(), &refused, 7);
+        assert!(secret.checks.is_empty(), "no assertion, no assertion checks");
     }
 }

@@ -98,10 +98,14 @@ pub enum SimulatedError {
     FhirInvalidToken,
     /// FHIR API: `401` — the access token has expired.
     FhirExpiredToken,
+    /// Backend service: every token request gets `401 invalid_client`, as for a bad assertion.
+    BackendInvalidClientAssertion,
+    /// Backend service: every `client_credentials` request gets `invalid_scope`.
+    BackendInvalidScope,
 }
 
 impl SimulatedError {
-    pub const ALL: [SimulatedError; 9] = [
+    pub const ALL: [SimulatedError; 11] = [
         SimulatedError::AuthorizeInvalidClient,
         SimulatedError::AuthorizeInvalidRedirectUri,
         SimulatedError::AuthorizeInvalidScope,
@@ -111,7 +115,14 @@ impl SimulatedError {
         SimulatedError::TokenExpiredRefreshToken,
         SimulatedError::FhirInvalidToken,
         SimulatedError::FhirExpiredToken,
+        SimulatedError::BackendInvalidClientAssertion,
+        SimulatedError::BackendInvalidScope,
     ];
+
+    /// Whether the error belongs to a backend-service session (the others to app launches).
+    pub fn is_backend(self) -> bool {
+        matches!(self, SimulatedError::BackendInvalidClientAssertion | SimulatedError::BackendInvalidScope)
+    }
 
     /// The snake_case name (as in the launch API).
     pub fn name(self) -> &'static str {
@@ -125,6 +136,8 @@ impl SimulatedError {
             SimulatedError::TokenExpiredRefreshToken => "token_expired_refresh_token",
             SimulatedError::FhirInvalidToken => "fhir_invalid_token",
             SimulatedError::FhirExpiredToken => "fhir_expired_token",
+            SimulatedError::BackendInvalidClientAssertion => "backend_invalid_client_assertion",
+            SimulatedError::BackendInvalidScope => "backend_invalid_scope",
         }
     }
 
@@ -140,6 +153,8 @@ impl SimulatedError {
             SimulatedError::TokenExpiredRefreshToken => "At the token endpoint: expired refresh token",
             SimulatedError::FhirInvalidToken => "At the FHIR API: invalid access token",
             SimulatedError::FhirExpiredToken => "At the FHIR API: expired access token",
+            SimulatedError::BackendInvalidClientAssertion => "At the token endpoint: invalid client assertion",
+            SimulatedError::BackendInvalidScope => "At the token endpoint: invalid scope (client_credentials)",
         }
     }
 
@@ -162,6 +177,24 @@ pub struct LaunchOptions {
     /// A failure to make happen at the step it names.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub simulate_error: Option<SimulatedError>,
+}
+
+/// A backend-service session of the developer launcher: the launch inspector records every
+/// token request of its client under `trace_id`, and `simulate_error` (a backend one) happens
+/// at each.  A client has at most one; a new one replaces it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendSession {
+    pub client_id: String,
+    pub trace_id: String,
+    pub simulate_error: Option<SimulatedError>,
+    pub created_at: UnixTime,
+    pub expires_at: UnixTime,
+}
+
+impl BackendSession {
+    pub fn is_live(&self, now: UnixTime) -> bool {
+        self.expires_at > now
+    }
 }
 
 /// A launch as stored: what the EHR put in context, for which client and user.  The launch id

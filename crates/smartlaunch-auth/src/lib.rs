@@ -6,6 +6,7 @@
 
 pub mod authorize;
 pub mod client;
+mod assertion_report;
 pub mod client_assertion;
 mod client_cache;
 pub mod config;

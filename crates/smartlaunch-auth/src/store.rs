@@ -9,7 +9,7 @@ use crate::client::Client;
 use crate::error::StoreError;
 use crate::inspect::{LaunchEvent, LaunchRecord};
 use crate::keys::KeyMaterial;
-use crate::launch::{Launch, LaunchContext, LaunchOptions, SimulatedError};
+use crate::launch::{BackendSession, Launch, LaunchContext, LaunchOptions, SimulatedError};
 use crate::retention::Purge;
 use crate::users::User;
 use crate::UnixTime;
@@ -176,6 +176,14 @@ pub trait AuthStore: Send + Sync + 'static {
 
     fn insert_client(&self, client: &Client) -> impl Future<Output = StoreResult<()>> + Send;
     fn client(&self, client_id: &str) -> impl Future<Output = StoreResult<Option<Client>>> + Send;
+    /// A client with its backend-service session if one is live at `now`, in one query (the
+    /// client cache holds both: a token request of a client without a session costs nothing
+    /// more).
+    fn client_and_backend_session(
+        &self,
+        client_id: &str,
+        now: UnixTime,
+    ) -> impl Future<Output = StoreResult<Option<(Client, Option<BackendSession>)>>> + Send;
     fn clients(&self) -> impl Future<Output = StoreResult<Vec<Client>>> + Send;
     /// Replaces a client's metadata and registration token hash (RFC 7592), only while its
     /// registration token hash is still `spent_token_hash` (one conditional statement, so of
@@ -213,6 +221,10 @@ pub trait AuthStore: Send + Sync + 'static {
     fn user_by_fhir_user(&self, fhir_user: &str) -> impl Future<Output = StoreResult<Option<User>>> + Send;
 
     fn insert_launch(&self, launch: &Launch) -> impl Future<Output = StoreResult<()>> + Send;
+    /// Stores a backend-service session, replacing the client's previous one.
+    fn put_backend_session(&self, session: &BackendSession) -> impl Future<Output = StoreResult<()>> + Send;
+    /// The newest backend-service sessions, newest first (the launcher's list).
+    fn recent_backend_sessions(&self, limit: i64) -> impl Future<Output = StoreResult<Vec<BackendSession>>> + Send;
     /// The newest launches, newest first (the launcher's list).
     fn recent_launches(&self, limit: i64) -> impl Future<Output = StoreResult<Vec<Launch>>> + Send;
     /// A launch by the hash of its id, with when it was used (expired ones too, to say why).
@@ -314,7 +326,7 @@ pub trait AuthStore: Send + Sync + 'static {
     fn patient_encounters(&self, patient_id: &str) -> impl Future<Output = StoreResult<Vec<String>>> + Send;
 
     /// Deletes what the housekeeping run `purge` names: expired pending requests, sessions,
-    /// refresh tokens and launches, unused expired codes, used codes past the replay window,
+    /// refresh tokens, launches and backend-service sessions, unused expired codes, used codes past the replay window,
     /// and old inspector events.
     fn purge_expired(&self, purge: &Purge) -> impl Future<Output = StoreResult<()>> + Send;
 }

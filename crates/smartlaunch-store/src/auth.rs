@@ -5,7 +5,7 @@ use smartlaunch_auth::client::{Client, ClientMetadata};
 use smartlaunch_auth::error::StoreError;
 use smartlaunch_auth::inspect::{LaunchEvent, LaunchRecord};
 use smartlaunch_auth::keys::KeyMaterial;
-use smartlaunch_auth::launch::{Launch, SimulatedError};
+use smartlaunch_auth::launch::{BackendSession, Launch, SimulatedError};
 use smartlaunch_auth::retention::Purge;
 use smartlaunch_auth::revocation::ALL_USERS;
 use smartlaunch_auth::store::{
@@ -108,6 +108,40 @@ impl AuthStore for Db {
         row.map(client_from_row).transpose()
     }
 
+    async fn client_and_backend_session(
+        &self,
+        client_id: &str,
+        now: UnixTime,
+    ) -> StoreResult<Option<(Client, Option<BackendSession>)>> {
+        type Row = (String, String, Option<String>, Option<String>, i64, Option<String>, Option<String>, Option<i64>, Option<i64>);
+        let row: Option<Row> = sqlx::query_as(
+            "SELECT c.client_id, c.metadata, c.secret_hash, c.registration_token_hash, c.created_at, \
+             s.trace_id, s.simulate_error, s.created_at, s.expires_at \
+             FROM clients c LEFT JOIN backend_sessions s ON s.client_id = c.client_id AND s.expires_at > ? \
+             WHERE c.client_id = ?",
+        )
+        .bind(now)
+        .bind(client_id)
+        .fetch_optional(&self.read)
+        .await
+        .map_err(err)?;
+        let Some((id, metadata, secret_hash, registration_token_hash, created_at, trace, error, s_created, s_expires)) = row
+        else {
+            return Ok(None);
+        };
+        let session = match (trace, s_created, s_expires) {
+            (Some(trace_id), Some(created_at), Some(expires_at)) => Some(BackendSession {
+                client_id: id.clone(),
+                trace_id,
+                simulate_error: error.as_deref().and_then(SimulatedError::from_name),
+                created_at,
+                expires_at,
+            }),
+            _ => None,
+        };
+        Ok(Some((client_from_row((id, metadata, secret_hash, registration_token_hash, created_at))?, session)))
+    }
+
     async fn clients(&self) -> StoreResult<Vec<Client>> {
         let rows: Vec<ClientRow> =
             sqlx::query_as(&format!("SELECT {CLIENT_COLUMNS} FROM clients ORDER BY created_at, client_id"))
@@ -177,7 +211,11 @@ impl AuthStore for Db {
         .execute(&mut *tx)
         .await
         .map_err(err)?;
-        for sql in ["DELETE FROM authorization_codes WHERE client_id = ?", "DELETE FROM consents WHERE client_id = ?"] {
+        for sql in [
+            "DELETE FROM authorization_codes WHERE client_id = ?",
+            "DELETE FROM consents WHERE client_id = ?",
+            "DELETE FROM backend_sessions WHERE client_id = ?",
+        ] {
             sqlx::query(sql).bind(client_id).execute(&mut *tx).await.map_err(err)?;
         }
         tx.commit().await.map_err(err)?;
@@ -246,6 +284,44 @@ impl AuthStore for Db {
             .await
             .map_err(err)?;
         Ok(())
+    }
+
+    async fn put_backend_session(&self, session: &BackendSession) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO backend_sessions (client_id, trace_id, simulate_error, created_at, expires_at) \
+             VALUES (?, ?, ?, ?, ?) ON CONFLICT (client_id) DO UPDATE SET trace_id = excluded.trace_id, \
+             simulate_error = excluded.simulate_error, created_at = excluded.created_at, expires_at = excluded.expires_at",
+        )
+        .bind(&session.client_id)
+        .bind(&session.trace_id)
+        .bind(session.simulate_error.map(|e| e.name()))
+        .bind(session.created_at)
+        .bind(session.expires_at)
+        .execute(&self.write)
+        .await
+        .map_err(err)?;
+        Ok(())
+    }
+
+    async fn recent_backend_sessions(&self, limit: i64) -> StoreResult<Vec<BackendSession>> {
+        let rows: Vec<(String, String, Option<String>, i64, i64)> = sqlx::query_as(
+            "SELECT client_id, trace_id, simulate_error, created_at, expires_at FROM backend_sessions \
+             ORDER BY created_at DESC LIMIT ?",
+        )
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await
+        .map_err(err)?;
+        Ok(rows
+            .into_iter()
+            .map(|(client_id, trace_id, error, created_at, expires_at)| BackendSession {
+                client_id,
+                trace_id,
+                simulate_error: error.as_deref().and_then(SimulatedError::from_name),
+                created_at,
+                expires_at,
+            })
+            .collect())
     }
 
     async fn recent_launches(&self, limit: i64) -> StoreResult<Vec<Launch>> {
@@ -668,6 +744,7 @@ impl AuthStore for Db {
             ("DELETE FROM sessions WHERE expires_at <= ?", purge.expired),
             ("DELETE FROM refresh_tokens WHERE expires_at <= ?", purge.expired),
             ("DELETE FROM launches WHERE expires_at <= ?", purge.launches),
+            ("DELETE FROM backend_sessions WHERE expires_at <= ?", purge.launches),
             ("DELETE FROM launch_traces WHERE last_at <= ?", purge.events),
             ("DELETE FROM client_assertion_jtis WHERE expires_at <= ?", purge.expired),
         ] {

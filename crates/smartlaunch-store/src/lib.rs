@@ -26,6 +26,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("../migrations/0002_launches.sql")),
     (3, include_str!("../migrations/0003_bounded_data.sql")),
     (4, include_str!("../migrations/0004_asymmetric_clients.sql")),
+    (6, include_str!("../migrations/0006_backend_sessions.sql")),
 ];
 
 /// A database failure.

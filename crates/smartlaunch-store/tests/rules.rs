@@ -214,6 +214,7 @@ fn event(at: i64, n: usize) -> LaunchEvent {
         details: Vec::new(),
         outcome: "200 OK".into(),
         flags: Vec::new(),
+        checks: Vec::new(),
     }
 }
 

@@ -9,6 +9,7 @@ use smart_scopes::{Level, Scope, ScopeSet};
 use crate::client::Client;
 use crate::error::TokenError;
 use crate::keys::AccessClaims;
+use crate::launch::{BackendSession, SimulatedError};
 use crate::secrets::random_token;
 use crate::store::AuthStore;
 use crate::token::{TokenRequest, TokenResponse};
@@ -19,9 +20,12 @@ pub const BACKEND_TOKEN_LIFETIME: i64 = 300;
 
 impl<S: AuthStore> AuthService<S> {
     /// `grant_type=client_credentials`.
+    /// `session`: the client's backend-service session in the developer launcher, whose
+    /// simulated error happens here and whose inspector records the token's FHIR calls.
     pub(super) async fn client_credentials(
         &self,
         client: &Client,
+        session: Option<&BackendSession>,
         req: &TokenRequest,
         now: UnixTime,
     ) -> Result<TokenResponse, TokenError> {
@@ -36,6 +40,11 @@ impl<S: AuthStore> AuthService<S> {
             ));
         }
         let scope = backend_scope(client, req.scope.as_deref())?;
+        if session.and_then(|s| s.simulate_error) == Some(SimulatedError::BackendInvalidScope) {
+            return Err(TokenError::InvalidScope(
+                "the requested scope is invalid (simulated by the developer launcher)".into(),
+            ));
+        }
         let lifetime = self.config.access_token_lifetime.min(BACKEND_TOKEN_LIFETIME);
         let claims = AccessClaims {
             iss: self.config.issuer().to_owned(),
@@ -52,7 +61,7 @@ impl<S: AuthStore> AuthService<S> {
             jti: random_token(12),
             context: None,
             simulate_error: None,
-            trace: None,
+            trace: session.map(|s| s.trace_id.clone()),
         };
         Ok(TokenResponse {
             access_token: self.keys.sign_access_token(&claims),
@@ -93,7 +102,7 @@ pub fn backend_scope(client: &Client, requested: Option<&str>) -> Result<ScopeSe
     Ok(granted)
 }
 
-fn is_system(scope: &Scope) -> bool {
+pub(super) fn is_system(scope: &Scope) -> bool {
     matches!(scope, Scope::Resource(r) if r.level == Level::System)
 }
 

@@ -4,7 +4,11 @@
 use crate::authorize::AuthorizationRequest;
 use crate::error::LaunchError;
 use crate::inspect::LaunchEvent;
-use crate::launch::{launch_url, standalone_url, FhirContextItem, Launch, LaunchContext, LaunchOptions, LaunchRefused};
+use crate::client::TokenEndpointAuthMethod;
+use crate::launch::{
+    launch_url, standalone_url, BackendSession, FhirContextItem, Launch, LaunchContext, LaunchOptions, LaunchRefused,
+    SimulatedError,
+};
 use crate::secrets::{hash_token, random_token, secrets_equal};
 use crate::store::AuthStore;
 use crate::{AuthService, UnixTime};
@@ -40,6 +44,22 @@ pub struct IssuedLaunch {
     pub launch: String,
     pub fhir_base: String,
     pub launch_url: Option<String>,
+    /// The launch inspector's key (`/launcher/inspect/{trace_id}`).
+    pub trace_id: String,
+    pub expires_at: UnixTime,
+}
+
+/// A backend-service session as the launcher shows it: what the service needs to get tokens,
+/// and the inspector's key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuedBackendSession {
+    pub client_id: String,
+    pub client_name: String,
+    pub token_url: String,
+    pub fhir_base: String,
+    /// The `system/` scopes the client is pre-authorized for.
+    pub scope: String,
+    pub simulate_error: Option<SimulatedError>,
     /// The launch inspector's key (`/launcher/inspect/{trace_id}`).
     pub trace_id: String,
     pub expires_at: UnixTime,
@@ -124,6 +144,12 @@ impl<S: AuthStore> AuthService<S> {
             }
         }
         new.context.fhir_context.iter().try_for_each(FhirContextItem::check).map_err(LaunchError::Invalid)?;
+        if let Some(e) = new.options.simulate_error.filter(|e| e.is_backend()) {
+            return invalid(format!(
+                "the simulated error `{}` is for a backend-service session (the launcher's “Backend service” type), not for an app launch",
+                e.name()
+            ));
+        }
         let id = random_token(32);
         let launch = Launch {
             id_hash: hash_token(&id),
@@ -152,6 +178,61 @@ impl<S: AuthStore> AuthService<S> {
         }
         self.store.insert_launch(&launch).await?;
         Ok(IssuedLaunch { launch: id, fhir_base, launch_url, trace_id: launch.trace_id, expires_at: launch.expires_at })
+    }
+
+    /// Starts a backend-service session for a registered `private_key_jwt` client with the
+    /// `client_credentials` grant: from now until it expires (as long as a simulation), every
+    /// token request of the client is recorded for the launch inspector and `simulate_error`
+    /// (a backend one) happens at each.  It replaces the client's previous session.  This node
+    /// sees it at once; another node sharing the database when its cached entry for the client
+    /// expires (at most [`TTL`](crate::client_cache::TTL) seconds).
+    pub async fn create_backend_session(
+        &self,
+        client_id: &str,
+        simulate_error: Option<SimulatedError>,
+        now: UnixTime,
+    ) -> Result<IssuedBackendSession, LaunchError> {
+        let invalid = |m: String| Err(LaunchError::Invalid(m));
+        let Some(client) = self.client(client_id, now).await? else {
+            return invalid(format!("no registered client has the client_id “{client_id}”"));
+        };
+        let name = &client.metadata.client_name;
+        if !client.allows_grant("client_credentials") {
+            return invalid(format!(
+                "“{name}” is not a backend service: register it with grant_types [\"client_credentials\"] and the system/ scopes it may have"
+            ));
+        }
+        if client.metadata.token_endpoint_auth_method != TokenEndpointAuthMethod::PrivateKeyJwt {
+            return invalid(format!(
+                "“{name}” authenticates with a client secret; the launcher's backend-service type is for private_key_jwt clients (a JWK Set or a JWKS URL)"
+            ));
+        }
+        if let Some(e) = simulate_error.filter(|e| !e.is_backend()) {
+            return invalid(format!(
+                "the simulated error `{}` is for app launches; a backend service can simulate backend_invalid_client_assertion or backend_invalid_scope",
+                e.name()
+            ));
+        }
+        let session = BackendSession {
+            client_id: client.client_id.clone(),
+            trace_id: random_token(16),
+            simulate_error,
+            created_at: now,
+            expires_at: now + SIMULATION_LIFETIME,
+        };
+        self.store.put_backend_session(&session).await?;
+        self.clients.forget(&client.client_id);
+        let scope = client.allowed_scopes().unwrap_or_default().retain(super::backend::is_system);
+        Ok(IssuedBackendSession {
+            client_id: session.client_id,
+            client_name: name.clone(),
+            token_url: self.config.token_endpoint(),
+            fhir_base: self.config.fhir_base(),
+            scope: scope.to_string(),
+            simulate_error,
+            trace_id: session.trace_id,
+            expires_at: session.expires_at,
+        })
     }
 
     /// Resolves the `launch` parameter of an authorization request and uses it up: it must be

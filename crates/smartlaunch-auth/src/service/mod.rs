@@ -11,7 +11,7 @@ mod token_endpoint;
 use std::sync::Arc;
 
 use crate::client::Client;
-use crate::client_cache::ClientCache;
+use crate::client_cache::{CachedClient, ClientCache};
 use crate::config::AuthConfig;
 use crate::error::{BearerError, StoreError};
 use crate::inspect::LaunchRecord;
@@ -26,7 +26,7 @@ use crate::UnixTime;
 
 pub use flow::{Credentials, FlowStep, Progress};
 pub use introspection::Caller;
-pub use launch::{IssuedLaunch, NewLaunch, LAUNCH_LIFETIME, SIMULATION_LIFETIME};
+pub use launch::{IssuedBackendSession, IssuedLaunch, NewLaunch, LAUNCH_LIFETIME, SIMULATION_LIFETIME};
 pub use registration::{Registered, Registrant};
 
 /// The authorization server: configuration, keys, the revocation list and the store.
@@ -84,13 +84,21 @@ impl<S: AuthStore> AuthService<S> {
 
     /// A registered client, through the short-lived client cache.
     pub async fn client(&self, client_id: &str, now: UnixTime) -> Result<Option<Arc<Client>>, StoreError> {
+        Ok(self.client_entry(client_id, now).await?.map(|c| c.client))
+    }
+
+    /// A registered client with its backend-service session, through the short-lived client
+    /// cache: one query (for both) per client per [`TTL`](crate::client_cache::TTL) seconds.
+    pub(crate) async fn client_entry(&self, client_id: &str, now: UnixTime) -> Result<Option<CachedClient>, StoreError> {
         if client_id.is_empty() || client_id.len() > 256 {
             return Ok(None);
         }
         if let Some(hit) = self.clients.get(client_id, now) {
             return Ok(Some(hit));
         }
-        let found = self.store.client(client_id).await?.map(Arc::new);
+        let found = self.store.client_and_backend_session(client_id, now).await?.map(|(client, session)| {
+            CachedClient { client: Arc::new(client), backend_session: session.map(Arc::new) }
+        });
         if let Some(c) = &found {
             self.clients.put(c.clone(), now);
         }

@@ -7,9 +7,9 @@ use smart_scopes::{Scope, ScopeSet};
 
 use crate::client::Client;
 use crate::error::TokenError;
-use crate::inspect::{mask, LaunchEvent, Step};
+use crate::inspect::{backend_token_event, mask, token_outcome, LaunchEvent, Step};
 use crate::keys::{AccessClaims, IdTokenClaims};
-use crate::launch::SimulatedError;
+use crate::launch::{BackendSession, SimulatedError};
 use crate::pkce;
 use crate::secrets::{hash_token, random_token};
 use crate::store::{AuthStore, CodeGrant, CodeRedemption, Grant, RefreshToken};
@@ -17,27 +17,52 @@ use crate::token::{BasicCredentials, TokenRequest, TokenResponse};
 use crate::{AuthService, UnixTime};
 
 impl<S: AuthStore> AuthService<S> {
-    /// `POST /auth/token`.
+    /// `POST /auth/token`.  A request of a client with a live backend-service session (the
+    /// developer launcher) is recorded for its inspector, every check of its assertion listed.
     pub async fn token(
         &self,
         req: TokenRequest,
         basic: Option<BasicCredentials>,
         now: UnixTime,
     ) -> Result<TokenResponse, TokenError> {
-        let client = self.authenticate_client(&req, basic, now).await?;
+        let auth = self.authenticate(&req, basic, now).await;
+        let session = auth.named.as_ref().and_then(|c| c.live_session(now));
+        let result = match auth.result {
+            Ok(client) => self.grant(client, session.as_deref(), &req, now).await,
+            Err(e) => Err(e),
+        };
+        if let Some(session) = &session {
+            self.record(&session.trace_id, backend_token_event(&req, auth.method, &auth.report, &result, now)).await;
+        }
+        result
+    }
+
+    /// The grant, for an authenticated client.
+    async fn grant(
+        &self,
+        client: Option<Arc<Client>>,
+        session: Option<&BackendSession>,
+        req: &TokenRequest,
+        now: UnixTime,
+    ) -> Result<TokenResponse, TokenError> {
+        if client.is_some() && session.and_then(|s| s.simulate_error) == Some(SimulatedError::BackendInvalidClientAssertion) {
+            return Err(TokenError::InvalidClient(
+                "the client assertion is not valid (simulated by the developer launcher)".into(),
+            ));
+        }
         match req.grant_type.as_deref() {
             Some("authorization_code") => {
                 let client = client.ok_or_else(|| {
                     TokenError::InvalidClient("no client identified: public apps send client_id; confidential apps authenticate with HTTP Basic, client_secret_post or a private_key_jwt client_assertion".into())
                 })?;
-                self.exchange_code(&client, &req, now).await
+                self.exchange_code(&client, req, now).await
             }
-            Some("refresh_token") => self.refresh(client, &req, now).await,
+            Some("refresh_token") => self.refresh(client, req, now).await,
             Some("client_credentials") => {
                 let client = client.ok_or_else(|| {
                     TokenError::InvalidClient("a backend service authenticates: send client_assertion_type and client_assertion (private_key_jwt)".into())
                 })?;
-                self.client_credentials(&client, &req, now).await
+                self.client_credentials(&client, session, req, now).await
             }
             None | Some("") => Err(TokenError::InvalidRequest("grant_type is required".into())),
             Some(other) => Err(TokenError::UnsupportedGrantType(format!(
@@ -366,9 +391,13 @@ fn token_event(
     flags: Vec<String>,
     now: UnixTime,
 ) -> LaunchEvent {
-    let outcome = match result {
-        Ok(_) => "200: tokens issued".to_owned(),
-        Err(e) => format!("{} {}: {}", e.status(), e.code(), e.description()),
-    };
-    LaunchEvent { at: now, step, request: "POST /auth/token".into(), details, outcome, flags }
+    LaunchEvent {
+        at: now,
+        step,
+        request: "POST /auth/token".into(),
+        details,
+        outcome: token_outcome(result),
+        flags,
+        checks: Vec::new(),
+    }
 }

@@ -7,7 +7,7 @@ use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::Response;
-use smartlaunch_auth::inspect::{unused_scopes, LaunchEvent, Step};
+use smartlaunch_auth::inspect::{unused_scopes, CheckLine, LaunchEvent, Step, Verdict};
 
 use crate::server::{instant, App};
 use crate::web::pages::{error_page, render};
@@ -23,6 +23,7 @@ pub(crate) async fn record_discovery(app: &App, simulation: &str) {
             details: Vec::new(),
             outcome: "200".into(),
             flags: Vec::new(),
+            checks: Vec::new(),
         };
         app.auth.record(&trace, event).await;
     }
@@ -52,6 +53,7 @@ pub(crate) async fn record_fhir(State(app): State<App>, request: Request, next: 
         details: Vec::new(),
         outcome: format!("{} {}", status.as_u16(), status.canonical_reason().unwrap_or_default()),
         flags,
+        checks: Vec::new(),
     };
     app.auth.record(&trace, event).await;
     response
@@ -67,6 +69,7 @@ struct Row {
     details: Vec<(String, String)>,
     outcome: String,
     flags: Vec<String>,
+    checks: Vec<CheckLine>,
 }
 
 #[derive(Template)]
@@ -134,6 +137,7 @@ pub(crate) async fn show(State(app): State<App>, Path(trace): Path<String>, RawQ
             details: e.details,
             outcome: e.outcome,
             flags: e.flags,
+            checks: e.checks,
         })
         .collect();
     let first = (page - 1) * PAGE_SIZE + 1;

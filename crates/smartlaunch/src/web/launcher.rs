@@ -1,7 +1,9 @@
 //! The developer launcher (`/launcher`): an app developer picks the launch type, the app, the
 //! user, patient, encounter, `fhirContext` and `intent`, and developer options (skip consent, a
 //! simulated error), and gets the launch URL to open.  Everything chosen lives in the
-//! server-side launch, never in trusted URL state.
+//! server-side launch, never in trusted URL state.  The "backend service" type starts a
+//! backend-service session instead: a registered `private_key_jwt` client (or one registered
+//! here from its JWK Set) whose token requests the inspector records, with a simulated error.
 
 use askama::Template;
 use axum::body::Bytes;
@@ -12,7 +14,8 @@ use smartlaunch_auth::client::RegistrationRequest;
 use smartlaunch_auth::config::SandboxMode;
 use smartlaunch_auth::launch::{FhirContextItem, LaunchContext, LaunchOptions, SimulatedError};
 use smartlaunch_auth::secrets::secrets_equal;
-use smartlaunch_auth::service::{IssuedLaunch, NewLaunch};
+use smartlaunch_auth::client::TokenEndpointAuthMethod;
+use smartlaunch_auth::service::{IssuedBackendSession, IssuedLaunch, NewLaunch};
 use smartlaunch_auth::store::AuthStore;
 use smartlaunch_auth::users::User;
 use smartlaunch_auth::LaunchError;
@@ -30,6 +33,7 @@ struct Choice {
 
 /// A recent launch, with its inspector link.
 struct Recent {
+    at: i64,
     time: String,
     kind: &'static str,
     app: String,
@@ -48,12 +52,16 @@ struct LauncherPage {
     users: Vec<Choice>,
     patients: Vec<PatientRow>,
     errors: Vec<Choice>,
+    /// Registered backend services (`private_key_jwt`, `client_credentials`).
+    backends: Vec<Choice>,
+    backend_errors: Vec<Choice>,
     token_required: bool,
     /// The sandbox is closed: no launches without an admin token.
     closed: bool,
     registration_token_required: bool,
     problem: Option<String>,
     issued: Option<IssuedLaunch>,
+    backend: Option<BackendCard>,
     /// Recent launches (all of them, from every EHR and tool): listed only on an open sandbox.
     recent: Vec<Recent>,
     /// What the form was last posted with (never the admin token), to fill it again.
@@ -76,23 +84,72 @@ impl LauncherPage {
     }
 }
 
+/// The result card of a backend-service session.
+struct BackendCard {
+    session: IssuedBackendSession,
+    /// The simulated error's label, if any.
+    error: Option<&'static str>,
+    /// A `smartlaunch token` command line that gets a token for the session's client.
+    command: String,
+}
+
+impl BackendCard {
+    fn new(session: IssuedBackendSession) -> BackendCard {
+        let command = format!(
+            "smartlaunch token --client-id {} --key <your key.pem> --token-url {} --scope {}",
+            shell_quote(&session.client_id),
+            shell_quote(&session.token_url),
+            shell_quote(if session.scope.is_empty() { "system/*.rs" } else { &session.scope }),
+        );
+        BackendCard { error: session.simulate_error.map(SimulatedError::label), command, session }
+    }
+}
+
+/// What the form created.
+enum Created {
+    Launch(IssuedLaunch),
+    Backend(IssuedBackendSession),
+}
+
+/// A word for a POSIX shell: as is when it is plain, else in single quotes.
+fn shell_quote(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/' | ':' | '@' | '%' | '+' | '='));
+    if plain {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
 async fn page(
     app: &App,
     headers: &HeaderMap,
     problem: Option<String>,
-    issued: Option<IssuedLaunch>,
+    created: Option<Created>,
     form: &[(String, String)],
 ) -> Response {
-    let mut apps: Vec<Choice> = app
-        .db
-        .clients()
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|c| c.metadata.initiate_login_uri.is_some())
-        .map(|c| Choice { label: format!("{} ({})", c.metadata.client_name, c.client_id), value: c.client_id })
-        .collect();
+    let clients = app.db.clients().await.unwrap_or_default();
+    let choice = |c: &smartlaunch_auth::client::Client| Choice {
+        label: format!("{} ({})", c.metadata.client_name, c.client_id),
+        value: c.client_id.clone(),
+    };
+    let mut apps: Vec<Choice> = clients.iter().filter(|c| c.metadata.initiate_login_uri.is_some()).map(choice).collect();
     apps.sort_by_key(|c| c.label.to_lowercase());
+    let mut backends: Vec<Choice> = clients
+        .iter()
+        .filter(|c| {
+            c.allows_grant("client_credentials")
+                && c.metadata.token_endpoint_auth_method == TokenEndpointAuthMethod::PrivateKeyJwt
+        })
+        .map(choice)
+        .collect();
+    backends.sort_by_key(|c| c.label.to_lowercase());
+    let (issued, backend) = match created {
+        Some(Created::Launch(issued)) => (Some(issued), None),
+        Some(Created::Backend(session)) => (None, Some(BackendCard::new(session))),
+        None => (None, None),
+    };
     let users = app
         .db
         .users()
@@ -115,15 +172,15 @@ async fn page(
         apps,
         users,
         patients: patients.iter().map(views::patient_row).collect(),
-        errors: SimulatedError::ALL
-            .iter()
-            .map(|e| Choice { value: e.name().to_owned(), label: e.label().to_owned() })
-            .collect(),
+        errors: error_choices(false),
+        backends,
+        backend_errors: error_choices(true),
         token_required: mode == SandboxMode::AdminToken,
         closed: mode == SandboxMode::Closed,
         registration_token_required: app.auth.config.registration_token.is_some(),
         problem,
         issued,
+        backend,
         recent,
         filled: form
             .iter()
@@ -132,6 +189,15 @@ async fn page(
             .collect(),
     };
     signin::with_form_cookie(render(status, &body), cookie)
+}
+
+/// The simulated errors of backend-service sessions, or of app launches.
+fn error_choices(backend: bool) -> Vec<Choice> {
+    SimulatedError::ALL
+        .iter()
+        .filter(|e| e.is_backend() == backend)
+        .map(|e| Choice { value: e.name().to_owned(), label: e.label().to_owned() })
+        .collect()
 }
 
 /// `GET /launcher`.
@@ -154,9 +220,23 @@ pub(crate) async fn create(State(app): State<App>, headers: HeaderMap, body: Byt
     if let Err(e) = app.auth.check_powers(admin, host(&headers)) {
         return page(&app, &headers, Some(e.to_string()), None, &form).await;
     }
+    if field(&form, "launch_type") == Some("backend") {
+        return match backend_session(&app, &form).await {
+            Ok(session) => page(&app, &headers, None, Some(Created::Backend(session)), &form).await,
+            Err(LaunchError::Internal(e)) => {
+                tracing::error!("launcher: {e}");
+                error_page(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Something went wrong",
+                    "The backend-service session could not be created.",
+                )
+            }
+            Err(e) => page(&app, &headers, Some(e.to_string()), None, &form).await,
+        };
+    }
     match new_launch(&app, &form).await {
         Ok(new) => match app.auth.create_launch(new, app.clock.now()).await {
-            Ok(issued) => page(&app, &headers, None, Some(issued), &form).await,
+            Ok(issued) => page(&app, &headers, None, Some(Created::Launch(issued)), &form).await,
             Err(LaunchError::Internal(e)) => {
                 tracing::error!("launcher: {e}");
                 error_page(
@@ -265,6 +345,64 @@ async fn new_launch(app: &App, form: &[(String, String)]) -> Result<NewLaunch, S
     })
 }
 
+/// The backend-service session the form describes; a JWK Set (or JWKS URL) and scopes register
+/// a backend service first.
+async fn backend_session(app: &App, form: &[(String, String)]) -> Result<IssuedBackendSession, LaunchError> {
+    let text = |name: &str| field(form, name).map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned);
+    let simulate_error = match text("backend_simulate_error") {
+        None => None,
+        Some(name) => Some(
+            SimulatedError::from_name(&name).ok_or_else(|| LaunchError::Invalid(format!("no simulated error “{name}”")))?,
+        ),
+    };
+    let client_id = match (text("jwks"), text("jwks_uri"), text("backend_client_id")) {
+        (None, None, Some(client_id)) => client_id,
+        (None, None, None) => {
+            return Err(LaunchError::Invalid(
+                "choose a registered backend service, or paste its JWK Set (or give its JWKS URL) and its system/ scopes"
+                    .into(),
+            ))
+        }
+        (jwks, jwks_uri, _) => {
+            // Registering a client here is registration too: the registration token guards it.
+            app.auth
+                .check_registration_token(field(form, "registration_token").filter(|t| !t.is_empty()))
+                .map_err(|e| LaunchError::Invalid(e.description().to_owned()))?;
+            throwaway_backend(app, jwks, jwks_uri, text("backend_scope"), text("backend_name"))
+                .await
+                .map_err(LaunchError::Invalid)?
+        }
+    };
+    app.auth.create_backend_session(&client_id, simulate_error, app.clock.now()).await
+}
+
+/// Registers a backend service (`private_key_jwt`, `client_credentials`) for a JWK Set or JWKS
+/// URL and the `system/` scopes typed into the launcher.
+async fn throwaway_backend(
+    app: &App,
+    jwks: Option<String>,
+    jwks_uri: Option<String>,
+    scope: Option<String>,
+    name: Option<String>,
+) -> Result<String, String> {
+    let jwks = jwks
+        .map(|text| serde_json::from_str::<serde_json::Value>(&text))
+        .transpose()
+        .map_err(|e| format!("the JWK Set is not JSON: {e}"))?;
+    let scope = scope.ok_or("give the system/ scopes the backend service may have, e.g. system/*.rs")?;
+    let request = RegistrationRequest {
+        client_name: Some(name.unwrap_or_else(|| "Launcher backend service".into())),
+        grant_types: Some(vec!["client_credentials".into()]),
+        token_endpoint_auth_method: Some("private_key_jwt".into()),
+        scope: Some(scope),
+        jwks,
+        jwks_uri,
+        ..Default::default()
+    };
+    let registered = app.auth.add_client(request, app.clock.now()).await.map_err(|e| e.description().to_owned())?;
+    Ok(registered.client.client_id)
+}
+
 /// Registers a public app for a launch URL and redirect URI typed into the launcher.
 async fn throwaway_client(app: &App, launch_uri: String, redirect_uri: String) -> Result<String, String> {
     let request = RegistrationRequest {
@@ -288,7 +426,8 @@ async fn recent_launches(app: &App) -> Vec<Recent> {
             _ => launch.client_id.clone(),
         };
         recent.push(Recent {
-            time: crate::server::instant(launch.created_at).replace('T', " ").trim_end_matches('Z').to_owned(),
+            at: launch.created_at,
+            time: when(launch.created_at),
             kind: if launch.standalone { "standalone (simulation)" } else { "EHR launch" },
             app: name,
             patient: launch
@@ -298,5 +437,25 @@ async fn recent_launches(app: &App) -> Vec<Recent> {
             trace_id: launch.trace_id,
         });
     }
+    for session in app.db.recent_backend_sessions(RECENT).await.unwrap_or_default() {
+        let name = match app.auth.client(&session.client_id, app.clock.now()).await {
+            Ok(Some(c)) => c.metadata.client_name.clone(),
+            _ => session.client_id.clone(),
+        };
+        recent.push(Recent {
+            at: session.created_at,
+            time: when(session.created_at),
+            kind: "backend service",
+            app: name,
+            patient: "— (system/ scopes)".into(),
+            trace_id: session.trace_id,
+        });
+    }
+    recent.sort_by_key(|r| std::cmp::Reverse(r.at));
+    recent.truncate(RECENT as usize);
     recent
+}
+
+fn when(at: i64) -> String {
+    crate::server::instant(at).replace('T', " ").trim_end_matches('Z').to_owned()
 }
