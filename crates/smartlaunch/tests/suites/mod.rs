@@ -2,6 +2,7 @@
 //! cores is real).
 
 mod backend;
+mod backend_launcher;
 mod ehr_launch;
 mod enforcement;
 mod fhir_rest;

@@ -336,7 +336,7 @@ pub fn attr_after(page: &str, marker: &str) -> Option<String> {
     Some(html_unescape(&page[start..start + page[start..].find('"')?]))
 }
 
-fn html_unescape(s: &str) -> String {
+pub fn html_unescape(s: &str) -> String {
     s.replace("&#x2f;", "/")
         .replace("&#47;", "/")
         .replace("&#x27;", "'")
@@ -344,7 +344,9 @@ fn html_unescape(s: &str) -> String {
         .replace("&quot;", "\"")
         .replace("&#34;", "\"")
         .replace("&lt;", "<")
+        .replace("&#60;", "<")
         .replace("&gt;", ">")
+        .replace("&#62;", ">")
         .replace("&amp;", "&")
         .replace("&#38;", "&")
 }
