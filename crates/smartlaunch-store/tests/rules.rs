@@ -412,3 +412,62 @@ async fn a_registration_access_token_is_spent_once_even_when_used_concurrently()
     }
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[tokio::test]
+async fn a_backend_session_comes_with_its_client_while_live_and_goes_with_it() {
+    use smartlaunch_auth::client::{Client, ClientMetadata, TokenEndpointAuthMethod};
+    use smartlaunch_auth::launch::{BackendSession, SimulatedError};
+    use smartlaunch_auth::retention::Purge;
+    let (db, dir) = db().await;
+    let client = Client {
+        client_id: "svc".into(),
+        metadata: ClientMetadata {
+            client_name: "Service".into(),
+            redirect_uris: vec![],
+            grant_types: vec!["client_credentials".into()],
+            token_endpoint_auth_method: TokenEndpointAuthMethod::PrivateKeyJwt,
+            scope: Some("system/*.rs".into()),
+            initiate_login_uri: None,
+            logo_uri: None,
+            jwks: None,
+            jwks_uri: Some("https://svc.example/jwks".into()),
+        },
+        secret_hash: None,
+        registration_token_hash: None,
+        created_at: 0,
+    };
+    db.insert_client(&client).await.unwrap();
+    let (found, none) = db.client_and_backend_session("svc", 10).await.unwrap().unwrap();
+    assert_eq!((found, none), (client.clone(), None), "no session: the client alone");
+    assert!(db.client_and_backend_session("nobody", 10).await.unwrap().is_none());
+    let session = BackendSession {
+        client_id: "svc".into(),
+        trace_id: "t1".into(),
+        simulate_error: Some(SimulatedError::BackendInvalidScope),
+        created_at: 10,
+        expires_at: 100,
+    };
+    db.put_backend_session(&session).await.unwrap();
+    let (_, live) = db.client_and_backend_session("svc", 50).await.unwrap().unwrap();
+    assert_eq!(live.as_ref(), Some(&session));
+    let (_, expired) = db.client_and_backend_session("svc", 100).await.unwrap().unwrap();
+    assert_eq!(expired, None, "expired at expires_at");
+    // A new session replaces the client's previous one.
+    let newer = BackendSession { trace_id: "t2".into(), simulate_error: None, created_at: 20, expires_at: 200, ..session };
+    db.put_backend_session(&newer).await.unwrap();
+    assert_eq!(db.client_and_backend_session("svc", 50).await.unwrap().unwrap().1, Some(newer.clone()));
+    assert_eq!(db.recent_backend_sessions(10).await.unwrap(), vec![newer]);
+    // Purged after expiry; removed with its client.
+    let purge = |at| Purge { expired: at, codes: at, launches: at, events: at, max_events: 1000 };
+    db.purge_expired(&purge(199)).await.unwrap();
+    assert_eq!(rows(&dir, "backend_sessions").await, 1);
+    db.purge_expired(&purge(200)).await.unwrap();
+    assert_eq!(rows(&dir, "backend_sessions").await, 0);
+    db.put_backend_session(&BackendSession { client_id: "svc".into(), trace_id: "t3".into(), simulate_error: None, created_at: 0, expires_at: 900 })
+        .await
+        .unwrap();
+    assert!(db.delete_client("svc", 300).await.unwrap());
+    assert_eq!(rows(&dir, "backend_sessions").await, 0);
+    db.close().await;
+    std::fs::remove_dir_all(dir).ok();
+}
