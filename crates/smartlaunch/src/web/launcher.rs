@@ -222,7 +222,15 @@ pub(crate) async fn create(State(app): State<App>, headers: HeaderMap, body: Byt
     }
     if field(&form, "launch_type") == Some("backend") {
         return match backend_session(&app, &form).await {
-            Ok(session) => page(&app, &headers, None, Some(Created::Backend(session)), &form).await,
+            Ok(session) => {
+                // A service registered here is now a registered one: the form offers it, so
+                // that posting it again starts a new session rather than registering again.
+                let registered = ["jwks", "jwks_uri", "backend_scope", "backend_name", "backend_client_id"];
+                let mut again: Vec<(String, String)> =
+                    form.iter().filter(|(k, _)| !registered.contains(&k.as_str())).cloned().collect();
+                again.push(("backend_client_id".into(), session.client_id.clone()));
+                page(&app, &headers, None, Some(Created::Backend(session)), &again).await
+            }
             Err(LaunchError::Internal(e)) => {
                 tracing::error!("launcher: {e}");
                 error_page(

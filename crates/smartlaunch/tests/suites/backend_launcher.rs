@@ -149,8 +149,13 @@ async fn an_ad_hoc_backend_service_is_registered_from_its_pasted_jwks() {
     assert!(b.page.contains("role=\"alert\">registration on this server requires an initial access token"), "{}", b.page);
     let mut with_token = fields.to_vec();
     with_token.push(("registration_token", "reg-secret"));
-    let card = session(&s, &with_token).await;
+    let mut b = Browser::new(&s);
+    post_backend(&mut b, &with_token).await;
+    let card = card(&b.page);
     assert_eq!(card.scopes, scope);
+    // The form now offers the service as registered: posting it again makes no second client.
+    assert!(select(&b.page, "backend_client_id").contains(&format!("value=\"{}\" selected", card.client_id)));
+    assert!(!html_unescape(&b.page).contains("\"kty\":\"EC\""), "the pasted JWK Set is not kept: {}", b.page);
     assert!(card.command.ends_with(&format!("--scope '{scope}'")), "{}", card.command);
     let c = BackendClient { server: &s, client_id: card.client_id.clone(), key, registration: Value::Null };
     assert_eq!(c.token_response("system/Observation.rs").await["scope"], "system/Observation.rs");
