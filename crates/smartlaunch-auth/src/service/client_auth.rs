@@ -145,7 +145,7 @@ impl<S: AuthStore> AuthService<S> {
             Some(other) => Err(Failure::AssertionTypeUnsupported(other.chars().take(100).collect())),
             None => Err(Failure::AssertionTypeMissing),
         };
-        let sent = req.client_assertion_type.as_deref().map_or_else(|| "missing".to_owned(), |t| short(t));
+        let sent = req.client_assertion_type.as_deref().map_or_else(|| "missing".to_owned(), short);
         report.record(Check::AssertionType, sent, assertion_type);
         let parsed = match req.client_assertion.as_deref().filter(|a| !a.is_empty()) {
             Some(raw) => ClientAssertion::parse_checked(raw, report),
