@@ -386,7 +386,9 @@ async fn pages_stop_at_the_byte_budget() {
 async fn a_registration_access_token_is_spent_once_even_when_used_concurrently() {
     use smartlaunch_auth::client::RegistrationRequest;
     use smartlaunch_auth::config::AuthConfig;
+    use smartlaunch_auth::service::Registrant;
     use smartlaunch_auth::AuthService;
+    let registrant = || Registrant { bearer: None, host: None, cross_site: false };
     let (db, dir) = db().await;
     let auth = AuthService::open(db, AuthConfig::new("http://127.0.0.1:1"), 1_000).await.unwrap();
     let request = || RegistrationRequest {
@@ -394,7 +396,7 @@ async fn a_registration_access_token_is_spent_once_even_when_used_concurrently()
         token_endpoint_auth_method: Some("none".into()),
         ..Default::default()
     };
-    let registered = auth.register(request(), None, 1_000).await.unwrap();
+    let registered = auth.register(request(), registrant(), 1_000).await.unwrap();
     let id = registered.client.client_id.clone();
     let mut token = registered.registration_access_token.unwrap();
     for round in 0..20 {
@@ -402,7 +404,7 @@ async fn a_registration_access_token_is_spent_once_even_when_used_concurrently()
         update.client_id = Some(id.clone());
         let (a, b, c) = tokio::join!(
             auth.read_registration(&id, Some(&token)),
-            auth.update_registration(&id, Some(&token), update),
+            auth.update_registration(&id, Some(&token), update, registrant()),
             auth.read_registration(&id, Some(&token)),
         );
         let winners: Vec<String> =
@@ -453,7 +455,8 @@ async fn a_backend_session_comes_with_its_client_while_live_and_goes_with_it() {
     let (_, expired) = db.client_and_backend_session("svc", 100).await.unwrap().unwrap();
     assert_eq!(expired, None, "expired at expires_at");
     // A new session replaces the client's previous one.
-    let newer = BackendSession { trace_id: "t2".into(), simulate_error: None, created_at: 20, expires_at: 200, ..session };
+    let newer =
+        BackendSession { trace_id: "t2".into(), simulate_error: None, created_at: 20, expires_at: 200, ..session };
     db.put_backend_session(&newer).await.unwrap();
     assert_eq!(db.client_and_backend_session("svc", 50).await.unwrap().unwrap().1, Some(newer.clone()));
     assert_eq!(db.recent_backend_sessions(10).await.unwrap(), vec![newer]);
@@ -463,9 +466,15 @@ async fn a_backend_session_comes_with_its_client_while_live_and_goes_with_it() {
     assert_eq!(rows(&dir, "backend_sessions").await, 1);
     db.purge_expired(&purge(200)).await.unwrap();
     assert_eq!(rows(&dir, "backend_sessions").await, 0);
-    db.put_backend_session(&BackendSession { client_id: "svc".into(), trace_id: "t3".into(), simulate_error: None, created_at: 0, expires_at: 900 })
-        .await
-        .unwrap();
+    db.put_backend_session(&BackendSession {
+        client_id: "svc".into(),
+        trace_id: "t3".into(),
+        simulate_error: None,
+        created_at: 0,
+        expires_at: 900,
+    })
+    .await
+    .unwrap();
     assert!(db.delete_client("svc", 300).await.unwrap());
     assert_eq!(rows(&dir, "backend_sessions").await, 0);
     db.close().await;
