@@ -3,8 +3,8 @@
 //! first failure's text; the launch inspector lists every check and flags from the typed
 //! results (a reused `jti`, a long `exp`, a wrong `aud`), never from the text.
 
-use crate::jwk::Alg;
 use crate::client_assertion::{JWT_BEARER, MAX_ASSERTION_LEN, MAX_JTI_LEN, MAX_LIFETIME};
+use crate::jwk::Alg;
 
 /// A check on a client assertion.  Declared in the order a request's error reports them: the
 /// error names the first check, in this order, that failed.
@@ -113,14 +113,28 @@ pub enum Failure {
     /// The registered keys could not be had (an invalid `jwks`, a failed `jwks_uri` fetch).
     KeysUnavailable(String),
     UnknownKid(String),
-    KeyDoesNotFit { kid: String, alg: Alg },
-    Signature { kid: String, alg: Alg },
-    IssSub { client_id: String },
+    KeyDoesNotFit {
+        kid: String,
+        alg: Alg,
+    },
+    Signature {
+        kid: String,
+        alg: Alg,
+    },
+    IssSub {
+        client_id: String,
+    },
     /// `aud` is not the token URL, which is `expected`.
-    Aud { expected: String },
+    Aud {
+        expected: String,
+    },
     ExpMissing,
-    Expired { ago: i64 },
-    ExpTooFar { ahead: i64 },
+    Expired {
+        ago: i64,
+    },
+    ExpTooFar {
+        ahead: i64,
+    },
     NbfNotNumber,
     NotYetValid,
     JtiMissing,

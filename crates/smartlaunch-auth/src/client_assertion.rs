@@ -208,7 +208,11 @@ pub fn check_claims(claims: &Value, client_id: &str, token_url: &str, now: UnixT
     let sent = |name: &str| claims.get(name).map_or_else(|| "missing".to_owned(), |v| short(&value_text(v)));
     for (check, name) in [(Check::Iss, "iss"), (Check::Sub, "sub")] {
         let ok = text(name) == Some(client_id);
-        report.record(check, sent(name), if ok { Ok(()) } else { Err(Failure::IssSub { client_id: short(client_id) }) });
+        report.record(
+            check,
+            sent(name),
+            if ok { Ok(()) } else { Err(Failure::IssSub { client_id: short(client_id) }) },
+        );
     }
     let aud_ok = match claims.get("aud") {
         Some(Value::String(a)) => a == token_url,
@@ -429,9 +433,8 @@ mod tests {
         let (rsa, _) = key_and_set(KeyKind::Rs384);
         let a = ClientAssertion::parse(&rsa.sign_jwt(&claims(), &[("kid", json!(key.kid()))]).unwrap()).unwrap();
         assert!(a.select_key(&set).unwrap().is_err(), "an RS384 header cannot use an EC key");
-        let with_jku = |jku: &str| {
-            ClientAssertion::parse(&key.sign_jwt(&claims(), &[("jku", json!(jku))]).unwrap()).unwrap()
-        };
+        let with_jku =
+            |jku: &str| ClientAssertion::parse(&key.sign_jwt(&claims(), &[("jku", json!(jku))]).unwrap()).unwrap();
         assert!(with_jku("https://app/jwks").check_jku(Some("https://app/jwks")).is_ok());
         assert!(with_jku("https://evil/jwks").check_jku(Some("https://app/jwks")).is_err());
         assert!(with_jku("https://evil/jwks").check_jku(None).is_err());

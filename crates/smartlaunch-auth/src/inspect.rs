@@ -342,7 +342,9 @@ mod tests {
         assert!(flags[0].contains("310 s ahead") && flags[0].contains("clock-skew tolerance"), "{flags:?}");
         long["exp"] = serde_json::json!(1000 + 3600);
         let report = report_for(long, false);
-        assert!(assertion_flags(&report)[0].contains("3600 s ahead") && assertion_flags(&report)[0].contains("(refused)"));
+        assert!(
+            assertion_flags(&report)[0].contains("3600 s ahead") && assertion_flags(&report)[0].contains("(refused)")
+        );
         let exp = check_lines(&report).into_iter().find(|l| l.name == "exp").unwrap();
         assert_eq!(exp.verdict, Verdict::Failed);
         assert!(exp.note.contains("at most 300 s"));

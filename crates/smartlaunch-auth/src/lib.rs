@@ -4,9 +4,9 @@
 //! [`store::AuthStore`] trait.  Nothing here knows about HTTP or HTML: the binary's handlers
 //! parse a request, call one function of [`AuthService`] and render its result.
 
+mod assertion_report;
 pub mod authorize;
 pub mod client;
-mod assertion_report;
 pub mod client_assertion;
 mod client_cache;
 pub mod config;

@@ -113,7 +113,17 @@ impl AuthStore for Db {
         client_id: &str,
         now: UnixTime,
     ) -> StoreResult<Option<(Client, Option<BackendSession>)>> {
-        type Row = (String, String, Option<String>, Option<String>, i64, Option<String>, Option<String>, Option<i64>, Option<i64>);
+        type Row = (
+            String,
+            String,
+            Option<String>,
+            Option<String>,
+            i64,
+            Option<String>,
+            Option<String>,
+            Option<i64>,
+            Option<i64>,
+        );
         let row: Option<Row> = sqlx::query_as(
             "SELECT c.client_id, c.metadata, c.secret_hash, c.registration_token_hash, c.created_at, \
              s.trace_id, s.simulate_error, s.created_at, s.expires_at \
@@ -125,7 +135,8 @@ impl AuthStore for Db {
         .fetch_optional(&self.read)
         .await
         .map_err(err)?;
-        let Some((id, metadata, secret_hash, registration_token_hash, created_at, trace, error, s_created, s_expires)) = row
+        let Some((id, metadata, secret_hash, registration_token_hash, created_at, trace, error, s_created, s_expires)) =
+            row
         else {
             return Ok(None);
         };

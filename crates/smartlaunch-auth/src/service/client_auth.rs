@@ -170,7 +170,9 @@ impl<S: AuthStore> AuthService<S> {
                 (None, _) => Err(Failure::NoIss),
                 (Some(iss), _) if req.client_id.as_deref().is_some_and(|id| id != iss) => Err(Failure::ClientIdDiffers),
                 (Some(iss), None) => Err(Failure::UnknownIss(short(iss))),
-                (Some(_), Some(c)) if c.metadata.token_endpoint_auth_method != TokenEndpointAuthMethod::PrivateKeyJwt => {
+                (Some(_), Some(c))
+                    if c.metadata.token_endpoint_auth_method != TokenEndpointAuthMethod::PrivateKeyJwt =>
+                {
                     Err(Failure::AuthMethod(c.metadata.token_endpoint_auth_method.as_str()))
                 }
                 (Some(_), Some(_)) => Ok(()),
@@ -215,7 +217,11 @@ impl<S: AuthStore> AuthService<S> {
         let (keys, source) = match self.client_keys(client, &assertion.kid, now).await {
             Ok(found) => found,
             Err(why) => {
-                report.record(Check::Key, format!("kid `{}`", short(&assertion.kid)), Err(Failure::KeysUnavailable(why)));
+                report.record(
+                    Check::Key,
+                    format!("kid `{}`", short(&assertion.kid)),
+                    Err(Failure::KeysUnavailable(why)),
+                );
                 return;
             }
         };

@@ -2,9 +2,9 @@
 //! (checklist items 19, 20, 26).
 
 use crate::authorize::AuthorizationRequest;
+use crate::client::TokenEndpointAuthMethod;
 use crate::error::LaunchError;
 use crate::inspect::LaunchEvent;
-use crate::client::TokenEndpointAuthMethod;
 use crate::launch::{
     launch_url, standalone_url, BackendSession, FhirContextItem, Launch, LaunchContext, LaunchOptions, LaunchRefused,
     SimulatedError,

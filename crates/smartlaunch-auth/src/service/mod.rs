@@ -89,16 +89,22 @@ impl<S: AuthStore> AuthService<S> {
 
     /// A registered client with its backend-service session, through the short-lived client
     /// cache: one query (for both) per client per [`TTL`](crate::client_cache::TTL) seconds.
-    pub(crate) async fn client_entry(&self, client_id: &str, now: UnixTime) -> Result<Option<CachedClient>, StoreError> {
+    pub(crate) async fn client_entry(
+        &self,
+        client_id: &str,
+        now: UnixTime,
+    ) -> Result<Option<CachedClient>, StoreError> {
         if client_id.is_empty() || client_id.len() > 256 {
             return Ok(None);
         }
         if let Some(hit) = self.clients.get(client_id, now) {
             return Ok(Some(hit));
         }
-        let found = self.store.client_and_backend_session(client_id, now).await?.map(|(client, session)| {
-            CachedClient { client: Arc::new(client), backend_session: session.map(Arc::new) }
-        });
+        let found = self
+            .store
+            .client_and_backend_session(client_id, now)
+            .await?
+            .map(|(client, session)| CachedClient { client: Arc::new(client), backend_session: session.map(Arc::new) });
         if let Some(c) = &found {
             self.clients.put(c.clone(), now);
         }

@@ -45,7 +45,9 @@ impl<S: AuthStore> AuthService<S> {
         req: &TokenRequest,
         now: UnixTime,
     ) -> Result<TokenResponse, TokenError> {
-        if client.is_some() && session.and_then(|s| s.simulate_error) == Some(SimulatedError::BackendInvalidClientAssertion) {
+        if client.is_some()
+            && session.and_then(|s| s.simulate_error) == Some(SimulatedError::BackendInvalidClientAssertion)
+        {
             return Err(TokenError::InvalidClient(
                 "the client assertion is not valid (simulated by the developer launcher)".into(),
             ));

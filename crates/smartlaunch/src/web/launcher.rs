@@ -11,10 +11,10 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use smartlaunch_auth::client::RegistrationRequest;
+use smartlaunch_auth::client::TokenEndpointAuthMethod;
 use smartlaunch_auth::config::SandboxMode;
 use smartlaunch_auth::launch::{FhirContextItem, LaunchContext, LaunchOptions, SimulatedError};
 use smartlaunch_auth::secrets::secrets_equal;
-use smartlaunch_auth::client::TokenEndpointAuthMethod;
 use smartlaunch_auth::service::{IssuedBackendSession, IssuedLaunch, NewLaunch};
 use smartlaunch_auth::store::AuthStore;
 use smartlaunch_auth::users::User;
@@ -114,7 +114,9 @@ enum Created {
 /// A word for a POSIX shell: as is when it is plain, else in single quotes.
 fn shell_quote(word: &str) -> String {
     let plain = !word.is_empty()
-        && word.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/' | ':' | '@' | '%' | '+' | '='));
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/' | ':' | '@' | '%' | '+' | '='));
     if plain {
         word.to_owned()
     } else {
@@ -134,7 +136,8 @@ async fn page(
         label: format!("{} ({})", c.metadata.client_name, c.client_id),
         value: c.client_id.clone(),
     };
-    let mut apps: Vec<Choice> = clients.iter().filter(|c| c.metadata.initiate_login_uri.is_some()).map(choice).collect();
+    let mut apps: Vec<Choice> =
+        clients.iter().filter(|c| c.metadata.initiate_login_uri.is_some()).map(choice).collect();
     apps.sort_by_key(|c| c.label.to_lowercase());
     let mut backends: Vec<Choice> = clients
         .iter()
@@ -360,17 +363,16 @@ async fn backend_session(app: &App, form: &[(String, String)]) -> Result<IssuedB
     let simulate_error = match text("backend_simulate_error") {
         None => None,
         Some(name) => Some(
-            SimulatedError::from_name(&name).ok_or_else(|| LaunchError::Invalid(format!("no simulated error “{name}”")))?,
+            SimulatedError::from_name(&name)
+                .ok_or_else(|| LaunchError::Invalid(format!("no simulated error “{name}”")))?,
         ),
     };
     let client_id = match (text("jwks"), text("jwks_uri"), text("backend_client_id")) {
         (None, None, Some(client_id)) => client_id,
-        (None, None, None) => {
-            return Err(LaunchError::Invalid(
-                "choose a registered backend service, or paste its JWK Set (or give its JWKS URL) and its system/ scopes"
-                    .into(),
-            ))
-        }
+        (None, None, None) => return Err(LaunchError::Invalid(
+            "choose a registered backend service, or paste its JWK Set (or give its JWKS URL) and its system/ scopes"
+                .into(),
+        )),
         (jwks, jwks_uri, _) => {
             // Registering a client here is registration too: the registration token guards it.
             app.auth

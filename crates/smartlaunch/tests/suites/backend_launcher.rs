@@ -91,7 +91,9 @@ async fn the_backend_type_starts_a_session_for_a_registered_service_and_shows_wh
     let app_errors = select(&b.page, "simulate_error");
     let backend_errors = select(&b.page, "backend_simulate_error");
     assert!(app_errors.contains("fhir_expired_token") && !app_errors.contains("backend_invalid_scope"));
-    assert!(backend_errors.contains("backend_invalid_client_assertion") && backend_errors.contains("backend_invalid_scope"));
+    assert!(
+        backend_errors.contains("backend_invalid_client_assertion") && backend_errors.contains("backend_invalid_scope")
+    );
     assert!(!backend_errors.contains("token_invalid_code") && !backend_errors.contains("authorize_"));
 
     post_backend(&mut b, &[("backend_client_id", &c.client_id)]).await;
@@ -146,7 +148,11 @@ async fn an_ad_hoc_backend_service_is_registered_from_its_pasted_jwks() {
     // Registering here is registration: the registration token guards it.
     let mut b = Browser::new(&s);
     post_backend(&mut b, &fields).await;
-    assert!(b.page.contains("role=\"alert\">registration on this server requires an initial access token"), "{}", b.page);
+    assert!(
+        b.page.contains("role=\"alert\">registration on this server requires an initial access token"),
+        "{}",
+        b.page
+    );
     let mut with_token = fields.to_vec();
     with_token.push(("registration_token", "reg-secret"));
     let mut b = Browser::new(&s);
@@ -184,7 +190,11 @@ async fn an_ad_hoc_backend_service_is_registered_from_its_pasted_jwks() {
 async fn simulated_backend_errors_reach_the_client_as_real_ones_and_only_for_backend_services() {
     let s = Server::start().await;
     let c = s.backend_client("system/*.rs").await;
-    let card = session(&s, &[("backend_client_id", &c.client_id), ("backend_simulate_error", "backend_invalid_client_assertion")]).await;
+    let card = session(
+        &s,
+        &[("backend_client_id", &c.client_id), ("backend_simulate_error", "backend_invalid_client_assertion")],
+    )
+    .await;
     for _ in 0..2 {
         let (status, error, description) = oauth_error(c.token_with(&c.assertion(), "system/Patient.rs").await).await;
         assert_eq!((status, error.as_str()), (StatusCode::UNAUTHORIZED, "invalid_client"));
@@ -204,8 +214,13 @@ async fn simulated_backend_errors_reach_the_client_as_real_ones_and_only_for_bac
 
     // An app launch's error is refused for a backend service, and a backend one for an app.
     let mut b = Browser::new(&s);
-    post_backend(&mut b, &[("backend_client_id", &c.client_id), ("backend_simulate_error", "fhir_expired_token")]).await;
-    assert!(b.page.contains("role=\"alert\">the simulated error `fhir_expired_token` is for app launches"), "{}", b.page);
+    post_backend(&mut b, &[("backend_client_id", &c.client_id), ("backend_simulate_error", "fhir_expired_token")])
+        .await;
+    assert!(
+        b.page.contains("role=\"alert\">the simulated error `fhir_expired_token` is for app launches"),
+        "{}",
+        b.page
+    );
     let app = ehr_app(&s, "App").await;
     post_backend(&mut b, &[("backend_client_id", &app)]).await;
     assert!(b.page.contains("role=\"alert\">“App” is not a backend service"), "{}", b.page);
@@ -241,13 +256,19 @@ async fn the_inspector_lists_every_check_and_flags_a_reused_jti_a_long_exp_and_a
     assert_eq!(c.token_with(&unknown_kid, scope).await.status(), StatusCode::UNAUTHORIZED);
     // A header that fails (alg none) is recorded too: the claims name the client.
     let b64 = |v: Value| base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, v.to_string());
-    let claims = json!({"iss": c.client_id, "sub": c.client_id, "aud": s.token_url(), "exp": now + 60, "jti": random(8)});
+    let claims =
+        json!({"iss": c.client_id, "sub": c.client_id, "aud": s.token_url(), "exp": now + 60, "jti": random(8)});
     let none = format!("{}.{}.", b64(json!({"alg": "none", "kid": c.key.kid()})), b64(claims));
     assert_eq!(c.token_with(&none, scope).await.status(), StatusCode::UNAUTHORIZED);
     // Another client's requests are not this session's.
     other.token(scope).await;
     let r = s
-        .token(&[("grant_type", "client_credentials"), ("scope", scope), ("client_assertion_type", JWT_BEARER), ("client_assertion", &other.assertion())])
+        .token(&[
+            ("grant_type", "client_credentials"),
+            ("scope", scope),
+            ("client_assertion_type", JWT_BEARER),
+            ("client_assertion", &other.assertion()),
+        ])
         .await;
     assert_eq!(r.status(), StatusCode::OK);
 
@@ -270,7 +291,20 @@ async fn the_inspector_lists_every_check_and_flags_a_reused_jti_a_long_exp_and_a
     ] {
         assert!(page.contains(expected), "the inspector shows “{expected}”:\n{page}");
     }
-    for claim in ["client_assertion_type", "alg", "kid", "key", "signature", "iss", "sub", "aud", "exp", "nbf", "jti", "jti replay"] {
+    for claim in [
+        "client_assertion_type",
+        "alg",
+        "kid",
+        "key",
+        "signature",
+        "iss",
+        "sub",
+        "aud",
+        "exp",
+        "nbf",
+        "jti",
+        "jti replay",
+    ] {
         assert!(page.contains(&format!("<th scope=\"row\"><code>{claim}</code></th>")), "{claim} is listed");
     }
     assert!(page.contains(" s ahead)"), "exp shows how far ahead it is");
@@ -280,17 +314,25 @@ async fn the_inspector_lists_every_check_and_flags_a_reused_jti_a_long_exp_and_a
 #[tokio::test]
 async fn the_backend_type_needs_the_admin_token_when_the_sandbox_is_locked() {
     let s = Server::start_configured(|settings| settings.admin_token = Some("admin-secret".into())).await;
-    let c = s.backend_client("system/*.rs").await;
+    let key = SigningKey::generate(KeyKind::Es384).unwrap();
+    let jwks = key.public_jwks().to_string();
+    let fields = [("jwks", jwks.as_str()), ("backend_scope", "system/*.rs")];
     let mut b = Browser::new(&s);
-    post_backend(&mut b, &[("backend_client_id", &c.client_id)]).await;
+    post_backend(&mut b, &fields).await;
     assert!(b.page.contains("role=\"alert\">this server requires its admin token"), "{}", b.page);
     assert!(!b.page.contains("id=\"token_url\""), "no session");
-    post_backend(&mut b, &[("backend_client_id", &c.client_id), ("admin_token", "wrong")]).await;
+    let mut wrong = fields.to_vec();
+    wrong.push(("admin_token", "wrong"));
+    post_backend(&mut b, &wrong).await;
     assert!(b.page.contains("role=\"alert\">the admin token is not valid"), "{}", b.page);
-    post_backend(&mut b, &[("backend_client_id", &c.client_id), ("admin_token", "admin-secret")]).await;
+    let mut authorized = fields.to_vec();
+    authorized.push(("admin_token", "admin-secret"));
+    post_backend(&mut b, &authorized).await;
     let card = card(&b.page);
-    assert_eq!(card.client_id, c.client_id);
     assert!(!b.page.contains("Recent launches"), "with an admin token, sessions are not listed to anyone");
+    let c = BackendClient { server: &s, client_id: card.client_id.clone(), key, registration: Value::Null };
+    c.token("system/Patient.rs").await;
+    assert!(inspector(&s, &card.inspect).await.contains("200: tokens issued"));
     s.stop().await;
 }
 
@@ -312,7 +354,8 @@ async fn a_session_made_at_one_node_is_seen_by_another_once_its_cached_client_ex
     };
     // Node b caches the client (no session yet).
     assert_eq!(at_b(&c).await.unwrap().status(), StatusCode::OK);
-    let card = session(&a, &[("backend_client_id", &c.client_id), ("backend_simulate_error", "backend_invalid_scope")]).await;
+    let card =
+        session(&a, &[("backend_client_id", &c.client_id), ("backend_simulate_error", "backend_invalid_scope")]).await;
     // Node a sees its session at once.
     assert_eq!(c.token_with(&c.assertion(), "system/Patient.rs").await.status(), StatusCode::BAD_REQUEST);
     // Node b, once its cached entry (2 s) has expired.
