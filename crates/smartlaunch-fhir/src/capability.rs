@@ -1,8 +1,10 @@
 //! The server's R4 CapabilityStatement (`GET /fhir/metadata`), with the SMART security
-//! service and the `oauth-uris` extension the Python SMART client discovers through.
+//! service and the `oauth-uris` extension the Python SMART client discovers through, and the
+//! Bulk Data export operations (Bulk Data IG v2.0.0, "Server Capability Documentation").
 
 use serde_json::{json, Value};
 
+use crate::export::{BULK_DATA_CAPABILITY, EXPORT_DEFINITION, GROUP_EXPORT_DEFINITION, PATIENT_EXPORT_DEFINITION};
 use crate::resource_types::R4_RESOURCE_TYPES;
 use crate::search::params::{params_of, Kind, SEARCHABLE_TYPES};
 
@@ -40,7 +42,12 @@ pub fn capability_statement(software_version: &str, fhir_base: &str, uris: &OAut
                 .filter(|p| p.kind == Kind::Reference)
                 .map(|p| format!("{ty}:{}", p.name))
                 .collect();
-            json!({
+            let operation = match *ty {
+                "Patient" => json!([{ "name": "export", "definition": PATIENT_EXPORT_DEFINITION }]),
+                "Group" => json!([{ "name": "export", "definition": GROUP_EXPORT_DEFINITION }]),
+                _ => json!([]),
+            };
+            let mut resource = json!({
                 "type": ty,
                 "interaction": interactions,
                 "searchParam": search_params,
@@ -49,7 +56,11 @@ pub fn capability_statement(software_version: &str, fhir_base: &str, uris: &OAut
                 "versioning": "versioned-update",
                 "readHistory": true,
                 "updateCreate": true,
-            })
+            });
+            if operation.as_array().is_some_and(|o| !o.is_empty()) {
+                resource["operation"] = operation;
+            }
+            resource
         })
         .collect();
     json!({
@@ -58,6 +69,7 @@ pub fn capability_statement(software_version: &str, fhir_base: &str, uris: &OAut
         "date": date,
         "publisher": "smartlaunch",
         "kind": "instance",
+        "instantiates": [BULK_DATA_CAPABILITY],
         "software": { "name": "smartlaunch", "version": software_version },
         "implementation": { "description": "smartlaunch SMART on FHIR server", "url": fhir_base },
         "fhirVersion": crate::FHIR_VERSION,
@@ -88,7 +100,8 @@ pub fn capability_statement(software_version: &str, fhir_base: &str, uris: &OAut
                 }]
             },
             "resource": resources,
-            "interaction": [{ "code": "transaction" }, { "code": "batch" }]
+            "interaction": [{ "code": "transaction" }, { "code": "batch" }],
+            "operation": [{ "name": "export", "definition": EXPORT_DEFINITION }]
         }]
     })
 }

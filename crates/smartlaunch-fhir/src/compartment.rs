@@ -74,6 +74,12 @@ fn compartment_paths(resource_type: &str) -> &'static [&'static str] {
     }
 }
 
+/// Whether resources of a type can be in a Patient compartment (a Patient is in its own): the
+/// types a Patient- or Group-level Bulk Data export covers.
+pub fn has_patient_compartment(resource_type: &str) -> bool {
+    resource_type == "Patient" || !compartment_paths(resource_type).is_empty()
+}
+
 /// Collects the `reference` strings found at a dotted path (arrays are walked at every level).
 fn references_at<'a>(value: &'a Value, path: &str, out: &mut Vec<&'a str>) {
     match value {

@@ -1,7 +1,7 @@
 //! The offline demo data set: deterministic, realistic R4 resources (24 patients with
 //! encounters, vital signs and LOINC laboratory Observations, SNOMED CT Conditions, RxNorm
-//! MedicationRequests and AllergyIntolerances; 4 Practitioners).  No download, same output on
-//! every machine.
+//! MedicationRequests and AllergyIntolerances; 4 Practitioners; a Group of every patient for
+//! Bulk Data export).  No download, same output on every machine.
 
 use serde_json::{json, Value};
 
@@ -15,6 +15,9 @@ pub struct DemoData {
 }
 
 pub const PATIENT_COUNT: usize = 24;
+
+/// The id of the Group of every demo patient (a Group-level Bulk Data export's target).
+pub const DEMO_GROUP: &str = "demo-patients";
 
 const MRN_SYSTEM: &str = "http://hospital.smartlaunch.example/mrn";
 const LOINC: &str = "http://loinc.org";
@@ -150,11 +153,27 @@ pub fn generate() -> DemoData {
     for i in 0..PATIENT_COUNT {
         patient_record(i, None, &mut resources);
     }
+    resources.push(group(DEMO_GROUP, "All demo patients", PATIENT_COUNT));
     DemoData {
         resources,
         clinician: format!("Practitioner/{}", practitioner_id(0)),
         patient: format!("Patient/{}", patient_id(0)),
     }
+}
+
+/// An actual `person` Group of the first `patients` patients.
+pub fn group(id: &str, name: &str, patients: usize) -> Value {
+    let member: Vec<Value> =
+        (0..patients).map(|i| json!({ "entity": { "reference": format!("Patient/{}", patient_id(i)) } })).collect();
+    json!({
+        "resourceType": "Group",
+        "id": id,
+        "type": "person",
+        "actual": true,
+        "name": name,
+        "quantity": patients,
+        "member": member
+    })
 }
 
 fn practitioner_id(i: usize) -> String {

@@ -1,5 +1,6 @@
 //! FHIR R4 for smartlaunch: the patient compartment, SMART access decisions on resources,
-//! the CapabilityStatement, the resource-store trait and the offline demo data set.
+//! the CapabilityStatement, the resource-store trait, Bulk Data export and the offline demo data
+//! set.
 
 pub mod access;
 pub mod brands;
@@ -7,6 +8,7 @@ pub mod bundle;
 pub mod capability;
 pub mod compartment;
 pub mod demo;
+pub mod export;
 pub mod limits;
 pub mod resource_types;
 pub mod search;

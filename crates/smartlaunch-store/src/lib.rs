@@ -1,6 +1,7 @@
 //! The database of smartlaunch (sqlx): the pool, numbered migrations, and the implementations
 //! of the auth core's [`AuthStore`](smartlaunch_auth::store::AuthStore) and the FHIR
-//! [`ResourceStore`](smartlaunch_fhir::store::ResourceStore).
+//! [`ResourceStore`](smartlaunch_fhir::store::ResourceStore) and the Bulk Data
+//! [`ExportStore`](smartlaunch_fhir::export::ExportStore).
 //!
 //! SQLite (WAL) is the embedded default.  The SQL is kept portable so that PostgreSQL can run
 //! the same statements when the scale-out store arrives.
@@ -8,6 +9,7 @@
 mod auth;
 mod bulk;
 mod events;
+mod exports;
 mod resources;
 mod search;
 
@@ -26,6 +28,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("../migrations/0002_launches.sql")),
     (3, include_str!("../migrations/0003_bounded_data.sql")),
     (4, include_str!("../migrations/0004_asymmetric_clients.sql")),
+    (5, include_str!("../migrations/0005_bulk_export.sql")),
     (6, include_str!("../migrations/0006_backend_sessions.sql")),
 ];
 
@@ -44,6 +47,9 @@ pub struct DbError(#[from] sqlx::Error);
 pub struct Db {
     read: SqlitePool,
     write: SqlitePool,
+    /// Bulk Data export jobs' read transactions (`smartlaunch_fhir::export`): at most one per
+    /// job running, opened on demand.
+    exports: SqlitePool,
     /// The launch inspector's queue of events to write.
     events: Arc<events::EventLog>,
 }
@@ -85,10 +91,16 @@ impl Db {
             .min_connections(1)
             .idle_timeout(Duration::from_secs(60))
             .test_before_acquire(false)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
+        let exports = SqlitePoolOptions::new()
+            .max_connections(smartlaunch_fhir::export::MAX_CONCURRENT_JOBS as u32)
+            .min_connections(0)
+            .idle_timeout(Duration::from_secs(60))
+            .test_before_acquire(false)
+            .connect_lazy_with(options);
         let events = Arc::new(events::EventLog::start(write.clone()));
-        let db = Db { read, write, events };
+        let db = Db { read, write, exports, events };
         db.migrate().await?;
         Ok(db)
     }
@@ -131,6 +143,7 @@ impl Db {
     /// connections to finish).
     pub async fn close(&self) {
         self.events.flush().await;
+        self.exports.close().await;
         self.read.close().await;
         self.write.close().await;
     }

@@ -10,6 +10,9 @@ use smartlaunch_auth::secrets::random_token;
 use smartlaunch_auth::store::{AuthStore, CodeGrant, CodeRedemption, Grant, RefreshToken, Session};
 use smartlaunch_store::Db;
 
+#[path = "rules/exports.rs"]
+mod exports;
+
 async fn db() -> (Db, PathBuf) {
     let dir = std::env::temp_dir().join(format!("smartlaunch-store-test-{}", random_token(8)));
     (Db::open_dir(&dir).await.unwrap(), dir)

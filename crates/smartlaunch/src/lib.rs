@@ -4,6 +4,7 @@
 
 pub mod backend_cli;
 pub mod clock;
+mod exports;
 pub mod import;
 mod jwks_fetch;
 pub mod seed;

@@ -45,6 +45,8 @@ pub(crate) struct AppState {
     pub rate_limits: crate::web::limits::RateLimits,
     /// When this server started (FHIR instant): the Brands Bundle's timestamp.
     pub started_at: String,
+    /// Bulk Data export jobs.
+    pub exports: Arc<crate::exports::Exports>,
 }
 
 pub(crate) type App = Arc<AppState>;
@@ -56,6 +58,7 @@ pub struct Running {
     /// How the open-sandbox powers are guarded (the start-up banner says it).
     pub sandbox_mode: smartlaunch_auth::config::SandboxMode,
     db: Db,
+    exports: Arc<crate::exports::Exports>,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
 }
@@ -76,12 +79,14 @@ impl Running {
     }
 
     /// Graceful shutdown: stops accepting connections, waits for the requests in flight to
-    /// finish, then writes what is queued and closes the database.
+    /// finish, stops the export jobs (they run again at the next start), then writes what is
+    /// queued and closes the database.
     pub async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
         let _ = (&mut self.task).await;
+        self.exports.shut_down();
         self.db.close().await;
     }
 
@@ -112,6 +117,7 @@ pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<
         .await?
         .with_jwks_fetcher(Arc::new(crate::jwks_fetch::HttpJwksFetcher::new(addr.ip().is_loopback())?));
     let started_at = instant(clock.now());
+    let exports = crate::exports::Exports::open(db.clone(), &settings.data_dir, clock.clone()).await?;
     let state = Arc::new(AppState {
         auth,
         db: db.clone(),
@@ -120,6 +126,7 @@ pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<
         secure_cookies: public_url.starts_with("https://"),
         rate_limits: settings.rate_limits,
         started_at,
+        exports: exports.clone(),
     });
     crate::web::reload_client_origins(&state).await;
     spawn_housekeeping(state.clone());
@@ -137,7 +144,7 @@ pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<
             tracing::error!("server stopped: {e}");
         }
     });
-    Ok(Running { addr, public_url, sandbox_mode, db, shutdown: Some(tx), task })
+    Ok(Running { addr, public_url, sandbox_mode, db, exports, shutdown: Some(tx), task })
 }
 
 /// How often housekeeping runs: often enough that a code (60 s) is gone within 75 s of its
@@ -145,7 +152,8 @@ pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<
 const HOUSEKEEPING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// Deletes what the retention rules no longer keep (`smartlaunch_auth::retention`): expired
-/// pending requests, sessions, launches, refresh tokens, codes, old inspector events.
+/// pending requests, sessions, launches, refresh tokens, codes, old inspector events; and
+/// expired export jobs with their files (`smartlaunch_fhir::export`).
 fn spawn_housekeeping(state: App) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(HOUSEKEEPING_INTERVAL);
@@ -154,6 +162,7 @@ fn spawn_housekeeping(state: App) {
             if let Err(e) = state.auth.purge_expired(state.clock.now()).await {
                 tracing::warn!("housekeeping: {e}");
             }
+            state.exports.purge_expired(state.clock.now()).await;
         }
     });
 }

@@ -6,9 +6,15 @@
 // so boxing it would only add an allocation.
 #![allow(clippy::result_large_err)]
 
+mod export;
 mod history;
 mod search;
 
+pub(crate) use export::{
+    cancel as export_cancel, file as export_file, group_get as export_group_get, group_post as export_group_post,
+    patient_get as export_patient_get, patient_post as export_patient_post, status as export_status,
+    system_get as export_system_get, system_post as export_system_post,
+};
 pub(crate) use history::{history, type_history, vread};
 pub(crate) use search::{search as search_within, search_get, search_post};
 
@@ -51,6 +57,15 @@ pub(crate) fn outcome(status: StatusCode, code: &str, diagnostics: &str) -> Resp
     let body = json!({
         "resourceType": "OperationOutcome",
         "issue": [{ "severity": severity, "code": code, "diagnostics": diagnostics }]
+    });
+    (status, [(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON))], body.to_string()).into_response()
+}
+
+/// An OperationOutcome of severity `information` (an accepted asynchronous request).
+pub(crate) fn information(status: StatusCode, diagnostics: &str) -> Response {
+    let body = json!({
+        "resourceType": "OperationOutcome",
+        "issue": [{ "severity": "information", "code": "informational", "diagnostics": diagnostics }]
     });
     (status, [(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON))], body.to_string()).into_response()
 }
@@ -233,10 +248,7 @@ pub(crate) fn authenticate(
     resource_type: &str,
     id: Option<&str>,
 ) -> Result<Caller, Response> {
-    let token = crate::web::bearer(headers).ok_or_else(|| unauthorized(&BearerError::Missing))?;
-    let claims = app.auth.verify_bearer_for(token, &base.0, app.clock.now()).map_err(|e| unauthorized(&e))?;
-    let scopes = ScopeSet::parse(&claims.scope)
-        .map_err(|_| outcome(StatusCode::UNAUTHORIZED, "login", "the access token carries malformed scopes"))?;
+    let caller = authenticate_token(app, base, headers)?;
     if !is_resource_type(resource_type) {
         return Err(outcome(
             StatusCode::NOT_FOUND,
@@ -251,6 +263,15 @@ pub(crate) fn authenticate(
             "a FHIR id is 1–64 characters of A–Z, a–z, 0–9, `-` and `.`",
         ));
     }
+    Ok(caller)
+}
+
+/// Checks the bearer token (checklist item 77): signature, expiry, audience, revocation.
+pub(crate) fn authenticate_token(app: &App, base: &FhirBase, headers: &HeaderMap) -> Result<Caller, Response> {
+    let token = crate::web::bearer(headers).ok_or_else(|| unauthorized(&BearerError::Missing))?;
+    let claims = app.auth.verify_bearer_for(token, &base.0, app.clock.now()).map_err(|e| unauthorized(&e))?;
+    let scopes = ScopeSet::parse(&claims.scope)
+        .map_err(|_| outcome(StatusCode::UNAUTHORIZED, "login", "the access token carries malformed scopes"))?;
     Ok(Caller { claims, scopes })
 }
 

@@ -86,6 +86,12 @@ pub(crate) fn router(app: App) -> Router {
         .route("/auth/revoke", post(oauth::revoke))
         .layer(RequestBodyLimitLayer::new(FORM_BODY_LIMIT));
     let fhir_api = Router::new()
+        // Bulk Data export (static paths: matched before the `{resource_type}` routes).
+        .route("/fhir/$export", get(fhir::export_system_get).post(fhir::export_system_post))
+        .route("/fhir/Patient/$export", get(fhir::export_patient_get).post(fhir::export_patient_post))
+        .route("/fhir/Group/{id}/$export", get(fhir::export_group_get).post(fhir::export_group_post))
+        .route("/fhir/$export-status/{job}", get(fhir::export_status).delete(fhir::export_cancel))
+        .route("/fhir/$export-file/{job}/{file}", get(fhir::export_file))
         .route("/fhir/{resource_type}", get(fhir::search_get).post(fhir::create))
         .route("/fhir/{resource_type}/_search", post(fhir::search_post))
         .route("/fhir/{resource_type}/_history", get(fhir::type_history))
@@ -111,7 +117,15 @@ pub(crate) fn router(app: App) -> Router {
                 HeaderName::from_static("if-none-exist"),
                 HeaderName::from_static("prefer"),
             ])
-            .expose_headers([header::ETAG, header::LOCATION, header::LAST_MODIFIED, header::WWW_AUTHENTICATE]),
+            .expose_headers([
+                header::ETAG,
+                header::LOCATION,
+                header::LAST_MODIFIED,
+                header::WWW_AUTHENTICATE,
+                header::CONTENT_LOCATION,
+                header::RETRY_AFTER,
+                HeaderName::from_static("x-progress"),
+            ]),
     );
     let pages = Router::new()
         .route("/", get(home::home))

@@ -19,6 +19,8 @@ enum Sees {
     Own,
     /// pat-001's laboratory Observations only (a granular scope).
     OwnLabs,
+    /// Every patient's laboratory Observations (a granular `system/` scope).
+    Labs,
     /// Everything in the sandbox (a practitioner's `user/` scopes).
     All,
 }
@@ -26,6 +28,8 @@ enum Sees {
 /// One row of the matrix: a token and what it must get.
 struct Row {
     scope: &'static str,
+    /// The demo account of a launch, or [`BACKEND`]: a backend service's `client_credentials`
+    /// token (no user, no patient).
     user: &'static str,
     observations: Sees,
     patients: Sees,
@@ -82,6 +86,9 @@ const SEARCH_CELLS: [&str; 7] = [
     "Patient?_id=pat-002",
     "Condition?patient=pat-001,pat-002",
 ];
+
+/// The `user` of a row whose token is a backend service's (`system/` scopes).
+const BACKEND: &str = "backend service";
 
 const IN: [u16; 11] = [200, 200, 403, 200, 403, 200, 403, 200, 403, 200, 403];
 const ALL: [u16; 11] = [200; 11];
@@ -175,6 +182,68 @@ fn rows() -> Vec<Row> {
             transaction: 200,
             transaction_into_another_chart: 403,
         },
+        // Backend services (issue 8, item 3): `system/` reaches every patient; the interaction
+        // letters and granular filters are enforced as for any other level.
+        Row {
+            scope: "system/*.rs",
+            user: BACKEND,
+            observations: All,
+            patients: All,
+            conditions: All,
+            reads: ALL,
+            writes: refused,
+            batch: [200, 200, 403, 403, 403],
+            transaction: 403,
+            transaction_into_another_chart: 403,
+        },
+        Row {
+            scope: "system/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|laboratory",
+            user: BACKEND,
+            observations: Labs,
+            patients: Refused,
+            conditions: Refused,
+            reads: [200, 403, 200, 200, 200, 200, 200, 403, 403, 403, 403],
+            writes: refused,
+            batch: [200, 200, 403, 403, 403],
+            transaction: 403,
+            transaction_into_another_chart: 403,
+        },
+        Row {
+            scope: "system/Observation.r",
+            user: BACKEND,
+            observations: Refused,
+            patients: Refused,
+            conditions: Refused,
+            reads: [200, 200, 200, 200, 200, 200, 200, 403, 403, 403, 403],
+            writes: refused,
+            batch: [200, 200, 403, 403, 403],
+            transaction: 403,
+            transaction_into_another_chart: 403,
+        },
+        Row {
+            scope: "system/Observation.c",
+            user: BACKEND,
+            observations: Refused,
+            patients: Refused,
+            conditions: Refused,
+            reads: NONE,
+            writes: [201, 201, 403, 403, 403, 403, 403, 201, 201, 403, 403],
+            batch: [403, 403, 201, 201, 201],
+            transaction: 200,
+            transaction_into_another_chart: 200,
+        },
+        Row {
+            scope: "system/*.cruds",
+            user: BACKEND,
+            observations: All,
+            patients: All,
+            conditions: All,
+            reads: ALL,
+            writes: [201, 201, 200, 200, 204, 204, 201, 201, 201, 200, 200],
+            batch: [200, 200, 201, 201, 201],
+            transaction: 200,
+            transaction_into_another_chart: 200,
+        },
     ]
 }
 
@@ -197,6 +266,7 @@ impl Sees {
             Sees::Refused => false,
             Sees::Own => patient_of(r).as_deref() == Some("pat-001"),
             Sees::OwnLabs => patient_of(r).as_deref() == Some("pat-001") && is_lab(r),
+            Sees::Labs => is_lab(r),
             Sees::All => true,
         }
     }
@@ -256,7 +326,10 @@ async fn every_token_gets_exactly_its_due_on_every_interaction() {
     let rows = rows();
     let mut tokens = Vec::new();
     for row in &rows {
-        tokens.push(token(&s, &client, row.scope, row.user).await);
+        tokens.push(match row.user {
+            BACKEND => s.backend_token(row.scope).await,
+            user => token(&s, &client, row.scope, user).await,
+        });
     }
 
     // Reads and searches first, while the store holds exactly the demo data.

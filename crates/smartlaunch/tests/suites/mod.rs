@@ -3,6 +3,7 @@
 
 mod backend;
 mod backend_launcher;
+mod bulk_export;
 mod ehr_launch;
 mod enforcement;
 mod fhir_rest;
