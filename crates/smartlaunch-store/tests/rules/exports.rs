@@ -112,7 +112,8 @@ async fn export_pages_follow_ids_filters_compartments_and_one_snapshot() {
     assert_eq!(all_pages(&mut s, &q(&labs, &all, None, t3), 2).await, ["o1", "o3", "o5", "o6"]);
     let members = Compartment::Patients(vec!["p1".into(), "p3".into()]);
     assert_eq!(all_pages(&mut s, &q(&labs, &members, None, t3), 10).await, ["o1", "o3", "o5"]);
-    assert_eq!(all_pages(&mut s, &q(&everything, &Compartment::Patients(vec![]), None, t3), 10).await, Vec::<String>::new());
+    let nobody = Compartment::Patients(vec![]);
+    assert_eq!(all_pages(&mut s, &q(&everything, &nobody, None, t3), 10).await, Vec::<String>::new());
     assert_eq!(all_pages(&mut s, &q(&everything, &Compartment::AnyPatient, None, t3), 10).await.len(), 6);
     assert_eq!(s.changed_after("Observation", t1, "", 10).await.unwrap(), ["o6"]);
 
