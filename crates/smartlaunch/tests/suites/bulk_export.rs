@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use reqwest::header::{ACCEPT, CONTENT_LOCATION, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
+use smartlaunch_auth::signing_key::SigningKey;
 use smartlaunch_fhir::demo;
 use smartlaunch_fhir::export::{ExportJob, ExportLevel, ExportParams, ExportSpec, ExportStore, MAX_ACTIVE_JOBS_PER_CLIENT};
 
@@ -399,7 +400,7 @@ async fn active_jobs_are_limited_per_client_and_expired_jobs_are_gone() {
     // Jobs this client left queued (stored directly: they would finish too fast to count).
     let db = smartlaunch_store::Db::open_dir(&s.dir).await.unwrap();
     let spec = ExportSpec { level: ExportLevel::System, params: ExportParams::default(), scope: "system/*.rs".into(), members: vec![] };
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let now = unix_now();
     for n in 0..MAX_ACTIVE_JOBS_PER_CLIENT {
         let job = ExportJob::new(format!("{n:032x}"), client.client_id.clone(), "x".into(), spec.clone(), now);
         assert!(db.insert_export_job(&job, 100, 100).await.unwrap());
@@ -407,7 +408,8 @@ async fn active_jobs_are_limited_per_client_and_expired_jobs_are_gone() {
     let r = kickoff(&s, &t, "$export").await;
     assert!(r.headers().contains_key(RETRY_AFTER));
     outcome_of(r, StatusCode::TOO_MANY_REQUESTS, "at most 5 per client").await;
-    let other = s.backend_token("system/*.rs").await;
+    let other_client = s.backend_client("system/*.rs").await;
+    let other = other_client.token("system/*.rs").await;
     let status = start(&s, &other, "$export?_type=Patient").await;
     for n in 0..MAX_ACTIVE_JOBS_PER_CLIENT {
         assert!(db.delete_export_job(&format!("{n:032x}")).await.unwrap());
@@ -417,10 +419,25 @@ async fn active_jobs_are_limited_per_client_and_expired_jobs_are_gone() {
     let file = m["output"][0]["url"].as_str().unwrap().to_owned();
     // A finished job lives an hour.
     s.clock.advance(3_600);
+    let other = token_an_hour_later(&other_client).await;
     outcome_of(s.http.get(&status).bearer_auth(&other).send().await.unwrap(), StatusCode::NOT_FOUND, "expired").await;
     assert_eq!(s.http.get(&file).bearer_auth(&other).send().await.unwrap().status(), 404);
-    start(&s, &t, "$export?_type=Patient").await; // the client's slots are free again
+    start(&s, &token_an_hour_later(&client).await, "$export?_type=Patient").await; // the slots are free again
     s.stop().await;
+}
+
+/// A token after the server's clock moved an hour on (the client assertion's times too).
+async fn token_an_hour_later(client: &BackendClient<'_>) -> String {
+    let now = unix_now() + 3_600;
+    let assertion = client.assertion_with(json!({"iat": now, "exp": now + 240}), &[]);
+    let r = client.token_with(&assertion, "system/*.rs").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    r.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned()
+}
+
+/// The same registered client, on another server handle (the same data directory and address).
+fn on<'a>(server: &'a Server, client_id: &str, key: SigningKey) -> BackendClient<'a> {
+    BackendClient { server, client_id: client_id.to_owned(), key, registration: Value::Null }
 }
 
 /// A job the server was running when it stopped is run again at the next start, and its
@@ -438,7 +455,8 @@ async fn jobs_survive_a_restart_and_export_their_snapshot() {
     };
     let mut a = Server::start_configured(configure(dir.clone())).await;
     a.dir = dir.clone();
-    let client = a.backend_client("system/*.cruds").await;
+    let BackendClient { client_id, key, .. } = a.backend_client("system/*.cruds").await;
+    let client = on(&a, &client_id, key);
     let t = client.token("system/*.cruds").await;
     let kicked = start(&a, &t, "$export?_type=Patient").await;
     let kicked_id = kicked.rsplit('/').next().unwrap().to_owned();
@@ -450,7 +468,7 @@ async fn jobs_survive_a_restart_and_export_their_snapshot() {
         scope: "system/*.rs".into(),
         members: vec![],
     };
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let now = unix_now();
     let crashed = ExportJob::new("c".repeat(32), client.client_id.clone(), format!("{}/$export", a.fhir), spec, now);
     assert!(db.insert_export_job(&crashed, 100, 100).await.unwrap());
     db.close().await;
@@ -469,10 +487,12 @@ async fn jobs_survive_a_restart_and_export_their_snapshot() {
     let condition_path = format!("Condition/{}", condition["id"].as_str().unwrap());
     assert_eq!(send(&a, Method::DELETE, &condition_path, &t, None, None).await.status(), 204);
     assert_eq!(send(&a, Method::POST, "Observation", &t, Some(&observation("pat-001", 1.0)), None).await.status(), 201);
+    let BackendClient { key, .. } = client;
     a.running.take().unwrap().stop().await;
 
     let mut b = Server::start_configured(configure(dir.clone())).await;
     b.dir = dir.clone();
+    let client = on(&b, &client_id, key);
     let t = client.token("system/*.rs").await;
     let status = format!("{}/$export-status/{}", b.fhir, crashed.id);
     let m = manifest(&b, &t, &status).await;
