@@ -6,8 +6,10 @@
 //! second, p50 and p99 latency, errors, and the server's resident memory.
 //!
 //! `generate` writes a large data set (transaction Bundles, one per patient) for
-//! `smartlaunch import`; `fhir` measures FHIR reads and searches with a `patient/` token.
+//! `smartlaunch import`; `fhir` measures FHIR reads and searches with a `patient/` token;
+//! `export` measures Bulk Data export throughput with a backend service's token.
 
+mod export;
 mod fhir;
 
 use std::sync::Arc;
@@ -39,6 +41,8 @@ enum Command {
     Generate(fhir::GenerateArgs),
     /// Latency of FHIR reads and searches with a patient/ token (after importing `generate`).
     Fhir(fhir::FhirArgs),
+    /// Bulk Data export throughput: resources/s written to NDJSON, kick-off to manifest.
+    Export(export::ExportArgs),
 }
 
 /// The `launch` scenario's settings.
@@ -365,6 +369,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Launch(args) => launch(args).await,
         Command::Generate(args) => fhir::generate(args),
         Command::Fhir(args) => fhir::run(args).await,
+        Command::Export(args) => export::run(args).await,
     }
 }
 
