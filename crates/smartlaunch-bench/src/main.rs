@@ -365,6 +365,9 @@ pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // Built together with `smartlaunch` (one `cargo build`), reqwest gets its rustls feature
+    // without a provider: without this, the first `Client::build` panics "No provider set".
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     match Cli::parse().command {
         Command::Launch(args) => launch(args).await,
         Command::Generate(args) => fhir::generate(args),

@@ -4,7 +4,7 @@
 //! server left queued or running is started again from the beginning at the next start (same
 //! `transactionTime`, so the same data), and housekeeping deletes expired jobs with their files.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -53,7 +53,8 @@ pub(crate) struct Exports {
     /// `{data_dir}/exports`.
     root: PathBuf,
     permits: Arc<Semaphore>,
-    cancelled: Mutex<HashSet<String>>,
+    /// The jobs running now, each with whether it was cancelled.
+    running: Mutex<HashMap<String, bool>>,
     shutting_down: AtomicBool,
 }
 
@@ -68,7 +69,7 @@ impl Exports {
             clock,
             root,
             permits: Arc::new(Semaphore::new(MAX_CONCURRENT_JOBS)),
-            cancelled: Mutex::new(HashSet::new()),
+            running: Mutex::new(HashMap::new()),
             shutting_down: AtomicBool::new(false),
         });
         let owned: HashSet<String> = exports.db.export_job_ids().await?.into_iter().collect();
@@ -105,9 +106,12 @@ impl Exports {
         });
     }
 
-    /// Cancels a job: a running one stops at its next page; its files are deleted.
+    /// Cancels a job (already deleted from the database): a running one stops at its next
+    /// page, a queued one finds nothing to run; its files are deleted.
     pub(crate) async fn cancel(&self, id: &str) {
-        self.cancelled.lock().unwrap_or_else(|p| p.into_inner()).insert(id.to_owned());
+        if let Some(cancelled) = self.running.lock().unwrap_or_else(|p| p.into_inner()).get_mut(id) {
+            *cancelled = true;
+        }
         if let Some(dir) = self.dir(id) {
             remove_dir(&dir).await;
         }
@@ -135,13 +139,19 @@ impl Exports {
         if self.shutting_down.load(Ordering::SeqCst) {
             return Err(Stop::ShuttingDown);
         }
-        if self.cancelled.lock().unwrap_or_else(|p| p.into_inner()).contains(id) {
+        if self.running.lock().unwrap_or_else(|p| p.into_inner()).get(id).copied().unwrap_or(true) {
             return Err(Stop::Cancelled);
         }
         Ok(())
     }
 
     async fn run(&self, id: &str) {
+        self.running.lock().unwrap_or_else(|p| p.into_inner()).insert(id.to_owned(), false);
+        self.run_job(id).await;
+        self.running.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+    }
+
+    async fn run_job(&self, id: &str) {
         let Some(dir) = self.dir(id) else { return };
         let job = match self.db.export_job(id).await {
             Ok(Some(job)) if job.status == JobStatus::Active => job,
@@ -176,7 +186,6 @@ impl Exports {
             // Cancelled or purged meanwhile (or the database failed): nothing may stay behind.
             remove_dir(&dir).await;
         }
-        self.cancelled.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
     }
 
     async fn export(&self, job: &ExportJob, dir: &Path) -> Result<JobOutcome, Stop> {

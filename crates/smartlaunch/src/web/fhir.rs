@@ -1,7 +1,8 @@
 //! The FHIR REST API (spec digest §1.8): every request carries a bearer token checked for
 //! signature, expiry, audience and revocation (401), then each interaction is checked against
 //! the granted scopes and launch context (403): c = create, r = read / vread / history,
-//! u = update (and update-as-create), d = delete.
+//! u = update (and update-as-create), d = delete.  Bulk Data export (`$export`) is in
+//! [`export`].
 // Checks return the finished error response to send: it is built once per refused request,
 // so boxing it would only add an allocation.
 #![allow(clippy::result_large_err)]

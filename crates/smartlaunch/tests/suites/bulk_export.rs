@@ -508,3 +508,28 @@ async fn jobs_survive_a_restart_and_export_their_snapshot() {
     assert!(!dir.join("exports").join("f".repeat(32)).exists());
     b.stop().await;
 }
+
+#[tokio::test]
+async fn the_capability_statement_advertises_the_export_operations() {
+    let s = Server::start().await;
+    let cs: Value = s.http.get(format!("{}/metadata", s.fhir)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(cs["instantiates"], json!(["http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"]));
+    let rest = &cs["rest"][0];
+    assert_eq!(
+        rest["operation"],
+        json!([{"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"}])
+    );
+    let operation = |ty: &str| {
+        rest["resource"].as_array().unwrap().iter().find(|r| r["type"] == ty).unwrap()["operation"].clone()
+    };
+    assert_eq!(
+        operation("Patient"),
+        json!([{"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export"}])
+    );
+    assert_eq!(
+        operation("Group"),
+        json!([{"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export"}])
+    );
+    assert_eq!(operation("Observation"), Value::Null);
+    s.stop().await;
+}

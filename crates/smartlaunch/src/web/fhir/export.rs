@@ -13,7 +13,6 @@ use smartlaunch_fhir::export::{
     ExportSpec, ExportStore, StatusView, MAX_ACTIVE_JOBS, MAX_ACTIVE_JOBS_PER_CLIENT, MAX_GROUP_MEMBERS, NDJSON,
 };
 use smartlaunch_fhir::is_valid_id;
-use smartlaunch_fhir::limits::check_json_body;
 use smartlaunch_fhir::store::ResourceStore;
 
 use super::{
@@ -142,12 +141,9 @@ async fn kickoff(app: &App, base: &FhirBase, headers: &HeaderMap, level: ExportL
             if let Err(r) = check_body_type(headers) {
                 return r;
             }
-            let parsed = check_json_body(&body)
-                .map_err(|why| ExportError::TooCostly(why))
-                .and_then(|()| {
-                    serde_json::from_slice::<Value>(&body)
-                        .map_err(|e| ExportError::Invalid(format!("the Parameters body is not JSON: {e}")))
-                })
+            // `FhirBody` has bounded the body and its JSON tree already.
+            let parsed = serde_json::from_slice::<Value>(&body)
+                .map_err(|e| ExportError::Invalid(format!("the Parameters body is not JSON: {e}")))
                 .and_then(|v| parameters_to_pairs(&v));
             match parsed {
                 Ok(pairs) => (pairs, format!("{}{path}", base.0)),
@@ -234,14 +230,6 @@ async fn view(app: &App, caller: &Caller, id: &str) -> Result<Option<ExportJob>,
     })
 }
 
-fn not_found(job: Option<&ExportJob>, caller: &Caller, now: i64) -> Response {
-    let why = match StatusView::of(job, &caller.claims.client_id, now) {
-        StatusView::NotFound(why) => why,
-        _ => "no export job of this client has this id",
-    };
-    outcome(StatusCode::NOT_FOUND, "not-found", why)
-}
-
 /// `GET /fhir/$export-status/{job}`: 202 with `X-Progress` while the job runs, 200 with the
 /// manifest when it is complete, 500 with an OperationOutcome when it failed.
 pub(crate) async fn status(
@@ -274,7 +262,7 @@ pub(crate) async fn status(
         }
         StatusView::Failed(why) => outcome(StatusCode::INTERNAL_SERVER_ERROR, "exception", why),
         StatusView::Complete(done) => {
-            let Some(job) = job.as_ref() else { return not_found(None, &caller, now) };
+            let Some(job) = job.as_ref() else { return StatusCode::NOT_FOUND.into_response() };
             let body = manifest(job, done, &format!("{}/$export-file/{id}", base.0));
             let mut r =
                 ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body.to_string()).into_response();
