@@ -102,7 +102,10 @@ pub async fn run(args: ExportArgs) -> anyhow::Result<()> {
             outputs.len(),
             elapsed.as_secs_f64(),
             resources as f64 / elapsed.as_secs_f64(),
-            args.server_pid.and_then(rss_kib).map(|k| format!("; server RSS {:.1} MiB", k as f64 / 1024.0)).unwrap_or_default()
+            args.server_pid
+                .and_then(rss_kib)
+                .map(|k| format!("; server RSS {:.1} MiB", k as f64 / 1024.0))
+                .unwrap_or_default()
         );
         let download = Instant::now();
         let (mut lines, mut bytes) = (0u64, 0u64);

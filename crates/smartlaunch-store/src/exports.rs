@@ -43,7 +43,12 @@ fn job_of(row: JobRow) -> Result<ExportJob, StoreError> {
 }
 
 impl ExportStore for Db {
-    async fn insert_export_job(&self, job: &ExportJob, max_per_client: i64, max_total: i64) -> Result<bool, StoreError> {
+    async fn insert_export_job(
+        &self,
+        job: &ExportJob,
+        max_per_client: i64,
+        max_total: i64,
+    ) -> Result<bool, StoreError> {
         let spec = serde_json::to_string(&job.spec).map_err(err)?;
         // One statement on the one writer connection: two racing kick-offs cannot both pass.
         let done = sqlx::query(
@@ -235,7 +240,11 @@ impl ExportSnapshot for Snapshot {
     }
 
     async fn version_at(
-        &mut self, resource_type: &str, id: &str, until: &str) -> Result<Option<PastVersion>, StoreError> {
+        &mut self,
+        resource_type: &str,
+        id: &str,
+        until: &str,
+    ) -> Result<Option<PastVersion>, StoreError> {
         let row: Option<(String, String, i64)> = sqlx::query_as(
             "SELECT content, last_updated, deleted FROM resource_versions \
              WHERE resource_type = ? AND id = ? AND last_updated <= ? ORDER BY version_id DESC LIMIT 1",

@@ -192,7 +192,12 @@ mod tests {
     use crate::export::{ExportLevel, ExportParams};
 
     fn job(now: i64) -> ExportJob {
-        let spec = ExportSpec { level: ExportLevel::System, params: ExportParams::default(), scope: "system/*.rs".into(), members: vec![] };
+        let spec = ExportSpec {
+            level: ExportLevel::System,
+            params: ExportParams::default(),
+            scope: "system/*.rs".into(),
+            members: vec![],
+        };
         ExportJob::new("0".repeat(32), "client-a".into(), "http://x/fhir/$export".into(), spec, now)
     }
 
@@ -206,7 +211,10 @@ mod tests {
         j.status = JobStatus::Completed;
         j.outcome = Some(JobOutcome::default());
         j.expires_at = ExportJob::finished_expiry(2_000);
-        assert!(matches!(StatusView::of(Some(&j), "client-a", 2_000 + COMPLETED_JOB_LIFETIME - 1), StatusView::Complete(_)));
+        assert!(matches!(
+            StatusView::of(Some(&j), "client-a", 2_000 + COMPLETED_JOB_LIFETIME - 1),
+            StatusView::Complete(_)
+        ));
         assert_eq!(
             StatusView::of(Some(&j), "client-a", 2_000 + COMPLETED_JOB_LIFETIME),
             StatusView::NotFound("this export job has expired; its files were deleted (start a new export)")
@@ -227,7 +235,10 @@ mod tests {
         assert_eq!(m["transactionTime"], "1970-01-01T00:00:00Z");
         assert_eq!(m["request"], "http://x/fhir/$export");
         assert_eq!(m["requiresAccessToken"], true);
-        assert_eq!(m["output"], json!([{"type": "Patient", "url": "http://x/fhir/$export-file/j/Patient.ndjson", "count": 3}]));
+        assert_eq!(
+            m["output"],
+            json!([{"type": "Patient", "url": "http://x/fhir/$export-file/j/Patient.ndjson", "count": 3}])
+        );
         assert_eq!(m["error"][0]["type"], "OperationOutcome");
         assert!(outcome.has_file("errors.ndjson") && !outcome.has_file("Observation.ndjson"));
         let line: Value = serde_json::from_str(&excluded_outcome(&Excluded {

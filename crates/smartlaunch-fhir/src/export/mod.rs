@@ -20,7 +20,7 @@ pub use job::{
     error_file, excluded_outcome, manifest, ExportJob, FileEntry, JobOutcome, JobStatus, StatusView,
     ACTIVE_JOB_MAX_AGE, COMPLETED_JOB_LIFETIME, MAX_ACTIVE_JOBS, MAX_ACTIVE_JOBS_PER_CLIENT, MAX_CONCURRENT_JOBS,
 };
-pub use params::{parse_kickoff, parameters_to_pairs, ExportLevel, ExportParams, MAX_TYPE_FILTERS};
+pub use params::{parameters_to_pairs, parse_kickoff, ExportLevel, ExportParams, MAX_TYPE_FILTERS};
 pub use plan::{
     compartment_types, instant_of, may_export, plan, Compartment, Excluded, ExportSpec, Plan, TypePlan,
     MAX_GROUP_MEMBERS,
@@ -87,8 +87,7 @@ pub fn is_job_id(id: &str) -> bool {
 /// Whether `name` can be a file of a job: `{ResourceType}.ndjson` of an R4 type, or
 /// [`ERROR_FILE`].
 pub fn is_file_name(name: &str) -> bool {
-    name == ERROR_FILE
-        || name.strip_suffix(".ndjson").is_some_and(crate::resource_types::is_resource_type)
+    name == ERROR_FILE || name.strip_suffix(".ndjson").is_some_and(crate::resource_types::is_resource_type)
 }
 
 #[cfg(test)]
@@ -98,12 +97,21 @@ mod tests {
     #[test]
     fn job_ids_and_file_names_cannot_name_anything_else() {
         assert!(is_job_id("0123456789abcdef0123456789abcdef"));
-        for bad in ["", "../etc/passwd", "0123456789ABCDEF0123456789abcdef", "0123456789abcdef0123456789abcde", "0123456789abcdef0123456789abcdef0", "..%2f..%2fsmartlaunch.db"] {
+        for bad in [
+            "",
+            "../etc/passwd",
+            "0123456789ABCDEF0123456789abcdef",
+            "0123456789abcdef0123456789abcde",
+            "0123456789abcdef0123456789abcdef0",
+            "..%2f..%2fsmartlaunch.db",
+        ] {
             assert!(!is_job_id(bad), "{bad}");
         }
         assert!(is_file_name("Observation.ndjson"));
         assert!(is_file_name(ERROR_FILE));
-        for bad in ["../smartlaunch.db", "Observation.ndjson/..", "Nope.ndjson", "Observation", ".ndjson", "smartlaunch.db"] {
+        for bad in
+            ["../smartlaunch.db", "Observation.ndjson/..", "Nope.ndjson", "Observation", ".ndjson", "smartlaunch.db"]
+        {
             assert!(!is_file_name(bad), "{bad}");
         }
     }

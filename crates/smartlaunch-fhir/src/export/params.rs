@@ -144,7 +144,7 @@ fn check_type_filters(params: &ExportParams) -> Result<(), ExportError> {
     let mut parameters = 0usize;
     for query in &params.type_filters {
         let (ty, clauses) = parse_type_filter(query)?;
-        if params.types.as_ref().is_some_and(|types| !types.iter().any(|t| *t == ty)) {
+        if params.types.as_ref().is_some_and(|types| !types.contains(&ty)) {
             return Err(ExportError::Invalid(format!(
                 "_typeFilter `{query}` is for {ty}, which _type leaves out; add {ty} to _type"
             )));
@@ -217,8 +217,8 @@ mod tests {
 
     #[test]
     fn types_are_checked_and_deduplicated() {
-        let p = parse_kickoff(&pairs(&[("_type", "Patient, Observation,Patient"), ("_type", "Condition")]), false)
-            .unwrap();
+        let p =
+            parse_kickoff(&pairs(&[("_type", "Patient, Observation,Patient"), ("_type", "Condition")]), false).unwrap();
         assert_eq!(p.types.unwrap(), ["Patient", "Observation", "Condition"]);
         let e = parse_kickoff(&pairs(&[("_type", "Patient,Nope")]), false).unwrap_err();
         assert_eq!(e, ExportError::Invalid("_type: `Nope` is not a FHIR R4 resource type".into()));

@@ -75,9 +75,10 @@ impl TypePlan {
         }
         let patients = patients_of(version);
         compartment.covers(&patients)
-            && self.access.iter().any(|c| {
-                c.compartment.as_ref().is_none_or(|p| patients.contains(p)) && matches_all(version, &c.filter)
-            })
+            && self
+                .access
+                .iter()
+                .any(|c| c.compartment.as_ref().is_none_or(|p| patients.contains(p)) && matches_all(version, &c.filter))
     }
 }
 
@@ -112,7 +113,8 @@ pub fn may_export(req: &Requester<'_>) -> Result<(), ExportError> {
                 .into(),
         ));
     }
-    let searches = req.scopes.resource_scopes().any(|s| s.level == Level::System && s.interactions.contains(Interaction::Search));
+    let searches =
+        req.scopes.resource_scopes().any(|s| s.level == Level::System && s.interactions.contains(Interaction::Search));
     if !searches {
         return Err(ExportError::Forbidden(
             "Bulk Data export needs a system/ scope that allows search, such as system/*.rs, system/Observation.rs \
@@ -261,7 +263,8 @@ mod tests {
 
     #[test]
     fn a_system_export_implies_every_type_present_and_reports_those_not_granted() {
-        let p = plan(&spec(ExportLevel::System, "system/Observation.rs system/Patient.r", None, &[]), &present()).unwrap();
+        let p =
+            plan(&spec(ExportLevel::System, "system/Observation.rs system/Patient.r", None, &[]), &present()).unwrap();
         assert_eq!(planned(&p), ["Observation"]);
         assert_eq!(excluded(&p), [("Condition", "error"), ("Patient", "error"), ("Practitioner", "error")]);
         assert!(p.excluded[1].diagnostics.contains("system/Patient.rs"), "read without search is not export");
@@ -273,7 +276,8 @@ mod tests {
     #[test]
     fn requested_types_are_all_accounted_for() {
         let types: &[&str] = &["Patient", "Encounter", "Condition"];
-        let p = plan(&spec(ExportLevel::System, "system/Patient.rs system/Encounter.s", Some(types), &[]), &[]).unwrap();
+        let p =
+            plan(&spec(ExportLevel::System, "system/Patient.rs system/Encounter.s", Some(types), &[]), &[]).unwrap();
         assert_eq!(planned(&p), ["Patient", "Encounter"], "asked for, granted, none stored: still planned");
         assert_eq!(excluded(&p), [("Condition", "error")]);
     }
@@ -300,13 +304,18 @@ mod tests {
         let p = plan(&spec(ExportLevel::System, scope, Some(&["Observation"]), &filters), &[]).unwrap();
         assert_eq!(p.types[0].access.len(), 4);
         assert!(p.types[0].access.iter().all(|c| c.filter.len() == 2 && c.compartment.is_none()));
-        let unevaluable = plan(&spec(ExportLevel::System, "system/Observation.rs?nope=1", None, &[]), &present()).unwrap();
-        assert!(unevaluable.excluded.iter().any(|e| e.resource_type == "Observation" && e.diagnostics.contains("cannot evaluate")));
+        let unevaluable =
+            plan(&spec(ExportLevel::System, "system/Observation.rs?nope=1", None, &[]), &present()).unwrap();
+        assert!(unevaluable
+            .excluded
+            .iter()
+            .any(|e| e.resource_type == "Observation" && e.diagnostics.contains("cannot evaluate")));
     }
 
     #[test]
     fn a_past_version_is_judged_on_its_own_json() {
-        let scope = "system/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|laboratory";
+        let scope =
+            "system/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|laboratory";
         let p = plan(&spec(ExportLevel::Group("g".into()), scope, Some(&["Observation"]), &[]), &[]).unwrap();
         let obs = |subject: &str, category: &str| {
             json!({"resourceType": "Observation", "id": "o", "subject": {"reference": format!("Patient/{subject}")},

@@ -14,7 +14,11 @@ use super::db;
 fn job(n: u32, client: &str, now: i64) -> ExportJob {
     let spec = ExportSpec {
         level: ExportLevel::Group("g".into()),
-        params: ExportParams { types: Some(vec!["Patient".into()]), since: None, type_filters: vec!["Patient?gender=female".into()] },
+        params: ExportParams {
+            types: Some(vec!["Patient".into()]),
+            since: None,
+            type_filters: vec!["Patient?gender=female".into()],
+        },
         scope: "system/*.rs".into(),
         members: vec!["p1".into()],
     };
@@ -62,12 +66,15 @@ async fn export_jobs_expire_an_hour_after_they_finish_or_a_day_after_they_start(
     assert!(db.set_export_progress(&done.id, "half way").await.unwrap());
     assert!(db.finish_export_job(&done.id, JobStatus::Completed, Some(&outcome), None, finished).await.unwrap());
     let stored = db.export_job(&done.id).await.unwrap().unwrap();
-    assert_eq!((stored.status, stored.outcome, stored.expires_at), (JobStatus::Completed, Some(outcome), 2_000 + COMPLETED_JOB_LIFETIME));
+    assert_eq!(
+        (stored.status, stored.outcome, stored.expires_at),
+        (JobStatus::Completed, Some(outcome), 2_000 + COMPLETED_JOB_LIFETIME)
+    );
     assert!(!db.set_export_progress(&done.id, "again").await.unwrap(), "a finished job makes no progress");
     assert_eq!(db.purge_export_jobs(finished - 1).await.unwrap(), Vec::<String>::new());
-    assert_eq!(db.purge_export_jobs(finished).await.unwrap(), [done.id.clone()]);
+    assert_eq!(db.purge_export_jobs(finished).await.unwrap(), std::slice::from_ref(&done.id));
     assert!(db.export_job(&done.id).await.unwrap().is_none());
-    assert_eq!(db.purge_export_jobs(stuck.expires_at).await.unwrap(), [stuck.id.clone()], "stuck a day");
+    assert_eq!(db.purge_export_jobs(stuck.expires_at).await.unwrap(), std::slice::from_ref(&stuck.id), "stuck a day");
     assert!(!db.set_export_progress(&stuck.id, "x").await.unwrap(), "a purged job stops at its next page");
     assert!(db.export_job_ids().await.unwrap().is_empty());
     db.close().await;
@@ -101,10 +108,19 @@ async fn export_pages_follow_ids_filters_compartments_and_one_snapshot() {
     }
     db.put(&obs("o6", "p2", "laboratory"), Expected::Absent, t2).await.unwrap();
     let everything = [Constraint::everything()];
-    let labs = [Constraint { compartment: None, filter: parse_filter("Observation", &[("category".into(), "laboratory".into())]).unwrap() }];
+    let labs = [Constraint {
+        compartment: None,
+        filter: parse_filter("Observation", &[("category".into(), "laboratory".into())]).unwrap(),
+    }];
     let mut s = db.export_snapshot().await.unwrap();
     assert_eq!(s.resource_types().await.unwrap(), ["Observation"]);
-    let q = |access, compartment, since, until| ExportQuery { resource_type: "Observation", access, compartment, since, until };
+    let q = |access, compartment, since, until| ExportQuery {
+        resource_type: "Observation",
+        access,
+        compartment,
+        since,
+        until,
+    };
     let all = Compartment::All;
     assert_eq!(all_pages(&mut s, &q(&everything, &all, None, t3), 2).await, ["o1", "o2", "o3", "o4", "o5", "o6"]);
     assert_eq!(all_pages(&mut s, &q(&everything, &all, None, t1), 4).await, ["o1", "o2", "o3", "o4", "o5"], "until");

@@ -9,7 +9,9 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use smartlaunch_auth::signing_key::SigningKey;
 use smartlaunch_fhir::demo;
-use smartlaunch_fhir::export::{ExportJob, ExportLevel, ExportParams, ExportSpec, ExportStore, MAX_ACTIVE_JOBS_PER_CLIENT};
+use smartlaunch_fhir::export::{
+    ExportJob, ExportLevel, ExportParams, ExportSpec, ExportStore, MAX_ACTIVE_JOBS_PER_CLIENT,
+};
 
 use crate::support::*;
 
@@ -88,7 +90,10 @@ async fn errors(s: &Server, token: &str, m: &Value) -> Vec<(String, String)> {
         for o in lines(s, token, entry["url"].as_str().unwrap()).await {
             let issue = &o["issue"][0];
             assert!(!issue["diagnostics"].as_str().unwrap().is_empty());
-            out.push((issue["expression"][0].as_str().unwrap().to_owned(), issue["severity"].as_str().unwrap().to_owned()));
+            out.push((
+                issue["expression"][0].as_str().unwrap().to_owned(),
+                issue["severity"].as_str().unwrap().to_owned(),
+            ));
         }
     }
     out
@@ -142,7 +147,10 @@ async fn a_system_export_delivers_every_resource_once_and_counts_it() {
         assert_eq!(ids(resources), demo_ids(|r| r["resourceType"] == ty.as_str()), "{ty}");
     }
     let group = &files["Group"][0];
-    assert_eq!((group["id"].as_str(), group["member"].as_array().unwrap().len()), (Some(demo::DEMO_GROUP), demo::PATIENT_COUNT));
+    assert_eq!(
+        (group["id"].as_str(), group["member"].as_array().unwrap().len()),
+        (Some(demo::DEMO_GROUP), demo::PATIENT_COUNT)
+    );
     s.stop().await;
 }
 
@@ -156,23 +164,45 @@ async fn type_since_and_type_filter_narrow_the_export() {
     assert_eq!(ids(&files["Observation"]), demo_ids(of_type("Observation")));
 
     let filter = format!("Observation?category={}", urlencode(LABS));
-    let m = manifest(&s, &t, &start(&s, &t, &format!("$export?_type=Observation&_typeFilter={}", urlencode(&filter))).await).await;
+    let m = manifest(
+        &s,
+        &t,
+        &start(&s, &t, &format!("$export?_type=Observation&_typeFilter={}", urlencode(&filter))).await,
+    )
+    .await;
     let files = download(&s, &t, &m).await;
     assert_eq!(ids(&files["Observation"]), demo_ids(|r| r["resourceType"] == "Observation" && is_lab(r)));
     // Two queries are OR-ed; Patient, in _type without a filter, comes whole.
     let vitals = "Observation?category=vital-signs";
     let both = format!("{filter},{vitals}");
-    let m = manifest(&s, &t, &start(&s, &t, &format!("$export?_type=Observation,Patient&_typeFilter={}", urlencode(&both))).await).await;
+    let m = manifest(
+        &s,
+        &t,
+        &start(&s, &t, &format!("$export?_type=Observation,Patient&_typeFilter={}", urlencode(&both))).await,
+    )
+    .await;
     let files = download(&s, &t, &m).await;
-    assert_eq!(files["Observation"].len(), demo_ids(of_type("Observation")).len(), "labs and vital signs are all of them");
+    assert_eq!(
+        files["Observation"].len(),
+        demo_ids(of_type("Observation")).len(),
+        "labs and vital signs are all of them"
+    );
     assert_eq!(ids(&files["Patient"]), demo_ids(of_type("Patient")));
 
     // _since: only what changed at or after the instant (one-second precision).
     s.clock.advance(10);
-    let created: Value =
-        send(&s, Method::POST, "Observation", &t, Some(&observation("pat-003", 61.0)), None).await.json().await.unwrap();
+    let created: Value = send(&s, Method::POST, "Observation", &t, Some(&observation("pat-003", 61.0)), None)
+        .await
+        .json()
+        .await
+        .unwrap();
     let since = created["meta"]["lastUpdated"].as_str().unwrap();
-    let m = manifest(&s, &t, &start(&s, &t, &format!("$export?_type=Observation,Patient&_since={}", urlencode(since))).await).await;
+    let m = manifest(
+        &s,
+        &t,
+        &start(&s, &t, &format!("$export?_type=Observation,Patient&_since={}", urlencode(since))).await,
+    )
+    .await;
     let files = download(&s, &t, &m).await;
     assert_eq!(files.keys().collect::<Vec<_>>(), ["Observation"], "no Patient changed since; no empty file");
     assert_eq!(ids(&files["Observation"]), BTreeSet::from([created["id"].as_str().unwrap().to_owned()]));
@@ -199,7 +229,8 @@ async fn patient_and_group_exports_cover_their_patients_compartments() {
         {"entity": {"reference": "Patient/pat-007"}, "inactive": true}]});
     let r = send(&s, Method::POST, "Group", &t, Some(&group), None).await;
     let group_id = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
-    let m = manifest(&s, &t, &start(&s, &t, &format!("Group/{group_id}/$export?_type=Patient,Observation")).await).await;
+    let m =
+        manifest(&s, &t, &start(&s, &t, &format!("Group/{group_id}/$export?_type=Patient,Observation")).await).await;
     assert_eq!(m["request"], format!("{}/Group/{group_id}/$export?_type=Patient,Observation", s.fhir));
     let files = download(&s, &t, &m).await;
     assert_eq!(ids(&files["Patient"]), BTreeSet::from(["pat-002".to_owned(), "pat-005".to_owned()]), "active members");
@@ -220,7 +251,8 @@ async fn patient_and_group_exports_cover_their_patients_compartments() {
 #[tokio::test]
 async fn what_the_scopes_leave_out_is_reported_never_dropped_and_granular_scopes_apply() {
     let s = Server::start().await;
-    let t = s.backend_token(&format!("system/Patient.rs system/Observation.rs?category={LABS} system/Condition.r")).await;
+    let t =
+        s.backend_token(&format!("system/Patient.rs system/Observation.rs?category={LABS} system/Condition.r")).await;
     let m = manifest(&s, &t, &start(&s, &t, "$export").await).await;
     let files = download(&s, &t, &m).await;
     assert_eq!(files.keys().collect::<Vec<_>>(), ["Observation", "Patient"]);
@@ -233,7 +265,11 @@ async fn what_the_scopes_leave_out_is_reported_never_dropped_and_granular_scopes
         .collect();
     let reported = errors(&s, &t, &m).await;
     assert!(reported.iter().all(|(_, severity)| severity == "error"));
-    assert_eq!(reported.iter().map(|(ty, _)| ty.clone()).collect::<BTreeSet<_>>(), left_out, "Condition.r is no search");
+    assert_eq!(
+        reported.iter().map(|(ty, _)| ty.clone()).collect::<BTreeSet<_>>(),
+        left_out,
+        "Condition.r is no search"
+    );
 
     // A type asked for is reported even when nothing of it is stored.
     let m = manifest(&s, &t, &start(&s, &t, "$export?_type=Patient,Device").await).await;
@@ -249,7 +285,8 @@ async fn only_backend_service_tokens_may_export() {
     outcome_of(kickoff(&s, &patient, "$export").await, StatusCode::FORBIDDEN, "backend services").await;
     outcome_of(kickoff(&s, &patient, "Patient/$export").await, StatusCode::FORBIDDEN, "backend services").await;
     let doctor = token(&s, &client, "user/*.rs", "clinician").await;
-    outcome_of(kickoff(&s, &doctor, "Group/demo-patients/$export").await, StatusCode::FORBIDDEN, "backend services").await;
+    outcome_of(kickoff(&s, &doctor, "Group/demo-patients/$export").await, StatusCode::FORBIDDEN, "backend services")
+        .await;
     for scope in ["system/Observation.r", "system/*.cud"] {
         let t = s.backend_token(scope).await;
         outcome_of(kickoff(&s, &t, "$export").await, StatusCode::FORBIDDEN, "allows search").await;
@@ -355,7 +392,8 @@ async fn another_client_can_neither_poll_nor_download_nor_cancel_a_job() {
     let status = start(&s, &owner, "$export?_type=Patient").await;
     let m = manifest(&s, &owner, &status).await;
     let file = m["output"][0]["url"].as_str().unwrap().to_owned();
-    outcome_of(s.http.get(&status).bearer_auth(&other).send().await.unwrap(), StatusCode::NOT_FOUND, "no export job").await;
+    outcome_of(s.http.get(&status).bearer_auth(&other).send().await.unwrap(), StatusCode::NOT_FOUND, "no export job")
+        .await;
     assert_eq!(s.http.get(&file).bearer_auth(&other).send().await.unwrap().status(), 404);
     assert_eq!(s.http.delete(&status).bearer_auth(&other).send().await.unwrap().status(), 404);
     assert_eq!(s.http.get(&file).send().await.unwrap().status(), 401, "a bearer token is required");
@@ -399,7 +437,12 @@ async fn active_jobs_are_limited_per_client_and_expired_jobs_are_gone() {
     let t = client.token("system/*.rs").await;
     // Jobs this client left queued (stored directly: they would finish too fast to count).
     let db = smartlaunch_store::Db::open_dir(&s.dir).await.unwrap();
-    let spec = ExportSpec { level: ExportLevel::System, params: ExportParams::default(), scope: "system/*.rs".into(), members: vec![] };
+    let spec = ExportSpec {
+        level: ExportLevel::System,
+        params: ExportParams::default(),
+        scope: "system/*.rs".into(),
+        members: vec![],
+    };
     let now = unix_now();
     for n in 0..MAX_ACTIVE_JOBS_PER_CLIENT {
         let job = ExportJob::new(format!("{n:032x}"), client.client_id.clone(), "x".into(), spec.clone(), now);
@@ -500,7 +543,10 @@ async fn jobs_survive_a_restart_and_export_their_snapshot() {
     let files = download(&b, &t, &m).await;
     assert_eq!(ids(&files["Observation"]), demo_ids(of_type("Observation")), "not the one created later");
     let exported = files["Observation"].iter().find(|o| o["id"] == first_obs["id"]).unwrap();
-    assert_eq!((exported["status"].clone(), exported["meta"]["versionId"].clone()), (first_obs["status"].clone(), json!("1")));
+    assert_eq!(
+        (exported["status"].clone(), exported["meta"]["versionId"].clone()),
+        (first_obs["status"].clone(), json!("1"))
+    );
     assert_eq!(ids(&files["Condition"]), demo_ids(of_type("Condition")), "deleted after: still in the snapshot");
     // The job kicked off before the stop is complete too, and the orphan directory is gone.
     let m = manifest(&b, &t, &format!("{}/$export-status/{kicked_id}", b.fhir)).await;
@@ -519,9 +565,8 @@ async fn the_capability_statement_advertises_the_export_operations() {
         rest["operation"],
         json!([{"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"}])
     );
-    let operation = |ty: &str| {
-        rest["resource"].as_array().unwrap().iter().find(|r| r["type"] == ty).unwrap()["operation"].clone()
-    };
+    let operation =
+        |ty: &str| rest["resource"].as_array().unwrap().iter().find(|r| r["type"] == ty).unwrap()["operation"].clone();
     assert_eq!(
         operation("Patient"),
         json!([{"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export"}])

@@ -45,9 +45,10 @@ fn kickoff_headers(app: &App, base: &FhirBase, headers: &HeaderMap) -> Result<(C
         ));
     }
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("*/*");
-    let acceptable = accept.split(',').map(|a| a.split(';').next().unwrap_or_default().trim()).any(|a| {
-        matches!(a, "application/fhir+json" | "application/json" | "*/*" | "application/*" | "")
-    });
+    let acceptable = accept
+        .split(',')
+        .map(|a| a.split(';').next().unwrap_or_default().trim())
+        .any(|a| matches!(a, "application/fhir+json" | "application/json" | "*/*" | "application/*" | ""));
     if !acceptable {
         return Err(outcome(
             StatusCode::BAD_REQUEST,
@@ -69,7 +70,12 @@ pub(crate) async fn system_get(
 }
 
 /// `POST /fhir/$export` (a `Parameters` resource).
-pub(crate) async fn system_post(State(app): State<App>, base: FhirBase, headers: HeaderMap, body: FhirBody) -> Response {
+pub(crate) async fn system_post(
+    State(app): State<App>,
+    base: FhirBase,
+    headers: HeaderMap,
+    body: FhirBody,
+) -> Response {
     kickoff(&app, &base, &headers, ExportLevel::System, Query::Post(body)).await
 }
 
@@ -193,7 +199,11 @@ async fn kickoff(app: &App, base: &FhirBase, headers: &HeaderMap, level: ExportL
 /// The ids of a Group's active Patient members (404 when there is no such Group).
 async fn group_members(app: &App, id: &str) -> Result<Vec<String>, Response> {
     if !is_valid_id(id) {
-        return Err(outcome(StatusCode::BAD_REQUEST, "invalid", "a FHIR id is 1–64 characters of A–Z, a–z, 0–9, `-` and `.`"));
+        return Err(outcome(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            "a FHIR id is 1–64 characters of A–Z, a–z, 0–9, `-` and `.`",
+        ));
     }
     let group = match app.db.read("Group", id).await {
         Ok(Some(g)) if !g.deleted => g,
@@ -226,7 +236,9 @@ async fn view(app: &App, caller: &Caller, id: &str) -> Result<Option<ExportJob>,
         return Ok(None);
     }
     app.db.export_job(id).await.map_err(|e| server_error("read the export job", e)).map(|job| {
-        job.filter(|j| !matches!(StatusView::of(Some(j), &caller.claims.client_id, app.clock.now()), StatusView::NotFound(_)))
+        job.filter(|j| {
+            !matches!(StatusView::of(Some(j), &caller.claims.client_id, app.clock.now()), StatusView::NotFound(_))
+        })
     })
 }
 
@@ -264,8 +276,8 @@ pub(crate) async fn status(
         StatusView::Complete(done) => {
             let Some(job) = job.as_ref() else { return StatusCode::NOT_FOUND.into_response() };
             let body = manifest(job, done, &format!("{}/$export-file/{id}", base.0));
-            let mut r =
-                ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body.to_string()).into_response();
+            let mut r = ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body.to_string())
+                .into_response();
             if let Some(expires) = http_date(&smartlaunch_fhir::export::instant_of(job.expires_at)) {
                 r.headers_mut().insert(header::EXPIRES, expires);
             }
