@@ -13,6 +13,12 @@ fi
 cargo test --workspace --locked
 cargo build --locked -p smartlaunch
 
+# A real backend-services client (PyJWT + cryptography + requests, pinned) against the binary:
+# private_key_jwt tokens and a complete Bulk Data $export.
+python3 -m venv target/interop-venv
+target/interop-venv/bin/pip install --quiet --disable-pip-version-check -r tests/interop/requirements.txt
+target/interop-venv/bin/python tests/interop/backend_services.py target/debug/smartlaunch
+
 cd tests/e2e
 npm ci --no-audit --no-fund --loglevel=error
 npm test
