@@ -112,8 +112,9 @@ async fn keys_by_url_are_fetched_cached_and_rotated() {
     assert_eq!(c.token_with(&ok, "system/Patient.rs").await.status(), StatusCode::OK);
     let evil = c.assertion_with(json!({}), &[("jku", json!("http://127.0.0.1:9/evil.json"))]);
     assert!(invalid_client(c.token_with(&evil, "system/Patient.rs").await).await.contains("jku"));
-    // Rotation: the app publishes a new key; its first assertion makes the server refetch once.
-    c.key = SigningKey::generate(KeyKind::Es384).unwrap();
+    // Rotation: the app publishes a new key (RS384 this time: both SHALL algorithms by URL); its
+    // first assertion makes the server refetch once.
+    c.key = SigningKey::generate(KeyKind::Rs384).unwrap();
     *jwks.jwks.lock().unwrap() = c.key.public_jwks();
     c.token("system/Patient.rs").await;
     assert_eq!(jwks.fetches.load(Ordering::SeqCst), 2);
