@@ -12,12 +12,15 @@ fi
 
 cargo test --workspace --locked
 cargo build --locked -p smartlaunch
+# Where cargo put the binary: ./target, or $CARGO_TARGET_DIR (or a configured target-dir).
+target_dir="$(cargo metadata --format-version 1 --no-deps --locked | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
+export SMARTLAUNCH_BIN="$target_dir/debug/smartlaunch"
 
 # A real backend-services client (PyJWT + cryptography + requests, pinned) against the binary:
 # private_key_jwt tokens and a complete Bulk Data $export.
-python3 -m venv target/interop-venv
-target/interop-venv/bin/pip install --quiet --disable-pip-version-check -r tests/interop/requirements.txt
-target/interop-venv/bin/python tests/interop/backend_services.py target/debug/smartlaunch
+python3 -m venv "$target_dir/interop-venv"
+"$target_dir/interop-venv/bin/pip" install --quiet --disable-pip-version-check -r tests/interop/requirements.txt
+"$target_dir/interop-venv/bin/python" tests/interop/backend_services.py "$SMARTLAUNCH_BIN"
 
 cd tests/e2e
 npm ci --no-audit --no-fund --loglevel=error
