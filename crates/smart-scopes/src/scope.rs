@@ -261,6 +261,13 @@ pub enum Scope {
     Other(String),
 }
 
+impl Scope {
+    /// Whether this is a `system/` resource scope (backend services, spec digest §1.10).
+    pub fn is_system(&self) -> bool {
+        matches!(self, Scope::Resource(r) if r.level == Level::System)
+    }
+}
+
 impl FromStr for Scope {
     type Err = ScopeError;
 

@@ -1,7 +1,7 @@
 //! Registered clients and RFC 7591 dynamic registration (spec digest §1.3, checklist 17–18).
 
 use serde::{Deserialize, Serialize};
-use smart_scopes::{Level, Scope, ScopeSet};
+use smart_scopes::{Level, ScopeSet};
 use url::Url;
 
 use crate::error::RegistrationError;
@@ -180,7 +180,7 @@ impl RegistrationRequest {
                     "a backend service (client_credentials) registers the system/ scopes it may be granted in `scope`, e.g. `system/*.rs`".into(),
                 ));
             }
-            let other = set.as_ref().and_then(|set| set.iter().find(|s| !is_system(s)).map(|s| s.to_string()));
+            let other = set.as_ref().and_then(|set| set.iter().find(|s| !s.is_system()).map(|s| s.to_string()));
             if let (Some(other), false) = (other, has("authorization_code")) {
                 return Err(meta(format!(
                     "scope `{other}` is not a system/ scope: a backend service acts for no user or patient"
@@ -257,10 +257,6 @@ impl RegistrationRequest {
             (None, Some(uri)) => check_jwks_uri(uri).map_err(|why| meta(format!("jwks_uri: {why}"))),
         }
     }
-}
-
-fn is_system(scope: &Scope) -> bool {
-    matches!(scope, Scope::Resource(r) if r.level == Level::System)
 }
 
 /// A `jwks_uri` is fetched by this server: https, or http on a loopback host (development).

@@ -4,7 +4,7 @@
 //! carries only `system/` scopes, lives at most five minutes, has no refresh token and names
 //! no user or patient.
 
-use smart_scopes::{Level, Scope, ScopeSet};
+use smart_scopes::{Scope, ScopeSet};
 
 use crate::client::Client;
 use crate::error::TokenError;
@@ -86,12 +86,12 @@ pub fn backend_scope(client: &Client, requested: Option<&str>) -> Result<ScopeSe
         )
     })?;
     let asked = ScopeSet::parse(requested).map_err(|e| TokenError::InvalidScope(e.to_string()))?;
-    if let Some(other) = asked.iter().find(|s| !is_system(s)) {
+    if let Some(other) = asked.iter().find(|s| !s.is_system()) {
         return Err(TokenError::InvalidScope(format!(
             "`{other}` cannot be granted to a backend service: its token carries only system/ scopes (no user, no patient, no refresh)"
         )));
     }
-    let allowed = client.allowed_scopes().unwrap_or_default().retain(is_system);
+    let allowed = client.allowed_scopes().unwrap_or_default().retain(Scope::is_system);
     let granted = asked.negotiate(Some(&allowed));
     if granted.is_empty() {
         return Err(TokenError::InvalidScope(format!(
@@ -100,10 +100,6 @@ pub fn backend_scope(client: &Client, requested: Option<&str>) -> Result<ScopeSe
         )));
     }
     Ok(granted)
-}
-
-pub(super) fn is_system(scope: &Scope) -> bool {
-    matches!(scope, Scope::Resource(r) if r.level == Level::System)
 }
 
 #[cfg(test)]

@@ -222,7 +222,7 @@ impl<S: AuthStore> AuthService<S> {
         };
         self.store.put_backend_session(&session).await?;
         self.clients.forget(&client.client_id);
-        let scope = client.allowed_scopes().unwrap_or_default().retain(super::backend::is_system);
+        let scope = client.allowed_scopes().unwrap_or_default().retain(smart_scopes::Scope::is_system);
         Ok(IssuedBackendSession {
             client_id: session.client_id,
             client_name: name.clone(),
