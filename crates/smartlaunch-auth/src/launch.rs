@@ -222,8 +222,33 @@ pub struct Launch {
     /// The launch inspector's key for this launch's requests.
     #[serde(default)]
     pub trace_id: String,
+    /// How often the `launch` id may be used (an EHR launch).
+    #[serde(default)]
+    pub reuse: LaunchUse,
     pub created_at: UnixTime,
     pub expires_at: UnixTime,
+}
+
+/// How often an EHR launch's `launch` id may be used (issue 9, "reusable launches").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LaunchUse {
+    /// Once, within [`LAUNCH_LIFETIME`](crate::service::LAUNCH_LIFETIME): what a real EHR does.
+    #[default]
+    SingleUse,
+    /// Any number of times until it expires: the developer launcher's edit-and-reload loop.
+    Reusable,
+}
+
+impl Launch {
+    /// What kind of launch this is, as the launcher and the inspector name it.
+    pub fn kind_label(&self) -> &'static str {
+        match (self.standalone, self.reuse) {
+            (true, _) => "standalone (simulation)",
+            (false, LaunchUse::SingleUse) => "EHR launch, single use",
+            (false, LaunchUse::Reusable) => "EHR launch, reusable (dev)",
+        }
+    }
 }
 
 /// Why a `launch` parameter was refused (checklist item 26).

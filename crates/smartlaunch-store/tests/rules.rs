@@ -178,6 +178,7 @@ async fn a_launch_is_used_once_even_when_used_concurrently() {
         options: Default::default(),
         standalone: false,
         trace_id: "t".into(),
+        reuse: Default::default(),
         created_at: 0,
         expires_at: 300,
     };

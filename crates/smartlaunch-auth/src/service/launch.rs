@@ -163,6 +163,7 @@ impl<S: AuthStore> AuthService<S> {
             options: new.options,
             standalone: new.standalone,
             trace_id: random_token(16),
+            reuse: Default::default(),
             created_at: now,
             expires_at: now + if new.standalone { SIMULATION_LIFETIME } else { LAUNCH_LIFETIME },
         };
