@@ -3,26 +3,42 @@
 
 use crate::{Interaction, Level, ResourceScope, Scope};
 
+/// Who reads a description: the same permission is worded for a clinician at an EHR, or for a
+/// patient at their portal (whose record is their own, and who has no "EHR session").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reader {
+    Clinician,
+    Patient,
+}
+
 impl Scope {
-    /// A sentence a patient or clinician can understand.
+    /// A sentence a clinician (or a developer) can understand.
     pub fn describe(&self) -> String {
-        match self {
-            Scope::Resource(r) => r.describe(),
-            Scope::Launch => "Use the context of the EHR session you launched it from".to_owned(),
-            Scope::LaunchPatient => "Know which patient is selected".to_owned(),
-            Scope::LaunchEncounter => "Know which encounter (visit) is selected".to_owned(),
-            Scope::LaunchContext { resource, .. } => format!("Know which {resource} is selected"),
-            Scope::OpenId => "Confirm your identity".to_owned(),
-            Scope::FhirUser => "Know who you are in the health record".to_owned(),
-            Scope::OfflineAccess => "Keep access when you are not using it, until you revoke it".to_owned(),
-            Scope::OnlineAccess => "Keep access while you are signed in".to_owned(),
-            Scope::Other(s) => format!("Unrecognised permission “{s}” (will not be granted)"),
+        self.describe_for(Reader::Clinician)
+    }
+
+    /// A sentence `reader` can understand.
+    pub fn describe_for(&self, reader: Reader) -> String {
+        match (self, reader) {
+            (Scope::Resource(r), _) => r.describe(reader),
+            (Scope::Launch, Reader::Clinician) => "Use the context of the EHR session you launched it from".to_owned(),
+            (Scope::Launch, Reader::Patient) => "Use what you had open in your patient portal when you started it".to_owned(),
+            (Scope::LaunchPatient, Reader::Clinician) => "Know which patient is selected".to_owned(),
+            (Scope::LaunchPatient, Reader::Patient) => "Know whose health record it works with (yours)".to_owned(),
+            (Scope::LaunchEncounter, Reader::Clinician) => "Know which encounter (visit) is selected".to_owned(),
+            (Scope::LaunchEncounter, Reader::Patient) => "Know which of your visits is selected".to_owned(),
+            (Scope::LaunchContext { resource, .. }, _) => format!("Know which {resource} is selected"),
+            (Scope::OpenId, _) => "Confirm your identity".to_owned(),
+            (Scope::FhirUser, _) => "Know who you are in the health record".to_owned(),
+            (Scope::OfflineAccess, _) => "Keep access when you are not using it, until you revoke it".to_owned(),
+            (Scope::OnlineAccess, _) => "Keep access while you are signed in".to_owned(),
+            (Scope::Other(s), _) => format!("Unrecognised permission “{s}” (will not be granted)"),
         }
     }
 }
 
 impl ResourceScope {
-    fn describe(&self) -> String {
+    fn describe(&self, reader: Reader) -> String {
         let verbs: Vec<&str> = [
             (Interaction::Read, "read"),
             (Interaction::Search, "search"),
@@ -43,10 +59,11 @@ impl ResourceScope {
             Some(t) => format!("{t} records"),
             None => "all kinds of records (including kinds added in the future)".to_owned(),
         };
-        let whose = match self.level {
-            Level::Patient => "of the selected patient",
-            Level::User => "that you can access",
-            Level::System => "on the server",
+        let whose = match (self.level, reader) {
+            (Level::Patient, Reader::Clinician) => "of the selected patient",
+            (Level::Patient, Reader::Patient) => "in your health record",
+            (Level::User, _) => "that you can access",
+            (Level::System, _) => "on the server",
         };
         let mut text = format!("{}{} {what} {whose}", verbs[..1].to_uppercase(), &verbs[1..]);
         if !self.filter.is_empty() {
@@ -59,7 +76,7 @@ impl ResourceScope {
 
 #[cfg(test)]
 mod tests {
-    use crate::Scope;
+    use crate::{Reader, Scope};
 
     #[test]
     fn descriptions_are_plain_language() {
@@ -71,5 +88,20 @@ mod tests {
             "Read and search Observation records of the selected patient, only where category = laboratory"
         );
         assert_eq!(d("openid"), "Confirm your identity");
+    }
+
+    #[test]
+    fn a_patient_reads_of_their_own_record_and_no_ehr_session() {
+        let d = |s: &str| s.parse::<Scope>().unwrap().describe_for(Reader::Patient);
+        assert_eq!(d("patient/Observation.rs"), "Read and search Observation records in your health record");
+        assert_eq!(d("launch"), "Use what you had open in your patient portal when you started it");
+        for s in ["launch", "launch/patient", "launch/encounter", "patient/*.rs", "openid", "fhirUser"] {
+            assert!(!d(s).contains("EHR") && !d(s).contains("selected patient"), "{s}: {}", d(s));
+        }
+        assert!(s_clinician("launch").contains("EHR session"));
+    }
+
+    fn s_clinician(s: &str) -> String {
+        s.parse::<Scope>().unwrap().describe_for(Reader::Clinician)
     }
 }

@@ -8,5 +8,6 @@ mod describe;
 mod scope;
 mod set;
 
+pub use describe::Reader;
 pub use scope::{Interaction, Interactions, Level, ResourceScope, Scope, ScopeError};
 pub use set::ScopeSet;

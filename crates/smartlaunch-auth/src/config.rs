@@ -76,6 +76,12 @@ impl AuthConfig {
         format!("{}/auth/register", self.public_url)
     }
 
+    /// The built-in callback page for apps launched by hand (`/dev/callback`), the one redirect
+    /// URI on this server that a registration may name (with the sandbox powers).
+    pub fn dev_callback_uri(&self) -> String {
+        format!("{}{DEV_CALLBACK_PATH}", self.public_url)
+    }
+
     pub fn introspection_endpoint(&self) -> String {
         format!("{}/auth/introspect", self.public_url)
     }
@@ -137,6 +143,9 @@ impl SandboxMode {
         }
     }
 }
+
+/// The path of the built-in callback page ([`AuthConfig::dev_callback_uri`]).
+pub const DEV_CALLBACK_PATH: &str = "/dev/callback";
 
 /// Whether a `Host` header names this machine's loopback (`localhost`, `*.localhost`,
 /// `127.x.x.x`, `[::1]`), with or without a port.

@@ -5,6 +5,7 @@ mod client_auth;
 mod flow;
 mod introspection;
 mod launch;
+mod own_redirects;
 mod registration;
 mod token_endpoint;
 

@@ -9,6 +9,8 @@ use crate::secrets::{hash_token, random_hex, random_token, secrets_equal};
 use crate::store::AuthStore;
 use crate::{AuthService, UnixTime};
 
+use super::own_redirects::OwnRedirectPowers;
+
 /// A registered client, with its secret (shown once, never stored) and its RFC 7592
 /// registration access token (new in every response: the one used is then spent).
 #[derive(Debug, Clone)]
@@ -65,6 +67,7 @@ impl<S: AuthStore> AuthService<S> {
         if metadata.grant_types.iter().any(|g| g == "client_credentials") {
             self.may_register_backend(registrant.bearer, registrant.host, registrant.cross_site)?;
         }
+        self.check_own_redirect_uris(&metadata.redirect_uris, &[], OwnRedirectPowers::Http(registrant))?;
         let client_secret = metadata.token_endpoint_auth_method.uses_secret().then(|| random_token(32));
         let token = random_token(32);
         let client = Client {
@@ -148,6 +151,9 @@ impl<S: AuthStore> AuthService<S> {
             }
         }
         let metadata = request.validate()?;
+        // The registration access token is no sandbox power either (as for a backend below).
+        let powers = OwnRedirectPowers::Http(Registrant { bearer: None, ..registrant });
+        self.check_own_redirect_uris(&metadata.redirect_uris, &client.metadata.redirect_uris, powers)?;
         let widens = |old: &ClientMetadata, new: &ClientMetadata| {
             let has_cc = |m: &ClientMetadata| m.grant_types.iter().any(|g| g == "client_credentials");
             let scope = |m: &ClientMetadata| m.scope.as_deref().and_then(|s| ScopeSet::parse(s).ok());
@@ -248,6 +254,7 @@ impl<S: AuthStore> AuthService<S> {
         now: UnixTime,
     ) -> Result<Registered, RegistrationError> {
         let metadata = request.validate()?;
+        self.check_own_redirect_uris(&metadata.redirect_uris, &[], OwnRedirectPowers::Trusted)?;
         let client_secret = metadata.token_endpoint_auth_method.uses_secret().then(|| random_token(32));
         let client = Client {
             client_id: random_hex(16),

@@ -7,7 +7,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
 use serde_json::Value;
-use smart_scopes::ScopeSet;
+use smart_scopes::{Reader, ScopeSet};
 use smartlaunch_auth::authorize::AuthorizationRequest;
 use smartlaunch_auth::service::{Credentials, FlowStep, Progress};
 use smartlaunch_auth::store::PendingAuthorization;
@@ -16,7 +16,7 @@ use smartlaunch_auth::AuthorizeError;
 use smartlaunch_fhir::store::ResourceStore;
 
 use crate::server::App;
-use crate::web::pages::{error_page, render, throttled_page};
+use crate::web::pages::{error_page, is_framed, render, throttled_page};
 use crate::web::views::{encounter_row, patient_name, patient_row, EncounterRow, PatientRow};
 use crate::web::{
     cookie, field, form_pairs, is_form, redirect, see_other, session_cookie, session_set_cookie, ClientAddr,
@@ -124,7 +124,8 @@ pub(crate) async fn show(
     match app.auth.resume(&id, flow_key(&headers).as_deref(), app.clock.now()).await {
         Ok(Progress::Redirect(url)) => see_other(&url),
         Ok(Progress::Step { step, pending, user, .. }) => {
-            render_step(&app, step, &pending, user.as_deref(), &query, None).await
+            let shown = Shown { query: &query, alert: None, framed: is_framed(&headers) };
+            render_step(&app, step, &pending, user.as_deref(), shown).await
         }
         Err(e) => flow_error(e, StatusCode::SEE_OTHER),
     }
@@ -155,7 +156,8 @@ pub(crate) async fn sign_in(
         Err(AuthorizeError::SignInFailed) => match app.auth.resume(&id, key.as_deref(), now).await {
             Ok(Progress::Step { step: FlowStep::SignIn, pending, .. }) => {
                 let alert = "The username or password is incorrect. Please try again.";
-                render_step(&app, FlowStep::SignIn, &pending, None, &[], Some(alert)).await
+                let shown = Shown { query: &[], alert: Some(alert), framed: is_framed(&headers) };
+                render_step(&app, FlowStep::SignIn, &pending, None, shown).await
             }
             Ok(_) => see_other(&format!("/auth/flow/{id}")),
             Err(e) => flow_error(e, StatusCode::SEE_OTHER),
@@ -253,6 +255,7 @@ fn after_step(result: Result<(), AuthorizeError>, id: &str) -> Response {
 #[derive(Template)]
 #[template(path = "signin.html")]
 struct SignInPage<'a> {
+    framed: bool,
     app_name: &'a str,
     pending_id: &'a str,
     csrf: &'a str,
@@ -262,6 +265,7 @@ struct SignInPage<'a> {
 #[derive(Template)]
 #[template(path = "patients.html")]
 struct PatientsPage<'a> {
+    framed: bool,
     app_name: &'a str,
     user_name: &'a str,
     pending_id: &'a str,
@@ -278,6 +282,7 @@ struct PatientsPage<'a> {
 #[derive(Template)]
 #[template(path = "encounters.html")]
 struct EncountersPage<'a> {
+    framed: bool,
     app_name: &'a str,
     user_name: &'a str,
     pending_id: &'a str,
@@ -294,6 +299,10 @@ struct ScopeRow {
 #[derive(Template)]
 #[template(path = "consent.html")]
 struct ConsentPage<'a> {
+    framed: bool,
+    /// The signed-in user is a patient (the portal, or a patient's standalone launch): the
+    /// page speaks of their own record.
+    for_patient: bool,
     app_name: &'a str,
     user_name: &'a str,
     pending_id: &'a str,
@@ -303,20 +312,28 @@ struct ConsentPage<'a> {
     scopes: Vec<ScopeRow>,
 }
 
+/// How a step is shown: the picker's query, an alert, and whether the page is inside another
+/// page's frame (the EHR's app frame: then without the site header).
+struct Shown<'a> {
+    query: &'a [(String, String)],
+    alert: Option<&'a str>,
+    framed: bool,
+}
+
 async fn render_step(
     app: &App,
     step: FlowStep,
     pending: &PendingAuthorization,
     user: Option<&User>,
-    query: &[(String, String)],
-    alert: Option<&str>,
+    shown: Shown<'_>,
 ) -> Response {
+    let Shown { query, alert, framed } = shown;
     let client = app.auth.client(&pending.client_id, app.clock.now()).await.ok().flatten();
     let app_name = client.as_ref().map_or("the app", |c| c.metadata.client_name.as_str());
     let user_name = user.map_or("", |u| u.display_name.as_str());
     let (pending_id, csrf) = (pending.id.as_str(), pending.csrf.as_str());
     match step {
-        FlowStep::SignIn => render(StatusCode::OK, &SignInPage { app_name, pending_id, csrf, alert }),
+        FlowStep::SignIn => render(StatusCode::OK, &SignInPage { framed, app_name, pending_id, csrf, alert }),
         FlowStep::PickPatient { choices } => {
             let q = field(query, "q").unwrap_or_default().chars().take(100).collect::<String>();
             let page = field(query, "page").and_then(|p| p.parse::<i64>().ok()).unwrap_or(1).clamp(1, 100_000);
@@ -341,6 +358,7 @@ async fn render_step(
             render(
                 StatusCode::OK,
                 &PatientsPage {
+                    framed,
                     app_name,
                     user_name,
                     pending_id,
@@ -367,6 +385,7 @@ async fn render_step(
             render(
                 StatusCode::OK,
                 &EncountersPage {
+                    framed,
                     app_name,
                     user_name,
                     pending_id,
@@ -377,8 +396,10 @@ async fn render_step(
             )
         }
         FlowStep::Consent => {
+            let for_patient = user.and_then(User::patient_id).is_some();
+            let reader = if for_patient { Reader::Patient } else { Reader::Clinician };
             let scopes = ScopeSet::parse(&pending.scope)
-                .map(|s| s.iter().map(|s| ScopeRow { raw: s.to_string(), label: s.describe() }).collect())
+                .map(|s| s.iter().map(|s| ScopeRow { raw: s.to_string(), label: s.describe_for(reader) }).collect())
                 .unwrap_or_default();
             let patient = pending.patient.as_deref().or(user.and_then(User::patient_id));
             let encounter_label = match &pending.encounter {
@@ -398,6 +419,8 @@ async fn render_step(
             render(
                 StatusCode::OK,
                 &ConsentPage {
+                    framed,
+                    for_patient,
                     app_name,
                     user_name,
                     pending_id,

@@ -4,6 +4,7 @@
 mod account;
 mod api;
 mod bundle;
+mod dev;
 mod discovery;
 mod ehr;
 mod fhir;
@@ -160,6 +161,9 @@ pub(crate) fn router(app: App) -> Router {
         .layer(RequestBodyLimitLayer::new(FORM_BODY_LIMIT))
         .merge(for_clients)
         .route("/healthz", get(ops::healthz))
+        .route("/favicon.svg", get(pages::favicon_svg))
+        .route("/favicon.ico", get(pages::favicon_ico))
+        .route("/dev/callback", get(dev::callback))
         .fallback(not_found)
         .layer(CatchPanicLayer::new())
         // Around every response (outermost first): a request id of our own, the request log,
@@ -225,11 +229,13 @@ pub(crate) fn route_simulations(
     }
 }
 
+/// An unknown address: an OperationOutcome inside the FHIR API (its clients read JSON), the
+/// "Page not found" page everywhere else.
 async fn not_found(method: Method, uri: axum::http::Uri) -> Response {
-    if uri.path().starts_with("/fhir/") {
+    if uri.path() == "/fhir" || uri.path().starts_with("/fhir/") {
         return fhir::outcome(StatusCode::NOT_FOUND, "not-found", &format!("{method} {} is not supported", uri.path()));
     }
-    pages::error_page(StatusCode::NOT_FOUND, "Not found", "There is no page at this address.")
+    pages::not_found_page(uri.path())
 }
 
 /// Whether `origin` is the origin of a registered redirect URI.  A miss reloads the list from
