@@ -22,7 +22,9 @@ impl Scope {
         match (self, reader) {
             (Scope::Resource(r), _) => r.describe(reader),
             (Scope::Launch, Reader::Clinician) => "Use the context of the EHR session you launched it from".to_owned(),
-            (Scope::Launch, Reader::Patient) => "Use what you had open in your patient portal when you started it".to_owned(),
+            (Scope::Launch, Reader::Patient) => {
+                "Use what you had open in your patient portal when you started it".to_owned()
+            }
             (Scope::LaunchPatient, Reader::Clinician) => "Know which patient is selected".to_owned(),
             (Scope::LaunchPatient, Reader::Patient) => "Know whose health record it works with (yours)".to_owned(),
             (Scope::LaunchEncounter, Reader::Clinician) => "Know which encounter (visit) is selected".to_owned(),

@@ -92,7 +92,9 @@ impl<S: AuthStore> AuthService<S> {
             (Some(h), Some(p)) => h.eq_ignore_ascii_case(p) || (is_loopback_host(h) && is_loopback_host(p)),
             _ => false,
         };
-        let own = url.scheme() == public.scheme() && same_host && url.port_or_known_default() == public.port_or_known_default();
+        let own = url.scheme() == public.scheme()
+            && same_host
+            && url.port_or_known_default() == public.port_or_known_default();
         match (own, uri == self.config.dev_callback_uri()) {
             (false, _) => Destination::Elsewhere,
             (true, true) => Destination::DevCallback,

@@ -77,7 +77,7 @@ fn shell_lines(code: &str) -> Option<Shell> {
     safe.then(|| Shell {
         code_line: format!("CODE={code}"),
         token_command: format!(
-            "curl -s \"$BASE/auth/token\" -d grant_type=authorization_code -d code={code} \\\n  -d redirect_uri=\"$BASE/dev/callback\" -d client_id=\"$CLIENT_ID\" -d code_verifier=\"$VERIFIER\""
+            "curl -s \"$BASE/auth/token\" -d grant_type=authorization_code \\\n  -d code={code} \\\n  -d redirect_uri=\"$BASE/dev/callback\" \\\n  -d client_id=\"$CLIENT_ID\" -d code_verifier=\"$VERIFIER\""
         ),
     })
 }
@@ -90,7 +90,7 @@ mod tests {
     fn only_a_code_of_our_alphabet_gets_shell_lines() {
         let shell = shell_lines("Abc-_09").unwrap();
         assert_eq!(shell.code_line, "CODE=Abc-_09");
-        assert!(shell.token_command.contains("-d code=Abc-_09 "));
+        assert!(shell.token_command.contains("\n  -d code=Abc-_09 \\\n"));
         for bad in ["", "a;rm -rf ~", "a$(id)", "a`id`", "a b", "a'b", "a\"b", "a\nb", &"a".repeat(129)] {
             assert!(shell_lines(bad).is_none(), "{bad:?}");
         }

