@@ -101,6 +101,7 @@ test("the README's standalone launch by hand runs as written", async () => {
       await page.getByRole("button", { name: "Allow" }).click();
       await page.waitForURL(url => url.pathname === "/dev/callback");
       assert.equal(new URL(page.url()).origin, server.base, "the callback page is the sandbox's own");
+      assert.equal(await page.textContent("#state"), new URL(printed[1]).searchParams.get("state"), "the state comes back");
       const line = (await page.locator("#code-line").textContent()).trim();
       assert.match(line, /^CODE=[A-Za-z0-9_-]+$/);
       assert.match(await page.textContent("main"), /The code lives 60 seconds/);
