@@ -6,6 +6,7 @@ mod flow;
 mod introspection;
 mod launch;
 mod registration;
+mod reset;
 mod token_endpoint;
 
 use std::sync::Arc;
