@@ -52,7 +52,9 @@ impl Db {
         .await
         .map_err(err)?;
         rows.into_iter()
-            .map(|(last_updated, content)| Ok(Listed { last_updated, resource: serde_json::from_str(&content).map_err(err)? }))
+            .map(|(last_updated, content)| {
+                Ok(Listed { last_updated, resource: serde_json::from_str(&content).map_err(err)? })
+            })
             .collect()
     }
 }

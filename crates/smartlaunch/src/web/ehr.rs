@@ -250,7 +250,8 @@ async fn chart_page(
     encounter: Option<String>,
 ) -> Response {
     let today = instant(app.clock.now());
-    let Some(chart) = views::chart(app, patient, &today[..10]).await else {
+    let labels = if desk == Desk::Portal { views::Labels::Friendly } else { views::Labels::Clinical };
+    let Some(chart) = views::chart(app, patient, &today[..10], labels).await else {
         return error_page(StatusCode::NOT_FOUND, "No such patient", "There is no chart for this patient.");
     };
     let encounter = encounter.filter(|e| chart.encounters.iter().any(|row| &row.id == e));

@@ -69,7 +69,8 @@ pub(crate) async fn reset(State(app): State<App>, headers: HeaderMap, body: Byte
         return page(&app, &headers, StatusCode::FORBIDDEN, Some(format!("{e}. Nothing was changed.")), false);
     }
     if field(&form, "confirm").map(str::trim) != Some(CONFIRMATION) {
-        let problem = format!("Type \u{201c}{CONFIRMATION}\u{201d} in the confirmation field to reset. Nothing was changed.");
+        let problem =
+            format!("Type \u{201c}{CONFIRMATION}\u{201d} in the confirmation field to reset. Nothing was changed.");
         return page(&app, &headers, StatusCode::BAD_REQUEST, Some(problem), false);
     }
     let now = app.clock.now();

@@ -11,4 +11,5 @@ mod fhir_search;
 mod hardening;
 mod import;
 mod limits;
+mod sandbox;
 mod trust;
