@@ -24,7 +24,8 @@ pub const PATIENT_COUNT: usize = 24;
 /// The id of the Group of every demo patient (a Group-level Bulk Data export's target).
 pub const DEMO_GROUP: &str = "demo-patients";
 
-const MRN_SYSTEM: &str = "http://hospital.smartlaunch.example/mrn";
+/// The system of the demo hospital's medical record numbers.
+pub const MRN_SYSTEM: &str = "http://hospital.smartlaunch.example/mrn";
 const LOINC: &str = "http://loinc.org";
 const SNOMED: &str = "http://snomed.info/sct";
 const RXNORM: &str = "http://www.nlm.nih.gov/research/umls/rxnorm";

@@ -106,11 +106,18 @@ pub(crate) async fn create(State(app): State<App>, headers: HeaderMap, body: Byt
         Ok(new) => new,
         Err(errors) => return page(StatusCode::BAD_REQUEST, &session, &user, &today, errors, &form),
     };
-    let id = format!("pat-{}", random_hex(6));
+    let number = random_hex(6);
+    let id = format!("pat-{number}");
     let mut patient = json!({
         "resourceType": "Patient",
         "id": id,
         "active": true,
+        "identifier": [{
+            "use": "usual",
+            "type": { "text": "MRN" },
+            "system": smartlaunch_fhir::demo::MRN_SYSTEM,
+            "value": format!("N-{number}")
+        }],
         "name": [{ "use": "official", "family": new.family, "given": [new.given] }],
         "gender": new.gender,
         "birthDate": new.birth_date,
