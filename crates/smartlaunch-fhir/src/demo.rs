@@ -5,6 +5,11 @@
 
 use serde_json::{json, Value};
 
+mod vitals;
+
+use vitals::{round, Body, ADULT_DAYS};
+pub use vitals::{visit_with_vitals, Measured};
+
 /// The demo data and the resources the demo accounts stand for.
 pub struct DemoData {
     pub resources: Vec<Value>,
@@ -19,7 +24,8 @@ pub const PATIENT_COUNT: usize = 24;
 /// The id of the Group of every demo patient (a Group-level Bulk Data export's target).
 pub const DEMO_GROUP: &str = "demo-patients";
 
-const MRN_SYSTEM: &str = "http://hospital.smartlaunch.example/mrn";
+/// The system of the demo hospital's medical record numbers.
+pub const MRN_SYSTEM: &str = "http://hospital.smartlaunch.example/mrn";
 const LOINC: &str = "http://loinc.org";
 const SNOMED: &str = "http://snomed.info/sct";
 const RXNORM: &str = "http://www.nlm.nih.gov/research/umls/rxnorm";
@@ -113,9 +119,7 @@ impl Lcg {
     }
     /// A value in `[lo, hi)` rounded to `decimals`.
     fn range(&mut self, lo: f64, hi: f64, decimals: i32) -> f64 {
-        let x = lo + (hi - lo) * (self.next() % 10_000) as f64 / 10_000.0;
-        let p = 10f64.powi(decimals);
-        (x * p).round() / p
+        round(lo + (hi - lo) * (self.next() % 10_000) as f64 / 10_000.0, decimals)
     }
 }
 
@@ -206,7 +210,8 @@ fn patient_record(i: usize, encounters: Option<i64>, out: &mut Vec<Value>) {
     let female = i.is_multiple_of(2);
     let given = if female { GIVEN_F[(i / 2) % GIVEN_F.len()] } else { GIVEN_M[(i / 2) % GIVEN_M.len()] };
     let family = FAMILY[i % FAMILY.len()];
-    let birth = if i == 0 { -2_200 } else { -(rng.below(70 * 365) as i64) + 5 * 365 };
+    // Adults of 18 to 88 (Amy Shaw, the richest record, is 62).
+    let birth = if i == 0 { -2_200 } else { TODAY - ADULT_DAYS - rng.below(70 * 365) as i64 };
     let (city, state, zip) = CITIES[i % CITIES.len()];
     let gp = practitioner_id(i % PRACTITIONERS.len());
     out.push(json!({
@@ -240,6 +245,7 @@ fn patient_record(i: usize, encounters: Option<i64>, out: &mut Vec<Value>) {
     let encounter_count = encounters.unwrap_or(if rich { 6 } else { 2 + rng.below(3) as i64 });
     let subject = json!({ "reference": format!("Patient/{pid}"), "display": format!("{given} {family}") });
     let diabetic = problems.contains(&1);
+    let body = Body::of(i, female, problems.contains(&0));
 
     for e in 0..encounter_count {
         let day = TODAY - e * 75 - rng.below(20) as i64 - i as i64;
@@ -266,13 +272,14 @@ fn patient_record(i: usize, encounters: Option<i64>, out: &mut Vec<Value>) {
             o["id"] = json!(format!("obs-{:03}-{}-{}", i + 1, e + 1, n));
             out.push(o);
         };
-        let sys = rng.range(108.0, 148.0, 0);
-        let dia = rng.range(66.0, 92.0, 0);
-        obs(ctx.blood_pressure(sys, dia));
-        obs(ctx.vital("8867-4", "Heart rate", rng.range(58.0, 96.0, 0), "/min", "beats/minute"));
-        obs(ctx.vital("29463-7", "Body weight", rng.range(52.0, 104.0, 1), "kg", "kg"));
-        obs(ctx.vital("8302-2", "Body height", rng.range(152.0, 192.0, 1), "cm", "cm"));
-        obs(ctx.vital("8310-5", "Body temperature", rng.range(36.3, 37.4, 1), "Cel", "°C"));
+        let v = body.on(day, &mut rng);
+        obs(ctx.blood_pressure(v.systolic, v.diastolic));
+        obs(ctx.vital("8867-4", "Heart rate", v.heart_rate, "/min", "beats/minute"));
+        obs(ctx.vital("29463-7", "Body weight", v.weight, "kg", "kg"));
+        obs(ctx.vital("8302-2", "Body height", body.height, "cm", "cm"));
+        obs(ctx.vital("8310-5", "Body temperature", v.temperature, "Cel", "°C"));
+        obs(ctx.vital("39156-5", "Body mass index (BMI) [Ratio]", v.bmi, "kg/m2", "kg/m2"));
+        obs(ctx.vital("9279-1", "Respiratory rate", v.respiratory_rate, "/min", "breaths/minute"));
         if rich || e % 2 == 0 || encounters.is_some() {
             let glucose = if diabetic { rng.range(120.0, 190.0, 0) } else { rng.range(72.0, 105.0, 0) };
             obs(ctx.lab("2339-0", "Glucose [Mass/volume] in Blood", glucose, "mg/dL", (70.0, 99.0)));

@@ -7,13 +7,17 @@
 //! the same statements when the scale-out store arrives.
 
 mod auth;
+mod browse;
 mod bulk;
 mod events;
 mod exports;
+mod reset;
 mod resources;
 mod search;
 
+pub use browse::Listed;
 pub use bulk::{BulkBatch, BulkWriter};
+pub use reset::{ResetReport, RESET_TABLES};
 
 use std::path::Path;
 use std::str::FromStr;

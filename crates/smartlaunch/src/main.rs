@@ -67,6 +67,17 @@ enum Command {
         #[arg(required = true, value_name = "FILE_OR_DIR")]
         paths: Vec<PathBuf>,
     },
+    /// Reset the sandbox: restore the demo data and the demo accounts, and remove every app,
+    /// grant, token, launch, consent, session, inspector record, export job and added user.
+    /// The signing keys stay.  Refused while a server uses the data directory (stop it, or
+    /// use the "Reset the sandbox" button on its /sandbox page).
+    Reset {
+        #[command(flatten)]
+        data: DataArg,
+        /// Don't ask for confirmation (needed when standard input is not a terminal).
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(Args)]
@@ -270,6 +281,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Import { data, paths } => import(data, paths).await,
+        Command::Reset { data, yes } => reset(data, yes).await,
     }
 }
 
@@ -371,6 +383,33 @@ async fn import(data: DataArg, paths: Vec<PathBuf>) -> anyhow::Result<()> {
         }
         anyhow::bail!("{} files could not be imported", report.errors.len());
     }
+    Ok(())
+}
+
+async fn reset(data: DataArg, yes: bool) -> anyhow::Result<()> {
+    use std::io::{IsTerminal, Write};
+    let _lock = smartlaunch::sandbox::lock_without_server(&data.data)?;
+    if !yes {
+        anyhow::ensure!(std::io::stdin().is_terminal(), "add --yes to reset without a terminal to confirm on");
+        print!(
+            "This deletes every app, grant, token, launch, added user and change to the data in {} \
+             and restores the demo data.\nType \"reset\" to go on: ",
+            data.data.display()
+        );
+        std::io::stdout().flush()?;
+        let answer = std::io::stdin().lock().lines().next().transpose()?.unwrap_or_default();
+        anyhow::ensure!(answer.trim() == "reset", "nothing was changed");
+    }
+    let db = Db::open_dir(&data.data).await?;
+    let now_instant = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339)?;
+    let report = smartlaunch::sandbox::reset_database(&db, now(), &now_instant).await?;
+    db.close().await;
+    println!(
+        "the sandbox in {} is reset: demo data and demo accounts restored, {} apps and {} export jobs removed",
+        data.data.display(),
+        report.clients.len(),
+        report.export_jobs.len()
+    );
     Ok(())
 }
 

@@ -2,6 +2,7 @@
 
 use smartlaunch_auth::store::AuthStore;
 use smartlaunch_auth::users::{hash_password, User};
+use smartlaunch_fhir::demo::DemoData;
 use smartlaunch_fhir::store::ResourceStore;
 use smartlaunch_store::Db;
 
@@ -22,6 +23,17 @@ pub async fn seed_demo(db: &Db, now_instant: &str) -> anyhow::Result<()> {
     if empty {
         db.put_all(demo.resources.clone(), now_instant).await?;
     }
+    for user in demo_users(&demo).await? {
+        if db.user_by_username(&user.username).await?.is_none() {
+            db.insert_user(&user).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The demo accounts as new users (password = username), each standing for its resource of
+/// the demo data.
+pub async fn demo_users(demo: &DemoData) -> anyhow::Result<Vec<User>> {
     let name_of = |reference: &str| {
         demo.resources
             .iter()
@@ -32,13 +44,24 @@ pub async fn seed_demo(db: &Db, now_instant: &str) -> anyhow::Result<()> {
             .and_then(display_name)
             .unwrap_or_else(|| reference.to_owned())
     };
+    let mut users = Vec::new();
     for (username, fhir_user) in [("clinician", demo.clinician.as_str()), ("patient", demo.patient.as_str())] {
-        if db.user_by_username(username).await?.is_some() {
-            continue;
-        }
-        add_user(db, username, username, fhir_user, &name_of(fhir_user)).await?;
+        users.push(new_user(username, username, fhir_user, &name_of(fhir_user)).await?);
     }
-    Ok(())
+    Ok(users)
+}
+
+/// A user with an argon2id password hash (computed off the async runtime).
+async fn new_user(username: &str, password: &str, fhir_user: &str, display_name: &str) -> anyhow::Result<User> {
+    let password = password.to_owned();
+    let password_hash = tokio::task::spawn_blocking(move || hash_password(&password)).await?;
+    Ok(User {
+        id: format!("user-{}", smartlaunch_auth::secrets::random_token(9)),
+        username: username.to_owned(),
+        password_hash,
+        fhir_user: fhir_user.to_owned(),
+        display_name: display_name.to_owned(),
+    })
 }
 
 /// Adds a user with an argon2id password hash (computed off the async runtime).
@@ -50,15 +73,7 @@ pub async fn add_user(
     fhir_user: &str,
     display_name: &str,
 ) -> anyhow::Result<bool> {
-    let password = password.to_owned();
-    let password_hash = tokio::task::spawn_blocking(move || hash_password(&password)).await?;
-    let user = User {
-        id: format!("user-{}", smartlaunch_auth::secrets::random_token(9)),
-        username: username.to_owned(),
-        password_hash,
-        fhir_user: fhir_user.to_owned(),
-        display_name: display_name.to_owned(),
-    };
+    let user = new_user(username, password, fhir_user, display_name).await?;
     Ok(db.insert_user(&user).await?)
 }
 

@@ -61,6 +61,8 @@ pub struct Running {
     exports: Arc<crate::exports::Exports>,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
+    /// Keeps `smartlaunch reset` off the data directory while this server runs.
+    _lock: crate::sandbox::ServerLock,
 }
 
 impl Running {
@@ -105,6 +107,7 @@ pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<
     let public_url = public_url.trim_end_matches('/').to_owned();
     url::Url::parse(&public_url).map_err(|e| anyhow::anyhow!("--public-url {public_url}: {e}"))?;
 
+    let lock = crate::sandbox::lock_for_server(&settings.data_dir)?;
     let db = Db::open_dir(&settings.data_dir).await?;
     crate::seed::seed_demo(&db, &instant(clock.now())).await?;
     let mut config = AuthConfig::new(&public_url);
@@ -144,7 +147,7 @@ pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<
             tracing::error!("server stopped: {e}");
         }
     });
-    Ok(Running { addr, public_url, sandbox_mode, db, exports, shutdown: Some(tx), task })
+    Ok(Running { addr, public_url, sandbox_mode, db, exports, shutdown: Some(tx), task, _lock: lock })
 }
 
 /// How often housekeeping runs: often enough that a code (60 s) is gone within 75 s of its

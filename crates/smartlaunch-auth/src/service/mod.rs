@@ -7,6 +7,7 @@ mod introspection;
 mod launch;
 mod own_redirects;
 mod registration;
+mod reset;
 mod token_endpoint;
 
 use std::sync::Arc;

@@ -28,7 +28,7 @@ const PAGE_SIZE: i64 = 20;
 
 /// The two front doors: the clinician's EHR and the patient's portal.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Desk {
+pub(crate) enum Desk {
     Ehr,
     Portal,
 }
@@ -41,7 +41,7 @@ impl Desk {
         }
     }
 
-    fn title(self) -> &'static str {
+    pub(crate) fn title(self) -> &'static str {
         match self {
             Desk::Ehr => "smartlaunch EHR",
             Desk::Portal => "smartlaunch patient portal",
@@ -133,7 +133,7 @@ fn sign_in_page(desk: Desk, failed: bool) -> Response {
 }
 
 /// The signed-in user when they belong at this desk; otherwise the page to show instead.
-async fn desk_user(app: &App, headers: &HeaderMap, desk: Desk) -> Result<(Session, User), Response> {
+pub(crate) async fn desk_user(app: &App, headers: &HeaderMap, desk: Desk) -> Result<(Session, User), Response> {
     match signin::signed_in(app, headers).await {
         None => Err(sign_in_page(desk, false)),
         Some((session, user)) if desk.admits(&user) => Ok((session, user)),
@@ -250,7 +250,8 @@ async fn chart_page(
     encounter: Option<String>,
 ) -> Response {
     let today = instant(app.clock.now());
-    let Some(chart) = views::chart(app, patient, &today[..10]).await else {
+    let labels = if desk == Desk::Portal { views::Labels::Friendly } else { views::Labels::Clinical };
+    let Some(chart) = views::chart(app, patient, &today[..10], labels).await else {
         return error_page(StatusCode::NOT_FOUND, "No such patient", "There is no chart for this patient.");
     };
     let encounter = encounter.filter(|e| chart.encounters.iter().any(|row| &row.id == e));

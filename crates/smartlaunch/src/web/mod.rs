@@ -4,7 +4,11 @@
 mod account;
 mod api;
 mod bundle;
+<<<<<<< HEAD
 mod dev;
+=======
+mod data;
+>>>>>>> issue9-sandbox
 mod discovery;
 mod ehr;
 mod fhir;
@@ -14,9 +18,11 @@ mod home;
 mod inspector;
 mod launcher;
 pub mod limits;
+mod new_patient;
 mod oauth;
 mod ops;
 mod pages;
+mod sandbox;
 mod signin;
 mod views;
 
@@ -146,7 +152,12 @@ pub(crate) fn router(app: App) -> Router {
         .route("/auth/flow/{id}/signout", post(flow::sign_out))
         .route("/ehr", get(ehr::ehr_home))
         .route("/ehr/signin", post(ehr::ehr_sign_in))
+        .route("/ehr/patients/new", get(new_patient::show).post(new_patient::create))
         .route("/ehr/patients/{id}", get(ehr::ehr_chart))
+        .route("/ehr/data", get(data::search))
+        .route("/ehr/data/{resource_type}/{id}", get(data::resource))
+        .route("/sandbox", get(sandbox::show))
+        .route("/sandbox/reset", post(sandbox::reset))
         .route("/ehr/launch", post(ehr::ehr_launch))
         .route("/ehr/app-frame", get(ehr::app_frame))
         .route("/portal", get(ehr::portal_home))

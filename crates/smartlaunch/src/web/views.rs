@@ -99,15 +99,69 @@ fn quantity(q: &Value) -> Option<String> {
     }
 }
 
-fn observation_row(o: &Value) -> ChartRow {
-    // A panel such as blood pressure carries its values in components: "128 mm[Hg] / 82 mm[Hg]".
-    let components: Vec<String> =
-        o["component"].as_array().into_iter().flatten().filter_map(|c| quantity(&c["valueQuantity"])).collect();
+/// Who reads a chart, and so which names its observations get.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Labels {
+    /// The EHR: the codes' own display names ("Body mass index (BMI) [Ratio]").
+    Clinical,
+    /// The patient portal: plain words ("Body mass index"), where the code is known.
+    Friendly,
+}
+
+/// Plain names of the LOINC codes of the demo data and of common vital signs and labs.
+const FRIENDLY_LOINC: &[(&str, &str)] = &[
+    ("85354-9", "Blood pressure"),
+    ("55284-4", "Blood pressure"),
+    ("8480-6", "Systolic blood pressure"),
+    ("8462-4", "Diastolic blood pressure"),
+    ("8867-4", "Heart rate"),
+    ("29463-7", "Weight"),
+    ("8302-2", "Height"),
+    ("8310-5", "Temperature"),
+    ("39156-5", "Body mass index"),
+    ("9279-1", "Breathing rate"),
+    ("2708-6", "Oxygen level"),
+    ("59408-5", "Oxygen level"),
+    ("2339-0", "Blood sugar (glucose)"),
+    ("2345-7", "Blood sugar (glucose)"),
+    ("2093-3", "Cholesterol"),
+    ("2085-9", "HDL (“good”) cholesterol"),
+    ("18262-6", "LDL (“bad”) cholesterol"),
+    ("2571-8", "Triglycerides"),
+    ("2160-0", "Creatinine (kidney function)"),
+    ("718-7", "Hemoglobin"),
+    ("4548-4", "Average blood sugar (HbA1c)"),
+];
+
+/// The plain name of a LOINC-coded concept, if it has one.
+fn friendly(code: &Value) -> Option<&'static str> {
+    code["coding"].as_array()?.iter().filter(|c| c["system"] == "http://loinc.org").find_map(|c| {
+        let code = c["code"].as_str()?;
+        FRIENDLY_LOINC.iter().find(|(loinc, _)| *loinc == code).map(|(_, label)| *label)
+    })
+}
+
+fn observation_row(o: &Value, labels: Labels) -> ChartRow {
+    let components: Vec<&Value> = o["component"].as_array().into_iter().flatten().collect();
+    let values: Vec<String> = components.iter().filter_map(|c| quantity(&c["valueQuantity"])).collect();
+    let plain_panel = || -> Option<String> {
+        // A patient reads blood pressure as "128/82 mmHg".
+        let numbers: Vec<f64> = components.iter().filter_map(|c| c["valueQuantity"]["value"].as_f64()).collect();
+        let unit = components.first()?["valueQuantity"]["unit"].as_str().unwrap_or_default();
+        (numbers.len() == 2 && numbers.len() == components.len())
+            .then(|| format!("{}/{} {unit}", numbers[0], numbers[1]).trim_end().to_owned())
+    };
+    // A panel such as blood pressure carries its values in components: "128 mmHg / 82 mmHg".
     let detail = quantity(&o["valueQuantity"])
-        .or_else(|| (!components.is_empty()).then(|| components.join(" / ")))
+        .or_else(|| if labels == Labels::Friendly { plain_panel() } else { None })
+        .or_else(|| (!values.is_empty()).then(|| values.join(" / ")))
         .or_else(|| o["valueString"].as_str().map(str::to_owned))
         .unwrap_or_else(|| concept(&o["valueCodeableConcept"]));
-    ChartRow { what: concept(&o["code"]), when: day(&o["effectiveDateTime"]), detail }
+    let what = match labels {
+        Labels::Friendly => friendly(&o["code"]).map_or_else(|| concept(&o["code"]), str::to_owned),
+        Labels::Clinical => concept(&o["code"]),
+    };
+    ChartRow { what, when: day(&o["effectiveDateTime"]), detail }
 }
 
 /// Whole years from `birth_date` (YYYY-MM-DD) to `today` (YYYY-MM-DD).
@@ -138,7 +192,7 @@ async fn compartment(app: &App, resource_type: &str, patient: &str, sort: &str, 
 }
 
 /// The chart of a patient, or `None` when there is no such patient.
-pub(crate) async fn chart(app: &App, patient_id: &str, today: &str) -> Option<Chart> {
+pub(crate) async fn chart(app: &App, patient_id: &str, today: &str, labels: Labels) -> Option<Chart> {
     let stored = app.db.read("Patient", patient_id).await.ok()??;
     if stored.deleted {
         return None;
@@ -151,7 +205,7 @@ pub(crate) async fn chart(app: &App, patient_id: &str, today: &str) -> Option<Ch
             .iter()
             .filter(|o| o["category"][0]["coding"][0]["code"] == category)
             .take(limit)
-            .map(observation_row)
+            .map(|o| observation_row(o, labels))
             .collect()
     };
     let (vitals, labs) = (of_category("vital-signs", 8), of_category("laboratory", 8));
@@ -197,7 +251,24 @@ pub(crate) async fn chart(app: &App, patient_id: &str, today: &str) -> Option<Ch
 
 #[cfg(test)]
 mod tests {
-    use super::age;
+    use super::{age, observation_row, Labels};
+    use serde_json::json;
+
+    #[test]
+    fn the_portal_names_observations_in_plain_words() {
+        let bmi = json!({"code": {"coding": [{"system": "http://loinc.org", "code": "39156-5", "display": "Body mass index (BMI) [Ratio]"}]},
+            "valueQuantity": {"value": 24.1, "unit": "kg/m2"}, "effectiveDateTime": "2026-10-15T09:00:00Z"});
+        assert_eq!(observation_row(&bmi, Labels::Friendly).what, "Body mass index");
+        assert_eq!(observation_row(&bmi, Labels::Clinical).what, "Body mass index (BMI) [Ratio]");
+        let bp = json!({"code": {"coding": [{"system": "http://loinc.org", "code": "85354-9", "display": "Blood pressure panel with all children optional"}]},
+            "component": [{"valueQuantity": {"value": 128.0, "unit": "mmHg"}}, {"valueQuantity": {"value": 82.0, "unit": "mmHg"}}]});
+        let row = observation_row(&bp, Labels::Friendly);
+        assert_eq!((row.what.as_str(), row.detail.as_str()), ("Blood pressure", "128/82 mmHg"));
+        assert_eq!(observation_row(&bp, Labels::Clinical).detail, "128 mmHg / 82 mmHg");
+        let other =
+            json!({"code": {"coding": [{"system": "http://example.org", "code": "39156-5", "display": "Local"}]}});
+        assert_eq!(observation_row(&other, Labels::Friendly).what, "Local", "only LOINC codes are renamed");
+    }
 
     #[test]
     fn age_counts_whole_years() {

@@ -12,4 +12,5 @@ mod hardening;
 mod import;
 mod limits;
 mod polish;
+mod sandbox;
 mod trust;

@@ -1,0 +1,60 @@
+//! Read-only queries of the EHR's data browser (issue 9, item 6): what a patient's compartment
+//! holds, by resource type.
+
+use serde_json::Value;
+use smartlaunch_fhir::store::StoreError;
+
+use crate::Db;
+
+fn err(e: impl std::fmt::Display) -> StoreError {
+    StoreError(e.to_string())
+}
+
+/// A current resource as the browser lists it.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub last_updated: String,
+    pub resource: Value,
+}
+
+impl Db {
+    /// How many current resources of each type are in a patient's compartment, by type name.
+    pub async fn compartment_counts(&self, patient_id: &str) -> Result<Vec<(String, i64)>, StoreError> {
+        sqlx::query_as(
+            "SELECT c.resource_type, COUNT(*) FROM resource_compartments c \
+             JOIN resources r ON r.resource_type = c.resource_type AND r.id = c.id \
+             WHERE c.patient_id = ? AND r.deleted = 0 GROUP BY c.resource_type ORDER BY c.resource_type",
+        )
+        .bind(patient_id)
+        .fetch_all(&self.read)
+        .await
+        .map_err(err)
+    }
+
+    /// The current resources of one type in a patient's compartment, at most `limit`, newest
+    /// first.
+    pub async fn compartment_resources(
+        &self,
+        patient_id: &str,
+        resource_type: &str,
+        limit: i64,
+    ) -> Result<Vec<Listed>, StoreError> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT r.last_updated, r.content FROM resource_compartments c \
+             JOIN resources r ON r.resource_type = c.resource_type AND r.id = c.id \
+             WHERE c.patient_id = ? AND c.resource_type = ? AND r.deleted = 0 \
+             ORDER BY r.sort_key DESC, r.id LIMIT ?",
+        )
+        .bind(patient_id)
+        .bind(resource_type)
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await
+        .map_err(err)?;
+        rows.into_iter()
+            .map(|(last_updated, content)| {
+                Ok(Listed { last_updated, resource: serde_json::from_str(&content).map_err(err)? })
+            })
+            .collect()
+    }
+}

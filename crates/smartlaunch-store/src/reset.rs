@@ -1,0 +1,111 @@
+//! The sandbox reset (issue 9, item 6): one transaction that empties what developers and apps
+//! added — apps, grants, tokens, launches, consents, sessions, inspector events, export jobs,
+//! users — and puts back the demo data and demo users.  The signing keys stay, and so do the
+//! revocation tables: every token issued before the reset is recorded there as revoked, so it
+//! stays dead after a restart too.
+
+use serde_json::Value;
+use smartlaunch_auth::revocation::ALL_USERS;
+use smartlaunch_auth::users::User;
+use smartlaunch_auth::UnixTime;
+use smartlaunch_fhir::store::StoreError;
+
+use crate::bulk::{put_many, BulkBatch};
+use crate::Db;
+
+/// Every table a reset empties, children before parents.  A table added by a later migration
+/// that holds something a developer or an app created belongs here (e.g. `launch_links`).
+pub const RESET_TABLES: &[&str] = &[
+    // Sign-in and authorization state.
+    "sessions",
+    "pending_authorizations",
+    "consents",
+    "authorization_codes",
+    "refresh_tokens",
+    "grants",
+    "client_assertion_jtis",
+    // Launches and what the inspector recorded of them.
+    "launch_events",
+    "launch_traces",
+    "launches",
+    "backend_sessions",
+    // Bulk Data export jobs (their files are the server's to delete).
+    "export_jobs",
+    // Apps and people.
+    "clients",
+    "users",
+    // The FHIR data, current and history.
+    "search_index",
+    "resource_compartments",
+    "resource_versions",
+    "resources",
+];
+
+/// What a reset removed that lives outside the database too.
+#[derive(Debug, Default)]
+pub struct ResetReport {
+    /// The apps removed: every token issued to them before the reset is revoked.
+    pub clients: Vec<String>,
+    /// The export jobs removed: their files are to be deleted.
+    pub export_jobs: Vec<String>,
+}
+
+fn err(e: impl std::fmt::Display) -> StoreError {
+    StoreError(e.to_string())
+}
+
+impl Db {
+    /// Empties [`RESET_TABLES`] and stores `resources` and `users` (the demo data set and the
+    /// demo accounts), all in one transaction; records every removed app's tokens as revoked
+    /// at `now`.
+    pub async fn reset_sandbox(
+        &self,
+        resources: Vec<Value>,
+        users: &[User],
+        now: UnixTime,
+        now_instant: &str,
+    ) -> Result<ResetReport, StoreError> {
+        // Inspector events still queued belong to the old sandbox: written before, deleted with it.
+        self.events.flush().await;
+        let batch = BulkBatch::prepare(resources, now_instant)?;
+        let mut tx = self.write.begin().await.map_err(err)?;
+        let clients: Vec<(String,)> =
+            sqlx::query_as("SELECT client_id FROM clients").fetch_all(&mut *tx).await.map_err(err)?;
+        let export_jobs: Vec<(String,)> =
+            sqlx::query_as("SELECT id FROM export_jobs").fetch_all(&mut *tx).await.map_err(err)?;
+        for (client_id,) in &clients {
+            sqlx::query(
+                "INSERT INTO access_revocations (user_id, client_id, revoked_at) VALUES (?, ?, ?) \
+                 ON CONFLICT (user_id, client_id) DO UPDATE SET revoked_at = excluded.revoked_at",
+            )
+            .bind(ALL_USERS)
+            .bind(client_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        }
+        for table in RESET_TABLES {
+            sqlx::query(&format!("DELETE FROM {table}")).execute(&mut *tx).await.map_err(err)?;
+        }
+        put_many(&mut tx, batch).await?;
+        for user in users {
+            sqlx::query(
+                "INSERT INTO users (id, username, password_hash, fhir_user, display_name) VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(&user.id)
+            .bind(&user.username)
+            .bind(&user.password_hash)
+            .bind(&user.fhir_user)
+            .bind(&user.display_name)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        }
+        tx.commit().await.map_err(err)?;
+        Ok(ResetReport {
+            clients: clients.into_iter().map(|(c,)| c).collect(),
+            export_jobs: export_jobs.into_iter().map(|(j,)| j).collect(),
+        })
+    }
+}
