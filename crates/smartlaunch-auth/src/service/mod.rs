@@ -24,7 +24,7 @@ use crate::store::AuthStore;
 use crate::throttle::{HashingPool, SignInThrottle};
 use crate::UnixTime;
 
-pub use flow::{Credentials, FlowStep, Progress};
+pub use flow::{consent_forced, ConsentForced, Credentials, FlowStep, Progress};
 pub use introspection::Caller;
 pub use launch::{IssuedBackendSession, IssuedLaunch, NewLaunch, LAUNCH_LIFETIME, SIMULATION_LIFETIME};
 pub use registration::{Registered, Registrant};
