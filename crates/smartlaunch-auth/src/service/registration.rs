@@ -255,7 +255,10 @@ impl<S: AuthStore> AuthService<S> {
             (LaunchError::Unauthorized(_), None) => RegistrationError::InvalidToken(
                 "this server requires its admin token to edit or delete an app: fill in the Admin token field".into(),
             ),
-            (other, _) => RegistrationError::Forbidden(other.to_string()),
+            (LaunchError::Forbidden(m), _) if self.config.open_sandbox => RegistrationError::Forbidden(m),
+            (_, _) => RegistrationError::Forbidden(
+                "editing and deleting apps is off: this server listens beyond loopback without an admin token; start it with --admin-token TOKEN (or --open-sandbox to open it to everyone)".into(),
+            ),
         })
     }
 
