@@ -192,18 +192,15 @@ fn status_of(e: &RegistrationError) -> StatusCode {
     }
 }
 
-/// The posted form after its double-submit CSRF check (the `/apps` form token).
-fn checked_form(headers: &HeaderMap, body: &Bytes) -> Result<Vec<(String, String)>, Response> {
+/// The posted form if it passes its double-submit CSRF check (the `/apps` form token).
+fn checked_form(headers: &HeaderMap, body: &Bytes) -> Option<Vec<(String, String)>> {
     let form = form_pairs(body);
     let posted = field(&form, "csrf").unwrap_or_default();
-    if !cookie(headers, "smartlaunch_csrf").is_some_and(|c| !c.is_empty() && secrets_equal(&c, posted)) {
-        return Err(error_page(
-            StatusCode::BAD_REQUEST,
-            "The form has expired",
-            "Please reload the page and try again.",
-        ));
-    }
-    Ok(form)
+    cookie(headers, "smartlaunch_csrf").is_some_and(|c| !c.is_empty() && secrets_equal(&c, posted)).then_some(form)
+}
+
+fn expired_form() -> Response {
+    error_page(StatusCode::BAD_REQUEST, "The form has expired", "Please reload the page and try again.")
 }
 
 /// Who edits or deletes: the admin token from the form (or `Authorization: Bearer`), and the
@@ -226,9 +223,8 @@ pub(crate) async fn show_edit(State(app): State<App>, RawQuery(query): RawQuery)
 /// `POST /apps/edit`: applies the edit with RFC 7592's rules; a refused edit changes nothing
 /// and shows the form again with the same error RFC 7592 would answer.
 pub(crate) async fn edit(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
-    let form = match checked_form(&headers, &body) {
-        Ok(form) => form,
-        Err(page) => return page,
+    let Some(form) = checked_form(&headers, &body) else {
+        return expired_form();
     };
     let client = match named_client(&app, field(&form, "client_id")).await {
         Ok(client) => client,
@@ -270,9 +266,8 @@ pub(crate) async fn show_delete(State(app): State<App>, RawQuery(query): RawQuer
 
 /// `POST /apps/delete`: deletes the app and revokes everything issued to it.
 pub(crate) async fn delete(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
-    let form = match checked_form(&headers, &body) {
-        Ok(form) => form,
-        Err(page) => return page,
+    let Some(form) = checked_form(&headers, &body) else {
+        return expired_form();
     };
     let client = match named_client(&app, field(&form, "client_id")).await {
         Ok(client) => client,

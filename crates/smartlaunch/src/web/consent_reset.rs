@@ -25,7 +25,11 @@ struct ResetPage {
 
 enum Outcome {
     /// The remembered consent (its scopes, if there was one) and the tokens are gone.
-    Forgotten { app: String, user: String, scopes: Option<String> },
+    Forgotten {
+        app: String,
+        user: String,
+        scopes: Option<String>,
+    },
     Refused(String),
 }
 
@@ -57,7 +61,9 @@ pub(crate) async fn forget(State(app): State<App>, headers: HeaderMap, body: Byt
     let now = app.clock.now();
     let client = match app.auth.client(client_id, now).await {
         Ok(Some(c)) => c,
-        Ok(None) => return refused(StatusCode::BAD_REQUEST, format!("no registered app has the client_id “{client_id}”")),
+        Ok(None) => {
+            return refused(StatusCode::BAD_REQUEST, format!("no registered app has the client_id “{client_id}”"))
+        }
         Err(e) => return server_error(e.to_string()),
     };
     let user = match app.db.user_by_username(username).await {

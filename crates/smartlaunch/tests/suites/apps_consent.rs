@@ -226,7 +226,8 @@ async fn remembered_consent_is_announced_can_be_forced_and_forgotten() {
     let (landing, _) = launch_for_clinician(&s, &client, vouched.clone()).await;
     assert!(matches!(landing, Landing::App(ref u) if u.contains("code=")), "{landing:?}");
     // … unless the launch says "always ask for consent".
-    let (landing, b) = launch_for_clinician(&s, &client, json!({"skip_sign_in": true, "always_ask_consent": true})).await;
+    let (landing, b) =
+        launch_for_clinician(&s, &client, json!({"skip_sign_in": true, "always_ask_consent": true})).await;
     assert!(matches!(landing, Landing::Page(_)) && b.is_consent(), "{}", b.page);
     assert!(b.page.contains("“always ask for consent”"), "{}", b.page);
 
@@ -269,8 +270,12 @@ async fn remembered_consent_is_announced_can_be_forced_and_forgotten() {
     assert!(matches!(landing, Landing::Page(_)) && b.is_consent(), "asked again: {}", b.page);
     // Forgetting again says there was nothing; an unknown user or app is a clear error.
     let csrf = launcher_csrf(&mut launcher).await;
-    post_form(&mut launcher, "/launcher/forget-consent", &[("csrf", &csrf), ("client_id", &client), ("user", "clinician")])
-        .await;
+    post_form(
+        &mut launcher,
+        "/launcher/forget-consent",
+        &[("csrf", &csrf), ("client_id", &client), ("user", "clinician")],
+    )
+    .await;
     assert!(launcher.page.contains("there was nothing to forget"), "{}", launcher.page);
     let csrf = launcher_csrf(&mut launcher).await;
     let unknown = [("csrf", csrf.as_str()), ("client_id", client.as_str()), ("user", "nobody")];
@@ -282,7 +287,8 @@ async fn remembered_consent_is_announced_can_be_forced_and_forgotten() {
 async fn forgetting_consent_revokes_the_users_tokens_and_follows_the_sandbox_mode() {
     let s = Server::start_configured(|c| c.admin_token = Some("admin-secret".into())).await;
     let client = ehr_app(&s, "Token App").await;
-    let body = json!({"client_id": client, "patient": "pat-001", "user": "clinician", "options": {"skip_sign_in": true}});
+    let body =
+        json!({"client_id": client, "patient": "pat-001", "user": "clinician", "options": {"skip_sign_in": true}});
     let created: Value = create_launch(&s, body, Some("admin-secret")).await.json().await.unwrap();
     let verifier = random(32);
     let mut params = s.authorize_params(&client, EHR_SCOPE, &verifier);
@@ -300,7 +306,8 @@ async fn forgetting_consent_revokes_the_users_tokens_and_follows_the_sandbox_mod
     let without = [("csrf", csrf.as_str()), ("client_id", client.as_str()), ("user", "clinician")];
     assert_eq!(launcher.post_status("/launcher/forget-consent", &without).await, StatusCode::UNAUTHORIZED);
     assert_eq!(s.read("Patient/pat-001", access).await.status(), StatusCode::OK, "nothing forgotten");
-    let with = [("csrf", csrf.as_str()), ("client_id", &client), ("user", "clinician"), ("admin_token", "admin-secret")];
+    let with =
+        [("csrf", csrf.as_str()), ("client_id", &client), ("user", "clinician"), ("admin_token", "admin-secret")];
     post_form(&mut launcher, "/launcher/forget-consent", &with).await;
     assert!(launcher.page.contains("Consent forgotten"), "{}", launcher.page);
     assert_eq!(s.read("Patient/pat-001", access).await.status(), StatusCode::UNAUTHORIZED, "as /account's revoke");
