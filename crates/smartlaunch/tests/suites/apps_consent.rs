@@ -177,6 +177,40 @@ async fn editing_and_deleting_apps_follow_the_sandbox_mode() {
     assert!(b.page.contains("is deleted"), "{}", b.page);
     s.stop().await;
 
+    // An open sandbox on loopback answers only at its own names (DNS rebinding): a page at
+    // another name cannot edit, delete or forget, even with a valid form token.
+    let open = Server::start().await;
+    let client = ehr_app(&open, "Rebound App").await;
+    let evil = open.base.replace("127.0.0.1", "rebound.example").trim_start_matches("http://").to_owned();
+    for (path, extra) in [("/apps/edit", Some(("redirect_uris", NEW_REDIRECT))), ("/apps/delete", None)] {
+        let mut form = vec![("csrf", "tok"), ("client_id", client.as_str()), ("client_name", "Rebound App")];
+        form.extend(extra);
+        let r = open
+            .http
+            .post(format!("{}{path}", open.base))
+            .header(reqwest::header::HOST, &evil)
+            .header(reqwest::header::COOKIE, "smartlaunch_csrf=tok")
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{path}");
+        assert!(r.text().await.unwrap().contains("DNS rebinding"), "{path}");
+    }
+    let forget = [("csrf", "tok"), ("client_id", client.as_str()), ("user", "clinician")];
+    let r = open
+        .http
+        .post(format!("{}/launcher/forget-consent", open.base))
+        .header(reqwest::header::HOST, &evil)
+        .header(reqwest::header::COOKIE, "smartlaunch_csrf=tok")
+        .form(&forget)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert!(authorize_page(&open, &client, &open.redirect_uri()).await.contains("<h1>Sign in</h1>"), "unchanged");
+    open.stop().await;
+
     // A closed sandbox (beyond loopback, no admin token) refuses, and says why.
     let closed = Server::start_configured(|c| c.listen = "0.0.0.0:0".parse().unwrap()).await;
     let client = ehr_app(&closed, "Closed App").await;
