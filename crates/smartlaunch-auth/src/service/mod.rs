@@ -2,6 +2,7 @@
 
 mod backend;
 mod client_auth;
+mod consent;
 mod flow;
 mod introspection;
 mod launch;
@@ -24,7 +25,8 @@ use crate::store::AuthStore;
 use crate::throttle::{HashingPool, SignInThrottle};
 use crate::UnixTime;
 
-pub use flow::{consent_forced, ConsentForced, Credentials, FlowStep, Progress};
+pub use consent::{consent_forced, ConsentForced};
+pub use flow::{Credentials, FlowStep, Progress};
 pub use introspection::Caller;
 pub use launch::{IssuedBackendSession, IssuedLaunch, NewLaunch, LAUNCH_LIFETIME, SIMULATION_LIFETIME};
 pub use registration::{Registered, Registrant};
