@@ -109,6 +109,9 @@ pub enum RegistrationError {
     /// The caller may not register this kind of client here (403).
     #[error("access_denied: {0}")]
     Forbidden(String),
+    /// No such client (`/apps`' edit and delete; RFC 7592 answers `invalid_token` instead).
+    #[error("not_found: {0}")]
+    NotFound(String),
     #[error("server_error: {0}")]
     ServerError(String),
 }
@@ -120,6 +123,7 @@ impl RegistrationError {
             RegistrationError::InvalidClientMetadata(_) => "invalid_client_metadata",
             RegistrationError::InvalidToken(_) => "invalid_token",
             RegistrationError::Forbidden(_) => "access_denied",
+            RegistrationError::NotFound(_) => "not_found",
             RegistrationError::ServerError(_) => "server_error",
         }
     }
@@ -130,6 +134,7 @@ impl RegistrationError {
             | RegistrationError::InvalidClientMetadata(d)
             | RegistrationError::InvalidToken(d)
             | RegistrationError::Forbidden(d)
+            | RegistrationError::NotFound(d)
             | RegistrationError::ServerError(d) => d,
         }
     }

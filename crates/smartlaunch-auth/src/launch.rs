@@ -177,6 +177,21 @@ pub struct LaunchOptions {
     /// A failure to make happen at the step it names.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub simulate_error: Option<SimulatedError>,
+    /// Show the consent page even when the user's remembered consent covers the request (as
+    /// OpenID Connect `prompt=consent` does); what the user allows is remembered all the same.
+    #[serde(default)]
+    pub always_ask_consent: bool,
+}
+
+impl LaunchOptions {
+    /// Options that contradict each other: "skip consent" never shows the page that "always
+    /// ask for consent" forces.
+    pub fn check(&self) -> Result<(), String> {
+        if self.skip_consent && self.always_ask_consent {
+            return Err("“skip consent” and “always ask for consent” contradict each other: choose one (skip consent approves without the page; always ask shows it even when the user's consent is remembered)".into());
+        }
+        Ok(())
+    }
 }
 
 /// A backend-service session of the developer launcher: the launch inspector records every

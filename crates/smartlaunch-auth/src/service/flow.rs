@@ -11,6 +11,7 @@ use crate::error::{AuthorizeError, OAuthError};
 use crate::inspect;
 use crate::launch::{Launch, SimulatedError};
 use crate::secrets::{hash_token, random_token, secrets_equal};
+use crate::service::consent::consent_forced;
 use crate::store::{AuthStore, CodeGrant, PendingAuthorization, Session};
 use crate::throttle::Attempt;
 use crate::users::User;
@@ -519,9 +520,9 @@ impl<S: AuthStore> AuthService<S> {
             }
         }
         if pending.approved.is_none() {
-            let remembered = match pending.prompt.as_deref() {
-                Some("consent") => None,
-                _ => self.store.consent(user_id, &pending.client_id).await?,
+            let remembered = match consent_forced(pending.prompt.as_deref(), &pending.options) {
+                Some(_) => None,
+                None => self.store.consent(user_id, &pending.client_id).await?,
             };
             let covered = remembered.and_then(|r| ScopeSet::parse(&r).ok()).is_some_and(|r| scope.is_subset_of(&r));
             if !covered {

@@ -144,6 +144,7 @@ impl<S: AuthStore> AuthService<S> {
             }
         }
         new.context.fhir_context.iter().try_for_each(FhirContextItem::check).map_err(LaunchError::Invalid)?;
+        new.options.check().map_err(LaunchError::Invalid)?;
         if let Some(e) = new.options.simulate_error.filter(|e| e.is_backend()) {
             return invalid(format!(
                 "the simulated error `{}` is for a backend-service session (the launcher's “Backend service” type), not for an app launch",

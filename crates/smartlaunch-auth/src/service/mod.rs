@@ -2,6 +2,7 @@
 
 mod backend;
 mod client_auth;
+mod consent;
 mod flow;
 mod introspection;
 mod launch;
@@ -26,6 +27,7 @@ use crate::store::AuthStore;
 use crate::throttle::{HashingPool, SignInThrottle};
 use crate::UnixTime;
 
+pub use consent::{consent_forced, ConsentForced};
 pub use flow::{Credentials, FlowStep, Progress};
 pub use introspection::Caller;
 pub use launch::{IssuedBackendSession, IssuedLaunch, NewLaunch, LAUNCH_LIFETIME, SIMULATION_LIFETIME};

@@ -139,9 +139,24 @@ impl<S: AuthStore> AuthService<S> {
         request: RegistrationRequest,
         registrant: Registrant<'_>,
     ) -> Result<Registered, RegistrationError> {
-        let mut client = self.managed_client(client_id, token).await?;
+        let client = self.managed_client(client_id, token).await?;
+        // The registration access token is the client's own, not a sandbox power.
+        let client = self.updated(client, request, Registrant { bearer: None, ..registrant })?;
+        self.rotate_registration_token(client).await
+    }
+
+    /// The client with the metadata of an RFC 7592 §2.2 update, after that update's rules: the
+    /// body names the client (and its current secret, if any); the authentication method
+    /// stays; `client_credentials` may be added, or a backend service's scope widened, only
+    /// with the sandbox powers of `registrant` (see [`AuthService::may_register_backend`]).
+    fn updated(
+        &self,
+        mut client: Client,
+        request: RegistrationRequest,
+        registrant: Registrant<'_>,
+    ) -> Result<Client, RegistrationError> {
         let meta = RegistrationError::InvalidClientMetadata;
-        if request.client_id.as_deref() != Some(client_id) {
+        if request.client_id.as_deref() != Some(client.client_id.as_str()) {
             return Err(meta("the body must hold this client's client_id (RFC 7592 §2.2)".into()));
         }
         if let Some(secret) = &request.client_secret {
@@ -160,10 +175,10 @@ impl<S: AuthStore> AuthService<S> {
             has_cc(new)
                 && (!has_cc(old) || !matches!((scope(new), scope(old)), (Some(n), Some(o)) if n.is_subset_of(&o)))
         };
-        // The registration access token is the client's own, not a sandbox power: it may not
-        // turn a client into a backend service or widen a backend service's scopes.
+        // It may not turn a client into a backend service or widen a backend service's scopes
+        // without the powers that register one.
         if widens(&client.metadata, &metadata) {
-            self.may_register_backend(None, registrant.host, registrant.cross_site).map_err(|_| {
+            self.may_register_backend(registrant.bearer, registrant.host, registrant.cross_site).map_err(|_| {
                 RegistrationError::Forbidden(
                     "an update may not add client_credentials or widen a backend service's scope: register a new backend service (a sandbox power, or `smartlaunch clients add --backend` on the server)".into(),
                 )
@@ -179,7 +194,78 @@ impl<S: AuthStore> AuthService<S> {
             self.key_sets.forget(old);
         }
         client.metadata = metadata;
-        self.rotate_registration_token(client).await
+        Ok(client)
+    }
+
+    /// `/apps`' edit: an RFC 7592 §2.2 update (the same rules, [`AuthService::updated`]) made
+    /// with the sandbox powers (`registrant.bearer`: the admin token, if any) in place of the
+    /// client's registration access token, which stays as it is.
+    pub async fn edit_client(
+        &self,
+        request: RegistrationRequest,
+        registrant: Registrant<'_>,
+    ) -> Result<Client, RegistrationError> {
+        self.check_admin_powers(registrant)?;
+        let client_id = request.client_id.clone().unwrap_or_default();
+        let client = self.admin_client(&client_id).await?;
+        let current = client.registration_token_hash.clone();
+        let client = self.updated(client, request, registrant)?;
+        // The write succeeds only if no RFC 7592 request changed the client meanwhile.
+        if !self.store.update_client(&client, current.as_deref()).await? {
+            return Err(RegistrationError::InvalidClientMetadata(
+                "the app changed meanwhile (its own registration management): reload and edit it again".into(),
+            ));
+        }
+        self.clients.forget(&client.client_id);
+        Ok(client)
+    }
+
+    /// `/apps`' delete: an RFC 7592 §2.3 delete made with the sandbox powers; everything
+    /// issued to the client is revoked.
+    pub async fn delete_client_as_admin(
+        &self,
+        client_id: &str,
+        registrant: Registrant<'_>,
+        now: UnixTime,
+    ) -> Result<Client, RegistrationError> {
+        self.check_admin_powers(registrant)?;
+        let client = self.admin_client(client_id).await?;
+        if let Some(uri) = &client.metadata.jwks_uri {
+            self.key_sets.forget(uri);
+        }
+        self.remove_client(client_id, now).await?;
+        Ok(client)
+    }
+
+    /// A client that `/apps` manages: any registered one.
+    async fn admin_client(&self, client_id: &str) -> Result<Client, RegistrationError> {
+        let unknown = || RegistrationError::NotFound(format!("no app has the client_id “{client_id}”"));
+        if client_id.is_empty() || client_id.len() > 256 {
+            return Err(unknown());
+        }
+        self.store.client(client_id).await?.ok_or_else(unknown)
+    }
+
+    /// The sandbox powers ([`AuthService::check_powers`]) as a registration error: editing and
+    /// deleting any app follow the sandbox mode, like the launcher.
+    pub fn check_admin_powers(&self, registrant: Registrant<'_>) -> Result<(), RegistrationError> {
+        if registrant.cross_site {
+            return Err(RegistrationError::Forbidden(
+                "apps cannot be edited or deleted from a web page of another site".into(),
+            ));
+        }
+        self.check_powers(registrant.bearer, registrant.host).map_err(|e| match (e, registrant.bearer) {
+            (LaunchError::Unauthorized(_), Some(_)) => {
+                RegistrationError::InvalidToken("the admin token is not valid".into())
+            }
+            (LaunchError::Unauthorized(_), None) => RegistrationError::InvalidToken(
+                "this server requires its admin token to edit or delete an app: fill in the Admin token field".into(),
+            ),
+            (LaunchError::Forbidden(m), _) if self.config.open_sandbox => RegistrationError::Forbidden(m),
+            (_, _) => RegistrationError::Forbidden(
+                "editing and deleting apps is off: this server listens beyond loopback without an admin token; start it with --admin-token TOKEN (or --open-sandbox to open it to everyone)".into(),
+            ),
+        })
     }
 
     /// RFC 7592 §2.3: delete one's own registration; everything issued to it is revoked.

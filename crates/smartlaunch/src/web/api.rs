@@ -29,7 +29,7 @@ struct LaunchRequest {
     intent: Option<String>,
     tenant: Option<String>,
     need_patient_banner: Option<bool>,
-    /// Developer options: `skip_consent`, `simulate_error`.
+    /// Developer options: `skip_sign_in`, `skip_consent`, `always_ask_consent`, `simulate_error`.
     #[serde(default)]
     options: LaunchOptions,
 }

@@ -9,7 +9,7 @@ use axum::response::Response;
 use serde_json::Value;
 use smart_scopes::{Reader, ScopeSet};
 use smartlaunch_auth::authorize::AuthorizationRequest;
-use smartlaunch_auth::service::{Credentials, FlowStep, Progress};
+use smartlaunch_auth::service::{consent_forced, ConsentForced, Credentials, FlowStep, Progress};
 use smartlaunch_auth::store::PendingAuthorization;
 use smartlaunch_auth::users::User;
 use smartlaunch_auth::AuthorizeError;
@@ -310,6 +310,8 @@ struct ConsentPage<'a> {
     patient_name: Option<String>,
     encounter_label: Option<String>,
     scopes: Vec<ScopeRow>,
+    /// Why the page shows although a remembered consent might have skipped it.
+    forced: Option<&'static str>,
 }
 
 /// How a step is shown: the picker's query, an alert, and whether the page is inside another
@@ -428,6 +430,12 @@ async fn render_step(
                     patient_name: patient_name(app, patient).await,
                     encounter_label,
                     scopes,
+                    forced: consent_forced(pending.prompt.as_deref(), &pending.options).map(|f| match f {
+                        ConsentForced::Prompt => "this request asked to be shown this page every time (prompt=consent)",
+                        ConsentForced::AlwaysAsk => {
+                            "this launch was made with “always ask for consent”, so it shows this page every time"
+                        }
+                    }),
                 },
             )
         }

@@ -1,12 +1,13 @@
 //! The app gallery (`/apps`): the registered apps, and a form that registers one with the same
-//! effect (and the same rules) as RFC 7591 dynamic registration.
+//! effect (and the same rules) as RFC 7591 dynamic registration.  Each app can be edited and
+//! deleted ([`super::app_edit`], RFC 7592's rules).
 
 use askama::Template;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use smartlaunch_auth::client::{RegistrationRequest, TokenEndpointAuthMethod};
+use smartlaunch_auth::client::{Client, RegistrationRequest, TokenEndpointAuthMethod};
 use smartlaunch_auth::secrets::secrets_equal;
 use smartlaunch_auth::service::Registrant;
 use smartlaunch_auth::store::AuthStore;
@@ -17,6 +18,8 @@ use crate::web::pages::{error_page, render};
 use crate::web::{cookie, field, form_pairs, reload_client_origins, signin};
 
 struct AppRow {
+    /// The query string naming this app (`client_id=…`), for its edit and delete links.
+    query: String,
     client_id: String,
     name: String,
     kind: &'static str,
@@ -82,9 +85,32 @@ struct AppsPage {
     filled: Filled,
     error: Option<String>,
     registered: Option<Registered>,
+    /// What an edit or delete just did.
+    notice: Option<String>,
 }
 
-async fn page(app: &App, filled: Filled, error: Option<String>, registered: Option<Registered>) -> Response {
+/// What kind of app a client is, in the gallery's words.
+pub(super) fn kind_of(c: &Client) -> &'static str {
+    match c.metadata.token_endpoint_auth_method {
+        _ if c.allows_grant("client_credentials") && !c.allows_grant("authorization_code") => "backend service",
+        TokenEndpointAuthMethod::None => "public",
+        TokenEndpointAuthMethod::PrivateKeyJwt => "confidential (private key)",
+        _ => "confidential (secret)",
+    }
+}
+
+/// The gallery after an edit or a delete, saying what was done.
+pub(super) async fn page_with_notice(app: &App, notice: String) -> Response {
+    page(app, Filled::default(), None, None, Some(notice)).await
+}
+
+async fn page(
+    app: &App,
+    filled: Filled,
+    error: Option<String>,
+    registered: Option<Registered>,
+    notice: Option<String>,
+) -> Response {
     let mut apps: Vec<AppRow> = app
         .db
         .clients()
@@ -92,12 +118,8 @@ async fn page(app: &App, filled: Filled, error: Option<String>, registered: Opti
         .unwrap_or_default()
         .into_iter()
         .map(|c| AppRow {
-            kind: match c.metadata.token_endpoint_auth_method {
-                _ if c.allows_grant("client_credentials") && !c.allows_grant("authorization_code") => "backend service",
-                TokenEndpointAuthMethod::None => "public",
-                TokenEndpointAuthMethod::PrivateKeyJwt => "confidential (private key)",
-                _ => "confidential (secret)",
-            },
+            kind: kind_of(&c),
+            query: serde_urlencoded::to_string([("client_id", &c.client_id)]).unwrap_or_default(),
             name: c.metadata.client_name,
             launch_uri: c.metadata.initiate_login_uri.unwrap_or_default(),
             redirect_uris: c.metadata.redirect_uris,
@@ -115,13 +137,14 @@ async fn page(app: &App, filled: Filled, error: Option<String>, registered: Opti
         filled,
         error,
         registered,
+        notice,
     };
     signin::with_form_cookie(render(status, &body), cookie)
 }
 
 /// `GET /apps`.
 pub(crate) async fn show(State(app): State<App>) -> Response {
-    page(&app, Filled::default(), None, None).await
+    page(&app, Filled::default(), None, None, None).await
 }
 
 /// The RFC 7591 request the form stands for.  The keys of a private-key app are pasted as a
@@ -172,7 +195,7 @@ pub(crate) async fn register(State(app): State<App>, headers: HeaderMap, body: B
     };
     let request = match registration_request(&filled) {
         Ok(r) => r,
-        Err(e) => return page(&app, filled, Some(e), None).await,
+        Err(e) => return page(&app, filled, Some(e), None, None).await,
     };
     let token = field(&form, "registration_token").filter(|t| !t.is_empty());
     // The form is a same-site POST guarded by its double-submit cookie, so `cross_site` is
@@ -186,7 +209,7 @@ pub(crate) async fn register(State(app): State<App>, headers: HeaderMap, body: B
                 client_id: done.client.client_id.clone(),
                 client_secret: done.client_secret,
             };
-            page(&app, Filled::default(), None, Some(registered)).await
+            page(&app, Filled::default(), None, Some(registered), None).await
         }
         Err(RegistrationError::ServerError(e)) => {
             tracing::error!("app gallery: {e}");
@@ -198,7 +221,7 @@ pub(crate) async fn register(State(app): State<App>, headers: HeaderMap, body: B
             if serde_json::from_str(&filled.jwks).is_ok_and(|v| smartlaunch_auth::jwk::has_private_member(&v)) {
                 filled.jwks.clear();
             }
-            page(&app, filled, Some(e.description().to_owned()), None).await
+            page(&app, filled, Some(e.description().to_owned()), None, None).await
         }
     }
 }

@@ -350,6 +350,7 @@ async fn new_launch(app: &App, form: &[(String, String)]) -> Result<NewLaunch, S
             skip_consent: field(form, "skip_consent") == Some("on"),
             skip_sign_in,
             simulate_error,
+            always_ask_consent: field(form, "always_ask_consent") == Some("on"),
         },
         standalone,
         patient_choices,

@@ -3,12 +3,11 @@
 
 mod account;
 mod api;
+mod app_edit;
 mod bundle;
-<<<<<<< HEAD
-mod dev;
-=======
+mod consent_reset;
 mod data;
->>>>>>> issue9-sandbox
+mod dev;
 mod discovery;
 mod ehr;
 mod fhir;
@@ -165,8 +164,11 @@ pub(crate) fn router(app: App) -> Router {
         .route("/portal/launch", post(ehr::portal_launch))
         .route("/api/launches", post(api::create_launch))
         .route("/apps", get(gallery::show).post(gallery::register).layer(registrations.clone()))
+        .route("/apps/edit", get(app_edit::show_edit).post(app_edit::edit).layer(registrations.clone()))
+        .route("/apps/delete", get(app_edit::show_delete).post(app_edit::delete))
         .route("/launcher", get(launcher::show).post(launcher::create).layer(registrations.clone()))
-        .route("/launcher/inspect/{trace}", get(inspector::show));
+        .route("/launcher/inspect/{trace}", get(inspector::show))
+        .route("/launcher/forget-consent", post(consent_reset::forget));
     public
         .merge(pages)
         .layer(RequestBodyLimitLayer::new(FORM_BODY_LIMIT))

@@ -1,6 +1,7 @@
 //! Further suites of the HTTP integration-test binary (one binary per crate: link time on two
 //! cores is real).
 
+mod apps_consent;
 mod backend;
 mod backend_launcher;
 mod bulk_export;
