@@ -10,10 +10,12 @@ mod auth;
 mod bulk;
 mod events;
 mod exports;
+mod launch_links;
 mod resources;
 mod search;
 
 pub use bulk::{BulkBatch, BulkWriter};
+pub use launch_links::{LaunchLink, MAX_LAUNCH_LINKS};
 
 use std::path::Path;
 use std::str::FromStr;
@@ -30,6 +32,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("../migrations/0004_asymmetric_clients.sql")),
     (5, include_str!("../migrations/0005_bulk_export.sql")),
     (6, include_str!("../migrations/0006_backend_sessions.sql")),
+    (7, include_str!("../migrations/0007_launch_links.sql")),
 ];
 
 /// A database failure.

@@ -154,7 +154,9 @@ pub(crate) fn router(app: App) -> Router {
         .route("/api/launches", post(api::create_launch))
         .route("/apps", get(gallery::show).post(gallery::register).layer(registrations.clone()))
         .route("/launcher", get(launcher::show).post(launcher::create).layer(registrations.clone()))
-        .route("/launcher/inspect/{trace}", get(inspector::show));
+        .route("/launcher/inspect/{trace}", get(inspector::show))
+        .route("/launcher/link/{id}", get(launcher::links::open))
+        .route("/launcher/links/delete", post(launcher::links::delete));
     public
         .merge(pages)
         .layer(RequestBodyLimitLayer::new(FORM_BODY_LIMIT))

@@ -10,5 +10,6 @@ mod fhir_rest;
 mod fhir_search;
 mod hardening;
 mod import;
+mod launcher_dev;
 mod limits;
 mod trust;
