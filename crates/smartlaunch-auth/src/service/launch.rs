@@ -159,7 +159,11 @@ impl<S: AuthStore> AuthService<S> {
         let (reuse, lifetime) = match (new.reusable_for, new.standalone) {
             (None, true) => (LaunchUse::SingleUse, SIMULATION_LIFETIME),
             (None, false) => (LaunchUse::SingleUse, LAUNCH_LIFETIME),
-            (Some(_), true) => return invalid("a standalone simulation is reusable already; only an EHR launch can be made reusable".into()),
+            (Some(_), true) => {
+                return invalid(
+                    "a standalone simulation is reusable already; only an EHR launch can be made reusable".into(),
+                )
+            }
             (Some(s), false) if !(1..=REUSABLE_MAX).contains(&s) => {
                 return invalid(format!("a reusable launch lives at most {} minutes", REUSABLE_MAX / 60))
             }

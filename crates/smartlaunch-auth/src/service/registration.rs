@@ -277,9 +277,7 @@ impl<S: AuthStore> AuthService<S> {
             )));
         }
         if self.store.client(client_id).await?.is_some() {
-            return Err(RegistrationError::InvalidClientMetadata(format!(
-                "the client_id “{client_id}” is taken"
-            )));
+            return Err(RegistrationError::InvalidClientMetadata(format!("the client_id “{client_id}” is taken")));
         }
         let metadata = request.validate()?;
         let client_secret = metadata.token_endpoint_auth_method.uses_secret().then(|| random_token(32));

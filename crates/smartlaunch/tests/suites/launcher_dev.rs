@@ -137,7 +137,12 @@ async fn a_taken_or_malformed_client_id_is_refused_with_what_to_do() {
     let mut b = launcher(&s).await;
     let status = post(
         &mut b,
-        &[("launch_uri", OWN_LAUNCH), ("redirect_uri", OWN_REDIRECT), ("own_client_id", &taken), ("patient", "pat-001")],
+        &[
+            ("launch_uri", OWN_LAUNCH),
+            ("redirect_uri", OWN_REDIRECT),
+            ("own_client_id", &taken),
+            ("patient", "pat-001"),
+        ],
     )
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
@@ -147,7 +152,12 @@ async fn a_taken_or_malformed_client_id_is_refused_with_what_to_do() {
     for bad in ["my app", "a/b", "<script>", "é", &"x".repeat(65)] {
         let status = post(
             &mut b,
-            &[("launch_uri", OWN_LAUNCH), ("redirect_uri", OWN_REDIRECT), ("own_client_id", bad), ("patient", "pat-001")],
+            &[
+                ("launch_uri", OWN_LAUNCH),
+                ("redirect_uri", OWN_REDIRECT),
+                ("own_client_id", bad),
+                ("patient", "pat-001"),
+            ],
         )
         .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
@@ -288,7 +298,8 @@ async fn the_ehr_frame_loads_the_launch_url_of_a_server_side_launch() {
     assert_eq!(redeem(&s, &client, &query_of(&url)["code"], &verifier).await["need_patient_banner"], true);
     // The portal frame for a portal launch.
     let portal_app = ehr_app(&s, "Portal App").await;
-    let portal = [("client_id", portal_app.as_str()), ("launch_type", "portal"), ("user", "patient"), ("open_in", "frame")];
+    let portal =
+        [("client_id", portal_app.as_str()), ("launch_type", "portal"), ("user", "patient"), ("open_in", "frame")];
     assert_eq!(post(&mut b, &portal).await, StatusCode::OK, "{}", b.page);
     assert!(b.page.contains("smartlaunch patient portal") && b.page.contains("<h1>Amy Shaw</h1>"));
     // Not for a standalone launch; not without a patient.
@@ -326,10 +337,14 @@ async fn the_patient_field_searches_names() {
     let created = authorize(&s, &client, &launch).await;
     assert!(created.contains_key("code"), "{created:?}");
     // None: a clear error.
-    assert_eq!(post(&mut b, &[("client_id", client.as_str()), ("patient", "Nobody Atall")]).await, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        post(&mut b, &[("client_id", client.as_str()), ("patient", "Nobody Atall")]).await,
+        StatusCode::BAD_REQUEST
+    );
     assert!(alert(&b).contains("no patient has the id “Nobody Atall” or a name matching it"), "{}", alert(&b));
     // Ids still work, several for a standalone picker.
-    let standalone = [("client_id", client.as_str()), ("launch_type", "provider-standalone"), ("patient", "pat-001, pat-002")];
+    let standalone =
+        [("client_id", client.as_str()), ("launch_type", "provider-standalone"), ("patient", "pat-001, pat-002")];
     assert_eq!(post(&mut b, &standalone).await, StatusCode::OK);
     s.stop().await;
 }
@@ -416,7 +431,10 @@ async fn a_launch_link_makes_a_fresh_single_use_launch_each_time_until_deleted()
     b.get(&format!("{}/launcher", s.base)).await;
     let handle = attr_after(&b.page, "name=\"link\" value=\"").unwrap();
     let csrf = b.csrf();
-    assert_eq!(b.post_status("/launcher/links/delete", &[("csrf", "forged"), ("link", &handle)]).await, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        b.post_status("/launcher/links/delete", &[("csrf", "forged"), ("link", &handle)]).await,
+        StatusCode::BAD_REQUEST
+    );
     b.post("/launcher/links/delete", &[("csrf", &csrf), ("link", &handle)]).await;
     let gone = s.http.get(&framed).send().await.unwrap();
     assert_eq!(gone.status(), StatusCode::NOT_FOUND);

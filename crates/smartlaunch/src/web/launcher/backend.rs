@@ -99,4 +99,3 @@ async fn throwaway_backend(
     let registered = app.auth.add_client(request, app.clock.now()).await.map_err(|e| e.description().to_owned())?;
     Ok(registered.client.client_id)
 }
-

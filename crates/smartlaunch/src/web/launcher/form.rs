@@ -191,7 +191,11 @@ pub(super) async fn plan(app: &App, form: &[(String, String)]) -> Result<Planned
             smart_style_url: Some(crate::web::ehr::style_url(app)),
             ..Default::default()
         },
-        options: LaunchOptions { skip_consent: field(form, "skip_consent") == Some("on"), skip_sign_in, simulate_error },
+        options: LaunchOptions {
+            skip_consent: field(form, "skip_consent") == Some("on"),
+            skip_sign_in,
+            simulate_error,
+        },
         standalone,
         patient_choices,
         reusable_for,

@@ -117,7 +117,11 @@ pub(crate) async fn open(State(app): State<App>, Path(id): Path<String>, headers
         Ok(None) => return unknown(),
         Err(e) => {
             tracing::error!("launch link: {e}");
-            return error_page(StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong", "The link could not be read.");
+            return error_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong",
+                "The link could not be read.",
+            );
         }
     };
     let form = form_pairs(link.form.as_bytes());
@@ -158,7 +162,11 @@ pub(crate) async fn delete(State(app): State<App>, headers: HeaderMap, body: Byt
     let form = form_pairs(&body);
     let posted = field(&form, "csrf").unwrap_or_default();
     if !cookie(&headers, "smartlaunch_csrf").is_some_and(|c| !c.is_empty() && secrets_equal(&c, posted)) {
-        return error_page(StatusCode::BAD_REQUEST, "The form has expired", "Please reload the launcher and try again.");
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "The form has expired",
+            "Please reload the launcher and try again.",
+        );
     }
     let admin = field(&form, "admin_token").filter(|t| !t.is_empty()).or(bearer(&headers));
     if let Err(e) = app.auth.check_powers(admin, host(&headers)) {

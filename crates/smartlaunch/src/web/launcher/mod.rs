@@ -58,7 +58,8 @@ const SETTINGS_COOKIE: &str = "smartlaunch_launcher";
 const SETTINGS_MAX: usize = 3000;
 
 /// Fields never remembered nor saved: secrets, and what belongs to one post only.
-const NOT_REMEMBERED: [&str; 6] = ["csrf", "admin_token", "registration_token", "patient_choice", "save_link", "link_name"];
+const NOT_REMEMBERED: [&str; 6] =
+    ["csrf", "admin_token", "registration_token", "patient_choice", "save_link", "link_name"];
 
 #[derive(Template)]
 #[template(path = "launcher.html")]
@@ -320,15 +321,20 @@ pub(crate) async fn create(State(app): State<App>, headers: HeaderMap, body: Byt
         None
     };
     // The ad-hoc app is registered now: the form names it by its client_id from here on.
-    let mut again: Vec<(String, String)> =
-        form.iter().filter(|(k, _)| !["launch_uri", "redirect_uri", "own_client_id", "client_id"].contains(&k.as_str())).cloned().collect();
+    let mut again: Vec<(String, String)> = form
+        .iter()
+        .filter(|(k, _)| !["launch_uri", "redirect_uri", "own_client_id", "client_id"].contains(&k.as_str()))
+        .cloned()
+        .collect();
     again.push(("client_id".into(), planned.app.client_id.clone()));
     if let Some(p) = &patient {
         again.retain(|(k, _)| k != "patient");
         again.push(("patient".into(), p.clone()));
     }
     let response = match (&issued.launch_url, in_frame) {
-        (Some(url), true) if link.is_none() => crate::web::ehr::launcher_chart(&app, portal, patient.as_deref(), &user_name, url).await,
+        (Some(url), true) if link.is_none() => {
+            crate::web::ehr::launcher_chart(&app, portal, patient.as_deref(), &user_name, url).await
+        }
         _ => {
             let kind = match (standalone, reusable_minutes) {
                 (true, _) => "standalone (simulation)",
