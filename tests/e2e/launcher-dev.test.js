@@ -125,3 +125,42 @@ test("the Patient field offers the matches of a name", async () => {
   assert.equal((await appResult(page)).patientId, "pat-002");
   await context.close();
 });
+
+test("a saved launch link opens the app again, each time with a fresh launch", async () => {
+  const context = await browser.newContext({ viewport: { width: 1100, height: 900 } });
+  const page = await context.newPage();
+  await fillOwnApp(page, "pat-001");
+  await page.getByLabel(/In a new tab/).check();
+  await page.getByLabel("Simulate an error").selectOption("");
+  await page.getByLabel(/Also save these settings as a permanent launch link/).check();
+  await page.getByLabel("The link's name").fill("my_web_app, Amy Shaw, skips");
+  await page.getByRole("button", { name: "Create the launch" }).click();
+  const link = await page.getByLabel(/^Your launch link/).inputValue();
+  await shot(page, "launcher-link-card");
+  for (let i = 0; i < 2; i++) {
+    await page.goto(link);
+    assert.equal((await appResult(page)).patientId, "pat-001", `opening ${i + 1}`);
+  }
+  await page.goto(server.base + "/launcher");
+  await shot(page, "launcher-link-list");
+  await page.getByRole("button", { name: "Delete the launch link my_web_app, Amy Shaw, skips" }).click();
+  const gone = await page.goto(link);
+  assert.equal(gone.status(), 404);
+  await context.close();
+});
+
+test("a portal launch opens inside the portal frame", async () => {
+  const context = await browser.newContext({ viewport: { width: 1300, height: 1000 } });
+  const page = await context.newPage();
+  await fillOwnApp(page, "");
+  await page.getByLabel("Patient portal launch").check();
+  await page.getByLabel("User", { exact: true }).selectOption("patient");
+  await page.getByLabel(/Inside the EHR chart frame/).check();
+  await page.getByRole("button", { name: "Create the launch" }).click();
+  await page.getByRole("region", { name: "Patient banner" }).waitFor();
+  const out = await appResult(page.frame({ name: "app-frame" }));
+  assert.equal(out.fhirUser, "Patient/pat-001");
+  assert.equal(out.context.need_patient_banner, false);
+  await shot(page, "portal-frame-launched-app");
+  await context.close();
+});

@@ -11,7 +11,7 @@ use smart_scopes::{Level, Scope};
 use smartlaunch_auth::client::Client;
 use smartlaunch_auth::launch::LaunchContext;
 use smartlaunch_auth::secrets::secrets_equal;
-use smartlaunch_auth::service::NewLaunch;
+use smartlaunch_auth::service::{IssuedLaunch, NewLaunch};
 use smartlaunch_auth::store::{AuthStore, Session};
 use smartlaunch_auth::users::User;
 use smartlaunch_auth::LaunchError;
@@ -123,6 +123,8 @@ struct ChartPage<'a> {
     apps: Vec<AppRow>,
     /// Opened by the developer launcher (no EHR session): the launch URL the frame loads.
     launched: Option<&'a str>,
+    /// The launch inspector's key of that launch.
+    inspect: Option<&'a str>,
 }
 
 fn sign_in_page(desk: Desk, failed: bool) -> Response {
@@ -275,6 +277,7 @@ async fn chart_page(
             },
             apps: launchable_apps(app, desk).await,
             launched: None,
+            inspect: None,
         },
     )
 }
@@ -288,8 +291,11 @@ pub(crate) async fn launcher_chart(
     portal: bool,
     patient: Option<&str>,
     user_name: &str,
-    launch_url: &str,
+    issued: &IssuedLaunch,
 ) -> Response {
+    let Some(launch_url) = issued.launch_url.as_deref() else {
+        return error_page(StatusCode::BAD_REQUEST, "The app could not be launched", "The app has no launch URL.");
+    };
     let desk = if portal { Desk::Portal } else { Desk::Ehr };
     let today = instant(app.clock.now());
     let chart = match patient {
@@ -312,6 +318,7 @@ pub(crate) async fn launcher_chart(
             launch_action: "",
             apps: Vec::new(),
             launched: Some(launch_url),
+            inspect: Some(&issued.trace_id),
         },
     )
 }

@@ -280,6 +280,7 @@ async fn the_ehr_frame_loads_the_launch_url_of_a_server_side_launch() {
     let src = attr_after(&b.page, "name=\"app-frame\" title=\"App\" src=\"").unwrap();
     assert!(src.starts_with(&format!("{LAUNCH_URI}?")), "{src}");
     assert!(b.page.contains("sandbox=\"allow-scripts"), "the frame stays sandboxed");
+    assert!(b.page.contains("href=\"/launcher/inspect/") && !b.page.contains("aria-label=\"Use the encounter"));
     let verifier = random(32);
     let mut params = s.authorize_params(&client, EHR_SCOPE, &verifier);
     params.push(("launch".into(), launch_of(&s, &src)));

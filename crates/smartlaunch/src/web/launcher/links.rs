@@ -133,11 +133,11 @@ pub(crate) async fn open(State(app): State<App>, Path(id): Path<String>, headers
     let (in_frame, portal, user_name) = (planned.in_frame, planned.portal, planned.user_name);
     let patient = planned.new.patient.clone();
     match app.auth.create_launch(planned.new, app.clock.now()).await {
-        Ok(issued) => match (issued.launch_url, in_frame) {
-            (Some(url), true) => {
-                crate::web::ehr::launcher_chart(&app, portal, patient.as_deref(), &user_name, &url).await
+        Ok(issued) => match (&issued.launch_url, in_frame) {
+            (Some(_), true) => {
+                crate::web::ehr::launcher_chart(&app, portal, patient.as_deref(), &user_name, &issued).await
             }
-            (Some(url), false) => see_other(&url),
+            (Some(url), false) => see_other(url),
             (None, _) => broken(&link.name, "the app has no launch URL"),
         },
         Err(LaunchError::Internal(e)) => {

@@ -332,8 +332,8 @@ pub(crate) async fn create(State(app): State<App>, headers: HeaderMap, body: Byt
         again.push(("patient".into(), p.clone()));
     }
     let response = match (&issued.launch_url, in_frame) {
-        (Some(url), true) if link.is_none() => {
-            crate::web::ehr::launcher_chart(&app, portal, patient.as_deref(), &user_name, url).await
+        (Some(_), true) if link.is_none() => {
+            crate::web::ehr::launcher_chart(&app, portal, patient.as_deref(), &user_name, &issued).await
         }
         _ => {
             let kind = match (standalone, reusable_minutes) {
