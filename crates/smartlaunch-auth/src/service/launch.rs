@@ -52,6 +52,8 @@ pub struct IssuedLaunch {
     pub launch_url: Option<String>,
     /// The launch inspector's key (`/launcher/inspect/{trace_id}`).
     pub trace_id: String,
+    /// [`Launch::kind_label`]: single use, reusable (dev), or a standalone simulation.
+    pub kind: &'static str,
     pub expires_at: UnixTime,
 }
 
@@ -197,7 +199,15 @@ impl<S: AuthStore> AuthService<S> {
             return invalid("the app's launch URL is not a URL".into());
         }
         self.store.insert_launch(&launch).await?;
-        Ok(IssuedLaunch { launch: id, fhir_base, launch_url, trace_id: launch.trace_id, expires_at: launch.expires_at })
+        let kind = launch.kind_label();
+        Ok(IssuedLaunch {
+            launch: id,
+            fhir_base,
+            launch_url,
+            trace_id: launch.trace_id,
+            kind,
+            expires_at: launch.expires_at,
+        })
     }
 
     /// Starts a backend-service session for a registered `private_key_jwt` client with the

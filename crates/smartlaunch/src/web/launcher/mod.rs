@@ -94,8 +94,6 @@ struct LauncherPage {
 struct IssuedCard {
     issued: IssuedLaunch,
     app: AppCard,
-    /// "EHR launch, single use", "EHR launch, reusable (dev)", "standalone (simulation)".
-    kind: &'static str,
     reusable_minutes: Option<i64>,
     /// The permanent launch link saved with it (shown once).
     link: Option<String>,
@@ -306,7 +304,6 @@ pub(crate) async fn create(State(app): State<App>, headers: HeaderMap, body: Byt
     let (in_frame, portal, user_name) = (planned.in_frame, planned.portal, planned.user_name.clone());
     let patient = planned.new.patient.clone();
     let reusable_minutes = planned.new.reusable_for.map(|s| s / 60);
-    let standalone = planned.new.standalone;
     let issued = match app.auth.create_launch(planned.new, app.clock.now()).await {
         Ok(issued) => issued,
         Err(LaunchError::Internal(e)) => return internal(&e),
@@ -336,12 +333,7 @@ pub(crate) async fn create(State(app): State<App>, headers: HeaderMap, body: Byt
             crate::web::ehr::launcher_chart(&app, portal, patient.as_deref(), &user_name, &issued).await
         }
         _ => {
-            let kind = match (standalone, reusable_minutes) {
-                (true, _) => "standalone (simulation)",
-                (false, None) => "EHR launch, single use",
-                (false, Some(_)) => "EHR launch, reusable (dev)",
-            };
-            let card = IssuedCard { issued, app: planned.app, kind, reusable_minutes, link };
+            let card = IssuedCard { issued, app: planned.app, reusable_minutes, link };
             page(&app, &headers, Outcome::created(Created::Launch(card)), &again).await
         }
     };
