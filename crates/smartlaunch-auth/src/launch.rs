@@ -272,20 +272,60 @@ pub enum LaunchRefused {
     Unknown,
     Expired,
     Used,
-    OtherClient,
+    /// The launch was made for another client: its `client_id`, so the app's developer sees
+    /// which registration the EHR (or the launcher) launched.
+    OtherClient(String),
     OtherUser,
 }
 
 impl LaunchRefused {
-    pub fn describe(&self) -> &'static str {
+    pub fn describe(&self) -> String {
         match self {
-            LaunchRefused::Unknown => "the launch parameter names no launch of this EHR; open the app from the EHR again",
-            LaunchRefused::Expired => "the launch has expired (launches live 5 minutes); open the app from the EHR again",
-            LaunchRefused::Used => "the launch was already used (each launch authorizes once); open the app from the EHR again",
-            LaunchRefused::OtherClient => "the launch was issued for another app",
-            LaunchRefused::OtherUser => {
-                "the launch belongs to another user's EHR session; sign out here or open the app from your own EHR session"
+            LaunchRefused::Unknown => {
+                "the launch parameter names no launch of this EHR; open the app from the EHR again".into()
             }
+            LaunchRefused::Expired => {
+                "the launch has expired (launches live 5 minutes); open the app from the EHR again".into()
+            }
+            LaunchRefused::Used => {
+                "the launch was already used (each launch authorizes once); open the app from the EHR again, \
+                 or make a reusable launch in the developer launcher"
+                    .into()
+            }
+            LaunchRefused::OtherClient(launched) => format!(
+                "the launch was made for the client_id “{launched}”, not for the client_id of this request: \
+                 configure the app with that client_id, or launch the app registered under this one"
+            ),
+            LaunchRefused::OtherUser => {
+                "the launch belongs to another user's EHR session; sign out here or open the app from your own EHR session".into()
+            }
+        }
+    }
+}
+
+impl Launch {
+    /// Why an authorization request of `client_id` may not use this EHR launch (checklist item
+    /// 26): it must be live, for this client, unused unless it is [`LaunchUse::Reusable`], and —
+    /// when the browser is signed in — for that user.  `used_at`: when it was first used.
+    pub fn refusal(
+        &self,
+        used_at: Option<UnixTime>,
+        client_id: &str,
+        browser_user: Option<&str>,
+        now: UnixTime,
+    ) -> Option<LaunchRefused> {
+        if self.standalone {
+            Some(LaunchRefused::Unknown)
+        } else if self.client_id != client_id {
+            Some(LaunchRefused::OtherClient(self.client_id.clone()))
+        } else if used_at.is_some() && self.reuse == LaunchUse::SingleUse {
+            Some(LaunchRefused::Used)
+        } else if self.expires_at <= now {
+            Some(LaunchRefused::Expired)
+        } else if matches!((browser_user, &self.user_id), (Some(b), Some(l)) if b != l) {
+            Some(LaunchRefused::OtherUser)
+        } else {
+            None
         }
     }
 }
@@ -324,6 +364,55 @@ mod tests {
         let canonical =
             FhirContextItem { canonical: Some("http://x.org/Questionnaire/q|1".into()), ..Default::default() };
         assert!(canonical.check().is_ok());
+    }
+
+    fn ehr_launch(reuse: LaunchUse) -> Launch {
+        Launch {
+            id_hash: "h".into(),
+            client_id: "my_web_app".into(),
+            user_id: Some("u1".into()),
+            session_id: None,
+            patient: Some("pat-001".into()),
+            patient_choices: vec![],
+            encounter: None,
+            context: LaunchContext::default(),
+            options: LaunchOptions::default(),
+            standalone: false,
+            trace_id: "t".into(),
+            reuse,
+            created_at: 0,
+            expires_at: 600,
+        }
+    }
+
+    #[test]
+    fn a_reusable_launch_is_used_again_until_it_expires_but_stays_bound() {
+        let reusable = ehr_launch(LaunchUse::Reusable);
+        assert_eq!(reusable.refusal(None, "my_web_app", Some("u1"), 10), None);
+        assert_eq!(reusable.refusal(Some(10), "my_web_app", Some("u1"), 20), None, "used again");
+        assert_eq!(reusable.refusal(Some(10), "my_web_app", None, 599), None);
+        assert_eq!(reusable.refusal(Some(10), "my_web_app", None, 600), Some(LaunchRefused::Expired));
+        assert_eq!(
+            reusable.refusal(Some(10), "other_app", Some("u1"), 20),
+            Some(LaunchRefused::OtherClient("my_web_app".into()))
+        );
+        assert_eq!(reusable.refusal(Some(10), "my_web_app", Some("u2"), 20), Some(LaunchRefused::OtherUser));
+        let standalone = Launch { standalone: true, ..reusable };
+        assert_eq!(standalone.refusal(None, "my_web_app", None, 20), Some(LaunchRefused::Unknown));
+    }
+
+    #[test]
+    fn a_single_use_launch_is_refused_once_used() {
+        let once = ehr_launch(LaunchUse::SingleUse);
+        assert_eq!(once.refusal(None, "my_web_app", Some("u1"), 10), None);
+        assert_eq!(once.refusal(Some(10), "my_web_app", Some("u1"), 20), Some(LaunchRefused::Used));
+        assert_eq!(once.refusal(None, "my_web_app", None, 600), Some(LaunchRefused::Expired));
+    }
+
+    #[test]
+    fn another_clients_refusal_names_the_launchs_client() {
+        let text = LaunchRefused::OtherClient("my_web_app".into()).describe();
+        assert!(text.contains("“my_web_app”"), "{text}");
     }
 
     #[test]

@@ -11,12 +11,14 @@ mod browse;
 mod bulk;
 mod events;
 mod exports;
+mod launch_links;
 mod reset;
 mod resources;
 mod search;
 
 pub use browse::Listed;
 pub use bulk::{BulkBatch, BulkWriter};
+pub use launch_links::{LaunchLink, MAX_LAUNCH_LINKS};
 pub use reset::{ResetReport, RESET_TABLES};
 
 use std::path::Path;
@@ -34,6 +36,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("../migrations/0004_asymmetric_clients.sql")),
     (5, include_str!("../migrations/0005_bulk_export.sql")),
     (6, include_str!("../migrations/0006_backend_sessions.sql")),
+    (7, include_str!("../migrations/0007_launch_links.sql")),
 ];
 
 /// A database failure.

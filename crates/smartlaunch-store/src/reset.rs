@@ -29,6 +29,7 @@ pub const RESET_TABLES: &[&str] = &[
     "launch_traces",
     "launches",
     "backend_sessions",
+    "launch_links",
     // Bulk Data export jobs (their files are the server's to delete).
     "export_jobs",
     // Apps and people.

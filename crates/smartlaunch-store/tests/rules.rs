@@ -484,3 +484,24 @@ async fn a_backend_session_comes_with_its_client_while_live_and_goes_with_it() {
     db.close().await;
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[tokio::test]
+async fn launch_links_are_found_by_hash_deleted_once_and_capped() {
+    use smartlaunch_store::{LaunchLink, MAX_LAUNCH_LINKS};
+    let (db, dir) = db().await;
+    let link =
+        |i: i64| LaunchLink { id_hash: format!("h{i}"), name: format!("n{i}"), form: "a=b".into(), created_at: i };
+    for i in 0..MAX_LAUNCH_LINKS + 5 {
+        db.insert_launch_link(&link(i)).await.unwrap();
+    }
+    let kept = db.launch_links().await.unwrap();
+    assert_eq!(kept.len() as i64, MAX_LAUNCH_LINKS, "the oldest beyond the cap are dropped");
+    assert_eq!(kept[0].id_hash, format!("h{}", MAX_LAUNCH_LINKS + 4), "newest first");
+    assert!(db.launch_link("h0").await.unwrap().is_none());
+    assert_eq!(db.launch_link("h10").await.unwrap(), Some(link(10)));
+    assert!(db.delete_launch_link("h10").await.unwrap());
+    assert!(!db.delete_launch_link("h10").await.unwrap(), "deleted once");
+    assert!(db.launch_link("h10").await.unwrap().is_none());
+    db.close().await;
+    std::fs::remove_dir_all(dir).ok();
+}

@@ -123,7 +123,7 @@ impl<S: AuthStore> AuthService<S> {
                             &v.redirect_uri,
                             Some(&v.state),
                             "invalid_request",
-                            refused.describe(),
+                            &refused.describe(),
                         )))
                     }
                     Err(e) => return Err(AuthorizeError::Internal(e.to_string())),

@@ -7,7 +7,7 @@ use crate::error::LaunchError;
 use crate::inspect::LaunchEvent;
 use crate::launch::{
     launch_url, standalone_url, BackendSession, FhirContextItem, Launch, LaunchContext, LaunchOptions, LaunchRefused,
-    SimulatedError,
+    LaunchUse, SimulatedError,
 };
 use crate::secrets::{hash_token, random_token, secrets_equal};
 use crate::store::AuthStore;
@@ -35,7 +35,13 @@ pub struct NewLaunch {
     pub options: LaunchOptions,
     /// A standalone simulation (the developer launcher) instead of an EHR launch.
     pub standalone: bool,
+    /// An EHR launch usable any number of times for this many seconds (at most
+    /// [`REUSABLE_MAX`]); `None`: single use, within [`LAUNCH_LIFETIME`].
+    pub reusable_for: Option<i64>,
 }
+
+/// The longest a reusable (development) launch lives: an hour.
+pub const REUSABLE_MAX: i64 = 3600;
 
 /// A created launch: the opaque id (shown once), the FHIR base the app uses, and the app's
 /// launch URL (always for an EHR launch; for a simulation when the app has one).
@@ -46,6 +52,8 @@ pub struct IssuedLaunch {
     pub launch_url: Option<String>,
     /// The launch inspector's key (`/launcher/inspect/{trace_id}`).
     pub trace_id: String,
+    /// [`Launch::kind_label`]: single use, reusable (dev), or a standalone simulation.
+    pub kind: &'static str,
     pub expires_at: UnixTime,
 }
 
@@ -151,6 +159,19 @@ impl<S: AuthStore> AuthService<S> {
                 e.name()
             ));
         }
+        let (reuse, lifetime) = match (new.reusable_for, new.standalone) {
+            (None, true) => (LaunchUse::SingleUse, SIMULATION_LIFETIME),
+            (None, false) => (LaunchUse::SingleUse, LAUNCH_LIFETIME),
+            (Some(_), true) => {
+                return invalid(
+                    "a standalone simulation is reusable already; only an EHR launch can be made reusable".into(),
+                )
+            }
+            (Some(s), false) if !(1..=REUSABLE_MAX).contains(&s) => {
+                return invalid(format!("a reusable launch lives at most {} minutes", REUSABLE_MAX / 60))
+            }
+            (Some(s), false) => (LaunchUse::Reusable, s),
+        };
         let id = random_token(32);
         let launch = Launch {
             id_hash: hash_token(&id),
@@ -164,9 +185,9 @@ impl<S: AuthStore> AuthService<S> {
             options: new.options,
             standalone: new.standalone,
             trace_id: random_token(16),
-            reuse: Default::default(),
+            reuse,
             created_at: now,
-            expires_at: now + if new.standalone { SIMULATION_LIFETIME } else { LAUNCH_LIFETIME },
+            expires_at: now + lifetime,
         };
         let fhir_base = if new.standalone { self.config.simulation_base(&id) } else { self.config.fhir_base() };
         let launch_url = match initiate {
@@ -179,7 +200,15 @@ impl<S: AuthStore> AuthService<S> {
             return invalid("the app's launch URL is not a URL".into());
         }
         self.store.insert_launch(&launch).await?;
-        Ok(IssuedLaunch { launch: id, fhir_base, launch_url, trace_id: launch.trace_id, expires_at: launch.expires_at })
+        let kind = launch.kind_label();
+        Ok(IssuedLaunch {
+            launch: id,
+            fhir_base,
+            launch_url,
+            trace_id: launch.trace_id,
+            kind,
+            expires_at: launch.expires_at,
+        })
     }
 
     /// Starts a backend-service session for a registered `private_key_jwt` client with the
@@ -238,7 +267,8 @@ impl<S: AuthStore> AuthService<S> {
     }
 
     /// Resolves the `launch` parameter of an authorization request and uses it up: it must be
-    /// live, unused, for this client, and — when the browser is signed in — for that user.
+    /// live, unused (unless reusable), for this client, and — when the browser is signed in —
+    /// for that user ([`Launch::refusal`]).
     pub(super) async fn take_launch(
         &self,
         launch_id: &str,
@@ -253,23 +283,12 @@ impl<S: AuthStore> AuthService<S> {
         let Some((launch, used_at)) = self.store.launch(&id_hash).await? else {
             return Ok(Err(LaunchRefused::Unknown));
         };
-        let refused = if launch.standalone {
-            Some(LaunchRefused::Unknown)
-        } else if launch.client_id != client_id {
-            Some(LaunchRefused::OtherClient)
-        } else if used_at.is_some() {
-            Some(LaunchRefused::Used)
-        } else if launch.expires_at <= now {
-            Some(LaunchRefused::Expired)
-        } else if matches!((browser_user, &launch.user_id), (Some(b), Some(l)) if b != l) {
-            Some(LaunchRefused::OtherUser)
-        } else {
-            None
-        };
-        if let Some(r) = refused {
+        if let Some(r) = launch.refusal(used_at, client_id, browser_user, now) {
             return Ok(Err(r));
         }
-        if !self.store.use_launch(&id_hash, now).await? {
+        // A single-use launch is spent here, atomically (two racing requests: one wins); a
+        // reusable one is only marked as used (the inspector and the launcher show it).
+        if !self.store.use_launch(&id_hash, now).await? && launch.reuse == LaunchUse::SingleUse {
             return Ok(Err(LaunchRefused::Used));
         }
         Ok(Ok(launch))

@@ -30,8 +30,8 @@ use crate::UnixTime;
 pub use consent::{consent_forced, ConsentForced};
 pub use flow::{Credentials, FlowStep, Progress};
 pub use introspection::Caller;
-pub use launch::{IssuedBackendSession, IssuedLaunch, NewLaunch, LAUNCH_LIFETIME, SIMULATION_LIFETIME};
-pub use registration::{Registered, Registrant};
+pub use launch::{IssuedBackendSession, IssuedLaunch, NewLaunch, LAUNCH_LIFETIME, REUSABLE_MAX, SIMULATION_LIFETIME};
+pub use registration::{is_chosen_client_id, Registered, Registrant, CHOSEN_CLIENT_ID_MAX};
 
 /// The authorization server: configuration, keys, the revocation list and the store.
 pub struct AuthService<S> {

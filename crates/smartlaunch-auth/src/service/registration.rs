@@ -352,4 +352,63 @@ impl<S: AuthStore> AuthService<S> {
         self.store.insert_client(&client).await?;
         Ok(self.registered(client, client_secret, None))
     }
+
+    /// Registers a client under a `client_id` its developer chose (the developer launcher's
+    /// ad-hoc app: an app in development sends its own fixed client_id).  Never reached through
+    /// RFC 7591 registration, where the server assigns ids; callers check the sandbox powers
+    /// and the registration token first.
+    pub async fn add_client_with_id(
+        &self,
+        client_id: &str,
+        request: RegistrationRequest,
+        now: UnixTime,
+    ) -> Result<Registered, RegistrationError> {
+        if !is_chosen_client_id(client_id) {
+            return Err(RegistrationError::InvalidClientMetadata(format!(
+                "a chosen client_id has 1 to {CHOSEN_CLIENT_ID_MAX} letters, digits or . _ ~ - (got “{}”)",
+                client_id.chars().take(CHOSEN_CLIENT_ID_MAX + 1).collect::<String>()
+            )));
+        }
+        if self.store.client(client_id).await?.is_some() {
+            return Err(RegistrationError::InvalidClientMetadata(format!("the client_id “{client_id}” is taken")));
+        }
+        let metadata = request.validate()?;
+        let client_secret = metadata.token_endpoint_auth_method.uses_secret().then(|| random_token(32));
+        let client = Client {
+            client_id: client_id.to_owned(),
+            secret_hash: client_secret.as_deref().map(hash_token),
+            registration_token_hash: None,
+            metadata,
+            created_at: now,
+        };
+        self.store.insert_client(&client).await?;
+        Ok(self.registered(client, client_secret, None))
+    }
+}
+
+/// The longest client_id a developer may choose.
+pub const CHOSEN_CLIENT_ID_MAX: usize = 64;
+
+/// Whether a developer-chosen client_id is acceptable: 1–64 of the URL-safe unreserved
+/// characters (RFC 3986 §2.3), so it travels unescaped in every URL and form.
+pub fn is_chosen_client_id(client_id: &str) -> bool {
+    (1..=CHOSEN_CLIENT_ID_MAX).contains(&client_id.len())
+        && client_id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'-'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_chosen_client_id;
+
+    #[test]
+    fn chosen_client_ids_are_bounded_and_url_safe() {
+        assert!(is_chosen_client_id("my_web_app"));
+        assert!(is_chosen_client_id("a.b~c-D9"));
+        assert!(is_chosen_client_id(&"x".repeat(64)));
+        assert!(!is_chosen_client_id(&"x".repeat(65)));
+        assert!(!is_chosen_client_id(""));
+        for bad in ["my app", "a/b", "a\"b", "é", "a<b>", "a\nb", "a%20b"] {
+            assert!(!is_chosen_client_id(bad), "{bad}");
+        }
+    }
 }

@@ -32,6 +32,9 @@ struct LaunchRequest {
     /// Developer options: `skip_sign_in`, `skip_consent`, `always_ask_consent`, `simulate_error`.
     #[serde(default)]
     options: LaunchOptions,
+    /// A reusable (development) launch: usable any number of times for this many minutes
+    /// (at most 60); absent: single use.
+    reusable_minutes: Option<i64>,
 }
 
 fn error(status: StatusCode, code: &str, description: &str) -> Response {
@@ -108,6 +111,7 @@ pub(crate) async fn create_launch(State(app): State<App>, headers: HeaderMap, bo
         options: request.options,
         standalone: false,
         patient_choices: Vec::new(),
+        reusable_for: request.reusable_minutes.map(|m| m.saturating_mul(60)),
     };
     match app.auth.create_launch(new, app.clock.now()).await {
         Ok(issued) => (

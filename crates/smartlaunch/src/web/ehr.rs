@@ -11,7 +11,7 @@ use smart_scopes::{Level, Scope};
 use smartlaunch_auth::client::Client;
 use smartlaunch_auth::launch::LaunchContext;
 use smartlaunch_auth::secrets::secrets_equal;
-use smartlaunch_auth::service::NewLaunch;
+use smartlaunch_auth::service::{IssuedLaunch, NewLaunch};
 use smartlaunch_auth::store::{AuthStore, Session};
 use smartlaunch_auth::users::User;
 use smartlaunch_auth::LaunchError;
@@ -121,6 +121,10 @@ struct ChartPage<'a> {
     chart_href: String,
     launch_action: &'a str,
     apps: Vec<AppRow>,
+    /// Opened by the developer launcher (no EHR session): the launch URL the frame loads.
+    launched: Option<&'a str>,
+    /// The launch inspector's key of that launch.
+    inspect: Option<&'a str>,
 }
 
 fn sign_in_page(desk: Desk, failed: bool) -> Response {
@@ -273,6 +277,49 @@ async fn chart_page(
                 Desk::Portal => "/portal/launch",
             },
             apps: launchable_apps(app, desk).await,
+            launched: None,
+            inspect: None,
+        },
+    )
+}
+
+/// The chart (EHR) or the portal page of `patient` with the app of a launch the developer
+/// launcher just created already loaded in its frame (issue 9, "launch into the EHR frame").
+/// The frame loads the launch URL of that server-side launch — never a URL from a request —
+/// so no page can make this one frame anything else.
+pub(crate) async fn launcher_chart(
+    app: &App,
+    portal: bool,
+    patient: Option<&str>,
+    user_name: &str,
+    issued: &IssuedLaunch,
+) -> Response {
+    let Some(launch_url) = issued.launch_url.as_deref() else {
+        return error_page(StatusCode::BAD_REQUEST, "The app could not be launched", "The app has no launch URL.");
+    };
+    let desk = if portal { Desk::Portal } else { Desk::Ehr };
+    let today = instant(app.clock.now());
+    let chart = match patient {
+        Some(p) => views::chart(app, p, &today[..10]).await,
+        None => None,
+    };
+    let Some(chart) = chart else {
+        return error_page(StatusCode::NOT_FOUND, "No such patient", "There is no chart for this patient.");
+    };
+    render(
+        StatusCode::OK,
+        &ChartPage {
+            title: desk.title(),
+            user_name,
+            csrf: "",
+            portal,
+            chart_href: format!("/ehr/patients/{}", chart.patient.id),
+            chart,
+            encounter: None,
+            launch_action: "",
+            apps: Vec::new(),
+            launched: Some(launch_url),
+            inspect: Some(&issued.trace_id),
         },
     )
 }
@@ -336,6 +383,7 @@ async fn launch(app: &App, headers: &HeaderMap, body: &[u8], desk: Desk) -> Resp
         options: Default::default(),
         standalone: false,
         patient_choices: Vec::new(),
+        reusable_for: None,
     };
     match app.auth.create_launch(new, app.clock.now()).await {
         Ok(issued) => see_other(issued.launch_url.as_deref().unwrap_or(desk.path())),

@@ -168,7 +168,9 @@ pub(crate) fn router(app: App) -> Router {
         .route("/apps/delete", get(app_edit::show_delete).post(app_edit::delete))
         .route("/launcher", get(launcher::show).post(launcher::create).layer(registrations.clone()))
         .route("/launcher/inspect/{trace}", get(inspector::show))
-        .route("/launcher/forget-consent", post(consent_reset::forget));
+        .route("/launcher/forget-consent", post(consent_reset::forget))
+        .route("/launcher/link/{id}", get(launcher::links::open))
+        .route("/launcher/links/delete", post(launcher::links::delete));
     public
         .merge(pages)
         .layer(RequestBodyLimitLayer::new(FORM_BODY_LIMIT))

@@ -187,7 +187,7 @@ async fn a_launch_serves_one_client_once_before_it_expires_and_only_its_user() {
     // Another client cannot use it, and trying does not use it up (item 26).
     let launch = new_launch(Some("clinician")).await;
     let (q, _) = authorize_with_launch(&s, &mut Browser::new(&s), &other_client, &launch, EHR_SCOPE).await;
-    refused(&q, "another app");
+    refused(&q, &format!("made for the client_id “{client}”"));
     let (q, verifier) = authorize_with_launch(&s, &mut Browser::new(&s), &client, &launch, EHR_SCOPE).await;
     assert_eq!(token_for(&s, &client, &q, &verifier).await["patient"], "pat-001");
     // Once only.
