@@ -30,6 +30,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("../migrations/0004_asymmetric_clients.sql")),
     (5, include_str!("../migrations/0005_bulk_export.sql")),
     (6, include_str!("../migrations/0006_backend_sessions.sql")),
+    (8, include_str!("../migrations/0008_inspector.sql")),
 ];
 
 /// A database failure.

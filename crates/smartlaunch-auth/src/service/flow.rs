@@ -8,7 +8,7 @@ use url::Url;
 
 use crate::authorize::{self, needs_encounter, needs_patient, AuthorizationRequest};
 use crate::error::{AuthorizeError, OAuthError};
-use crate::inspect;
+use crate::inspect::{self, AuthorizeContext, ConsentOutcome, LaunchEvent, Step};
 use crate::launch::{Launch, SimulatedError};
 use crate::secrets::{hash_token, random_token, secrets_equal};
 use crate::store::{AuthStore, CodeGrant, PendingAuthorization, Session};
@@ -69,25 +69,20 @@ impl<S: AuthStore> AuthService<S> {
         session_cookie: Option<&str>,
         now: UnixTime,
     ) -> Result<Progress, AuthorizeError> {
-        let traced = self.trace_of_request(&request).await;
-        let mut event = traced.as_ref().map(|(_, expected_aud)| inspect::authorize_event(&request, expected_aud, now));
+        let traced = match self.trace_of_request(&request).await {
+            Some(traced) => Some(traced),
+            None => self.switched_trace(&request, now).await,
+        };
+        let mut event = traced.as_ref().map(|(_, expected_aud)| {
+            let ctx = AuthorizeContext { expected_aud, known_type: self.config.known_resource_type };
+            inspect::authorize_event(&request, ctx, now)
+        });
         let trace = traced.map(|(trace, _)| trace);
-        let result = self.start_authorization(request, session_cookie, trace.clone(), now).await;
+        let mut simulated = false;
+        let result = self.start_authorization(request, session_cookie, trace.clone(), &mut simulated, now).await;
         if let (Some(trace), Some(event)) = (trace, event.as_mut()) {
-            event.outcome = match &result {
-                Ok(Progress::Redirect(url)) if url.contains("error=") => {
-                    let q: Vec<(String, String)> =
-                        Url::parse(url).map(|u| u.query_pairs().into_owned().collect()).unwrap_or_default();
-                    let get = |k: &str| q.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str()).unwrap_or_default();
-                    format!("redirect to the app with error={}: {}", get("error"), get("error_description"))
-                }
-                Ok(Progress::Redirect(_)) => "redirect to the app with a code".into(),
-                Ok(Progress::Step { step, .. }) => format!("the {} page", step.page_name()),
-                Err(AuthorizeError::Redirect { error, .. }) => {
-                    format!("redirect to the app with error={}: {}", error.error, error.error_description)
-                }
-                Err(e) => format!("error page: {e}"),
-            };
+            event.outcome = describe_progress(&result);
+            event.simulated = simulated;
             self.record(&trace, event.clone()).await;
         }
         result
@@ -98,6 +93,7 @@ impl<S: AuthStore> AuthService<S> {
         request: AuthorizationRequest,
         session_cookie: Option<&str>,
         trace: Option<String>,
+        simulated: &mut bool,
         now: UnixTime,
     ) -> Result<Progress, AuthorizeError> {
         let client = match request.client_id.as_deref() {
@@ -186,6 +182,7 @@ impl<S: AuthStore> AuthService<S> {
         let mut launch_user = None;
         if let Some(launch) = launch {
             if let Some(refused) = simulated_authorize_error(&launch, &pending) {
+                *simulated = true;
                 return refused;
             }
             pending.options = launch.options;
@@ -375,24 +372,32 @@ impl<S: AuthStore> AuthService<S> {
         }
         let requested = parse_scope(&pending.scope)?;
         let granted = requested.retain(|s| approved.iter().any(|a| *a == s.to_string()));
-        if !allow || granted.is_empty() {
+        let trace = pending.trace.clone();
+        let (decision, result) = if !allow || granted.is_empty() {
             self.store.delete_pending(&pending.id).await?;
             let why = if allow {
                 "the user approved none of the requested permissions"
             } else {
                 "the user denied the request"
             };
-            return Ok(Progress::Redirect(error_redirect(
-                &pending.redirect_uri,
-                Some(&pending.state),
-                "access_denied",
-                why,
-            )));
+            let redirect = error_redirect(&pending.redirect_uri, Some(&pending.state), "access_denied", why);
+            (ConsentOutcome::Denied { approved_none: allow }, Ok(Progress::Redirect(redirect)))
+        } else {
+            let user_id = pending.user_id.clone().ok_or(AuthorizeError::BadStep("Sign in first."))?;
+            self.store.put_consent(&user_id, &pending.client_id, &granted.to_string(), now).await?;
+            pending.approved = Some(granted.to_string());
+            let scopes = granted.iter().map(ToString::to_string).collect();
+            (ConsentOutcome::Approved { scopes, requested: requested.len() }, self.advance(pending, true, None, now).await)
+        };
+        if let Some(trace) = trace {
+            let outcome = format!("{}: {}", decision.describe(), describe_progress(&result));
+            let event = LaunchEvent {
+                consent: Some(decision),
+                ..LaunchEvent::new(Step::Consent, "POST /auth/flow/…/consent", outcome, now)
+            };
+            self.record(&trace, event).await;
         }
-        let user_id = pending.user_id.clone().ok_or(AuthorizeError::BadStep("Sign in first."))?;
-        self.store.put_consent(&user_id, &pending.client_id, &granted.to_string(), now).await?;
-        pending.approved = Some(granted.to_string());
-        self.advance(pending, true, None, now).await
+        result
     }
 
     /// “Not you? Sign out” during a request: ends the session and sends the request back to
@@ -699,6 +704,25 @@ impl AuthorizeError {
             }
             _ => None,
         }
+    }
+}
+
+/// What the browser was answered, as the inspector shows it.
+fn describe_progress(result: &Result<Progress, AuthorizeError>) -> String {
+    match result {
+        Ok(Progress::Redirect(url)) => match Url::parse(url) {
+            Ok(u) if u.query_pairs().any(|(k, _)| k == "error") => {
+                let q: Vec<(String, String)> = u.query_pairs().into_owned().collect();
+                let get = |k: &str| q.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str()).unwrap_or_default();
+                format!("redirect to the app with error={}: {}", get("error"), get("error_description"))
+            }
+            _ => "redirect to the app with a code".into(),
+        },
+        Ok(Progress::Step { step, .. }) => format!("the {} page", step.page_name()),
+        Err(AuthorizeError::Redirect { error, .. }) => {
+            format!("redirect to the app with error={}: {}", error.error, error.error_description)
+        }
+        Err(e) => format!("error page: {e}"),
     }
 }
 
