@@ -121,6 +121,33 @@ struct ChartPage<'a> {
     chart_href: String,
     launch_action: &'a str,
     apps: Vec<AppRow>,
+    /// The signed-in user's own recent launches from this chart, with their inspectors.
+    launches: Vec<OwnLaunch>,
+}
+
+/// One of the user's launches, as the chart lists it.
+struct OwnLaunch {
+    time: String,
+    app: String,
+    trace_id: String,
+}
+
+/// The user's newest launches for `patient` (at most five), each with its inspector link: only
+/// launches that name this user, so no one sees another user's.
+async fn own_launches(app: &App, user: &User, patient: &str) -> Vec<OwnLaunch> {
+    let mut own = Vec::new();
+    for launch in app.db.user_launches(&user.id, 20).await.unwrap_or_default() {
+        if launch.patient.as_deref() != Some(patient) || launch.trace_id.is_empty() || own.len() == 5 {
+            continue;
+        }
+        let name = match app.auth.client(&launch.client_id, app.clock.now()).await {
+            Ok(Some(c)) => c.metadata.client_name.clone(),
+            _ => launch.client_id.clone(),
+        };
+        let time = instant(launch.created_at).replace('T', " ").trim_end_matches('Z').to_owned();
+        own.push(OwnLaunch { time, app: name, trace_id: launch.trace_id });
+    }
+    own
 }
 
 fn sign_in_page(desk: Desk, failed: bool) -> Response {
@@ -272,6 +299,7 @@ async fn chart_page(
                 Desk::Portal => "/portal/launch",
             },
             apps: launchable_apps(app, desk).await,
+            launches: own_launches(app, user, patient).await,
         },
     )
 }

@@ -11,6 +11,7 @@ mod flow;
 mod gallery;
 mod home;
 mod inspector;
+mod trace_switch;
 mod launcher;
 pub mod limits;
 mod oauth;
@@ -154,7 +155,8 @@ pub(crate) fn router(app: App) -> Router {
         .route("/api/launches", post(api::create_launch))
         .route("/apps", get(gallery::show).post(gallery::register).layer(registrations.clone()))
         .route("/launcher", get(launcher::show).post(launcher::create).layer(registrations.clone()))
-        .route("/launcher/inspect/{trace}", get(inspector::show));
+        .route("/launcher/inspect/{trace}", get(inspector::show))
+        .route("/launcher/trace", get(trace_switch::show).post(trace_switch::set));
     public
         .merge(pages)
         .layer(RequestBodyLimitLayer::new(FORM_BODY_LIMIT))
