@@ -16,7 +16,7 @@ use super::SIMULATION_LIFETIME;
 pub const MAX_TRACE_SWITCH: i64 = 24 * 3600;
 
 /// What the inspector calls a launch its client's switch traced.
-pub const HAND_MADE: &str = "made by hand (traced by the app's switch)";
+pub const HAND_MADE: &str = "made by hand (traced by the trace switch)";
 
 impl<S: AuthStore> AuthService<S> {
     /// A fresh inspector key for an authorization request that names no launch or simulation,

@@ -10,5 +10,6 @@ mod fhir_rest;
 mod fhir_search;
 mod hardening;
 mod import;
+mod inspector;
 mod limits;
 mod trust;
