@@ -108,11 +108,7 @@ impl AuthStore for Db {
         row.map(client_from_row).transpose()
     }
 
-    async fn client_and_backend_session(
-        &self,
-        client_id: &str,
-        now: UnixTime,
-    ) -> StoreResult<Option<ClientEntryRow>> {
+    async fn client_and_backend_session(&self, client_id: &str, now: UnixTime) -> StoreResult<Option<ClientEntryRow>> {
         type Row = (
             String,
             String,
@@ -138,8 +134,18 @@ impl AuthStore for Db {
         .fetch_optional(&self.read)
         .await
         .map_err(err)?;
-        let Some((id, metadata, secret_hash, registration_token_hash, created_at, trace, error, s_created, s_expires, switch)) =
-            row
+        let Some((
+            id,
+            metadata,
+            secret_hash,
+            registration_token_hash,
+            created_at,
+            trace,
+            error,
+            s_created,
+            s_expires,
+            switch,
+        )) = row
         else {
             return Ok(None);
         };

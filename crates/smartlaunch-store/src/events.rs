@@ -25,7 +25,7 @@ const BATCH: usize = 512;
 const MAX_OVERFLOW_TRACES: usize = 10_000;
 
 enum Queued {
-    Event(String, LaunchEvent),
+    Event(String, Box<LaunchEvent>),
     /// Answered once every event queued before it is committed.
     Flush(oneshot::Sender<()>),
 }
@@ -51,7 +51,7 @@ impl EventLog {
 
     /// Queues an event without waiting; when the queue is full, drops it and counts it.
     pub(crate) fn record(&self, trace: &str, event: &LaunchEvent) {
-        if let Err(e) = self.tx.try_send(Queued::Event(trace.to_owned(), event.clone())) {
+        if let Err(e) = self.tx.try_send(Queued::Event(trace.to_owned(), Box::new(event.clone()))) {
             let mut overflow = self.overflow.lock().unwrap_or_else(|p| p.into_inner());
             if overflow.len() < MAX_OVERFLOW_TRACES || overflow.contains_key(trace) {
                 *overflow.entry(trace.to_owned()).or_default() += 1;
@@ -79,7 +79,7 @@ async fn drain(mut rx: mpsc::Receiver<Queued>, write: SqlitePool, overflow: Over
         let mut next = Some(first);
         while let Some(item) = next {
             match item {
-                Queued::Event(trace, event) => events.push((trace, event)),
+                Queued::Event(trace, event) => events.push((trace, *event)),
                 Queued::Flush(done) => flushes.push(done),
             }
             next = if events.len() < BATCH { rx.try_recv().ok() } else { None };
@@ -182,9 +182,7 @@ pub(crate) async fn user_launches(read: &SqlitePool, user_id: &str, limit: i64) 
     .bind(limit)
     .fetch_all(read)
     .await?;
-    rows.into_iter()
-        .map(|(data,)| serde_json::from_str(&data).map_err(|e| sqlx::Error::Decode(Box::new(e))))
-        .collect()
+    rows.into_iter().map(|(data,)| serde_json::from_str(&data).map_err(|e| sqlx::Error::Decode(Box::new(e)))).collect()
 }
 
 /// Turns a client's trace switch on until `until`, or off.

@@ -318,7 +318,10 @@ mod tests {
     #[test]
     fn scope_flags_name_malformed_scopes_and_unknown_types() {
         let known: fn(&str) -> bool = |t| ["Patient", "Observation"].contains(&t);
-        let flags = scope_flags("openid patient/Patient.rs patient/Obsrvation.rs user/Observation.xyz patient/*.rs", Some(known));
+        let flags = scope_flags(
+            "openid patient/Patient.rs patient/Obsrvation.rs user/Observation.xyz patient/*.rs",
+            Some(known),
+        );
         let kinds: Vec<FlagKind> = flags.iter().map(|f| f.kind).collect();
         assert_eq!(kinds, [FlagKind::UnknownResourceType, FlagKind::MalformedScope], "{flags:?}");
         assert!(flags[0].problem.contains("Obsrvation") && flags[0].fix.contains("exact FHIR name"));

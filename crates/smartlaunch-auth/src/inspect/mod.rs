@@ -192,7 +192,9 @@ pub fn authorize_event(req: &AuthorizationRequest, ctx: AuthorizeContext<'_>, no
         flags.push(Flag::aud_trailing_slash(aud, expected_aud));
     }
     let scope = req.scope.as_deref().unwrap_or_default();
-    if req.launch.as_deref().is_none_or(str::is_empty) && scope.split(' ').any(|s| s.parse() == Ok(smart_scopes::Scope::Launch)) {
+    if req.launch.as_deref().is_none_or(str::is_empty)
+        && scope.split(' ').any(|s| s.parse() == Ok(smart_scopes::Scope::Launch))
+    {
         flags.push(Flag::launch_scope_standalone());
     }
     flags.extend(scope_flags(scope, ctx.known_type));
@@ -339,7 +341,11 @@ mod tests {
 
     #[test]
     fn fhirclient_default_state_gets_the_state_key_fix() {
-        let e = authorize_event(&request(&[("state", "aB3dE6gH9jK2mN5p"), ("aud", "http://x/fhir"), ("code_challenge", "c")]), CTX, 1);
+        let e = authorize_event(
+            &request(&[("state", "aB3dE6gH9jK2mN5p"), ("aud", "http://x/fhir"), ("code_challenge", "c")]),
+            CTX,
+            1,
+        );
         assert_eq!(kinds(&e), [FlagKind::WeakState]);
         assert!(e.flags[0].problem.contains("~96 bits"), "{:?}", e.flags);
         assert!(e.flags[0].fix.contains("fhirclient.js") && e.flags[0].fix.contains("stateKey"));
@@ -410,7 +416,10 @@ mod tests {
         long["exp"] = serde_json::json!(1000 + MAX_LIFETIME + 10);
         let flags = assertion_flags(&report_for(long.clone(), false));
         assert_eq!(flags.len(), 1, "{flags:?}");
-        assert!(flags[0].problem.contains("310 s ahead") && flags[0].problem.contains("clock-skew tolerance"), "{flags:?}");
+        assert!(
+            flags[0].problem.contains("310 s ahead") && flags[0].problem.contains("clock-skew tolerance"),
+            "{flags:?}"
+        );
         assert!(flags[0].fix.contains("at most 5 minutes"));
         long["exp"] = serde_json::json!(1000 + 3600);
         let report = report_for(long, false);

@@ -387,7 +387,10 @@ impl<S: AuthStore> AuthService<S> {
             self.store.put_consent(&user_id, &pending.client_id, &granted.to_string(), now).await?;
             pending.approved = Some(granted.to_string());
             let scopes = granted.iter().map(ToString::to_string).collect();
-            (ConsentOutcome::Approved { scopes, requested: requested.len() }, self.advance(pending, true, None, now).await)
+            (
+                ConsentOutcome::Approved { scopes, requested: requested.len() },
+                self.advance(pending, true, None, now).await,
+            )
         };
         if let Some(trace) = trace {
             let outcome = format!("{}: {}", decision.describe(), describe_progress(&result));

@@ -22,7 +22,11 @@ impl<S: AuthStore> AuthService<S> {
     /// A fresh inspector key for an authorization request that names no launch or simulation,
     /// when its client's trace switch is on.  The switch comes with the cached client, so a
     /// client without one costs no query here.
-    pub(super) async fn switched_trace(&self, request: &AuthorizationRequest, now: UnixTime) -> Option<(String, String)> {
+    pub(super) async fn switched_trace(
+        &self,
+        request: &AuthorizationRequest,
+        now: UnixTime,
+    ) -> Option<(String, String)> {
         let client_id = request.client_id.as_deref()?;
         let entry = self.client_entry(client_id, now).await.ok()??;
         if !entry.traced(now) {

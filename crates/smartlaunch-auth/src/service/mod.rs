@@ -113,14 +113,9 @@ impl<S: AuthStore> AuthService<S> {
         if let Some(hit) = self.clients.get(client_id, now) {
             return Ok(Some(hit));
         }
-        let found = self
-            .store
-            .client_and_backend_session(client_id, now)
-            .await?
-            .map(|(client, session, trace_until)| CachedClient {
-                client: Arc::new(client),
-                backend_session: session.map(Arc::new),
-                trace_until,
+        let found =
+            self.store.client_and_backend_session(client_id, now).await?.map(|(client, session, trace_until)| {
+                CachedClient { client: Arc::new(client), backend_session: session.map(Arc::new), trace_until }
             });
         if let Some(c) = &found {
             self.clients.put(c.clone(), now);

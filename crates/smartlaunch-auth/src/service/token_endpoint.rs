@@ -253,7 +253,7 @@ impl<S: AuthStore> AuthService<S> {
         let grant = self.store.grant(&record.grant_id).await?;
         let trace = grant.as_ref().and_then(|g| g.trace.clone());
         let mut notes = RefreshNotes::default();
-        let result = self.rotate(client, req, &old_hash, record, grant, &mut notes, now).await;
+        let result = self.rotate(client, req, record, grant, &mut notes, now).await;
         if let Some(trace) = trace {
             let mut details = vec![("refresh_token".to_owned(), mask(token))];
             if let Some(scope) = &req.scope {
@@ -279,7 +279,6 @@ impl<S: AuthStore> AuthService<S> {
         &self,
         client: Option<Arc<Client>>,
         req: &TokenRequest,
-        old_hash: &str,
         record: RefreshToken,
         grant: Option<Grant>,
         notes: &mut RefreshNotes,
@@ -350,7 +349,7 @@ impl<S: AuthStore> AuthService<S> {
         };
         let new_token = random_token(32);
         let new_record = self.refresh_record(&new_token, &grant);
-        if !self.store.rotate_refresh(old_hash, &new_record, now).await? {
+        if !self.store.rotate_refresh(&record.token_hash, &new_record, now).await? {
             notes.reused = true;
             self.revoke_grant(&record.grant_id, now).await?;
             return Err(TokenError::InvalidGrant(

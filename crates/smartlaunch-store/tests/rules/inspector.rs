@@ -81,7 +81,11 @@ async fn events_stored_before_flags_were_typed_still_read() {
     let (db, dir) = db().await;
     let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.join("smartlaunch.db").display())).await.unwrap();
     let old = r#"{"at":1,"step":"authorize","request":"GET /auth/authorize","details":[],"outcome":"the consent page","flags":["No PKCE: send code_challenge"]}"#;
-    sqlx::query("INSERT INTO launch_events (trace_id, at, event) VALUES ('old', 1, ?)").bind(old).execute(&pool).await.unwrap();
+    sqlx::query("INSERT INTO launch_events (trace_id, at, event) VALUES ('old', 1, ?)")
+        .bind(old)
+        .execute(&pool)
+        .await
+        .unwrap();
     pool.close().await;
     let events: Vec<LaunchEvent> = db.launch_record("old").await.unwrap().events;
     assert_eq!(events.len(), 1);

@@ -11,13 +11,13 @@ mod flow;
 mod gallery;
 mod home;
 mod inspector;
-mod trace_switch;
 mod launcher;
 pub mod limits;
 mod oauth;
 mod ops;
 mod pages;
 mod signin;
+mod trace_switch;
 mod views;
 
 use std::collections::HashSet;

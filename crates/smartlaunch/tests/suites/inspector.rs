@@ -113,14 +113,18 @@ async fn a_refresh_token_sent_by_another_client_is_flagged_with_its_fix() {
     let s = Server::start().await;
     let client = ehr_app(&s, "Refreshing App").await;
     let other = ehr_app(&s, "Other App").await;
-    let (inspect, params, verifier) = api_launch(&s, &client, json!({"skip_sign_in": true, "skip_consent": true})).await;
+    let (inspect, params, verifier) =
+        api_launch(&s, &client, json!({"skip_sign_in": true, "skip_consent": true})).await;
     let Landing::App(url) = Browser::new(&s).get(&s.authorize_url(&params)).await else { panic!("redirect") };
     let token = redeem(&s, &client, &query_of(&url)["code"], &verifier).await;
     let refresh = token["refresh_token"].as_str().unwrap();
     let form = [("grant_type", "refresh_token"), ("refresh_token", refresh), ("client_id", other.as_str())];
     assert_eq!(s.token(&form).await.status(), 400);
     let page = page(&s, &inspect).await;
-    assert!(page.contains(&format!("The refresh token was sent by “{other}”, but it was issued to “{client}”")), "{page}");
+    assert!(
+        page.contains(&format!("The refresh token was sent by “{other}”, but it was issued to “{client}”")),
+        "{page}"
+    );
     assert!(page.contains("<strong>Fix:</strong> A refresh token works only for the client it was issued to"));
     assert!(!page.contains(refresh));
     s.stop().await;
@@ -149,7 +153,8 @@ async fn the_trace_switch_traces_hand_made_launches_while_it_is_on() {
     assert!(hand_traces(&s).await.is_empty());
 
     // The form wants its CSRF token.
-    let r = s.http.post(format!("{}/launcher/trace", s.base)).form(&[("client_id", client.as_str()), ("minutes", "60")]);
+    let r =
+        s.http.post(format!("{}/launcher/trace", s.base)).form(&[("client_id", client.as_str()), ("minutes", "60")]);
     assert_eq!(r.send().await.unwrap().status(), StatusCode::BAD_REQUEST);
     assert_eq!(switch(&s, &client, "100000").await, StatusCode::BAD_REQUEST, "bounded");
     assert_eq!(switch(&s, "nobody", "60").await, StatusCode::BAD_REQUEST);
@@ -215,7 +220,8 @@ async fn the_trace_switch_needs_the_admin_token_on_a_locked_server() {
     let csrf = b.csrf();
     let form = [("csrf", csrf.as_str()), ("client_id", client.as_str()), ("minutes", "60"), ("admin_token", "wrong")];
     assert_eq!(b.post_status("/launcher/trace", &form).await, StatusCode::BAD_REQUEST);
-    let form = [("csrf", csrf.as_str()), ("client_id", client.as_str()), ("minutes", "60"), ("admin_token", "admin-secret")];
+    let form =
+        [("csrf", csrf.as_str()), ("client_id", client.as_str()), ("minutes", "60"), ("admin_token", "admin-secret")];
     assert_eq!(b.post_status("/launcher/trace", &form).await, StatusCode::SEE_OTHER);
     s.stop().await;
 }
@@ -228,13 +234,9 @@ async fn the_chart_and_account_link_to_the_inspector_only_for_their_user() {
     desk_sign_in(&s, &mut clinician, "/ehr", "clinician").await;
     clinician.get(&format!("{}/ehr/patients/pat-001", s.base)).await;
     let csrf = clinician.csrf();
-    let launch_url = launch_from(
-        &s,
-        &clinician,
-        "/ehr/launch",
-        &[("csrf", &csrf), ("client_id", &client), ("patient", "pat-001")],
-    )
-    .await;
+    let launch_url =
+        launch_from(&s, &clinician, "/ehr/launch", &[("csrf", &csrf), ("client_id", &client), ("patient", "pat-001")])
+            .await;
     let launch = launch_of(&s, &launch_url);
     clinician.get(&format!("{}/ehr/patients/pat-001", s.base)).await;
     assert!(clinician.page.contains("Your launches from this chart"), "{}", clinician.page);
