@@ -130,6 +130,8 @@ test("the consent outcome: a subset approved, then a deny", async () => {
   const answers = await page.$$eval("tbody > tr > td:last-child", tds => tds.map(td => td.textContent.trim()));
   assert.match(answers[answers.length - 1], /^denied: redirect to the app with error=access_denied/);
   assert.ok(!answers[answers.length - 1].includes("the consent page"));
+  assert.ok(answers.every(a => a !== "the consent page"), "no answer still waits for consent: " + answers);
+  assert.ok(answers.includes("the consent page → then denied (see Consent below)"), answers.join("\n"));
   await shot(page, "inspector-denied.png");
   await context.close();
 });

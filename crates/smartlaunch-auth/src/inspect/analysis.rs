@@ -151,6 +151,25 @@ pub fn analyse(events: &[LaunchEvent], public: Option<bool>) -> Analysis {
     Analysis { context, consent, unused, hints }
 }
 
+/// Completes each authorize answer that stopped at a page with the consent decision that
+/// followed it (before the next authorize request), so no row still reads as waiting for
+/// consent once the user decided.
+pub fn settle_outcomes(events: &mut [LaunchEvent]) {
+    let mut last_authorize = None;
+    for i in 0..events.len() {
+        match events[i].step {
+            Step::Authorize => last_authorize = Some(i),
+            Step::Consent => {
+                if let (Some(a), Some(decision)) = (last_authorize.take(), events[i].consent.as_ref()) {
+                    let then = format!(" → then {} (see Consent below)", decision.describe());
+                    events[a].outcome.push_str(&then);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,6 +208,21 @@ mod tests {
         assert!(analyse(&events[..1], Some(true)).hints.is_empty(), "not before the app made FHIR calls");
         let refreshed = [events[0].clone(), events[1].clone(), LaunchEvent::new(Step::Refresh, "POST", "200", 3)];
         assert!(analyse(&refreshed, Some(true)).hints.is_empty());
+    }
+
+    #[test]
+    fn an_authorize_answer_is_settled_by_the_consent_decision_that_followed() {
+        let mut events = [
+            LaunchEvent::new(Step::Authorize, "GET", "the consent page", 1),
+            LaunchEvent {
+                consent: Some(ConsentOutcome::Denied { approved_none: false }),
+                ..LaunchEvent::new(Step::Consent, "POST", "denied: redirect", 2)
+            },
+            LaunchEvent::new(Step::Authorize, "GET", "the sign-in page", 3),
+        ];
+        settle_outcomes(&mut events);
+        assert_eq!(events[0].outcome, "the consent page → then denied (see Consent below)");
+        assert_eq!(events[2].outcome, "the sign-in page", "no decision followed it");
     }
 
     #[test]

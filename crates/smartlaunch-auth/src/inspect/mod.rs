@@ -13,7 +13,7 @@ use crate::error::TokenError;
 use crate::token::{TokenRequest, TokenResponse};
 use crate::UnixTime;
 
-pub use analysis::{analyse, Analysis, ConsentOutcome, LaunchSummary, TokenContext};
+pub use analysis::{analyse, settle_outcomes, Analysis, ConsentOutcome, LaunchSummary, TokenContext};
 pub use flags::{scope_flags, Flag, FlagKind};
 
 /// The step of the launch a request belongs to.

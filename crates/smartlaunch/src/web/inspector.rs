@@ -7,7 +7,9 @@ use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::Response;
-use smartlaunch_auth::inspect::{analyse, CheckLine, Flag, LaunchEvent, LaunchSummary, Step, TokenContext, Verdict};
+use smartlaunch_auth::inspect::{
+    analyse, settle_outcomes, CheckLine, Flag, LaunchEvent, LaunchSummary, Step, TokenContext, Verdict,
+};
 
 use crate::server::{instant, App};
 use crate::web::pages::{error_page, render};
@@ -101,7 +103,8 @@ pub(crate) async fn show(State(app): State<App>, Path(trace): Path<String>, RawQ
             );
         }
     };
-    let events = record.events;
+    let mut events = record.events;
+    settle_outcomes(&mut events);
     let analysis = analyse(&events, summary.public);
     let unused = analysis.unused;
     let flag_count = events.iter().map(|e| e.flags.len()).sum::<usize>() + unused.len() + analysis.hints.len();

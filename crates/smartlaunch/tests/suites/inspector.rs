@@ -86,6 +86,7 @@ async fn after_a_deny_the_consent_outcome_is_denied() {
     let page = page(&s, &inspect).await;
     assert!(page.contains("<dd class=\"consent-outcome\">denied</dd>"), "{page}");
     assert!(page.contains("denied: redirect to the app with error=access_denied"), "{page}");
+    assert!(page.contains("the consent page → then denied (see Consent below)"), "{page}");
     let last_answer = page.rsplit("<td>Consent</td>").next().unwrap();
     assert!(!last_answer.contains("the consent page"), "the last answer is the decision: {last_answer}");
     s.stop().await;
