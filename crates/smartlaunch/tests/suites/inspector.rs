@@ -263,3 +263,43 @@ async fn the_chart_and_account_link_to_the_inspector_only_for_their_user() {
     assert!(!patient.page.contains(&trace));
     s.stop().await;
 }
+
+#[tokio::test]
+async fn simulated_answers_at_authorize_token_and_refresh_are_marked_simulated() {
+    let s = Server::start().await;
+    let client = ehr_app(&s, "Simulating App").await;
+    let options = |e: &str| json!({"skip_sign_in": true, "skip_consent": true, "simulate_error": e});
+    // Authorize: invalid_scope back to the app.
+    let (inspect, params, _) = api_launch(&s, &client, options("authorize_invalid_scope")).await;
+    let Landing::App(url) = Browser::new(&s).get(&s.authorize_url(&params)).await else { panic!("redirect") };
+    assert_eq!(query_of(&url)["error"], "invalid_scope");
+    let body = page(&s, &inspect).await;
+    assert!(body.contains("(simulated by the developer launcher) <span class=\"badge simulated\""), "{body}");
+    // Token: the code is refused.
+    let (inspect, params, verifier) = api_launch(&s, &client, options("token_invalid_code")).await;
+    let Landing::App(url) = Browser::new(&s).get(&s.authorize_url(&params)).await else { panic!("redirect") };
+    let code = query_of(&url)["code"].clone();
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", &s.redirect_uri()),
+        ("code_verifier", &verifier),
+        ("client_id", &client),
+    ];
+    assert_eq!(s.token(&form).await.status(), 400);
+    let body = page(&s, &inspect).await;
+    assert_eq!(body.matches("<span class=\"badge simulated\"").count(), 1, "only the token answer: {body}");
+    // Refresh: the refresh token has "expired".
+    let (inspect, params, verifier) = api_launch(&s, &client, options("token_expired_refresh_token")).await;
+    let Landing::App(url) = Browser::new(&s).get(&s.authorize_url(&params)).await else { panic!("redirect") };
+    let token = redeem(&s, &client, &query_of(&url)["code"], &verifier).await;
+    let refresh = token["refresh_token"].as_str().unwrap();
+    let form = [("grant_type", "refresh_token"), ("refresh_token", refresh), ("client_id", client.as_str())];
+    assert_eq!(s.token(&form).await.status(), 400);
+    let body = page(&s, &inspect).await;
+    assert_eq!(body.matches("<span class=\"badge simulated\"").count(), 1, "only the refresh answer: {body}");
+    assert!(
+        body.contains("expired; sign in again (simulated by the developer launcher) <span class=\"badge simulated\"")
+    );
+    s.stop().await;
+}
