@@ -27,27 +27,32 @@ impl<S: AuthStore> AuthService<S> {
     ) -> Result<TokenResponse, TokenError> {
         let auth = self.authenticate(&req, basic, now).await;
         let session = auth.named.as_ref().and_then(|c| c.live_session(now));
+        let mut simulated = false;
         let result = match auth.result {
-            Ok(client) => self.grant(client, session.as_deref(), &req, now).await,
+            Ok(client) => self.grant(client, session.as_deref(), &req, &mut simulated, now).await,
             Err(e) => Err(e),
         };
         if let Some(session) = &session {
-            self.record(&session.trace_id, backend_token_event(&req, auth.method, &auth.report, &result, now)).await;
+            let event = LaunchEvent { simulated, ..backend_token_event(&req, auth.method, &auth.report, &result, now) };
+            self.record(&session.trace_id, event).await;
         }
         result
     }
 
-    /// The grant, for an authenticated client.
+    /// The grant, for an authenticated client; `simulated` is set when a backend session's
+    /// simulated error answered.
     async fn grant(
         &self,
         client: Option<Arc<Client>>,
         session: Option<&BackendSession>,
         req: &TokenRequest,
+        simulated: &mut bool,
         now: UnixTime,
     ) -> Result<TokenResponse, TokenError> {
         if client.is_some()
             && session.and_then(|s| s.simulate_error) == Some(SimulatedError::BackendInvalidClientAssertion)
         {
+            *simulated = true;
             return Err(TokenError::InvalidClient(
                 "the client assertion is not valid (simulated by the developer launcher)".into(),
             ));
@@ -64,7 +69,7 @@ impl<S: AuthStore> AuthService<S> {
                 let client = client.ok_or_else(|| {
                     TokenError::InvalidClient("a backend service authenticates: send client_assertion_type and client_assertion (private_key_jwt)".into())
                 })?;
-                self.client_credentials(&client, session, req, now).await
+                self.client_credentials(&client, session, req, simulated, now).await
             }
             None | Some("") => Err(TokenError::InvalidRequest("grant_type is required".into())),
             Some(other) => Err(TokenError::UnsupportedGrantType(format!(

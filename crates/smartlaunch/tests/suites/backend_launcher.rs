@@ -202,6 +202,7 @@ async fn simulated_backend_errors_reach_the_client_as_real_ones_and_only_for_bac
     }
     let page = inspector(&s, &card.inspect).await;
     assert!(page.contains("401 invalid_client: the client assertion is not valid (simulated"), "{page}");
+    assert_eq!(page.matches("<span class=\"badge simulated\"").count(), 2, "each simulated answer is marked: {page}");
     assert!(!page.contains("✗ failed"), "the assertion itself passed every check");
 
     // A new session replaces the old one: now the scope fails.
