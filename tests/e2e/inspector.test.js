@@ -71,6 +71,7 @@ test("the inspector's summary shows the app, user, patient, launch kind and the 
   assert.match(facts["User"], /\(clinician\)$/);
   assert.equal(facts["Patient"], "pat-001");
   assert.equal(facts["Options"], "skip sign-in, skip consent");
+  assert.equal(facts["Consent"], "not asked: the launch skips consent (launcher option)");
   assert.equal(facts["Granted scope"], "launch openid fhirUser offline_access patient/*.rs");
   assert.equal(facts["patient"], "pat-001");
   assert.equal(facts["intent"], "reconcile-medications");

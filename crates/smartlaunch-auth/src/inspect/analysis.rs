@@ -70,6 +70,8 @@ pub enum ConsentOutcome {
     Approved { scopes: Vec<String>, requested: usize },
     /// Denied, or approved none: `access_denied` back to the app.
     Denied { approved_none: bool },
+    /// No consent page: a remembered consent covered the scopes, or the launcher's skip consent.
+    NotAsked { remembered: bool },
 }
 
 impl ConsentOutcome {
@@ -84,6 +86,12 @@ impl ConsentOutcome {
             }
             ConsentOutcome::Denied { approved_none: false } => "denied".into(),
             ConsentOutcome::Denied { approved_none: true } => "denied (no scope left checked)".into(),
+            ConsentOutcome::NotAsked { remembered: true } => "not asked: the user approved these scopes for this app \
+                 before (remembered consent; the user can revoke it on /account)"
+                .into(),
+            ConsentOutcome::NotAsked { remembered: false } => {
+                "not asked: the launch skips consent (launcher option)".into()
+            }
         }
     }
 }
@@ -160,7 +168,10 @@ pub fn settle_outcomes(events: &mut [LaunchEvent]) {
         match events[i].step {
             Step::Authorize => last_authorize = Some(i),
             Step::Consent => {
-                if let (Some(a), Some(decision)) = (last_authorize.take(), events[i].consent.as_ref()) {
+                // A page's decision settles the authorize answer that showed the page; a
+                // consent not asked follows the answer it belongs to and settles nothing.
+                let decided = events[i].consent.as_ref().filter(|d| !matches!(d, ConsentOutcome::NotAsked { .. }));
+                if let (Some(a), Some(decision)) = (last_authorize.take(), decided) {
                     let then = format!(" → then {} (see Consent below)", decision.describe());
                     events[a].outcome.push_str(&then);
                 }
@@ -223,6 +234,16 @@ mod tests {
         settle_outcomes(&mut events);
         assert_eq!(events[0].outcome, "the consent page → then denied (see Consent below)");
         assert_eq!(events[2].outcome, "the sign-in page", "no decision followed it");
+        let mut remembered = [
+            LaunchEvent::new(Step::Authorize, "GET", "redirect to the app with a code", 1),
+            LaunchEvent {
+                consent: Some(ConsentOutcome::NotAsked { remembered: true }),
+                ..LaunchEvent::new(Step::Consent, "(no consent page)", "not asked", 1)
+            },
+        ];
+        settle_outcomes(&mut remembered);
+        assert_eq!(remembered[0].outcome, "redirect to the app with a code", "nothing to settle");
+        assert!(analyse(&remembered, None).consent.is_some_and(|c| c.describe().contains("remembered consent")));
     }
 
     #[test]

@@ -60,6 +60,16 @@ pub struct SignedIn {
 }
 
 impl<S: AuthStore> AuthService<S> {
+    /// Records a consent step passed without the page, after the event that led to it.
+    async fn record_unasked_consent(&self, trace: &str, decision: ConsentOutcome, answer: &str, now: UnixTime) {
+        let outcome = format!("{}: {answer}", decision.describe());
+        let event = LaunchEvent {
+            consent: Some(decision),
+            ..LaunchEvent::new(Step::Consent, "(no consent page)", outcome, now)
+        };
+        self.record(trace, event).await;
+    }
+
     /// Starts an authorization (`GET`/`POST /auth/authorize`).  With a live session and a
     /// remembered consent that needs no picker, it completes at once.  A request made for a
     /// launch is recorded for the launch inspector, mistakes and outcome included.
@@ -78,12 +88,15 @@ impl<S: AuthStore> AuthService<S> {
             inspect::authorize_event(&request, ctx, now)
         });
         let trace = traced.map(|(trace, _)| trace);
-        let mut simulated = false;
-        let result = self.start_authorization(request, session_cookie, trace.clone(), &mut simulated, now).await;
+        let mut notes = AuthorizeNotes::default();
+        let result = self.start_authorization(request, session_cookie, trace.clone(), &mut notes, now).await;
         if let (Some(trace), Some(event)) = (trace, event.as_mut()) {
             event.outcome = describe_progress(&result);
-            event.simulated = simulated;
+            event.simulated = notes.simulated;
             self.record(&trace, event.clone()).await;
+            if let Some(decision) = notes.consent {
+                self.record_unasked_consent(&trace, decision, &event.outcome, now).await;
+            }
         }
         result
     }
@@ -93,7 +106,7 @@ impl<S: AuthStore> AuthService<S> {
         request: AuthorizationRequest,
         session_cookie: Option<&str>,
         trace: Option<String>,
-        simulated: &mut bool,
+        notes: &mut AuthorizeNotes,
         now: UnixTime,
     ) -> Result<Progress, AuthorizeError> {
         let client = match request.client_id.as_deref() {
@@ -182,7 +195,7 @@ impl<S: AuthStore> AuthService<S> {
         let mut launch_user = None;
         if let Some(launch) = launch {
             if let Some(refused) = simulated_authorize_error(&launch, &pending) {
-                *simulated = true;
+                notes.simulated = true;
                 return refused;
             }
             pending.options = launch.options;
@@ -216,7 +229,7 @@ impl<S: AuthStore> AuthService<S> {
                 signed_in = Some(u);
             }
         }
-        let mut progress = self.advance(pending, false, signed_in, now).await?;
+        let mut progress = self.advance(pending, false, signed_in, Some(&mut notes.consent), now).await?;
         if let Progress::Step { flow_key: key, .. } = &mut progress {
             *key = Some(flow_key);
         }
@@ -249,7 +262,7 @@ impl<S: AuthStore> AuthService<S> {
         now: UnixTime,
     ) -> Result<Progress, AuthorizeError> {
         let pending = self.load_pending(pending_id, flow_key, now).await?;
-        self.advance(pending, true, None, now).await
+        self.advance(pending, true, None, None, now).await
     }
 
     /// The sign-in step.  Wrong credentials → [`AuthorizeError::SignInFailed`].
@@ -389,7 +402,7 @@ impl<S: AuthStore> AuthService<S> {
             let scopes = granted.iter().map(ToString::to_string).collect();
             (
                 ConsentOutcome::Approved { scopes, requested: requested.len() },
-                self.advance(pending, true, None, now).await,
+                self.advance(pending, true, None, None, now).await,
             )
         };
         if let Some(trace) = trace {
@@ -540,12 +553,16 @@ impl<S: AuthStore> AuthService<S> {
     }
 
     /// Moves a request forward: fills what the server knows (a patient user's own record, an
-    /// empty encounter list), then shows the next step or completes with a code.
+    /// empty encounter list), then shows the next step or completes with a code.  When it
+    /// completes without the consent page (remembered consent, or the launcher's skip
+    /// consent), the inspector learns why: into `deferred` when the caller records it after its
+    /// own event, else at once.
     async fn advance(
         &self,
         mut pending: PendingAuthorization,
         stored: bool,
         signed_in: Option<User>,
+        deferred: Option<&mut Option<ConsentOutcome>>,
         now: UnixTime,
     ) -> Result<Progress, AuthorizeError> {
         let user = match (signed_in, &pending.user_id) {
@@ -605,7 +622,16 @@ impl<S: AuthStore> AuthService<S> {
                 if stored && !self.store.delete_pending(&pending.id).await? {
                     return Err(AuthorizeError::UnknownRequest);
                 }
-                self.issue_code(&pending, &user, now).await.map(Progress::Redirect)
+                let unasked = pending.trace.as_ref().and_then(|_| unasked_consent(&pending));
+                let result = self.issue_code(&pending, &user, now).await.map(Progress::Redirect);
+                match (unasked, deferred, &pending.trace) {
+                    (Some(decision), Some(slot), _) => *slot = Some(decision),
+                    (Some(decision), None, Some(trace)) => {
+                        self.record_unasked_consent(trace, decision, &describe_progress(&result), now).await
+                    }
+                    _ => {}
+                }
+                result
             }
             (None, None) => Err(AuthorizeError::Internal("a request completed without a user".into())),
         }
@@ -707,6 +733,27 @@ impl AuthorizeError {
             }
             _ => None,
         }
+    }
+}
+
+/// What the inspector learns while an authorization starts.
+#[derive(Debug, Default)]
+struct AuthorizeNotes {
+    /// A simulated error answered.
+    simulated: bool,
+    /// The request completed without the consent page, and why.
+    consent: Option<ConsentOutcome>,
+}
+
+/// Why a request that completes had no consent page: the launcher's skip consent, or a
+/// remembered consent covering the scopes (`None`: the user decided on the page).
+fn unasked_consent(pending: &PendingAuthorization) -> Option<ConsentOutcome> {
+    if pending.options.skip_consent {
+        Some(ConsentOutcome::NotAsked { remembered: false })
+    } else if pending.approved.is_none() {
+        Some(ConsentOutcome::NotAsked { remembered: true })
+    } else {
+        None
     }
 }
 

@@ -71,6 +71,17 @@ async fn the_summary_shows_the_app_user_patient_options_kind_context_and_consent
     for secret in [token["access_token"].as_str().unwrap(), token["id_token"].as_str().unwrap()] {
         assert!(!page.contains(secret), "no token value is recorded");
     }
+    // The same scopes again: the remembered consent skips the page, and the inspector says so.
+    let (inspect, mut params, _) = api_launch(&s, &client, json!({"skip_sign_in": true})).await;
+    for (k, v) in params.iter_mut() {
+        if k == "scope" {
+            *v = "launch openid patient/Patient.rs".into();
+        }
+    }
+    let Landing::App(_) = Browser::new(&s).get(&s.authorize_url(&params)).await else { panic!("no page") };
+    let again = self::page(&s, &inspect).await;
+    assert!(again.contains("consent-outcome\">not asked: the user approved these scopes for this app before"));
+    assert!(!again.contains("→ then"), "a consent not asked settles no answer: {again}");
     s.stop().await;
 }
 
