@@ -16,6 +16,8 @@ use crate::throttle::Attempt;
 use crate::users::User;
 use crate::{AuthService, UnixTime};
 
+use super::inspector::{describe_progress, unasked_consent, AuthorizeNotes};
+
 /// The page the browser must show next.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FlowStep {
@@ -60,16 +62,6 @@ pub struct SignedIn {
 }
 
 impl<S: AuthStore> AuthService<S> {
-    /// Records a consent step passed without the page, after the event that led to it.
-    async fn record_unasked_consent(&self, trace: &str, decision: ConsentOutcome, answer: &str, now: UnixTime) {
-        let outcome = format!("{}: {answer}", decision.describe());
-        let event = LaunchEvent {
-            consent: Some(decision),
-            ..LaunchEvent::new(Step::Consent, "(no consent page)", outcome, now)
-        };
-        self.record(trace, event).await;
-    }
-
     /// Starts an authorization (`GET`/`POST /auth/authorize`).  With a live session and a
     /// remembered consent that needs no picker, it completes at once.  A request made for a
     /// launch is recorded for the launch inspector, mistakes and outcome included.
@@ -733,46 +725,6 @@ impl AuthorizeError {
             }
             _ => None,
         }
-    }
-}
-
-/// What the inspector learns while an authorization starts.
-#[derive(Debug, Default)]
-struct AuthorizeNotes {
-    /// A simulated error answered.
-    simulated: bool,
-    /// The request completed without the consent page, and why.
-    consent: Option<ConsentOutcome>,
-}
-
-/// Why a request that completes had no consent page: the launcher's skip consent, or a
-/// remembered consent covering the scopes (`None`: the user decided on the page).
-fn unasked_consent(pending: &PendingAuthorization) -> Option<ConsentOutcome> {
-    if pending.options.skip_consent {
-        Some(ConsentOutcome::NotAsked { remembered: false })
-    } else if pending.approved.is_none() {
-        Some(ConsentOutcome::NotAsked { remembered: true })
-    } else {
-        None
-    }
-}
-
-/// What the browser was answered, as the inspector shows it.
-fn describe_progress(result: &Result<Progress, AuthorizeError>) -> String {
-    match result {
-        Ok(Progress::Redirect(url)) => match Url::parse(url) {
-            Ok(u) if u.query_pairs().any(|(k, _)| k == "error") => {
-                let q: Vec<(String, String)> = u.query_pairs().into_owned().collect();
-                let get = |k: &str| q.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str()).unwrap_or_default();
-                format!("redirect to the app with error={}: {}", get("error"), get("error_description"))
-            }
-            _ => "redirect to the app with a code".into(),
-        },
-        Ok(Progress::Step { step, .. }) => format!("the {} page", step.page_name()),
-        Err(AuthorizeError::Redirect { error, .. }) => {
-            format!("redirect to the app with error={}: {}", error.error, error.error_description)
-        }
-        Err(e) => format!("error page: {e}"),
     }
 }
 

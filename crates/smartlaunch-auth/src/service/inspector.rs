@@ -1,16 +1,18 @@
 //! The launch inspector's side of the service: the summary of a launch, and the per-client
 //! "trace this app's next launches" switch that traces launches made by hand (issue 9).
 
+use url::Url;
+
 use crate::authorize::AuthorizationRequest;
 use crate::client::TokenEndpointAuthMethod;
-use crate::error::StoreError;
-use crate::inspect::LaunchSummary;
+use crate::error::{AuthorizeError, StoreError};
+use crate::inspect::{ConsentOutcome, LaunchEvent, LaunchSummary, Step};
 use crate::launch::Launch;
 use crate::secrets::random_token;
-use crate::store::{AuthStore, HandTrace};
+use crate::store::{AuthStore, HandTrace, PendingAuthorization};
 use crate::{AuthService, UnixTime};
 
-use super::SIMULATION_LIFETIME;
+use super::{Progress, SIMULATION_LIFETIME};
 
 /// The longest a trace switch stays on.
 pub const MAX_TRACE_SWITCH: i64 = 24 * 3600;
@@ -43,6 +45,22 @@ impl<S: AuthStore> AuthService<S> {
             return None;
         }
         Some((trace.trace_id, self.config.fhir_base()))
+    }
+
+    /// Records a consent step passed without the page, after the event that led to it.
+    pub(super) async fn record_unasked_consent(
+        &self,
+        trace: &str,
+        decision: ConsentOutcome,
+        answer: &str,
+        now: UnixTime,
+    ) {
+        let outcome = format!("{}: {answer}", decision.describe());
+        let event = LaunchEvent {
+            consent: Some(decision),
+            ..LaunchEvent::new(Step::Consent, "(no consent page)", outcome, now)
+        };
+        self.record(trace, event).await;
     }
 
     /// Turns a client's trace switch on for `minutes` (at most a day), or off (`None`).  This
@@ -115,5 +133,45 @@ impl<S: AuthStore> AuthService<S> {
             summary.options.push(format!("simulated error: {} ({})", e.label(), e.name()));
         }
         Ok(summary)
+    }
+}
+
+/// What the inspector learns while an authorization starts.
+#[derive(Debug, Default)]
+pub(super) struct AuthorizeNotes {
+    /// A simulated error answered.
+    pub(super) simulated: bool,
+    /// The request completed without the consent page, and why.
+    pub(super) consent: Option<ConsentOutcome>,
+}
+
+/// Why a request that completes had no consent page: the launcher's skip consent, or a
+/// remembered consent covering the scopes (`None`: the user decided on the page).
+pub(super) fn unasked_consent(pending: &PendingAuthorization) -> Option<ConsentOutcome> {
+    if pending.options.skip_consent {
+        Some(ConsentOutcome::NotAsked { remembered: false })
+    } else if pending.approved.is_none() {
+        Some(ConsentOutcome::NotAsked { remembered: true })
+    } else {
+        None
+    }
+}
+
+/// What the browser was answered, as the inspector shows it.
+pub(super) fn describe_progress(result: &Result<Progress, AuthorizeError>) -> String {
+    match result {
+        Ok(Progress::Redirect(url)) => match Url::parse(url) {
+            Ok(u) if u.query_pairs().any(|(k, _)| k == "error") => {
+                let q: Vec<(String, String)> = u.query_pairs().into_owned().collect();
+                let get = |k: &str| q.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str()).unwrap_or_default();
+                format!("redirect to the app with error={}: {}", get("error"), get("error_description"))
+            }
+            _ => "redirect to the app with a code".into(),
+        },
+        Ok(Progress::Step { step, .. }) => format!("the {} page", step.page_name()),
+        Err(AuthorizeError::Redirect { error, .. }) => {
+            format!("redirect to the app with error={}: {}", error.error, error.error_description)
+        }
+        Err(e) => format!("error page: {e}"),
     }
 }
