@@ -17,17 +17,25 @@ pub const TTL: UnixTime = 2;
 /// Entries kept at most; the cache is cleared when it would grow past this.
 const MAX_ENTRIES: usize = 10_000;
 
-/// A registered client and its backend-service session, as found at one time.
+/// A registered client, its backend-service session and its trace switch, as found at one
+/// time (one query for all three).
 #[derive(Debug, Clone)]
 pub struct CachedClient {
     pub client: Arc<Client>,
     pub backend_session: Option<Arc<BackendSession>>,
+    /// Until when the client's "trace this app's next launches" switch is on.
+    pub trace_until: Option<UnixTime>,
 }
 
 impl CachedClient {
     /// The client's backend-service session, if it is still live at `now`.
     pub fn live_session(&self, now: UnixTime) -> Option<Arc<BackendSession>> {
         self.backend_session.clone().filter(|s| s.is_live(now))
+    }
+
+    /// Whether the client's trace switch is on at `now`.
+    pub fn traced(&self, now: UnixTime) -> bool {
+        self.trace_until.is_some_and(|until| until > now)
     }
 }
 
@@ -78,7 +86,7 @@ mod tests {
             registration_token_hash: None,
             created_at: 0,
         });
-        CachedClient { client, backend_session: None }
+        CachedClient { client, backend_session: None, trace_until: None }
     }
 
     #[test]
@@ -90,5 +98,14 @@ mod tests {
         cache.put(client("a"), 200);
         cache.forget("a");
         assert!(cache.get("a", 200).is_none());
+    }
+
+    #[test]
+    fn the_trace_switch_comes_with_the_cached_client_and_expires() {
+        let cache = ClientCache::default();
+        cache.put(CachedClient { trace_until: Some(150), ..client("a") }, 100);
+        let hit = cache.get("a", 101).unwrap();
+        assert!(hit.traced(101) && !hit.traced(150), "on until its time, from the cache (no query)");
+        assert!(!client("b").traced(0), "no switch: not traced");
     }
 }

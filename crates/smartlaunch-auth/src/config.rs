@@ -28,6 +28,9 @@ pub struct AuthConfig {
     /// the powers then answer only to requests that name a loopback host, so a web page cannot
     /// reach them through DNS rebinding (a name of its own that resolves to 127.0.0.1).
     pub loopback_sandbox: bool,
+    /// Whether a name is a FHIR resource type, for the launch inspector's scope flags (`None`:
+    /// types are not checked).  The FHIR crate knows the list; the server passes it in.
+    pub known_resource_type: Option<fn(&str) -> bool>,
 }
 
 impl AuthConfig {
@@ -43,6 +46,7 @@ impl AuthConfig {
             admin_token: None,
             open_sandbox: false,
             loopback_sandbox: false,
+            known_resource_type: None,
         }
     }
 

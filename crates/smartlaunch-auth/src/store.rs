@@ -155,7 +155,22 @@ pub struct UserAuthorization {
     pub approved_at: UnixTime,
     /// Whether a refresh token of this app is still live (offline or online access).
     pub refreshable: bool,
+    /// The launch inspector's key of the user's newest traced launch of this app.
+    pub trace: Option<String>,
 }
+
+/// A launch made by hand (no launcher, no launch API) that its client's trace switch traced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandTrace {
+    pub trace_id: String,
+    pub client_id: String,
+    pub created_at: UnixTime,
+    pub expires_at: UnixTime,
+}
+
+/// A client as the client cache keeps it: the client, its live backend-service session and
+/// until when its trace switch is on (all read in one query).
+pub type ClientEntryRow = (Client, Option<BackendSession>, Option<UnixTime>);
 
 /// A refresh token as stored (by hash only).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -183,7 +198,7 @@ pub trait AuthStore: Send + Sync + 'static {
         &self,
         client_id: &str,
         now: UnixTime,
-    ) -> impl Future<Output = StoreResult<Option<(Client, Option<BackendSession>)>>> + Send;
+    ) -> impl Future<Output = StoreResult<Option<ClientEntryRow>>> + Send;
     fn clients(&self) -> impl Future<Output = StoreResult<Vec<Client>>> + Send;
     /// Replaces a client's metadata and registration token hash (RFC 7592), only while its
     /// registration token hash is still `spent_token_hash` (one conditional statement, so of
@@ -234,6 +249,22 @@ pub trait AuthStore: Send + Sync + 'static {
     /// every event recorded before them.  A launch keeps at most
     /// [`MAX_EVENTS_PER_TRACE`](crate::retention::MAX_EVENTS_PER_TRACE) events, the newest.
     fn record_event(&self, trace: &str, event: &LaunchEvent) -> impl Future<Output = StoreResult<()>> + Send;
+    /// The launch whose inspector key is `trace`.
+    fn launch_by_trace(&self, trace: &str) -> impl Future<Output = StoreResult<Option<Launch>>> + Send;
+    /// A user's newest launches (those that name the user), newest first.
+    fn user_launches(&self, user_id: &str, limit: i64) -> impl Future<Output = StoreResult<Vec<Launch>>> + Send;
+    /// Turns a client's trace switch on until `until`, or off (`None`).
+    fn set_trace_switch(
+        &self,
+        client_id: &str,
+        until: Option<UnixTime>,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+    /// The clients whose trace switch is on at `now`, with until when.
+    fn trace_switches(&self, now: UnixTime) -> impl Future<Output = StoreResult<Vec<(String, UnixTime)>>> + Send;
+    fn insert_hand_trace(&self, trace: &HandTrace) -> impl Future<Output = StoreResult<()>> + Send;
+    fn hand_trace(&self, trace_id: &str) -> impl Future<Output = StoreResult<Option<HandTrace>>> + Send;
+    /// The newest hand-made traced launches, newest first (the launcher's list).
+    fn recent_hand_traces(&self, limit: i64) -> impl Future<Output = StoreResult<Vec<HandTrace>>> + Send;
     /// A launch's inspector record, oldest first.
     fn launch_events(&self, trace: &str) -> impl Future<Output = StoreResult<Vec<LaunchEvent>>> + Send;
     /// A launch's inspector record, oldest first, with the number of its events dropped (over

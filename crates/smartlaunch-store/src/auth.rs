@@ -9,8 +9,8 @@ use smartlaunch_auth::launch::{BackendSession, Launch, SimulatedError};
 use smartlaunch_auth::retention::Purge;
 use smartlaunch_auth::revocation::ALL_USERS;
 use smartlaunch_auth::store::{
-    AuthStore, CodeGrant, CodeRedemption, Grant, PendingAuthorization, RefreshToken, Session, StoreResult,
-    UserAuthorization,
+    AuthStore, ClientEntryRow, CodeGrant, CodeRedemption, Grant, HandTrace, PendingAuthorization, RefreshToken,
+    Session, StoreResult, UserAuthorization,
 };
 use smartlaunch_auth::users::User;
 use smartlaunch_auth::UnixTime;
@@ -108,11 +108,7 @@ impl AuthStore for Db {
         row.map(client_from_row).transpose()
     }
 
-    async fn client_and_backend_session(
-        &self,
-        client_id: &str,
-        now: UnixTime,
-    ) -> StoreResult<Option<(Client, Option<BackendSession>)>> {
+    async fn client_and_backend_session(&self, client_id: &str, now: UnixTime) -> StoreResult<Option<ClientEntryRow>> {
         type Row = (
             String,
             String,
@@ -123,20 +119,33 @@ impl AuthStore for Db {
             Option<String>,
             Option<i64>,
             Option<i64>,
+            Option<i64>,
         );
         let row: Option<Row> = sqlx::query_as(
             "SELECT c.client_id, c.metadata, c.secret_hash, c.registration_token_hash, c.created_at, \
-             s.trace_id, s.simulate_error, s.created_at, s.expires_at \
+             s.trace_id, s.simulate_error, s.created_at, s.expires_at, t.expires_at \
              FROM clients c LEFT JOIN backend_sessions s ON s.client_id = c.client_id AND s.expires_at > ? \
+             LEFT JOIN trace_switches t ON t.client_id = c.client_id AND t.expires_at > ? \
              WHERE c.client_id = ?",
         )
+        .bind(now)
         .bind(now)
         .bind(client_id)
         .fetch_optional(&self.read)
         .await
         .map_err(err)?;
-        let Some((id, metadata, secret_hash, registration_token_hash, created_at, trace, error, s_created, s_expires)) =
-            row
+        let Some((
+            id,
+            metadata,
+            secret_hash,
+            registration_token_hash,
+            created_at,
+            trace,
+            error,
+            s_created,
+            s_expires,
+            switch,
+        )) = row
         else {
             return Ok(None);
         };
@@ -150,7 +159,7 @@ impl AuthStore for Db {
             }),
             _ => None,
         };
-        Ok(Some((client_from_row((id, metadata, secret_hash, registration_token_hash, created_at))?, session)))
+        Ok(Some((client_from_row((id, metadata, secret_hash, registration_token_hash, created_at))?, session, switch)))
     }
 
     async fn clients(&self) -> StoreResult<Vec<Client>> {
@@ -356,6 +365,34 @@ impl AuthStore for Db {
     async fn record_event(&self, trace: &str, event: &LaunchEvent) -> StoreResult<()> {
         self.events.record(trace, event);
         Ok(())
+    }
+
+    async fn launch_by_trace(&self, trace: &str) -> StoreResult<Option<Launch>> {
+        crate::events::launch_by_trace(&self.read, trace).await.map_err(err)
+    }
+
+    async fn user_launches(&self, user_id: &str, limit: i64) -> StoreResult<Vec<Launch>> {
+        crate::events::user_launches(&self.read, user_id, limit).await.map_err(err)
+    }
+
+    async fn set_trace_switch(&self, client_id: &str, until: Option<UnixTime>) -> StoreResult<()> {
+        crate::events::set_trace_switch(&self.write, client_id, until).await.map_err(err)
+    }
+
+    async fn trace_switches(&self, now: UnixTime) -> StoreResult<Vec<(String, UnixTime)>> {
+        crate::events::trace_switches(&self.read, now).await.map_err(err)
+    }
+
+    async fn insert_hand_trace(&self, trace: &HandTrace) -> StoreResult<()> {
+        crate::events::insert_hand_trace(&self.write, trace).await.map_err(err)
+    }
+
+    async fn hand_trace(&self, trace_id: &str) -> StoreResult<Option<HandTrace>> {
+        crate::events::hand_trace(&self.read, trace_id).await.map_err(err)
+    }
+
+    async fn recent_hand_traces(&self, limit: i64) -> StoreResult<Vec<HandTrace>> {
+        crate::events::recent_hand_traces(&self.read, limit).await.map_err(err)
     }
 
     async fn launch_events(&self, trace: &str) -> StoreResult<Vec<LaunchEvent>> {
@@ -697,11 +734,16 @@ impl AuthStore for Db {
     }
 
     async fn user_authorizations(&self, user_id: &str, now: UnixTime) -> StoreResult<Vec<UserAuthorization>> {
-        let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
+        let rows: Vec<(String, String, i64, i64, Option<String>)> = sqlx::query_as(
             "SELECT c.client_id, c.scope, c.updated_at, \
              (SELECT COUNT(*) FROM grants g JOIN refresh_tokens r ON r.grant_id = g.id \
               WHERE g.user_id = c.user_id AND g.client_id = c.client_id AND g.revoked_at IS NULL \
-              AND r.used_at IS NULL AND r.expires_at > ?) \
+              AND r.used_at IS NULL AND r.expires_at > ?), \
+             COALESCE((SELECT json_extract(l.data, '$.trace_id') FROM launches l \
+               WHERE json_extract(l.data, '$.user_id') = c.user_id AND l.client_id = c.client_id \
+               ORDER BY l.created_at DESC LIMIT 1), \
+              (SELECT g.trace FROM grants g WHERE g.user_id = c.user_id AND g.client_id = c.client_id \
+               AND g.trace IS NOT NULL ORDER BY g.created_at DESC LIMIT 1)) \
              FROM consents c WHERE c.user_id = ? ORDER BY c.updated_at DESC",
         )
         .bind(now)
@@ -711,11 +753,12 @@ impl AuthStore for Db {
         .map_err(err)?;
         Ok(rows
             .into_iter()
-            .map(|(client_id, scope, approved_at, live)| UserAuthorization {
+            .map(|(client_id, scope, approved_at, live, trace)| UserAuthorization {
                 client_id,
                 scope,
                 approved_at,
                 refreshable: live > 0,
+                trace: trace.filter(|t| !t.is_empty()),
             })
             .collect())
     }
@@ -756,6 +799,8 @@ impl AuthStore for Db {
             ("DELETE FROM refresh_tokens WHERE expires_at <= ?", purge.expired),
             ("DELETE FROM launches WHERE expires_at <= ?", purge.launches),
             ("DELETE FROM backend_sessions WHERE expires_at <= ?", purge.launches),
+            ("DELETE FROM trace_switches WHERE expires_at <= ?", purge.launches),
+            ("DELETE FROM hand_traces WHERE expires_at <= ?", purge.launches),
             ("DELETE FROM launch_traces WHERE last_at <= ?", purge.events),
             ("DELETE FROM client_assertion_jtis WHERE expires_at <= ?", purge.expired),
         ] {

@@ -2,13 +2,17 @@
 //! on a bounded queue (never waiting: when it is full the event is dropped and counted), and one
 //! task drains it in batches, each in one transaction that also keeps every launch within
 //! [`MAX_EVENTS_PER_TRACE`] events (the newest).  Reads flush the queue first, so they see
-//! every event recorded before them.
+//! every event recorded before them.  Also the inspector's other records: launches by trace
+//! and by user, the per-client trace switches and the hand-made launches they traced.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use smartlaunch_auth::inspect::{LaunchEvent, LaunchRecord};
+use smartlaunch_auth::launch::Launch;
 use smartlaunch_auth::retention::MAX_EVENTS_PER_TRACE;
+use smartlaunch_auth::store::HandTrace;
+use smartlaunch_auth::UnixTime;
 use sqlx::SqlitePool;
 use tokio::sync::{mpsc, oneshot};
 
@@ -21,7 +25,7 @@ const BATCH: usize = 512;
 const MAX_OVERFLOW_TRACES: usize = 10_000;
 
 enum Queued {
-    Event(String, LaunchEvent),
+    Event(String, Box<LaunchEvent>),
     /// Answered once every event queued before it is committed.
     Flush(oneshot::Sender<()>),
 }
@@ -47,7 +51,7 @@ impl EventLog {
 
     /// Queues an event without waiting; when the queue is full, drops it and counts it.
     pub(crate) fn record(&self, trace: &str, event: &LaunchEvent) {
-        if let Err(e) = self.tx.try_send(Queued::Event(trace.to_owned(), event.clone())) {
+        if let Err(e) = self.tx.try_send(Queued::Event(trace.to_owned(), Box::new(event.clone()))) {
             let mut overflow = self.overflow.lock().unwrap_or_else(|p| p.into_inner());
             if overflow.len() < MAX_OVERFLOW_TRACES || overflow.contains_key(trace) {
                 *overflow.entry(trace.to_owned()).or_default() += 1;
@@ -75,7 +79,7 @@ async fn drain(mut rx: mpsc::Receiver<Queued>, write: SqlitePool, overflow: Over
         let mut next = Some(first);
         while let Some(item) = next {
             match item {
-                Queued::Event(trace, event) => events.push((trace, event)),
+                Queued::Event(trace, event) => events.push((trace, *event)),
                 Queued::Flush(done) => flushes.push(done),
             }
             next = if events.len() < BATCH { rx.try_recv().ok() } else { None };
@@ -156,4 +160,91 @@ pub(crate) async fn launch_record(read: &SqlitePool, trace: &str) -> Result<Laun
         .collect::<Result<Vec<LaunchEvent>, _>>()?;
     let dropped = recorded.map_or(0, |(n,)| (n.max(0) as u64).saturating_sub(events.len() as u64));
     Ok(LaunchRecord { events, dropped })
+}
+
+/// The launch whose inspector key is `trace` (the `launches_trace` expression index).
+pub(crate) async fn launch_by_trace(read: &SqlitePool, trace: &str) -> Result<Option<Launch>, sqlx::Error> {
+    let row: Option<(String,)> = sqlx::query_as(
+        "SELECT data FROM launches WHERE json_extract(data, '$.trace_id') = ? ORDER BY created_at DESC LIMIT 1",
+    )
+    .bind(trace)
+    .fetch_optional(read)
+    .await?;
+    row.map(|(data,)| serde_json::from_str(&data).map_err(|e| sqlx::Error::Decode(Box::new(e)))).transpose()
+}
+
+/// A user's newest launches, newest first (the `launches_user` expression index).
+pub(crate) async fn user_launches(read: &SqlitePool, user_id: &str, limit: i64) -> Result<Vec<Launch>, sqlx::Error> {
+    let rows: Vec<(String,)> = sqlx::query_as(
+        "SELECT data FROM launches WHERE json_extract(data, '$.user_id') = ? ORDER BY created_at DESC LIMIT ?",
+    )
+    .bind(user_id)
+    .bind(limit)
+    .fetch_all(read)
+    .await?;
+    rows.into_iter().map(|(data,)| serde_json::from_str(&data).map_err(|e| sqlx::Error::Decode(Box::new(e)))).collect()
+}
+
+/// Turns a client's trace switch on until `until`, or off.
+pub(crate) async fn set_trace_switch(
+    write: &SqlitePool,
+    client_id: &str,
+    until: Option<UnixTime>,
+) -> Result<(), sqlx::Error> {
+    match until {
+        Some(until) => sqlx::query(
+            "INSERT INTO trace_switches (client_id, expires_at) VALUES (?, ?) \
+             ON CONFLICT (client_id) DO UPDATE SET expires_at = excluded.expires_at",
+        )
+        .bind(client_id)
+        .bind(until),
+        None => sqlx::query("DELETE FROM trace_switches WHERE client_id = ?").bind(client_id),
+    }
+    .execute(write)
+    .await?;
+    Ok(())
+}
+
+/// The clients whose trace switch is on at `now`.
+pub(crate) async fn trace_switches(read: &SqlitePool, now: UnixTime) -> Result<Vec<(String, UnixTime)>, sqlx::Error> {
+    sqlx::query_as("SELECT client_id, expires_at FROM trace_switches WHERE expires_at > ? ORDER BY client_id")
+        .bind(now)
+        .fetch_all(read)
+        .await
+}
+
+pub(crate) async fn insert_hand_trace(write: &SqlitePool, trace: &HandTrace) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO hand_traces (trace_id, client_id, created_at, expires_at) VALUES (?, ?, ?, ?)")
+        .bind(&trace.trace_id)
+        .bind(&trace.client_id)
+        .bind(trace.created_at)
+        .bind(trace.expires_at)
+        .execute(write)
+        .await?;
+    Ok(())
+}
+
+type HandTraceRow = (String, String, i64, i64);
+
+fn hand_trace_of((trace_id, client_id, created_at, expires_at): HandTraceRow) -> HandTrace {
+    HandTrace { trace_id, client_id, created_at, expires_at }
+}
+
+pub(crate) async fn hand_trace(read: &SqlitePool, trace_id: &str) -> Result<Option<HandTrace>, sqlx::Error> {
+    let row: Option<HandTraceRow> =
+        sqlx::query_as("SELECT trace_id, client_id, created_at, expires_at FROM hand_traces WHERE trace_id = ?")
+            .bind(trace_id)
+            .fetch_optional(read)
+            .await?;
+    Ok(row.map(hand_trace_of))
+}
+
+pub(crate) async fn recent_hand_traces(read: &SqlitePool, limit: i64) -> Result<Vec<HandTrace>, sqlx::Error> {
+    let rows: Vec<HandTraceRow> = sqlx::query_as(
+        "SELECT trace_id, client_id, created_at, expires_at FROM hand_traces ORDER BY created_at DESC LIMIT ?",
+    )
+    .bind(limit)
+    .fetch_all(read)
+    .await?;
+    Ok(rows.into_iter().map(hand_trace_of).collect())
 }

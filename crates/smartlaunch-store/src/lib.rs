@@ -37,6 +37,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("../migrations/0005_bulk_export.sql")),
     (6, include_str!("../migrations/0006_backend_sessions.sql")),
     (7, include_str!("../migrations/0007_launch_links.sql")),
+    (8, include_str!("../migrations/0008_inspector.sql")),
 ];
 
 /// A database failure.

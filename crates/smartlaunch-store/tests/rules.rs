@@ -12,6 +12,8 @@ use smartlaunch_store::Db;
 
 #[path = "rules/exports.rs"]
 mod exports;
+#[path = "rules/inspector.rs"]
+mod inspector;
 
 async fn db() -> (Db, PathBuf) {
     let dir = std::env::temp_dir().join(format!("smartlaunch-store-test-{}", random_token(8)));
@@ -211,15 +213,7 @@ async fn rows(dir: &std::path::Path, table: &str) -> i64 {
 }
 
 fn event(at: i64, n: usize) -> LaunchEvent {
-    LaunchEvent {
-        at,
-        step: Step::Fhir,
-        request: format!("GET Patient/p?n={n}"),
-        details: Vec::new(),
-        outcome: "200 OK".into(),
-        flags: Vec::new(),
-        checks: Vec::new(),
-    }
+    LaunchEvent::new(Step::Fhir, format!("GET Patient/p?n={n}"), "200 OK", at)
 }
 
 #[tokio::test]
@@ -443,8 +437,8 @@ async fn a_backend_session_comes_with_its_client_while_live_and_goes_with_it() {
         created_at: 0,
     };
     db.insert_client(&client).await.unwrap();
-    let (found, none) = db.client_and_backend_session("svc", 10).await.unwrap().unwrap();
-    assert_eq!((found, none), (client.clone(), None), "no session: the client alone");
+    let (found, none, no_switch) = db.client_and_backend_session("svc", 10).await.unwrap().unwrap();
+    assert_eq!((found, none, no_switch), (client.clone(), None, None), "no session: the client alone");
     assert!(db.client_and_backend_session("nobody", 10).await.unwrap().is_none());
     let session = BackendSession {
         client_id: "svc".into(),
@@ -454,9 +448,9 @@ async fn a_backend_session_comes_with_its_client_while_live_and_goes_with_it() {
         expires_at: 100,
     };
     db.put_backend_session(&session).await.unwrap();
-    let (_, live) = db.client_and_backend_session("svc", 50).await.unwrap().unwrap();
+    let (_, live, _) = db.client_and_backend_session("svc", 50).await.unwrap().unwrap();
     assert_eq!(live.as_ref(), Some(&session));
-    let (_, expired) = db.client_and_backend_session("svc", 100).await.unwrap().unwrap();
+    let (_, expired, _) = db.client_and_backend_session("svc", 100).await.unwrap().unwrap();
     assert_eq!(expired, None, "expired at expires_at");
     // A new session replaces the client's previous one.
     let newer =

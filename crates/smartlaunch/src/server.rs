@@ -115,6 +115,7 @@ pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<
     config.admin_token = settings.admin_token.clone();
     config.open_sandbox = settings.open_sandbox || addr.ip().is_loopback();
     config.loopback_sandbox = !settings.open_sandbox;
+    config.known_resource_type = Some(smartlaunch_fhir::resource_types::is_resource_type);
     let sandbox_mode = config.sandbox_mode();
     let auth = AuthService::open(db.clone(), config, clock.now())
         .await?

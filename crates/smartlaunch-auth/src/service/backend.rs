@@ -21,12 +21,14 @@ pub const BACKEND_TOKEN_LIFETIME: i64 = 300;
 impl<S: AuthStore> AuthService<S> {
     /// `grant_type=client_credentials`.
     /// `session`: the client's backend-service session in the developer launcher, whose
-    /// simulated error happens here and whose inspector records the token's FHIR calls.
+    /// simulated error happens here (then `simulated` is set, for the inspector) and whose
+    /// inspector records the token's FHIR calls.
     pub(super) async fn client_credentials(
         &self,
         client: &Client,
         session: Option<&BackendSession>,
         req: &TokenRequest,
+        simulated: &mut bool,
         now: UnixTime,
     ) -> Result<TokenResponse, TokenError> {
         if !client.allows_grant("client_credentials") {
@@ -41,6 +43,7 @@ impl<S: AuthStore> AuthService<S> {
         }
         let scope = backend_scope(client, req.scope.as_deref())?;
         if session.and_then(|s| s.simulate_error) == Some(SimulatedError::BackendInvalidScope) {
+            *simulated = true;
             return Err(TokenError::InvalidScope(
                 "the requested scope is invalid (simulated by the developer launcher)".into(),
             ));

@@ -8,7 +8,7 @@ use url::Url;
 
 use crate::authorize::{self, needs_encounter, needs_patient, AuthorizationRequest};
 use crate::error::{AuthorizeError, OAuthError};
-use crate::inspect;
+use crate::inspect::{self, AuthorizeContext, ConsentOutcome, LaunchEvent, Step};
 use crate::launch::{Launch, SimulatedError};
 use crate::secrets::{hash_token, random_token, secrets_equal};
 use crate::service::consent::consent_forced;
@@ -16,6 +16,8 @@ use crate::store::{AuthStore, CodeGrant, PendingAuthorization, Session};
 use crate::throttle::Attempt;
 use crate::users::User;
 use crate::{AuthService, UnixTime};
+
+use super::inspector::{describe_progress, unasked_consent, AuthorizeNotes};
 
 /// The page the browser must show next.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,26 +72,24 @@ impl<S: AuthStore> AuthService<S> {
         session_cookie: Option<&str>,
         now: UnixTime,
     ) -> Result<Progress, AuthorizeError> {
-        let traced = self.trace_of_request(&request).await;
-        let mut event = traced.as_ref().map(|(_, expected_aud)| inspect::authorize_event(&request, expected_aud, now));
+        let traced = match self.trace_of_request(&request).await {
+            Some(traced) => Some(traced),
+            None => self.switched_trace(&request, now).await,
+        };
+        let mut event = traced.as_ref().map(|(_, expected_aud)| {
+            let ctx = AuthorizeContext { expected_aud, known_type: self.config.known_resource_type };
+            inspect::authorize_event(&request, ctx, now)
+        });
         let trace = traced.map(|(trace, _)| trace);
-        let result = self.start_authorization(request, session_cookie, trace.clone(), now).await;
+        let mut notes = AuthorizeNotes::default();
+        let result = self.start_authorization(request, session_cookie, trace.clone(), &mut notes, now).await;
         if let (Some(trace), Some(event)) = (trace, event.as_mut()) {
-            event.outcome = match &result {
-                Ok(Progress::Redirect(url)) if url.contains("error=") => {
-                    let q: Vec<(String, String)> =
-                        Url::parse(url).map(|u| u.query_pairs().into_owned().collect()).unwrap_or_default();
-                    let get = |k: &str| q.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str()).unwrap_or_default();
-                    format!("redirect to the app with error={}: {}", get("error"), get("error_description"))
-                }
-                Ok(Progress::Redirect(_)) => "redirect to the app with a code".into(),
-                Ok(Progress::Step { step, .. }) => format!("the {} page", step.page_name()),
-                Err(AuthorizeError::Redirect { error, .. }) => {
-                    format!("redirect to the app with error={}: {}", error.error, error.error_description)
-                }
-                Err(e) => format!("error page: {e}"),
-            };
+            event.outcome = describe_progress(&result);
+            event.simulated = notes.simulated;
             self.record(&trace, event.clone()).await;
+            if let Some(decision) = notes.consent {
+                self.record_unasked_consent(&trace, decision, &event.outcome, now).await;
+            }
         }
         result
     }
@@ -99,6 +99,7 @@ impl<S: AuthStore> AuthService<S> {
         request: AuthorizationRequest,
         session_cookie: Option<&str>,
         trace: Option<String>,
+        notes: &mut AuthorizeNotes,
         now: UnixTime,
     ) -> Result<Progress, AuthorizeError> {
         let client = match request.client_id.as_deref() {
@@ -187,6 +188,7 @@ impl<S: AuthStore> AuthService<S> {
         let mut launch_user = None;
         if let Some(launch) = launch {
             if let Some(refused) = simulated_authorize_error(&launch, &pending) {
+                notes.simulated = true;
                 return refused;
             }
             pending.options = launch.options;
@@ -220,7 +222,7 @@ impl<S: AuthStore> AuthService<S> {
                 signed_in = Some(u);
             }
         }
-        let mut progress = self.advance(pending, false, signed_in, now).await?;
+        let mut progress = self.advance(pending, false, signed_in, Some(&mut notes.consent), now).await?;
         if let Progress::Step { flow_key: key, .. } = &mut progress {
             *key = Some(flow_key);
         }
@@ -253,7 +255,7 @@ impl<S: AuthStore> AuthService<S> {
         now: UnixTime,
     ) -> Result<Progress, AuthorizeError> {
         let pending = self.load_pending(pending_id, flow_key, now).await?;
-        self.advance(pending, true, None, now).await
+        self.advance(pending, true, None, None, now).await
     }
 
     /// The sign-in step.  Wrong credentials → [`AuthorizeError::SignInFailed`].
@@ -376,24 +378,35 @@ impl<S: AuthStore> AuthService<S> {
         }
         let requested = parse_scope(&pending.scope)?;
         let granted = requested.retain(|s| approved.iter().any(|a| *a == s.to_string()));
-        if !allow || granted.is_empty() {
+        let trace = pending.trace.clone();
+        let (decision, result) = if !allow || granted.is_empty() {
             self.store.delete_pending(&pending.id).await?;
             let why = if allow {
                 "the user approved none of the requested permissions"
             } else {
                 "the user denied the request"
             };
-            return Ok(Progress::Redirect(error_redirect(
-                &pending.redirect_uri,
-                Some(&pending.state),
-                "access_denied",
-                why,
-            )));
+            let redirect = error_redirect(&pending.redirect_uri, Some(&pending.state), "access_denied", why);
+            (ConsentOutcome::Denied { approved_none: allow }, Ok(Progress::Redirect(redirect)))
+        } else {
+            let user_id = pending.user_id.clone().ok_or(AuthorizeError::BadStep("Sign in first."))?;
+            self.store.put_consent(&user_id, &pending.client_id, &granted.to_string(), now).await?;
+            pending.approved = Some(granted.to_string());
+            let scopes = granted.iter().map(ToString::to_string).collect();
+            (
+                ConsentOutcome::Approved { scopes, requested: requested.len() },
+                self.advance(pending, true, None, None, now).await,
+            )
+        };
+        if let Some(trace) = trace {
+            let outcome = format!("{}: {}", decision.describe(), describe_progress(&result));
+            let event = LaunchEvent {
+                consent: Some(decision),
+                ..LaunchEvent::new(Step::Consent, "POST /auth/flow/…/consent", outcome, now)
+            };
+            self.record(&trace, event).await;
         }
-        let user_id = pending.user_id.clone().ok_or(AuthorizeError::BadStep("Sign in first."))?;
-        self.store.put_consent(&user_id, &pending.client_id, &granted.to_string(), now).await?;
-        pending.approved = Some(granted.to_string());
-        self.advance(pending, true, None, now).await
+        result
     }
 
     /// “Not you? Sign out” during a request: ends the session and sends the request back to
@@ -533,12 +546,16 @@ impl<S: AuthStore> AuthService<S> {
     }
 
     /// Moves a request forward: fills what the server knows (a patient user's own record, an
-    /// empty encounter list), then shows the next step or completes with a code.
+    /// empty encounter list), then shows the next step or completes with a code.  When it
+    /// completes without the consent page (remembered consent, or the launcher's skip
+    /// consent), the inspector learns why: into `deferred` when the caller records it after its
+    /// own event, else at once.
     async fn advance(
         &self,
         mut pending: PendingAuthorization,
         stored: bool,
         signed_in: Option<User>,
+        deferred: Option<&mut Option<ConsentOutcome>>,
         now: UnixTime,
     ) -> Result<Progress, AuthorizeError> {
         let user = match (signed_in, &pending.user_id) {
@@ -598,7 +615,16 @@ impl<S: AuthStore> AuthService<S> {
                 if stored && !self.store.delete_pending(&pending.id).await? {
                     return Err(AuthorizeError::UnknownRequest);
                 }
-                self.issue_code(&pending, &user, now).await.map(Progress::Redirect)
+                let unasked = pending.trace.as_ref().and_then(|_| unasked_consent(&pending));
+                let result = self.issue_code(&pending, &user, now).await.map(Progress::Redirect);
+                match (unasked, deferred, &pending.trace) {
+                    (Some(decision), Some(slot), _) => *slot = Some(decision),
+                    (Some(decision), None, Some(trace)) => {
+                        self.record_unasked_consent(trace, decision, &describe_progress(&result), now).await
+                    }
+                    _ => {}
+                }
+                result
             }
             (None, None) => Err(AuthorizeError::Internal("a request completed without a user".into())),
         }

@@ -4,6 +4,7 @@ mod backend;
 mod client_auth;
 mod consent;
 mod flow;
+mod inspector;
 mod introspection;
 mod launch;
 mod own_redirects;
@@ -29,9 +30,20 @@ use crate::UnixTime;
 
 pub use consent::{consent_forced, ConsentForced};
 pub use flow::{Credentials, FlowStep, Progress};
+pub use inspector::{HAND_MADE, MAX_TRACE_SWITCH};
 pub use introspection::Caller;
 pub use launch::{IssuedBackendSession, IssuedLaunch, NewLaunch, LAUNCH_LIFETIME, REUSABLE_MAX, SIMULATION_LIFETIME};
 pub use registration::{is_chosen_client_id, Registered, Registrant, CHOSEN_CLIENT_ID_MAX};
+
+/// What the launch inspector learns from an access token before a FHIR call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TracedToken {
+    /// The launch inspector's key.
+    pub trace: String,
+    pub expired: bool,
+    /// The developer launcher asked for every FHIR call with this token to be refused (401).
+    pub simulates_refusal: bool,
+}
 
 /// The authorization server: configuration, keys, the revocation list and the store.
 pub struct AuthService<S> {
@@ -91,8 +103,9 @@ impl<S: AuthStore> AuthService<S> {
         Ok(self.client_entry(client_id, now).await?.map(|c| c.client))
     }
 
-    /// A registered client with its backend-service session, through the short-lived client
-    /// cache: one query (for both) per client per [`TTL`](crate::client_cache::TTL) seconds.
+    /// A registered client with its backend-service session and trace switch, through the
+    /// short-lived client cache: one query (for all) per client per
+    /// [`TTL`](crate::client_cache::TTL) seconds.
     pub(crate) async fn client_entry(
         &self,
         client_id: &str,
@@ -104,11 +117,10 @@ impl<S: AuthStore> AuthService<S> {
         if let Some(hit) = self.clients.get(client_id, now) {
             return Ok(Some(hit));
         }
-        let found = self
-            .store
-            .client_and_backend_session(client_id, now)
-            .await?
-            .map(|(client, session)| CachedClient { client: Arc::new(client), backend_session: session.map(Arc::new) });
+        let found =
+            self.store.client_and_backend_session(client_id, now).await?.map(|(client, session, trace_until)| {
+                CachedClient { client: Arc::new(client), backend_session: session.map(Arc::new), trace_until }
+            });
         if let Some(c) = &found {
             self.clients.put(c.clone(), now);
         }
@@ -150,11 +162,17 @@ impl<S: AuthStore> AuthService<S> {
         self.check_live(claims)
     }
 
-    /// The launch-inspector key of a token with our signature, and whether it has expired; no
-    /// other check (the FHIR handler makes those).
-    pub fn peek_trace(&self, token: &str, now: UnixTime) -> Option<(String, bool)> {
+    /// The launch-inspector view of a token with our signature; no other check (the FHIR
+    /// handler makes those).
+    pub fn peek_trace(&self, token: &str, now: UnixTime) -> Option<TracedToken> {
         let claims = self.keys.peek_access_token(token)?;
-        Some((claims.trace?, claims.exp <= now))
+        Some(TracedToken {
+            trace: claims.trace?,
+            expired: claims.exp <= now,
+            simulates_refusal: claims
+                .simulate_error
+                .is_some_and(|e| matches!(e, SimulatedError::FhirInvalidToken | SimulatedError::FhirExpiredToken)),
+        })
     }
 
     fn check_live(&self, claims: AccessClaims) -> Result<AccessClaims, BearerError> {

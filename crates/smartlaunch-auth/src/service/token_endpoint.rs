@@ -7,7 +7,7 @@ use smart_scopes::{Scope, ScopeSet};
 
 use crate::client::Client;
 use crate::error::TokenError;
-use crate::inspect::{backend_token_event, mask, token_outcome, LaunchEvent, Step};
+use crate::inspect::{backend_token_event, mask, token_outcome, Flag, LaunchEvent, Step, TokenContext};
 use crate::keys::{AccessClaims, IdTokenClaims};
 use crate::launch::{BackendSession, SimulatedError};
 use crate::pkce;
@@ -27,27 +27,32 @@ impl<S: AuthStore> AuthService<S> {
     ) -> Result<TokenResponse, TokenError> {
         let auth = self.authenticate(&req, basic, now).await;
         let session = auth.named.as_ref().and_then(|c| c.live_session(now));
+        let mut simulated = false;
         let result = match auth.result {
-            Ok(client) => self.grant(client, session.as_deref(), &req, now).await,
+            Ok(client) => self.grant(client, session.as_deref(), &req, &mut simulated, now).await,
             Err(e) => Err(e),
         };
         if let Some(session) = &session {
-            self.record(&session.trace_id, backend_token_event(&req, auth.method, &auth.report, &result, now)).await;
+            let event = LaunchEvent { simulated, ..backend_token_event(&req, auth.method, &auth.report, &result, now) };
+            self.record(&session.trace_id, event).await;
         }
         result
     }
 
-    /// The grant, for an authenticated client.
+    /// The grant, for an authenticated client; `simulated` is set when a backend session's
+    /// simulated error answered.
     async fn grant(
         &self,
         client: Option<Arc<Client>>,
         session: Option<&BackendSession>,
         req: &TokenRequest,
+        simulated: &mut bool,
         now: UnixTime,
     ) -> Result<TokenResponse, TokenError> {
         if client.is_some()
             && session.and_then(|s| s.simulate_error) == Some(SimulatedError::BackendInvalidClientAssertion)
         {
+            *simulated = true;
             return Err(TokenError::InvalidClient(
                 "the client assertion is not valid (simulated by the developer launcher)".into(),
             ));
@@ -64,7 +69,7 @@ impl<S: AuthStore> AuthService<S> {
                 let client = client.ok_or_else(|| {
                     TokenError::InvalidClient("a backend service authenticates: send client_assertion_type and client_assertion (private_key_jwt)".into())
                 })?;
-                self.client_credentials(&client, session, req, now).await
+                self.client_credentials(&client, session, req, simulated, now).await
             }
             None | Some("") => Err(TokenError::InvalidRequest("grant_type is required".into())),
             Some(other) => Err(TokenError::UnsupportedGrantType(format!(
@@ -111,7 +116,8 @@ impl<S: AuthStore> AuthService<S> {
             }
         };
         let trace = cg.trace.clone();
-        let result = self.issue_for_code(client, req, redirect_uri, cg, now).await;
+        let mut simulated = false;
+        let result = self.issue_for_code(client, req, redirect_uri, cg, &mut simulated, now).await;
         if let Some(trace) = trace {
             let mut details = vec![
                 ("grant_type".to_owned(), "authorization_code".to_owned()),
@@ -128,7 +134,12 @@ impl<S: AuthStore> AuthService<S> {
             if let Ok(r) = &result {
                 details.push(("granted scope".to_owned(), r.scope.clone()));
             }
-            self.record(&trace, token_event(Step::Token, details, &result, Vec::new(), now)).await;
+            let event = LaunchEvent {
+                simulated,
+                context: result.as_ref().ok().map(TokenContext::of),
+                ..token_event(Step::Token, details, &result, Vec::new(), now)
+            };
+            self.record(&trace, event).await;
         }
         result
     }
@@ -140,6 +151,7 @@ impl<S: AuthStore> AuthService<S> {
         req: &TokenRequest,
         redirect_uri: &str,
         cg: CodeGrant,
+        simulated: &mut bool,
         now: UnixTime,
     ) -> Result<TokenResponse, TokenError> {
         if cg.client_id != client.client_id {
@@ -153,6 +165,14 @@ impl<S: AuthStore> AuthService<S> {
         pkce::verify(&cg.code_challenge, req.code_verifier.as_deref())
             .map_err(|m| TokenError::InvalidGrant(m.into()))?;
         let note = "(simulated by the developer launcher)";
+        *simulated = matches!(
+            cg.simulate_error,
+            Some(
+                SimulatedError::TokenInvalidClientSecret
+                    | SimulatedError::TokenInvalidCode
+                    | SimulatedError::TokenInvalidScope
+            )
+        );
         match cg.simulate_error {
             Some(SimulatedError::TokenInvalidClientSecret) => {
                 return Err(TokenError::InvalidClient(format!("the client secret is not valid {note}")))
@@ -237,20 +257,24 @@ impl<S: AuthStore> AuthService<S> {
         // The grant is read once, here: its trace is needed to record even a refused refresh.
         let grant = self.store.grant(&record.grant_id).await?;
         let trace = grant.as_ref().and_then(|g| g.trace.clone());
-        let result = self.rotate(client, req, &old_hash, record, grant, now).await;
+        let mut notes = RefreshNotes::default();
+        let result = self.rotate(client, req, record, grant, &mut notes, now).await;
         if let Some(trace) = trace {
             let mut details = vec![("refresh_token".to_owned(), mask(token))];
             if let Some(scope) = &req.scope {
                 details.push(("scope".to_owned(), scope.clone()));
             }
-            let reused = matches!(&result, Err(TokenError::InvalidGrant(m)) if m.contains("already used"));
-            let flags = if reused {
-                vec!["A used refresh token was sent again: keep only the newest one (each refresh rotates it)"
-                    .to_owned()]
-            } else {
-                Vec::new()
-            };
-            self.record(&trace, token_event(Step::Refresh, details, &result, flags, now)).await;
+            let mut flags = Vec::new();
+            if notes.reused {
+                flags.push(Flag::refresh_reused());
+            }
+            if let Some((sent_by, issued_to)) = &notes.other_client {
+                details.push(("client_id".to_owned(), sent_by.clone()));
+                flags.push(Flag::refresh_other_client(sent_by, issued_to));
+            }
+            let event =
+                LaunchEvent { simulated: notes.simulated, ..token_event(Step::Refresh, details, &result, flags, now) };
+            self.record(&trace, event).await;
         }
         result
     }
@@ -260,15 +284,16 @@ impl<S: AuthStore> AuthService<S> {
         &self,
         client: Option<Arc<Client>>,
         req: &TokenRequest,
-        old_hash: &str,
         record: RefreshToken,
         grant: Option<Grant>,
+        notes: &mut RefreshNotes,
         now: UnixTime,
     ) -> Result<TokenResponse, TokenError> {
         let unknown = || TokenError::InvalidGrant("the refresh token is unknown, expired or revoked".into());
         let client = match client {
             Some(c) if c.client_id != record.client_id => {
-                return Err(TokenError::InvalidGrant("the refresh token was issued to another client".into()))
+                notes.other_client = Some((c.client_id.clone(), record.client_id.clone()));
+                return Err(TokenError::InvalidGrant("the refresh token was issued to another client".into()));
             }
             Some(c) => c,
             None => {
@@ -287,6 +312,7 @@ impl<S: AuthStore> AuthService<S> {
             ));
         }
         if record.used_at.is_some() {
+            notes.reused = true;
             self.revoke_grant(&record.grant_id, now).await?;
             return Err(TokenError::InvalidGrant(
                 "the refresh token was already used; for safety this authorization is now revoked — sign in again"
@@ -301,6 +327,7 @@ impl<S: AuthStore> AuthService<S> {
             return Err(unknown());
         }
         if grant.simulate_error == Some(SimulatedError::TokenExpiredRefreshToken) {
+            notes.simulated = true;
             return Err(TokenError::InvalidGrant(
                 "the refresh token has expired; sign in again (simulated by the developer launcher)".into(),
             ));
@@ -327,7 +354,8 @@ impl<S: AuthStore> AuthService<S> {
         };
         let new_token = random_token(32);
         let new_record = self.refresh_record(&new_token, &grant);
-        if !self.store.rotate_refresh(old_hash, &new_record, now).await? {
+        if !self.store.rotate_refresh(&record.token_hash, &new_record, now).await? {
+            notes.reused = true;
             self.revoke_grant(&record.grant_id, now).await?;
             return Err(TokenError::InvalidGrant(
                 "the refresh token was already used; for safety this authorization is now revoked — sign in again"
@@ -385,21 +413,24 @@ impl<S: AuthStore> AuthService<S> {
     }
 }
 
+/// What a refresh found, for the inspector.
+#[derive(Debug, Default)]
+struct RefreshNotes {
+    /// The answer was the launcher's simulated `token_expired_refresh_token`.
+    simulated: bool,
+    /// The refresh token had been used before.
+    reused: bool,
+    /// Sent by (the first), issued to (the second) another client.
+    other_client: Option<(String, String)>,
+}
+
 /// The inspector's record of a token-endpoint request.
 fn token_event(
     step: Step,
     details: Vec<(String, String)>,
     result: &Result<TokenResponse, TokenError>,
-    flags: Vec<String>,
+    flags: Vec<Flag>,
     now: UnixTime,
 ) -> LaunchEvent {
-    LaunchEvent {
-        at: now,
-        step,
-        request: "POST /auth/token".into(),
-        details,
-        outcome: token_outcome(result),
-        flags,
-        checks: Vec::new(),
-    }
+    LaunchEvent { details, flags, ..LaunchEvent::new(step, "POST /auth/token", token_outcome(result), now) }
 }

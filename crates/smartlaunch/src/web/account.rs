@@ -25,6 +25,8 @@ struct AppRow {
     approved: String,
     refreshable: bool,
     scopes: Vec<ScopeRow>,
+    /// The inspector of the user's newest traced launch of this app (issue 9).
+    trace: Option<String>,
 }
 
 #[derive(Template)]
@@ -69,7 +71,14 @@ async fn page(app: &App, headers: &HeaderMap, failed: bool) -> Response {
             .map(|s| s.iter().map(|s| ScopeRow { raw: s.to_string(), label: s.describe() }).collect())
             .unwrap_or_default();
         let approved = instant(a.approved_at).replace('T', " ").trim_end_matches('Z').to_owned() + " UTC";
-        apps.push(AppRow { client_id: a.client_id, name, approved, refreshable: a.refreshable, scopes });
+        apps.push(AppRow {
+            client_id: a.client_id,
+            name,
+            approved,
+            refreshable: a.refreshable,
+            scopes,
+            trace: a.trace,
+        });
     }
     render(StatusCode::OK, &AccountPage { user_name: Some(user.display_name), csrf: session.csrf, failed: false, apps })
 }

@@ -125,6 +125,33 @@ struct ChartPage<'a> {
     launched: Option<&'a str>,
     /// The launch inspector's key of that launch.
     inspect: Option<&'a str>,
+    /// The signed-in user's own recent launches from this chart, with their inspectors.
+    launches: Vec<OwnLaunch>,
+}
+
+/// One of the user's launches, as the chart lists it.
+struct OwnLaunch {
+    time: String,
+    app: String,
+    trace_id: String,
+}
+
+/// The user's newest launches for `patient` (at most five), each with its inspector link: only
+/// launches that name this user, so no one sees another user's.
+async fn own_launches(app: &App, user: &User, patient: &str) -> Vec<OwnLaunch> {
+    let mut own = Vec::new();
+    for launch in app.db.user_launches(&user.id, 20).await.unwrap_or_default() {
+        if launch.patient.as_deref() != Some(patient) || launch.trace_id.is_empty() || own.len() == 5 {
+            continue;
+        }
+        let name = match app.auth.client(&launch.client_id, app.clock.now()).await {
+            Ok(Some(c)) => c.metadata.client_name.clone(),
+            _ => launch.client_id.clone(),
+        };
+        let time = instant(launch.created_at).replace('T', " ").trim_end_matches('Z').to_owned();
+        own.push(OwnLaunch { time, app: name, trace_id: launch.trace_id });
+    }
+    own
 }
 
 fn sign_in_page(desk: Desk, failed: bool) -> Response {
@@ -279,6 +306,7 @@ async fn chart_page(
             apps: launchable_apps(app, desk).await,
             launched: None,
             inspect: None,
+            launches: own_launches(app, user, patient).await,
         },
     )
 }
@@ -298,9 +326,10 @@ pub(crate) async fn launcher_chart(
         return error_page(StatusCode::BAD_REQUEST, "The app could not be launched", "The app has no launch URL.");
     };
     let desk = if portal { Desk::Portal } else { Desk::Ehr };
+    let labels = if portal { views::Labels::Friendly } else { views::Labels::Clinical };
     let today = instant(app.clock.now());
     let chart = match patient {
-        Some(p) => views::chart(app, p, &today[..10]).await,
+        Some(p) => views::chart(app, p, &today[..10], labels).await,
         None => None,
     };
     let Some(chart) = chart else {
@@ -320,6 +349,7 @@ pub(crate) async fn launcher_chart(
             apps: Vec::new(),
             launched: Some(launch_url),
             inspect: Some(&issued.trace_id),
+            launches: Vec::new(),
         },
     )
 }

@@ -7,7 +7,9 @@ use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::Response;
-use smartlaunch_auth::inspect::{unused_scopes, CheckLine, LaunchEvent, Step, Verdict};
+use smartlaunch_auth::inspect::{
+    analyse, settle_outcomes, CheckLine, Flag, LaunchEvent, LaunchSummary, Step, TokenContext, Verdict,
+};
 
 use crate::server::{instant, App};
 use crate::web::pages::{error_page, render};
@@ -16,24 +18,17 @@ use crate::web::{bearer, field, form_pairs};
 /// Records a discovery request at a simulation's FHIR base.
 pub(crate) async fn record_discovery(app: &App, simulation: &str) {
     if let Some(trace) = app.auth.trace_of_simulation(simulation).await {
-        let event = LaunchEvent {
-            at: app.clock.now(),
-            step: Step::Discovery,
-            request: "GET .well-known/smart-configuration".into(),
-            details: Vec::new(),
-            outcome: "200".into(),
-            flags: Vec::new(),
-            checks: Vec::new(),
-        };
+        let event = LaunchEvent::new(Step::Discovery, "GET .well-known/smart-configuration", "200", app.clock.now());
         app.auth.record(&trace, event).await;
     }
 }
 
-/// Middleware of the FHIR API: records each call made with a launch's token, and flags calls
-/// made with an expired one.  Tokens from outside a launch pass straight through.
+/// Middleware of the FHIR API: records each call made with a launch's token, flags calls
+/// made with an expired one, and marks the 401s a simulated error asked for as simulated.
+/// Tokens from outside a launch pass straight through.
 pub(crate) async fn record_fhir(State(app): State<App>, request: Request, next: Next) -> Response {
     let now = app.clock.now();
-    let Some((trace, expired)) = bearer(request.headers()).and_then(|t| app.auth.peek_trace(t, now)) else {
+    let Some(token) = bearer(request.headers()).and_then(|t| app.auth.peek_trace(t, now)) else {
         return next.run(request).await;
     };
     let path = request.uri().path_and_query().map(|p| p.as_str()).unwrap_or_default();
@@ -41,21 +36,15 @@ pub(crate) async fn record_fhir(State(app): State<App>, request: Request, next: 
     let line = format!("{} {}", request.method(), if relative.is_empty() { "(base)" } else { relative });
     let response = next.run(request).await;
     let status = response.status();
-    let flags = if expired {
-        vec!["An expired access token was used: refresh before expires_in runs out".to_owned()]
-    } else {
-        Vec::new()
-    };
+    let flags = if token.expired { vec![Flag::expired_token()] } else { Vec::new() };
+    let outcome = format!("{} {}", status.as_u16(), status.canonical_reason().unwrap_or_default());
     let event = LaunchEvent {
-        at: now,
-        step: Step::Fhir,
-        request: line,
-        details: Vec::new(),
-        outcome: format!("{} {}", status.as_u16(), status.canonical_reason().unwrap_or_default()),
         flags,
-        checks: Vec::new(),
+        // The simulation refuses every call of a live token; an expired one is the app's fault.
+        simulated: token.simulates_refusal && !token.expired && status == StatusCode::UNAUTHORIZED,
+        ..LaunchEvent::new(Step::Fhir, line, outcome, now)
     };
-    app.auth.record(&trace, event).await;
+    app.auth.record(&token.trace, event).await;
     response
 }
 
@@ -68,13 +57,20 @@ struct Row {
     request: String,
     details: Vec<(String, String)>,
     outcome: String,
-    flags: Vec<String>,
+    flags: Vec<Flag>,
     checks: Vec<CheckLine>,
+    simulated: bool,
 }
 
 #[derive(Template)]
 #[template(path = "inspector.html")]
 struct InspectorPage {
+    summary: LaunchSummary,
+    /// The context of the newest successful token response.
+    context: Option<TokenContext>,
+    /// The consent page's outcome, when the user saw it.
+    consent: Option<String>,
+    hints: Vec<Flag>,
     rows: Vec<Row>,
     unused: Vec<String>,
     flag_count: usize,
@@ -92,8 +88,12 @@ struct InspectorPage {
 /// `GET /launcher/inspect/{trace}?page=N`: the launch's kept events (at most
 /// `MAX_EVENTS_PER_TRACE`), oldest first, [`PAGE_SIZE`] per page.
 pub(crate) async fn show(State(app): State<App>, Path(trace): Path<String>, RawQuery(query): RawQuery) -> Response {
-    let record = match app.auth.launch_record(&trace).await {
-        Ok(record) => record,
+    let found = match app.auth.launch_record(&trace).await {
+        Ok(record) => app.auth.launch_summary(&trace, app.clock.now()).await.map(|summary| (record, summary)),
+        Err(e) => Err(e),
+    };
+    let (record, summary) = match found {
+        Ok(found) => found,
         Err(e) => {
             tracing::error!("inspector: {e}");
             return error_page(
@@ -103,19 +103,11 @@ pub(crate) async fn show(State(app): State<App>, Path(trace): Path<String>, RawQ
             );
         }
     };
-    let events = record.events;
-    // Scopes granted but never used by a successful FHIR call (checked once the app has called).
-    let granted = events
-        .iter()
-        .rev()
-        .filter(|e| e.step == Step::Token)
-        .find_map(|e| e.details.iter().find(|(k, _)| k == "granted scope").map(|(_, v)| v.clone()));
-    let called = events.iter().any(|e| e.step == Step::Fhir);
-    let unused = match granted {
-        Some(g) if called => unused_scopes(&g, &events),
-        _ => Vec::new(),
-    };
-    let flag_count = events.iter().map(|e| e.flags.len()).sum::<usize>() + unused.len();
+    let mut events = record.events;
+    settle_outcomes(&mut events);
+    let analysis = analyse(&events, summary.public);
+    let unused = analysis.unused;
+    let flag_count = events.iter().map(|e| e.flags.len()).sum::<usize>() + unused.len() + analysis.hints.len();
     let total = events.len();
     let pages = total.div_ceil(PAGE_SIZE).max(1);
     let pairs = form_pairs(query.unwrap_or_default().as_bytes());
@@ -138,12 +130,17 @@ pub(crate) async fn show(State(app): State<App>, Path(trace): Path<String>, RawQ
             outcome: e.outcome,
             flags: e.flags,
             checks: e.checks,
+            simulated: e.simulated,
         })
         .collect();
     let first = (page - 1) * PAGE_SIZE + 1;
     render(
         StatusCode::OK,
         &InspectorPage {
+            summary,
+            context: analysis.context,
+            consent: analysis.consent.map(|c| c.describe()),
+            hints: analysis.hints,
             last: first + rows.len().saturating_sub(1),
             first,
             total,

@@ -23,6 +23,7 @@ mod ops;
 mod pages;
 mod sandbox;
 mod signin;
+mod trace_switch;
 mod views;
 
 use std::collections::HashSet;
@@ -170,7 +171,8 @@ pub(crate) fn router(app: App) -> Router {
         .route("/launcher/inspect/{trace}", get(inspector::show))
         .route("/launcher/forget-consent", post(consent_reset::forget))
         .route("/launcher/link/{id}", get(launcher::links::open))
-        .route("/launcher/links/delete", post(launcher::links::delete));
+        .route("/launcher/links/delete", post(launcher::links::delete))
+        .route("/launcher/trace", get(trace_switch::show).post(trace_switch::set));
     public
         .merge(pages)
         .layer(RequestBodyLimitLayer::new(FORM_BODY_LIMIT))

@@ -202,6 +202,7 @@ async fn simulated_backend_errors_reach_the_client_as_real_ones_and_only_for_bac
     }
     let page = inspector(&s, &card.inspect).await;
     assert!(page.contains("401 invalid_client: the client assertion is not valid (simulated"), "{page}");
+    assert_eq!(page.matches("<span class=\"badge simulated\"").count(), 2, "each simulated answer is marked: {page}");
     assert!(!page.contains("✗ failed"), "the assertion itself passed every check");
 
     // A new session replaces the old one: now the scope fails.
@@ -283,7 +284,8 @@ async fn the_inspector_lists_every_check_and_flags_a_reused_jti_a_long_exp_and_a
         "long exp: exp is 3600 s ahead",
         "(refused)",
         "✗ failed: `exp` is 3600 s ahead; an assertion may be valid for at most 300 s",
-        &format!("wrong aud: “{}” is not this server's token URL; use {}", s.fhir, s.token_url()),
+        &format!("wrong aud: “{}” is not this server's token URL", s.fhir),
+        &format!("token_endpoint of smart-configuration: {}", s.token_url()),
         "✗ failed: no registered key has the kid `made-up`",
         "not checked (an earlier check failed)",
         "alg `none` is refused",

@@ -799,13 +799,13 @@ async fn the_inspector_keeps_the_newest_500_requests_of_a_launch_and_pages_them(
     let Landing::App(url) = Browser::new(&s).get(&s.authorize_url(&params)).await else { panic!("redirect") };
     let token = redeem(&s, &client, &query_of(&url)["code"], &verifier).await;
     let access = token["access_token"].as_str().unwrap().to_owned();
-    // 2 (authorize, token) + 520 FHIR calls: the oldest 22 go.
+    // 3 (authorize, consent skipped, token) + 520 FHIR calls: the oldest 23 go.
     for i in 0..520 {
         assert_eq!(s.read(&format!("Patient/pat-001?n={i}"), &access).await.status(), 200);
     }
     // Read at once: the page sees every request made before it (the queue is flushed).
     let page = s.http.get(&inspect_url).send().await.unwrap().text().await.unwrap();
-    assert!(page.contains("22 earlier requests were dropped"), "{page}");
+    assert!(page.contains("23 earlier requests were dropped"), "{page}");
     assert!(page.contains("Requests 1–50 of 500"), "{page}");
     assert!(page.contains("GET Patient/pat-001?n=20<") && page.contains("GET Patient/pat-001?n=69<"), "{page}");
     assert!(!page.contains("n=19<") && !page.contains("n=70<"), "oldest first, 50 per page");

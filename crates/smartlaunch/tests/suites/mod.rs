@@ -11,6 +11,7 @@ mod fhir_rest;
 mod fhir_search;
 mod hardening;
 mod import;
+mod inspector;
 mod launcher_dev;
 mod limits;
 mod polish;

@@ -378,6 +378,21 @@ async fn recent_launches(app: &App) -> Vec<Recent> {
             trace_id: session.trace_id,
         });
     }
+    // Launches made by hand that a client's trace switch traced (`/launcher/trace`).
+    for hand in app.db.recent_hand_traces(RECENT).await.unwrap_or_default() {
+        let name = match app.auth.client(&hand.client_id, app.clock.now()).await {
+            Ok(Some(c)) => c.metadata.client_name.clone(),
+            _ => hand.client_id.clone(),
+        };
+        recent.push(Recent {
+            at: hand.created_at,
+            time: when(hand.created_at),
+            kind: smartlaunch_auth::service::HAND_MADE,
+            app: name,
+            patient: "—".into(),
+            trace_id: hand.trace_id,
+        });
+    }
     recent.sort_by_key(|r| std::cmp::Reverse(r.at));
     recent.truncate(RECENT as usize);
     recent

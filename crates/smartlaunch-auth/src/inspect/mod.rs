@@ -2,13 +2,19 @@
 //! authorize, token, refresh, FHIR calls), with secrets masked, and the places where the app
 //! broke the spec (digest §4, app-side rules).
 
+mod analysis;
+mod flags;
+
 use serde::{Deserialize, Serialize};
 
 use crate::authorize::AuthorizationRequest;
-use crate::client_assertion::{AssertionReport, Check, Failure, CLOCK_SKEW, MAX_LIFETIME};
+use crate::client_assertion::{AssertionReport, Check, Failure, MAX_LIFETIME};
 use crate::error::TokenError;
 use crate::token::{TokenRequest, TokenResponse};
 use crate::UnixTime;
+
+pub use analysis::{analyse, settle_outcomes, Analysis, ConsentOutcome, LaunchSummary, TokenContext};
+pub use flags::{scope_flags, Flag, FlagKind};
 
 /// The step of the launch a request belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -19,6 +25,8 @@ pub enum Step {
     Token,
     Refresh,
     Fhir,
+    /// The user's decision on the consent page.
+    Consent,
 }
 
 impl Step {
@@ -29,6 +37,7 @@ impl Step {
             Step::Token => "Token",
             Step::Refresh => "Refresh",
             Step::Fhir => "FHIR API",
+            Step::Consent => "Consent",
         }
     }
 }
@@ -44,11 +53,40 @@ pub struct LaunchEvent {
     pub details: Vec<(String, String)>,
     /// What the server answered, e.g. `200` or `400 invalid_grant`.
     pub outcome: String,
-    /// Where the app broke the spec.
-    pub flags: Vec<String>,
+    /// Where the app broke the spec, each with its fix (events recorded before issue 9 carry
+    /// bare texts: [`FlagKind::Recorded`]).
+    pub flags: Vec<Flag>,
     /// The checks the server made (a backend service's client assertion), in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub checks: Vec<CheckLine>,
+    /// The answer was a failure the developer launcher asked for (a simulated error), not the
+    /// app's fault: it never counts against the app.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub simulated: bool,
+    /// The context a successful token response carried (token values never recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<TokenContext>,
+    /// The user's decision (a [`Step::Consent`] event).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consent: Option<ConsentOutcome>,
+}
+
+impl LaunchEvent {
+    /// An event with no details, flags or checks.
+    pub fn new(step: Step, request: impl Into<String>, outcome: impl Into<String>, at: UnixTime) -> LaunchEvent {
+        LaunchEvent {
+            at,
+            step,
+            request: request.into(),
+            details: Vec::new(),
+            outcome: outcome.into(),
+            flags: Vec::new(),
+            checks: Vec::new(),
+            simulated: false,
+            context: None,
+            consent: None,
+        }
+    }
 }
 
 /// One check of a request as the inspector lists it.
@@ -110,8 +148,18 @@ pub fn state_bits(state: &str) -> usize {
     state.len() * per_char
 }
 
+/// What the authorize event checks a request against: the FHIR base of the launch, whether
+/// the request came with a `launch` parameter (an EHR launch), and the FHIR resource types.
+#[derive(Debug, Clone, Copy)]
+pub struct AuthorizeContext<'a> {
+    pub expected_aud: &'a str,
+    /// `None`: resource types are not checked.
+    pub known_type: Option<fn(&str) -> bool>,
+}
+
 /// The authorize event of a request made for a launch whose FHIR base is `expected_aud`.
-pub fn authorize_event(req: &AuthorizationRequest, expected_aud: &str, now: UnixTime) -> LaunchEvent {
+pub fn authorize_event(req: &AuthorizationRequest, ctx: AuthorizeContext<'_>, now: UnixTime) -> LaunchEvent {
+    let expected_aud = ctx.expected_aud;
     let mut details = Vec::new();
     let mut add = |k: &str, v: Option<String>| {
         if let Some(v) = v {
@@ -129,28 +177,33 @@ pub fn authorize_event(req: &AuthorizationRequest, expected_aud: &str, now: Unix
     add("launch", req.launch.as_deref().map(mask));
     let mut flags = Vec::new();
     if req.code_challenge.as_deref().is_none_or(str::is_empty) {
-        flags.push("No PKCE: send code_challenge with code_challenge_method=S256 (SMART 2: SHALL)".to_owned());
+        flags.push(Flag::no_pkce());
     }
     match req.state.as_deref() {
-        None | Some("") => flags.push("No state: send an unguessable state and check it on return".to_owned()),
-        Some(s) if state_bits(s) < 122 => {
-            flags.push(format!("state has ~{} bits; the spec asks for at least 122 bits of entropy", state_bits(s)))
-        }
+        None | Some("") => flags.push(Flag::no_state()),
+        Some(s) if state_bits(s) < 122 => flags.push(Flag::weak_state(state_bits(s), looks_like_fhirclient_state(s))),
         Some(_) => {}
     }
     let aud = req.aud.as_deref().or(req.resource.as_deref()).unwrap_or_default();
-    if aud.strip_suffix('/').unwrap_or(aud) != expected_aud {
-        flags.push(format!("aud “{aud}” is not the FHIR base the app was launched with ({expected_aud})"));
+    let trimmed = aud.strip_suffix('/').unwrap_or(aud);
+    if trimmed != expected_aud {
+        flags.push(Flag::wrong_aud(aud, expected_aud));
+    } else if aud != expected_aud {
+        flags.push(Flag::aud_trailing_slash(aud, expected_aud));
     }
-    LaunchEvent {
-        at: now,
-        step: Step::Authorize,
-        request: "GET /auth/authorize".into(),
-        details,
-        outcome: String::new(),
-        flags,
-        checks: Vec::new(),
+    let scope = req.scope.as_deref().unwrap_or_default();
+    if req.launch.as_deref().is_none_or(str::is_empty)
+        && scope.split(' ').any(|s| s.parse() == Ok(smart_scopes::Scope::Launch))
+    {
+        flags.push(Flag::launch_scope_standalone());
     }
+    flags.extend(scope_flags(scope, ctx.known_type));
+    LaunchEvent { details, flags, ..LaunchEvent::new(Step::Authorize, "GET /auth/authorize", "", now) }
+}
+
+/// fhirclient.js's default state: 16 characters of `[A-Za-z0-9]` (`randomString(16)`).
+fn looks_like_fhirclient_state(state: &str) -> bool {
+    state.len() == 16 && state.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
 /// What the token endpoint answered, as the inspector shows it.
@@ -181,13 +234,10 @@ pub fn backend_token_event(
         details.push(("expires_in".to_owned(), format!("{} s", r.expires_in)));
     }
     LaunchEvent {
-        at: now,
-        step: Step::Token,
-        request: "POST /auth/token".into(),
         details,
-        outcome: token_outcome(result),
         flags: assertion_flags(report),
         checks: if report.checks().is_empty() { Vec::new() } else { check_lines(report) },
+        ..LaunchEvent::new(Step::Token, "POST /auth/token", token_outcome(result), now)
     }
 }
 
@@ -216,26 +266,17 @@ pub fn check_lines(report: &AssertionReport) -> Vec<CheckLine> {
 /// Where a backend service's client assertion broke the spec: a reused `jti`, an `exp` more
 /// than [`MAX_LIFETIME`] ahead (refused, or accepted only thanks to the clock-skew tolerance),
 /// a wrong `aud` (with the right one).
-pub fn assertion_flags(report: &AssertionReport) -> Vec<String> {
+pub fn assertion_flags(report: &AssertionReport) -> Vec<Flag> {
     let mut flags = Vec::new();
     if report.failure(Check::JtiFresh) == Some(&Failure::JtiReused) {
-        flags.push(
-            "jti reused: this assertion's jti was used before; sign a new assertion with a fresh random jti for every request"
-                .to_owned(),
-        );
+        flags.push(Flag::jti_reused());
     }
     if let Some(ahead) = report.exp_ahead.filter(|&ahead| ahead > MAX_LIFETIME) {
-        let fate = match report.failure(Check::Exp) {
-            Some(_) => "refused".to_owned(),
-            None => format!("accepted only within the {CLOCK_SKEW} s clock-skew tolerance"),
-        };
-        flags.push(format!(
-            "long exp: exp is {ahead} s ahead; an assertion may be valid for at most {MAX_LIFETIME} s ({fate})"
-        ));
+        flags.push(Flag::long_exp(ahead, report.failure(Check::Exp).is_some()));
     }
     if let Some(Failure::Aud { expected }) = report.failure(Check::Aud) {
         let sent = report.get(Check::Aud).map_or("", |c| c.sent.as_str());
-        flags.push(format!("wrong aud: “{sent}” is not this server's token URL; use {expected}"));
+        flags.push(Flag::assertion_aud(sent, expected));
     }
     flags
 }
@@ -244,7 +285,7 @@ pub fn assertion_flags(report: &AssertionReport) -> Vec<String> {
 pub fn unused_scopes(granted: &str, events: &[LaunchEvent]) -> Vec<String> {
     let used: Vec<&str> = events
         .iter()
-        .filter(|e| e.step == Step::Fhir && e.outcome.starts_with('2'))
+        .filter(|e| e.step == Step::Fhir && !e.simulated && e.outcome.starts_with('2'))
         .filter_map(|e| e.request.split(' ').nth(1))
         .filter_map(|path| path.split('?').next())
         .filter_map(|path| path.split('/').find(|seg| seg.chars().next().is_some_and(|c| c.is_ascii_uppercase())))
@@ -269,39 +310,75 @@ mod tests {
         AuthorizationRequest::from_pairs(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
     }
 
+    const CTX: AuthorizeContext<'static> =
+        AuthorizeContext { expected_aud: "http://x/fhir", known_type: Some(|t| t == "Patient" || t == "Observation") };
+
+    fn kinds(e: &LaunchEvent) -> Vec<FlagKind> {
+        e.flags.iter().map(|f| f.kind).collect()
+    }
+
     #[test]
-    fn authorize_flags_name_each_mistake() {
+    fn authorize_flags_name_each_mistake_with_its_fix() {
         let good = request(&[
             ("state", "0123456789abcdef0123456789abcdef"),
             ("aud", "http://x/fhir"),
             ("code_challenge", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"),
             ("launch", "secret-launch-id"),
+            ("scope", "launch openid patient/Patient.rs"),
         ]);
-        let e = authorize_event(&good, "http://x/fhir", 1);
+        let e = authorize_event(&good, CTX, 1);
         assert!(e.flags.is_empty(), "{:?}", e.flags);
         assert!(e.details.iter().any(|(k, v)| k == "launch" && v.starts_with("secr…")), "masked");
         let bad = request(&[("state", "abc"), ("aud", "http://elsewhere/fhir")]);
-        let flags = authorize_event(&bad, "http://x/fhir", 1).flags;
-        assert_eq!(flags.len(), 3, "{flags:?}");
-        assert!(flags[0].starts_with("No PKCE") && flags[1].contains("~12 bits") && flags[2].contains("elsewhere"));
+        let e = authorize_event(&bad, CTX, 1);
+        assert_eq!(kinds(&e), [FlagKind::NoPkce, FlagKind::WeakState, FlagKind::WrongAud], "{:?}", e.flags);
+        assert!(e.flags[1].problem.contains("~12 bits") && e.flags[2].problem.contains("elsewhere"));
+        assert!(e.flags[0].fix.contains("S256") && e.flags[2].fix.contains("aud=http://x/fhir"));
+        let none = authorize_event(&request(&[("aud", "http://x/fhir")]), CTX, 1);
+        assert_eq!(kinds(&none), [FlagKind::NoPkce, FlagKind::NoState]);
+        assert!(none.flags[1].fix.contains("getRandomValues"));
     }
 
     #[test]
-    fn unused_scopes_are_those_no_successful_call_touched() {
-        let call = |path: &str, outcome: &str| LaunchEvent {
-            at: 0,
-            step: Step::Fhir,
-            request: format!("GET {path}"),
-            details: vec![],
-            outcome: outcome.into(),
-            flags: vec![],
-            checks: vec![],
+    fn fhirclient_default_state_gets_the_state_key_fix() {
+        let e = authorize_event(
+            &request(&[("state", "aB3dE6gH9jK2mN5p"), ("aud", "http://x/fhir"), ("code_challenge", "c")]),
+            CTX,
+            1,
+        );
+        assert_eq!(kinds(&e), [FlagKind::WeakState]);
+        assert!(e.flags[0].problem.contains("~96 bits"), "{:?}", e.flags);
+        assert!(e.flags[0].fix.contains("fhirclient.js") && e.flags[0].fix.contains("stateKey"));
+    }
+
+    #[test]
+    fn a_trailing_slash_aud_a_standalone_launch_scope_and_bad_scopes_are_flagged() {
+        let base = [("state", "0123456789abcdef0123456789abcdef"), ("code_challenge", "c")];
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let mut pairs = base.to_vec();
+            pairs.extend_from_slice(extra);
+            authorize_event(&request(&pairs), CTX, 1)
         };
+        let slash = with(&[("aud", "http://x/fhir/")]);
+        assert_eq!(kinds(&slash), [FlagKind::AudTrailingSlash]);
+        assert!(slash.flags[0].fix.contains("aud=http://x/fhir.") && slash.flags[0].problem.contains("exactly"));
+        let standalone = with(&[("aud", "http://x/fhir"), ("scope", "launch openid patient/Patient.rs")]);
+        assert_eq!(kinds(&standalone), [FlagKind::LaunchScopeStandalone]);
+        assert!(standalone.flags[0].fix.contains("launch/patient"));
+        let scopes = with(&[("aud", "http://x/fhir"), ("scope", "patient/Observaton.rs patient/Patient.bogus")]);
+        assert_eq!(kinds(&scopes), [FlagKind::UnknownResourceType, FlagKind::MalformedScope], "{:?}", scopes.flags);
+    }
+
+    #[test]
+    fn unused_scopes_are_those_no_successful_real_call_touched() {
+        let call = |path: &str, outcome: &str| LaunchEvent::new(Step::Fhir, format!("GET {path}"), outcome, 0);
         let events = [call("/fhir/Patient/p1", "200"), call("/fhir/Condition?patient=p1", "403")];
         let unused = unused_scopes("openid patient/Patient.rs patient/Condition.rs patient/Observation.rs", &events);
         assert_eq!(unused, ["patient/Condition.rs", "patient/Observation.rs"]);
         assert!(unused_scopes("patient/*.rs", &events).is_empty());
         assert_eq!(state_bits("0123456789abcdef0123456789abcdef"), 128);
+        let simulated = LaunchEvent { simulated: true, ..call("/fhir/Observation?patient=p1", "200") };
+        assert_eq!(unused_scopes("patient/Observation.rs", &[simulated]), ["patient/Observation.rs"]);
     }
 
     fn report_for(claims: serde_json::Value, reused: bool) -> AssertionReport {
@@ -333,17 +410,22 @@ mod tests {
     fn a_reused_jti_a_long_exp_and_a_wrong_aud_are_flagged() {
         let flags = assertion_flags(&report_for(good(), true));
         assert_eq!(flags.len(), 1);
-        assert!(flags[0].starts_with("jti reused"));
+        assert!(flags[0].problem.starts_with("jti reused") && flags[0].fix.contains("fresh random jti"));
 
         let mut long = good();
         long["exp"] = serde_json::json!(1000 + MAX_LIFETIME + 10);
         let flags = assertion_flags(&report_for(long.clone(), false));
         assert_eq!(flags.len(), 1, "{flags:?}");
-        assert!(flags[0].contains("310 s ahead") && flags[0].contains("clock-skew tolerance"), "{flags:?}");
+        assert!(
+            flags[0].problem.contains("310 s ahead") && flags[0].problem.contains("clock-skew tolerance"),
+            "{flags:?}"
+        );
+        assert!(flags[0].fix.contains("at most 5 minutes"));
         long["exp"] = serde_json::json!(1000 + 3600);
         let report = report_for(long, false);
         assert!(
-            assertion_flags(&report)[0].contains("3600 s ahead") && assertion_flags(&report)[0].contains("(refused)")
+            assertion_flags(&report)[0].problem.contains("3600 s ahead")
+                && assertion_flags(&report)[0].problem.contains("(refused)")
         );
         let exp = check_lines(&report).into_iter().find(|l| l.name == "exp").unwrap();
         assert_eq!(exp.verdict, Verdict::Failed);
@@ -352,7 +434,8 @@ mod tests {
         let mut aud = good();
         aud["aud"] = serde_json::json!("https://x/fhir");
         let flags = assertion_flags(&report_for(aud, false));
-        assert_eq!(flags, ["wrong aud: “https://x/fhir” is not this server's token URL; use https://x/auth/token"]);
+        assert_eq!(flags[0].problem, "wrong aud: “https://x/fhir” is not this server's token URL");
+        assert!(flags[0].fix.ends_with("https://x/auth/token"));
     }
 
     #[test]
