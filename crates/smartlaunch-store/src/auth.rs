@@ -235,6 +235,7 @@ impl AuthStore for Db {
             "DELETE FROM authorization_codes WHERE client_id = ?",
             "DELETE FROM consents WHERE client_id = ?",
             "DELETE FROM backend_sessions WHERE client_id = ?",
+            "DELETE FROM trace_switches WHERE client_id = ?",
         ] {
             sqlx::query(sql).bind(client_id).execute(&mut *tx).await.map_err(err)?;
         }

@@ -30,6 +30,8 @@ pub const RESET_TABLES: &[&str] = &[
     "launches",
     "backend_sessions",
     "launch_links",
+    "hand_traces",
+    "trace_switches",
     // Bulk Data export jobs (their files are the server's to delete).
     "export_jobs",
     // Apps and people.
