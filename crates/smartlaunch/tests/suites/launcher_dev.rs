@@ -121,6 +121,8 @@ async fn the_apps_own_client_id_is_registered_once_and_shown_on_the_card() {
     post(&mut b, &[&generated[..], &[("patient", "pat-001")]].concat()).await;
     assert_eq!(issued_client(&b), first);
     let page = s.http.get(format!("{}/launcher", s.base)).send().await.unwrap().text().await.unwrap();
+    // The launch form's app list (the "forget remembered consent" card lists the apps again).
+    let page = page.split("id=\"forget-consent\"").next().unwrap();
     assert_eq!(page.matches("Launcher app at http://127.0.0.1:9/gen/launch (").count(), 1, "one registration");
     assert_eq!(page.matches("Launcher app at http://127.0.0.1:9/mine/launch.html (").count(), 1);
     s.stop().await;
