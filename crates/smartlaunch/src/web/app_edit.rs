@@ -11,7 +11,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use smartlaunch_auth::client::{Client, RegistrationRequest, TokenEndpointAuthMethod};
 use smartlaunch_auth::config::SandboxMode;
-use smartlaunch_auth::secrets::secrets_equal;
 use smartlaunch_auth::service::Registrant;
 use smartlaunch_auth::store::AuthStore;
 use smartlaunch_auth::RegistrationError;
@@ -19,7 +18,7 @@ use smartlaunch_auth::RegistrationError;
 use crate::server::App;
 use crate::web::gallery::{kind_of, page_with_notice};
 use crate::web::pages::{error_page, render};
-use crate::web::{bearer, cookie, field, form_pairs, host, reload_client_origins, signin};
+use crate::web::{field, form_pairs, host, reload_client_origins, signin};
 
 /// The editable metadata, as the form shows it.
 struct Filled {
@@ -195,8 +194,7 @@ fn status_of(e: &RegistrationError) -> StatusCode {
 /// The posted form if it passes its double-submit CSRF check (the `/apps` form token).
 fn checked_form(headers: &HeaderMap, body: &Bytes) -> Option<Vec<(String, String)>> {
     let form = form_pairs(body);
-    let posted = field(&form, "csrf").unwrap_or_default();
-    cookie(headers, "smartlaunch_csrf").is_some_and(|c| !c.is_empty() && secrets_equal(&c, posted)).then_some(form)
+    signin::form_token_ok(headers, &form).then_some(form)
 }
 
 fn expired_form() -> Response {
@@ -207,8 +205,7 @@ fn expired_form() -> Response {
 /// `Host` (an open sandbox on loopback answers only at its own names).  The form is a same-site
 /// POST guarded by its double-submit cookie, so it is not cross-site.
 fn registrant<'a>(form: &'a [(String, String)], headers: &'a HeaderMap) -> Registrant<'a> {
-    let bearer = field(form, "admin_token").filter(|t| !t.is_empty()).or(bearer(headers));
-    Registrant { bearer, host: host(headers), cross_site: false }
+    Registrant { bearer: signin::admin_token(form, headers), host: host(headers), cross_site: false }
 }
 
 /// `GET /apps/edit?client_id=…`: the edit form, filled with the app's metadata.

@@ -8,13 +8,12 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use smartlaunch_auth::secrets::secrets_equal;
 use smartlaunch_auth::store::AuthStore;
 use smartlaunch_auth::LaunchError;
 
 use crate::server::App;
 use crate::web::pages::{error_page, render};
-use crate::web::{bearer, cookie, field, form_pairs, host};
+use crate::web::{field, form_pairs, host, signin};
 
 #[derive(Template)]
 #[template(path = "consent_reset.html")]
@@ -40,15 +39,14 @@ fn refused(status: StatusCode, why: String) -> Response {
 /// `POST /launcher/forget-consent`: `client_id` and `user` (a username) name the consent.
 pub(crate) async fn forget(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
     let form = form_pairs(&body);
-    let posted = field(&form, "csrf").unwrap_or_default();
-    if !cookie(&headers, "smartlaunch_csrf").is_some_and(|c| !c.is_empty() && secrets_equal(&c, posted)) {
+    if !signin::form_token_ok(&headers, &form) {
         return error_page(
             StatusCode::BAD_REQUEST,
             "The form has expired",
             "Please reload the launcher and try again.",
         );
     }
-    let admin = field(&form, "admin_token").filter(|t| !t.is_empty()).or(bearer(&headers));
+    let admin = signin::admin_token(&form, &headers);
     if let Err(e) = app.auth.check_powers(admin, host(&headers)) {
         let status = match e {
             LaunchError::Unauthorized(_) => StatusCode::UNAUTHORIZED,

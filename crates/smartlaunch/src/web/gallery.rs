@@ -8,14 +8,13 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use smartlaunch_auth::client::{Client, RegistrationRequest, TokenEndpointAuthMethod};
-use smartlaunch_auth::secrets::secrets_equal;
 use smartlaunch_auth::service::Registrant;
 use smartlaunch_auth::store::AuthStore;
 use smartlaunch_auth::RegistrationError;
 
 use crate::server::App;
 use crate::web::pages::{error_page, render};
-use crate::web::{cookie, field, form_pairs, reload_client_origins, signin};
+use crate::web::{field, form_pairs, reload_client_origins, signin};
 
 struct AppRow {
     /// The query string naming this app (`client_id=…`), for its edit and delete links.
@@ -179,8 +178,7 @@ fn registration_request(filled: &Filled) -> Result<RegistrationRequest, String> 
 /// `POST /apps`: registers an app from the form.
 pub(crate) async fn register(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
     let form = form_pairs(&body);
-    let posted = field(&form, "csrf").unwrap_or_default();
-    if !cookie(&headers, "smartlaunch_csrf").is_some_and(|c| !c.is_empty() && secrets_equal(&c, posted)) {
+    if !signin::form_token_ok(&headers, &form) {
         return error_page(StatusCode::BAD_REQUEST, "The form has expired", "Please reload the page and try again.");
     }
     let text = |name: &str| field(&form, name).unwrap_or_default().trim().to_owned();

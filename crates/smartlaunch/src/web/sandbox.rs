@@ -11,11 +11,10 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use smartlaunch_auth::config::SandboxMode;
-use smartlaunch_auth::secrets::secrets_equal;
 
 use crate::server::{instant, App};
 use crate::web::pages::{error_page, render};
-use crate::web::{bearer, cookie, field, form_pairs, host, reload_client_origins, see_other, signin};
+use crate::web::{field, form_pairs, host, reload_client_origins, see_other, signin};
 
 /// What the reset form expects in its confirmation field.
 const CONFIRMATION: &str = "reset";
@@ -56,15 +55,14 @@ pub(crate) async fn show(State(app): State<App>, headers: HeaderMap, RawQuery(qu
 /// `POST /sandbox/reset`: resets the sandbox after the checks, then shows the page again.
 pub(crate) async fn reset(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
     let form = form_pairs(&body);
-    let posted = field(&form, "csrf").unwrap_or_default();
-    if !cookie(&headers, "smartlaunch_csrf").is_some_and(|c| !c.is_empty() && secrets_equal(&c, posted)) {
+    if !signin::form_token_ok(&headers, &form) {
         return error_page(
             StatusCode::BAD_REQUEST,
             "The form has expired",
             "Please reload the sandbox page and try again. Nothing was changed.",
         );
     }
-    let admin = field(&form, "admin_token").filter(|t| !t.is_empty()).or(bearer(&headers));
+    let admin = signin::admin_token(&form, &headers);
     if let Err(e) = app.auth.check_powers(admin, host(&headers)) {
         return page(&app, &headers, StatusCode::FORBIDDEN, Some(format!("{e}. Nothing was changed.")), false);
     }

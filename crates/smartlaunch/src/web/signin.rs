@@ -12,7 +12,7 @@ use smartlaunch_auth::AuthorizeError;
 
 use crate::server::App;
 use crate::web::pages::{error_page, throttled_page};
-use crate::web::{cookie, field, see_other, session_cookie, session_set_cookie};
+use crate::web::{bearer, cookie, field, see_other, session_cookie, session_set_cookie};
 
 const CSRF_COOKIE: &str = "smartlaunch_csrf";
 
@@ -21,6 +21,27 @@ pub(crate) fn form_token(path: &str) -> (String, HeaderValue) {
     let csrf = random_token(24);
     let cookie = format!("{CSRF_COOKIE}={csrf}; Path={path}; HttpOnly; SameSite=Strict");
     (csrf, HeaderValue::from_str(&cookie).expect("URL-safe"))
+}
+
+/// Whether a posted form carries the double-submit token of one of the browser's form-token
+/// cookies (a page's cookie and its parent path's, e.g. `/launcher` and `/launcher/trace`,
+/// may both come along).
+pub(crate) fn form_token_ok(headers: &HeaderMap, form: &[(String, String)]) -> bool {
+    let posted = field(form, "csrf").unwrap_or_default();
+    !posted.is_empty()
+        && headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|c| c.trim().split_once('='))
+            .any(|(n, v)| n == CSRF_COOKIE && secrets_equal(v, posted))
+}
+
+/// The admin token a sandbox-power form presents: its `admin_token` field, else the request's
+/// `Authorization: Bearer` token.
+pub(crate) fn admin_token<'a>(form: &'a [(String, String)], headers: &'a HeaderMap) -> Option<&'a str> {
+    field(form, "admin_token").filter(|t| !t.is_empty()).or(bearer(headers))
 }
 
 /// Adds the form token's cookie to a rendered sign-in page.

@@ -8,16 +8,15 @@
 use askama::Template;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use smartlaunch_auth::config::SandboxMode;
-use smartlaunch_auth::secrets::secrets_equal;
 use smartlaunch_auth::service::MAX_TRACE_SWITCH;
 use smartlaunch_auth::store::AuthStore;
 
 use crate::server::{instant, App};
 use crate::web::pages::{error_page, render};
-use crate::web::{bearer, field, form_pairs, host, see_other, signin};
+use crate::web::{field, form_pairs, host, see_other, signin};
 
 /// The page's path (and its form cookie's).
 const PATH: &str = "/launcher/trace";
@@ -96,26 +95,13 @@ pub(crate) async fn show(State(app): State<App>, headers: HeaderMap) -> Response
     page(&app, &headers, None).await
 }
 
-/// Whether any `smartlaunch_csrf` cookie the browser sent equals the posted token (the
-/// launcher's cookie, for `/launcher`, may come along with this page's).
-fn csrf_ok(headers: &HeaderMap, posted: &str) -> bool {
-    !posted.is_empty()
-        && headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|c| c.trim().split_once('='))
-            .any(|(n, v)| n == "smartlaunch_csrf" && secrets_equal(v, posted))
-}
-
 /// `POST /launcher/trace`: `client_id`, and `minutes` to switch on (1 to 1440) or `off`.
 pub(crate) async fn set(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
     let form = form_pairs(&body);
-    if !csrf_ok(&headers, field(&form, "csrf").unwrap_or_default()) {
+    if !signin::form_token_ok(&headers, &form) {
         return error_page(StatusCode::BAD_REQUEST, "The form has expired", "Please reload the page and try again.");
     }
-    let admin = field(&form, "admin_token").filter(|t| !t.is_empty()).or(bearer(&headers));
+    let admin = signin::admin_token(&form, &headers);
     if let Err(e) = app.auth.check_powers(admin, host(&headers)) {
         return page(&app, &headers, Some(e.to_string())).await;
     }

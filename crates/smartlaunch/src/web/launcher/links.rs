@@ -8,14 +8,14 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use smartlaunch_auth::secrets::{hash_token, random_token, secrets_equal};
+use smartlaunch_auth::secrets::{hash_token, random_token};
 use smartlaunch_auth::LaunchError;
 use smartlaunch_store::LaunchLink;
 
 use super::form::{plan, NotYet};
 use crate::server::App;
 use crate::web::pages::error_page;
-use crate::web::{bearer, cookie, field, form_pairs, host, see_other};
+use crate::web::{bearer, field, form_pairs, host, see_other, signin};
 
 /// The longest name of a link.
 const NAME_MAX: usize = 100;
@@ -160,15 +160,14 @@ fn broken(name: &str, problem: &str) -> Response {
 /// `POST /launcher/links/delete`: deletes a link (its handle is the id's hash).
 pub(crate) async fn delete(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
     let form = form_pairs(&body);
-    let posted = field(&form, "csrf").unwrap_or_default();
-    if !cookie(&headers, "smartlaunch_csrf").is_some_and(|c| !c.is_empty() && secrets_equal(&c, posted)) {
+    if !signin::form_token_ok(&headers, &form) {
         return error_page(
             StatusCode::BAD_REQUEST,
             "The form has expired",
             "Please reload the launcher and try again.",
         );
     }
-    let admin = field(&form, "admin_token").filter(|t| !t.is_empty()).or(bearer(&headers));
+    let admin = signin::admin_token(&form, &headers);
     if let Err(e) = app.auth.check_powers(admin, host(&headers)) {
         return error_page(StatusCode::FORBIDDEN, "The link was not deleted", &e.to_string());
     }

@@ -19,7 +19,6 @@ use axum::response::Response;
 use smartlaunch_auth::client::TokenEndpointAuthMethod;
 use smartlaunch_auth::config::SandboxMode;
 use smartlaunch_auth::launch::SimulatedError;
-use smartlaunch_auth::secrets::secrets_equal;
 use smartlaunch_auth::service::{IssuedBackendSession, IssuedLaunch};
 use smartlaunch_auth::store::AuthStore;
 use smartlaunch_auth::LaunchError;
@@ -31,7 +30,7 @@ use self::links::LinkRow;
 use crate::server::App;
 use crate::web::pages::{error_page, render};
 use crate::web::views::PatientRow;
-use crate::web::{bearer, cookie, field, form_pairs, host, signin, views};
+use crate::web::{cookie, field, form_pairs, host, signin, views};
 
 struct Choice {
     value: String,
@@ -265,15 +264,14 @@ pub(crate) async fn show(State(app): State<App>, headers: HeaderMap) -> Response
 /// `POST /launcher`: creates the launch and shows its URL (or opens it in the EHR frame).
 pub(crate) async fn create(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
     let form = form_pairs(&body);
-    let posted = field(&form, "csrf").unwrap_or_default();
-    if !cookie(&headers, "smartlaunch_csrf").is_some_and(|c| !c.is_empty() && secrets_equal(&c, posted)) {
+    if !signin::form_token_ok(&headers, &form) {
         return error_page(
             StatusCode::BAD_REQUEST,
             "The form has expired",
             "Please reload the launcher and try again.",
         );
     }
-    let admin = field(&form, "admin_token").filter(|t| !t.is_empty()).or(bearer(&headers));
+    let admin = signin::admin_token(&form, &headers);
     if let Err(e) = app.auth.check_powers(admin, host(&headers)) {
         return page(&app, &headers, Outcome::problem(e.to_string()), &form).await;
     }
