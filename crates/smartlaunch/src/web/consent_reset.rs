@@ -39,6 +39,9 @@ fn refused(status: StatusCode, why: String) -> Response {
 
 /// `POST /launcher/forget-consent`: `client_id` and `user` (a username) name the consent.
 pub(crate) async fn forget(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+    if crate::web::is_from_another_origin(&headers) {
+        return crate::web::from_another_origin_page();
+    }
     let form = form_pairs(&body);
     let posted = field(&form, "csrf").unwrap_or_default();
     if !cookie(&headers, "smartlaunch_csrf").is_some_and(|c| !c.is_empty() && secrets_equal(&c, posted)) {

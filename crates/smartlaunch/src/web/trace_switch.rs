@@ -111,6 +111,9 @@ fn csrf_ok(headers: &HeaderMap, posted: &str) -> bool {
 
 /// `POST /launcher/trace`: `client_id`, and `minutes` to switch on (1 to 1440) or `off`.
 pub(crate) async fn set(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+    if crate::web::is_from_another_origin(&headers) {
+        return crate::web::from_another_origin_page();
+    }
     let form = form_pairs(&body);
     if !csrf_ok(&headers, field(&form, "csrf").unwrap_or_default()) {
         return error_page(StatusCode::BAD_REQUEST, "The form has expired", "Please reload the page and try again.");

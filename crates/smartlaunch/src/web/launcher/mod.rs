@@ -264,6 +264,9 @@ pub(crate) async fn show(State(app): State<App>, headers: HeaderMap) -> Response
 
 /// `POST /launcher`: creates the launch and shows its URL (or opens it in the EHR frame).
 pub(crate) async fn create(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+    if crate::web::is_from_another_origin(&headers) {
+        return crate::web::from_another_origin_page();
+    }
     let form = form_pairs(&body);
     let posted = field(&form, "csrf").unwrap_or_default();
     if !cookie(&headers, "smartlaunch_csrf").is_some_and(|c| !c.is_empty() && secrets_equal(&c, posted)) {
