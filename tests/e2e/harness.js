@@ -109,4 +109,11 @@ async function appOutcome(page) {
   return { done: await page.getAttribute("body", "data-done"), text: await page.textContent("#out") };
 }
 
-module.exports = { startServer, startApp, register, launchBrowser, appResult, appOutcome, signIn };
+/** The chart's app frame, once the page has attached it (a page rendered with the app already
+ * in its frame may report its banner before the frame exists). */
+async function appFrame(page) {
+  const element = await page.waitForSelector('iframe[name="app-frame"]', { state: "attached", timeout: 30000 });
+  return element.contentFrame();
+}
+
+module.exports = { startServer, startApp, register, launchBrowser, appResult, appOutcome, signIn, appFrame };

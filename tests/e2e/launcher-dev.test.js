@@ -7,7 +7,7 @@
 const { test, before, after } = require("node:test");
 const assert = require("node:assert/strict");
 const path = require("node:path");
-const { startServer, startApp, launchBrowser, appResult, appOutcome } = require("./harness");
+const { startServer, startApp, launchBrowser, appResult, appOutcome, appFrame } = require("./harness");
 
 let server, app, browser;
 const SCOPE = "launch openid fhirUser offline_access patient/*.rs";
@@ -91,7 +91,7 @@ test("(c) the launcher opens the app inside the EHR frame with skip consent and 
   await page.getByLabel(/Inside the EHR chart frame/).check();
   await page.getByRole("button", { name: "Create the launch" }).click();
   assert.equal(await page.getByRole("region", { name: "Patient banner" }).getByRole("heading").textContent(), "Amy Shaw");
-  const frame = page.frame({ name: "app-frame" });
+  const frame = await appFrame(page);
   assert.ok(frame, "the chart has an app frame");
   const out = await appOutcome(frame);
   assert.equal(out.done, "error", "the app inside the frame sees the simulated failure");
@@ -105,7 +105,7 @@ test("(c) the launcher opens the app inside the EHR frame with skip consent and 
   await page.getByLabel("Simulate an error").selectOption("");
   await page.getByRole("button", { name: "Create the launch" }).click();
   await page.getByRole("region", { name: "Patient banner" }).waitFor();
-  const ok = await appResult(page.frame({ name: "app-frame" }));
+  const ok = await appResult(await appFrame(page));
   assert.equal(ok.framed, true);
   assert.equal(ok.context.need_patient_banner, false);
   await shot(page, "ehr-frame-launched-app-ok");
@@ -158,7 +158,7 @@ test("a portal launch opens inside the portal frame", async () => {
   await page.getByLabel(/Inside the EHR chart frame/).check();
   await page.getByRole("button", { name: "Create the launch" }).click();
   await page.getByRole("region", { name: "Patient banner" }).waitFor();
-  const out = await appResult(page.frame({ name: "app-frame" }));
+  const out = await appResult(await appFrame(page));
   assert.equal(out.fhirUser, "Patient/pat-001");
   assert.equal(out.context.need_patient_banner, false);
   await shot(page, "portal-frame-launched-app");

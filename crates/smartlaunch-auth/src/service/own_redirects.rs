@@ -5,7 +5,7 @@
 //! shows the code to the developer who opened the authorize URL — and only a registrant with
 //! the sandbox powers may name it (docs/SECURITY.md, "The built-in callback page").
 
-use url::Url;
+use url::{Host, Url};
 
 use crate::config::is_loopback_host;
 use crate::error::{LaunchError, RegistrationError};
@@ -88,8 +88,8 @@ impl<S: AuthStore> AuthService<S> {
         let (Ok(url), Ok(public)) = (Url::parse(uri), Url::parse(&self.config.public_url)) else {
             return Destination::Elsewhere;
         };
-        let same_host = match (url.host_str(), public.host_str()) {
-            (Some(h), Some(p)) => h.eq_ignore_ascii_case(p) || (is_loopback_host(h) && is_loopback_host(p)),
+        let same_host = match (url.host(), public.host()) {
+            (Some(h), Some(p)) => same_name(&h, &p) || (is_local(&h) && is_local(&p)),
             _ => false,
         };
         let own = url.scheme() == public.scheme()
@@ -99,6 +99,64 @@ impl<S: AuthStore> AuthService<S> {
             (false, _) => Destination::Elsewhere,
             (true, true) => Destination::DevCallback,
             (true, false) => Destination::OwnPage,
+        }
+    }
+}
+
+/// Whether two hosts name the same machine by name: equal, ignoring case and a trailing dot
+/// (`sandbox.example.` is `sandbox.example` to DNS and to the browser that connects).
+fn same_name(a: &Host<&str>, b: &Host<&str>) -> bool {
+    let bare = |h: &Host<&str>| h.to_string().trim_end_matches('.').to_ascii_lowercase();
+    bare(a) == bare(b)
+}
+
+/// Whether a host reaches this machine: a loopback name or address (also with a trailing dot,
+/// or IPv4-mapped), or the unspecified address (`0.0.0.0`, `[::]`), which browsers on Linux
+/// and macOS connect to the local host.
+fn is_local(host: &Host<&str>) -> bool {
+    match host {
+        Host::Domain(d) => is_loopback_host(d.strip_suffix('.').unwrap_or(d)),
+        Host::Ipv4(ip) => ip.is_loopback() || ip.is_unspecified(),
+        Host::Ipv6(ip) => {
+            ip.is_loopback()
+                || ip.is_unspecified()
+                || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback() || v4.is_unspecified())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Applies `check` to the host of `url`.
+    fn on_host(url: &str, check: impl Fn(&Host<&str>) -> bool) -> bool {
+        let url = Url::parse(url).unwrap();
+        check(&url.host().unwrap())
+    }
+
+    #[test]
+    fn a_trailing_dot_or_another_spelling_of_loopback_is_still_this_server() {
+        let public = Url::parse("https://sandbox.example/").unwrap();
+        let public = public.host().unwrap();
+        let named = |u: &str| on_host(u, |h| same_name(h, &public));
+        assert!(named("https://sandbox.example./dev/callback"));
+        assert!(named("https://SANDBOX.example/x"));
+        assert!(!named("https://sandbox.example.evil/x"));
+        for local in [
+            "http://localhost./",
+            "http://a.localhost./",
+            "http://0.0.0.0/",
+            "http://[::]/",
+            "http://[::ffff:127.0.0.1]/",
+            "http://127.1/",
+        ] {
+            assert!(on_host(local, is_local), "{local}");
+        }
+        for remote in
+            ["https://example.com/", "http://10.0.0.1/", "http://[::ffff:10.0.0.1]/", "https://localhost.example/"]
+        {
+            assert!(!on_host(remote, is_local), "{remote}");
         }
     }
 }

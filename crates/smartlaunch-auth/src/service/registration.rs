@@ -373,6 +373,8 @@ impl<S: AuthStore> AuthService<S> {
             return Err(RegistrationError::InvalidClientMetadata(format!("the client_id “{client_id}” is taken")));
         }
         let metadata = request.validate()?;
+        // The same rule as `add_client`: no page of this server but `/dev/callback`.
+        self.check_own_redirect_uris(&metadata.redirect_uris, &[], OwnRedirectPowers::Trusted)?;
         let client_secret = metadata.token_endpoint_auth_method.uses_secret().then(|| random_token(32));
         let client = Client {
             client_id: client_id.to_owned(),

@@ -18,7 +18,7 @@ use smartlaunch_auth::RegistrationError;
 use crate::server::App;
 use crate::web::gallery::{kind_of, page_with_notice};
 use crate::web::pages::{error_page, render};
-use crate::web::{field, form_pairs, host, reload_client_origins, signin};
+use crate::web::{field, form_pairs, host, is_from_another_origin, reload_client_origins, signin};
 
 /// The editable metadata, as the form shows it.
 struct Filled {
@@ -202,10 +202,15 @@ fn expired_form() -> Response {
 }
 
 /// Who edits or deletes: the admin token from the form (or `Authorization: Bearer`), and the
-/// `Host` (an open sandbox on loopback answers only at its own names).  The form is a same-site
-/// POST guarded by its double-submit cookie, so it is not cross-site.
+/// `Host` (an open sandbox on loopback answers only at its own names).  The form is guarded by
+/// its double-submit cookie; a post that the browser says came from a page of another origin
+/// (which can plant that cookie from another port of this host) is cross-site.
 fn registrant<'a>(form: &'a [(String, String)], headers: &'a HeaderMap) -> Registrant<'a> {
-    Registrant { bearer: signin::admin_token(form, headers), host: host(headers), cross_site: false }
+    Registrant {
+        bearer: signin::admin_token(form, headers),
+        host: host(headers),
+        cross_site: is_from_another_origin(headers),
+    }
 }
 
 /// `GET /apps/edit?client_id=…`: the edit form, filled with the app's metadata.

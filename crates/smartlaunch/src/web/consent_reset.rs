@@ -38,6 +38,9 @@ fn refused(status: StatusCode, why: String) -> Response {
 
 /// `POST /launcher/forget-consent`: `client_id` and `user` (a username) name the consent.
 pub(crate) async fn forget(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+    if crate::web::is_from_another_origin(&headers) {
+        return crate::web::from_another_origin_page();
+    }
     let form = form_pairs(&body);
     if !signin::form_token_ok(&headers, &form) {
         return error_page(

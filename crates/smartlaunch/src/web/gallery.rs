@@ -196,9 +196,11 @@ pub(crate) async fn register(State(app): State<App>, headers: HeaderMap, body: B
         Err(e) => return page(&app, filled, Some(e), None, None).await,
     };
     let token = field(&form, "registration_token").filter(|t| !t.is_empty());
-    // The form is a same-site POST guarded by its double-submit cookie, so `cross_site` is
-    // false here; the sandbox powers decide whether it may make a backend service.
-    let registrant = Registrant { bearer: token, host: crate::web::host(&headers), cross_site: false };
+    // The form is guarded by its double-submit cookie; a post that the browser says came from
+    // a page of another origin (which can plant that cookie from another port of this host) is
+    // cross-site: it may not name /dev/callback or make a backend service.
+    let cross_site = crate::web::is_from_another_origin(&headers);
+    let registrant = Registrant { bearer: token, host: crate::web::host(&headers), cross_site };
     match app.auth.register(request, registrant, app.clock.now()).await {
         Ok(done) => {
             reload_client_origins(&app).await;

@@ -330,6 +330,28 @@ pub(crate) fn is_cross_site(app: &App, headers: &HeaderMap) -> bool {
     !(host(headers).is_some_and(|h| h.eq_ignore_ascii_case(authority)) || public.eq_ignore_ascii_case(authority))
 }
 
+/// Whether the browser says that a page of another origin sent this request
+/// (`Sec-Fetch-Site` other than `same-origin`, or `none` for what the user typed).  A page on
+/// another port of this host is `same-site`: its cookies reach this server (cookies ignore the
+/// port), so it can plant the `smartlaunch_csrf` cookie of a double-submit form and post the
+/// same value.  The sandbox-power forms refuse such a post.  A client that sends no
+/// `Sec-Fetch-Site` (an older browser, a script) is judged by the form token alone.
+pub(crate) fn is_from_another_origin(headers: &HeaderMap) -> bool {
+    headers
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| !v.eq_ignore_ascii_case("same-origin") && !v.eq_ignore_ascii_case("none"))
+}
+
+/// The page that refuses a form posted by a page of another origin ([`is_from_another_origin`]).
+pub(crate) fn from_another_origin_page() -> Response {
+    pages::error_page(
+        StatusCode::FORBIDDEN,
+        "Sent from another page",
+        "This form was sent by a page of another origin (another site, or another port of this host), so nothing was changed. Open this server's own page and send the form from there.",
+    )
+}
+
 /// Whether the request body is declared as a form.
 pub(crate) fn is_form(headers: &HeaderMap) -> bool {
     headers

@@ -54,6 +54,9 @@ pub(crate) async fn show(State(app): State<App>, headers: HeaderMap, RawQuery(qu
 
 /// `POST /sandbox/reset`: resets the sandbox after the checks, then shows the page again.
 pub(crate) async fn reset(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+    if crate::web::is_from_another_origin(&headers) {
+        return crate::web::from_another_origin_page();
+    }
     let form = form_pairs(&body);
     if !signin::form_token_ok(&headers, &form) {
         return error_page(

@@ -97,6 +97,9 @@ pub(crate) async fn show(State(app): State<App>, headers: HeaderMap) -> Response
 
 /// `POST /launcher/trace`: `client_id`, and `minutes` to switch on (1 to 1440) or `off`.
 pub(crate) async fn set(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+    if crate::web::is_from_another_origin(&headers) {
+        return crate::web::from_another_origin_page();
+    }
     let form = form_pairs(&body);
     if !signin::form_token_ok(&headers, &form) {
         return error_page(StatusCode::BAD_REQUEST, "The form has expired", "Please reload the page and try again.");

@@ -359,3 +359,77 @@ fn alert_of(page: &str) -> String {
     let alert = page.split("role=\"alert\">").nth(1).and_then(|a| a.split("</p>").next());
     html_unescape(alert.unwrap_or_else(|| panic!("no alert: {page}")))
 }
+
+/// The `smartlaunch_csrf` value a page on another port of this host plants (cookies ignore
+/// the port, so its cookie reaches this server) and posts along.
+const PLANTED: &str = "planted-by-a-page-on-another-port";
+
+/// A form post from a page at `http://127.0.0.1:3000` that planted [`PLANTED`] as the form
+/// cookie; `site` is the `Sec-Fetch-Site` the browser sends with it.
+async fn planted_post(s: &Server, path: &str, fields: &[(&str, &str)], site: &str) -> (StatusCode, String) {
+    let mut form = vec![("csrf", PLANTED)];
+    form.extend_from_slice(fields);
+    let r = s
+        .http
+        .post(format!("{}{path}", s.base))
+        .header(reqwest::header::COOKIE, format!("smartlaunch_csrf={PLANTED}"))
+        .header("sec-fetch-site", site)
+        .header(reqwest::header::ORIGIN, "http://127.0.0.1:3000")
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    (r.status(), r.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_page_on_another_port_cannot_plant_the_form_cookie_and_post_the_sandbox_forms() {
+    let s = Server::start().await;
+    let client = ehr_app(&s, "Planted Target").await;
+    let evil = "https://evil.example/steal";
+    let edit = [
+        ("client_id", client.as_str()),
+        ("client_name", "Planted Target"),
+        ("redirect_uris", evil),
+        ("initiate_login_uri", LAUNCH_URI),
+    ];
+    let callback = format!("{}/dev/callback", s.base);
+    let register =
+        [("client_name", "Planted Callback"), ("client_type", "public"), ("redirect_uris", callback.as_str())];
+    let attacks: Vec<(&str, Vec<(&str, &str)>)> = vec![
+        ("/apps/edit", edit.to_vec()),
+        ("/apps", register.to_vec()),
+        ("/launcher/trace", vec![("client_id", client.as_str()), ("minutes", "60")]),
+        ("/launcher/forget-consent", vec![("client_id", client.as_str()), ("user", "clinician")]),
+        (
+            "/launcher",
+            vec![("launch_type", "ehr"), ("client_id", client.as_str()), ("user", "clinician"), ("patient", "pat-001")],
+        ),
+        ("/launcher/links/delete", vec![("link", "0123")]),
+        ("/sandbox/reset", vec![("confirm", "reset")]),
+        ("/apps/delete", vec![("client_id", client.as_str())]),
+    ];
+    for site in ["same-site", "cross-site"] {
+        for (path, fields) in &attacks {
+            let (status, page) = planted_post(&s, path, fields, site).await;
+            // The gallery shows a refused registration on its form (400), the rest answer 403.
+            let refused = if *path == "/apps" { StatusCode::BAD_REQUEST } else { StatusCode::FORBIDDEN };
+            assert_eq!(status, refused, "{site} POST {path}: {page}");
+        }
+    }
+    // Nothing changed: the app is there with its redirect URI, no trace switch is on, and no
+    // app names /dev/callback.
+    let mut b = Browser::new(&s);
+    b.get(&format!("{}/apps/edit?client_id={client}", s.base)).await;
+    assert!(b.page.contains(&s.redirect_uri()) && !b.page.contains(evil), "{}", b.page);
+    b.get(&format!("{}/launcher/trace", s.base)).await;
+    assert!(!b.page.contains("<strong>on</strong>"), "{}", b.page);
+    b.get(&format!("{}/apps", s.base)).await;
+    assert!(!b.page.contains("Planted Callback"), "{}", b.page);
+    // The same post from this server's own page (same-origin) is the form working as meant.
+    let (status, page) = planted_post(&s, "/apps/edit", &edit, "same-origin").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    b.get(&format!("{}/apps/edit?client_id={client}", s.base)).await;
+    assert!(b.page.contains(evil), "{}", b.page);
+    s.stop().await;
+}

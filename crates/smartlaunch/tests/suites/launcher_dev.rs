@@ -172,6 +172,38 @@ async fn a_taken_or_malformed_client_id_is_refused_with_what_to_do() {
 }
 
 #[tokio::test]
+async fn an_own_client_id_may_not_name_another_page_of_this_server_as_its_redirect_uri() {
+    // The own-redirect rule (docs/SECURITY.md, "The built-in callback page") holds for the
+    // ad-hoc app under a chosen client_id as for one with a generated id: a code must never
+    // land on one of our own pages other than /dev/callback.
+    let s = Server::start().await;
+    let mut b = launcher(&s).await;
+    for own in [None, Some("mine_own_page")] {
+        let redirect = format!("{}/launcher", s.base);
+        let mut fields = vec![("launch_uri", OWN_LAUNCH), ("redirect_uri", redirect.as_str()), ("patient", "pat-001")];
+        if let Some(id) = own {
+            fields.push(("own_client_id", id));
+        }
+        let status = post(&mut b, &fields).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{own:?}: {}", b.page);
+        assert!(alert(&b).contains("is an address of this server"), "{own:?}: {}", alert(&b));
+    }
+    let page = s.http.get(format!("{}/launcher", s.base)).send().await.unwrap().text().await.unwrap();
+    assert!(!page.contains("mine_own_page"), "nothing registered under the chosen id");
+    // /dev/callback stays allowed to the launcher (its caller has the sandbox powers).
+    let callback = format!("{}/dev/callback", s.base);
+    let fields = [
+        ("launch_uri", OWN_LAUNCH),
+        ("redirect_uri", callback.as_str()),
+        ("own_client_id", "mine_dev_callback"),
+        ("patient", "pat-001"),
+    ];
+    assert_eq!(post(&mut b, &fields).await, StatusCode::OK, "{}", b.page);
+    assert_eq!(issued_client(&b), "mine_dev_callback");
+    s.stop().await;
+}
+
+#[tokio::test]
 async fn registering_an_ad_hoc_app_needs_the_registration_token_and_the_admin_token() {
     let s = Server::start_configured(|c| {
         c.registration_token = Some("reg-secret".into());

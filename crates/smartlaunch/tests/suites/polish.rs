@@ -336,3 +336,28 @@ async fn only_a_registrant_with_the_sandbox_powers_may_name_the_dev_callback_and
     assert_eq!(status, StatusCode::CREATED, "{reg}");
     s.stop().await;
 }
+
+#[tokio::test]
+async fn the_dev_callback_under_a_trailing_dot_name_is_still_ours_and_not_for_everyone() {
+    // An https deployment with an admin token: `sandbox.example.` is the same host as
+    // `sandbox.example` to DNS and the browser, so a registrant without the admin token may
+    // not name /dev/callback (or any page of ours) under it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let s = Server::start_configured(|c| {
+        c.listen = format!("127.0.0.1:{port}").parse().unwrap();
+        c.public_url = Some("https://sandbox.example".into());
+        c.admin_token = Some("admin-secret".into());
+    })
+    .await;
+    let local = Server::at(&format!("http://127.0.0.1:{port}"));
+    for uri in ["https://sandbox.example./dev/callback", "https://SANDBOX.example./launcher"] {
+        let body = json!({"client_name": "x", "redirect_uris": [uri], "token_endpoint_auth_method": "none"});
+        let (status, err) = register_status(&local, &body, &[]).await;
+        assert_eq!(
+            (status, err["error"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_redirect_uri")),
+            "{uri}: {err}"
+        );
+    }
+    s.stop().await;
+}

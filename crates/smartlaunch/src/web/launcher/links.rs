@@ -159,6 +159,9 @@ fn broken(name: &str, problem: &str) -> Response {
 
 /// `POST /launcher/links/delete`: deletes a link (its handle is the id's hash).
 pub(crate) async fn delete(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+    if crate::web::is_from_another_origin(&headers) {
+        return crate::web::from_another_origin_page();
+    }
     let form = form_pairs(&body);
     if !signin::form_token_ok(&headers, &form) {
         return error_page(

@@ -263,6 +263,9 @@ pub(crate) async fn show(State(app): State<App>, headers: HeaderMap) -> Response
 
 /// `POST /launcher`: creates the launch and shows its URL (or opens it in the EHR frame).
 pub(crate) async fn create(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+    if crate::web::is_from_another_origin(&headers) {
+        return crate::web::from_another_origin_page();
+    }
     let form = form_pairs(&body);
     if !signin::form_token_ok(&headers, &form) {
         return error_page(
