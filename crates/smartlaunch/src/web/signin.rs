@@ -12,7 +12,9 @@ use smartlaunch_auth::AuthorizeError;
 
 use crate::server::App;
 use crate::web::pages::{error_page, throttled_page};
-use crate::web::{bearer, cookie, field, see_other, session_cookie, session_set_cookie};
+use crate::web::{
+    bearer, field, from_another_origin_page, is_from_another_origin, see_other, session_cookie, session_set_cookie,
+};
 
 const CSRF_COOKIE: &str = "smartlaunch_csrf";
 
@@ -66,8 +68,8 @@ pub(crate) enum Outcome {
     Error(Response),
 }
 
-/// Handles a posted sign-in form: checks the double-submit token, the password, and opens a
-/// session.
+/// Handles a posted sign-in form: checks that it came from this server's own page (its
+/// double-submit token, and `Sec-Fetch-Site`), the password, and opens a session.
 pub(crate) async fn sign_in(
     app: &App,
     headers: &HeaderMap,
@@ -75,8 +77,12 @@ pub(crate) async fn sign_in(
     form: &[(String, String)],
     next: &str,
 ) -> Outcome {
-    let posted = field(form, "csrf").unwrap_or_default();
-    if !cookie(headers, CSRF_COOKIE).is_some_and(|c| !c.is_empty() && secrets_equal(&c, posted)) {
+    // A page on another port of this host can plant the form-token cookie (cookies ignore the
+    // port): such a post would sign the browser in to an account of the attacker's choosing.
+    if is_from_another_origin(headers) {
+        return Outcome::Error(from_another_origin_page());
+    }
+    if !form_token_ok(headers, form) {
         return Outcome::Error(error_page(
             StatusCode::BAD_REQUEST,
             "The form has expired",

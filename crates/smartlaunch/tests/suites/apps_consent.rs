@@ -433,3 +433,40 @@ async fn a_page_on_another_port_cannot_plant_the_form_cookie_and_post_the_sandbo
     assert!(b.page.contains(evil), "{}", b.page);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_page_on_another_port_cannot_sign_the_browser_in_to_an_account_of_its_choosing() {
+    // Login CSRF: a page on another port plants the sign-in form's cookie and posts the
+    // attacker's own credentials, so that the victim's browser would act as the attacker.
+    let s = Server::start().await;
+    let credentials = [("username", "clinician"), ("password", "clinician")];
+    for path in ["/ehr/signin", "/portal/signin", "/account/signin"] {
+        for site in ["same-site", "cross-site"] {
+            let r = s
+                .http
+                .post(format!("{}{path}", s.base))
+                .header(reqwest::header::COOKIE, format!("smartlaunch_csrf={PLANTED}"))
+                .header("sec-fetch-site", site)
+                .form(&[&[("csrf", PLANTED)][..], &credentials[..]].concat())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::FORBIDDEN, "{site} POST {path}");
+            assert!(r.headers().get(reqwest::header::SET_COOKIE).is_none(), "{site} POST {path}: no session");
+        }
+        // The same post from the server's own sign-in page signs in.
+        let r = s
+            .http
+            .post(format!("{}{path}", s.base))
+            .header(reqwest::header::COOKIE, format!("smartlaunch_csrf={PLANTED}"))
+            .header("sec-fetch-site", "same-origin")
+            .form(&[&[("csrf", PLANTED)][..], &credentials[..]].concat())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "same-origin POST {path}");
+        let cookie = r.headers().get(reqwest::header::SET_COOKIE).unwrap().to_str().unwrap();
+        assert!(cookie.starts_with("smartlaunch_session="), "{cookie}");
+    }
+    s.stop().await;
+}
