@@ -13,7 +13,7 @@ use smartlaunch_auth::LaunchError;
 
 use crate::server::App;
 use crate::web::pages::{error_page, render};
-use crate::web::{field, form_pairs, host, signin};
+use crate::web::{field, host, signin};
 
 #[derive(Template)]
 #[template(path = "consent_reset.html")]
@@ -38,17 +38,10 @@ fn refused(status: StatusCode, why: String) -> Response {
 
 /// `POST /launcher/forget-consent`: `client_id` and `user` (a username) name the consent.
 pub(crate) async fn forget(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
-    if crate::web::is_from_another_origin(&headers) {
-        return crate::web::from_another_origin_page();
-    }
-    let form = form_pairs(&body);
-    if !signin::form_token_ok(&headers, &form) {
-        return error_page(
-            StatusCode::BAD_REQUEST,
-            "The form has expired",
-            "Please reload the launcher and try again.",
-        );
-    }
+    let form = match signin::posted_form(&headers, &body) {
+        Ok(form) => form,
+        Err(refused) => return refused.page("the launcher"),
+    };
     let admin = signin::admin_token(&form, &headers);
     if let Err(e) = app.auth.check_powers(admin, host(&headers)) {
         let status = match e {

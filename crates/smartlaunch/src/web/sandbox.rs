@@ -54,17 +54,10 @@ pub(crate) async fn show(State(app): State<App>, headers: HeaderMap, RawQuery(qu
 
 /// `POST /sandbox/reset`: resets the sandbox after the checks, then shows the page again.
 pub(crate) async fn reset(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
-    if crate::web::is_from_another_origin(&headers) {
-        return crate::web::from_another_origin_page();
-    }
-    let form = form_pairs(&body);
-    if !signin::form_token_ok(&headers, &form) {
-        return error_page(
-            StatusCode::BAD_REQUEST,
-            "The form has expired",
-            "Please reload the sandbox page and try again. Nothing was changed.",
-        );
-    }
+    let form = match signin::posted_form(&headers, &body) {
+        Ok(form) => form,
+        Err(refused) => return refused.page("the sandbox page"),
+    };
     let admin = signin::admin_token(&form, &headers);
     if let Err(e) = app.auth.check_powers(admin, host(&headers)) {
         return page(&app, &headers, StatusCode::FORBIDDEN, Some(format!("{e}. Nothing was changed.")), false);

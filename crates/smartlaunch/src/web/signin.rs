@@ -13,7 +13,8 @@ use smartlaunch_auth::AuthorizeError;
 use crate::server::App;
 use crate::web::pages::{error_page, throttled_page};
 use crate::web::{
-    bearer, field, from_another_origin_page, is_from_another_origin, see_other, session_cookie, session_set_cookie,
+    bearer, field, form_pairs, from_another_origin_page, is_from_another_origin, see_other, session_cookie,
+    session_set_cookie,
 };
 
 const CSRF_COOKIE: &str = "smartlaunch_csrf";
@@ -38,6 +39,42 @@ pub(crate) fn form_token_ok(headers: &HeaderMap, form: &[(String, String)]) -> b
             .flat_map(|v| v.split(';'))
             .filter_map(|c| c.trim().split_once('='))
             .any(|(n, v)| n == CSRF_COOKIE && secrets_equal(v, posted))
+}
+
+/// Why a posted sandbox-power form was refused before anything was done.
+pub(crate) enum FormRefused {
+    /// A page of another origin sent it (`Sec-Fetch-Site`): see [`is_from_another_origin`].
+    AnotherOrigin,
+    /// Its double-submit token is missing or wrong (an expired page, or a forged post).
+    Expired,
+}
+
+impl FormRefused {
+    /// The page that says so, telling the user to reload `page` (nothing was changed).
+    pub(crate) fn page(self, page: &str) -> Response {
+        match self {
+            FormRefused::AnotherOrigin => from_another_origin_page(),
+            FormRefused::Expired => error_page(
+                StatusCode::BAD_REQUEST,
+                "The form has expired",
+                &format!("Please reload {page} and try again. Nothing was changed."),
+            ),
+        }
+    }
+}
+
+/// A posted sandbox-power form (launcher, launch links, forget consent, trace switch, reset),
+/// once it is known to come from this server's own page: not from a page of another origin,
+/// and with its double-submit token.
+pub(crate) fn posted_form(headers: &HeaderMap, body: &[u8]) -> Result<Vec<(String, String)>, FormRefused> {
+    if is_from_another_origin(headers) {
+        return Err(FormRefused::AnotherOrigin);
+    }
+    let form = form_pairs(body);
+    if !form_token_ok(headers, &form) {
+        return Err(FormRefused::Expired);
+    }
+    Ok(form)
 }
 
 /// The admin token a sandbox-power form presents: its `admin_token` field, else the request's

@@ -16,7 +16,7 @@ use smartlaunch_auth::store::AuthStore;
 
 use crate::server::{instant, App};
 use crate::web::pages::{error_page, render};
-use crate::web::{field, form_pairs, host, see_other, signin};
+use crate::web::{field, host, see_other, signin};
 
 /// The page's path (and its form cookie's).
 const PATH: &str = "/launcher/trace";
@@ -97,13 +97,10 @@ pub(crate) async fn show(State(app): State<App>, headers: HeaderMap) -> Response
 
 /// `POST /launcher/trace`: `client_id`, and `minutes` to switch on (1 to 1440) or `off`.
 pub(crate) async fn set(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
-    if crate::web::is_from_another_origin(&headers) {
-        return crate::web::from_another_origin_page();
-    }
-    let form = form_pairs(&body);
-    if !signin::form_token_ok(&headers, &form) {
-        return error_page(StatusCode::BAD_REQUEST, "The form has expired", "Please reload the page and try again.");
-    }
+    let form = match signin::posted_form(&headers, &body) {
+        Ok(form) => form,
+        Err(refused) => return refused.page("the page"),
+    };
     let admin = signin::admin_token(&form, &headers);
     if let Err(e) = app.auth.check_powers(admin, host(&headers)) {
         return page(&app, &headers, Some(e.to_string())).await;

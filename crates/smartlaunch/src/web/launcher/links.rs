@@ -159,17 +159,10 @@ fn broken(name: &str, problem: &str) -> Response {
 
 /// `POST /launcher/links/delete`: deletes a link (its handle is the id's hash).
 pub(crate) async fn delete(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
-    if crate::web::is_from_another_origin(&headers) {
-        return crate::web::from_another_origin_page();
-    }
-    let form = form_pairs(&body);
-    if !signin::form_token_ok(&headers, &form) {
-        return error_page(
-            StatusCode::BAD_REQUEST,
-            "The form has expired",
-            "Please reload the launcher and try again.",
-        );
-    }
+    let form = match signin::posted_form(&headers, &body) {
+        Ok(form) => form,
+        Err(refused) => return refused.page("the launcher"),
+    };
     let admin = signin::admin_token(&form, &headers);
     if let Err(e) = app.auth.check_powers(admin, host(&headers)) {
         return error_page(StatusCode::FORBIDDEN, "The link was not deleted", &e.to_string());

@@ -263,17 +263,10 @@ pub(crate) async fn show(State(app): State<App>, headers: HeaderMap) -> Response
 
 /// `POST /launcher`: creates the launch and shows its URL (or opens it in the EHR frame).
 pub(crate) async fn create(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
-    if crate::web::is_from_another_origin(&headers) {
-        return crate::web::from_another_origin_page();
-    }
-    let form = form_pairs(&body);
-    if !signin::form_token_ok(&headers, &form) {
-        return error_page(
-            StatusCode::BAD_REQUEST,
-            "The form has expired",
-            "Please reload the launcher and try again.",
-        );
-    }
+    let form = match signin::posted_form(&headers, &body) {
+        Ok(form) => form,
+        Err(refused) => return refused.page("the launcher"),
+    };
     let admin = signin::admin_token(&form, &headers);
     if let Err(e) = app.auth.check_powers(admin, host(&headers)) {
         return page(&app, &headers, Outcome::problem(e.to_string()), &form).await;
