@@ -221,16 +221,7 @@ impl AuthStore for Db {
             .map_err(err)?
             .rows_affected();
         revoke_grants(&mut tx, Grants::OfClient(client_id), now).await?;
-        sqlx::query(
-            "INSERT INTO access_revocations (user_id, client_id, revoked_at) VALUES (?, ?, ?) \
-             ON CONFLICT (user_id, client_id) DO UPDATE SET revoked_at = excluded.revoked_at",
-        )
-        .bind(ALL_USERS)
-        .bind(client_id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(err)?;
+        revoke_client_access(&mut tx, client_id, now).await.map_err(err)?;
         for sql in [
             "DELETE FROM authorization_codes WHERE client_id = ?",
             "DELETE FROM consents WHERE client_id = ?",
@@ -841,6 +832,25 @@ enum Grants<'a> {
     Id(&'a str),
     OfClient(&'a str),
     OfUserAndClient(&'a str, &'a str),
+}
+
+/// Records every access token of `client_id` issued up to `now`, for all users, as revoked (the
+/// client is removed; the record outlives it, so its tokens stay refused after a restart).
+pub(crate) async fn revoke_client_access(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    client_id: &str,
+    now: UnixTime,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO access_revocations (user_id, client_id, revoked_at) VALUES (?, ?, ?) \
+         ON CONFLICT (user_id, client_id) DO UPDATE SET revoked_at = excluded.revoked_at",
+    )
+    .bind(ALL_USERS)
+    .bind(client_id)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// Revokes stored grants inside a transaction: records each revocation, marks the grants and

@@ -5,11 +5,11 @@
 //! stays dead after a restart too.
 
 use serde_json::Value;
-use smartlaunch_auth::revocation::ALL_USERS;
 use smartlaunch_auth::users::User;
 use smartlaunch_auth::UnixTime;
 use smartlaunch_fhir::store::StoreError;
 
+use crate::auth::revoke_client_access;
 use crate::bulk::{put_many, BulkBatch};
 use crate::Db;
 
@@ -77,16 +77,7 @@ impl Db {
         let export_jobs: Vec<(String,)> =
             sqlx::query_as("SELECT id FROM export_jobs").fetch_all(&mut *tx).await.map_err(err)?;
         for (client_id,) in &clients {
-            sqlx::query(
-                "INSERT INTO access_revocations (user_id, client_id, revoked_at) VALUES (?, ?, ?) \
-                 ON CONFLICT (user_id, client_id) DO UPDATE SET revoked_at = excluded.revoked_at",
-            )
-            .bind(ALL_USERS)
-            .bind(client_id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(err)?;
+            revoke_client_access(&mut tx, client_id, now).await.map_err(err)?;
         }
         for table in RESET_TABLES {
             sqlx::query(&format!("DELETE FROM {table}")).execute(&mut *tx).await.map_err(err)?;
