@@ -52,8 +52,22 @@ pub enum Progress {
     /// `flow_key` is set when the request was just created: the browser must keep it as the
     /// flow cookie, and every later step must present it.
     Step { step: FlowStep, pending: Box<PendingAuthorization>, user: Option<Box<User>>, flow_key: Option<String> },
-    /// Done: send the browser to the app (a `code`, or an error such as `access_denied`).
-    Redirect(String),
+    /// Done: send the browser to the app with a `code` (this URL).
+    Code(String),
+    /// Done: send the browser to the app with an RFC 6749 §4.1.2.1 error such as
+    /// `access_denied` (`url` carries `error`, `error_description` and `state`).
+    ErrorRedirect { url: String, error: &'static str, description: String },
+}
+
+impl Progress {
+    /// An error redirect to a verified `redirect_uri`.
+    pub(super) fn refuse(redirect_uri: &str, state: &str, error: &'static str, description: &str) -> Progress {
+        Progress::ErrorRedirect {
+            url: error_redirect(redirect_uri, Some(state), error, description),
+            error,
+            description: description.to_owned(),
+        }
+    }
 }
 
 /// A successful sign-in: the session cookie value to set.
@@ -120,12 +134,7 @@ impl<S: AuthStore> AuthService<S> {
                 match self.take_launch(launch_id, &v.client_id, browser_user, now).await {
                     Ok(Ok(launch)) => Some(launch),
                     Ok(Err(refused)) => {
-                        return Ok(Progress::Redirect(error_redirect(
-                            &v.redirect_uri,
-                            Some(&v.state),
-                            "invalid_request",
-                            &refused.describe(),
-                        )))
+                        return Ok(Progress::refuse(&v.redirect_uri, &v.state, "invalid_request", &refused.describe()))
                     }
                     Err(e) => return Err(AuthorizeError::Internal(e.to_string())),
                 }
@@ -144,14 +153,7 @@ impl<S: AuthStore> AuthService<S> {
                 };
                 match found {
                     Ok(simulation) => Some(simulation),
-                    Err(why) => {
-                        return Ok(Progress::Redirect(error_redirect(
-                            &v.redirect_uri,
-                            Some(&v.state),
-                            "invalid_request",
-                            why,
-                        )))
-                    }
+                    Err(why) => return Ok(Progress::refuse(&v.redirect_uri, &v.state, "invalid_request", why)),
                 }
             }
         };
@@ -234,12 +236,12 @@ impl<S: AuthStore> AuthService<S> {
                     FlowStep::Consent => "consent_required",
                     _ => "interaction_required",
                 };
-                Ok(Progress::Redirect(error_redirect(
+                Ok(Progress::refuse(
                     &pending.redirect_uri,
-                    Some(&pending.state),
+                    &pending.state,
                     error,
                     "prompt=none was requested but the user must act first",
-                )))
+                ))
             }
             _ => Ok(progress),
         }
@@ -386,8 +388,8 @@ impl<S: AuthStore> AuthService<S> {
             } else {
                 "the user denied the request"
             };
-            let redirect = error_redirect(&pending.redirect_uri, Some(&pending.state), "access_denied", why);
-            (ConsentOutcome::Denied { approved_none: allow }, Ok(Progress::Redirect(redirect)))
+            let refused = Progress::refuse(&pending.redirect_uri, &pending.state, "access_denied", why);
+            (ConsentOutcome::Denied { approved_none: allow }, Ok(refused))
         } else {
             let user_id = pending.user_id.clone().ok_or(AuthorizeError::BadStep("Sign in first."))?;
             self.store.put_consent(&user_id, &pending.client_id, &granted.to_string(), now).await?;
@@ -573,12 +575,12 @@ impl<S: AuthStore> AuthService<S> {
                     if stored {
                         self.store.delete_pending(&pending.id).await?;
                     }
-                    return Ok(Progress::Redirect(error_redirect(
+                    return Ok(Progress::refuse(
                         &pending.redirect_uri,
-                        Some(&pending.state),
+                        &pending.state,
                         "access_denied",
                         "the launch is for another patient's record; a patient user can share only their own",
-                    )));
+                    ));
                 }
             }
             let scope = parse_scope(&pending.scope)?;
@@ -616,7 +618,7 @@ impl<S: AuthStore> AuthService<S> {
                     return Err(AuthorizeError::UnknownRequest);
                 }
                 let unasked = pending.trace.as_ref().and_then(|_| unasked_consent(&pending));
-                let result = self.issue_code(&pending, &user, now).await.map(Progress::Redirect);
+                let result = self.issue_code(&pending, &user, now).await.map(Progress::Code);
                 match (unasked, deferred, &pending.trace) {
                     (Some(decision), Some(slot), _) => *slot = Some(decision),
                     (Some(decision), None, Some(trace)) => {
@@ -744,12 +746,12 @@ fn simulated_authorize_error(
             "The redirect_uri “{}” is not registered for this app {note}.",
             pending.redirect_uri
         ))),
-        SimulatedError::AuthorizeInvalidScope => Ok(Progress::Redirect(error_redirect(
+        SimulatedError::AuthorizeInvalidScope => Ok(Progress::refuse(
             &pending.redirect_uri,
-            Some(&pending.state),
+            &pending.state,
             "invalid_scope",
             &format!("the requested scope is invalid {note}"),
-        ))),
+        )),
         _ => return None,
     })
 }

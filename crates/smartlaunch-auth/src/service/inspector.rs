@@ -1,8 +1,6 @@
 //! The launch inspector's side of the service: the summary of a launch, and the per-client
 //! "trace this app's next launches" switch that traces launches made by hand (issue 9).
 
-use url::Url;
-
 use crate::authorize::AuthorizationRequest;
 use crate::client::TokenEndpointAuthMethod;
 use crate::error::{AuthorizeError, StoreError};
@@ -160,18 +158,35 @@ pub(super) fn unasked_consent(pending: &PendingAuthorization) -> Option<ConsentO
 /// What the browser was answered, as the inspector shows it.
 pub(super) fn describe_progress(result: &Result<Progress, AuthorizeError>) -> String {
     match result {
-        Ok(Progress::Redirect(url)) => match Url::parse(url) {
-            Ok(u) if u.query_pairs().any(|(k, _)| k == "error") => {
-                let q: Vec<(String, String)> = u.query_pairs().into_owned().collect();
-                let get = |k: &str| q.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str()).unwrap_or_default();
-                format!("redirect to the app with error={}: {}", get("error"), get("error_description"))
-            }
-            _ => "redirect to the app with a code".into(),
-        },
+        Ok(Progress::Code(_)) => "redirect to the app with a code".into(),
+        Ok(Progress::ErrorRedirect { error, description, .. }) => {
+            format!("redirect to the app with error={error}: {description}")
+        }
         Ok(Progress::Step { step, .. }) => format!("the {} page", step.page_name()),
         Err(AuthorizeError::Redirect { error, .. }) => {
             format!("redirect to the app with error={}: {}", error.error, error.error_description)
         }
         Err(e) => format!("error page: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_answer_is_described_from_the_typed_outcome() {
+        let denied = Progress::refuse("https://app.example/cb", "s", "access_denied", "the user denied the request");
+        let Progress::ErrorRedirect { url, .. } = &denied else { panic!("an error redirect") };
+        assert!(
+            url.starts_with("https://app.example/cb?error=access_denied&error_description=")
+                && url.ends_with("&state=s")
+        );
+        assert_eq!(
+            describe_progress(&Ok(denied)),
+            "redirect to the app with error=access_denied: the user denied the request"
+        );
+        let code = Progress::Code("https://app.example/cb?code=c&state=s".into());
+        assert_eq!(describe_progress(&Ok(code)), "redirect to the app with a code");
     }
 }

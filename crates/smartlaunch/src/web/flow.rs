@@ -45,7 +45,7 @@ async fn start(app: &App, headers: &HeaderMap, pairs: Vec<(String, String)>, sta
     let request = AuthorizationRequest::from_pairs(pairs);
     let cookie = session_cookie(headers);
     match app.auth.authorize(request, cookie.as_deref(), app.clock.now()).await {
-        Ok(Progress::Redirect(url)) => redirect(status, &url),
+        Ok(Progress::Code(url) | Progress::ErrorRedirect { url, .. }) => redirect(status, &url),
         Ok(Progress::Step { pending, flow_key, .. }) => {
             let mut response = redirect(status, &format!("/auth/flow/{}", pending.id));
             if let Some(key) = flow_key {
@@ -122,7 +122,7 @@ pub(crate) async fn show(
 ) -> Response {
     let query = form_pairs(query.unwrap_or_default().as_bytes());
     match app.auth.resume(&id, flow_key(&headers).as_deref(), app.clock.now()).await {
-        Ok(Progress::Redirect(url)) => see_other(&url),
+        Ok(Progress::Code(url) | Progress::ErrorRedirect { url, .. }) => see_other(&url),
         Ok(Progress::Step { step, pending, user, .. }) => {
             let shown = Shown { query: &query, alert: None, framed: is_framed(&headers) };
             render_step(&app, step, &pending, user.as_deref(), shown).await
@@ -220,7 +220,7 @@ pub(crate) async fn consent(
     let allow = field(&form, "decision") == Some("allow");
     let (key, csrf) = (flow_key(&headers), field(&form, "csrf").unwrap_or_default());
     match app.auth.consent(&id, key.as_deref(), csrf, allow, &approved, app.clock.now()).await {
-        Ok(Progress::Redirect(url)) => see_other(&url),
+        Ok(Progress::Code(url) | Progress::ErrorRedirect { url, .. }) => see_other(&url),
         Ok(Progress::Step { .. }) => see_other(&format!("/auth/flow/{id}")),
         Err(e) => flow_error(e, StatusCode::SEE_OTHER),
     }
