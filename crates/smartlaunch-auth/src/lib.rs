@@ -1,8 +1,9 @@
 //! The SMART App Launch 2.2 / OAuth 2.0 protocol core of smartlaunch.
 //!
-//! Typed requests in, typed results out; the caller passes the time; storage sits behind the
-//! [`store::AuthStore`] trait.  Nothing here knows about HTTP or HTML: the binary's handlers
-//! parse a request, call one function of [`AuthService`] and render its result.
+//! Typed requests in, typed results out; the caller passes the time; storage sits behind small
+//! ports by aggregate ([`store`]), composed into [`store::AuthStore`].  Nothing here knows
+//! about HTTP or HTML: the binary's handlers parse a request, call one function of
+//! [`AuthService`] and render its result.
 
 mod assertion_report;
 pub mod authorize;

@@ -9,8 +9,9 @@ use smartlaunch_auth::launch::{BackendSession, Launch, SimulatedError};
 use smartlaunch_auth::retention::Purge;
 use smartlaunch_auth::revocation::ALL_USERS;
 use smartlaunch_auth::store::{
-    AuthStore, ClientEntryRow, CodeGrant, CodeRedemption, Grant, HandTrace, PendingAuthorization, RefreshToken,
-    Session, StoreResult, UserAuthorization,
+    ClientEntryRow, ClientStore, CodeGrant, CodeRedemption, CodeStore, FlowStore, Grant, GrantStore, HandTrace,
+    Housekeeping, InspectorStore, KeyStore, LaunchRedemption, LaunchStore, PatientDirectory, PendingAuthorization,
+    RefreshToken, Session, SessionStore, StoreResult, UserAuthorization, UserStore,
 };
 use smartlaunch_auth::users::User;
 use smartlaunch_auth::UnixTime;
@@ -58,7 +59,7 @@ const USER_COLUMNS: &str = "id, username, password_hash, fhir_user, display_name
 const GRANT_COLUMNS: &str =
     "id, client_id, user_id, fhir_user, scope, patient, encounter, session_id, refresh_expires_at, created_at, revoked_at, context, simulate_error, aud, trace";
 
-impl AuthStore for Db {
+impl KeyStore for Db {
     async fn keys(&self) -> StoreResult<Option<KeyMaterial>> {
         let row: Option<(String, Vec<u8>, Vec<u8>)> =
             sqlx::query_as("SELECT kid, rsa_pkcs8, hmac_secret FROM signing_keys ORDER BY created_at DESC LIMIT 1")
@@ -84,7 +85,9 @@ impl AuthStore for Db {
         tx.commit().await.map_err(err)?;
         self.keys().await?.ok_or_else(|| StoreError("signing keys vanished".into()))
     }
+}
 
+impl ClientStore for Db {
     async fn insert_client(&self, client: &Client) -> StoreResult<()> {
         sqlx::query(&format!("INSERT INTO clients ({CLIENT_COLUMNS}) VALUES (?, ?, ?, ?, ?)"))
             .bind(&client.client_id)
@@ -233,7 +236,9 @@ impl AuthStore for Db {
         tx.commit().await.map_err(err)?;
         Ok(deleted > 0)
     }
+}
 
+impl UserStore for Db {
     async fn insert_user(&self, user: &User) -> StoreResult<bool> {
         let result = sqlx::query(
             "INSERT INTO users (id, username, password_hash, fhir_user, display_name) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
@@ -284,7 +289,9 @@ impl AuthStore for Db {
                 .map_err(err)?;
         Ok(row.map(user_from_row))
     }
+}
 
+impl LaunchStore for Db {
     async fn insert_launch(&self, launch: &Launch) -> StoreResult<()> {
         sqlx::query("INSERT INTO launches (id_hash, client_id, data, created_at, expires_at) VALUES (?, ?, ?, ?, ?)")
             .bind(&launch.id_hash)
@@ -353,7 +360,9 @@ impl AuthStore for Db {
             .map_err(err)?;
         row.map(|(data, used_at)| Ok((serde_json::from_str(&data).map_err(err)?, used_at))).transpose()
     }
+}
 
+impl InspectorStore for Db {
     async fn record_event(&self, trace: &str, event: &LaunchEvent) -> StoreResult<()> {
         self.events.record(trace, event);
         Ok(())
@@ -395,7 +404,9 @@ impl AuthStore for Db {
         self.events.flush().await;
         crate::events::launch_record(&self.read, trace).await.map_err(err)
     }
+}
 
+impl LaunchRedemption for Db {
     async fn use_launch(&self, id_hash: &str, now: UnixTime) -> StoreResult<bool> {
         let r = sqlx::query("UPDATE launches SET used_at = ? WHERE id_hash = ? AND used_at IS NULL AND expires_at > ?")
             .bind(now)
@@ -406,7 +417,9 @@ impl AuthStore for Db {
             .map_err(err)?;
         Ok(r.rows_affected() == 1)
     }
+}
 
+impl SessionStore for Db {
     async fn insert_session(&self, s: &Session) -> StoreResult<()> {
         sqlx::query("INSERT INTO sessions (id_hash, user_id, csrf, created_at, expires_at) VALUES (?, ?, ?, ?, ?)")
             .bind(&s.id_hash)
@@ -461,7 +474,9 @@ impl AuthStore for Db {
         sqlx::query("DELETE FROM sessions WHERE id_hash = ?").bind(id_hash).execute(&self.write).await.map_err(err)?;
         Ok(())
     }
+}
 
+impl FlowStore for Db {
     async fn insert_pending(&self, p: &PendingAuthorization) -> StoreResult<()> {
         sqlx::query("INSERT INTO pending_authorizations (id, request, expires_at) VALUES (?, ?, ?)")
             .bind(&p.id)
@@ -527,7 +542,9 @@ impl AuthStore for Db {
         .map_err(err)?;
         Ok(())
     }
+}
 
+impl CodeStore for Db {
     async fn insert_code(&self, code_hash: &str, grant: &CodeGrant, expires_at: UnixTime) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO authorization_codes (code_hash, grant_id, client_id, data, expires_at) VALUES (?, ?, ?, ?, ?)",
@@ -567,7 +584,9 @@ impl AuthStore for Db {
             None => CodeRedemption::Unknown,
         })
     }
+}
 
+impl GrantStore for Db {
     async fn insert_grant(&self, g: &Grant, refresh: &RefreshToken) -> StoreResult<()> {
         let mut tx = self.write.begin().await.map_err(err)?;
         sqlx::query(&format!(
@@ -754,7 +773,9 @@ impl AuthStore for Db {
             })
             .collect())
     }
+}
 
+impl PatientDirectory for Db {
     async fn patient_exists(&self, patient_id: &str) -> StoreResult<bool> {
         let row: Option<(i64,)> =
             sqlx::query_as("SELECT 1 FROM resources WHERE resource_type = 'Patient' AND id = ? AND deleted = 0")
@@ -776,7 +797,9 @@ impl AuthStore for Db {
         .map_err(err)?;
         Ok(rows.into_iter().map(|(id,)| id).collect())
     }
+}
 
+impl Housekeeping for Db {
     async fn purge_expired(&self, purge: &Purge) -> StoreResult<()> {
         // Written in time order: the expired rows are a prefix by rowid (no index needed).
         for (table, time, before) in [

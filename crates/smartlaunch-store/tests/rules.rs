@@ -7,7 +7,10 @@ use smartlaunch_auth::inspect::{LaunchEvent, LaunchRecord, Step};
 use smartlaunch_auth::launch::Launch;
 use smartlaunch_auth::retention::{Retention, MAX_EVENTS_PER_TRACE};
 use smartlaunch_auth::secrets::random_token;
-use smartlaunch_auth::store::{AuthStore, CodeGrant, CodeRedemption, Grant, RefreshToken, Session};
+use smartlaunch_auth::store::{
+    ClientStore, CodeGrant, CodeRedemption, CodeStore, Grant, GrantStore, Housekeeping, InspectorStore, KeyStore,
+    LaunchRedemption, LaunchStore, RefreshToken, Session, SessionStore,
+};
 use smartlaunch_store::Db;
 
 #[path = "rules/exports.rs"]
@@ -498,4 +501,33 @@ async fn launch_links_are_found_by_hash_deleted_once_and_capped() {
     assert!(db.launch_link("h10").await.unwrap().is_none());
     db.close().await;
     std::fs::remove_dir_all(dir).ok();
+}
+
+/// The shared storage rules of `smartlaunch_auth::store::rules`, which the in-memory double
+/// passes too: the double cannot drift from the real store.
+mod shared {
+    use smartlaunch_auth::store::rules;
+
+    use super::db;
+
+    macro_rules! on_sqlite {
+        ($($rule:ident),* $(,)?) => {$(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $rule() {
+                let (db, dir) = db().await;
+                rules::$rule(db.clone()).await.unwrap();
+                db.close().await;
+                std::fs::remove_dir_all(dir).ok();
+            }
+        )*};
+    }
+
+    on_sqlite!(
+        codes_are_single_use,
+        refresh_rotation_is_atomic,
+        assertion_jti_is_used_once,
+        launch_is_used_once,
+        client_update_is_conditional,
+        purge_keeps_what_lives,
+    );
 }

@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use smartlaunch::{start, RateLimits, Settings, SystemClock};
 use smartlaunch_auth::client::RegistrationRequest;
 use smartlaunch_auth::config::AuthConfig;
-use smartlaunch_auth::store::AuthStore;
+use smartlaunch_auth::store::ClientStore;
 use smartlaunch_auth::AuthService;
 use smartlaunch_store::Db;
 

@@ -1,6 +1,6 @@
 //! First-start seeding: the demo data set and the demo accounts.
 
-use smartlaunch_auth::store::AuthStore;
+use smartlaunch_auth::store::UserStore;
 use smartlaunch_auth::users::{hash_password, User};
 use smartlaunch_fhir::demo::DemoData;
 use smartlaunch_fhir::store::ResourceStore;

@@ -4,7 +4,7 @@
 use smartlaunch_auth::client::{Client, ClientMetadata, TokenEndpointAuthMethod};
 use smartlaunch_auth::inspect::{FlagKind, LaunchEvent, Step};
 use smartlaunch_auth::launch::Launch;
-use smartlaunch_auth::store::{AuthStore, HandTrace};
+use smartlaunch_auth::store::{ClientStore, HandTrace, InspectorStore, LaunchStore};
 
 use super::db;
 

@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use smart_scopes::ScopeSet;
 use smartlaunch_auth::secrets::secrets_equal;
-use smartlaunch_auth::store::AuthStore;
+use smartlaunch_auth::store::GrantStore;
 
 use crate::server::{instant, App};
 use crate::web::pages::{error_page, render};

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use smartlaunch_auth::launch::{FhirContextItem, LaunchContext, LaunchOptions};
 use smartlaunch_auth::service::NewLaunch;
-use smartlaunch_auth::store::AuthStore;
+use smartlaunch_auth::store::UserStore;
 use smartlaunch_auth::LaunchError;
 
 use crate::server::{instant, App};

@@ -8,7 +8,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use smartlaunch_auth::store::AuthStore;
+use smartlaunch_auth::store::UserStore;
 use smartlaunch_auth::LaunchError;
 
 use crate::server::App;

@@ -12,7 +12,7 @@ use smartlaunch_auth::client::Client;
 use smartlaunch_auth::launch::LaunchContext;
 use smartlaunch_auth::secrets::secrets_equal;
 use smartlaunch_auth::service::{IssuedLaunch, NewLaunch};
-use smartlaunch_auth::store::{AuthStore, Session};
+use smartlaunch_auth::store::{ClientStore, InspectorStore, Session};
 use smartlaunch_auth::users::User;
 use smartlaunch_auth::LaunchError;
 use smartlaunch_fhir::store::ResourceStore;

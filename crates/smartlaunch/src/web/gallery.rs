@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use smartlaunch_auth::client::{Client, RegistrationRequest, TokenEndpointAuthMethod};
 use smartlaunch_auth::service::Registrant;
-use smartlaunch_auth::store::AuthStore;
+use smartlaunch_auth::store::ClientStore;
 use smartlaunch_auth::RegistrationError;
 
 use crate::server::App;

@@ -5,7 +5,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
-use smartlaunch_auth::store::AuthStore;
+use smartlaunch_auth::store::{ClientStore, UserStore};
 
 use crate::server::App;
 use crate::web::pages::render;

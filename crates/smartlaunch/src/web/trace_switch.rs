@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use smartlaunch_auth::config::SandboxMode;
 use smartlaunch_auth::service::MAX_TRACE_SWITCH;
-use smartlaunch_auth::store::AuthStore;
+use smartlaunch_auth::store::{ClientStore, InspectorStore};
 
 use crate::server::{instant, App};
 use crate::web::pages::{error_page, render};

@@ -5,7 +5,7 @@
 use reqwest::header::LOCATION;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use smartlaunch_auth::store::AuthStore;
+use smartlaunch_auth::store::{ClientStore, LaunchStore, UserStore};
 use smartlaunch_fhir::store::{Expected, ResourceStore};
 use smartlaunch_store::Db;
 

@@ -5,7 +5,7 @@
 use smartlaunch_auth::client::{Client, RegistrationRequest, TokenEndpointAuthMethod};
 use smartlaunch_auth::launch::{FhirContextItem, LaunchContext, LaunchOptions, SimulatedError};
 use smartlaunch_auth::service::{is_chosen_client_id, NewLaunch, CHOSEN_CLIENT_ID_MAX};
-use smartlaunch_auth::store::AuthStore;
+use smartlaunch_auth::store::{ClientStore, PatientDirectory, UserStore};
 use smartlaunch_auth::users::User;
 use smartlaunch_fhir::store::ResourceStore;
 

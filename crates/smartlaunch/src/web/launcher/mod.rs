@@ -20,7 +20,7 @@ use smartlaunch_auth::client::TokenEndpointAuthMethod;
 use smartlaunch_auth::config::SandboxMode;
 use smartlaunch_auth::launch::SimulatedError;
 use smartlaunch_auth::service::{IssuedBackendSession, IssuedLaunch};
-use smartlaunch_auth::store::AuthStore;
+use smartlaunch_auth::store::{ClientStore, InspectorStore, LaunchStore, UserStore};
 use smartlaunch_auth::LaunchError;
 use smartlaunch_fhir::store::ResourceStore;
 
