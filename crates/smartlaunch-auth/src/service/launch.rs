@@ -10,7 +10,7 @@ use crate::launch::{
     LaunchUse, SimulatedError,
 };
 use crate::secrets::{hash_token, random_token, secrets_equal};
-use crate::store::AuthStore;
+use crate::store::{AuthStore, InspectorStore, LaunchRedemption, LaunchStore};
 use crate::{AuthService, UnixTime};
 
 /// How long a launch id may wait for the app's authorization request.
@@ -265,7 +265,10 @@ impl<S: AuthStore> AuthService<S> {
             expires_at: session.expires_at,
         })
     }
+}
 
+/// Resolving a launch needs only the launch ports.
+impl<S: LaunchStore + LaunchRedemption> AuthService<S> {
     /// Resolves the `launch` parameter of an authorization request and uses it up: it must be
     /// live, unused (unless reusable), for this client, and — when the browser is signed in —
     /// for that user ([`Launch::refusal`]).
@@ -335,7 +338,10 @@ impl<S: AuthStore> AuthService<S> {
         let (launch, _) = self.store.launch(&hash_token(id)).await.ok()??;
         (launch.standalone && !launch.trace_id.is_empty()).then_some(launch.trace_id)
     }
+}
 
+/// The launch inspector's record needs only its own port.
+impl<S: InspectorStore> AuthService<S> {
     /// Records a request for the launch inspector; a failure to record never fails the request.
     pub async fn record(&self, trace: &str, event: LaunchEvent) {
         if let Err(e) = self.store.record_event(trace, &event).await {
