@@ -1,6 +1,7 @@
 //! Validation of authorization requests (spec digest §1.4, checklist items 21–36) and the
 //! order of the browser steps that follow.
 
+use serde::{Deserialize, Serialize};
 use smart_scopes::{Level, Scope, ScopeSet};
 
 use crate::client::Client;
@@ -68,9 +69,22 @@ pub struct ValidatedRequest {
     pub nonce: Option<String>,
     /// The requested scopes negotiated against the client's limit (checklist item 40).
     pub scope: ScopeSet,
-    pub prompt: Option<String>,
+    pub prompt: Option<Prompt>,
     /// The EHR launch id (checklist item 26), resolved by the service.
     pub launch: Option<String>,
+}
+
+/// OpenID Connect `prompt` (OIDC Core §3.1.2.1), as far as this server supports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Prompt {
+    /// Complete without any page, or fail with `login_required`, `consent_required` or
+    /// `interaction_required`.
+    None,
+    /// Sign in again, whatever session the browser has.
+    Login,
+    /// Show the consent page even when a remembered consent covers the request.
+    Consent,
 }
 
 const MAX_PARAM_LEN: usize = 4096;
@@ -184,7 +198,9 @@ pub fn validate(
     };
     let prompt = match req.prompt.as_deref() {
         None | Some("") => None,
-        Some(p @ ("none" | "login" | "consent")) => Some(p.to_owned()),
+        Some("none") => Some(Prompt::None),
+        Some("login") => Some(Prompt::Login),
+        Some("consent") => Some(Prompt::Consent),
         Some(_) => return Err(fail("invalid_request", "prompt must be `none`, `login` or `consent`".into())),
     };
     let requested = match req.scope.as_deref() {

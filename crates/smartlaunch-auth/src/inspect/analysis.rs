@@ -4,6 +4,7 @@
 //! against the app.
 
 use serde::{Deserialize, Serialize};
+use smart_scopes::Scope;
 
 use super::{unused_scopes, Flag, LaunchEvent, Step};
 use crate::token::TokenResponse;
@@ -151,7 +152,8 @@ pub fn analyse(events: &[LaunchEvent], public: Option<bool>) -> Analysis {
         _ => Vec::new(),
     };
     let mut hints = Vec::new();
-    let offline = granted.as_deref().is_some_and(|g| g.split(' ').any(|s| s == "offline_access"));
+    let offline =
+        granted.as_deref().is_some_and(|g| g.split(' ').any(|s| matches!(s.parse(), Ok(Scope::OfflineAccess))));
     let refreshed = events.iter().any(|e| e.step == Step::Refresh);
     if public == Some(true) && offline && real_calls && !refreshed {
         hints.push(Flag::offline_never_refreshed());

@@ -6,6 +6,7 @@ mod analysis;
 mod flags;
 
 use serde::{Deserialize, Serialize};
+use smart_scopes::Scope;
 
 use crate::authorize::AuthorizationRequest;
 use crate::client_assertion::{AssertionReport, Check, Failure, MAX_LIFETIME};
@@ -292,11 +293,12 @@ pub fn unused_scopes(granted: &str, events: &[LaunchEvent]) -> Vec<String> {
         .collect();
     granted
         .split_whitespace()
-        .filter(|s| s.starts_with("patient/") || s.starts_with("user/") || s.starts_with("system/"))
-        .filter(|s| {
-            let ty = s.split_once('/').map(|(_, rest)| rest).unwrap_or_default();
-            let ty = ty.split(['.', '?']).next().unwrap_or_default();
-            !(if ty == "*" { !used.is_empty() } else { used.contains(&ty) })
+        .filter(|s| match s.parse::<Scope>() {
+            Ok(Scope::Resource(r)) => match r.resource_type.as_deref() {
+                None => used.is_empty(),
+                Some(ty) => !used.contains(&ty),
+            },
+            _ => false,
         })
         .map(str::to_owned)
         .collect()

@@ -1,6 +1,7 @@
 //! Remembered consent (issue 9, item 5): when a remembered approval may skip the consent page,
 //! and the launcher's “forget remembered consent”.
 
+use crate::authorize::Prompt;
 use crate::error::StoreError;
 use crate::launch::LaunchOptions;
 use crate::store::AuthStore;
@@ -18,9 +19,9 @@ pub enum ConsentForced {
 /// Whether a request must show the consent page whatever the user allowed before (`None`: a
 /// remembered consent that covers the requested scopes skips it).  Either way the choice made
 /// on the page is remembered for the user and the app.
-pub fn consent_forced(prompt: Option<&str>, options: &LaunchOptions) -> Option<ConsentForced> {
+pub fn consent_forced(prompt: Option<Prompt>, options: &LaunchOptions) -> Option<ConsentForced> {
     match prompt {
-        Some("consent") => Some(ConsentForced::Prompt),
+        Some(Prompt::Consent) => Some(ConsentForced::Prompt),
         _ if options.always_ask_consent => Some(ConsentForced::AlwaysAsk),
         _ => None,
     }
@@ -52,11 +53,11 @@ mod tests {
         let plain = LaunchOptions::default();
         let always = LaunchOptions { always_ask_consent: true, ..Default::default() };
         assert_eq!(consent_forced(None, &plain), None, "a remembered consent may skip the page");
-        assert_eq!(consent_forced(Some("login"), &plain), None);
+        assert_eq!(consent_forced(Some(Prompt::Login), &plain), None);
         assert_eq!(consent_forced(None, &always), Some(ConsentForced::AlwaysAsk));
-        assert_eq!(consent_forced(Some("login"), &always), Some(ConsentForced::AlwaysAsk));
-        assert_eq!(consent_forced(Some("consent"), &plain), Some(ConsentForced::Prompt));
-        assert_eq!(consent_forced(Some("consent"), &always), Some(ConsentForced::Prompt));
+        assert_eq!(consent_forced(Some(Prompt::Login), &always), Some(ConsentForced::AlwaysAsk));
+        assert_eq!(consent_forced(Some(Prompt::Consent), &plain), Some(ConsentForced::Prompt));
+        assert_eq!(consent_forced(Some(Prompt::Consent), &always), Some(ConsentForced::Prompt));
     }
 
     #[test]

@@ -20,6 +20,7 @@ mod users;
 
 use serde::{Deserialize, Serialize};
 
+use crate::authorize::Prompt;
 use crate::client::Client;
 use crate::error::StoreError;
 use crate::launch::{BackendSession, LaunchContext, LaunchOptions, SimulatedError};
@@ -63,7 +64,7 @@ pub struct PendingAuthorization {
     /// The scopes to ask consent for: the request negotiated against the client's limit.
     pub scope: String,
     /// OpenID Connect `prompt`: `login` forces a fresh sign-in, `consent` the consent page.
-    pub prompt: Option<String>,
+    pub prompt: Option<Prompt>,
     /// Set when the user signs in (or a session is found) for this request.
     pub user_id: Option<String>,
     pub session_id: Option<String>,

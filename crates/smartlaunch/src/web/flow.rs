@@ -430,7 +430,7 @@ async fn render_step(
                     patient_name: patient_name(app, patient).await,
                     encounter_label,
                     scopes,
-                    forced: consent_forced(pending.prompt.as_deref(), &pending.options).map(|f| match f {
+                    forced: consent_forced(pending.prompt, &pending.options).map(|f| match f {
                         ConsentForced::Prompt => "this request asked to be shown this page every time (prompt=consent)",
                         ConsentForced::AlwaysAsk => {
                             "this launch was made with “always ask for consent”, so it shows this page every time"

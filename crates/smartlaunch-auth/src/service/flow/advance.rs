@@ -52,7 +52,7 @@ impl<S: AuthStore> AuthService<S> {
             }
         }
         if pending.approved.is_none() {
-            let remembered = match consent_forced(pending.prompt.as_deref(), &pending.options) {
+            let remembered = match consent_forced(pending.prompt, &pending.options) {
                 Some(_) => None,
                 None => self.store.consent(user_id, &pending.client_id).await?,
             };

@@ -14,7 +14,7 @@ mod steps;
 use smart_scopes::ScopeSet;
 use url::Url;
 
-use crate::authorize::{self, AuthorizationRequest};
+use crate::authorize::{self, AuthorizationRequest, Prompt};
 use crate::error::{AuthorizeError, OAuthError};
 use crate::inspect::{self, AuthorizeContext};
 use crate::launch::{Launch, SimulatedError};
@@ -123,6 +123,7 @@ impl<S: AuthStore> AuthService<S> {
             None => None,
         };
         let v = authorize::validate(&request, client.as_deref(), &self.config)?;
+        let prompt = v.prompt;
         // The session this browser already had when it started the request: the only one that
         // may join it without a sign-in inside the flow.
         let mut browser = match session_cookie.filter(|c| c.len() <= 64) {
@@ -187,7 +188,7 @@ impl<S: AuthStore> AuthService<S> {
             browser: hash_token(&flow_key),
             required_user: None,
         };
-        let fresh_login = pending.prompt.as_deref() == Some("login");
+        let fresh_login = pending.prompt == Some(Prompt::Login);
         let mut signed_in = None;
         let mut launch_user = None;
         if let Some(launch) = launch {
@@ -230,8 +231,8 @@ impl<S: AuthStore> AuthService<S> {
         if let Progress::Step { flow_key: key, .. } = &mut progress {
             *key = Some(flow_key);
         }
-        match (&progress, request.prompt.as_deref()) {
-            (Progress::Step { step, pending, .. }, Some("none")) => {
+        match (&progress, prompt) {
+            (Progress::Step { step, pending, .. }, Some(Prompt::None)) => {
                 self.store.delete_pending(&pending.id).await?;
                 let error = match step {
                     FlowStep::SignIn => "login_required",

@@ -2,6 +2,7 @@
 //! consent and "not you? sign out" (checklist items 32, 36).  Each loads the request for the
 //! browser that started it and checks its CSRF token first.
 
+use crate::authorize::Prompt;
 use crate::error::AuthorizeError;
 use crate::inspect::{ConsentOutcome, LaunchEvent, Step};
 use crate::secrets::{hash_token, secrets_equal};
@@ -163,7 +164,7 @@ impl<S: AuthStore> AuthService<S> {
         pending.encounter_decided = false;
         pending.approved = None;
         // After an explicit sign-out, do not adopt another live session silently.
-        pending.prompt = Some("login".into());
+        pending.prompt = Some(Prompt::Login);
         self.store.update_pending(&pending).await?;
         Ok(())
     }
