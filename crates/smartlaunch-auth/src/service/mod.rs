@@ -10,6 +10,8 @@ mod launch;
 mod own_redirects;
 mod registration;
 mod reset;
+#[cfg(test)]
+mod tests;
 mod token_endpoint;
 
 use std::sync::Arc;
