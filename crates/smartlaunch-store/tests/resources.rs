@@ -81,7 +81,11 @@ where
     let db = PgDb::connect(&with_database(&url, &name), connections).await.expect("connect and migrate");
     let outcome = tokio::spawn(body(db.clone())).await;
     db.close().await;
-    admin.execute(format!("DROP DATABASE \"{name}\" WITH (FORCE)").as_str()).await.expect("DROP DATABASE");
+    if std::env::var_os("SMARTLAUNCH_TEST_KEEP_DATABASE").is_some() {
+        eprintln!("kept PostgreSQL database {name}");
+    } else {
+        admin.execute(format!("DROP DATABASE \"{name}\" WITH (FORCE)").as_str()).await.expect("DROP DATABASE");
+    }
     if let Err(e) = outcome {
         std::panic::resume_unwind(e.into_panic());
     }
@@ -507,11 +511,27 @@ async fn measure_read_and_search_p50() {
     on_postgres(4, |db| measure(db, "PostgreSQL")).await;
 }
 
+/// What a bulk load ends with on each backend.
+trait Settle {
+    fn settle(&self) -> impl Future<Output = ()> + Send;
+}
+
+impl Settle for Db {
+    /// Nothing: SQLite's planner needs no statistics for these queries (it has its hints).
+    async fn settle(&self) {}
+}
+
+impl Settle for PgDb {
+    async fn settle(&self) {
+        self.analyze().await.expect("ANALYZE");
+    }
+}
+
 fn env_number(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-async fn measure<S: ResourceStore>(db: S, backend: &'static str) {
+async fn measure<S: ResourceStore + Settle>(db: S, backend: &'static str) {
     let patients = env_number("SMARTLAUNCH_MEASURE_PATIENTS", 200);
     let per_patient = env_number("SMARTLAUNCH_MEASURE_PER_PATIENT", 50);
     let codes = ["29463-7", "8302-2", "8867-4", "9279-1", "2708-6"];
@@ -524,6 +544,7 @@ async fn measure<S: ResourceStore>(db: S, backend: &'static str) {
         }
         db.put_all(batch, NOW).await.expect("seed");
     }
+    db.settle().await;
     let stored = patients * (per_patient + 1);
     let seconds = started.elapsed().as_secs_f64();
     println!("{backend}: seeded {stored} resources in {seconds:.1} s ({:.0}/s)", stored as f64 / seconds);

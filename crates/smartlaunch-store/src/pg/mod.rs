@@ -72,6 +72,18 @@ impl PgDb {
         Ok(())
     }
 
+    /// Refreshes the planner's statistics of the FHIR tables.  Right after a bulk load
+    /// (an import, seeding) the planner has none until autovacuum gets to the tables, and
+    /// without them it probes a search's second clause through the kind's index (every row of
+    /// the parameter) instead of the candidate's own rows: 30–400 ms instead of under 1 ms
+    /// measured at 2,100 resources.  Bulk loads call this when they finish.
+    pub async fn analyze(&self) -> Result<(), DbError> {
+        sqlx::query("ANALYZE resources, resource_versions, resource_compartments, search_index")
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Whether the database answers a trivial query (the health check).
     pub async fn ping(&self) -> Result<(), DbError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
