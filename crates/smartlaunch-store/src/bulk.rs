@@ -44,23 +44,23 @@ async fn insert_rows<T>(
 }
 
 /// One resource of a [`BulkBatch`], with everything its rows need.
-struct Prepared {
-    ty: String,
-    id: String,
-    resource: Value,
-    sort_key: Option<String>,
+pub(crate) struct Prepared {
+    pub ty: String,
+    pub id: String,
+    pub resource: Value,
+    pub sort_key: Option<String>,
     /// The content as stored, with `meta.versionId` 1 (rewritten if the id exists already).
-    json: String,
-    entries: Vec<IndexEntry>,
-    compartments: Vec<String>,
+    pub json: String,
+    pub entries: Vec<IndexEntry>,
+    pub compartments: Vec<String>,
 }
 
 /// Resources made ready for a bulk write without the database: index values, compartments,
 /// sort keys and the stored JSON are computed here, so that an importer can prepare the next
 /// batch on another core while the previous one is written.
 pub struct BulkBatch {
-    resources: Vec<Prepared>,
-    now: String,
+    pub(crate) resources: Vec<Prepared>,
+    pub(crate) now: String,
 }
 
 impl BulkBatch {
@@ -112,7 +112,7 @@ impl BulkBatch {
     }
 }
 
-fn set_meta(resource: &mut Value, version: i64, now: &str) {
+pub(crate) fn set_meta(resource: &mut Value, version: i64, now: &str) {
     let Some(object) = resource.as_object_mut() else { return };
     let meta = object.entry("meta").or_insert_with(|| Value::Object(Default::default()));
     if !meta.is_object() {

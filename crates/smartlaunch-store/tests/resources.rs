@@ -124,6 +124,7 @@ on_both!(
     search_sorts_pages_and_counts,
     type_history_includes_deleted_resources,
     granular_reads_and_patient_lists,
+    bulk_writes_store_new_versions_and_replace_the_index,
     concurrent_if_match_updates_of_one_version_let_exactly_one_win,
     concurrent_creates_of_one_id_let_exactly_one_win,
     concurrent_unconditional_puts_get_distinct_versions,
@@ -395,6 +396,40 @@ async fn granular_reads_and_patient_lists<S: ResourceStore>(db: S) {
     let encounters: Vec<Value> = db.encounters_of("p1").await.unwrap();
     let ids: Vec<&str> = encounters.iter().filter_map(|e| e["id"].as_str()).collect();
     assert_eq!(ids, vec!["e2", "e1"], "newest first");
+}
+
+async fn bulk_writes_store_new_versions_and_replace_the_index<S: ResourceStore>(db: S) {
+    let first = vec![
+        patient("p1", "Shaw", "Amy"),
+        observation("o1", "p1", "29463-7", 70.0, "2025-05-01"),
+        patient("p2", "Ng", "Bo"),
+        patient("p2", "Ng", "Bob"),
+    ];
+    assert_eq!(db.put_all(first, NOW).await.unwrap(), 3, "the last of duplicates wins");
+    db.put(&patient("p3", "Old", "One"), Expected::Absent, NOW).await.unwrap();
+    let second = vec![
+        patient("p1", "Shawcross", "Amy"),
+        observation("o1", "p2", "8302-2", 1.0, "2025-05-02"),
+        patient("p3", "New", "One"),
+    ];
+    assert_eq!(db.put_all(second, LATER).await.unwrap(), 3);
+
+    let p1 = db.read("Patient", "p1").await.unwrap().unwrap();
+    let json: Value = serde_json::from_str(&p1.json).unwrap();
+    assert_eq!((p1.version_id, json["meta"]["versionId"].as_str()), (2, Some("2")));
+    assert_eq!(db.read("Patient", "p3").await.unwrap().unwrap().version_id, 2);
+    assert_eq!(db.history("Patient", "p1", usize::MAX).await.unwrap().total, 2);
+    let ids = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    let all = everything();
+    assert_eq!(search_ids(&db, "Patient", &[("family", "shawcross")], &all).await, (ids(&["p1"]), 1));
+    assert_eq!(search_ids(&db, "Patient", &[("family:exact", "Shaw")], &all).await.1, 0, "old index rows are gone");
+    assert_eq!(search_ids(&db, "Patient", &[("given", "bob")], &all).await, (ids(&["p2"]), 1));
+    assert_eq!(search_ids(&db, "Observation", &[("code", "29463-7")], &all).await.1, 0);
+    let p2 = vec![Constraint { compartment: Some("p2".into()), filter: Vec::new() }];
+    assert_eq!(search_ids(&db, "Observation", &[("code", "8302-2")], &p2).await, (ids(&["o1"]), 1));
+    let o1 = db.read("Observation", "o1").await.unwrap().unwrap();
+    assert_eq!(o1.compartments, vec!["p2".to_owned()], "compartments follow the new version");
+    assert_eq!(db.count().await.unwrap(), 4);
 }
 
 /// Runs `RACERS` copies of `write` at once (released together) and returns their results.

@@ -384,12 +384,7 @@ impl ResourceStore for PgDb {
     }
 
     async fn put_all(&self, resources: Vec<Value>, now: &str) -> Result<usize, StoreError> {
-        let ops: Vec<Op<'_>> = resources.iter().map(|r| Op::Put(r, Expected::Any)).collect();
-        let written = self.write(&ops, now).await.map_err(|(_, e)| match e {
-            WriteError::Store(e) => e,
-            WriteError::Conflict(_) => StoreError("a bulk write found a conflict it does not check".into()),
-        })?;
-        Ok(written.len())
+        self.put_batch(crate::bulk::BulkBatch::prepare(resources, now)?).await
     }
 
     async fn count(&self) -> Result<i64, StoreError> {
