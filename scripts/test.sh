@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The test command: Rust unit and integration tests (real HTTP, real SQLite), then the browser
-# end-to-end tests (the official JavaScript SMART client in headless Chromium).
+# The test command: Rust unit and integration tests (real HTTP, real SQLite, and the store on a
+# real PostgreSQL), then the browser end-to-end tests (the official JavaScript SMART client in
+# headless Chromium).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +10,10 @@ if ! command -v chromium >/dev/null 2>&1; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
+
+# PostgreSQL: this machine's, or Debian's package installed and started (exports
+# SMARTLAUNCH_TEST_DATABASE_URL; fails the run if it cannot).
+. scripts/ensure-postgres.sh
 
 cargo test --workspace --locked
 cargo build --locked -p smartlaunch

@@ -12,7 +12,7 @@ use smartlaunch_fhir::search::normalize::date_range;
 use smartlaunch_fhir::store::StoreError;
 use sqlx::{Acquire, Sqlite, SqlitePool, Transaction};
 
-use crate::search::{index_row, Bind, Sql, INDEX_COLUMNS};
+use crate::search::{index_row, Bind, Dialect, Sql, INDEX_COLUMNS};
 
 fn err(e: impl std::fmt::Display) -> StoreError {
     StoreError(e.to_string())
@@ -30,7 +30,7 @@ async fn insert_rows<T>(
     mut row: impl FnMut(&mut Sql, &T),
 ) -> Result<(), StoreError> {
     for chunk in items.chunks(ROWS_PER_STATEMENT) {
-        let mut sql = Sql::default();
+        let mut sql = Sql::new(Dialect::Sqlite);
         sql.push(head);
         for (n, item) in chunk.iter().enumerate() {
             sql.push(if n > 0 { ", " } else { "" });
@@ -44,23 +44,23 @@ async fn insert_rows<T>(
 }
 
 /// One resource of a [`BulkBatch`], with everything its rows need.
-struct Prepared {
-    ty: String,
-    id: String,
-    resource: Value,
-    sort_key: Option<String>,
+pub(crate) struct Prepared {
+    pub ty: String,
+    pub id: String,
+    pub resource: Value,
+    pub sort_key: Option<String>,
     /// The content as stored, with `meta.versionId` 1 (rewritten if the id exists already).
-    json: String,
-    entries: Vec<IndexEntry>,
-    compartments: Vec<String>,
+    pub json: String,
+    pub entries: Vec<IndexEntry>,
+    pub compartments: Vec<String>,
 }
 
 /// Resources made ready for a bulk write without the database: index values, compartments,
 /// sort keys and the stored JSON are computed here, so that an importer can prepare the next
 /// batch on another core while the previous one is written.
 pub struct BulkBatch {
-    resources: Vec<Prepared>,
-    now: String,
+    pub(crate) resources: Vec<Prepared>,
+    pub(crate) now: String,
 }
 
 impl BulkBatch {
@@ -112,7 +112,7 @@ impl BulkBatch {
     }
 }
 
-fn set_meta(resource: &mut Value, version: i64, now: &str) {
+pub(crate) fn set_meta(resource: &mut Value, version: i64, now: &str) {
     let Some(object) = resource.as_object_mut() else { return };
     let meta = object.entry("meta").or_insert_with(|| Value::Object(Default::default()));
     if !meta.is_object() {
@@ -136,7 +136,7 @@ async fn current_versions(
     let mut versions = HashMap::new();
     for (ty, ids) in by_type {
         for chunk in ids.chunks(ROWS_PER_STATEMENT) {
-            let mut sql = Sql::default();
+            let mut sql = Sql::new(Dialect::Sqlite);
             sql.push("SELECT id, version_id FROM resources WHERE resource_type = ");
             sql.bind(Bind::Text(ty.to_owned())).push(" AND id IN (");
             for (n, id) in chunk.iter().enumerate() {
@@ -174,7 +174,7 @@ pub(crate) async fn put_many(tx: &mut Transaction<'_, Sqlite>, mut batch: BulkBa
     // Old index rows and compartments of replaced resources.
     for chunk in replaced.chunks(ROWS_PER_STATEMENT / 2) {
         for table in ["search_index", "resource_compartments"] {
-            let mut sql = Sql::default();
+            let mut sql = Sql::new(Dialect::Sqlite);
             sql.push("DELETE FROM ").push(table).push(" WHERE (resource_type, id) IN (VALUES ");
             for (n, (ty, id)) in chunk.iter().enumerate() {
                 sql.push(if n > 0 { ", (" } else { "(" })
@@ -199,7 +199,7 @@ pub(crate) async fn put_many(tx: &mut Transaction<'_, Sqlite>, mut batch: BulkBa
         |sql, (p, version)| {
             sql.push("(").bind(Bind::Text(p.ty.clone())).push(", ").bind(Bind::Text(p.id.clone())).push(", ").bind(Bind::Int(*version));
             sql.push(", ").bind(Bind::Text(now.to_owned())).push(", 0, ");
-            sql.bind(p.sort_key.clone().map_or(Bind::Null, Bind::Text)).push(", ").bind(Bind::Text(p.json.clone())).push(")");
+            sql.bind(p.sort_key.clone().map_or(Bind::NullText, Bind::Text)).push(", ").bind(Bind::Text(p.json.clone())).push(")");
         },
     )
     .await?;

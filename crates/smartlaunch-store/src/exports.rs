@@ -9,7 +9,7 @@ use smartlaunch_fhir::store::StoreError;
 
 use sqlx::{Sqlite, Transaction};
 
-use crate::search::{where_sql, Bind};
+use crate::search::{where_sql, Bind, Dialect, Liveness, Sql};
 use crate::Db;
 
 fn err(e: impl std::fmt::Display) -> StoreError {
@@ -187,7 +187,8 @@ impl ExportSnapshot for Snapshot {
         after_id: &str,
         limit: i64,
     ) -> Result<Vec<(String, String)>, StoreError> {
-        let mut sql = where_sql(query.resource_type, &[], query.access);
+        let mut sql = Sql::new(Dialect::Sqlite);
+        where_sql(&mut sql, query.resource_type, &[], query.access, Liveness::Live);
         sql.push(" AND r.id > ").bind(Bind::Text(after_id.to_owned()));
         sql.push(" AND r.last_updated <= ").bind(Bind::Text(query.until.to_owned()));
         if let Some(since) = query.since {
@@ -201,7 +202,7 @@ impl ExportSnapshot for Snapshot {
                 sql.push(in_compartment).push(")");
             }
             Compartment::Patients(members) if members.is_empty() => {
-                sql.push(" AND 0");
+                sql.push(" AND FALSE");
             }
             Compartment::Patients(members) => {
                 sql.push(in_compartment).push(" AND c.patient_id IN (");

@@ -12,6 +12,7 @@ mod bulk;
 mod events;
 mod exports;
 mod launch_links;
+mod pg;
 mod reset;
 mod resources;
 mod search;
@@ -19,6 +20,7 @@ mod search;
 pub use browse::Listed;
 pub use bulk::{BulkBatch, BulkWriter};
 pub use launch_links::{LaunchLink, MAX_LAUNCH_LINKS};
+pub use pg::{PgDb, DEFAULT_MAX_CONNECTIONS as PG_DEFAULT_MAX_CONNECTIONS};
 pub use reset::{ResetReport, RESET_TABLES};
 
 use std::path::Path;

@@ -13,11 +13,103 @@ use smartlaunch_fhir::store::{
 };
 use sqlx::{Sqlite, Transaction};
 
-use crate::search::{order_sql, where_sql, write_index};
+use crate::search::{order_sql, where_sql, write_index, Bind, Dialect, Liveness, Sql};
 use crate::Db;
 
-fn err(e: impl std::fmt::Display) -> StoreError {
+pub(crate) fn err(e: impl std::fmt::Display) -> StoreError {
     StoreError(e.to_string())
+}
+
+// Statements both backends run as they are (`$n` placeholders, `TRUE`/`FALSE`).
+
+/// A resource's patient compartments.
+pub(crate) const COMPARTMENTS: &str =
+    "SELECT patient_id FROM resource_compartments WHERE resource_type = $1 AND id = $2 ORDER BY patient_id";
+/// One version (vread).
+pub(crate) const VERSION: &str = "SELECT content, version_id, last_updated, deleted FROM resource_versions \
+     WHERE resource_type = $1 AND id = $2 AND version_id = $3";
+/// Every version of a resource, newest first.
+pub(crate) const VERSIONS: &str = "SELECT content, version_id, last_updated, deleted FROM resource_versions \
+     WHERE resource_type = $1 AND id = $2 ORDER BY version_id DESC";
+/// A new row of `resource_versions` of a live version.
+pub(crate) const INSERT_VERSION: &str =
+    "INSERT INTO resource_versions (resource_type, id, version_id, last_updated, deleted, content) \
+     VALUES ($1, $2, $3, $4, FALSE, $5)";
+/// A new row of `resource_versions` of a deletion.
+pub(crate) const INSERT_DELETION: &str =
+    "INSERT INTO resource_versions (resource_type, id, version_id, last_updated, deleted, content) \
+     VALUES ($1, $2, $3, $4, TRUE, '')";
+/// A resource's current row becomes a deletion.
+pub(crate) const MARK_DELETED: &str =
+    "UPDATE resources SET version_id = $1, last_updated = $2, deleted = TRUE, content = '' WHERE resource_type = $3 AND id = $4";
+pub(crate) const DELETE_COMPARTMENTS: &str = "DELETE FROM resource_compartments WHERE resource_type = $1 AND id = $2";
+pub(crate) const INSERT_COMPARTMENT: &str =
+    "INSERT INTO resource_compartments (patient_id, resource_type, id) VALUES ($1, $2, $3)";
+pub(crate) const COUNT: &str = "SELECT COUNT(*) FROM resources";
+/// Patients by name (`sort_key` is the folded `family, given`): count, then a page.
+pub(crate) const PATIENTS_COUNT: &str =
+    "SELECT COUNT(*) FROM resources WHERE resource_type = 'Patient' AND deleted = FALSE AND sort_key LIKE $1 ESCAPE '\\'";
+pub(crate) const PATIENTS_PAGE: &str =
+    "SELECT content FROM resources WHERE resource_type = 'Patient' AND deleted = FALSE AND sort_key LIKE $1 ESCAPE '\\' \
+     ORDER BY sort_key, id LIMIT $2 OFFSET $3";
+/// A patient's live encounters, newest first.
+pub(crate) const ENCOUNTERS: &str = "SELECT r.content FROM resource_compartments c \
+     JOIN resources r ON r.resource_type = c.resource_type AND r.id = c.id \
+     WHERE c.patient_id = $1 AND c.resource_type = 'Encounter' AND r.deleted = FALSE ORDER BY r.sort_key DESC, r.id";
+
+/// The type-history rows of the versions of candidates `r` (the `WHERE` follows).
+pub(crate) const TYPE_HISTORY_FROM: &str =
+    "FROM resource_versions v JOIN resources r ON r.resource_type = v.resource_type AND r.id = v.id WHERE ";
+pub(crate) const TYPE_HISTORY_ORDER: &str = " ORDER BY v.last_updated DESC, v.id, v.version_id DESC";
+
+/// The `LIKE` pattern of patients whose name contains `name` (folded like the sort key).
+pub(crate) fn name_pattern(name: &str) -> String {
+    let escaped: String = name
+        .trim()
+        .to_lowercase()
+        .chars()
+        .flat_map(|c| match c {
+            '%' | '_' | '\\' => vec!['\\', c],
+            c => vec![c],
+        })
+        .collect();
+    format!("%{escaped}%")
+}
+
+/// The resource type and id of a resource to store.
+pub(crate) fn type_and_id(resource: &Value) -> Result<(&str, &str), StoreError> {
+    match (resource.get("resourceType").and_then(Value::as_str), resource.get("id").and_then(Value::as_str)) {
+        (Some(ty), Some(id)) => Ok((ty, id)),
+        _ => Err(StoreError("a resource without resourceType or id".into())),
+    }
+}
+
+/// The JSON stored for a new version: the resource with its new `meta`, serialised from
+/// borrowed members (in the same key order as a `serde_json::Map`) instead of a copy of the
+/// whole tree.
+pub(crate) fn versioned_json(resource: &Value, version: i64, now: &str) -> Result<String, StoreError> {
+    let meta = match resource.get("meta") {
+        Some(Value::Object(meta)) => {
+            let mut meta = meta.clone();
+            meta.insert("versionId".into(), version.to_string().into());
+            meta.insert("lastUpdated".into(), now.into());
+            Value::Object(meta)
+        }
+        _ => json!({ "versionId": version.to_string(), "lastUpdated": now }),
+    };
+    let mut members: std::collections::BTreeMap<&str, &Value> =
+        resource.as_object().into_iter().flatten().map(|(k, v)| (k.as_str(), v)).collect();
+    members.insert("meta", &meta);
+    serde_json::to_string(&members).map_err(err)
+}
+
+/// The index rows of a version stored at `now`: its search values and `_lastUpdated`.
+pub(crate) fn version_index(resource: &Value, now: &str) -> Vec<IndexEntry> {
+    let mut entries = index_entries(resource);
+    if let Some((low, high)) = date_range(now) {
+        entries.push(IndexEntry { param: "_lastUpdated", value: IndexValue::Date { low, high } });
+    }
+    entries
 }
 
 /// The key a resource is listed by: `family, given` for a Patient, the date for clinical data.
@@ -40,32 +132,33 @@ pub(crate) fn sort_key(resource: &Value) -> Option<String> {
     }
 }
 
-fn parse_all(rows: Vec<(String,)>) -> Result<Vec<Value>, StoreError> {
+pub(crate) fn parse_all(rows: Vec<(String,)>) -> Result<Vec<Value>, StoreError> {
     rows.into_iter().map(|(json,)| serde_json::from_str(&json).map_err(err)).collect()
 }
 
 type VersionRow = (String, i64, String, i64);
+
+/// A stored version as the backends read it: content, version, lastUpdated, deleted.
+pub(crate) type Version = (String, i64, String, bool);
+
+fn version((json, version_id, last_updated, deleted): VersionRow) -> Version {
+    (json, version_id, last_updated, deleted != 0)
+}
 
 async fn compartments(
     executor: impl sqlx::Executor<'_, Database = Sqlite>,
     resource_type: &str,
     id: &str,
 ) -> Result<Vec<String>, StoreError> {
-    let rows: Vec<(String,)> = sqlx::query_as(
-        "SELECT patient_id FROM resource_compartments WHERE resource_type = ? AND id = ? ORDER BY patient_id",
-    )
-    .bind(resource_type)
-    .bind(id)
-    .fetch_all(executor)
-    .await
-    .map_err(err)?;
+    let rows: Vec<(String,)> =
+        sqlx::query_as(COMPARTMENTS).bind(resource_type).bind(id).fetch_all(executor).await.map_err(err)?;
     Ok(rows.into_iter().map(|(p,)| p).collect())
 }
 
-fn stored(
+pub(crate) fn stored(
     resource_type: &str,
     id: &str,
-    (json, version_id, last_updated, deleted): VersionRow,
+    (json, version_id, last_updated, deleted): Version,
     compartments: Vec<String>,
 ) -> StoredResource {
     StoredResource {
@@ -74,7 +167,7 @@ fn stored(
         json,
         version_id,
         last_updated,
-        deleted: deleted != 0,
+        deleted,
         compartments,
     }
 }
@@ -95,7 +188,7 @@ async fn current(
     Ok(row.map(|(v, d)| (v, d != 0)))
 }
 
-fn check_expected(current: Option<(i64, bool)>, expected: Expected) -> Result<(), WriteError> {
+pub(crate) fn check_expected(current: Option<(i64, bool)>, expected: Expected) -> Result<(), WriteError> {
     let live = current.filter(|(_, deleted)| !deleted).map(|(v, _)| v);
     match (expected, live) {
         (Expected::Any, _) | (Expected::Absent, None) => Ok(()),
@@ -113,26 +206,8 @@ async fn write_version(
 ) -> Result<StoredResource, StoreError> {
     // A first version has no index rows or compartments to replace.
     let fresh = version == 1;
-    let (Some(ty), Some(id)) =
-        (resource.get("resourceType").and_then(Value::as_str), resource.get("id").and_then(Value::as_str))
-    else {
-        return Err(StoreError("a resource without resourceType or id".into()));
-    };
-    let meta = match resource.get("meta") {
-        Some(Value::Object(meta)) => {
-            let mut meta = meta.clone();
-            meta.insert("versionId".into(), version.to_string().into());
-            meta.insert("lastUpdated".into(), now.into());
-            Value::Object(meta)
-        }
-        _ => json!({ "versionId": version.to_string(), "lastUpdated": now }),
-    };
-    // The stored JSON: the resource with its new `meta`, serialised from borrowed members (in the
-    // same key order as a `serde_json::Map`) instead of a copy of the whole tree.
-    let mut members: std::collections::BTreeMap<&str, &Value> =
-        resource.as_object().into_iter().flatten().map(|(k, v)| (k.as_str(), v)).collect();
-    members.insert("meta", &meta);
-    let json = serde_json::to_string(&members).map_err(err)?;
+    let (ty, id) = type_and_id(resource)?;
+    let json = versioned_json(resource, version, now)?;
     sqlx::query(
         "INSERT INTO resources (resource_type, id, version_id, last_updated, deleted, sort_key, content) \
          VALUES (?, ?, ?, ?, 0, ?, ?) ON CONFLICT (resource_type, id) DO UPDATE SET version_id = excluded.version_id, \
@@ -147,7 +222,7 @@ async fn write_version(
     .execute(&mut **tx)
     .await
     .map_err(err)?;
-    sqlx::query("INSERT INTO resource_versions (resource_type, id, version_id, last_updated, deleted, content) VALUES (?, ?, ?, ?, 0, ?)")
+    sqlx::query(INSERT_VERSION)
         .bind(ty)
         .bind(id)
         .bind(version)
@@ -157,29 +232,14 @@ async fn write_version(
         .await
         .map_err(err)?;
     if !fresh {
-        sqlx::query("DELETE FROM resource_compartments WHERE resource_type = ? AND id = ?")
-            .bind(ty)
-            .bind(id)
-            .execute(&mut **tx)
-            .await
-            .map_err(err)?;
+        sqlx::query(DELETE_COMPARTMENTS).bind(ty).bind(id).execute(&mut **tx).await.map_err(err)?;
     }
-    let mut entries = index_entries(resource);
-    if let Some((low, high)) = date_range(now) {
-        entries.push(IndexEntry { param: "_lastUpdated", value: IndexValue::Date { low, high } });
-    }
-    write_index(tx, ty, id, &entries, !fresh).await?;
+    write_index(tx, ty, id, &version_index(resource, now), !fresh).await?;
     let patients = patients_of(resource);
     for p in &patients {
-        sqlx::query("INSERT INTO resource_compartments (patient_id, resource_type, id) VALUES (?, ?, ?)")
-            .bind(p)
-            .bind(ty)
-            .bind(id)
-            .execute(&mut **tx)
-            .await
-            .map_err(err)?;
+        sqlx::query(INSERT_COMPARTMENT).bind(p).bind(ty).bind(id).execute(&mut **tx).await.map_err(err)?;
     }
-    Ok(stored(ty, id, (json, version, now.to_owned(), 0), patients))
+    Ok(stored(ty, id, (json, version, now.to_owned(), false), patients))
 }
 
 impl ResourceStore for Db {
@@ -189,22 +249,20 @@ impl ResourceStore for Db {
         request: &SearchRequest,
         access: &[Constraint],
     ) -> Result<SearchPage, StoreError> {
-        let filter = where_sql(resource_type, &request.clauses, access);
+        let mut filter = Sql::new(Dialect::Sqlite);
+        where_sql(&mut filter, resource_type, &request.clauses, access, Liveness::Live);
         let count_sql = format!("SELECT COUNT(*) FROM resources r WHERE {}", filter.text);
         let (total,): (i64,) =
             sqlx::query_as_with(&count_sql, filter.arguments()).fetch_one(&self.read).await.map_err(err)?;
         if request.summary_count || request.count == 0 {
             return Ok(SearchPage { resources: Vec::new(), total, over_budget: false });
         }
-        let order = order_sql(request);
+        order_sql(&mut filter, request);
         let page_sql = format!(
-            "SELECT r.content FROM resources r WHERE {}{} LIMIT {} OFFSET {}",
-            filter.text, order.text, request.count, request.offset
+            "SELECT r.content FROM resources r WHERE {} LIMIT {} OFFSET {}",
+            filter.text, request.count, request.offset
         );
-        let mut args = filter.arguments();
-        for b in order.arguments_vec() {
-            crate::search::add(&mut args, b);
-        }
+        let args = filter.arguments();
         // Rows are taken one at a time and counted: a page never holds more than the budget.
         let mut rows = sqlx::query_as_with::<_, (String,), _>(&page_sql, args).fetch(&self.read);
         let (mut resources, mut bytes) = (Vec::new(), 0usize);
@@ -226,20 +284,15 @@ impl ResourceStore for Db {
         offset: i64,
         max_bytes: usize,
     ) -> Result<VersionPage, StoreError> {
-        // Deleted resources keep their compartments, so their history stays visible to whoever
-        // could see them; `where_sql` asks for live resources, hence the replacement below.
-        let filter = where_sql(resource_type, &[], access);
-        let filter_text = filter.text.replacen("r.deleted = 0", "1", 1);
-        let from = format!(
-            "FROM resource_versions v JOIN resources r ON r.resource_type = v.resource_type AND r.id = v.id WHERE {filter_text}"
-        );
+        let mut filter = Sql::new(Dialect::Sqlite);
+        where_sql(&mut filter, resource_type, &[], access, Liveness::AnyState);
+        let from = format!("{TYPE_HISTORY_FROM}{}", filter.text);
         let (total,): (i64,) = sqlx::query_as_with(&format!("SELECT COUNT(*) {from}"), filter.arguments())
             .fetch_one(&self.read)
             .await
             .map_err(err)?;
         let sql = format!(
-            "SELECT v.id, v.content, v.version_id, v.last_updated, v.deleted {from} \
-             ORDER BY v.last_updated DESC, v.id, v.version_id DESC LIMIT {count} OFFSET {offset}"
+            "SELECT v.id, v.content, v.version_id, v.last_updated, v.deleted {from}{TYPE_HISTORY_ORDER} LIMIT {count} OFFSET {offset}"
         );
         let mut rows =
             sqlx::query_as_with::<_, (String, String, i64, String, i64), _>(&sql, filter.arguments()).fetch(&self.read);
@@ -249,20 +302,17 @@ impl ResourceStore for Db {
             if bytes > max_bytes {
                 return Ok(VersionPage { versions, total, over_budget: true });
             }
-            versions.push(stored(resource_type, &id, (json, version, last_updated, deleted), Vec::new()));
+            versions.push(stored(resource_type, &id, (json, version, last_updated, deleted != 0), Vec::new()));
         }
         Ok(VersionPage { versions, total, over_budget: false })
     }
 
     async fn matches(&self, resource_type: &str, id: &str, access: &[Constraint]) -> Result<bool, StoreError> {
-        let filter = where_sql(resource_type, &[], access);
-        let sql = format!("SELECT COUNT(*) FROM resources r WHERE r.id = ? AND {}", filter.text);
-        let mut args = sqlx::sqlite::SqliteArguments::default();
-        crate::search::add(&mut args, crate::search::Bind::Text(id.to_owned()));
-        for b in filter.binds {
-            crate::search::add(&mut args, b);
-        }
-        let (n,): (i64,) = sqlx::query_as_with(&sql, args).fetch_one(&self.read).await.map_err(err)?;
+        let mut sql = Sql::new(Dialect::Sqlite);
+        sql.push("SELECT COUNT(*) FROM resources r WHERE r.id = ").bind(Bind::Text(id.to_owned())).push(" AND ");
+        where_sql(&mut sql, resource_type, &[], access, Liveness::Live);
+        let (text, args) = sql.into_parts();
+        let (n,): (i64,) = sqlx::query_as_with(&text, args).fetch_one(&self.read).await.map_err(err)?;
         Ok(n > 0)
     }
 
@@ -276,7 +326,9 @@ impl ResourceStore for Db {
         .await
         .map_err(err)?;
         match row {
-            Some(row) => Ok(Some(stored(resource_type, id, row, compartments(&self.read, resource_type, id).await?))),
+            Some(row) => {
+                Ok(Some(stored(resource_type, id, version(row), compartments(&self.read, resource_type, id).await?)))
+            }
             None => Ok(None),
         }
     }
@@ -287,38 +339,31 @@ impl ResourceStore for Db {
         id: &str,
         version_id: i64,
     ) -> Result<Option<StoredResource>, StoreError> {
-        let row: Option<VersionRow> = sqlx::query_as(
-            "SELECT content, version_id, last_updated, deleted FROM resource_versions \
-             WHERE resource_type = ? AND id = ? AND version_id = ?",
-        )
-        .bind(resource_type)
-        .bind(id)
-        .bind(version_id)
-        .fetch_optional(&self.read)
-        .await
-        .map_err(err)?;
+        let row: Option<VersionRow> = sqlx::query_as(VERSION)
+            .bind(resource_type)
+            .bind(id)
+            .bind(version_id)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(err)?;
         match row {
-            Some(row) => Ok(Some(stored(resource_type, id, row, compartments(&self.read, resource_type, id).await?))),
+            Some(row) => {
+                Ok(Some(stored(resource_type, id, version(row), compartments(&self.read, resource_type, id).await?)))
+            }
             None => Ok(None),
         }
     }
 
     async fn history(&self, resource_type: &str, id: &str, max_bytes: usize) -> Result<VersionPage, StoreError> {
         let patients = compartments(&self.read, resource_type, id).await?;
-        let mut rows = sqlx::query_as::<_, VersionRow>(
-            "SELECT content, version_id, last_updated, deleted FROM resource_versions \
-             WHERE resource_type = ? AND id = ? ORDER BY version_id DESC",
-        )
-        .bind(resource_type)
-        .bind(id)
-        .fetch(&self.read);
+        let mut rows = sqlx::query_as::<_, VersionRow>(VERSIONS).bind(resource_type).bind(id).fetch(&self.read);
         let (mut versions, mut bytes) = (Vec::new(), 0usize);
         while let Some(row) = rows.try_next().await.map_err(err)? {
             bytes += row.0.len();
             if bytes > max_bytes {
                 return Ok(VersionPage { total: versions.len() as i64, versions, over_budget: true });
             }
-            versions.push(stored(resource_type, id, row, patients.clone()));
+            versions.push(stored(resource_type, id, version(row), patients.clone()));
         }
         Ok(VersionPage { total: versions.len() as i64, versions, over_budget: false })
     }
@@ -371,50 +416,27 @@ impl ResourceStore for Db {
     }
 
     async fn count(&self) -> Result<i64, StoreError> {
-        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM resources").fetch_one(&self.read).await.map_err(err)?;
+        let (n,): (i64,) = sqlx::query_as(COUNT).fetch_one(&self.read).await.map_err(err)?;
         Ok(n)
     }
 
     async fn search_patients(&self, name: &str, offset: i64, limit: i64) -> Result<(Vec<Value>, i64), StoreError> {
-        let escaped: String = name
-            .trim()
-            .to_lowercase()
-            .chars()
-            .flat_map(|c| match c {
-                '%' | '_' | '\\' => vec!['\\', c],
-                c => vec![c],
-            })
-            .collect();
-        let pattern = format!("%{escaped}%");
-        let (total,): (i64,) = sqlx::query_as(
-            "SELECT COUNT(*) FROM resources WHERE resource_type = 'Patient' AND deleted = 0 AND sort_key LIKE ? ESCAPE '\\'",
-        )
-        .bind(&pattern)
-        .fetch_one(&self.read)
-        .await
-        .map_err(err)?;
-        let rows: Vec<(String,)> = sqlx::query_as(
-            "SELECT content FROM resources WHERE resource_type = 'Patient' AND deleted = 0 AND sort_key LIKE ? ESCAPE '\\' \
-             ORDER BY sort_key, id LIMIT ? OFFSET ?",
-        )
-        .bind(&pattern)
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(&self.read)
-        .await
-        .map_err(err)?;
+        let pattern = name_pattern(name);
+        let (total,): (i64,) =
+            sqlx::query_as(PATIENTS_COUNT).bind(&pattern).fetch_one(&self.read).await.map_err(err)?;
+        let rows: Vec<(String,)> = sqlx::query_as(PATIENTS_PAGE)
+            .bind(&pattern)
+            .bind(limit)
+            .bind(offset)
+            .fetch_all(&self.read)
+            .await
+            .map_err(err)?;
         Ok((parse_all(rows)?, total))
     }
 
     async fn encounters_of(&self, patient_id: &str) -> Result<Vec<Value>, StoreError> {
-        let rows: Vec<(String,)> = sqlx::query_as(
-            "SELECT r.content FROM resource_compartments c JOIN resources r ON r.resource_type = c.resource_type AND r.id = c.id \
-             WHERE c.patient_id = ? AND c.resource_type = 'Encounter' AND r.deleted = 0 ORDER BY r.sort_key DESC, r.id",
-        )
-        .bind(patient_id)
-        .fetch_all(&self.read)
-        .await
-        .map_err(err)?;
+        let rows: Vec<(String,)> =
+            sqlx::query_as(ENCOUNTERS).bind(patient_id).fetch_all(&self.read).await.map_err(err)?;
         parse_all(rows)
     }
 }
@@ -446,7 +468,7 @@ async fn delete_in(
     let current = current(tx, resource_type, id).await?;
     check_expected(current, expected)?;
     let version = current.map_or(1, |(v, _)| v + 1);
-    sqlx::query("UPDATE resources SET version_id = ?, last_updated = ?, deleted = 1, content = '' WHERE resource_type = ? AND id = ?")
+    sqlx::query(MARK_DELETED)
         .bind(version)
         .bind(now)
         .bind(resource_type)
@@ -454,7 +476,7 @@ async fn delete_in(
         .execute(&mut **tx)
         .await
         .map_err(err)?;
-    sqlx::query("INSERT INTO resource_versions (resource_type, id, version_id, last_updated, deleted, content) VALUES (?, ?, ?, ?, 1, '')")
+    sqlx::query(INSERT_DELETION)
         .bind(resource_type)
         .bind(id)
         .bind(version)
@@ -464,7 +486,7 @@ async fn delete_in(
         .map_err(err)?;
     write_index(tx, resource_type, id, &[], true).await?;
     let patients = compartments(&mut **tx, resource_type, id).await?;
-    Ok(stored(resource_type, id, (String::new(), version, now.to_owned(), 1), patients))
+    Ok(stored(resource_type, id, (String::new(), version, now.to_owned(), true), patients))
 }
 
 #[cfg(test)]

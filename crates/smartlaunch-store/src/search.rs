@@ -1,42 +1,95 @@
-//! FHIR search as SQL over `resources`, `resource_compartments` and `search_index`.
+//! FHIR search as SQL over `resources`, `resource_compartments` and `search_index`, for both
+//! backends (docs/DESIGN.md "PostgreSQL").
 //!
 //! One clause drives the query through an index (a compartment, a reference, an `_id`, a
 //! token…): `r.id IN (SELECT …)`; every other clause is a correlated `EXISTS` probe on the
 //! candidate's own index rows, so a search costs about as much as the driving clause's rows.
+//!
+//! The text is the same on both backends except where [`Dialect`] says otherwise: placeholders
+//! are `$n` (SQLite accepts them too), booleans are `TRUE`/`FALSE` (SQLite ≥ 3.23 reads them as
+//! 1/0), and only SQLite gets its planner hints.
 
 use smartlaunch_fhir::search::extract::{IndexEntry, IndexValue};
 use smartlaunch_fhir::search::params::Kind;
 use smartlaunch_fhir::search::query::{Clause, ClauseValue, Modifier, Prefix, SearchRequest, Target};
 use smartlaunch_fhir::search::Constraint;
 use smartlaunch_fhir::store::StoreError;
+use sqlx::postgres::PgArguments;
 use sqlx::sqlite::SqliteArguments;
 use sqlx::{Arguments, Sqlite, Transaction};
 
-/// A bind value.
+/// The SQL engine a statement is built for: the one place where the texts differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    /// How a probe reads `search_index`: SQLite must be told to use the candidate's own rows
+    /// (left alone it prefers the kind's index, with more equality columns, and scans every
+    /// row with that value: 15 s instead of 3 ms on 190k resources); PostgreSQL's planner
+    /// chooses well from its statistics.
+    fn probe_source(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "search_index i INDEXED BY search_index_resource",
+            Dialect::Postgres => "search_index i",
+        }
+    }
+
+    /// The id as a sort key.  `+r.id` (an expression, not the column) keeps SQLite from walking
+    /// the whole type in primary-key order instead of driving from the selective clause; in
+    /// PostgreSQL `+` is not defined on text, and its planner needs no such nudge.
+    fn id_sort(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "+r.id",
+            Dialect::Postgres => "r.id",
+        }
+    }
+
+    /// The escape clause of a `LIKE` whose pattern escapes `%`, `_` and `\` with a backslash:
+    /// SQLite has no default escape character; PostgreSQL's default is the backslash, and an
+    /// explicit `ESCAPE` would hide the pattern's constant prefix from its index planner.
+    fn like_escape(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => " ESCAPE '\\'",
+            Dialect::Postgres => "",
+        }
+    }
+}
+
+/// A bind value.  Nulls carry their SQL type: PostgreSQL types every parameter.
 #[derive(Debug, Clone)]
 pub(crate) enum Bind {
     Text(String),
     Int(i64),
     Float(f64),
-    Null,
+    NullText,
+    NullInt,
+    NullFloat,
 }
 
-/// SQL text with its binds, built left to right.
-#[derive(Default)]
+/// SQL text with its binds, built left to right; placeholders are `$1`, `$2`… in bind order.
 pub(crate) struct Sql {
     pub text: String,
     pub binds: Vec<Bind>,
+    pub dialect: Dialect,
 }
 
 impl Sql {
+    pub fn new(dialect: Dialect) -> Sql {
+        Sql { text: String::new(), binds: Vec::new(), dialect }
+    }
+
     pub fn push(&mut self, s: &str) -> &mut Sql {
         self.text.push_str(s);
         self
     }
 
     pub fn bind(&mut self, b: Bind) -> &mut Sql {
-        self.text.push('?');
         self.binds.push(b);
+        self.text.push('$');
+        self.text.push_str(&self.binds.len().to_string());
         self
     }
 
@@ -44,6 +97,7 @@ impl Sql {
         self.bind(Bind::Text(s.to_owned()))
     }
 
+    /// The binds as SQLite arguments.
     pub fn arguments(&self) -> SqliteArguments<'static> {
         let mut args = SqliteArguments::default();
         for b in &self.binds {
@@ -52,7 +106,16 @@ impl Sql {
         args
     }
 
-    /// The text and the arguments, without copying the bound values.
+    /// The binds as PostgreSQL arguments.
+    pub fn pg_arguments(&self) -> PgArguments {
+        let mut args = PgArguments::default();
+        for b in &self.binds {
+            add_pg(&mut args, b.clone());
+        }
+        args
+    }
+
+    /// The text and the SQLite arguments, without copying the bound values.
     pub fn into_parts(self) -> (String, SqliteArguments<'static>) {
         let mut args = SqliteArguments::default();
         for b in self.binds {
@@ -61,19 +124,39 @@ impl Sql {
         (self.text, args)
     }
 
-    pub fn arguments_vec(&self) -> Vec<Bind> {
-        self.binds.clone()
+    /// The text and the PostgreSQL arguments, without copying the bound values.
+    pub fn into_pg_parts(self) -> (String, PgArguments) {
+        let mut args = PgArguments::default();
+        for b in self.binds {
+            add_pg(&mut args, b);
+        }
+        (self.text, args)
     }
 }
 
-/// Appends one bind to sqlx arguments.
-pub(crate) fn add(args: &mut SqliteArguments<'static>, bind: Bind) {
+/// Appends one bind to SQLite arguments.
+fn add(args: &mut SqliteArguments<'static>, bind: Bind) {
     // Encoding a String, i64 or f64 for SQLite cannot fail.
     let _ = match bind {
         Bind::Text(t) => args.add(t),
         Bind::Int(i) => args.add(i),
         Bind::Float(f) => args.add(f),
-        Bind::Null => args.add(None::<String>),
+        Bind::NullText => args.add(None::<String>),
+        Bind::NullInt => args.add(None::<i64>),
+        Bind::NullFloat => args.add(None::<f64>),
+    };
+}
+
+/// Appends one bind to PostgreSQL arguments.
+fn add_pg(args: &mut PgArguments, bind: Bind) {
+    // Encoding a String, i64 or f64 for PostgreSQL cannot fail.
+    let _ = match bind {
+        Bind::Text(t) => args.add(t),
+        Bind::Int(i) => args.add(i),
+        Bind::Float(f) => args.add(f),
+        Bind::NullText => args.add(None::<String>),
+        Bind::NullInt => args.add(None::<i64>),
+        Bind::NullFloat => args.add(None::<f64>),
     };
 }
 
@@ -112,12 +195,16 @@ fn value_sql(sql: &mut Sql, modifier: Modifier, value: &ClauseValue) {
                 sql.push("i.value_exact = ").text(s);
             }
             Modifier::Contains => {
-                sql.push("i.value_text LIKE ").text(&format!("%{}%", escape_like(s))).push(" ESCAPE '\\'");
+                let escape = sql.dialect.like_escape();
+                sql.push("i.value_text LIKE ").text(&format!("%{}%", escape_like(s))).push(escape);
             }
             _ => {
+                // Both sides are folded (`normalize::fold`), so neither engine's case rules
+                // matter: SQLite's ASCII-insensitive LIKE and PostgreSQL's exact one agree.
+                let escape = sql.dialect.like_escape();
                 sql.push("i.value_text IS NOT NULL AND i.value_text LIKE ")
                     .text(&format!("{}%", escape_like(s)))
-                    .push(" ESCAPE '\\'");
+                    .push(escape);
             }
         },
         ClauseValue::Date { prefix, low, high } => {
@@ -187,7 +274,7 @@ fn clause_probe(sql: &mut Sql, clause: &Clause) {
     match clause.target {
         Target::Id => match clause.modifier {
             Modifier::Missing(missing) => {
-                sql.push(if missing { "0" } else { "1" });
+                sql.push(if missing { "FALSE" } else { "TRUE" });
             }
             _ => {
                 sql.push("r.id IN (");
@@ -200,12 +287,12 @@ fn clause_probe(sql: &mut Sql, clause: &Clause) {
             }
         },
         Target::Indexed { name, .. } => {
-            let exists =
-                // A probe reads the candidate's own rows; left alone, SQLite prefers the kind's
-                // index (more equality columns) and scans every row with that value.  (SQLite
-                // syntax: the PostgreSQL store will keep its own builder.)
-                "EXISTS (SELECT 1 FROM search_index i INDEXED BY search_index_resource \
-                 WHERE i.resource_type = r.resource_type AND i.id = r.id AND ";
+            // A probe reads the candidate's own rows (see `Dialect::probe_source`).
+            let exists = format!(
+                "EXISTS (SELECT 1 FROM {} WHERE i.resource_type = r.resource_type AND i.id = r.id AND ",
+                sql.dialect.probe_source()
+            );
+            let exists = exists.as_str();
             match clause.modifier {
                 Modifier::Missing(true) => {
                     sql.push("NOT ").push(exists).push("i.param = ").text(name).push(")");
@@ -250,11 +337,29 @@ fn selectivity(clause: &Clause) -> u8 {
     }
 }
 
-/// The WHERE clause of a search: the type, live resources, the request's clauses (AND) and the
-/// access constraints (OR).
-pub(crate) fn where_sql(resource_type: &str, clauses: &[Clause], access: &[Constraint]) -> Sql {
-    let mut sql = Sql::default();
-    sql.push("r.resource_type = ").text(resource_type).push(" AND r.deleted = 0");
+/// Which current rows a filter admits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Liveness {
+    /// Live resources only (a search).
+    Live,
+    /// Deleted ones too (a type history: a deleted resource keeps its compartments, so its
+    /// history stays visible to whoever could see it).
+    AnyState,
+}
+
+/// Appends the WHERE condition of a search on candidate rows `r` of `resources`: the type, the
+/// liveness, the request's clauses (AND) and the access constraints (OR).
+pub(crate) fn where_sql(
+    sql: &mut Sql,
+    resource_type: &str,
+    clauses: &[Clause],
+    access: &[Constraint],
+    liveness: Liveness,
+) {
+    sql.push("r.resource_type = ").text(resource_type);
+    if liveness == Liveness::Live {
+        sql.push(" AND r.deleted = FALSE");
+    }
     // The driver: one compartment for every constraint, else the most selective clause.
     let single_compartment = match access {
         [one] => one.compartment.clone(),
@@ -269,22 +374,22 @@ pub(crate) fn where_sql(resource_type: &str, clauses: &[Clause], access: &[Const
             .push(")");
     } else if let Some((n, best)) = clauses.iter().enumerate().min_by_key(|(_, c)| selectivity(c)) {
         sql.push(" AND ");
-        if clause_driver(&mut sql, resource_type, best) {
+        if clause_driver(sql, resource_type, best) {
             driven = Some(n);
         } else {
-            clause_probe(&mut sql, best);
+            clause_probe(sql, best);
             driven = Some(n);
         }
     }
     for (n, clause) in clauses.iter().enumerate() {
         if Some(n) != driven {
             sql.push(" AND ");
-            clause_probe(&mut sql, clause);
+            clause_probe(sql, clause);
         }
     }
     sql.push(" AND (");
     for (n, constraint) in access.iter().enumerate() {
-        sql.push(if n > 0 { " OR " } else { "" }).push("(1");
+        sql.push(if n > 0 { " OR " } else { "" }).push("(TRUE");
         if let Some(patient) = constraint.compartment.as_ref().filter(|_| single_compartment.is_none()) {
             sql.push(" AND EXISTS (SELECT 1 FROM resource_compartments c WHERE c.resource_type = r.resource_type AND c.id = r.id AND c.patient_id = ")
                 .text(patient)
@@ -292,25 +397,24 @@ pub(crate) fn where_sql(resource_type: &str, clauses: &[Clause], access: &[Const
         }
         for clause in &constraint.filter {
             sql.push(" AND ");
-            clause_probe(&mut sql, clause);
+            clause_probe(sql, clause);
         }
         sql.push(")");
     }
     if access.is_empty() {
-        sql.push("0");
+        sql.push("FALSE");
     }
     sql.push(")");
-    sql
 }
 
-/// `ORDER BY` for the request's `_sort` (default: id, a stable order for paging).
-pub(crate) fn order_sql(request: &SearchRequest) -> Sql {
-    let mut sql = Sql::default();
+/// Appends `ORDER BY` for the request's `_sort` (default: id, a stable order for paging).
+pub(crate) fn order_sql(sql: &mut Sql, request: &SearchRequest) {
+    let id_sort = sql.dialect.id_sort();
     sql.push(" ORDER BY ");
     for key in &request.sort {
         let direction = if key.descending { " DESC" } else { " ASC" };
         match key.target {
-            Target::Id => sql.push("+r.id").push(direction),
+            Target::Id => sql.push(id_sort).push(direction),
             Target::Indexed { name, kind } => {
                 let (agg, column) = match (kind, key.descending) {
                     (Kind::Date, false) => ("MIN", "i.date_low"),
@@ -333,10 +437,7 @@ pub(crate) fn order_sql(request: &SearchRequest) -> Sql {
         };
         sql.push(", ");
     }
-    // `+r.id`: sorting must not tempt SQLite to walk the whole type in primary-key order
-    // instead of driving from the selective clause (then sorting the few matches).
-    sql.push("+r.id ASC");
-    sql
+    sql.push(id_sort).push(" ASC");
 }
 
 /// The columns of a `search_index` row, in the order [`index_row`] binds them.
@@ -347,23 +448,23 @@ pub(crate) const INDEX_COLUMNS: &str =
 /// partial index of its kind).
 pub(crate) fn index_row(sql: &mut Sql, resource_type: &str, id: &str, e: &IndexEntry) {
     let text = |s: &str| Bind::Text(s.to_owned());
-    let opt = |s: &Option<String>| s.clone().map_or(Bind::Null, Bind::Text);
-    let null = || Bind::Null;
+    let opt = |s: &Option<String>| s.clone().map_or(Bind::NullText, Bind::Text);
+    let (null, nint, nfloat) = (|| Bind::NullText, || Bind::NullInt, || Bind::NullFloat);
     let (system, code, folded, exact, low, high, ref_type, ref_id, num) = match &e.value {
         IndexValue::Token { system, code } => {
-            (opt(system), text(code), null(), null(), null(), null(), null(), null(), null())
+            (opt(system), text(code), null(), null(), nint(), nint(), null(), null(), nfloat())
         }
         IndexValue::String { folded, exact } => {
-            (null(), null(), text(folded), text(exact), null(), null(), null(), null(), null())
+            (null(), null(), text(folded), text(exact), nint(), nint(), null(), null(), nfloat())
         }
         IndexValue::Date { low, high } => {
-            (null(), null(), null(), null(), Bind::Int(*low), Bind::Int(*high), null(), null(), null())
+            (null(), null(), null(), null(), Bind::Int(*low), Bind::Int(*high), null(), null(), nfloat())
         }
         IndexValue::Reference { target_type, target_id } => {
-            (null(), null(), null(), null(), null(), null(), opt(target_type), text(target_id), null())
+            (null(), null(), null(), null(), nint(), nint(), opt(target_type), text(target_id), nfloat())
         }
         IndexValue::Quantity { value, system, code } => {
-            (opt(system), opt(code), null(), null(), null(), null(), null(), null(), Bind::Float(*value))
+            (opt(system), opt(code), null(), null(), nint(), nint(), null(), null(), Bind::Float(*value))
         }
     };
     sql.push("(").bind(text(resource_type)).push(", ").bind(text(id)).push(", ").bind(text(e.param));
@@ -371,6 +472,27 @@ pub(crate) fn index_row(sql: &mut Sql, resource_type: &str, id: &str, e: &IndexE
         sql.push(", ").bind(b);
     }
     sql.push(")");
+}
+
+/// Deletes a resource's index rows (before its new ones are written).
+pub(crate) const DELETE_INDEX: &str = "DELETE FROM search_index WHERE resource_type = $1 AND id = $2";
+
+/// The multi-row inserts of a resource's index rows, at most 1,000 rows a statement.
+pub(crate) fn index_inserts<'a>(
+    dialect: Dialect,
+    resource_type: &'a str,
+    id: &'a str,
+    entries: &'a [IndexEntry],
+) -> impl Iterator<Item = Sql> + 'a {
+    entries.chunks(1_000).map(move |chunk| {
+        let mut sql = Sql::new(dialect);
+        sql.push("INSERT INTO search_index (").push(INDEX_COLUMNS).push(") VALUES ");
+        for (n, e) in chunk.iter().enumerate() {
+            sql.push(if n > 0 { ", " } else { "" });
+            index_row(&mut sql, resource_type, id, e);
+        }
+        sql
+    })
 }
 
 /// Writes a resource's index rows (inside the write transaction) with multi-row inserts,
@@ -384,21 +506,11 @@ pub(crate) async fn write_index(
 ) -> Result<(), StoreError> {
     let err = |e: sqlx::Error| StoreError(e.to_string());
     if replace {
-        sqlx::query("DELETE FROM search_index WHERE resource_type = ? AND id = ?")
-            .bind(resource_type)
-            .bind(id)
-            .execute(&mut **tx)
-            .await
-            .map_err(err)?;
+        sqlx::query(DELETE_INDEX).bind(resource_type).bind(id).execute(&mut **tx).await.map_err(err)?;
     }
-    for chunk in entries.chunks(1_000) {
-        let mut sql = Sql::default();
-        sql.push("INSERT INTO search_index (").push(INDEX_COLUMNS).push(") VALUES ");
-        for (n, e) in chunk.iter().enumerate() {
-            sql.push(if n > 0 { ", " } else { "" });
-            index_row(&mut sql, resource_type, id, e);
-        }
-        sqlx::query_with(&sql.text, sql.arguments()).execute(&mut **tx).await.map_err(err)?;
+    for sql in index_inserts(Dialect::Sqlite, resource_type, id, entries) {
+        let (text, args) = sql.into_parts();
+        sqlx::query_with(&text, args).execute(&mut **tx).await.map_err(err)?;
     }
     Ok(())
 }
