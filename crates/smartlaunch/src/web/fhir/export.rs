@@ -3,6 +3,10 @@
 //! status endpoint (poll, cancel) and the output files.  The rules are in
 //! `smartlaunch_fhir::export`; the job runner is [`crate::exports`].
 
+// Checks return the finished error response to send: it is built once per refused request,
+// so boxing it would only add an allocation.
+#![allow(clippy::result_large_err)]
+
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
