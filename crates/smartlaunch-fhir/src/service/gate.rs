@@ -54,16 +54,18 @@ impl<S: ResourceStore> Gate<'_, S> {
         v: &StoredResource,
         older: Option<&StoredResource>,
     ) -> Result<Result<(), Denied>, FhirError> {
-        let judged = if !v.deleted {
-            Some(v.json.clone())
+        let fetched;
+        let judged: Option<&str> = if !v.deleted {
+            Some(&v.json)
         } else if let Some(o) = older.filter(|o| o.version_id == v.version_id - 1) {
-            Some(o.json.clone())
+            Some(&o.json)
         } else {
             let before = self.store.vread(&v.resource_type, &v.id, v.version_id - 1).await;
-            before.map_err(FhirError::store("read the history"))?.filter(|o| !o.deleted).map(|o| o.json)
+            fetched = before.map_err(FhirError::store("read the history"))?.filter(|o| !o.deleted);
+            fetched.as_ref().map(|o| o.json.as_str())
         };
         let resource = judged
-            .and_then(|j| serde_json::from_str(&j).ok())
+            .and_then(|j| serde_json::from_str(j).ok())
             .unwrap_or_else(|| json!({ "resourceType": v.resource_type, "id": v.id }));
         Ok(may_read_version(&self.who, interaction, &resource))
     }
