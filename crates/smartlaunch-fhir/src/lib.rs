@@ -1,6 +1,6 @@
-//! FHIR R4 for smartlaunch: the patient compartment, SMART access decisions on resources,
-//! the CapabilityStatement, the resource-store trait, Bulk Data export and the offline demo data
-//! set.
+//! FHIR R4 for smartlaunch: the REST service (every interaction's rules, without HTTP), the
+//! patient compartment, SMART access decisions on resources, the CapabilityStatement, the
+//! resource-store trait, Bulk Data export and the offline demo data set.
 
 pub mod access;
 pub mod brands;
@@ -12,6 +12,7 @@ pub mod export;
 pub mod limits;
 pub mod resource_types;
 pub mod search;
+pub mod service;
 pub mod store;
 pub mod validate;
 

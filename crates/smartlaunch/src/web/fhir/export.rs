@@ -3,6 +3,10 @@
 //! status endpoint (poll, cancel) and the output files.  The rules are in
 //! `smartlaunch_fhir::export`; the job runner is [`crate::exports`].
 
+// Checks return the finished error response to send: it is built once per refused request,
+// so boxing it would only add an allocation.
+#![allow(clippy::result_large_err)]
+
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
@@ -15,9 +19,8 @@ use smartlaunch_fhir::export::{
 use smartlaunch_fhir::is_valid_id;
 use smartlaunch_fhir::store::ResourceStore;
 
-use super::{
-    authenticate_token, check_body_type, http_date, information, outcome, server_error, Caller, FhirBase, FhirBody,
-};
+use super::render::{http_date, information, outcome, server_error};
+use super::{check_body_type, FhirBody, FhirCaller};
 use crate::server::App;
 
 fn refused(e: &ExportError) -> Response {
@@ -25,11 +28,10 @@ fn refused(e: &ExportError) -> Response {
     outcome(status, e.code(), &e.to_string())
 }
 
-/// The parts of a kick-off every level shares: the bearer token (a backend service's),
-/// `Prefer: respond-async`, and an `Accept` that allows FHIR JSON.  Returns the caller and
-/// whether `Prefer: handling=lenient` was sent.
-fn kickoff_headers(app: &App, base: &FhirBase, headers: &HeaderMap) -> Result<(Caller, bool), Response> {
-    let caller = authenticate_token(app, base, headers)?;
+/// The parts of a kick-off every level shares: the caller (a backend service),
+/// `Prefer: respond-async`, and an `Accept` that allows FHIR JSON.  Returns whether
+/// `Prefer: handling=lenient` was sent.
+fn kickoff_headers(caller: &FhirCaller, headers: &HeaderMap) -> Result<bool, Response> {
     may_export(&caller.requester()).map_err(|e| refused(&e))?;
     let prefer: Vec<String> = headers
         .get_all("prefer")
@@ -56,69 +58,69 @@ fn kickoff_headers(app: &App, base: &FhirBase, headers: &HeaderMap) -> Result<(C
             "the kick-off answers in application/fhir+json: send Accept: application/fhir+json",
         ));
     }
-    Ok((caller, prefer.iter().any(|p| p == "handling=lenient")))
+    Ok(prefer.iter().any(|p| p == "handling=lenient"))
 }
 
 /// `GET /fhir/$export`.
 pub(crate) async fn system_get(
     State(app): State<App>,
-    base: FhirBase,
+    caller: FhirCaller,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Response {
-    kickoff(&app, &base, &headers, ExportLevel::System, Query::Get(q)).await
+    kickoff(&app, &caller, &headers, ExportLevel::System, Query::Get(q)).await
 }
 
 /// `POST /fhir/$export` (a `Parameters` resource).
 pub(crate) async fn system_post(
     State(app): State<App>,
-    base: FhirBase,
+    caller: FhirCaller,
     headers: HeaderMap,
     body: FhirBody,
 ) -> Response {
-    kickoff(&app, &base, &headers, ExportLevel::System, Query::Post(body)).await
+    kickoff(&app, &caller, &headers, ExportLevel::System, Query::Post(body)).await
 }
 
 /// `GET /fhir/Patient/$export`.
 pub(crate) async fn patient_get(
     State(app): State<App>,
-    base: FhirBase,
+    caller: FhirCaller,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Response {
-    kickoff(&app, &base, &headers, ExportLevel::Patient, Query::Get(q)).await
+    kickoff(&app, &caller, &headers, ExportLevel::Patient, Query::Get(q)).await
 }
 
 /// `POST /fhir/Patient/$export`.
 pub(crate) async fn patient_post(
     State(app): State<App>,
-    base: FhirBase,
+    caller: FhirCaller,
     headers: HeaderMap,
     body: FhirBody,
 ) -> Response {
-    kickoff(&app, &base, &headers, ExportLevel::Patient, Query::Post(body)).await
+    kickoff(&app, &caller, &headers, ExportLevel::Patient, Query::Post(body)).await
 }
 
 /// `GET /fhir/Group/{id}/$export`.
 pub(crate) async fn group_get(
     State(app): State<App>,
-    base: FhirBase,
+    caller: FhirCaller,
     Path(id): Path<String>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Response {
-    kickoff(&app, &base, &headers, ExportLevel::Group(id), Query::Get(q)).await
+    kickoff(&app, &caller, &headers, ExportLevel::Group(id), Query::Get(q)).await
 }
 
 /// `POST /fhir/Group/{id}/$export`.
 pub(crate) async fn group_post(
     State(app): State<App>,
-    base: FhirBase,
+    caller: FhirCaller,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: FhirBody,
 ) -> Response {
-    kickoff(&app, &base, &headers, ExportLevel::Group(id), Query::Post(body)).await
+    kickoff(&app, &caller, &headers, ExportLevel::Group(id), Query::Post(body)).await
 }
 
 /// Where the kick-off parameters come from.
@@ -127,8 +129,9 @@ enum Query {
     Post(FhirBody),
 }
 
-async fn kickoff(app: &App, base: &FhirBase, headers: &HeaderMap, level: ExportLevel, query: Query) -> Response {
-    let (caller, lenient) = match kickoff_headers(app, base, headers) {
+async fn kickoff(app: &App, caller: &FhirCaller, headers: &HeaderMap, level: ExportLevel, query: Query) -> Response {
+    let base = &caller.base;
+    let lenient = match kickoff_headers(caller, headers) {
         Ok(c) => c,
         Err(r) => return r,
     };
@@ -145,7 +148,7 @@ async fn kickoff(app: &App, base: &FhirBase, headers: &HeaderMap, level: ExportL
         }
         Query::Post(FhirBody(body)) => {
             if let Err(r) = check_body_type(headers) {
-                return r;
+                return r.into_response();
             }
             // `FhirBody` has bounded the body and its JSON tree already.
             let parsed = serde_json::from_slice::<Value>(&body)
@@ -231,7 +234,7 @@ async fn group_members(app: &App, id: &str) -> Result<Vec<String>, Response> {
 }
 
 /// The job `id` as the caller may see it, at `now`.
-async fn view(app: &App, caller: &Caller, id: &str) -> Result<Option<ExportJob>, Response> {
+async fn view(app: &App, caller: &FhirCaller, id: &str) -> Result<Option<ExportJob>, Response> {
     if !is_job_id(id) {
         return Ok(None);
     }
@@ -244,16 +247,7 @@ async fn view(app: &App, caller: &Caller, id: &str) -> Result<Option<ExportJob>,
 
 /// `GET /fhir/$export-status/{job}`: 202 with `X-Progress` while the job runs, 200 with the
 /// manifest when it is complete, 500 with an OperationOutcome when it failed.
-pub(crate) async fn status(
-    State(app): State<App>,
-    base: FhirBase,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    let caller = match authenticate_token(&app, &base, &headers) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+pub(crate) async fn status(State(app): State<App>, caller: FhirCaller, Path(id): Path<String>) -> Response {
     let now = app.clock.now();
     let job = match is_job_id(&id) {
         true => match app.db.export_job(&id).await {
@@ -275,7 +269,7 @@ pub(crate) async fn status(
         StatusView::Failed(why) => outcome(StatusCode::INTERNAL_SERVER_ERROR, "exception", why),
         StatusView::Complete(done) => {
             let Some(job) = job.as_ref() else { return StatusCode::NOT_FOUND.into_response() };
-            let body = manifest(job, done, &format!("{}/$export-file/{id}", base.0));
+            let body = manifest(job, done, &format!("{}/$export-file/{id}", caller.base.0));
             let mut r = ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body.to_string())
                 .into_response();
             if let Some(expires) = http_date(&smartlaunch_fhir::export::instant_of(job.expires_at)) {
@@ -288,16 +282,7 @@ pub(crate) async fn status(
 
 /// `DELETE /fhir/$export-status/{job}`: cancels the job and deletes its files (202); the job
 /// is gone afterwards (404).
-pub(crate) async fn cancel(
-    State(app): State<App>,
-    base: FhirBase,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    let caller = match authenticate_token(&app, &base, &headers) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+pub(crate) async fn cancel(State(app): State<App>, caller: FhirCaller, Path(id): Path<String>) -> Response {
     let job = match view(&app, &caller, &id).await {
         Ok(Some(job)) => job,
         Ok(None) => return outcome(StatusCode::NOT_FOUND, "not-found", "no export job of this client has this id"),
@@ -314,14 +299,9 @@ pub(crate) async fn cancel(
 /// client, streamed from disk.
 pub(crate) async fn file(
     State(app): State<App>,
-    base: FhirBase,
+    caller: FhirCaller,
     Path((id, name)): Path<(String, String)>,
-    headers: HeaderMap,
 ) -> Response {
-    let caller = match authenticate_token(&app, &base, &headers) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
     let gone = || outcome(StatusCode::NOT_FOUND, "not-found", "no such file of an export job of this client");
     let job = match view(&app, &caller, &id).await {
         Ok(Some(job)) => job,
