@@ -10,11 +10,14 @@ use smartlaunch_fhir::store::StoredResource;
 
 pub(crate) const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
 
-/// The media type to answer with: `application/json` when the client asks for it (the
-/// JavaScript SMART client does), `application/fhir+json` otherwise.
+/// The media type to answer with: `application/json` when the client's `Accept` names it and
+/// not `application/fhir+json` (the JavaScript SMART client does), `application/fhir+json`
+/// otherwise.
 pub(crate) fn content_type(headers: &HeaderMap) -> HeaderValue {
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default();
-    if accept.contains("application/json") && !accept.contains("application/fhir+json") {
+    let ranges = || accept.split(',').map(|r| r.split(';').next().unwrap_or_default().trim());
+    let names = |media: &str| ranges().any(|r| r.eq_ignore_ascii_case(media));
+    if names("application/json") && !names("application/fhir+json") {
         HeaderValue::from_static("application/json; charset=utf-8")
     } else {
         HeaderValue::from_static(FHIR_JSON)
