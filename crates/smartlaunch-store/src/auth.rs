@@ -106,7 +106,7 @@ impl AuthStore for Db {
         let metadata = serde_json::to_string(&client.metadata).map_err(err)?;
         let client = client.clone();
         self.writer
-            .write(move |conn| {
+            .statement(move |conn| {
                 let query = sqlx::query(INSERT_CLIENT)
                     .bind(client.client_id.clone())
                     .bind(metadata.clone())
@@ -198,7 +198,7 @@ impl AuthStore for Db {
         let spent = spent_token_hash.map(str::to_owned);
         let updated = self
             .writer
-            .write(move |conn| {
+            .statement(move |conn| {
                 let query = sqlx::query(
                     "UPDATE clients SET metadata = ?, registration_token_hash = ? \
                      WHERE client_id = ? AND registration_token_hash IS ?",
@@ -226,7 +226,7 @@ impl AuthStore for Db {
         let (client_id, jti_hash) = (client_id.to_owned(), jti_hash.to_owned());
         let inserted = self
             .writer
-            .write(move |conn| {
+            .statement(move |conn| {
                 let query = sqlx::query(
                     "INSERT INTO client_assertion_jtis (client_id, jti_hash, expires_at) VALUES (?, ?, ?) \
                      ON CONFLICT (client_id, jti_hash) DO UPDATE SET expires_at = excluded.expires_at \
@@ -277,7 +277,7 @@ impl AuthStore for Db {
         let user = user.clone();
         let inserted = self
             .writer
-            .write(move |conn| {
+            .statement(move |conn| {
                 let query = sqlx::query(
                     "INSERT INTO users (id, username, password_hash, fhir_user, display_name) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 )
@@ -334,7 +334,7 @@ impl AuthStore for Db {
         let (id_hash, client_id) = (launch.id_hash.clone(), launch.client_id.clone());
         let (created_at, expires_at) = (launch.created_at, launch.expires_at);
         self.writer
-            .write(move |conn| {
+            .statement(move |conn| {
                 let query = sqlx::query(
                     "INSERT INTO launches (id_hash, client_id, data, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
                 )
@@ -352,7 +352,7 @@ impl AuthStore for Db {
     async fn put_backend_session(&self, session: &BackendSession) -> StoreResult<()> {
         let session = session.clone();
         self.writer
-            .write(move |conn| {
+            .statement(move |conn| {
                 let query = sqlx::query(
                     "INSERT INTO backend_sessions (client_id, trace_id, simulate_error, created_at, expires_at) \
                      VALUES (?, ?, ?, ?, ?) ON CONFLICT (client_id) DO UPDATE SET trace_id = excluded.trace_id, \
@@ -454,7 +454,7 @@ impl AuthStore for Db {
         let id_hash = id_hash.to_owned();
         let used = self
             .writer
-            .write(move |conn| {
+            .statement(move |conn| {
                 let query = sqlx::query(
                     "UPDATE launches SET used_at = ? WHERE id_hash = ? AND used_at IS NULL AND expires_at > ?",
                 )
@@ -471,7 +471,7 @@ impl AuthStore for Db {
     async fn insert_session(&self, s: &Session) -> StoreResult<()> {
         let s = s.clone();
         self.writer
-            .write(move |conn| {
+            .statement(move |conn| {
                 let query = sqlx::query(
                     "INSERT INTO sessions (id_hash, user_id, csrf, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
                 )
@@ -526,7 +526,7 @@ impl AuthStore for Db {
     async fn delete_session(&self, id_hash: &str) -> StoreResult<()> {
         let id_hash = id_hash.to_owned();
         self.writer
-            .write(move |conn| {
+            .statement(move |conn| {
                 let query = sqlx::query("DELETE FROM sessions WHERE id_hash = ?").bind(id_hash.clone());
                 Box::pin(async move { query.execute(conn).await.map(|_| ()) })
             })
@@ -537,7 +537,7 @@ impl AuthStore for Db {
     async fn insert_pending(&self, p: &PendingAuthorization) -> StoreResult<()> {
         let (id, request, expires_at) = (p.id.clone(), serde_json::to_string(p).map_err(err)?, p.expires_at);
         self.writer
-            .write(move |conn| {
+            .statement(move |conn| {
                 let query =
                     sqlx::query("INSERT INTO pending_authorizations (id, request, expires_at) VALUES (?, ?, ?)")
                         .bind(id.clone())
@@ -563,7 +563,7 @@ impl AuthStore for Db {
     async fn update_pending(&self, p: &PendingAuthorization) -> StoreResult<()> {
         let (id, request) = (p.id.clone(), serde_json::to_string(p).map_err(err)?);
         self.writer
-            .write(move |conn| {
+            .statement(move |conn| {
                 let query = sqlx::query("UPDATE pending_authorizations SET request = ? WHERE id = ?")
                     .bind(request.clone())
                     .bind(id.clone());
@@ -577,7 +577,7 @@ impl AuthStore for Db {
         let id = id.to_owned();
         let deleted = self
             .writer
-            .write(move |conn| {
+            .statement(move |conn| {
                 let query = sqlx::query("DELETE FROM pending_authorizations WHERE id = ?").bind(id.clone());
                 Box::pin(async move { Ok(query.execute(conn).await?.rows_affected()) })
             })
@@ -599,7 +599,7 @@ impl AuthStore for Db {
     async fn put_consent(&self, user_id: &str, client_id: &str, scope: &str, now: UnixTime) -> StoreResult<()> {
         let (user_id, client_id, scope) = (user_id.to_owned(), client_id.to_owned(), scope.to_owned());
         self.writer
-            .write(move |conn| {
+            .statement(move |conn| {
                 let query = sqlx::query(
                     "INSERT INTO consents (user_id, client_id, scope, updated_at) VALUES (?, ?, ?, ?) \
                      ON CONFLICT (user_id, client_id) DO UPDATE SET scope = excluded.scope, updated_at = excluded.updated_at",
@@ -618,7 +618,7 @@ impl AuthStore for Db {
         let data = serde_json::to_string(grant).map_err(err)?;
         let (code_hash, grant_id, client_id) = (code_hash.to_owned(), grant.grant_id.clone(), grant.client_id.clone());
         self.writer
-            .write(move |conn| {
+            .statement(move |conn| {
                 let query = sqlx::query(
                     "INSERT INTO authorization_codes (code_hash, grant_id, client_id, data, expires_at) VALUES (?, ?, ?, ?, ?)",
                 )
@@ -634,12 +634,13 @@ impl AuthStore for Db {
     }
 
     async fn redeem_code(&self, code_hash: &str, now: UnixTime) -> StoreResult<CodeRedemption> {
-        // One job: the conditional update that spends the code and, when it finds nothing to
-        // spend, the look-up that tells a replay from an unknown code, in one transaction.
+        // One job: the conditional update that spends the code and, when it found nothing to
+        // spend, the look-up that tells a replay from an unknown code.  Its one write is the
+        // update, so it may run alone without a transaction.
         let code_hash = code_hash.to_owned();
         let (redeemed, used) = self
             .writer
-            .write(move |conn| {
+            .statement(move |conn| {
                 let code_hash = code_hash.clone();
                 Box::pin(async move {
                     let redeemed: Option<(String,)> = sqlx::query_as(

@@ -23,6 +23,10 @@ use crate::writer::Writer;
 const QUEUE_CAPACITY: usize = 4096;
 /// The most events written in one transaction.
 const BATCH: usize = 512;
+/// Events a launch may hold beyond [`MAX_EVENTS_PER_TRACE`] between two trims: a trim walks
+/// the cap's worth of the launch's index, so it runs once per this many events, not per batch;
+/// reads show the newest [`MAX_EVENTS_PER_TRACE`] all the same.
+const TRIM_EVERY: i64 = 64;
 /// The most launches whose dropped events are counted between two batches (a bound on the
 /// counter itself under a flood).
 const MAX_OVERFLOW_TRACES: usize = 10_000;
@@ -107,8 +111,9 @@ async fn drain(mut rx: mpsc::Receiver<Queued>, write: Arc<Writer>, overflow: Ove
     }
 }
 
-/// Inserts the events, counts them (and the dropped ones) per launch, and trims each launch to
-/// its newest [`MAX_EVENTS_PER_TRACE`] events (inside the writer's transaction).
+/// Inserts the events, counts them (and the dropped ones) per launch, and trims a launch to its
+/// newest [`MAX_EVENTS_PER_TRACE`] events when its count passed the cap and another
+/// [`TRIM_EVERY`] events (inside the writer's transaction).
 async fn write_batch(
     conn: &mut SqliteConnection,
     events: &[(String, LaunchEvent)],
@@ -130,16 +135,21 @@ async fn write_batch(
         entry.0 += 1;
         entry.1 = entry.1.max(event.at);
     }
-    for (trace, (recorded, last_at)) in &per_trace {
-        sqlx::query(
+    for (trace, (added, last_at)) in &per_trace {
+        let (recorded,): (i64,) = sqlx::query_as(
             "INSERT INTO launch_traces (trace_id, recorded, last_at) VALUES (?, ?, ?) ON CONFLICT (trace_id) \
-             DO UPDATE SET recorded = recorded + excluded.recorded, last_at = MAX(last_at, excluded.last_at)",
+             DO UPDATE SET recorded = recorded + excluded.recorded, last_at = MAX(last_at, excluded.last_at) \
+             RETURNING recorded",
         )
         .bind(trace)
-        .bind(*recorded as i64)
+        .bind(*added as i64)
         .bind(last_at)
-        .execute(&mut *conn)
+        .fetch_one(&mut *conn)
         .await?;
+        let before = recorded - *added as i64;
+        if recorded <= MAX_EVENTS_PER_TRACE || before / TRIM_EVERY == recorded / TRIM_EVERY {
+            continue;
+        }
         sqlx::query(
             "DELETE FROM launch_events WHERE trace_id = ? AND seq <= \
              (SELECT seq FROM launch_events WHERE trace_id = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)",
@@ -155,10 +165,14 @@ async fn write_batch(
 
 /// A launch's kept events, oldest first, and how many it recorded beyond them.
 pub(crate) async fn launch_record(read: &SqlitePool, trace: &str) -> Result<LaunchRecord, sqlx::Error> {
-    let rows: Vec<(String,)> = sqlx::query_as("SELECT event FROM launch_events WHERE trace_id = ? ORDER BY seq")
-        .bind(trace)
-        .fetch_all(read)
-        .await?;
+    let rows: Vec<(String,)> = sqlx::query_as(
+        "SELECT event FROM (SELECT seq, event FROM launch_events WHERE trace_id = ? ORDER BY seq DESC LIMIT ?) \
+         ORDER BY seq",
+    )
+    .bind(trace)
+    .bind(MAX_EVENTS_PER_TRACE)
+    .fetch_all(read)
+    .await?;
     let recorded: Option<(i64,)> = sqlx::query_as("SELECT recorded FROM launch_traces WHERE trace_id = ?")
         .bind(trace)
         .fetch_optional(read)
@@ -202,7 +216,7 @@ pub(crate) async fn set_trace_switch(
 ) -> Result<(), sqlx::Error> {
     let client_id = client_id.to_owned();
     writer
-        .write(move |conn| {
+        .statement(move |conn| {
             let query = match until {
                 Some(until) => sqlx::query(
                     "INSERT INTO trace_switches (client_id, expires_at) VALUES (?, ?) \
@@ -228,7 +242,7 @@ pub(crate) async fn trace_switches(read: &SqlitePool, now: UnixTime) -> Result<V
 pub(crate) async fn insert_hand_trace(writer: &Writer, trace: &HandTrace) -> Result<(), sqlx::Error> {
     let trace = trace.clone();
     writer
-        .write(move |conn| {
+        .statement(move |conn| {
             let query = sqlx::query(
                 "INSERT INTO hand_traces (trace_id, client_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
             )

@@ -12,6 +12,10 @@
 //! each in its own transaction, so the failing one fails alone and the others commit.  A job is
 //! therefore a closure that can run twice: it builds its statements afresh from owned values.
 //!
+//! A batch of one single-statement job (light load) runs without `BEGIN`/`COMMIT`: SQLite
+//! commits a lone statement atomically, and two round trips to the connection's thread are
+//! saved.
+//!
 //! The writer borrows the pool's one write connection per series of batches and gives it
 //! back when its queue is empty (or after [`MAX_HELD_BATCHES`]), so the writes that still use
 //! the pool directly (FHIR resources, bulk import, housekeeping) interleave fairly.
@@ -33,6 +37,8 @@ pub(crate) type WriteResult<T> = Result<T, sqlx::Error>;
 /// A job as the writer task sees it: run (possibly twice), then settle once.
 trait Job: Send {
     fn run<'c>(&'c mut self, conn: &'c mut SqliteConnection) -> BoxFuture<'c, WriteResult<()>>;
+    /// Whether the job is one statement (atomic on its own, without a transaction).
+    fn single_statement(&self) -> bool;
     /// Answers the caller: the job's output if its transaction committed, else the error.
     fn settle(self: Box<Self>, outcome: WriteResult<()>);
 }
@@ -41,6 +47,7 @@ trait Job: Send {
 /// returned until the commit decides.
 struct Typed<T, F> {
     work: F,
+    single_statement: bool,
     output: Option<T>,
     reply: oneshot::Sender<WriteResult<T>>,
 }
@@ -58,6 +65,10 @@ where
             *output = Some(running.await?);
             Ok(())
         })
+    }
+
+    fn single_statement(&self) -> bool {
+        self.single_statement
     }
 
     fn settle(self: Box<Self>, outcome: WriteResult<()>) {
@@ -88,8 +99,25 @@ impl Writer {
         T: Send + 'static,
         F: for<'c> FnMut(&'c mut SqliteConnection) -> BoxFuture<'c, WriteResult<T>> + Send + 'static,
     {
+        self.queue(work, false).await
+    }
+
+    /// Like [`Writer::write`] for a job of exactly one statement.
+    pub(crate) async fn statement<T, F>(&self, work: F) -> WriteResult<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnMut(&'c mut SqliteConnection) -> BoxFuture<'c, WriteResult<T>> + Send + 'static,
+    {
+        self.queue(work, true).await
+    }
+
+    async fn queue<T, F>(&self, work: F, single_statement: bool) -> WriteResult<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnMut(&'c mut SqliteConnection) -> BoxFuture<'c, WriteResult<T>> + Send + 'static,
+    {
         let (reply, answer) = oneshot::channel();
-        let job: Box<dyn Job> = Box::new(Typed { work, output: None, reply });
+        let job: Box<dyn Job> = Box::new(Typed { work, single_statement, output: None, reply });
         self.queue.send(job).await.map_err(|_| sqlx::Error::PoolClosed)?;
         answer.await.map_err(|_| sqlx::Error::WorkerCrashed)?
     }
@@ -154,6 +182,11 @@ async fn commit_batch(conn: &mut SqliteConnection, mut batch: Vec<Box<dyn Job>>)
 
 /// Runs `jobs` in one transaction and commits it; on any failure rolls it back.
 async fn in_transaction(conn: &mut SqliteConnection, jobs: &mut [Box<dyn Job>]) -> WriteResult<()> {
+    if let [job] = jobs {
+        if job.single_statement() {
+            return job.run(conn).await;
+        }
+    }
     sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
     let mut result = Ok(());
     for job in jobs.iter_mut() {
