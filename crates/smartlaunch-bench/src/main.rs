@@ -2,15 +2,20 @@
 //!
 //! `launch`: registers a public client, signs each worker in once (session cookie, consent
 //! remembered), then loops complete launches — authorize → code → token with PKCE — with and
-//! without `openid`, and separately refresh → refresh.  It reports launches (or refreshes) per
-//! second, p50 and p99 latency, errors, and the server's resident memory.
+//! without `openid`, and separately refresh → refresh.  The sandbox path does the same through
+//! a developer-launcher simulation per worker (`sandbox.rs`).  It reports launches (or
+//! refreshes) per second, p50 and p99 latency, errors, the server's resident memory, and the
+//! ratios of issue 10's acceptance: against the machine's RS256 ceiling and a bare endpoint
+//! (`ceiling.rs`).
 //!
 //! `generate` writes a large data set (transaction Bundles, one per patient) for
 //! `smartlaunch import`; `fhir` measures FHIR reads and searches with a `patient/` token;
 //! `export` measures Bulk Data export throughput with a backend service's token.
 
+mod ceiling;
 mod export;
 mod fhir;
+mod sandbox;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -66,14 +71,23 @@ struct Args {
     /// The demo account the workers sign in as.
     #[arg(long, default_value = "patient")]
     user: String,
+    /// The trivial endpoint of the `bare` scenario (no database, no authentication).
+    #[arg(long, default_value = "/favicon.svg")]
+    bare_path: String,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum, Debug)]
 enum Scenario {
-    /// authorize → code → token, scope `launch/patient patient/*.rs`.
+    /// authorize → code → token, scope `launch/patient patient/*.rs`, in a signed-in session
+    /// at `/fhir` (consent remembered).
     Launch,
     /// The same with `openid fhirUser` (an RS256 id_token per launch).
     LaunchOpenid,
+    /// The sandbox path: authorize → code → token at a developer-launcher simulation's FHIR
+    /// base (skip sign-in, skip consent, every request recorded by the inspector).
+    Sandbox,
+    /// The sandbox path with `openid fhirUser`.
+    SandboxOpenid,
     /// refresh → refresh (rotation on every use).
     Refresh,
     /// `GET Patient/{id}` with a standalone launch's token (not recorded by the inspector).
@@ -83,6 +97,29 @@ enum Scenario {
     /// Backend services: `client_credentials` with a fresh ES384 `private_key_jwt` assertion
     /// per token (signed by the worker; the server verifies it and records its `jti`).
     Backend,
+    /// `GET --bare-path` (default `/favicon.svg`): the ceiling of one request through the
+    /// server's stack.
+    Bare,
+    /// Not HTTP: RS256 id_tokens signed per second on every core of this machine (the server's
+    /// signing code, aws-lc-rs, RSA-2048), for `--seconds`; run it while the server is idle.
+    Rs256,
+}
+
+impl Scenario {
+    fn name(self) -> &'static str {
+        match self {
+            Scenario::Launch => "launch",
+            Scenario::LaunchOpenid => "launch+openid",
+            Scenario::Sandbox => "sandbox",
+            Scenario::SandboxOpenid => "sandbox+openid",
+            Scenario::Refresh => "refresh",
+            Scenario::Read => "read",
+            Scenario::ReadTraced => "read-traced",
+            Scenario::Backend => "backend-es384",
+            Scenario::Bare => "bare",
+            Scenario::Rs256 => "rs256-sign",
+        }
+    }
 }
 
 const REDIRECT_URI: &str = "http://127.0.0.1:9/bench/callback";
@@ -117,15 +154,29 @@ fn rss_kib(pid: u32) -> Option<u64> {
     status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// What one worker holds for the whole run.
+#[derive(Clone)]
+struct Worker {
+    /// Its signed-in session cookie.
+    cookie: String,
+    /// Its developer-launcher simulation's FHIR base (when a sandbox scenario runs).
+    simulation: Option<String>,
+}
+
 impl Bench {
     fn authorize_url(&self, scope: &str, verifier: &str) -> String {
+        self.authorize_url_for(&self.fhir, scope, verifier)
+    }
+
+    /// An authorization request for the FHIR base `aud` (ours, or a simulation's).
+    fn authorize_url_for(&self, aud: &str, scope: &str, verifier: &str) -> String {
         let params = [
             ("response_type", "code"),
             ("client_id", &self.client_id),
             ("redirect_uri", REDIRECT_URI),
             ("scope", scope),
             ("state", &random(18)),
-            ("aud", &self.fhir),
+            ("aud", aud),
             ("code_challenge", &s256(verifier)),
             ("code_challenge_method", "S256"),
         ];
@@ -212,6 +263,15 @@ impl Bench {
         Ok(r.json().await?)
     }
 
+    async fn bare(&self) -> anyhow::Result<()> {
+        let r = self.http.get(format!("{}{}", self.args.base, self.args.bare_path)).send().await?;
+        if !r.status().is_success() {
+            bail!("{}: {}", self.args.bare_path, r.status());
+        }
+        r.bytes().await?;
+        Ok(())
+    }
+
     async fn read(&self, token: &str, patient: &str) -> anyhow::Result<()> {
         let r = self.http.get(format!("{}/Patient/{patient}", self.fhir)).bearer_auth(token).send().await?;
         if !r.status().is_success() {
@@ -266,12 +326,13 @@ struct Outcome {
     first_error: Option<String>,
 }
 
-async fn run(bench: Arc<Bench>, scenario: Scenario, cookies: &[String]) -> anyhow::Result<(Outcome, Duration)> {
+async fn run(bench: Arc<Bench>, scenario: Scenario, workers: &[Worker]) -> anyhow::Result<(Outcome, Duration)> {
     let deadline = Instant::now() + Duration::from_secs(bench.args.seconds);
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for cookie in cookies {
-        let (bench, cookie) = (bench.clone(), cookie.clone());
+    for worker in workers {
+        let (bench, cookie) = (bench.clone(), worker.cookie.clone());
+        let simulation = worker.simulation.clone().unwrap_or_default();
         tasks.push(tokio::spawn(async move {
             let mut out = Outcome { latencies: Vec::new(), errors: 0, first_error: None };
             let mut refresh_token = match scenario {
@@ -302,6 +363,16 @@ async fn run(bench: Arc<Bench>, scenario: Scenario, cookies: &[String]) -> anyho
                     Scenario::LaunchOpenid => {
                         bench.launch(&cookie, "launch/patient openid fhirUser patient/*.rs").await.map(|_| ())
                     }
+                    Scenario::Sandbox => {
+                        bench.sandbox_launch(&simulation, "launch/patient patient/*.rs").await.map(|_| ())
+                    }
+                    Scenario::SandboxOpenid => bench
+                        .sandbox_launch(&simulation, "launch/patient openid fhirUser patient/*.rs")
+                        .await
+                        .map(|_| ()),
+                    Scenario::Bare => bench.bare().await,
+                    // Measured without the server (see `launch`).
+                    Scenario::Rs256 => break,
                     Scenario::Refresh => {
                         let current = refresh_token.clone().unwrap_or_default();
                         bench.refresh(&current).await.map(|next| refresh_token = Some(next))
@@ -420,28 +491,38 @@ async fn launch(args: Args) -> anyhow::Result<()> {
         http,
         args: args.clone(),
     });
-    let mut cookies = Vec::new();
+    let sandbox = args.scenario.iter().any(|s| matches!(s, Scenario::Sandbox | Scenario::SandboxOpenid));
+    let mut workers = Vec::new();
     for _ in 0..args.workers {
-        cookies.push(bench.sign_in().await?);
+        let cookie = bench.sign_in().await?;
+        let simulation = if sandbox { Some(bench.simulation().await?) } else { None };
+        workers.push(Worker { cookie, simulation });
     }
-    println!("{} workers signed in; {} s per scenario", args.workers, args.seconds);
+    println!(
+        "{} workers signed in{}; {} s per scenario",
+        args.workers,
+        if sandbox { ", each with a launcher simulation" } else { "" },
+        args.seconds
+    );
     println!("{:<14} {:>9} {:>10} {:>9} {:>9} {:>7}", "scenario", "count", "per sec", "p50 ms", "p99 ms", "errors");
+    let mut rates = ceiling::Rates::default();
     for scenario in &args.scenario {
-        let (mut outcome, elapsed) = run(bench.clone(), *scenario, &cookies).await?;
+        if *scenario == Scenario::Rs256 {
+            let seconds = args.seconds;
+            let per_sec = tokio::task::spawn_blocking(move || ceiling::rs256_per_sec(seconds)).await??;
+            println!("{:<14} {:>9} {:>10.0}", scenario.name(), "", per_sec);
+            rates.rs256 = Some(per_sec);
+            continue;
+        }
+        let (mut outcome, elapsed) = run(bench.clone(), *scenario, &workers).await?;
         outcome.latencies.sort_unstable();
-        let name = match scenario {
-            Scenario::Launch => "launch",
-            Scenario::LaunchOpenid => "launch+openid",
-            Scenario::Refresh => "refresh",
-            Scenario::Read => "read",
-            Scenario::ReadTraced => "read-traced",
-            Scenario::Backend => "backend-es384",
-        };
+        let per_sec = outcome.latencies.len() as f64 / elapsed.as_secs_f64();
+        rates.record(*scenario, per_sec);
         println!(
             "{:<14} {:>9} {:>10.0} {:>9.2} {:>9.2} {:>7}",
-            name,
+            scenario.name(),
             outcome.latencies.len(),
-            outcome.latencies.len() as f64 / elapsed.as_secs_f64(),
+            per_sec,
             percentile(&outcome.latencies, 0.50).as_secs_f64() * 1000.0,
             percentile(&outcome.latencies, 0.99).as_secs_f64() * 1000.0,
             outcome.errors
@@ -449,6 +530,9 @@ async fn launch(args: Args) -> anyhow::Result<()> {
         if let Some(e) = outcome.first_error {
             println!("  first error: {e}");
         }
+    }
+    for line in rates.summary() {
+        println!("{line}");
     }
     if let Some(pid) = args.server_pid {
         println!("server RSS after load: {:.1} MiB", rss_kib(pid).unwrap_or(0) as f64 / 1024.0);

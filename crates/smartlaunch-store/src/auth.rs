@@ -16,6 +16,8 @@ use smartlaunch_auth::store::{
 use smartlaunch_auth::users::User;
 use smartlaunch_auth::UnixTime;
 
+use sqlx::SqliteConnection;
+
 use crate::Db;
 
 fn err(e: impl std::fmt::Display) -> StoreError {
@@ -50,6 +52,8 @@ fn client_from_row(
 }
 
 const CLIENT_COLUMNS: &str = "client_id, metadata, secret_hash, registration_token_hash, created_at";
+const INSERT_CLIENT: &str =
+    "INSERT INTO clients (client_id, metadata, secret_hash, registration_token_hash, created_at) VALUES (?, ?, ?, ?, ?)";
 
 fn user_from_row((id, username, password_hash, fhir_user, display_name): UserRow) -> User {
     User { id, username, password_hash, fhir_user, display_name }
@@ -58,6 +62,10 @@ fn user_from_row((id, username, password_hash, fhir_user, display_name): UserRow
 const USER_COLUMNS: &str = "id, username, password_hash, fhir_user, display_name";
 const GRANT_COLUMNS: &str =
     "id, client_id, user_id, fhir_user, scope, patient, encounter, session_id, refresh_expires_at, created_at, revoked_at, context, simulate_error, aud, trace";
+const INSERT_GRANT: &str =
+    "INSERT INTO grants (id, client_id, user_id, fhir_user, scope, patient, encounter, session_id, \
+     refresh_expires_at, created_at, revoked_at, context, simulate_error, aud, trace) \
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 
 impl KeyStore for Db {
     async fn keys(&self) -> StoreResult<Option<KeyMaterial>> {
@@ -70,35 +78,48 @@ impl KeyStore for Db {
     }
 
     async fn insert_keys_if_absent(&self, fresh: &KeyMaterial) -> StoreResult<KeyMaterial> {
-        let mut tx = self.write.begin().await.map_err(err)?;
-        let existing: Option<(i64,)> =
-            sqlx::query_as("SELECT COUNT(*) FROM signing_keys").fetch_optional(&mut *tx).await.map_err(err)?;
-        if existing.is_none_or(|(n,)| n == 0) {
-            sqlx::query("INSERT INTO signing_keys (kid, rsa_pkcs8, hmac_secret, created_at) VALUES (?, ?, ?, 0)")
-                .bind(&fresh.kid)
-                .bind(&fresh.rsa_pkcs8)
-                .bind(&fresh.hmac_secret)
-                .execute(&mut *tx)
-                .await
-                .map_err(err)?;
-        }
-        tx.commit().await.map_err(err)?;
+        let fresh = fresh.clone();
+        self.writer
+            .write(move |conn| {
+                let fresh = fresh.clone();
+                Box::pin(async move {
+                    let existing: Option<(i64,)> =
+                        sqlx::query_as("SELECT COUNT(*) FROM signing_keys").fetch_optional(&mut *conn).await?;
+                    if existing.is_none_or(|(n,)| n == 0) {
+                        sqlx::query(
+                            "INSERT INTO signing_keys (kid, rsa_pkcs8, hmac_secret, created_at) VALUES (?, ?, ?, 0)",
+                        )
+                        .bind(fresh.kid)
+                        .bind(fresh.rsa_pkcs8)
+                        .bind(fresh.hmac_secret)
+                        .execute(&mut *conn)
+                        .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .await
+            .map_err(err)?;
         self.keys().await?.ok_or_else(|| StoreError("signing keys vanished".into()))
     }
 }
 
 impl ClientStore for Db {
     async fn insert_client(&self, client: &Client) -> StoreResult<()> {
-        sqlx::query(&format!("INSERT INTO clients ({CLIENT_COLUMNS}) VALUES (?, ?, ?, ?, ?)"))
-            .bind(&client.client_id)
-            .bind(serde_json::to_string(&client.metadata).map_err(err)?)
-            .bind(&client.secret_hash)
-            .bind(&client.registration_token_hash)
-            .bind(client.created_at)
-            .execute(&self.write)
+        let metadata = serde_json::to_string(&client.metadata).map_err(err)?;
+        let client = client.clone();
+        self.writer
+            .statement(move |conn| {
+                let query = sqlx::query(INSERT_CLIENT)
+                    .bind(client.client_id.clone())
+                    .bind(metadata.clone())
+                    .bind(client.secret_hash.clone())
+                    .bind(client.registration_token_hash.clone())
+                    .bind(client.created_at);
+                Box::pin(async move { query.execute(conn).await.map(|_| ()) })
+            })
             .await
-            .map_err(err)?;
-        Ok(())
+            .map_err(err)
     }
 
     async fn client(&self, client_id: &str) -> StoreResult<Option<Client>> {
@@ -175,18 +196,24 @@ impl ClientStore for Db {
     }
 
     async fn update_client(&self, client: &Client, spent_token_hash: Option<&str>) -> StoreResult<bool> {
-        let updated = sqlx::query(
-            "UPDATE clients SET metadata = ?, registration_token_hash = ? \
-             WHERE client_id = ? AND registration_token_hash IS ?",
-        )
-        .bind(serde_json::to_string(&client.metadata).map_err(err)?)
-        .bind(&client.registration_token_hash)
-        .bind(&client.client_id)
-        .bind(spent_token_hash)
-        .execute(&self.write)
-        .await
-        .map_err(err)?
-        .rows_affected();
+        let metadata = serde_json::to_string(&client.metadata).map_err(err)?;
+        let (token_hash, client_id) = (client.registration_token_hash.clone(), client.client_id.clone());
+        let spent = spent_token_hash.map(str::to_owned);
+        let updated = self
+            .writer
+            .statement(move |conn| {
+                let query = sqlx::query(
+                    "UPDATE clients SET metadata = ?, registration_token_hash = ? \
+                     WHERE client_id = ? AND registration_token_hash IS ?",
+                )
+                .bind(metadata.clone())
+                .bind(token_hash.clone())
+                .bind(client_id.clone())
+                .bind(spent.clone());
+                Box::pin(async move { Ok(query.execute(conn).await?.rows_affected()) })
+            })
+            .await
+            .map_err(err)?;
         Ok(updated > 0)
     }
 
@@ -199,59 +226,76 @@ impl ClientStore for Db {
     ) -> StoreResult<bool> {
         // One statement: a row that is still live blocks the insert; one that expired (not yet
         // purged) is taken over.
-        let inserted = sqlx::query(
-            "INSERT INTO client_assertion_jtis (client_id, jti_hash, expires_at) VALUES (?, ?, ?) \
-             ON CONFLICT (client_id, jti_hash) DO UPDATE SET expires_at = excluded.expires_at \
-             WHERE client_assertion_jtis.expires_at <= ?",
-        )
-        .bind(client_id)
-        .bind(jti_hash)
-        .bind(expires_at)
-        .bind(now)
-        .execute(&self.write)
-        .await
-        .map_err(err)?
-        .rows_affected();
+        let (client_id, jti_hash) = (client_id.to_owned(), jti_hash.to_owned());
+        let inserted = self
+            .writer
+            .statement(move |conn| {
+                let query = sqlx::query(
+                    "INSERT INTO client_assertion_jtis (client_id, jti_hash, expires_at) VALUES (?, ?, ?) \
+                     ON CONFLICT (client_id, jti_hash) DO UPDATE SET expires_at = excluded.expires_at \
+                     WHERE client_assertion_jtis.expires_at <= ?",
+                )
+                .bind(client_id.clone())
+                .bind(jti_hash.clone())
+                .bind(expires_at)
+                .bind(now);
+                Box::pin(async move { Ok(query.execute(conn).await?.rows_affected()) })
+            })
+            .await
+            .map_err(err)?;
         Ok(inserted == 1)
     }
 
     async fn delete_client(&self, client_id: &str, now: UnixTime) -> StoreResult<bool> {
-        let mut tx = self.write.begin().await.map_err(err)?;
-        let deleted = sqlx::query("DELETE FROM clients WHERE client_id = ?")
-            .bind(client_id)
-            .execute(&mut *tx)
+        let client_id = client_id.to_owned();
+        let deleted = self
+            .writer
+            .write(move |conn| {
+                let client_id = client_id.clone();
+                Box::pin(async move {
+                    let deleted = sqlx::query("DELETE FROM clients WHERE client_id = ?")
+                        .bind(&client_id)
+                        .execute(&mut *conn)
+                        .await?
+                        .rows_affected();
+                    revoke_grants(conn, Grants::OfClient(&client_id), now).await?;
+                    revoke_client_access(conn, &client_id, now).await?;
+                    for sql in [
+                        "DELETE FROM authorization_codes WHERE client_id = ?",
+                        "DELETE FROM consents WHERE client_id = ?",
+                        "DELETE FROM backend_sessions WHERE client_id = ?",
+                        "DELETE FROM trace_switches WHERE client_id = ?",
+                    ] {
+                        sqlx::query(sql).bind(&client_id).execute(&mut *conn).await?;
+                    }
+                    Ok(deleted)
+                })
+            })
             .await
-            .map_err(err)?
-            .rows_affected();
-        revoke_grants(&mut tx, Grants::OfClient(client_id), now).await?;
-        revoke_client_access(&mut tx, client_id, now).await.map_err(err)?;
-        for sql in [
-            "DELETE FROM authorization_codes WHERE client_id = ?",
-            "DELETE FROM consents WHERE client_id = ?",
-            "DELETE FROM backend_sessions WHERE client_id = ?",
-            "DELETE FROM trace_switches WHERE client_id = ?",
-        ] {
-            sqlx::query(sql).bind(client_id).execute(&mut *tx).await.map_err(err)?;
-        }
-        tx.commit().await.map_err(err)?;
+            .map_err(err)?;
         Ok(deleted > 0)
     }
 }
 
 impl UserStore for Db {
     async fn insert_user(&self, user: &User) -> StoreResult<bool> {
-        let result = sqlx::query(
-            "INSERT INTO users (id, username, password_hash, fhir_user, display_name) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-        )
-        .bind(&user.id)
-        .bind(&user.username)
-        .bind(&user.password_hash)
-        .bind(&user.fhir_user)
-        .bind(&user.display_name)
-        .execute(&self.write)
-        .await
-        .map_err(err)?;
-        Ok(result.rows_affected() == 1)
+        let user = user.clone();
+        let inserted = self
+            .writer
+            .statement(move |conn| {
+                let query = sqlx::query(
+                    "INSERT INTO users (id, username, password_hash, fhir_user, display_name) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                )
+                .bind(user.id.clone())
+                .bind(user.username.clone())
+                .bind(user.password_hash.clone())
+                .bind(user.fhir_user.clone())
+                .bind(user.display_name.clone());
+                Box::pin(async move { Ok(query.execute(conn).await?.rows_affected()) })
+            })
+            .await
+            .map_err(err)?;
+        Ok(inserted == 1)
     }
 
     async fn user_by_username(&self, username: &str) -> StoreResult<Option<User>> {
@@ -293,33 +337,43 @@ impl UserStore for Db {
 
 impl LaunchStore for Db {
     async fn insert_launch(&self, launch: &Launch) -> StoreResult<()> {
-        sqlx::query("INSERT INTO launches (id_hash, client_id, data, created_at, expires_at) VALUES (?, ?, ?, ?, ?)")
-            .bind(&launch.id_hash)
-            .bind(&launch.client_id)
-            .bind(serde_json::to_string(launch).map_err(err)?)
-            .bind(launch.created_at)
-            .bind(launch.expires_at)
-            .execute(&self.write)
+        let data = serde_json::to_string(launch).map_err(err)?;
+        let (id_hash, client_id) = (launch.id_hash.clone(), launch.client_id.clone());
+        let (created_at, expires_at) = (launch.created_at, launch.expires_at);
+        self.writer
+            .statement(move |conn| {
+                let query = sqlx::query(
+                    "INSERT INTO launches (id_hash, client_id, data, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+                )
+                .bind(id_hash.clone())
+                .bind(client_id.clone())
+                .bind(data.clone())
+                .bind(created_at)
+                .bind(expires_at);
+                Box::pin(async move { query.execute(conn).await.map(|_| ()) })
+            })
             .await
-            .map_err(err)?;
-        Ok(())
+            .map_err(err)
     }
 
     async fn put_backend_session(&self, session: &BackendSession) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO backend_sessions (client_id, trace_id, simulate_error, created_at, expires_at) \
-             VALUES (?, ?, ?, ?, ?) ON CONFLICT (client_id) DO UPDATE SET trace_id = excluded.trace_id, \
-             simulate_error = excluded.simulate_error, created_at = excluded.created_at, expires_at = excluded.expires_at",
-        )
-        .bind(&session.client_id)
-        .bind(&session.trace_id)
-        .bind(session.simulate_error.map(|e| e.name()))
-        .bind(session.created_at)
-        .bind(session.expires_at)
-        .execute(&self.write)
-        .await
-        .map_err(err)?;
-        Ok(())
+        let session = session.clone();
+        self.writer
+            .statement(move |conn| {
+                let query = sqlx::query(
+                    "INSERT INTO backend_sessions (client_id, trace_id, simulate_error, created_at, expires_at) \
+                     VALUES (?, ?, ?, ?, ?) ON CONFLICT (client_id) DO UPDATE SET trace_id = excluded.trace_id, \
+                     simulate_error = excluded.simulate_error, created_at = excluded.created_at, expires_at = excluded.expires_at",
+                )
+                .bind(session.client_id.clone())
+                .bind(session.trace_id.clone())
+                .bind(session.simulate_error.map(|e| e.name()))
+                .bind(session.created_at)
+                .bind(session.expires_at);
+                Box::pin(async move { query.execute(conn).await.map(|_| ()) })
+            })
+            .await
+            .map_err(err)
     }
 
     async fn recent_backend_sessions(&self, limit: i64) -> StoreResult<Vec<BackendSession>> {
@@ -377,7 +431,7 @@ impl InspectorStore for Db {
     }
 
     async fn set_trace_switch(&self, client_id: &str, until: Option<UnixTime>) -> StoreResult<()> {
-        crate::events::set_trace_switch(&self.write, client_id, until).await.map_err(err)
+        crate::events::set_trace_switch(&self.writer, client_id, until).await.map_err(err)
     }
 
     async fn trace_switches(&self, now: UnixTime) -> StoreResult<Vec<(String, UnixTime)>> {
@@ -385,7 +439,7 @@ impl InspectorStore for Db {
     }
 
     async fn insert_hand_trace(&self, trace: &HandTrace) -> StoreResult<()> {
-        crate::events::insert_hand_trace(&self.write, trace).await.map_err(err)
+        crate::events::insert_hand_trace(&self.writer, trace).await.map_err(err)
     }
 
     async fn hand_trace(&self, trace_id: &str) -> StoreResult<Option<HandTrace>> {
@@ -408,29 +462,41 @@ impl InspectorStore for Db {
 
 impl LaunchRedemption for Db {
     async fn use_launch(&self, id_hash: &str, now: UnixTime) -> StoreResult<bool> {
-        let r = sqlx::query("UPDATE launches SET used_at = ? WHERE id_hash = ? AND used_at IS NULL AND expires_at > ?")
-            .bind(now)
-            .bind(id_hash)
-            .bind(now)
-            .execute(&self.write)
+        let id_hash = id_hash.to_owned();
+        let used = self
+            .writer
+            .statement(move |conn| {
+                let query = sqlx::query(
+                    "UPDATE launches SET used_at = ? WHERE id_hash = ? AND used_at IS NULL AND expires_at > ?",
+                )
+                .bind(now)
+                .bind(id_hash.clone())
+                .bind(now);
+                Box::pin(async move { Ok(query.execute(conn).await?.rows_affected()) })
+            })
             .await
             .map_err(err)?;
-        Ok(r.rows_affected() == 1)
+        Ok(used == 1)
     }
 }
 
 impl SessionStore for Db {
     async fn insert_session(&self, s: &Session) -> StoreResult<()> {
-        sqlx::query("INSERT INTO sessions (id_hash, user_id, csrf, created_at, expires_at) VALUES (?, ?, ?, ?, ?)")
-            .bind(&s.id_hash)
-            .bind(&s.user_id)
-            .bind(&s.csrf)
-            .bind(s.created_at)
-            .bind(s.expires_at)
-            .execute(&self.write)
+        let s = s.clone();
+        self.writer
+            .statement(move |conn| {
+                let query = sqlx::query(
+                    "INSERT INTO sessions (id_hash, user_id, csrf, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+                )
+                .bind(s.id_hash.clone())
+                .bind(s.user_id.clone())
+                .bind(s.csrf.clone())
+                .bind(s.created_at)
+                .bind(s.expires_at);
+                Box::pin(async move { query.execute(conn).await.map(|_| ()) })
+            })
             .await
-            .map_err(err)?;
-        Ok(())
+            .map_err(err)
     }
 
     async fn session(&self, id_hash: &str, now: UnixTime) -> StoreResult<Option<Session>> {
@@ -471,21 +537,31 @@ impl SessionStore for Db {
     }
 
     async fn delete_session(&self, id_hash: &str) -> StoreResult<()> {
-        sqlx::query("DELETE FROM sessions WHERE id_hash = ?").bind(id_hash).execute(&self.write).await.map_err(err)?;
-        Ok(())
+        let id_hash = id_hash.to_owned();
+        self.writer
+            .statement(move |conn| {
+                let query = sqlx::query("DELETE FROM sessions WHERE id_hash = ?").bind(id_hash.clone());
+                Box::pin(async move { query.execute(conn).await.map(|_| ()) })
+            })
+            .await
+            .map_err(err)
     }
 }
 
 impl FlowStore for Db {
     async fn insert_pending(&self, p: &PendingAuthorization) -> StoreResult<()> {
-        sqlx::query("INSERT INTO pending_authorizations (id, request, expires_at) VALUES (?, ?, ?)")
-            .bind(&p.id)
-            .bind(serde_json::to_string(p).map_err(err)?)
-            .bind(p.expires_at)
-            .execute(&self.write)
+        let (id, request, expires_at) = (p.id.clone(), serde_json::to_string(p).map_err(err)?, p.expires_at);
+        self.writer
+            .statement(move |conn| {
+                let query =
+                    sqlx::query("INSERT INTO pending_authorizations (id, request, expires_at) VALUES (?, ?, ?)")
+                        .bind(id.clone())
+                        .bind(request.clone())
+                        .bind(expires_at);
+                Box::pin(async move { query.execute(conn).await.map(|_| ()) })
+            })
             .await
-            .map_err(err)?;
-        Ok(())
+            .map_err(err)
     }
 
     async fn pending(&self, id: &str, now: UnixTime) -> StoreResult<Option<PendingAuthorization>> {
@@ -500,22 +576,29 @@ impl FlowStore for Db {
     }
 
     async fn update_pending(&self, p: &PendingAuthorization) -> StoreResult<()> {
-        sqlx::query("UPDATE pending_authorizations SET request = ? WHERE id = ?")
-            .bind(serde_json::to_string(p).map_err(err)?)
-            .bind(&p.id)
-            .execute(&self.write)
+        let (id, request) = (p.id.clone(), serde_json::to_string(p).map_err(err)?);
+        self.writer
+            .statement(move |conn| {
+                let query = sqlx::query("UPDATE pending_authorizations SET request = ? WHERE id = ?")
+                    .bind(request.clone())
+                    .bind(id.clone());
+                Box::pin(async move { query.execute(conn).await.map(|_| ()) })
+            })
             .await
-            .map_err(err)?;
-        Ok(())
+            .map_err(err)
     }
 
     async fn delete_pending(&self, id: &str) -> StoreResult<bool> {
-        let r = sqlx::query("DELETE FROM pending_authorizations WHERE id = ?")
-            .bind(id)
-            .execute(&self.write)
+        let id = id.to_owned();
+        let deleted = self
+            .writer
+            .statement(move |conn| {
+                let query = sqlx::query("DELETE FROM pending_authorizations WHERE id = ?").bind(id.clone());
+                Box::pin(async move { Ok(query.execute(conn).await?.rows_affected()) })
+            })
             .await
             .map_err(err)?;
-        Ok(r.rows_affected() == 1)
+        Ok(deleted == 1)
     }
 
     async fn consent(&self, user_id: &str, client_id: &str) -> StoreResult<Option<String>> {
@@ -529,56 +612,79 @@ impl FlowStore for Db {
     }
 
     async fn put_consent(&self, user_id: &str, client_id: &str, scope: &str, now: UnixTime) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO consents (user_id, client_id, scope, updated_at) VALUES (?, ?, ?, ?) \
-             ON CONFLICT (user_id, client_id) DO UPDATE SET scope = excluded.scope, updated_at = excluded.updated_at",
-        )
-        .bind(user_id)
-        .bind(client_id)
-        .bind(scope)
-        .bind(now)
-        .execute(&self.write)
-        .await
-        .map_err(err)?;
-        Ok(())
+        let (user_id, client_id, scope) = (user_id.to_owned(), client_id.to_owned(), scope.to_owned());
+        self.writer
+            .statement(move |conn| {
+                let query = sqlx::query(
+                    "INSERT INTO consents (user_id, client_id, scope, updated_at) VALUES (?, ?, ?, ?) \
+                     ON CONFLICT (user_id, client_id) DO UPDATE SET scope = excluded.scope, updated_at = excluded.updated_at",
+                )
+                .bind(user_id.clone())
+                .bind(client_id.clone())
+                .bind(scope.clone())
+                .bind(now);
+                Box::pin(async move { query.execute(conn).await.map(|_| ()) })
+            })
+            .await
+            .map_err(err)
     }
 }
 
 impl CodeStore for Db {
     async fn insert_code(&self, code_hash: &str, grant: &CodeGrant, expires_at: UnixTime) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO authorization_codes (code_hash, grant_id, client_id, data, expires_at) VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(code_hash)
-        .bind(&grant.grant_id)
-        .bind(&grant.client_id)
-        .bind(serde_json::to_string(grant).map_err(err)?)
-        .bind(expires_at)
-        .execute(&self.write)
-        .await
-        .map_err(err)?;
-        Ok(())
+        let data = serde_json::to_string(grant).map_err(err)?;
+        let (code_hash, grant_id, client_id) = (code_hash.to_owned(), grant.grant_id.clone(), grant.client_id.clone());
+        self.writer
+            .statement(move |conn| {
+                let query = sqlx::query(
+                    "INSERT INTO authorization_codes (code_hash, grant_id, client_id, data, expires_at) VALUES (?, ?, ?, ?, ?)",
+                )
+                .bind(code_hash.clone())
+                .bind(grant_id.clone())
+                .bind(client_id.clone())
+                .bind(data.clone())
+                .bind(expires_at);
+                Box::pin(async move { query.execute(conn).await.map(|_| ()) })
+            })
+            .await
+            .map_err(err)
     }
 
     async fn redeem_code(&self, code_hash: &str, now: UnixTime) -> StoreResult<CodeRedemption> {
-        let redeemed: Option<(String,)> = sqlx::query_as(
-            "UPDATE authorization_codes SET used_at = ? WHERE code_hash = ? AND used_at IS NULL AND expires_at > ? RETURNING data",
-        )
-        .bind(now)
-        .bind(code_hash)
-        .bind(now)
-        .fetch_optional(&self.write)
-        .await
-        .map_err(err)?;
+        // One job: the conditional update that spends the code and, when it found nothing to
+        // spend, the look-up that tells a replay from an unknown code.  Its one write is the
+        // update, so it may run alone without a transaction.
+        let code_hash = code_hash.to_owned();
+        let (redeemed, used) = self
+            .writer
+            .statement(move |conn| {
+                let code_hash = code_hash.clone();
+                Box::pin(async move {
+                    let redeemed: Option<(String,)> = sqlx::query_as(
+                        "UPDATE authorization_codes SET used_at = ? WHERE code_hash = ? AND used_at IS NULL AND expires_at > ? RETURNING data",
+                    )
+                    .bind(now)
+                    .bind(&code_hash)
+                    .bind(now)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                    if redeemed.is_some() {
+                        return Ok((redeemed, None));
+                    }
+                    let used: Option<(String,)> = sqlx::query_as(
+                        "SELECT grant_id FROM authorization_codes WHERE code_hash = ? AND used_at IS NOT NULL",
+                    )
+                    .bind(&code_hash)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                    Ok((None, used))
+                })
+            })
+            .await
+            .map_err(err)?;
         if let Some((data,)) = redeemed {
             return Ok(CodeRedemption::Redeemed(Box::new(serde_json::from_str(&data).map_err(err)?)));
         }
-        let used: Option<(String,)> =
-            sqlx::query_as("SELECT grant_id FROM authorization_codes WHERE code_hash = ? AND used_at IS NOT NULL")
-                .bind(code_hash)
-                .fetch_optional(&self.write)
-                .await
-                .map_err(err)?;
         Ok(match used {
             Some((grant_id,)) => CodeRedemption::Replayed { grant_id },
             None => CodeRedemption::Unknown,
@@ -588,30 +694,34 @@ impl CodeStore for Db {
 
 impl GrantStore for Db {
     async fn insert_grant(&self, g: &Grant, refresh: &RefreshToken) -> StoreResult<()> {
-        let mut tx = self.write.begin().await.map_err(err)?;
-        sqlx::query(&format!(
-            "INSERT INTO grants ({GRANT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        ))
-        .bind(&g.id)
-        .bind(&g.client_id)
-        .bind(&g.user_id)
-        .bind(&g.fhir_user)
-        .bind(&g.scope)
-        .bind(&g.patient)
-        .bind(&g.encounter)
-        .bind(&g.session_id)
-        .bind(g.refresh_expires_at)
-        .bind(g.created_at)
-        .bind(g.revoked_at)
-        .bind((!g.context.is_empty()).then(|| serde_json::to_string(&g.context)).transpose().map_err(err)?)
-        .bind(g.simulate_error.map(|e| e.name()))
-        .bind(&g.aud)
-        .bind(&g.trace)
-        .execute(&mut *tx)
-        .await
-        .map_err(err)?;
-        insert_refresh(&mut tx, refresh).await?;
-        tx.commit().await.map_err(err)
+        let context = (!g.context.is_empty()).then(|| serde_json::to_string(&g.context)).transpose().map_err(err)?;
+        let (g, refresh) = (g.clone(), refresh.clone());
+        self.writer
+            .write(move |conn| {
+                let insert_grant = sqlx::query(INSERT_GRANT)
+                    .bind(g.id.clone())
+                    .bind(g.client_id.clone())
+                    .bind(g.user_id.clone())
+                    .bind(g.fhir_user.clone())
+                    .bind(g.scope.clone())
+                    .bind(g.patient.clone())
+                    .bind(g.encounter.clone())
+                    .bind(g.session_id.clone())
+                    .bind(g.refresh_expires_at)
+                    .bind(g.created_at)
+                    .bind(g.revoked_at)
+                    .bind(context.clone())
+                    .bind(g.simulate_error.map(|e| e.name()))
+                    .bind(g.aud.clone())
+                    .bind(g.trace.clone());
+                let refresh = refresh.clone();
+                Box::pin(async move {
+                    insert_grant.execute(&mut *conn).await?;
+                    insert_refresh(conn, &refresh).await
+                })
+            })
+            .await
+            .map_err(err)
     }
 
     async fn grant(&self, id: &str) -> StoreResult<Option<Grant>> {
@@ -676,34 +786,44 @@ impl GrantStore for Db {
     }
 
     async fn rotate_refresh(&self, old_hash: &str, new: &RefreshToken, now: UnixTime) -> StoreResult<bool> {
-        let mut tx = self.write.begin().await.map_err(err)?;
-        let rotated = sqlx::query("UPDATE refresh_tokens SET used_at = ? WHERE token_hash = ? AND used_at IS NULL")
-            .bind(now)
-            .bind(old_hash)
-            .execute(&mut *tx)
+        let (old_hash, new) = (old_hash.to_owned(), new.clone());
+        self.writer
+            .write(move |conn| {
+                let spend =
+                    sqlx::query("UPDATE refresh_tokens SET used_at = ? WHERE token_hash = ? AND used_at IS NULL")
+                        .bind(now)
+                        .bind(old_hash.clone());
+                let new = new.clone();
+                Box::pin(async move {
+                    // Spent by someone else: nothing was changed, nothing is inserted.
+                    if spend.execute(&mut *conn).await?.rows_affected() != 1 {
+                        return Ok(false);
+                    }
+                    insert_refresh(conn, &new).await?;
+                    Ok(true)
+                })
+            })
             .await
-            .map_err(err)?
-            .rows_affected();
-        if rotated != 1 {
-            tx.rollback().await.map_err(err)?;
-            return Ok(false);
-        }
-        insert_refresh(&mut tx, new).await?;
-        tx.commit().await.map_err(err)?;
-        Ok(true)
+            .map_err(err)
     }
 
     async fn revoke_grant(&self, grant_id: &str, now: UnixTime) -> StoreResult<()> {
-        let mut tx = self.write.begin().await.map_err(err)?;
-        // The grant may never have been stored (no refresh token): record it all the same.
-        sqlx::query("INSERT INTO revocations (grant_id, revoked_at) VALUES (?, ?) ON CONFLICT DO NOTHING")
-            .bind(grant_id)
-            .bind(now)
-            .execute(&mut *tx)
+        let grant_id = grant_id.to_owned();
+        self.writer
+            .write(move |conn| {
+                let grant_id = grant_id.clone();
+                Box::pin(async move {
+                    // The grant may never have been stored (no refresh token): record it all the same.
+                    sqlx::query("INSERT INTO revocations (grant_id, revoked_at) VALUES (?, ?) ON CONFLICT DO NOTHING")
+                        .bind(&grant_id)
+                        .bind(now)
+                        .execute(&mut *conn)
+                        .await?;
+                    revoke_grants(conn, Grants::Id(&grant_id), now).await
+                })
+            })
             .await
-            .map_err(err)?;
-        revoke_grants(&mut tx, Grants::Id(grant_id), now).await?;
-        tx.commit().await.map_err(err)
+            .map_err(err)
     }
 
     async fn revoked_grants(&self, since: UnixTime) -> StoreResult<Vec<(String, UnixTime)>> {
@@ -715,25 +835,31 @@ impl GrantStore for Db {
     }
 
     async fn revoke_user_client(&self, user_id: &str, client_id: &str, now: UnixTime) -> StoreResult<()> {
-        let mut tx = self.write.begin().await.map_err(err)?;
-        sqlx::query(
-            "INSERT INTO access_revocations (user_id, client_id, revoked_at) VALUES (?, ?, ?) \
-             ON CONFLICT (user_id, client_id) DO UPDATE SET revoked_at = excluded.revoked_at",
-        )
-        .bind(user_id)
-        .bind(client_id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(err)?;
-        revoke_grants(&mut tx, Grants::OfUserAndClient(user_id, client_id), now).await?;
-        sqlx::query("DELETE FROM consents WHERE user_id = ? AND client_id = ?")
-            .bind(user_id)
-            .bind(client_id)
-            .execute(&mut *tx)
+        let (user_id, client_id) = (user_id.to_owned(), client_id.to_owned());
+        self.writer
+            .write(move |conn| {
+                let (user_id, client_id) = (user_id.clone(), client_id.clone());
+                Box::pin(async move {
+                    sqlx::query(
+                        "INSERT INTO access_revocations (user_id, client_id, revoked_at) VALUES (?, ?, ?) \
+                         ON CONFLICT (user_id, client_id) DO UPDATE SET revoked_at = excluded.revoked_at",
+                    )
+                    .bind(&user_id)
+                    .bind(&client_id)
+                    .bind(now)
+                    .execute(&mut *conn)
+                    .await?;
+                    revoke_grants(conn, Grants::OfUserAndClient(&user_id, &client_id), now).await?;
+                    sqlx::query("DELETE FROM consents WHERE user_id = ? AND client_id = ?")
+                        .bind(&user_id)
+                        .bind(&client_id)
+                        .execute(&mut *conn)
+                        .await?;
+                    Ok(())
+                })
+            })
             .await
-            .map_err(err)?;
-        tx.commit().await.map_err(err)
+            .map_err(err)
     }
 
     async fn access_revocations(&self, since: UnixTime) -> StoreResult<Vec<(String, String, UnixTime)>> {
@@ -860,7 +986,7 @@ enum Grants<'a> {
 /// Records every access token of `client_id` issued up to `now`, for all users, as revoked (the
 /// client is removed; the record outlives it, so its tokens stay refused after a restart).
 pub(crate) async fn revoke_client_access(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    conn: &mut SqliteConnection,
     client_id: &str,
     now: UnixTime,
 ) -> Result<(), sqlx::Error> {
@@ -871,18 +997,14 @@ pub(crate) async fn revoke_client_access(
     .bind(ALL_USERS)
     .bind(client_id)
     .bind(now)
-    .execute(&mut **tx)
+    .execute(conn)
     .await?;
     Ok(())
 }
 
 /// Revokes stored grants inside a transaction: records each revocation, marks the grants and
 /// deletes their refresh tokens (the family ends).
-async fn revoke_grants(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-    which: Grants<'_>,
-    now: UnixTime,
-) -> StoreResult<()> {
+async fn revoke_grants(conn: &mut SqliteConnection, which: Grants<'_>, now: UnixTime) -> Result<(), sqlx::Error> {
     let (condition, binds): (&str, Vec<&str>) = match which {
         Grants::Id(id) => ("id = ?", vec![id]),
         Grants::OfClient(client) => ("client_id = ?", vec![client]),
@@ -908,12 +1030,12 @@ async fn revoke_grants(
         for b in &binds {
             query = query.bind(*b);
         }
-        query.execute(&mut **tx).await.map_err(err)?;
+        query.execute(&mut *conn).await?;
     }
     Ok(())
 }
 
-async fn insert_refresh(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, r: &RefreshToken) -> StoreResult<()> {
+async fn insert_refresh(conn: &mut SqliteConnection, r: &RefreshToken) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO refresh_tokens (token_hash, grant_id, client_id, expires_at, used_at) VALUES (?, ?, ?, ?, ?)",
     )
@@ -922,8 +1044,7 @@ async fn insert_refresh(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, r: &Refres
     .bind(&r.client_id)
     .bind(r.expires_at)
     .bind(r.used_at)
-    .execute(&mut **tx)
-    .await
-    .map_err(err)?;
+    .execute(conn)
+    .await?;
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! The launch inspector's event log, written off the request path: requests put their events
 //! on a bounded queue (never waiting: when it is full the event is dropped and counted), and one
-//! task drains it in batches, each in one transaction that also keeps every launch within
+//! task drains it in batches, each written by the group-commit writer (in the transaction of
+//! the requests' own writes of that moment) and keeping every launch within
 //! [`MAX_EVENTS_PER_TRACE`] events (the newest).  Reads flush the queue first, so they see
 //! every event recorded before them.  Also the inspector's other records: launches by trace
 //! and by user, the per-client trace switches and the hand-made launches they traced.
@@ -13,13 +14,19 @@ use smartlaunch_auth::launch::Launch;
 use smartlaunch_auth::retention::MAX_EVENTS_PER_TRACE;
 use smartlaunch_auth::store::HandTrace;
 use smartlaunch_auth::UnixTime;
-use sqlx::SqlitePool;
+use sqlx::{SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
+
+use crate::writer::Writer;
 
 /// Events waiting to be written; beyond this, new events are dropped (and counted).
 const QUEUE_CAPACITY: usize = 4096;
 /// The most events written in one transaction.
 const BATCH: usize = 512;
+/// Events a launch may hold beyond [`MAX_EVENTS_PER_TRACE`] between two trims: a trim walks
+/// the cap's worth of the launch's index, so it runs once per this many events, not per batch;
+/// reads show the newest [`MAX_EVENTS_PER_TRACE`] all the same.
+const TRIM_EVERY: i64 = 64;
 /// The most launches whose dropped events are counted between two batches (a bound on the
 /// counter itself under a flood).
 const MAX_OVERFLOW_TRACES: usize = 10_000;
@@ -41,8 +48,8 @@ pub(crate) struct EventLog {
 }
 
 impl EventLog {
-    /// Starts the writer task on `write` (the one writer connection).
-    pub(crate) fn start(write: SqlitePool) -> EventLog {
+    /// Starts the task that drains the queue into `writer`.
+    pub(crate) fn start(write: Arc<Writer>) -> EventLog {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         let overflow = Overflow::default();
         tokio::spawn(drain(rx, write, overflow.clone()));
@@ -71,8 +78,8 @@ impl EventLog {
     }
 }
 
-/// The writer task: takes what is queued (up to [`BATCH`]) and writes it in one transaction.
-async fn drain(mut rx: mpsc::Receiver<Queued>, write: SqlitePool, overflow: Overflow) {
+/// The draining task: takes what is queued (up to [`BATCH`]) and writes it in one job.
+async fn drain(mut rx: mpsc::Receiver<Queued>, write: Arc<Writer>, overflow: Overflow) {
     while let Some(first) = rx.recv().await {
         let mut events = Vec::new();
         let mut flushes = Vec::new();
@@ -85,8 +92,18 @@ async fn drain(mut rx: mpsc::Receiver<Queued>, write: SqlitePool, overflow: Over
             next = if events.len() < BATCH { rx.try_recv().ok() } else { None };
         }
         let dropped = std::mem::take(&mut *overflow.lock().unwrap_or_else(|p| p.into_inner()));
-        if let Err(e) = write_batch(&write, &events, &dropped).await {
-            tracing::warn!("launch inspector: {} events not recorded: {e}", events.len());
+        if !events.is_empty() || !dropped.is_empty() {
+            let count = events.len();
+            let batch = Arc::new((events, dropped));
+            let written = write
+                .write(move |conn| {
+                    let batch = batch.clone();
+                    Box::pin(async move { write_batch(conn, &batch.0, &batch.1).await })
+                })
+                .await;
+            if let Err(e) = written {
+                tracing::warn!("launch inspector: {count} events not recorded: {e}");
+            }
         }
         for done in flushes {
             let _ = done.send(());
@@ -94,43 +111,45 @@ async fn drain(mut rx: mpsc::Receiver<Queued>, write: SqlitePool, overflow: Over
     }
 }
 
-/// Inserts the events, counts them (and the dropped ones) per launch, and trims each launch to
-/// its newest [`MAX_EVENTS_PER_TRACE`] events, in one transaction.
+/// Inserts the events, counts them (and the dropped ones) per launch, and trims a launch to its
+/// newest [`MAX_EVENTS_PER_TRACE`] events when its count passed the cap and another
+/// [`TRIM_EVERY`] events (inside the writer's transaction).
 async fn write_batch(
-    write: &SqlitePool,
+    conn: &mut SqliteConnection,
     events: &[(String, LaunchEvent)],
     dropped: &HashMap<String, u64>,
 ) -> Result<(), sqlx::Error> {
-    if events.is_empty() && dropped.is_empty() {
-        return Ok(());
-    }
     let mut per_trace: HashMap<&str, (u64, i64)> = HashMap::new();
     for (trace, n) in dropped {
         per_trace.entry(trace).or_default().0 += n;
     }
-    let mut tx = write.begin().await?;
     for (trace, event) in events {
         let json = serde_json::to_string(event).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
         sqlx::query("INSERT INTO launch_events (trace_id, at, event) VALUES (?, ?, ?)")
             .bind(trace)
             .bind(event.at)
             .bind(json)
-            .execute(&mut *tx)
+            .execute(&mut *conn)
             .await?;
         let entry = per_trace.entry(trace).or_default();
         entry.0 += 1;
         entry.1 = entry.1.max(event.at);
     }
-    for (trace, (recorded, last_at)) in &per_trace {
-        sqlx::query(
+    for (trace, (added, last_at)) in &per_trace {
+        let (recorded,): (i64,) = sqlx::query_as(
             "INSERT INTO launch_traces (trace_id, recorded, last_at) VALUES (?, ?, ?) ON CONFLICT (trace_id) \
-             DO UPDATE SET recorded = recorded + excluded.recorded, last_at = MAX(last_at, excluded.last_at)",
+             DO UPDATE SET recorded = recorded + excluded.recorded, last_at = MAX(last_at, excluded.last_at) \
+             RETURNING recorded",
         )
         .bind(trace)
-        .bind(*recorded as i64)
+        .bind(*added as i64)
         .bind(last_at)
-        .execute(&mut *tx)
+        .fetch_one(&mut *conn)
         .await?;
+        let before = recorded - *added as i64;
+        if recorded <= MAX_EVENTS_PER_TRACE || before / TRIM_EVERY == recorded / TRIM_EVERY {
+            continue;
+        }
         sqlx::query(
             "DELETE FROM launch_events WHERE trace_id = ? AND seq <= \
              (SELECT seq FROM launch_events WHERE trace_id = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)",
@@ -138,18 +157,22 @@ async fn write_batch(
         .bind(trace)
         .bind(trace)
         .bind(MAX_EVENTS_PER_TRACE)
-        .execute(&mut *tx)
+        .execute(&mut *conn)
         .await?;
     }
-    tx.commit().await
+    Ok(())
 }
 
 /// A launch's kept events, oldest first, and how many it recorded beyond them.
 pub(crate) async fn launch_record(read: &SqlitePool, trace: &str) -> Result<LaunchRecord, sqlx::Error> {
-    let rows: Vec<(String,)> = sqlx::query_as("SELECT event FROM launch_events WHERE trace_id = ? ORDER BY seq")
-        .bind(trace)
-        .fetch_all(read)
-        .await?;
+    let rows: Vec<(String,)> = sqlx::query_as(
+        "SELECT event FROM (SELECT seq, event FROM launch_events WHERE trace_id = ? ORDER BY seq DESC LIMIT ?) \
+         ORDER BY seq",
+    )
+    .bind(trace)
+    .bind(MAX_EVENTS_PER_TRACE)
+    .fetch_all(read)
+    .await?;
     let recorded: Option<(i64,)> = sqlx::query_as("SELECT recorded FROM launch_traces WHERE trace_id = ?")
         .bind(trace)
         .fetch_optional(read)
@@ -187,22 +210,25 @@ pub(crate) async fn user_launches(read: &SqlitePool, user_id: &str, limit: i64) 
 
 /// Turns a client's trace switch on until `until`, or off.
 pub(crate) async fn set_trace_switch(
-    write: &SqlitePool,
+    writer: &Writer,
     client_id: &str,
     until: Option<UnixTime>,
 ) -> Result<(), sqlx::Error> {
-    match until {
-        Some(until) => sqlx::query(
-            "INSERT INTO trace_switches (client_id, expires_at) VALUES (?, ?) \
-             ON CONFLICT (client_id) DO UPDATE SET expires_at = excluded.expires_at",
-        )
-        .bind(client_id)
-        .bind(until),
-        None => sqlx::query("DELETE FROM trace_switches WHERE client_id = ?").bind(client_id),
-    }
-    .execute(write)
-    .await?;
-    Ok(())
+    let client_id = client_id.to_owned();
+    writer
+        .statement(move |conn| {
+            let query = match until {
+                Some(until) => sqlx::query(
+                    "INSERT INTO trace_switches (client_id, expires_at) VALUES (?, ?) \
+                     ON CONFLICT (client_id) DO UPDATE SET expires_at = excluded.expires_at",
+                )
+                .bind(client_id.clone())
+                .bind(until),
+                None => sqlx::query("DELETE FROM trace_switches WHERE client_id = ?").bind(client_id.clone()),
+            };
+            Box::pin(async move { query.execute(conn).await.map(|_| ()) })
+        })
+        .await
 }
 
 /// The clients whose trace switch is on at `now`.
@@ -213,15 +239,20 @@ pub(crate) async fn trace_switches(read: &SqlitePool, now: UnixTime) -> Result<V
         .await
 }
 
-pub(crate) async fn insert_hand_trace(write: &SqlitePool, trace: &HandTrace) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO hand_traces (trace_id, client_id, created_at, expires_at) VALUES (?, ?, ?, ?)")
-        .bind(&trace.trace_id)
-        .bind(&trace.client_id)
-        .bind(trace.created_at)
-        .bind(trace.expires_at)
-        .execute(write)
-        .await?;
-    Ok(())
+pub(crate) async fn insert_hand_trace(writer: &Writer, trace: &HandTrace) -> Result<(), sqlx::Error> {
+    let trace = trace.clone();
+    writer
+        .statement(move |conn| {
+            let query = sqlx::query(
+                "INSERT INTO hand_traces (trace_id, client_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
+            )
+            .bind(trace.trace_id.clone())
+            .bind(trace.client_id.clone())
+            .bind(trace.created_at)
+            .bind(trace.expires_at);
+            Box::pin(async move { query.execute(conn).await.map(|_| ()) })
+        })
+        .await
 }
 
 type HandTraceRow = (String, String, i64, i64);

@@ -16,6 +16,7 @@ mod pg;
 mod reset;
 mod resources;
 mod search;
+mod writer;
 
 pub use browse::Listed;
 pub use bulk::{BulkBatch, BulkWriter};
@@ -50,13 +51,17 @@ pub struct DbError(#[from] sqlx::Error);
 /// The smartlaunch database.  Cheap to clone (pool handles).
 ///
 /// SQLite allows one writer at a time.  Writes go through a pool of exactly one connection, so
-/// concurrent writers queue in the pool (an async wait) instead of colliding on the database
-/// lock (where SQLite's busy handler sleeps and latency spikes); reads use their own pool and,
-/// with WAL, never wait for the writer.
+/// concurrent writers queue (an async wait) instead of colliding on the database lock (where
+/// SQLite's busy handler sleeps and latency spikes); reads use their own pool and, with WAL,
+/// never wait for the writer.  The auth core's writes and the inspector's events go through
+/// [`writer::Writer`], which groups the writes of concurrent requests into one transaction
+/// (group commit).
 #[derive(Clone, Debug)]
 pub struct Db {
     read: SqlitePool,
     write: SqlitePool,
+    /// Group commit on the write connection.
+    writer: Arc<writer::Writer>,
     /// Bulk Data export jobs' read transactions (`smartlaunch_fhir::export`): at most one per
     /// job running, opened on demand.
     exports: SqlitePool,
@@ -109,8 +114,9 @@ impl Db {
             .idle_timeout(Duration::from_secs(60))
             .test_before_acquire(false)
             .connect_lazy_with(options);
-        let events = Arc::new(events::EventLog::start(write.clone()));
-        let db = Db { read, write, exports, events };
+        let writer = Arc::new(writer::Writer::start(write.clone()));
+        let events = Arc::new(events::EventLog::start(writer.clone()));
+        let db = Db { read, write, writer, exports, events };
         db.migrate().await?;
         Ok(db)
     }

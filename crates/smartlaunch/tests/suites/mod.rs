@@ -5,6 +5,7 @@ mod apps_consent;
 mod backend;
 mod backend_launcher;
 mod bulk_export;
+mod durability;
 mod ehr_launch;
 mod enforcement;
 mod fhir_rest;

@@ -7,7 +7,8 @@ use std::process::{Child, Command, Stdio};
 pub struct Process {
     pub child: Child,
     pub base: String,
-    dir: std::path::PathBuf,
+    /// The data directory, removed on drop (`None`: the caller's, kept).
+    dir: Option<std::path::PathBuf>,
 }
 
 impl Process {
@@ -15,9 +16,17 @@ impl Process {
     /// waits for its "running on" line.
     pub fn start(extra: &[&str]) -> Process {
         let dir = std::env::temp_dir().join(format!("smartlaunch-proc-{}", super::random(6)));
+        let mut process = Process::start_in(&dir, extra);
+        process.dir = Some(dir);
+        process
+    }
+
+    /// Starts `smartlaunch serve` on the data directory `dir`, which outlives the process (to
+    /// start another on it).
+    pub fn start_in(dir: &std::path::Path, extra: &[&str]) -> Process {
         let mut child = Command::new(env!("CARGO_BIN_EXE_smartlaunch"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-            .arg(&dir)
+            .arg(dir)
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -33,7 +42,13 @@ impl Process {
         };
         // Keep reading so the server never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Process { child, base, dir }
+        Process { child, base, dir: None }
+    }
+
+    /// Ends the process with SIGKILL: no shutdown, nothing flushed.
+    pub fn kill_hard(&mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("the process ended");
     }
 
     /// A line of `/proc/<pid>/status` in KiB (`VmHWM`: peak resident memory; `VmRSS`: now).
@@ -52,6 +67,8 @@ impl Drop for Process {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        std::fs::remove_dir_all(&self.dir).ok();
+        if let Some(dir) = &self.dir {
+            std::fs::remove_dir_all(dir).ok();
+        }
     }
 }
