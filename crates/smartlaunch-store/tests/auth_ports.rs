@@ -499,7 +499,7 @@ where
 /// every node signs with it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn nodes_racing_at_start_share_one_set_of_keys() {
-    on_postgres_nodes(2, CONNECTIONS, |nodes| async move {
+    on_postgres_nodes(2, CONNECTIONS, |nodes, _| async move {
         let stored =
             across_nodes(&nodes, |db, i| async move { db.insert_keys_if_absent(&keys(i as u8 + 1)).await.unwrap() })
                 .await;
@@ -515,7 +515,7 @@ async fn nodes_racing_at_start_share_one_set_of_keys() {
 /// expired record of it is taken over by racing uses.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_jti_replayed_across_nodes_is_refused() {
-    on_postgres_nodes(2, CONNECTIONS, |nodes| async move {
+    on_postgres_nodes(2, CONNECTIONS, |nodes, _| async move {
         let fresh =
             across_nodes(&nodes, |db, _| async move { db.use_assertion_jti("c", "jti", 300, 10).await.unwrap() }).await;
         assert_eq!(fresh.iter().filter(|f| **f).count(), 1, "of racing uses on two nodes exactly one is fresh");
@@ -533,7 +533,7 @@ async fn a_jti_replayed_across_nodes_is_refused() {
 /// A code minted on one node is redeemed on another, once, and a replay anywhere names its grant.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_code_minted_on_one_node_is_redeemed_once_on_any() {
-    on_postgres_nodes(2, CONNECTIONS, |nodes| async move {
+    on_postgres_nodes(2, CONNECTIONS, |nodes, _| async move {
         nodes[0].insert_code("code", &code_grant("g1"), 1_000).await.unwrap();
         let outcomes = across_nodes(&nodes, |db, _| async move { db.redeem_code("code", 10).await.unwrap() }).await;
         let redeemed = outcomes.iter().filter(|o| matches!(o, CodeRedemption::Redeemed(_))).count();
@@ -550,7 +550,7 @@ async fn a_code_minted_on_one_node_is_redeemed_once_on_any() {
 /// detected on the other node) never leaves a live refresh token of the revoked grant.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_rotation_racing_a_revocation_on_another_node_leaves_no_live_token() {
-    on_postgres_nodes(2, CONNECTIONS, |nodes| async move {
+    on_postgres_nodes(2, CONNECTIONS, |nodes, _| async move {
         for round in 0..30 {
             let g = format!("g{round}");
             nodes[0].insert_grant(&grant(&g, 1_000), &refresh(&format!("{g}-r0"), &g, 1_000)).await.unwrap();
@@ -574,11 +574,43 @@ async fn a_rotation_racing_a_revocation_on_another_node_leaves_no_live_token() {
     .await
 }
 
+/// The interleaving a rotation and a revocation of its grant must survive, forced: the old token
+/// is held locked (as by a slow transaction) while the rotation starts on node A, and the
+/// revocation starts on node B meanwhile.  Without the rotation's lock on its grant, the
+/// revocation's delete would run on a snapshot without the new token, and the new token of a
+/// revoked grant would live on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rotation_held_up_while_its_grant_is_revoked_leaves_no_live_token() {
+    use sqlx::{Connection, PgConnection};
+    on_postgres_nodes(2, CONNECTIONS, |nodes, url| async move {
+        nodes[0].insert_grant(&grant("g", 1_000), &refresh("r0", "g", 1_000)).await.unwrap();
+        let mut holder = PgConnection::connect(&url).await.unwrap();
+        let mut held = holder.begin().await.unwrap();
+        sqlx::query("SELECT 1 FROM refresh_tokens WHERE token_hash = 'r0' FOR UPDATE")
+            .execute(&mut *held)
+            .await
+            .unwrap();
+        let a = nodes[0].clone();
+        let rotate = tokio::spawn(async move { a.rotate_refresh("r0", &refresh("r1", "g", 1_000), 5).await.unwrap() });
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let b = nodes[1].clone();
+        let revoke = tokio::spawn(async move { b.revoke_grant("g", 6).await.unwrap() });
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        held.commit().await.unwrap();
+        rotate.await.unwrap();
+        revoke.await.unwrap();
+        assert_eq!(nodes[1].grant("g").await.unwrap().and_then(|g| g.revoked_at), Some(6));
+        assert!(nodes[1].refresh_token("r1").await.unwrap().is_none(), "the new token of a revoked grant is gone");
+        assert!(nodes[1].refresh_token("r0").await.unwrap().is_none());
+    })
+    .await
+}
+
 /// Launch events recorded at once on many connections of two nodes: a read on either node sees
 /// every one of them, at most the cap (the newest), and counts the rest as dropped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn events_recorded_at_once_on_two_nodes_are_all_seen_and_capped() {
-    on_postgres_nodes(2, CONNECTIONS, |nodes| async move {
+    on_postgres_nodes(2, CONNECTIONS, |nodes, _| async move {
         let per_task = 40;
         across_nodes(&nodes, |db, i| async move {
             for n in 0..per_task {

@@ -32,22 +32,23 @@ pub fn with_database(url: &str, database: &str) -> String {
 }
 
 /// Runs `body` with `nodes` handles (pools of `connections` each: the database of that many
-/// stateless nodes) on a PostgreSQL database created for it, then drops the database (also
-/// when `body` panics).
+/// stateless nodes) and the database's URL, on a PostgreSQL database created for it, then
+/// drops the database (also when `body` panics).
 pub async fn on_postgres_nodes<F, Fut>(nodes: usize, connections: u32, body: F)
 where
-    F: FnOnce(Vec<PgDb>) -> Fut,
+    F: FnOnce(Vec<PgDb>, String) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let Some(url) = postgres_url() else { return };
     let name = format!("smartlaunch_pgauth_test_{}", random_token(8).to_lowercase().replace('-', "_"));
     let mut admin = PgConnection::connect(&url).await.unwrap_or_else(|e| panic!("PostgreSQL at {url}: {e}"));
     admin.execute(format!("CREATE DATABASE \"{name}\"").as_str()).await.expect("CREATE DATABASE");
+    let database_url = with_database(&url, &name);
     let mut dbs = Vec::with_capacity(nodes);
     for _ in 0..nodes {
-        dbs.push(PgDb::connect(&with_database(&url, &name), connections).await.expect("connect and migrate"));
+        dbs.push(PgDb::connect(&database_url, connections).await.expect("connect and migrate"));
     }
-    let outcome = tokio::spawn(body(dbs.clone())).await;
+    let outcome = tokio::spawn(body(dbs.clone(), database_url)).await;
     for db in dbs {
         db.close().await;
     }
@@ -67,7 +68,7 @@ where
     F: FnOnce(PgDb) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    on_postgres_nodes(1, connections, |mut dbs| {
+    on_postgres_nodes(1, connections, |mut dbs, _| {
         let db = dbs.pop().expect("one node");
         body(db)
     })

@@ -8,8 +8,11 @@ use smartlaunch_auth::store::{Housekeeping, StoreResult};
 use crate::auth_rows::err;
 use crate::pg::PgDb;
 
+/// Which cutoff of a [`Purge`] a statement takes.
+type Cutoff = fn(&Purge) -> i64;
+
 /// Statements deleting what expired before `$1`, each with the cutoff of [`Purge`] it takes.
-const BY_TIME: [(&str, fn(&Purge) -> i64); 11] = [
+const BY_TIME: [(&str, Cutoff); 11] = [
     ("DELETE FROM authorization_codes WHERE expires_at <= $1", |p| p.codes),
     ("DELETE FROM pending_authorizations WHERE expires_at <= $1", |p| p.expired),
     ("DELETE FROM launch_events WHERE at <= $1", |p| p.events),
