@@ -28,10 +28,14 @@ mod support;
 
 use support::{on_postgres, on_postgres_nodes};
 
-/// Connections per node in the race tests: more than the racers, so that they all run at once.
+/// Connections of the one node of the shared rules: more than their racers (16), so that they
+/// all run at once.
 const CONNECTIONS: u32 = 20;
-/// Tasks racing in the node tests.
+/// Tasks racing in the node tests, alternating between two nodes.
 const RACERS: usize = 16;
+/// Connections per node in the node tests: more than the racers on each, and with the tests
+/// running two at a time, well within the server's default limit of 100 shared by everyone.
+const NODE_CONNECTIONS: u32 = 10;
 
 /// Runs `body` on a fresh SQLite database, then removes it (also when `body` panics).
 async fn on_sqlite<F, Fut>(body: F)
@@ -499,7 +503,7 @@ where
 /// every node signs with it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn nodes_racing_at_start_share_one_set_of_keys() {
-    on_postgres_nodes(2, CONNECTIONS, |nodes, _| async move {
+    on_postgres_nodes(2, NODE_CONNECTIONS, |nodes, _| async move {
         let stored =
             across_nodes(&nodes, |db, i| async move { db.insert_keys_if_absent(&keys(i as u8 + 1)).await.unwrap() })
                 .await;
@@ -515,7 +519,7 @@ async fn nodes_racing_at_start_share_one_set_of_keys() {
 /// expired record of it is taken over by racing uses.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_jti_replayed_across_nodes_is_refused() {
-    on_postgres_nodes(2, CONNECTIONS, |nodes, _| async move {
+    on_postgres_nodes(2, NODE_CONNECTIONS, |nodes, _| async move {
         let fresh =
             across_nodes(&nodes, |db, _| async move { db.use_assertion_jti("c", "jti", 300, 10).await.unwrap() }).await;
         assert_eq!(fresh.iter().filter(|f| **f).count(), 1, "of racing uses on two nodes exactly one is fresh");
@@ -533,7 +537,7 @@ async fn a_jti_replayed_across_nodes_is_refused() {
 /// A code minted on one node is redeemed on another, once, and a replay anywhere names its grant.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_code_minted_on_one_node_is_redeemed_once_on_any() {
-    on_postgres_nodes(2, CONNECTIONS, |nodes, _| async move {
+    on_postgres_nodes(2, NODE_CONNECTIONS, |nodes, _| async move {
         nodes[0].insert_code("code", &code_grant("g1"), 1_000).await.unwrap();
         let outcomes = across_nodes(&nodes, |db, _| async move { db.redeem_code("code", 10).await.unwrap() }).await;
         let redeemed = outcomes.iter().filter(|o| matches!(o, CodeRedemption::Redeemed(_))).count();
@@ -550,7 +554,7 @@ async fn a_code_minted_on_one_node_is_redeemed_once_on_any() {
 /// detected on the other node) never leaves a live refresh token of the revoked grant.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_rotation_racing_a_revocation_on_another_node_leaves_no_live_token() {
-    on_postgres_nodes(2, CONNECTIONS, |nodes, _| async move {
+    on_postgres_nodes(2, NODE_CONNECTIONS, |nodes, _| async move {
         for round in 0..30 {
             let g = format!("g{round}");
             nodes[0].insert_grant(&grant(&g, 1_000), &refresh(&format!("{g}-r0"), &g, 1_000)).await.unwrap();
@@ -582,7 +586,7 @@ async fn a_rotation_racing_a_revocation_on_another_node_leaves_no_live_token() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_rotation_held_up_while_its_grant_is_revoked_leaves_no_live_token() {
     use sqlx::{Connection, PgConnection};
-    on_postgres_nodes(2, CONNECTIONS, |nodes, url| async move {
+    on_postgres_nodes(2, NODE_CONNECTIONS, |nodes, url| async move {
         nodes[0].insert_grant(&grant("g", 1_000), &refresh("r0", "g", 1_000)).await.unwrap();
         let mut holder = PgConnection::connect(&url).await.unwrap();
         let mut held = holder.begin().await.unwrap();
@@ -610,7 +614,7 @@ async fn a_rotation_held_up_while_its_grant_is_revoked_leaves_no_live_token() {
 /// every one of them, at most the cap (the newest), and counts the rest as dropped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn events_recorded_at_once_on_two_nodes_are_all_seen_and_capped() {
-    on_postgres_nodes(2, CONNECTIONS, |nodes, _| async move {
+    on_postgres_nodes(2, NODE_CONNECTIONS, |nodes, _| async move {
         let per_task = 40;
         across_nodes(&nodes, |db, i| async move {
             for n in 0..per_task {

@@ -40,7 +40,7 @@ where
     Fut: Future<Output = ()> + Send + 'static,
 {
     let Some(url) = postgres_url() else { return };
-    let name = format!("smartlaunch_pgauth_test_{}", random_token(8).to_lowercase().replace('-', "_"));
+    let name = format!("smartlaunch_pg_test_{}", random_token(8).to_lowercase().replace('-', "_"));
     let mut admin = PgConnection::connect(&url).await.unwrap_or_else(|e| panic!("PostgreSQL at {url}: {e}"));
     admin.execute(format!("CREATE DATABASE \"{name}\"").as_str()).await.expect("CREATE DATABASE");
     let database_url = with_database(&url, &name);
