@@ -610,6 +610,27 @@ async fn a_rotation_held_up_while_its_grant_is_revoked_leaves_no_live_token() {
     .await
 }
 
+/// Housekeeping runs on every node: runs that meet do the work once (the others find it being
+/// done and return), and what expired is gone afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn purges_on_two_nodes_at_once_purge_once_and_completely() {
+    on_postgres_nodes(2, NODE_CONNECTIONS, |nodes, _| async move {
+        for n in 0..50 {
+            nodes[0].insert_code(&format!("code{n}"), &code_grant("g"), 50).await.unwrap();
+            nodes[1].use_assertion_jti("c", &format!("jti{n}"), 50, 10).await.unwrap();
+        }
+        nodes[0].insert_code("live", &code_grant("g"), 500).await.unwrap();
+        let purge = || Retention::default().purge(100);
+        // A run that finds another one at work returns at once; that one has committed once
+        // every run returned.
+        across_nodes(&nodes, |db, _| async move { db.purge_expired(&purge()).await.unwrap() }).await;
+        assert_eq!(nodes[1].redeem_code("code0", 10).await.unwrap(), CodeRedemption::Unknown);
+        assert!(nodes[0].use_assertion_jti("c", "jti0", 900, 100).await.unwrap(), "the expired record is gone");
+        assert!(matches!(nodes[1].redeem_code("live", 100).await.unwrap(), CodeRedemption::Redeemed(_)));
+    })
+    .await
+}
+
 /// Launch events recorded at once on many connections of two nodes: a read on either node sees
 /// every one of them, at most the cap (the newest), and counts the rest as dropped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -1,6 +1,8 @@
 //! [`Housekeeping`] on PostgreSQL: the periodic purge.  Each table's expiry is indexed (there is
-//! no rowid prefix to walk as on SQLite), and a purge running on two nodes at once deletes each
-//! row once: the second waits on the first's row locks and then finds the rows gone.
+//! no rowid prefix to walk as on SQLite).  Every node runs the housekeeping task; a run takes a
+//! transaction-scoped advisory lock without waiting, so while one node purges, another node's
+//! run finds the lock taken and does nothing (it would only queue on the same rows): the work
+//! runs once, on whichever node comes first.
 
 use smartlaunch_auth::retention::Purge;
 use smartlaunch_auth::store::{Housekeeping, StoreResult};
@@ -25,16 +27,31 @@ const BY_TIME: [(&str, Cutoff); 11] = [
     ("DELETE FROM launch_traces WHERE last_at <= $1", |p| p.events),
     ("DELETE FROM client_assertion_jtis WHERE expires_at <= $1", |p| p.expired),
 ];
+/// The `pg_try_advisory_xact_lock` key a purge holds.
+const PURGE_LOCK: i64 = 0x736d_6172_7470_7267; // "smartprg"
+
 /// At most `$1` inspector events in all, the newest.
 const EVENTS_OVER_TOTAL: &str =
     "DELETE FROM launch_events WHERE seq <= (SELECT seq FROM launch_events ORDER BY seq DESC LIMIT 1 OFFSET $1)";
 
 impl Housekeeping for PgDb {
+    /// One transaction: the purge's deletes only touch expired rows, which no live request
+    /// waits for.
     async fn purge_expired(&self, purge: &Purge) -> StoreResult<()> {
-        for (sql, cutoff) in BY_TIME {
-            sqlx::query(sql).bind(cutoff(purge)).execute(&self.pool).await.map_err(err)?;
+        let mut tx = self.pool.begin().await.map_err(err)?;
+        let (first,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_xact_lock($1)")
+            .bind(PURGE_LOCK)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(err)?;
+        if !first {
+            // Another node is purging right now.
+            return Ok(());
         }
-        sqlx::query(EVENTS_OVER_TOTAL).bind(purge.max_events).execute(&self.pool).await.map_err(err)?;
-        Ok(())
+        for (sql, cutoff) in BY_TIME {
+            sqlx::query(sql).bind(cutoff(purge)).execute(&mut *tx).await.map_err(err)?;
+        }
+        sqlx::query(EVENTS_OVER_TOTAL).bind(purge.max_events).execute(&mut *tx).await.map_err(err)?;
+        tx.commit().await.map_err(err)
     }
 }
