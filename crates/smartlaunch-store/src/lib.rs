@@ -7,6 +7,7 @@
 //! the same statements when the scale-out store arrives.
 
 mod auth;
+mod auth_rows;
 mod browse;
 mod bulk;
 mod events;

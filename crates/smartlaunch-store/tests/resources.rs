@@ -16,7 +16,11 @@ use smartlaunch_fhir::search::query::parse;
 use smartlaunch_fhir::search::Constraint;
 use smartlaunch_fhir::store::{Expected, ResourceStore, WriteError, WriteOp};
 use smartlaunch_store::{Db, PgDb};
-use sqlx::{Connection, Executor, PgConnection};
+
+#[path = "support/postgres.rs"]
+mod support;
+
+use support::on_postgres;
 
 const NOW: &str = "2026-01-02T03:04:05Z";
 const LATER: &str = "2026-01-02T03:05:00Z";
@@ -27,29 +31,6 @@ const RACERS: usize = 32;
 /// The race tests run one at a time: each opens `RACERS` connections, and the server's limit
 /// (100 by default) is shared with everything else on the machine.
 static RACE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// The PostgreSQL server for tests, or `None` (skipped) outside CI.
-fn postgres_url() -> Option<String> {
-    match std::env::var("SMARTLAUNCH_TEST_DATABASE_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var_os("CI").is_some() => panic!(
-            "SMARTLAUNCH_TEST_DATABASE_URL is not set: CI must run the PostgreSQL tests \
-             (.ci/run starts a server and sets it; e.g. postgres://root@127.0.0.1:5432/postgres)"
-        ),
-        _ => {
-            eprintln!("note: SMARTLAUNCH_TEST_DATABASE_URL is not set; PostgreSQL test skipped");
-            None
-        }
-    }
-}
-
-/// `url` with its database replaced by `database`.
-fn with_database(url: &str, database: &str) -> String {
-    let (base, query) = url.split_once('?').unwrap_or((url, ""));
-    let host_start = base.find("://").map_or(0, |i| i + 3);
-    let server = base[host_start..].find('/').map_or(base, |i| &base[..host_start + i]);
-    format!("{server}/{database}{}{query}", if query.is_empty() { "" } else { "?" })
-}
 
 /// Runs `body` on a fresh SQLite database, then removes it (also when `body` panics).
 async fn on_sqlite<F, Fut>(body: F)
@@ -62,30 +43,6 @@ where
     let outcome = tokio::spawn(body(db.clone())).await;
     db.close().await;
     std::fs::remove_dir_all(&dir).ok();
-    if let Err(e) = outcome {
-        std::panic::resume_unwind(e.into_panic());
-    }
-}
-
-/// Runs `body` on a PostgreSQL database created for it with a pool of `connections`, then
-/// drops the database (also when `body` panics).
-async fn on_postgres<F, Fut>(connections: u32, body: F)
-where
-    F: FnOnce(PgDb) -> Fut,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    let Some(url) = postgres_url() else { return };
-    let name = format!("smartlaunch_pg_test_{}", random_token(8).to_lowercase().replace('-', "_"));
-    let mut admin = PgConnection::connect(&url).await.unwrap_or_else(|e| panic!("PostgreSQL at {url}: {e}"));
-    admin.execute(format!("CREATE DATABASE \"{name}\"").as_str()).await.expect("CREATE DATABASE");
-    let db = PgDb::connect(&with_database(&url, &name), connections).await.expect("connect and migrate");
-    let outcome = tokio::spawn(body(db.clone())).await;
-    db.close().await;
-    if std::env::var_os("SMARTLAUNCH_TEST_KEEP_DATABASE").is_some() {
-        eprintln!("kept PostgreSQL database {name}");
-    } else {
-        admin.execute(format!("DROP DATABASE \"{name}\" WITH (FORCE)").as_str()).await.expect("DROP DATABASE");
-    }
     if let Err(e) = outcome {
         std::panic::resume_unwind(e.into_panic());
     }

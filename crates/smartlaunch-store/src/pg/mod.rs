@@ -6,6 +6,7 @@
 //! transactions: PostgreSQL runs writers concurrently, so every conditional write locks the row
 //! it decides on (see [`resources`]).
 
+mod auth;
 mod bulk;
 mod resources;
 
