@@ -55,7 +55,7 @@ pub(crate) const PATIENTS_PAGE: &str =
 /// A patient's live encounters, newest first.
 pub(crate) const ENCOUNTERS: &str = "SELECT r.content FROM resource_compartments c \
      JOIN resources r ON r.resource_type = c.resource_type AND r.id = c.id \
-     WHERE c.patient_id = $1 AND c.resource_type = 'Encounter' AND r.deleted = FALSE ORDER BY r.sort_key DESC, r.id";
+     WHERE c.patient_id = $1 AND c.resource_type = 'Encounter' AND r.deleted = FALSE ORDER BY r.sort_key DESC NULLS LAST, r.id";
 
 /// The type-history rows of the versions of candidates `r` (the `WHERE` follows).
 pub(crate) const TYPE_HISTORY_FROM: &str =
