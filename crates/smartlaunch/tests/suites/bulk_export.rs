@@ -404,6 +404,56 @@ async fn another_client_can_neither_poll_nor_download_nor_cancel_a_job() {
     s.stop().await;
 }
 
+/// A client that is both an app and a backend service: a token from one of its app launches
+/// (one patient's) is still that client's, but it may not poll, download or cancel the
+/// client's Bulk Data export of every patient (a leaked patient token is not a backend token).
+#[tokio::test]
+async fn a_patient_token_of_the_exporting_client_can_neither_poll_nor_download_nor_cancel() {
+    let s = Server::start().await;
+    let key = SigningKey::generate(smartlaunch_auth::signing_key::KeyKind::Es384).unwrap();
+    let registration = s
+        .register(json!({
+            "client_name": "App And Backend", "redirect_uris": [s.redirect_uri()],
+            "grant_types": ["authorization_code", "client_credentials"],
+            "token_endpoint_auth_method": "private_key_jwt", "jwks": key.public_jwks(),
+            "scope": "system/*.rs launch/patient patient/*.rs",
+        }))
+        .await;
+    let client = BackendClient {
+        server: &s,
+        client_id: registration["client_id"].as_str().unwrap().to_owned(),
+        key,
+        registration,
+    };
+    let system = client.token("system/*.rs").await;
+    let status = start(&s, &system, "$export?_type=Patient").await;
+    let m = manifest(&s, &system, &status).await;
+    let file = m["output"][0]["url"].as_str().unwrap().to_owned();
+
+    let (code, verifier) = launch(&s, &client.client_id, "launch/patient patient/*.rs", "patient", None).await;
+    let r = s
+        .token(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", &s.redirect_uri()),
+            ("code_verifier", &verifier),
+            ("client_assertion_type", smartlaunch_auth::client_assertion::JWT_BEARER),
+            ("client_assertion", &client.assertion()),
+        ])
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let patient = r.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(s.read("Patient?_count=1000", &patient).await.status(), 200, "a working patient token");
+
+    outcome_of(s.http.get(&status).bearer_auth(&patient).send().await.unwrap(), StatusCode::FORBIDDEN, "backend").await;
+    outcome_of(s.http.get(&file).bearer_auth(&patient).send().await.unwrap(), StatusCode::FORBIDDEN, "backend").await;
+    outcome_of(s.http.delete(&status).bearer_auth(&patient).send().await.unwrap(), StatusCode::FORBIDDEN, "backend")
+        .await;
+    // The backend token still has it all.
+    assert_eq!(lines(&s, &system, &file).await.len(), demo::PATIENT_COUNT);
+    s.stop().await;
+}
+
 #[tokio::test]
 async fn job_ids_and_file_names_cannot_reach_outside_the_job() {
     let s = Server::start().await;

@@ -56,6 +56,40 @@ async fn bundles_up_to_32_mib_are_accepted_and_larger_bodies_get_a_413_operation
     s.stop().await;
 }
 
+/// The bearer token is checked before a body is read: a caller without a valid token that
+/// announces a 1 GiB body and sends a few bytes of it gets its 401 at once (the server neither
+/// waits for nor buffers the rest), on every FHIR route that takes a body.
+#[tokio::test]
+async fn an_unauthenticated_body_is_refused_before_it_is_read() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = Server::start().await;
+    let authority = s.base.strip_prefix("http://").unwrap().trim_end_matches('/').to_owned();
+    let fhir_path = s.fhir.strip_prefix(&s.base).unwrap().to_owned();
+    for (method, path, auth) in [
+        ("POST", "", ""),
+        ("POST", "/Observation", ""),
+        ("PUT", "/Observation/o-1", ""),
+        ("POST", "/Observation/_search", ""),
+        ("POST", "/$export", ""),
+        ("POST", "/Patient/$export", "Authorization: Bearer not-a-token\r\n"),
+        ("POST", "/Group/g/$export", "Authorization: Bearer not-a-token\r\n"),
+    ] {
+        let mut stream = tokio::net::TcpStream::connect(&authority).await.unwrap();
+        let head = format!(
+            "{method} {fhir_path}{path} HTTP/1.1\r\nHost: {authority}\r\n{auth}\
+             Content-Type: application/fhir+json\r\nContent-Length: 1073741824\r\n\r\n{{\"resourceType\":"
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let mut answer = vec![0u8; 4096];
+        let read = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read(&mut answer)).await;
+        let n = read.unwrap_or_else(|_| panic!("{method} {path}: no answer while the body is unsent")).unwrap();
+        let answer = String::from_utf8_lossy(&answer[..n]);
+        assert!(answer.starts_with("HTTP/1.1 401"), "{method} {path}: {answer}");
+        assert!(answer.to_ascii_lowercase().contains("www-authenticate: bearer"), "{method} {path}: {answer}");
+    }
+    s.stop().await;
+}
+
 #[tokio::test]
 async fn bundles_over_the_entry_limits_are_refused_with_the_limit() {
     let s = Server::start().await;

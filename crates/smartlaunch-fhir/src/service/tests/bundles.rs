@@ -203,3 +203,59 @@ async fn a_transaction_with_one_forbidden_entry_writes_nothing() {
     assert_eq!(status(s.bundle(&a.context(), delete_missing_patient).await), 403, "as a direct delete");
     assert_eq!(store.count().await.unwrap(), before);
 }
+
+/// A patient token trying every batch and transaction path into another patient's resource:
+/// each is refused (403, never a 412 or 404 that would tell versions or existence apart), a
+/// search or type history leaves it out, a conditional create does not answer with it, and
+/// nothing of it is written.
+#[tokio::test]
+async fn batch_and_transaction_entries_never_reach_another_patients_resource() {
+    let store = seeded().await;
+    let s = service(&store);
+    let a = patient_a("launch/patient patient/*.cruds");
+    let mut moved = obs("lab-b", "a", LAB);
+    moved["performer"] = json!([{ "reference": "Patient/a" }]);
+    let mut create = entry("POST", "Observation", Some(obs("x", "a", LAB)));
+    create["request"]["ifNoneExist"] = json!("_id=lab-b");
+    let mut stale = entry("PUT", "Observation/lab-b", Some(moved.clone()));
+    stale["request"]["ifMatch"] = json!("W/\"9\"");
+    let mut matching = entry("DELETE", "Observation/lab-b", None);
+    matching["request"]["ifMatch"] = json!("W/\"1\"");
+    let batch = bundle(
+        "batch",
+        vec![
+            entry("GET", "Observation/lab-b", None),
+            entry("GET", "Observation/lab-b/_history", None),
+            entry("GET", "Observation/lab-b/_history/1", None),
+            entry("PUT", "Observation/lab-b", Some(moved.clone())),
+            stale,
+            matching,
+            entry("GET", "Patient/b/_history", None),
+            entry("GET", "Observation?_id=lab-b", None),
+            entry("GET", "Observation/_history", None),
+            create,
+        ],
+    );
+    let response = json_of(&s.bundle(&a.context(), batch).await.unwrap());
+    assert_eq!(
+        statuses(&response)[..7],
+        ["403 Forbidden"; 7],
+        "read, history, vread, update, update with a wrong If-Match, delete with the right one"
+    );
+    assert_eq!(response["entry"][7]["resource"]["total"], 0, "a search by _id leaves it out");
+    let history = response["entry"][8]["resource"]["entry"].to_string();
+    assert!(!history.contains("lab-b"), "type history leaves it out: {history}");
+    assert_eq!(statuses(&response)[9], "201 Created", "If-None-Exist does not see it, so nothing is answered");
+    assert_ne!(response["entry"][9]["resource"]["id"], "lab-b");
+
+    for entries in [
+        vec![entry("PUT", "Observation/lab-b", Some(moved.clone()))],
+        vec![entry("DELETE", "Observation/lab-b", None)],
+        vec![entry("POST", "Observation", Some(obs("y", "a", LAB))), entry("DELETE", "Patient/b", None)],
+    ] {
+        let refused = s.bundle(&a.context(), bundle("transaction", entries)).await.unwrap_err();
+        assert_eq!(refused.status(), 403, "{refused}");
+    }
+    let b = store.read("Observation", "lab-b").await.unwrap().unwrap();
+    assert_eq!((b.version_id, b.deleted, b.compartments), (1, false, vec!["b".to_owned()]), "b's stays b's");
+}

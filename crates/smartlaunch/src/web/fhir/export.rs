@@ -233,8 +233,11 @@ async fn group_members(app: &App, id: &str) -> Result<Vec<String>, Response> {
     Ok(members)
 }
 
-/// The job `id` as the caller may see it, at `now`.
+/// The job `id` as the caller may see it, at `now`: only a backend service's token of the
+/// job's client ([`may_export`]; a token from one of the same client's app launches carries a
+/// patient or user and may not reach an export of every patient).
 async fn view(app: &App, caller: &FhirCaller, id: &str) -> Result<Option<ExportJob>, Response> {
+    may_export(&caller.requester()).map_err(|e| refused(&e))?;
     if !is_job_id(id) {
         return Ok(None);
     }
@@ -246,8 +249,12 @@ async fn view(app: &App, caller: &FhirCaller, id: &str) -> Result<Option<ExportJ
 }
 
 /// `GET /fhir/$export-status/{job}`: 202 with `X-Progress` while the job runs, 200 with the
-/// manifest when it is complete, 500 with an OperationOutcome when it failed.
+/// manifest when it is complete, 500 with an OperationOutcome when it failed; 403 for a token
+/// that may not export (as at the kick-off), 404 for another client's job.
 pub(crate) async fn status(State(app): State<App>, caller: FhirCaller, Path(id): Path<String>) -> Response {
+    if let Err(e) = may_export(&caller.requester()) {
+        return refused(&e);
+    }
     let now = app.clock.now();
     let job = match is_job_id(&id) {
         true => match app.db.export_job(&id).await {
