@@ -92,7 +92,7 @@ fn entry_request(mut entry: Value, max_bytes: usize) -> Result<FhirRequest, Fhir
     let (path, query) = url.split_once('?').unwrap_or((url, ""));
     let params = || form_urlencoded::parse(query.as_bytes()).into_owned().collect::<Vec<_>>();
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    let if_match = || request["ifMatch"].as_str().map(parse_if_match).transpose();
+    let if_match = || optional_str(&request, "ifMatch")?.map(parse_if_match).transpose();
     Ok(match (method, segments.as_slice()) {
         ("GET", [ty]) => {
             FhirRequest::Search(Search { max_bytes, ..Search::new(TypePath::parse(ty)?, params(), false) })
@@ -103,8 +103,7 @@ fn entry_request(mut entry: Value, max_bytes: usize) -> Result<FhirRequest, Fhir
         ("GET", [ty, id, "_history", v]) => FhirRequest::VRead(InstancePath::parse(ty, id)?, parse_version_id(v)?),
         ("POST", [ty]) => FhirRequest::Create(Create {
             resource_type: TypePath::parse(ty)?,
-            if_none_exist: request["ifNoneExist"]
-                .as_str()
+            if_none_exist: optional_str(&request, "ifNoneExist")?
                 .map(|c| form_urlencoded::parse(c.as_bytes()).into_owned().collect()),
             resource: entry["resource"].take(),
         }),
@@ -117,6 +116,16 @@ fn entry_request(mut entry: Value, max_bytes: usize) -> Result<FhirRequest, Fhir
         }
         _ => return Err(FhirError::NotSupported(format!("{method} {url} is not supported in a batch"))),
     })
+}
+
+/// A string field of an entry's `request`.  One that is there but not a string is the client's
+/// mistake, never an absent condition (an `ifMatch` of `1` must not make an update unconditional).
+fn optional_str<'a>(request: &'a Value, field: &str) -> Result<Option<&'a str>, FhirError> {
+    match &request[field] {
+        Value::Null => Ok(None),
+        Value::String(s) => Ok(Some(s)),
+        _ => Err(FhirError::Invalid(format!("request.{field} must be a string, such as W/\"3\" or _id=x"))),
+    }
 }
 
 /// One entry of a batch-response, as JSON text: `response.status`, `etag` and `location`, and

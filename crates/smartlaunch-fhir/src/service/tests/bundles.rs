@@ -68,6 +68,24 @@ async fn batch_entries_succeed_or_fail_one_by_one() {
 }
 
 #[tokio::test]
+async fn a_condition_that_is_not_a_string_is_refused_never_ignored() {
+    let store = seeded().await;
+    let s = service(&store);
+    let doctor = clinician("user/*.cruds");
+    let mut numeric = entry("PUT", "Observation/lab-a", Some(obs("lab-a", "a", LAB)));
+    numeric["request"]["ifMatch"] = json!(9);
+    let mut listed = entry("POST", "Patient", Some(patient("ignored")));
+    listed["request"]["ifNoneExist"] = json!(["_id=a"]);
+    let response = json_of(&s.bundle(&doctor.context(), bundle("batch", vec![numeric, listed])).await.unwrap());
+    assert_eq!(statuses(&response), ["400 Bad Request", "400 Bad Request"]);
+    assert!(response["entry"][0]["response"]["outcome"]["issue"][0]["diagnostics"]
+        .as_str()
+        .unwrap()
+        .contains("request.ifMatch must be a string"));
+    assert_eq!(store.read("Observation", "lab-a").await.unwrap().unwrap().version_id, 1, "nothing written");
+}
+
+#[tokio::test]
 async fn batch_entries_carry_if_match_if_none_exist_and_a_deletions_etag() {
     let store = seeded().await;
     let s = service(&store);
