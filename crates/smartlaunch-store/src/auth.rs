@@ -18,7 +18,7 @@ use smartlaunch_auth::UnixTime;
 
 use sqlx::SqliteConnection;
 
-use crate::Db;
+use crate::SqliteDb;
 
 fn err(e: impl std::fmt::Display) -> StoreError {
     StoreError(e.to_string())
@@ -67,7 +67,7 @@ const INSERT_GRANT: &str =
      refresh_expires_at, created_at, revoked_at, context, simulate_error, aud, trace) \
      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 
-impl KeyStore for Db {
+impl KeyStore for SqliteDb {
     async fn keys(&self) -> StoreResult<Option<KeyMaterial>> {
         let row: Option<(String, Vec<u8>, Vec<u8>)> =
             sqlx::query_as("SELECT kid, rsa_pkcs8, hmac_secret FROM signing_keys ORDER BY created_at DESC LIMIT 1")
@@ -104,7 +104,7 @@ impl KeyStore for Db {
     }
 }
 
-impl ClientStore for Db {
+impl ClientStore for SqliteDb {
     async fn insert_client(&self, client: &Client) -> StoreResult<()> {
         let metadata = serde_json::to_string(&client.metadata).map_err(err)?;
         let client = client.clone();
@@ -277,7 +277,7 @@ impl ClientStore for Db {
     }
 }
 
-impl UserStore for Db {
+impl UserStore for SqliteDb {
     async fn insert_user(&self, user: &User) -> StoreResult<bool> {
         let user = user.clone();
         let inserted = self
@@ -335,7 +335,7 @@ impl UserStore for Db {
     }
 }
 
-impl LaunchStore for Db {
+impl LaunchStore for SqliteDb {
     async fn insert_launch(&self, launch: &Launch) -> StoreResult<()> {
         let data = serde_json::to_string(launch).map_err(err)?;
         let (id_hash, client_id) = (launch.id_hash.clone(), launch.client_id.clone());
@@ -416,7 +416,7 @@ impl LaunchStore for Db {
     }
 }
 
-impl InspectorStore for Db {
+impl InspectorStore for SqliteDb {
     async fn record_event(&self, trace: &str, event: &LaunchEvent) -> StoreResult<()> {
         self.events.record(trace, event);
         Ok(())
@@ -460,7 +460,7 @@ impl InspectorStore for Db {
     }
 }
 
-impl LaunchRedemption for Db {
+impl LaunchRedemption for SqliteDb {
     async fn use_launch(&self, id_hash: &str, now: UnixTime) -> StoreResult<bool> {
         let id_hash = id_hash.to_owned();
         let used = self
@@ -480,7 +480,7 @@ impl LaunchRedemption for Db {
     }
 }
 
-impl SessionStore for Db {
+impl SessionStore for SqliteDb {
     async fn insert_session(&self, s: &Session) -> StoreResult<()> {
         let s = s.clone();
         self.writer
@@ -548,7 +548,7 @@ impl SessionStore for Db {
     }
 }
 
-impl FlowStore for Db {
+impl FlowStore for SqliteDb {
     async fn insert_pending(&self, p: &PendingAuthorization) -> StoreResult<()> {
         let (id, request, expires_at) = (p.id.clone(), serde_json::to_string(p).map_err(err)?, p.expires_at);
         self.writer
@@ -630,7 +630,7 @@ impl FlowStore for Db {
     }
 }
 
-impl CodeStore for Db {
+impl CodeStore for SqliteDb {
     async fn insert_code(&self, code_hash: &str, grant: &CodeGrant, expires_at: UnixTime) -> StoreResult<()> {
         let data = serde_json::to_string(grant).map_err(err)?;
         let (code_hash, grant_id, client_id) = (code_hash.to_owned(), grant.grant_id.clone(), grant.client_id.clone());
@@ -692,7 +692,7 @@ impl CodeStore for Db {
     }
 }
 
-impl GrantStore for Db {
+impl GrantStore for SqliteDb {
     async fn insert_grant(&self, g: &Grant, refresh: &RefreshToken) -> StoreResult<()> {
         let context = (!g.context.is_empty()).then(|| serde_json::to_string(&g.context)).transpose().map_err(err)?;
         let (g, refresh) = (g.clone(), refresh.clone());
@@ -901,7 +901,7 @@ impl GrantStore for Db {
     }
 }
 
-impl PatientDirectory for Db {
+impl PatientDirectory for SqliteDb {
     async fn patient_exists(&self, patient_id: &str) -> StoreResult<bool> {
         let row: Option<(i64,)> =
             sqlx::query_as("SELECT 1 FROM resources WHERE resource_type = 'Patient' AND id = ? AND deleted = 0")
@@ -925,7 +925,7 @@ impl PatientDirectory for Db {
     }
 }
 
-impl Housekeeping for Db {
+impl Housekeeping for SqliteDb {
     async fn purge_expired(&self, purge: &Purge) -> StoreResult<()> {
         // Written in time order: the expired rows are a prefix by rowid (no index needed).
         for (table, time, before) in [

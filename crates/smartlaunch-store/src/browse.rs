@@ -4,7 +4,7 @@
 use serde_json::Value;
 use smartlaunch_fhir::store::StoreError;
 
-use crate::Db;
+use crate::SqliteDb;
 
 fn err(e: impl std::fmt::Display) -> StoreError {
     StoreError(e.to_string())
@@ -17,7 +17,7 @@ pub struct Listed {
     pub resource: Value,
 }
 
-impl Db {
+impl SqliteDb {
     /// How many current resources of each type are in a patient's compartment, by type name.
     pub async fn compartment_counts(&self, patient_id: &str) -> Result<Vec<(String, i64)>, StoreError> {
         sqlx::query_as(

@@ -10,7 +10,7 @@ use smartlaunch_fhir::store::StoreError;
 use sqlx::{Sqlite, Transaction};
 
 use crate::search::{where_sql, Bind, Dialect, Liveness, Sql};
-use crate::Db;
+use crate::SqliteDb;
 
 fn err(e: impl std::fmt::Display) -> StoreError {
     StoreError(e.to_string())
@@ -42,7 +42,7 @@ fn job_of(row: JobRow) -> Result<ExportJob, StoreError> {
     })
 }
 
-impl ExportStore for Db {
+impl ExportStore for SqliteDb {
     async fn insert_export_job(
         &self,
         job: &ExportJob,

@@ -1,7 +1,7 @@
 //! The developer launcher's permanent launch links (issue 9): a saved launcher form, found by
 //! the hash of the link's random id.
 
-use crate::{Db, DbError};
+use crate::{DbError, SqliteDb};
 
 /// A saved launch link, as the launcher lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,7 +17,7 @@ pub struct LaunchLink {
 /// The most links kept: the oldest beyond it are dropped when one is saved.
 pub const MAX_LAUNCH_LINKS: i64 = 100;
 
-impl Db {
+impl SqliteDb {
     /// Saves a link, dropping the oldest beyond [`MAX_LAUNCH_LINKS`].
     pub async fn insert_launch_link(&self, link: &LaunchLink) -> Result<(), DbError> {
         let mut tx = self.write.begin().await?;

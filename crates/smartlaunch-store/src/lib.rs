@@ -25,6 +25,10 @@ pub use launch_links::{LaunchLink, MAX_LAUNCH_LINKS};
 pub use pg::{PgDb, DEFAULT_MAX_CONNECTIONS as PG_DEFAULT_MAX_CONNECTIONS};
 pub use reset::{ResetReport, RESET_TABLES};
 
+/// The database the server runs on.  Today the embedded SQLite store; the PostgreSQL backend
+/// joins it behind this name (issue 10).
+pub type Db = SqliteDb;
+
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -58,7 +62,7 @@ pub struct DbError(#[from] sqlx::Error);
 /// [`writer::Writer`], which groups the writes of concurrent requests into one transaction
 /// (group commit).
 #[derive(Clone, Debug)]
-pub struct Db {
+pub struct SqliteDb {
     read: SqlitePool,
     write: SqlitePool,
     /// Group commit on the write connection.
@@ -70,20 +74,20 @@ pub struct Db {
     events: Arc<events::EventLog>,
 }
 
-impl Db {
+impl SqliteDb {
     /// Opens (creating if needed) the SQLite database `smartlaunch.db` in `dir` and migrates it.
-    pub async fn open_dir(dir: &Path) -> Result<Db, DbError> {
-        Db::open_with(dir, 2, 1000).await
+    pub async fn open_dir(dir: &Path) -> Result<SqliteDb, DbError> {
+        SqliteDb::open_with(dir, 2, 1000).await
     }
 
-    /// Like [`Db::open_dir`], tuned for a bulk import: a 512 MiB page cache per connection, so
+    /// Like [`SqliteDb::open_dir`], tuned for a bulk import: a 512 MiB page cache per connection, so
     /// that the large indexes being written stay in memory, and a WAL of up to 64 MiB between
     /// checkpoints, so that a page changed by many commits is copied to the database once.
-    pub async fn open_dir_for_import(dir: &Path) -> Result<Db, DbError> {
-        Db::open_with(dir, 512, 16_384).await
+    pub async fn open_dir_for_import(dir: &Path) -> Result<SqliteDb, DbError> {
+        SqliteDb::open_with(dir, 512, 16_384).await
     }
 
-    async fn open_with(dir: &Path, cache_mib: i64, wal_autocheckpoint_pages: i64) -> Result<Db, DbError> {
+    async fn open_with(dir: &Path, cache_mib: i64, wal_autocheckpoint_pages: i64) -> Result<SqliteDb, DbError> {
         std::fs::create_dir_all(dir).map_err(|e| DbError(sqlx::Error::Io(e)))?;
         let options = SqliteConnectOptions::from_str("sqlite://")?
             .filename(dir.join("smartlaunch.db"))
@@ -117,7 +121,7 @@ impl Db {
             .connect_lazy_with(options);
         let writer = Arc::new(writer::Writer::start(write.clone()));
         let events = Arc::new(events::EventLog::start(writer.clone()));
-        let db = Db { read, write, writer, exports, events };
+        let db = SqliteDb { read, write, writer, exports, events };
         db.migrate().await?;
         Ok(db)
     }

@@ -11,7 +11,7 @@ use smartlaunch_fhir::store::StoreError;
 
 use crate::auth::revoke_client_access;
 use crate::bulk::{put_many, BulkBatch};
-use crate::Db;
+use crate::SqliteDb;
 
 /// Every table a reset empties, children before parents.  A table added by a later migration
 /// that holds something a developer or an app created belongs here (e.g. `launch_links`).
@@ -57,7 +57,7 @@ fn err(e: impl std::fmt::Display) -> StoreError {
     StoreError(e.to_string())
 }
 
-impl Db {
+impl SqliteDb {
     /// Empties [`RESET_TABLES`] and stores `resources` and `users` (the demo data set and the
     /// demo accounts), all in one transaction; records every removed app's tokens as revoked
     /// at `now`.

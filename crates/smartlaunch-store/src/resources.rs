@@ -14,7 +14,7 @@ use smartlaunch_fhir::store::{
 use sqlx::{Sqlite, Transaction};
 
 use crate::search::{order_sql, where_sql, write_index, Bind, Dialect, Liveness, Sql};
-use crate::Db;
+use crate::SqliteDb;
 
 pub(crate) fn err(e: impl std::fmt::Display) -> StoreError {
     StoreError(e.to_string())
@@ -242,7 +242,7 @@ async fn write_version(
     Ok(stored(ty, id, (json, version, now.to_owned(), false), patients))
 }
 
-impl ResourceStore for Db {
+impl ResourceStore for SqliteDb {
     async fn search(
         &self,
         resource_type: &str,

@@ -21,7 +21,7 @@ use smartlaunch_auth::store::{
 };
 use smartlaunch_auth::users::User;
 use smartlaunch_fhir::store::{Expected, ResourceStore};
-use smartlaunch_store::{Db, PgDb};
+use smartlaunch_store::{PgDb, SqliteDb};
 
 #[path = "support/postgres.rs"]
 mod support;
@@ -40,11 +40,11 @@ const NODE_CONNECTIONS: u32 = 10;
 /// Runs `body` on a fresh SQLite database, then removes it (also when `body` panics).
 async fn on_sqlite<F, Fut>(body: F)
 where
-    F: FnOnce(Db) -> Fut,
+    F: FnOnce(SqliteDb) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let dir = std::env::temp_dir().join(format!("smartlaunch-auth-ports-test-{}", random_token(8)));
-    let db = Db::open_dir(&dir).await.expect("open SQLite");
+    let db = SqliteDb::open_dir(&dir).await.expect("open SQLite");
     let outcome = tokio::spawn(body(db.clone())).await;
     db.close().await;
     std::fs::remove_dir_all(&dir).ok();
@@ -83,7 +83,7 @@ macro_rules! on_both {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $rule() {
-                    super::on_sqlite(super::$rule::<smartlaunch_store::Db>).await
+                    super::on_sqlite(super::$rule::<smartlaunch_store::SqliteDb>).await
                 }
             )*
         }

@@ -15,7 +15,7 @@ use smartlaunch_auth::secrets::random_token;
 use smartlaunch_fhir::search::query::parse;
 use smartlaunch_fhir::search::Constraint;
 use smartlaunch_fhir::store::{Expected, ResourceStore, WriteError, WriteOp};
-use smartlaunch_store::{Db, PgDb};
+use smartlaunch_store::{PgDb, SqliteDb};
 
 #[path = "support/postgres.rs"]
 mod support;
@@ -35,11 +35,11 @@ static RACE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// Runs `body` on a fresh SQLite database, then removes it (also when `body` panics).
 async fn on_sqlite<F, Fut>(body: F)
 where
-    F: FnOnce(Db) -> Fut,
+    F: FnOnce(SqliteDb) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let dir = std::env::temp_dir().join(format!("smartlaunch-resources-test-{}", random_token(8)));
-    let db = Db::open_dir(&dir).await.expect("open SQLite");
+    let db = SqliteDb::open_dir(&dir).await.expect("open SQLite");
     let outcome = tokio::spawn(body(db.clone())).await;
     db.close().await;
     std::fs::remove_dir_all(&dir).ok();
@@ -56,7 +56,7 @@ macro_rules! on_both {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $rule() {
                     let _race = super::RACE.lock().await;
-                    super::on_sqlite(super::$rule::<smartlaunch_store::Db>).await
+                    super::on_sqlite(super::$rule::<smartlaunch_store::SqliteDb>).await
                 }
             )*
         }
@@ -508,7 +508,7 @@ trait Settle {
     fn settle(&self) -> impl Future<Output = ()> + Send;
 }
 
-impl Settle for Db {
+impl Settle for SqliteDb {
     /// Nothing: SQLite's planner needs no statistics for these queries (it has its hints).
     async fn settle(&self) {}
 }

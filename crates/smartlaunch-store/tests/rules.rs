@@ -11,16 +11,16 @@ use smartlaunch_auth::store::{
     ClientStore, CodeGrant, CodeRedemption, CodeStore, Grant, GrantStore, Housekeeping, InspectorStore, KeyStore,
     LaunchRedemption, LaunchStore, RefreshToken, Session, SessionStore,
 };
-use smartlaunch_store::Db;
+use smartlaunch_store::SqliteDb;
 
 #[path = "rules/exports.rs"]
 mod exports;
 #[path = "rules/inspector.rs"]
 mod inspector;
 
-async fn db() -> (Db, PathBuf) {
+async fn db() -> (SqliteDb, PathBuf) {
     let dir = std::env::temp_dir().join(format!("smartlaunch-store-test-{}", random_token(8)));
-    (Db::open_dir(&dir).await.unwrap(), dir)
+    (SqliteDb::open_dir(&dir).await.unwrap(), dir)
 }
 
 fn code_grant(grant_id: &str) -> CodeGrant {
@@ -147,7 +147,7 @@ async fn keys_survive_a_restart() {
     let other = smartlaunch_auth::keys::KeyMaterial::generate();
     assert_eq!(db.insert_keys_if_absent(&other).await.unwrap(), material, "a racing node keeps the first keys");
     db.close().await;
-    let reopened = Db::open_dir(&dir).await.unwrap();
+    let reopened = SqliteDb::open_dir(&dir).await.unwrap();
     assert_eq!(reopened.keys().await.unwrap(), Some(material));
     reopened.close().await;
     std::fs::remove_dir_all(dir).ok();
@@ -160,7 +160,7 @@ async fn revocations_persist_for_grants_that_were_never_stored() {
     db.revoke_grant("unstored", 50).await.unwrap();
     db.revoke_user_client("user", "client", 60).await.unwrap();
     db.close().await;
-    let reopened = Db::open_dir(&dir).await.unwrap();
+    let reopened = SqliteDb::open_dir(&dir).await.unwrap();
     assert_eq!(reopened.revoked_grants(0).await.unwrap(), vec![("unstored".to_string(), 50)]);
     assert_eq!(reopened.access_revocations(0).await.unwrap(), vec![("user".to_string(), "client".to_string(), 60)]);
     assert!(reopened.revoked_grants(51).await.unwrap().is_empty(), "older revocations are not reloaded");

@@ -75,14 +75,14 @@ enum Failure {
     /// The current state is not the expected one.
     Conflict(Option<i64>),
     /// A database error: run again if it is a deadlock or serialization failure.
-    Db(sqlx::Error),
+    SqliteDb(sqlx::Error),
     /// Anything else (a resource without id, a racing creator that never settles).
     Store(StoreError),
 }
 
 impl From<sqlx::Error> for Failure {
     fn from(e: sqlx::Error) -> Failure {
-        Failure::Db(e)
+        Failure::SqliteDb(e)
     }
 }
 
@@ -96,7 +96,7 @@ impl From<Failure> for WriteError {
     fn from(f: Failure) -> WriteError {
         match f {
             Failure::Conflict(current) => WriteError::Conflict(current),
-            Failure::Db(e) => WriteError::Store(err(e)),
+            Failure::SqliteDb(e) => WriteError::Store(err(e)),
             Failure::Store(e) => WriteError::Store(e),
         }
     }
@@ -105,7 +105,7 @@ impl From<Failure> for WriteError {
 /// Whether PostgreSQL aborted the transaction so that it can be run again: SQLSTATE 40001
 /// (serialization failure) or 40P01 (deadlock detected).
 fn retryable(failure: &Failure) -> bool {
-    let Failure::Db(e) = failure else { return false };
+    let Failure::SqliteDb(e) = failure else { return false };
     let code = e.as_database_error().and_then(|d| d.code());
     matches!(code.as_deref(), Some("40001" | "40P01"))
 }
