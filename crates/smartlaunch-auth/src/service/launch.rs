@@ -267,6 +267,32 @@ impl<S: AuthStore> AuthService<S> {
     }
 }
 
+/// A launch as read from the store by the hash of its id, with when it was used.
+pub(super) type LaunchRow = Option<(Launch, Option<UnixTime>)>;
+
+/// The launch an authorization request names, as read once for that request
+/// ([`AuthService::named_launch`]).
+pub(super) struct NamedLaunch {
+    /// The id the request gave (its `launch`, or the simulation id in its `aud`).
+    pub id: String,
+    /// The FHIR base the request's `aud` must name.
+    pub expected_aud: String,
+    pub row: LaunchRow,
+}
+
+impl NamedLaunch {
+    /// The inspector key and expected FHIR base, when the launch is traced.
+    pub fn trace(&self) -> Option<(String, String)> {
+        let (launch, _) = self.row.as_ref()?;
+        (!launch.trace_id.is_empty()).then(|| (launch.trace_id.clone(), self.expected_aud.clone()))
+    }
+
+    /// The row, when it was read for `id` (else the caller reads it).
+    pub fn row_for(named: &mut Option<NamedLaunch>, id: &str) -> Option<LaunchRow> {
+        named.take().filter(|n| n.id == id).map(|n| n.row)
+    }
+}
+
 /// Resolving a launch needs only the launch ports.
 impl<S: LaunchStore + LaunchRedemption> AuthService<S> {
     /// Resolves the `launch` parameter of an authorization request and uses it up: it must be
@@ -275,6 +301,7 @@ impl<S: LaunchStore + LaunchRedemption> AuthService<S> {
     pub(super) async fn take_launch(
         &self,
         launch_id: &str,
+        read: Option<LaunchRow>,
         client_id: &str,
         browser_user: Option<&str>,
         now: UnixTime,
@@ -283,7 +310,11 @@ impl<S: LaunchStore + LaunchRedemption> AuthService<S> {
             return Ok(Err(LaunchRefused::Unknown));
         }
         let id_hash = hash_token(launch_id);
-        let Some((launch, used_at)) = self.store.launch(&id_hash).await? else {
+        let row = match read {
+            Some(row) => row,
+            None => self.store.launch(&id_hash).await?,
+        };
+        let Some((launch, used_at)) = row else {
             return Ok(Err(LaunchRefused::Unknown));
         };
         if let Some(r) = launch.refusal(used_at, client_id, browser_user, now) {
@@ -302,10 +333,14 @@ impl<S: LaunchStore + LaunchRedemption> AuthService<S> {
     pub(super) async fn simulation(
         &self,
         id: &str,
+        read: Option<LaunchRow>,
         client_id: &str,
         now: UnixTime,
     ) -> Result<Result<Launch, &'static str>, LaunchError> {
-        let found = self.store.launch(&hash_token(id)).await?;
+        let found = match read {
+            Some(row) => row,
+            None => self.store.launch(&hash_token(id)).await?,
+        };
         Ok(match found {
             Some((launch, _)) if launch.standalone && launch.client_id == client_id && launch.expires_at > now => {
                 Ok(launch)
@@ -317,9 +352,11 @@ impl<S: LaunchStore + LaunchRedemption> AuthService<S> {
         })
     }
 
-    /// The inspector key and expected FHIR base of the launch an authorization request names
-    /// (by its `launch`, or by a simulation's base in `aud`), whatever else is wrong with it.
-    pub(super) async fn trace_of_request(&self, request: &AuthorizationRequest) -> Option<(String, String)> {
+    /// The launch an authorization request names (by its `launch`, or by a simulation's base in
+    /// `aud`), whatever else is wrong with the request: read once, for the launch inspector and
+    /// for the launch checks of the same request.  `None` when it names none or the read failed
+    /// (the checks then read again and report the failure).
+    pub(super) async fn named_launch(&self, request: &AuthorizationRequest) -> Option<NamedLaunch> {
         let aud = request.aud.as_deref().or(request.resource.as_deref()).unwrap_or_default();
         let (id, expected_aud) = match (request.launch.as_deref(), self.config.simulation_of(aud)) {
             (Some(launch), _) => (launch, self.config.fhir_base()),
@@ -329,8 +366,8 @@ impl<S: LaunchStore + LaunchRedemption> AuthService<S> {
         if id.len() > 128 {
             return None;
         }
-        let (launch, _) = self.store.launch(&hash_token(id)).await.ok()??;
-        (!launch.trace_id.is_empty()).then_some((launch.trace_id, expected_aud))
+        let row = self.store.launch(&hash_token(id)).await.ok()?;
+        Some(NamedLaunch { id: id.to_owned(), expected_aud, row })
     }
 
     /// The inspector key of a simulation, by its id (discovery requests at its base).

@@ -24,6 +24,7 @@ use crate::users::User;
 use crate::{AuthService, UnixTime};
 
 use super::inspector::{describe_progress, AuthorizeNotes};
+use super::launch::NamedLaunch;
 
 pub use sessions::{Credentials, SignedIn};
 
@@ -88,7 +89,8 @@ impl<S: AuthStore> AuthService<S> {
         session_cookie: Option<&str>,
         now: UnixTime,
     ) -> Result<Progress, AuthorizeError> {
-        let traced = match self.trace_of_request(&request).await {
+        let named = self.named_launch(&request).await;
+        let traced = match named.as_ref().and_then(NamedLaunch::trace) {
             Some(traced) => Some(traced),
             None => self.switched_trace(&request, now).await,
         };
@@ -98,7 +100,7 @@ impl<S: AuthStore> AuthService<S> {
         });
         let trace = traced.map(|(trace, _)| trace);
         let mut notes = AuthorizeNotes::default();
-        let result = self.start_authorization(request, session_cookie, trace.clone(), &mut notes, now).await;
+        let result = self.start_authorization(request, named, session_cookie, trace.clone(), &mut notes, now).await;
         if let (Some(trace), Some(event)) = (trace, event.as_mut()) {
             event.outcome = describe_progress(&result);
             event.simulated = notes.simulated;
@@ -113,6 +115,7 @@ impl<S: AuthStore> AuthService<S> {
     async fn start_authorization(
         &self,
         request: AuthorizationRequest,
+        mut named: Option<NamedLaunch>,
         session_cookie: Option<&str>,
         trace: Option<String>,
         notes: &mut AuthorizeNotes,
@@ -134,7 +137,8 @@ impl<S: AuthStore> AuthService<S> {
             None => None,
             Some(launch_id) => {
                 let browser_user = browser.as_ref().map(|(_, u)| u.id.as_str());
-                match self.take_launch(launch_id, &v.client_id, browser_user, now).await {
+                let read = NamedLaunch::row_for(&mut named, launch_id);
+                match self.take_launch(launch_id, read, &v.client_id, browser_user, now).await {
                     Ok(Ok(launch)) => Some(launch),
                     Ok(Err(refused)) => {
                         return Ok(Progress::refuse(&v.redirect_uri, &v.state, "invalid_request", &refused.describe()))
@@ -150,7 +154,7 @@ impl<S: AuthStore> AuthService<S> {
                 let found = match simulated {
                     Some(_) => Err("an EHR launch uses the FHIR base the EHR gave as iss, not a simulation's"),
                     None => self
-                        .simulation(id, &v.client_id, now)
+                        .simulation(id, NamedLaunch::row_for(&mut named, id), &v.client_id, now)
                         .await
                         .map_err(|e| AuthorizeError::Internal(e.to_string()))?,
                 };
