@@ -186,34 +186,36 @@ pub fn settle_outcomes(events: &mut [LaunchEvent]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inspect::FlagKind;
+    use crate::inspect::{FhirCall, FlagKind};
 
     fn token(scope: &str) -> LaunchEvent {
         let context = TokenContext { scope: scope.into(), refresh_token: true, ..Default::default() };
         LaunchEvent { context: Some(context), ..LaunchEvent::new(Step::Token, "POST /auth/token", "200", 1) }
     }
 
-    fn call(path: &str, outcome: &str, simulated: bool) -> LaunchEvent {
-        LaunchEvent { simulated, ..LaunchEvent::new(Step::Fhir, format!("GET {path}"), outcome, 2) }
+    /// A call `GET Patient/p1` answered with `status`.
+    fn call(status: u16, simulated: bool) -> LaunchEvent {
+        let fhir = Some(FhirCall { status, resource_type: Some("Patient".into()) });
+        LaunchEvent { simulated, fhir, ..LaunchEvent::new(Step::Fhir, "GET Patient/p1", status.to_string(), 2) }
     }
 
     #[test]
     fn simulated_refusals_never_blame_the_app_for_unused_scopes() {
         let scope = "openid patient/Patient.rs patient/Observation.rs";
         // Every call refused by a simulated fhir_expired_token: no "never used" list.
-        let events = [token(scope), call("/fhir/Patient/p1", "401 Unauthorized", true)];
+        let events = [token(scope), call(401, true)];
         assert!(analyse(&events, Some(true)).unused.is_empty());
         // Before any real call, nothing either.
         assert!(analyse(&[token(scope)], Some(true)).unused.is_empty());
         // Real calls: the untouched scope is named.
-        let events = [token(scope), call("/fhir/Patient/p1", "200 OK", false)];
+        let events = [token(scope), call(200, false)];
         assert_eq!(analyse(&events, Some(true)).unused, ["patient/Observation.rs"]);
     }
 
     #[test]
     fn offline_access_never_refreshed_by_a_public_app_is_a_hint() {
         let scope = "patient/Patient.rs offline_access";
-        let events = [token(scope), call("/fhir/Patient/p1", "200 OK", false)];
+        let events = [token(scope), call(200, false)];
         let hints = analyse(&events, Some(true)).hints;
         assert_eq!(hints.iter().map(|h| h.kind).collect::<Vec<_>>(), [FlagKind::OfflineNeverRefreshed]);
         assert!(hints[0].fix.contains("online_access"));

@@ -70,6 +70,29 @@ pub struct LaunchEvent {
     /// The user's decision (a [`Step::Consent`] event).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consent: Option<ConsentOutcome>,
+    /// What a FHIR call addressed and how it ended (a [`Step::Fhir`] event), typed so that the
+    /// analysis never reads it back from `request` or `outcome`.  Calls recorded before it
+    /// existed have none and count as no use of a scope.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fhir: Option<FhirCall>,
+}
+
+/// A FHIR API call of a launch, as the inspector's analysis needs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FhirCall {
+    /// The HTTP status of the answer.
+    pub status: u16,
+    /// The resource type the call's path starts with (`Patient/p1` → `Patient`); none for
+    /// calls at the base (batch, transaction, `metadata`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_type: Option<String>,
+}
+
+impl FhirCall {
+    /// A 2xx answer.
+    pub fn succeeded(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
 }
 
 impl LaunchEvent {
@@ -86,6 +109,7 @@ impl LaunchEvent {
             simulated: false,
             context: None,
             consent: None,
+            fhir: None,
         }
     }
 }
@@ -286,10 +310,9 @@ pub fn assertion_flags(report: &AssertionReport) -> Vec<Flag> {
 pub fn unused_scopes(granted: &str, events: &[LaunchEvent]) -> Vec<String> {
     let used: Vec<&str> = events
         .iter()
-        .filter(|e| e.step == Step::Fhir && !e.simulated && e.outcome.starts_with('2'))
-        .filter_map(|e| e.request.split(' ').nth(1))
-        .filter_map(|path| path.split('?').next())
-        .filter_map(|path| path.split('/').find(|seg| seg.chars().next().is_some_and(|c| c.is_ascii_uppercase())))
+        .filter(|e| e.step == Step::Fhir && !e.simulated)
+        .filter_map(|e| e.fhir.as_ref().filter(|call| call.succeeded()))
+        .filter_map(|call| call.resource_type.as_deref())
         .collect();
     granted
         .split_whitespace()
@@ -373,14 +396,20 @@ mod tests {
 
     #[test]
     fn unused_scopes_are_those_no_successful_real_call_touched() {
-        let call = |path: &str, outcome: &str| LaunchEvent::new(Step::Fhir, format!("GET {path}"), outcome, 0);
-        let events = [call("/fhir/Patient/p1", "200"), call("/fhir/Condition?patient=p1", "403")];
+        let call = |path: &str, status: u16, ty: &str| LaunchEvent {
+            fhir: Some(FhirCall { status, resource_type: Some(ty.into()) }),
+            ..LaunchEvent::new(Step::Fhir, format!("GET {path}"), status.to_string(), 0)
+        };
+        let events = [call("Patient/p1", 200, "Patient"), call("Condition?patient=p1", 403, "Condition")];
         let unused = unused_scopes("openid patient/Patient.rs patient/Condition.rs patient/Observation.rs", &events);
         assert_eq!(unused, ["patient/Condition.rs", "patient/Observation.rs"]);
         assert!(unused_scopes("patient/*.rs", &events).is_empty());
         assert_eq!(state_bits("0123456789abcdef0123456789abcdef"), 128);
-        let simulated = LaunchEvent { simulated: true, ..call("/fhir/Observation?patient=p1", "200") };
+        let simulated = LaunchEvent { simulated: true, ..call("Observation?patient=p1", 200, "Observation") };
         assert_eq!(unused_scopes("patient/Observation.rs", &[simulated]), ["patient/Observation.rs"]);
+        // The recorded text is never read back: a call without its typed answer uses nothing.
+        let untyped = LaunchEvent::new(Step::Fhir, "GET Observation?patient=p1", "200 OK", 0);
+        assert_eq!(unused_scopes("patient/Observation.rs", &[untyped]), ["patient/Observation.rs"]);
     }
 
     fn report_for(claims: serde_json::Value, reused: bool) -> AssertionReport {

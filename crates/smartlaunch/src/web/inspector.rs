@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::Response;
 use smartlaunch_auth::inspect::{
-    analyse, settle_outcomes, CheckLine, Flag, LaunchEvent, LaunchSummary, Step, TokenContext, Verdict,
+    analyse, settle_outcomes, CheckLine, FhirCall, Flag, LaunchEvent, LaunchSummary, Step, TokenContext, Verdict,
 };
 
 use crate::server::{instant, App};
@@ -34,12 +34,18 @@ pub(crate) async fn record_fhir(State(app): State<App>, request: Request, next: 
     let path = request.uri().path_and_query().map(|p| p.as_str()).unwrap_or_default();
     let relative = path.strip_prefix("/fhir").unwrap_or(path).trim_start_matches('/');
     let line = format!("{} {}", request.method(), if relative.is_empty() { "(base)" } else { relative });
+    let resource_type = relative
+        .split(['/', '?'])
+        .next()
+        .filter(|segment| smartlaunch_fhir::resource_types::is_resource_type(segment))
+        .map(str::to_owned);
     let response = next.run(request).await;
     let status = response.status();
     let flags = if token.expired { vec![Flag::expired_token()] } else { Vec::new() };
     let outcome = format!("{} {}", status.as_u16(), status.canonical_reason().unwrap_or_default());
     let event = LaunchEvent {
         flags,
+        fhir: Some(FhirCall { status: status.as_u16(), resource_type }),
         // The simulation refuses every call of a live token; an expired one is the app's fault.
         simulated: token.simulates_refusal && !token.expired && status == StatusCode::UNAUTHORIZED,
         ..LaunchEvent::new(Step::Fhir, line, outcome, now)
