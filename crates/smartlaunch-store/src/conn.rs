@@ -218,3 +218,42 @@ pub(crate) fn exec_built(conn: &Connection, sql: &crate::search::Sql) -> rusqlit
     bind(&mut stmt, &values(&sql.binds))?;
     stmt.raw_execute()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    use super::*;
+
+    /// The figure behind the choice of inline point reads (docs/DESIGN.md "Access layer"): a
+    /// point read on the calling task vs the same read through `spawn_blocking`.
+    /// `cargo test -p smartlaunch-store --release --lib -- --ignored --nocapture point_read`
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "a measurement"]
+    async fn point_read_inline_vs_spawn_blocking() {
+        let dir = std::env::temp_dir().join(format!("smartlaunch-reads-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let options = Options { path: dir.join("r.db"), cache_mib: 2, wal_autocheckpoint_pages: 1000 };
+        options
+            .open()
+            .unwrap()
+            .execute_batch("CREATE TABLE t (k TEXT PRIMARY KEY, v TEXT); INSERT INTO t VALUES ('a', 'x');")
+            .unwrap();
+        let readers = Arc::new(Readers::new(options));
+        let n = 20_000;
+        let started = Instant::now();
+        for _ in 0..n {
+            let _: Option<(String,)> = readers.read(|c| one(c, "SELECT v FROM t WHERE k = ?", &[&"a"])).unwrap();
+        }
+        let inline = started.elapsed() / n;
+        let started = Instant::now();
+        for _ in 0..n {
+            let _: Option<(String,)> =
+                readers.read_blocking(|c| one(c, "SELECT v FROM t WHERE k = ?", &[&"a"])).await.unwrap();
+        }
+        let blocking = started.elapsed() / n;
+        println!("point read: inline {inline:?}, spawn_blocking {blocking:?}");
+        std::fs::remove_dir_all(dir).ok();
+    }
+}
