@@ -9,6 +9,7 @@
 
 use std::ops::ControlFlow;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -160,14 +161,19 @@ const MAX_IDLE_READERS: usize = 8;
 pub(crate) struct Readers {
     options: Options,
     idle: Mutex<Vec<Connection>>,
+    /// Set by [`Readers::close`]: no connection is opened or handed out after it.
+    closed: AtomicBool,
 }
 
 impl Readers {
     pub(crate) fn new(options: Options) -> Readers {
-        Readers { options, idle: Mutex::new(Vec::new()) }
+        Readers { options, idle: Mutex::new(Vec::new()), closed: AtomicBool::new(false) }
     }
 
     fn take(&self) -> Result<Connection, DbError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(DbError::Closed);
+        }
         let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
         match idle {
             Some(conn) => Ok(conn),
@@ -177,7 +183,7 @@ impl Readers {
 
     fn give(&self, conn: Connection) {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        if idle.len() < MAX_IDLE_READERS && conn.is_autocommit() {
+        if idle.len() < MAX_IDLE_READERS && conn.is_autocommit() && !self.closed.load(Ordering::Acquire) {
             idle.push(conn);
         }
     }
@@ -203,11 +209,15 @@ impl Readers {
 
     /// Opens a connection of its own (an export's snapshot).
     pub(crate) fn open(&self) -> Result<Connection, DbError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(DbError::Closed);
+        }
         Ok(self.options.open()?)
     }
 
-    /// Closes the idle connections.
+    /// Closes the idle connections; later reads fail (the health check reports it).
     pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::Release);
         self.idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 }

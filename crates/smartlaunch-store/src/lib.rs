@@ -1,10 +1,11 @@
-//! The database of smartlaunch (rusqlite for SQLite, sqlx for PostgreSQL): the connections, numbered migrations, and the implementations
+//! The database of smartlaunch: the connections, numbered migrations, and the implementations
 //! of the auth core's [`AuthStore`](smartlaunch_auth::store::AuthStore) and the FHIR
 //! [`ResourceStore`](smartlaunch_fhir::store::ResourceStore) and the Bulk Data
 //! [`ExportStore`](smartlaunch_fhir::export::ExportStore).
 //!
-//! SQLite (WAL) is the embedded default.  The SQL is kept portable so that PostgreSQL can run
-//! the same statements when the scale-out store arrives.
+//! SQLite (WAL, through rusqlite: a writer thread and reader connections) is the embedded
+//! default; PostgreSQL (through sqlx, [`PgDb`]) is the scale-out store.  Statement texts and
+//! row mapping are shared where the engines agree.
 
 mod auth;
 mod auth_grants;
@@ -16,6 +17,7 @@ mod events;
 mod exports;
 mod launch_links;
 mod pg;
+mod prepared;
 mod reset;
 mod resources;
 mod search;

@@ -4,8 +4,7 @@
 use std::ops::ControlFlow;
 
 use rusqlite::Connection;
-use serde_json::{json, Value};
-use smartlaunch_fhir::compartment::patients_of;
+use serde_json::Value;
 use smartlaunch_fhir::search::extract::{index_entries, IndexEntry, IndexValue};
 use smartlaunch_fhir::search::normalize::date_range;
 use smartlaunch_fhir::search::query::SearchRequest;
@@ -15,6 +14,7 @@ use smartlaunch_fhir::store::{
 };
 
 use crate::conn::{all, each, exec, one, values};
+use crate::prepared::{PreparedOp, PreparedPut, Versioned};
 use crate::search::{order_sql, where_sql, write_index, Bind, Dialect, Liveness, Sql};
 use crate::{DbError, SqliteDb};
 
@@ -90,19 +90,7 @@ pub(crate) fn type_and_id(resource: &Value) -> Result<(&str, &str), StoreError> 
 /// borrowed members (in the same key order as a `serde_json::Map`) instead of a copy of the
 /// whole tree.
 pub(crate) fn versioned_json(resource: &Value, version: i64, now: &str) -> Result<String, StoreError> {
-    let meta = match resource.get("meta") {
-        Some(Value::Object(meta)) => {
-            let mut meta = meta.clone();
-            meta.insert("versionId".into(), version.to_string().into());
-            meta.insert("lastUpdated".into(), now.into());
-            Value::Object(meta)
-        }
-        _ => json!({ "versionId": version.to_string(), "lastUpdated": now }),
-    };
-    let mut members: std::collections::BTreeMap<&str, &Value> =
-        resource.as_object().into_iter().flatten().map(|(k, v)| (k.as_str(), v)).collect();
-    members.insert("meta", &meta);
-    serde_json::to_string(&members).map_err(err)
+    Versioned::new(resource, now)?.json(version)
 }
 
 /// The index rows of a version stored at `now`: its search values and `_lastUpdated`.
@@ -189,29 +177,28 @@ pub(crate) fn check_expected(current: Option<(i64, bool)>, expected: Expected) -
 }
 
 /// Writes one new version (current row, history row, compartments) inside a transaction.
-fn write_version(conn: &Connection, resource: &Value, version: i64, now: &str) -> Result<StoredResource, StoreError> {
+fn write_version(conn: &Connection, put: &PreparedPut, version: i64, now: &str) -> Result<StoredResource, StoreError> {
     // A first version has no index rows or compartments to replace.
     let fresh = version == 1;
-    let (ty, id) = type_and_id(resource)?;
-    let json = versioned_json(resource, version, now)?;
+    let (ty, id) = (put.ty.as_str(), put.id.as_str());
+    let json = put.versioned.json(version)?;
     exec(
         conn,
         "INSERT INTO resources (resource_type, id, version_id, last_updated, deleted, sort_key, content) \
          VALUES (?, ?, ?, ?, 0, ?, ?) ON CONFLICT (resource_type, id) DO UPDATE SET version_id = excluded.version_id, \
          last_updated = excluded.last_updated, deleted = 0, sort_key = excluded.sort_key, content = excluded.content",
-        &[&ty, &id, &version, &now, &sort_key(resource), &json],
+        &[&ty, &id, &version, &now, &put.sort_key, &json],
     )
     .map_err(err)?;
     exec(conn, INSERT_VERSION, &[&ty, &id, &version, &now, &json]).map_err(err)?;
     if !fresh {
         exec(conn, DELETE_COMPARTMENTS, &[&ty, &id]).map_err(err)?;
     }
-    write_index(conn, ty, id, &version_index(resource, now), !fresh).map_err(err)?;
-    let patients = patients_of(resource);
-    for p in &patients {
+    write_index(conn, ty, id, &put.entries, !fresh).map_err(err)?;
+    for p in &put.patients {
         exec(conn, INSERT_COMPARTMENT, &[p, &ty, &id]).map_err(err)?;
     }
-    Ok(stored(ty, id, (json, version, now.to_owned(), false), patients))
+    Ok(stored(ty, id, (json, version, now.to_owned(), false), put.patients.clone()))
 }
 
 /// A write that failed (or the database), as the writer thread reports it for a FHIR write.
@@ -395,8 +382,9 @@ impl ResourceStore for SqliteDb {
     }
 
     async fn put(&self, resource: &Value, expected: Expected, now: &str) -> Result<StoredResource, WriteError> {
-        let (resource, now) = (resource.clone(), now.to_owned());
-        self.writer.write(move |conn| put_in(conn, &resource, expected, &now)).await
+        // Prepared here: the job owns what it writes without a copy of the JSON tree.
+        let (put, now) = (PreparedPut::new(resource, now)?, now.to_owned());
+        self.writer.write(move |conn| put_in(conn, &put, expected, &now)).await
     }
 
     async fn delete(
@@ -411,15 +399,20 @@ impl ResourceStore for SqliteDb {
     }
 
     async fn transaction(&self, ops: &[WriteOp], now: &str) -> Result<Vec<StoredResource>, (usize, WriteError)> {
-        let (ops, now) = (ops.to_vec(), now.to_owned());
+        let prepared = ops
+            .iter()
+            .enumerate()
+            .map(|(n, op)| PreparedOp::new(op, now).map_err(|e| (n, WriteError::Store(e))))
+            .collect::<Result<Vec<_>, _>>()?;
+        let now = now.to_owned();
         // One job: every entry or (the job fails, its writes are rolled back) none.
         self.writer
             .write(move |conn| {
-                let mut out = Vec::with_capacity(ops.len());
-                for (n, op) in ops.iter().enumerate() {
+                let mut out = Vec::with_capacity(prepared.len());
+                for (n, op) in prepared.iter().enumerate() {
                     let result = match op {
-                        WriteOp::Put { resource, expected } => put_in(conn, resource, *expected, &now),
-                        WriteOp::Delete { resource_type, id, expected } => {
+                        PreparedOp::Put(put, expected) => put_in(conn, put, *expected, &now),
+                        PreparedOp::Delete(resource_type, id, expected) => {
                             delete_in(conn, resource_type, id, *expected, &now)
                         }
                     };
@@ -466,14 +459,10 @@ impl ResourceStore for SqliteDb {
 }
 
 /// Stores a new version inside a transaction if the current state is `expected`.
-fn put_in(conn: &Connection, resource: &Value, expected: Expected, now: &str) -> Result<StoredResource, WriteError> {
-    let (ty, id) = (
-        resource.get("resourceType").and_then(Value::as_str).unwrap_or_default(),
-        resource.get("id").and_then(Value::as_str).unwrap_or_default(),
-    );
-    let current = current(conn, ty, id).map_err(err)?;
+fn put_in(conn: &Connection, put: &PreparedPut, expected: Expected, now: &str) -> Result<StoredResource, WriteError> {
+    let current = current(conn, &put.ty, &put.id).map_err(err)?;
     check_expected(current, expected)?;
-    Ok(write_version(conn, resource, current.map_or(1, |(v, _)| v + 1), now)?)
+    Ok(write_version(conn, put, current.map_or(1, |(v, _)| v + 1), now)?)
 }
 
 /// Deletes inside a transaction (a new, deleted version) if the current state is `expected`.
@@ -496,6 +485,8 @@ fn delete_in(
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]
