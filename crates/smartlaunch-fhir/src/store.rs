@@ -1,4 +1,4 @@
-//! The resource storage the FHIR API needs; the sqlx implementation is in `smartlaunch-store`.
+//! The resource storage the FHIR API needs; the SQLite and PostgreSQL implementations are in `smartlaunch-store`.
 
 use std::future::Future;
 

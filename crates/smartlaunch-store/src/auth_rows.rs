@@ -1,6 +1,7 @@
 //! Row → domain mapping of the auth tables, the same on both backends: the column lists and
-//! the tuples sqlx decodes them into (`TEXT`, `BIGINT`/`INTEGER` as `i64`, NULL as `None`) are
-//! identical on SQLite and PostgreSQL (docs/DESIGN.md "PostgreSQL": shared row mapping).
+//! the tuples rows are read into (`TEXT`, `BIGINT`/`INTEGER` as `i64`, NULL as `None`; by
+//! rusqlite on SQLite through `conn::FromRow`, by sqlx on PostgreSQL) are identical
+//! (docs/DESIGN.md "PostgreSQL": shared row mapping).
 
 use smartlaunch_auth::client::{Client, ClientMetadata};
 use smartlaunch_auth::error::StoreError;

@@ -1,18 +1,20 @@
 //! Bulk writes (seeding, import): many resources in one transaction with a handful of
-//! multi-row statements.  Each statement is a round trip to the connection's thread, so writing
-//! resources one statement at a time is bound by hand-offs, not by SQLite.
+//! multi-row statements, run on the writer thread ([`crate::writer::Writer::exclusive`]).
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
+use rusqlite::Connection;
 use serde_json::Value;
 use smartlaunch_fhir::compartment::patients_of;
 use smartlaunch_fhir::search::extract::{index_entries, IndexEntry, IndexValue};
 use smartlaunch_fhir::search::normalize::date_range;
 use smartlaunch_fhir::store::StoreError;
-use sqlx::{Acquire, Sqlite, SqlitePool, Transaction};
+use tokio::sync::{mpsc, oneshot};
 
+use crate::conn::{exec_built, query_all, values};
 use crate::search::{index_row, Bind, Dialect, Sql, INDEX_COLUMNS};
+use crate::writer::Writer;
 
 fn err(e: impl std::fmt::Display) -> StoreError {
     StoreError(e.to_string())
@@ -22,8 +24,8 @@ fn err(e: impl std::fmt::Display) -> StoreError {
 const ROWS_PER_STATEMENT: usize = 1_000;
 
 /// Runs `INSERT … VALUES (row), (row)…` in chunks; `row` pushes one parenthesised row.
-async fn insert_rows<T>(
-    tx: &mut Transaction<'_, Sqlite>,
+fn insert_rows<T>(
+    conn: &Connection,
     head: &str,
     tail: &str,
     items: &[T],
@@ -37,8 +39,7 @@ async fn insert_rows<T>(
             row(&mut sql, item);
         }
         sql.push(tail);
-        let (text, args) = sql.into_parts();
-        sqlx::query_with(&text, args).execute(&mut **tx).await.map_err(err)?;
+        exec_built(conn, &sql).map_err(err)?;
     }
     Ok(())
 }
@@ -125,10 +126,7 @@ pub(crate) fn set_meta(resource: &mut Value, version: i64, now: &str) {
 }
 
 /// The current version of each resource of the batch that is stored already.
-async fn current_versions(
-    tx: &mut Transaction<'_, Sqlite>,
-    batch: &BulkBatch,
-) -> Result<HashMap<(String, String), i64>, StoreError> {
+fn current_versions(conn: &Connection, batch: &BulkBatch) -> Result<HashMap<(String, String), i64>, StoreError> {
     let mut by_type: HashMap<&str, Vec<&str>> = HashMap::new();
     for p in &batch.resources {
         by_type.entry(&p.ty).or_default().push(&p.id);
@@ -143,8 +141,8 @@ async fn current_versions(
                 sql.push(if n > 0 { ", " } else { "" }).bind(Bind::Text((*id).to_owned()));
             }
             sql.push(")");
-            let (text, args) = sql.into_parts();
-            let rows: Vec<(String, i64)> = sqlx::query_as_with(&text, args).fetch_all(&mut **tx).await.map_err(err)?;
+            let mut stmt = conn.prepare(&sql.text).map_err(err)?;
+            let rows: Vec<(String, i64)> = query_all(&mut stmt, &values(&sql.binds)).map_err(err)?;
             for (id, v) in rows {
                 versions.insert((ty.to_owned(), id), v);
             }
@@ -155,8 +153,8 @@ async fn current_versions(
 
 /// Stores a new version of every resource of `batch` in the open transaction; returns how
 /// many.
-pub(crate) async fn put_many(tx: &mut Transaction<'_, Sqlite>, mut batch: BulkBatch) -> Result<usize, StoreError> {
-    let versions = current_versions(tx, &batch).await?;
+pub(crate) fn put_many(conn: &Connection, mut batch: BulkBatch) -> Result<usize, StoreError> {
+    let versions = current_versions(conn, &batch)?;
     let mut replaced: Vec<(String, String)> = Vec::new();
     let mut version_of = Vec::with_capacity(batch.resources.len());
     for p in &mut batch.resources {
@@ -184,14 +182,13 @@ pub(crate) async fn put_many(tx: &mut Transaction<'_, Sqlite>, mut batch: BulkBa
                     .push(")");
             }
             sql.push(")");
-            let (text, args) = sql.into_parts();
-            sqlx::query_with(&text, args).execute(&mut **tx).await.map_err(err)?;
+            exec_built(conn, &sql).map_err(err)?;
         }
     }
     let now = batch.now.as_str();
     let rows: Vec<(&Prepared, i64)> = batch.resources.iter().zip(version_of).collect();
     insert_rows(
-        tx,
+        conn,
         "INSERT INTO resources (resource_type, id, version_id, last_updated, deleted, sort_key, content) VALUES ",
         " ON CONFLICT (resource_type, id) DO UPDATE SET version_id = excluded.version_id, last_updated = excluded.last_updated, \
          deleted = 0, sort_key = excluded.sort_key, content = excluded.content",
@@ -201,10 +198,9 @@ pub(crate) async fn put_many(tx: &mut Transaction<'_, Sqlite>, mut batch: BulkBa
             sql.push(", ").bind(Bind::Text(now.to_owned())).push(", 0, ");
             sql.bind(p.sort_key.clone().map_or(Bind::NullText, Bind::Text)).push(", ").bind(Bind::Text(p.json.clone())).push(")");
         },
-    )
-    .await?;
+    )?;
     insert_rows(
-        tx,
+        conn,
         "INSERT INTO resource_versions (resource_type, id, version_id, last_updated, deleted, content) VALUES ",
         "",
         &rows,
@@ -217,18 +213,16 @@ pub(crate) async fn put_many(tx: &mut Transaction<'_, Sqlite>, mut batch: BulkBa
                 .bind(Bind::Int(*version));
             sql.push(", ").bind(Bind::Text(now.to_owned())).push(", 0, ").bind(Bind::Text(p.json.clone())).push(")");
         },
-    )
-    .await?;
+    )?;
     let entries: Vec<(&Prepared, &IndexEntry)> =
         batch.resources.iter().flat_map(|p| p.entries.iter().map(move |e| (p, e))).collect();
-    insert_rows(tx, &format!("INSERT INTO search_index ({INDEX_COLUMNS}) VALUES "), "", &entries, |sql, (p, e)| {
+    insert_rows(conn, &format!("INSERT INTO search_index ({INDEX_COLUMNS}) VALUES "), "", &entries, |sql, (p, e)| {
         index_row(sql, &p.ty, &p.id, e)
-    })
-    .await?;
+    })?;
     let compartments: Vec<(&Prepared, &String)> =
         batch.resources.iter().flat_map(|p| p.compartments.iter().map(move |c| (p, c))).collect();
     insert_rows(
-        tx,
+        conn,
         "INSERT INTO resource_compartments (patient_id, resource_type, id) VALUES ",
         " ON CONFLICT DO NOTHING",
         &compartments,
@@ -241,32 +235,85 @@ pub(crate) async fn put_many(tx: &mut Transaction<'_, Sqlite>, mut batch: BulkBa
                 .bind(Bind::Text(p.id.clone()))
                 .push(")");
         },
-    )
-    .await?;
+    )?;
     Ok(rows.len())
+}
+
+/// What a [`BulkWriter`] asks of its transaction on the writer thread.
+enum Step {
+    Put(BulkBatch, oneshot::Sender<Result<usize, StoreError>>),
+    Commit(oneshot::Sender<Result<(), StoreError>>),
 }
 
 /// One transaction holding many batches, each in a savepoint of its own: grouping batches
 /// into one commit writes each shared index page once per group instead of once per batch.
+/// The transaction holds the writer thread from [`BulkWriter::begin`] to
+/// [`BulkWriter::commit`] (other writes wait); dropping the writer rolls it back.
 pub struct BulkWriter {
-    tx: Transaction<'static, Sqlite>,
+    steps: mpsc::Sender<Step>,
 }
 
 impl BulkWriter {
-    pub(crate) async fn begin(pool: &SqlitePool) -> Result<BulkWriter, StoreError> {
-        Ok(BulkWriter { tx: pool.begin().await.map_err(err)? })
+    pub(crate) async fn begin(writer: &Writer) -> Result<BulkWriter, StoreError> {
+        let (steps, mut asked) = mpsc::channel::<Step>(1);
+        let (begun, answer) = oneshot::channel();
+        writer
+            .exclusive(move |conn| {
+                if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+                    let _ = begun.send(Err(err(e)));
+                    return;
+                }
+                let _ = begun.send(Ok(()));
+                while let Some(step) = asked.blocking_recv() {
+                    match step {
+                        Step::Put(batch, reply) => {
+                            let _ = reply.send(in_savepoint(conn, batch));
+                        }
+                        Step::Commit(reply) => {
+                            let committed = conn.execute_batch("COMMIT").map_err(err);
+                            if committed.is_err() && !conn.is_autocommit() {
+                                let _ = conn.execute_batch("ROLLBACK");
+                            }
+                            let _ = reply.send(committed);
+                            return;
+                        }
+                    }
+                }
+                // Dropped without a commit.
+                if let Err(e) = conn.execute_batch("ROLLBACK") {
+                    tracing::debug!("bulk write: rollback: {e}");
+                }
+            })
+            .await
+            .map_err(err)?;
+        answer.await.map_err(err)??;
+        Ok(BulkWriter { steps })
     }
 
     /// Stores a new version of every resource of `batch`, all or nothing; returns how many.
     pub async fn put(&mut self, batch: BulkBatch) -> Result<usize, StoreError> {
-        let mut savepoint = (&mut self.tx).begin().await.map_err(err)?;
-        let stored = put_many(&mut savepoint, batch).await?;
-        savepoint.commit().await.map_err(err)?;
-        Ok(stored)
+        let (reply, answer) = oneshot::channel();
+        self.steps.send(Step::Put(batch, reply)).await.map_err(err)?;
+        answer.await.map_err(err)?
     }
 
     /// Commits every batch that was stored.
     pub async fn commit(self) -> Result<(), StoreError> {
-        self.tx.commit().await.map_err(err)
+        let (reply, answer) = oneshot::channel();
+        self.steps.send(Step::Commit(reply)).await.map_err(err)?;
+        answer.await.map_err(err)?
     }
+}
+
+/// Runs [`put_many`] in a savepoint: a failing batch leaves nothing behind.
+fn in_savepoint(conn: &Connection, batch: BulkBatch) -> Result<usize, StoreError> {
+    conn.execute_batch("SAVEPOINT bulk_batch").map_err(err)?;
+    let stored = put_many(conn, batch);
+    let ended = match stored {
+        Ok(_) => conn.execute_batch("RELEASE bulk_batch"),
+        Err(_) => conn.execute_batch("ROLLBACK TO bulk_batch; RELEASE bulk_batch"),
+    };
+    let stored = stored?;
+    ended.map_err(err)?;
+    Ok(stored)
 }

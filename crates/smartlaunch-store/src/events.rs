@@ -9,15 +9,18 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use rusqlite::Connection;
 use smartlaunch_auth::inspect::{LaunchEvent, LaunchRecord};
 use smartlaunch_auth::launch::Launch;
 use smartlaunch_auth::retention::MAX_EVENTS_PER_TRACE;
 use smartlaunch_auth::store::HandTrace;
 use smartlaunch_auth::UnixTime;
-use sqlx::{SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::auth_rows::{hand_trace_from_row, HandTraceRow, HAND_TRACE_COLUMNS};
+use crate::conn::{all, exec, one};
 use crate::writer::Writer;
+use crate::DbError;
 
 /// Events waiting to be written; beyond this, new events are dropped (and counted).
 const QUEUE_CAPACITY: usize = 4096;
@@ -95,12 +98,7 @@ async fn drain(mut rx: mpsc::Receiver<Queued>, write: Arc<Writer>, overflow: Ove
         if !events.is_empty() || !dropped.is_empty() {
             let count = events.len();
             let batch = Arc::new((events, dropped));
-            let written = write
-                .write(move |conn| {
-                    let batch = batch.clone();
-                    Box::pin(async move { write_batch(conn, &batch.0, &batch.1).await })
-                })
-                .await;
+            let written = write.write(move |conn| write_batch(conn, &batch.0, &batch.1)).await;
             if let Err(e) = written {
                 tracing::warn!("launch inspector: {count} events not recorded: {e}");
             }
@@ -114,168 +112,135 @@ async fn drain(mut rx: mpsc::Receiver<Queued>, write: Arc<Writer>, overflow: Ove
 /// Inserts the events, counts them (and the dropped ones) per launch, and trims a launch to its
 /// newest [`MAX_EVENTS_PER_TRACE`] events when its count passed the cap and another
 /// [`TRIM_EVERY`] events (inside the writer's transaction).
-async fn write_batch(
-    conn: &mut SqliteConnection,
+fn write_batch(
+    conn: &Connection,
     events: &[(String, LaunchEvent)],
     dropped: &HashMap<String, u64>,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), DbError> {
     let mut per_trace: HashMap<&str, (u64, i64)> = HashMap::new();
     for (trace, n) in dropped {
         per_trace.entry(trace).or_default().0 += n;
     }
     for (trace, event) in events {
-        let json = serde_json::to_string(event).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-        sqlx::query("INSERT INTO launch_events (trace_id, at, event) VALUES (?, ?, ?)")
-            .bind(trace)
-            .bind(event.at)
-            .bind(json)
-            .execute(&mut *conn)
-            .await?;
+        let json = serde_json::to_string(event).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+        exec(conn, "INSERT INTO launch_events (trace_id, at, event) VALUES (?, ?, ?)", &[trace, &event.at, &json])?;
         let entry = per_trace.entry(trace).or_default();
         entry.0 += 1;
         entry.1 = entry.1.max(event.at);
     }
     for (trace, (added, last_at)) in &per_trace {
-        let (recorded,): (i64,) = sqlx::query_as(
+        let added = *added as i64;
+        let recorded: Option<(i64,)> = one(
+            conn,
             "INSERT INTO launch_traces (trace_id, recorded, last_at) VALUES (?, ?, ?) ON CONFLICT (trace_id) \
              DO UPDATE SET recorded = recorded + excluded.recorded, last_at = MAX(last_at, excluded.last_at) \
              RETURNING recorded",
-        )
-        .bind(trace)
-        .bind(*added as i64)
-        .bind(last_at)
-        .fetch_one(&mut *conn)
-        .await?;
-        let before = recorded - *added as i64;
+            &[trace, &added, last_at],
+        )?;
+        let recorded = recorded.map_or(added, |(n,)| n);
+        let before = recorded - added;
         if recorded <= MAX_EVENTS_PER_TRACE || before / TRIM_EVERY == recorded / TRIM_EVERY {
             continue;
         }
-        sqlx::query(
-            "DELETE FROM launch_events WHERE trace_id = ? AND seq <= \
-             (SELECT seq FROM launch_events WHERE trace_id = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)",
-        )
-        .bind(trace)
-        .bind(trace)
-        .bind(MAX_EVENTS_PER_TRACE)
-        .execute(&mut *conn)
-        .await?;
+        exec(
+            conn,
+            "DELETE FROM launch_events WHERE trace_id = $1 AND seq <= \
+             (SELECT seq FROM launch_events WHERE trace_id = $1 ORDER BY seq DESC LIMIT 1 OFFSET $2)",
+            &[trace, &MAX_EVENTS_PER_TRACE],
+        )?;
     }
     Ok(())
 }
 
 /// A launch's kept events, oldest first, and how many it recorded beyond them.
-pub(crate) async fn launch_record(read: &SqlitePool, trace: &str) -> Result<LaunchRecord, sqlx::Error> {
-    let rows: Vec<(String,)> = sqlx::query_as(
+pub(crate) fn launch_record(
+    conn: &Connection,
+    trace: &str,
+) -> rusqlite::Result<Result<LaunchRecord, serde_json::Error>> {
+    let rows: Vec<(String,)> = all(
+        conn,
         "SELECT event FROM (SELECT seq, event FROM launch_events WHERE trace_id = ? ORDER BY seq DESC LIMIT ?) \
          ORDER BY seq",
-    )
-    .bind(trace)
-    .bind(MAX_EVENTS_PER_TRACE)
-    .fetch_all(read)
-    .await?;
-    let recorded: Option<(i64,)> = sqlx::query_as("SELECT recorded FROM launch_traces WHERE trace_id = ?")
-        .bind(trace)
-        .fetch_optional(read)
-        .await?;
-    let events = rows
-        .into_iter()
-        .map(|(json,)| serde_json::from_str(&json).map_err(|e| sqlx::Error::Decode(Box::new(e))))
-        .collect::<Result<Vec<LaunchEvent>, _>>()?;
+        &[&trace, &MAX_EVENTS_PER_TRACE],
+    )?;
+    let recorded: Option<(i64,)> = one(conn, "SELECT recorded FROM launch_traces WHERE trace_id = ?", &[&trace])?;
+    let events =
+        match rows.into_iter().map(|(json,)| serde_json::from_str(&json)).collect::<Result<Vec<LaunchEvent>, _>>() {
+            Ok(events) => events,
+            Err(e) => return Ok(Err(e)),
+        };
     let dropped = recorded.map_or(0, |(n,)| (n.max(0) as u64).saturating_sub(events.len() as u64));
-    Ok(LaunchRecord { events, dropped })
+    Ok(Ok(LaunchRecord { events, dropped }))
 }
 
 /// The launch whose inspector key is `trace` (the `launches_trace` expression index).
-pub(crate) async fn launch_by_trace(read: &SqlitePool, trace: &str) -> Result<Option<Launch>, sqlx::Error> {
-    let row: Option<(String,)> = sqlx::query_as(
+pub(crate) fn launch_by_trace(
+    conn: &Connection,
+    trace: &str,
+) -> rusqlite::Result<Result<Option<Launch>, serde_json::Error>> {
+    let row: Option<(String,)> = one(
+        conn,
         "SELECT data FROM launches WHERE json_extract(data, '$.trace_id') = ? ORDER BY created_at DESC LIMIT 1",
-    )
-    .bind(trace)
-    .fetch_optional(read)
-    .await?;
-    row.map(|(data,)| serde_json::from_str(&data).map_err(|e| sqlx::Error::Decode(Box::new(e)))).transpose()
+        &[&trace],
+    )?;
+    Ok(row.map(|(data,)| serde_json::from_str(&data)).transpose())
 }
 
 /// A user's newest launches, newest first (the `launches_user` expression index).
-pub(crate) async fn user_launches(read: &SqlitePool, user_id: &str, limit: i64) -> Result<Vec<Launch>, sqlx::Error> {
-    let rows: Vec<(String,)> = sqlx::query_as(
+pub(crate) fn user_launches(
+    conn: &Connection,
+    user_id: &str,
+    limit: i64,
+) -> rusqlite::Result<Result<Vec<Launch>, serde_json::Error>> {
+    let rows: Vec<(String,)> = all(
+        conn,
         "SELECT data FROM launches WHERE json_extract(data, '$.user_id') = ? ORDER BY created_at DESC LIMIT ?",
-    )
-    .bind(user_id)
-    .bind(limit)
-    .fetch_all(read)
-    .await?;
-    rows.into_iter().map(|(data,)| serde_json::from_str(&data).map_err(|e| sqlx::Error::Decode(Box::new(e)))).collect()
+        &[&user_id, &limit],
+    )?;
+    Ok(rows.into_iter().map(|(data,)| serde_json::from_str(&data)).collect())
 }
 
 /// Turns a client's trace switch on until `until`, or off.
-pub(crate) async fn set_trace_switch(
-    writer: &Writer,
-    client_id: &str,
-    until: Option<UnixTime>,
-) -> Result<(), sqlx::Error> {
+pub(crate) async fn set_trace_switch(writer: &Writer, client_id: &str, until: Option<UnixTime>) -> Result<(), DbError> {
     let client_id = client_id.to_owned();
     writer
         .statement(move |conn| {
-            let query = match until {
-                Some(until) => sqlx::query(
+            match until {
+                Some(until) => exec(
+                    conn,
                     "INSERT INTO trace_switches (client_id, expires_at) VALUES (?, ?) \
                      ON CONFLICT (client_id) DO UPDATE SET expires_at = excluded.expires_at",
-                )
-                .bind(client_id.clone())
-                .bind(until),
-                None => sqlx::query("DELETE FROM trace_switches WHERE client_id = ?").bind(client_id.clone()),
+                    &[&client_id, &until],
+                )?,
+                None => exec(conn, "DELETE FROM trace_switches WHERE client_id = ?", &[&client_id])?,
             };
-            Box::pin(async move { query.execute(conn).await.map(|_| ()) })
+            Ok(())
         })
         .await
 }
 
-/// The clients whose trace switch is on at `now`.
-pub(crate) async fn trace_switches(read: &SqlitePool, now: UnixTime) -> Result<Vec<(String, UnixTime)>, sqlx::Error> {
-    sqlx::query_as("SELECT client_id, expires_at FROM trace_switches WHERE expires_at > ? ORDER BY client_id")
-        .bind(now)
-        .fetch_all(read)
-        .await
-}
-
-pub(crate) async fn insert_hand_trace(writer: &Writer, trace: &HandTrace) -> Result<(), sqlx::Error> {
-    let trace = trace.clone();
+pub(crate) async fn insert_hand_trace(writer: &Writer, trace: &HandTrace) -> Result<(), DbError> {
+    let t = trace.clone();
     writer
         .statement(move |conn| {
-            let query = sqlx::query(
-                "INSERT INTO hand_traces (trace_id, client_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
-            )
-            .bind(trace.trace_id.clone())
-            .bind(trace.client_id.clone())
-            .bind(trace.created_at)
-            .bind(trace.expires_at);
-            Box::pin(async move { query.execute(conn).await.map(|_| ()) })
+            exec(
+                conn,
+                &format!("INSERT INTO hand_traces ({HAND_TRACE_COLUMNS}) VALUES (?, ?, ?, ?)"),
+                &[&t.trace_id, &t.client_id, &t.created_at, &t.expires_at],
+            )?;
+            Ok(())
         })
         .await
 }
 
-type HandTraceRow = (String, String, i64, i64);
-
-fn hand_trace_of((trace_id, client_id, created_at, expires_at): HandTraceRow) -> HandTrace {
-    HandTrace { trace_id, client_id, created_at, expires_at }
+pub(crate) fn hand_trace(conn: &Connection, trace_id: &str) -> rusqlite::Result<Option<HandTrace>> {
+    let sql = format!("SELECT {HAND_TRACE_COLUMNS} FROM hand_traces WHERE trace_id = ?");
+    let row: Option<HandTraceRow> = one(conn, &sql, &[&trace_id])?;
+    Ok(row.map(hand_trace_from_row))
 }
 
-pub(crate) async fn hand_trace(read: &SqlitePool, trace_id: &str) -> Result<Option<HandTrace>, sqlx::Error> {
-    let row: Option<HandTraceRow> =
-        sqlx::query_as("SELECT trace_id, client_id, created_at, expires_at FROM hand_traces WHERE trace_id = ?")
-            .bind(trace_id)
-            .fetch_optional(read)
-            .await?;
-    Ok(row.map(hand_trace_of))
-}
-
-pub(crate) async fn recent_hand_traces(read: &SqlitePool, limit: i64) -> Result<Vec<HandTrace>, sqlx::Error> {
-    let rows: Vec<HandTraceRow> = sqlx::query_as(
-        "SELECT trace_id, client_id, created_at, expires_at FROM hand_traces ORDER BY created_at DESC LIMIT ?",
-    )
-    .bind(limit)
-    .fetch_all(read)
-    .await?;
-    Ok(rows.into_iter().map(hand_trace_of).collect())
+pub(crate) fn recent_hand_traces(conn: &Connection, limit: i64) -> rusqlite::Result<Vec<HandTrace>> {
+    let sql = format!("SELECT {HAND_TRACE_COLUMNS} FROM hand_traces ORDER BY created_at DESC LIMIT ?");
+    let rows: Vec<HandTraceRow> = all(conn, &sql, &[&limit])?;
+    Ok(rows.into_iter().map(hand_trace_from_row).collect())
 }

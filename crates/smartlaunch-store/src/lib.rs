@@ -1,19 +1,23 @@
-//! The database of smartlaunch (sqlx): the pool, numbered migrations, and the implementations
+//! The database of smartlaunch: the connections, numbered migrations, and the implementations
 //! of the auth core's [`AuthStore`](smartlaunch_auth::store::AuthStore) and the FHIR
 //! [`ResourceStore`](smartlaunch_fhir::store::ResourceStore) and the Bulk Data
 //! [`ExportStore`](smartlaunch_fhir::export::ExportStore).
 //!
-//! SQLite (WAL) is the embedded default.  The SQL is kept portable so that PostgreSQL can run
-//! the same statements when the scale-out store arrives.
+//! SQLite (WAL, through rusqlite: a writer thread and reader connections) is the embedded
+//! default; PostgreSQL (through sqlx, [`PgDb`]) is the scale-out store.  Statement texts and
+//! row mapping are shared where the engines agree.
 
 mod auth;
+mod auth_grants;
 mod auth_rows;
 mod browse;
 mod bulk;
+mod conn;
 mod events;
 mod exports;
 mod launch_links;
 mod pg;
+mod prepared;
 mod reset;
 mod resources;
 mod search;
@@ -30,11 +34,7 @@ pub use reset::{ResetReport, RESET_TABLES};
 pub type Db = SqliteDb;
 
 use std::path::Path;
-use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Duration;
-
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
 /// Numbered migrations, applied in order, each once.
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -50,26 +50,34 @@ const MIGRATIONS: &[(i64, &str)] = &[
 
 /// A database failure.
 #[derive(Debug, thiserror::Error)]
-#[error("database: {0}")]
-pub struct DbError(#[from] sqlx::Error);
+pub enum DbError {
+    /// SQLite (the embedded store).
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// PostgreSQL.
+    #[error("database: {0}")]
+    Postgres(#[from] sqlx::Error),
+    #[error("database: {0}")]
+    Io(#[from] std::io::Error),
+    /// The database was closed (or its writer thread stopped).
+    #[error("database: closed")]
+    Closed,
+}
 
-/// The smartlaunch database.  Cheap to clone (pool handles).
+/// The smartlaunch database on SQLite.  Cheap to clone (shared handles).
 ///
-/// SQLite allows one writer at a time.  Writes go through a pool of exactly one connection, so
-/// concurrent writers queue (an async wait) instead of colliding on the database lock (where
-/// SQLite's busy handler sleeps and latency spikes); reads use their own pool and, with WAL,
-/// never wait for the writer.  The auth core's writes and the inspector's events go through
-/// [`writer::Writer`], which groups the writes of concurrent requests into one transaction
-/// (group commit).
+/// SQLite allows one writer at a time.  Every write goes to one thread that owns the write
+/// connection ([`writer::Writer`]: group commit), so concurrent writers queue instead of
+/// colliding on the database lock; reads use their own connections ([`conn::Readers`]) and,
+/// with WAL, never wait for the writer (docs/DESIGN.md "SQLite: one writer connection").
 #[derive(Clone, Debug)]
 pub struct SqliteDb {
-    read: SqlitePool,
-    write: SqlitePool,
-    /// Group commit on the write connection.
+    read: Arc<conn::Readers>,
+    /// The writer thread (group commit).
     writer: Arc<writer::Writer>,
     /// Bulk Data export jobs' read transactions (`smartlaunch_fhir::export`): at most one per
-    /// job running, opened on demand.
-    exports: SqlitePool,
+    /// job running, each on a connection of its own.
+    exports: Arc<tokio::sync::Semaphore>,
     /// The launch inspector's queue of events to write.
     events: Arc<events::EventLog>,
 }
@@ -88,84 +96,56 @@ impl SqliteDb {
     }
 
     async fn open_with(dir: &Path, cache_mib: i64, wal_autocheckpoint_pages: i64) -> Result<SqliteDb, DbError> {
-        std::fs::create_dir_all(dir).map_err(|e| DbError(sqlx::Error::Io(e)))?;
-        let options = SqliteConnectOptions::from_str("sqlite://")?
-            .filename(dir.join("smartlaunch.db"))
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(10))
-            .pragma("cache_size", format!("-{}", cache_mib * 1024))
-            .pragma("wal_autocheckpoint", wal_autocheckpoint_pages.to_string())
-            .foreign_keys(true);
-        // No ping before each use: an embedded database connection does not go stale, and the
-        // ping is one more round trip to the connection's thread per statement.
-        let write = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .test_before_acquire(false)
-            .connect_with(options.clone())
-            .await?;
-        let read = SqlitePoolOptions::new()
-            .max_connections(4)
-            .min_connections(1)
-            .idle_timeout(Duration::from_secs(60))
-            .test_before_acquire(false)
-            .connect_with(options.clone())
-            .await?;
-        let exports = SqlitePoolOptions::new()
-            .max_connections(smartlaunch_fhir::export::MAX_CONCURRENT_JOBS as u32)
-            .min_connections(0)
-            .idle_timeout(Duration::from_secs(60))
-            .test_before_acquire(false)
-            .connect_lazy_with(options);
-        let writer = Arc::new(writer::Writer::start(write.clone()));
+        std::fs::create_dir_all(dir)?;
+        let options = conn::Options { path: dir.join("smartlaunch.db"), cache_mib, wal_autocheckpoint_pages };
+        let opening = options.clone();
+        let write = tokio::task::spawn_blocking(move || -> Result<rusqlite::Connection, DbError> {
+            let write = opening.open()?;
+            migrate(&write)?;
+            Ok(write)
+        })
+        .await
+        .map_err(|_| DbError::Closed)??;
+        let writer = Arc::new(writer::Writer::start(write)?);
         let events = Arc::new(events::EventLog::start(writer.clone()));
-        let db = SqliteDb { read, write, writer, exports, events };
-        db.migrate().await?;
-        Ok(db)
+        let exports = Arc::new(tokio::sync::Semaphore::new(smartlaunch_fhir::export::MAX_CONCURRENT_JOBS));
+        Ok(SqliteDb { read: Arc::new(conn::Readers::new(options)), writer, exports, events })
     }
 
-    async fn migrate(&self) -> Result<(), DbError> {
-        sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY)")
-            .execute(&self.write)
-            .await?;
-        for (version, sql) in MIGRATIONS {
-            let applied: Option<(i64,)> = sqlx::query_as("SELECT version FROM schema_migrations WHERE version = ?")
-                .bind(version)
-                .fetch_optional(&self.write)
-                .await?;
-            if applied.is_none() {
-                let mut tx = self.write.begin().await?;
-                sqlx::raw_sql(sql).execute(&mut *tx).await?;
-                sqlx::query("INSERT INTO schema_migrations (version) VALUES (?)")
-                    .bind(version)
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Starts a bulk write (seeding, import): one transaction on the writer connection, in
-    /// which each batch is all or nothing.  Other writes wait until it is committed.
+    /// Starts a bulk write (seeding, import): one transaction on the writer thread, in which
+    /// each batch is all or nothing.  Other writes wait until it is committed.
     pub async fn bulk_writer(&self) -> Result<BulkWriter, smartlaunch_fhir::store::StoreError> {
-        BulkWriter::begin(&self.write).await
+        BulkWriter::begin(&self.writer).await
     }
 
     /// Whether the database answers a trivial query (the health check).
     pub async fn ping(&self) -> Result<(), DbError> {
-        sqlx::query("SELECT 1").execute(&self.read).await?;
-        Ok(())
+        self.read.read(|c| c.query_row("SELECT 1", [], |_| Ok(())))
     }
 
-    /// Writes the launch inspector's queued events, then closes the pools (waits for
-    /// connections to finish).
+    /// Writes the launch inspector's queued events, then stops the writer (after what is
+    /// queued) and closes the connections.
     pub async fn close(&self) {
         self.events.flush().await;
-        self.exports.close().await;
-        self.read.close().await;
-        self.write.close().await;
+        self.writer.close().await;
+        self.read.close();
     }
+}
+
+/// Applies the [`MIGRATIONS`] not applied yet, each in a transaction with its row in
+/// `schema_migrations`.  The bookkeeping is the one the sqlx-based store kept (a table of
+/// applied numbers), so a data directory it made opens unchanged.
+fn migrate(conn: &rusqlite::Connection) -> Result<(), DbError> {
+    conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY)")?;
+    for (version, sql) in MIGRATIONS {
+        let applied: Option<(i64,)> =
+            conn::one(conn, "SELECT version FROM schema_migrations WHERE version = ?", &[version])?;
+        if applied.is_none() {
+            let tx = conn.unchecked_transaction()?;
+            tx.execute_batch(sql)?;
+            conn::exec(&tx, "INSERT INTO schema_migrations (version) VALUES (?)", &[version])?;
+            tx.commit()?;
+        }
+    }
+    Ok(())
 }

@@ -9,8 +9,12 @@ use smartlaunch_auth::users::User;
 use smartlaunch_auth::UnixTime;
 use smartlaunch_fhir::store::StoreError;
 
-use crate::auth::revoke_client_access;
+use crate::auth_grants::revoke_client_access;
 use crate::bulk::{put_many, BulkBatch};
+use rusqlite::Connection;
+use tokio::sync::oneshot;
+
+use crate::conn::{all, exec};
 use crate::SqliteDb;
 
 /// Every table a reset empties, children before parents.  A table added by a later migration
@@ -71,35 +75,53 @@ impl SqliteDb {
         // Inspector events still queued belong to the old sandbox: written before, deleted with it.
         self.events.flush().await;
         let batch = BulkBatch::prepare(resources, now_instant)?;
-        let mut tx = self.write.begin().await.map_err(err)?;
-        let clients: Vec<(String,)> =
-            sqlx::query_as("SELECT client_id FROM clients").fetch_all(&mut *tx).await.map_err(err)?;
-        let export_jobs: Vec<(String,)> =
-            sqlx::query_as("SELECT id FROM export_jobs").fetch_all(&mut *tx).await.map_err(err)?;
-        for (client_id,) in &clients {
-            revoke_client_access(&mut tx, client_id, now).await.map_err(err)?;
-        }
-        for table in RESET_TABLES {
-            sqlx::query(&format!("DELETE FROM {table}")).execute(&mut *tx).await.map_err(err)?;
-        }
-        put_many(&mut tx, batch).await?;
-        for user in users {
-            sqlx::query(
-                "INSERT INTO users (id, username, password_hash, fhir_user, display_name) VALUES (?, ?, ?, ?, ?)",
-            )
-            .bind(&user.id)
-            .bind(&user.username)
-            .bind(&user.password_hash)
-            .bind(&user.fhir_user)
-            .bind(&user.display_name)
-            .execute(&mut *tx)
+        let users = users.to_vec();
+        let (reply, answer) = oneshot::channel();
+        // One transaction holding the writer thread: other writes wait for the new sandbox.
+        self.writer
+            .exclusive(move |conn| {
+                let outcome = conn.execute_batch("BEGIN IMMEDIATE").map_err(err).and_then(|()| {
+                    let done = reset_in(conn, batch, &users, now);
+                    let ended = match &done {
+                        Ok(_) => conn.execute_batch("COMMIT"),
+                        Err(_) => conn.execute_batch("ROLLBACK"),
+                    };
+                    if ended.is_err() && !conn.is_autocommit() {
+                        let _ = conn.execute_batch("ROLLBACK");
+                    }
+                    let report = done?;
+                    ended.map_err(err)?;
+                    Ok(report)
+                });
+                let _ = reply.send(outcome);
+            })
             .await
             .map_err(err)?;
-        }
-        tx.commit().await.map_err(err)?;
-        Ok(ResetReport {
-            clients: clients.into_iter().map(|(c,)| c).collect(),
-            export_jobs: export_jobs.into_iter().map(|(j,)| j).collect(),
-        })
+        answer.await.map_err(err)?
     }
+}
+
+/// The reset's statements, inside its transaction.
+fn reset_in(conn: &Connection, batch: BulkBatch, users: &[User], now: UnixTime) -> Result<ResetReport, StoreError> {
+    let clients: Vec<(String,)> = all(conn, "SELECT client_id FROM clients", &[]).map_err(err)?;
+    let export_jobs: Vec<(String,)> = all(conn, "SELECT id FROM export_jobs", &[]).map_err(err)?;
+    for (client_id,) in &clients {
+        revoke_client_access(conn, client_id, now).map_err(err)?;
+    }
+    for table in RESET_TABLES {
+        conn.execute_batch(&format!("DELETE FROM {table}")).map_err(err)?;
+    }
+    put_many(conn, batch)?;
+    for u in users {
+        exec(
+            conn,
+            "INSERT INTO users (id, username, password_hash, fhir_user, display_name) VALUES (?, ?, ?, ?, ?)",
+            &[&u.id, &u.username, &u.password_hash, &u.fhir_user, &u.display_name],
+        )
+        .map_err(err)?;
+    }
+    Ok(ResetReport {
+        clients: clients.into_iter().map(|(c,)| c).collect(),
+        export_jobs: export_jobs.into_iter().map(|(j,)| j).collect(),
+    })
 }

@@ -1,9 +1,10 @@
 //! FHIR resources: the current version of each as JSON with a sort key, every version, and the
 //! patient compartments each resource is in.
 
-use futures_util::TryStreamExt;
-use serde_json::{json, Value};
-use smartlaunch_fhir::compartment::patients_of;
+use std::ops::ControlFlow;
+
+use rusqlite::Connection;
+use serde_json::Value;
 use smartlaunch_fhir::search::extract::{index_entries, IndexEntry, IndexValue};
 use smartlaunch_fhir::search::normalize::date_range;
 use smartlaunch_fhir::search::query::SearchRequest;
@@ -11,10 +12,11 @@ use smartlaunch_fhir::search::Constraint;
 use smartlaunch_fhir::store::{
     Expected, ResourceStore, SearchPage, StoreError, StoredResource, VersionPage, WriteError, WriteOp,
 };
-use sqlx::{Sqlite, Transaction};
 
+use crate::conn::{all, each, exec, one, values};
+use crate::prepared::{PreparedOp, PreparedPut, Versioned};
 use crate::search::{order_sql, where_sql, write_index, Bind, Dialect, Liveness, Sql};
-use crate::SqliteDb;
+use crate::{DbError, SqliteDb};
 
 pub(crate) fn err(e: impl std::fmt::Display) -> StoreError {
     StoreError(e.to_string())
@@ -88,19 +90,7 @@ pub(crate) fn type_and_id(resource: &Value) -> Result<(&str, &str), StoreError> 
 /// borrowed members (in the same key order as a `serde_json::Map`) instead of a copy of the
 /// whole tree.
 pub(crate) fn versioned_json(resource: &Value, version: i64, now: &str) -> Result<String, StoreError> {
-    let meta = match resource.get("meta") {
-        Some(Value::Object(meta)) => {
-            let mut meta = meta.clone();
-            meta.insert("versionId".into(), version.to_string().into());
-            meta.insert("lastUpdated".into(), now.into());
-            Value::Object(meta)
-        }
-        _ => json!({ "versionId": version.to_string(), "lastUpdated": now }),
-    };
-    let mut members: std::collections::BTreeMap<&str, &Value> =
-        resource.as_object().into_iter().flatten().map(|(k, v)| (k.as_str(), v)).collect();
-    members.insert("meta", &meta);
-    serde_json::to_string(&members).map_err(err)
+    Versioned::new(resource, now)?.json(version)
 }
 
 /// The index rows of a version stored at `now`: its search values and `_lastUpdated`.
@@ -145,13 +135,8 @@ fn version((json, version_id, last_updated, deleted): VersionRow) -> Version {
     (json, version_id, last_updated, deleted != 0)
 }
 
-async fn compartments(
-    executor: impl sqlx::Executor<'_, Database = Sqlite>,
-    resource_type: &str,
-    id: &str,
-) -> Result<Vec<String>, StoreError> {
-    let rows: Vec<(String,)> =
-        sqlx::query_as(COMPARTMENTS).bind(resource_type).bind(id).fetch_all(executor).await.map_err(err)?;
+fn compartments(conn: &Connection, resource_type: &str, id: &str) -> rusqlite::Result<Vec<String>> {
+    let rows: Vec<(String,)> = all(conn, COMPARTMENTS, &[&resource_type, &id])?;
     Ok(rows.into_iter().map(|(p,)| p).collect())
 }
 
@@ -173,18 +158,12 @@ pub(crate) fn stored(
 }
 
 /// The current (version, deleted) of a resource inside a write transaction.
-async fn current(
-    tx: &mut Transaction<'_, Sqlite>,
-    resource_type: &str,
-    id: &str,
-) -> Result<Option<(i64, bool)>, StoreError> {
-    let row: Option<(i64, i64)> =
-        sqlx::query_as("SELECT version_id, deleted FROM resources WHERE resource_type = ? AND id = ?")
-            .bind(resource_type)
-            .bind(id)
-            .fetch_optional(&mut **tx)
-            .await
-            .map_err(err)?;
+fn current(conn: &Connection, resource_type: &str, id: &str) -> rusqlite::Result<Option<(i64, bool)>> {
+    let row: Option<(i64, i64)> = one(
+        conn,
+        "SELECT version_id, deleted FROM resources WHERE resource_type = ? AND id = ?",
+        &[&resource_type, &id],
+    )?;
     Ok(row.map(|(v, d)| (v, d != 0)))
 }
 
@@ -198,48 +177,85 @@ pub(crate) fn check_expected(current: Option<(i64, bool)>, expected: Expected) -
 }
 
 /// Writes one new version (current row, history row, compartments) inside a transaction.
-async fn write_version(
-    tx: &mut Transaction<'_, Sqlite>,
-    resource: &Value,
-    version: i64,
-    now: &str,
-) -> Result<StoredResource, StoreError> {
+fn write_version(conn: &Connection, put: &PreparedPut, version: i64, now: &str) -> Result<StoredResource, StoreError> {
     // A first version has no index rows or compartments to replace.
     let fresh = version == 1;
-    let (ty, id) = type_and_id(resource)?;
-    let json = versioned_json(resource, version, now)?;
-    sqlx::query(
+    let (ty, id) = (put.ty.as_str(), put.id.as_str());
+    let json = put.versioned.json(version)?;
+    exec(
+        conn,
         "INSERT INTO resources (resource_type, id, version_id, last_updated, deleted, sort_key, content) \
          VALUES (?, ?, ?, ?, 0, ?, ?) ON CONFLICT (resource_type, id) DO UPDATE SET version_id = excluded.version_id, \
          last_updated = excluded.last_updated, deleted = 0, sort_key = excluded.sort_key, content = excluded.content",
+        &[&ty, &id, &version, &now, &put.sort_key, &json],
     )
-    .bind(ty)
-    .bind(id)
-    .bind(version)
-    .bind(now)
-    .bind(sort_key(resource))
-    .bind(&json)
-    .execute(&mut **tx)
-    .await
     .map_err(err)?;
-    sqlx::query(INSERT_VERSION)
-        .bind(ty)
-        .bind(id)
-        .bind(version)
-        .bind(now)
-        .bind(&json)
-        .execute(&mut **tx)
-        .await
-        .map_err(err)?;
+    exec(conn, INSERT_VERSION, &[&ty, &id, &version, &now, &json]).map_err(err)?;
     if !fresh {
-        sqlx::query(DELETE_COMPARTMENTS).bind(ty).bind(id).execute(&mut **tx).await.map_err(err)?;
+        exec(conn, DELETE_COMPARTMENTS, &[&ty, &id]).map_err(err)?;
     }
-    write_index(tx, ty, id, &version_index(resource, now), !fresh).await?;
-    let patients = patients_of(resource);
-    for p in &patients {
-        sqlx::query(INSERT_COMPARTMENT).bind(p).bind(ty).bind(id).execute(&mut **tx).await.map_err(err)?;
+    write_index(conn, ty, id, &put.entries, !fresh).map_err(err)?;
+    for p in &put.patients {
+        exec(conn, INSERT_COMPARTMENT, &[p, &ty, &id]).map_err(err)?;
     }
-    Ok(stored(ty, id, (json, version, now.to_owned(), false), patients))
+    Ok(stored(ty, id, (json, version, now.to_owned(), false), put.patients.clone()))
+}
+
+/// A write that failed (or the database), as the writer thread reports it for a FHIR write.
+impl From<DbError> for WriteError {
+    fn from(e: DbError) -> WriteError {
+        WriteError::Store(err(e))
+    }
+}
+
+/// A Bundle transaction's failure: the index of the entry that failed, and why.
+struct BundleFailure(usize, WriteError);
+
+impl From<DbError> for BundleFailure {
+    fn from(e: DbError) -> BundleFailure {
+        BundleFailure(0, WriteError::Store(err(e)))
+    }
+}
+
+/// Reads the `SELECT r.content …` page of `sql` one row at a time, counting bytes: a page
+/// never holds more than `max_bytes`.
+fn content_page(conn: &Connection, sql: &Sql, total: i64, max_bytes: usize) -> rusqlite::Result<SearchPage> {
+    let mut stmt = conn.prepare(&sql.text)?;
+    let (mut resources, mut bytes, mut over_budget) = (Vec::new(), 0usize, false);
+    each(&mut stmt, &values(&sql.binds), |(json,): (String,)| {
+        bytes += json.len();
+        if bytes > max_bytes {
+            over_budget = true;
+            return ControlFlow::Break(());
+        }
+        resources.push(json);
+        ControlFlow::Continue(())
+    })?;
+    Ok(SearchPage { resources, total, over_budget })
+}
+
+/// The number the `SELECT COUNT(*) …` of `sql` returns.
+fn count_of(conn: &Connection, sql: &Sql) -> rusqlite::Result<i64> {
+    let mut stmt = conn.prepare(&sql.text)?;
+    let rows: Vec<(i64,)> = crate::conn::query_all(&mut stmt, &values(&sql.binds))?;
+    Ok(rows.first().map_or(0, |(n,)| *n))
+}
+
+/// Every version of a resource, newest first, within `max_bytes`.
+fn versions_page(conn: &Connection, resource_type: &str, id: &str, max_bytes: usize) -> rusqlite::Result<VersionPage> {
+    let patients = compartments(conn, resource_type, id)?;
+    let mut stmt = conn.prepare_cached(VERSIONS)?;
+    let (mut versions, mut bytes, mut over_budget) = (Vec::new(), 0usize, false);
+    each(&mut stmt, &[&resource_type, &id], |row: VersionRow| {
+        bytes += row.0.len();
+        if bytes > max_bytes {
+            over_budget = true;
+            return ControlFlow::Break(());
+        }
+        versions.push(stored(resource_type, id, version(row), patients.clone()));
+        ControlFlow::Continue(())
+    })?;
+    Ok(VersionPage { total: versions.len() as i64, versions, over_budget })
 }
 
 impl ResourceStore for SqliteDb {
@@ -251,29 +267,29 @@ impl ResourceStore for SqliteDb {
     ) -> Result<SearchPage, StoreError> {
         let mut filter = Sql::new(Dialect::Sqlite);
         where_sql(&mut filter, resource_type, &request.clauses, access, Liveness::Live);
-        let count_sql = format!("SELECT COUNT(*) FROM resources r WHERE {}", filter.text);
-        let (total,): (i64,) =
-            sqlx::query_as_with(&count_sql, filter.arguments()).fetch_one(&self.read).await.map_err(err)?;
-        if request.summary_count || request.count == 0 {
-            return Ok(SearchPage { resources: Vec::new(), total, over_budget: false });
-        }
+        let mut count = Sql::new(Dialect::Sqlite);
+        count.push("SELECT COUNT(*) FROM resources r WHERE ").push(&filter.text);
+        count.binds = filter.binds.clone();
+        let only_count = request.summary_count || request.count == 0;
         order_sql(&mut filter, request);
-        let page_sql = format!(
+        let mut page = Sql::new(Dialect::Sqlite);
+        page.push(&format!(
             "SELECT r.content FROM resources r WHERE {} LIMIT {} OFFSET {}",
             filter.text, request.count, request.offset
-        );
-        let args = filter.arguments();
-        // Rows are taken one at a time and counted: a page never holds more than the budget.
-        let mut rows = sqlx::query_as_with::<_, (String,), _>(&page_sql, args).fetch(&self.read);
-        let (mut resources, mut bytes) = (Vec::new(), 0usize);
-        while let Some((json,)) = rows.try_next().await.map_err(err)? {
-            bytes += json.len();
-            if bytes > request.max_bytes {
-                return Ok(SearchPage { resources, total, over_budget: true });
-            }
-            resources.push(json);
-        }
-        Ok(SearchPage { resources, total, over_budget: false })
+        ));
+        page.binds = filter.binds;
+        let max_bytes = request.max_bytes;
+        // A search reads for milliseconds: on the blocking pool, off the runtime's workers.
+        self.read
+            .read_blocking(move |conn| {
+                let total = count_of(conn, &count)?;
+                if only_count {
+                    return Ok(SearchPage { resources: Vec::new(), total, over_budget: false });
+                }
+                content_page(conn, &page, total, max_bytes)
+            })
+            .await
+            .map_err(err)
     }
 
     async fn type_history(
@@ -287,50 +303,62 @@ impl ResourceStore for SqliteDb {
         let mut filter = Sql::new(Dialect::Sqlite);
         where_sql(&mut filter, resource_type, &[], access, Liveness::AnyState);
         let from = format!("{TYPE_HISTORY_FROM}{}", filter.text);
-        let (total,): (i64,) = sqlx::query_as_with(&format!("SELECT COUNT(*) {from}"), filter.arguments())
-            .fetch_one(&self.read)
-            .await
-            .map_err(err)?;
-        let sql = format!(
+        let count_sql = format!("SELECT COUNT(*) {from}");
+        let page_sql = format!(
             "SELECT v.id, v.content, v.version_id, v.last_updated, v.deleted {from}{TYPE_HISTORY_ORDER} LIMIT {count} OFFSET {offset}"
         );
-        let mut rows =
-            sqlx::query_as_with::<_, (String, String, i64, String, i64), _>(&sql, filter.arguments()).fetch(&self.read);
-        let (mut versions, mut bytes) = (Vec::new(), 0usize);
-        while let Some((id, json, version, last_updated, deleted)) = rows.try_next().await.map_err(err)? {
-            bytes += json.len();
-            if bytes > max_bytes {
-                return Ok(VersionPage { versions, total, over_budget: true });
-            }
-            versions.push(stored(resource_type, &id, (json, version, last_updated, deleted != 0), Vec::new()));
-        }
-        Ok(VersionPage { versions, total, over_budget: false })
+        let (binds, resource_type) = (filter.binds, resource_type.to_owned());
+        self.read
+            .read_blocking(move |conn| {
+                let args = values(&binds);
+                let mut stmt = conn.prepare(&count_sql)?;
+                let total = crate::conn::query_all::<(i64,)>(&mut stmt, &args)?.first().map_or(0, |(n,)| *n);
+                let mut stmt = conn.prepare(&page_sql)?;
+                let (mut versions, mut bytes, mut over_budget) = (Vec::new(), 0usize, false);
+                each(
+                    &mut stmt,
+                    &args,
+                    |(id, json, version, last_updated, deleted): (String, String, i64, String, i64)| {
+                        bytes += json.len();
+                        if bytes > max_bytes {
+                            over_budget = true;
+                            return ControlFlow::Break(());
+                        }
+                        versions.push(stored(
+                            &resource_type,
+                            &id,
+                            (json, version, last_updated, deleted != 0),
+                            Vec::new(),
+                        ));
+                        ControlFlow::Continue(())
+                    },
+                )?;
+                Ok(VersionPage { versions, total, over_budget })
+            })
+            .await
+            .map_err(err)
     }
 
     async fn matches(&self, resource_type: &str, id: &str, access: &[Constraint]) -> Result<bool, StoreError> {
         let mut sql = Sql::new(Dialect::Sqlite);
         sql.push("SELECT COUNT(*) FROM resources r WHERE r.id = ").bind(Bind::Text(id.to_owned())).push(" AND ");
         where_sql(&mut sql, resource_type, &[], access, Liveness::Live);
-        let (text, args) = sql.into_parts();
-        let (n,): (i64,) = sqlx::query_as_with(&text, args).fetch_one(&self.read).await.map_err(err)?;
-        Ok(n > 0)
+        // Driven by the id (one row): a point read.
+        Ok(self.read.read(|conn| count_of(conn, &sql)).map_err(err)? > 0)
     }
 
     async fn read(&self, resource_type: &str, id: &str) -> Result<Option<StoredResource>, StoreError> {
-        let row: Option<VersionRow> = sqlx::query_as(
-            "SELECT content, version_id, last_updated, deleted FROM resources WHERE resource_type = ? AND id = ?",
-        )
-        .bind(resource_type)
-        .bind(id)
-        .fetch_optional(&self.read)
-        .await
-        .map_err(err)?;
-        match row {
-            Some(row) => {
-                Ok(Some(stored(resource_type, id, version(row), compartments(&self.read, resource_type, id).await?)))
-            }
-            None => Ok(None),
-        }
+        self.read
+            .read(|conn| {
+                let row: Option<VersionRow> = one(
+                    conn,
+                    "SELECT content, version_id, last_updated, deleted FROM resources WHERE resource_type = ? AND id = ?",
+                    &[&resource_type, &id],
+                )?;
+                row.map(|row| Ok(stored(resource_type, id, version(row), compartments(conn, resource_type, id)?)))
+                    .transpose()
+            })
+            .map_err(err)
     }
 
     async fn vread(
@@ -339,40 +367,24 @@ impl ResourceStore for SqliteDb {
         id: &str,
         version_id: i64,
     ) -> Result<Option<StoredResource>, StoreError> {
-        let row: Option<VersionRow> = sqlx::query_as(VERSION)
-            .bind(resource_type)
-            .bind(id)
-            .bind(version_id)
-            .fetch_optional(&self.read)
-            .await
-            .map_err(err)?;
-        match row {
-            Some(row) => {
-                Ok(Some(stored(resource_type, id, version(row), compartments(&self.read, resource_type, id).await?)))
-            }
-            None => Ok(None),
-        }
+        self.read
+            .read(|conn| {
+                let row: Option<VersionRow> = one(conn, VERSION, &[&resource_type, &id, &version_id])?;
+                row.map(|row| Ok(stored(resource_type, id, version(row), compartments(conn, resource_type, id)?)))
+                    .transpose()
+            })
+            .map_err(err)
     }
 
     async fn history(&self, resource_type: &str, id: &str, max_bytes: usize) -> Result<VersionPage, StoreError> {
-        let patients = compartments(&self.read, resource_type, id).await?;
-        let mut rows = sqlx::query_as::<_, VersionRow>(VERSIONS).bind(resource_type).bind(id).fetch(&self.read);
-        let (mut versions, mut bytes) = (Vec::new(), 0usize);
-        while let Some(row) = rows.try_next().await.map_err(err)? {
-            bytes += row.0.len();
-            if bytes > max_bytes {
-                return Ok(VersionPage { total: versions.len() as i64, versions, over_budget: true });
-            }
-            versions.push(stored(resource_type, id, version(row), patients.clone()));
-        }
-        Ok(VersionPage { total: versions.len() as i64, versions, over_budget: false })
+        let (resource_type, id) = (resource_type.to_owned(), id.to_owned());
+        self.read.read_blocking(move |conn| versions_page(conn, &resource_type, &id, max_bytes)).await.map_err(err)
     }
 
     async fn put(&self, resource: &Value, expected: Expected, now: &str) -> Result<StoredResource, WriteError> {
-        let mut tx = self.write.begin().await.map_err(err)?;
-        let written = put_in(&mut tx, resource, expected, now).await?;
-        tx.commit().await.map_err(err)?;
-        Ok(written)
+        // Prepared here: the job owns what it writes without a copy of the JSON tree.
+        let (put, now) = (PreparedPut::new(resource, now)?, now.to_owned());
+        self.writer.write(move |conn| put_in(conn, &put, expected, &now)).await
     }
 
     async fn delete(
@@ -382,30 +394,34 @@ impl ResourceStore for SqliteDb {
         expected: Expected,
         now: &str,
     ) -> Result<StoredResource, WriteError> {
-        let mut tx = self.write.begin().await.map_err(err)?;
-        let deleted = delete_in(&mut tx, resource_type, id, expected, now).await?;
-        tx.commit().await.map_err(err)?;
-        Ok(deleted)
+        let (resource_type, id, now) = (resource_type.to_owned(), id.to_owned(), now.to_owned());
+        self.writer.write(move |conn| delete_in(conn, &resource_type, &id, expected, &now)).await
     }
 
     async fn transaction(&self, ops: &[WriteOp], now: &str) -> Result<Vec<StoredResource>, (usize, WriteError)> {
-        let mut tx = self.write.begin().await.map_err(|e| (0, WriteError::Store(err(e))))?;
-        let mut out = Vec::with_capacity(ops.len());
-        for (n, op) in ops.iter().enumerate() {
-            let result = match op {
-                WriteOp::Put { resource, expected } => put_in(&mut tx, resource, *expected, now).await,
-                WriteOp::Delete { resource_type, id, expected } => {
-                    delete_in(&mut tx, resource_type, id, *expected, now).await
+        let prepared = ops
+            .iter()
+            .enumerate()
+            .map(|(n, op)| PreparedOp::new(op, now).map_err(|e| (n, WriteError::Store(e))))
+            .collect::<Result<Vec<_>, _>>()?;
+        let now = now.to_owned();
+        // One job: every entry or (the job fails, its writes are rolled back) none.
+        self.writer
+            .write(move |conn| {
+                let mut out = Vec::with_capacity(prepared.len());
+                for (n, op) in prepared.iter().enumerate() {
+                    let result = match op {
+                        PreparedOp::Put(put, expected) => put_in(conn, put, *expected, &now),
+                        PreparedOp::Delete(resource_type, id, expected) => {
+                            delete_in(conn, resource_type, id, *expected, &now)
+                        }
+                    };
+                    out.push(result.map_err(|e| BundleFailure(n, e))?);
                 }
-            };
-            match result {
-                Ok(stored) => out.push(stored),
-                // Dropping the transaction rolls it back: nothing of the Bundle is kept.
-                Err(e) => return Err((n, e)),
-            }
-        }
-        tx.commit().await.map_err(|e| (ops.len(), WriteError::Store(err(e))))?;
-        Ok(out)
+                Ok(out)
+            })
+            .await
+            .map_err(|BundleFailure(n, e)| (n, e))
     }
 
     async fn put_all(&self, resources: Vec<Value>, now: &str) -> Result<usize, StoreError> {
@@ -416,81 +432,61 @@ impl ResourceStore for SqliteDb {
     }
 
     async fn count(&self) -> Result<i64, StoreError> {
-        let (n,): (i64,) = sqlx::query_as(COUNT).fetch_one(&self.read).await.map_err(err)?;
-        Ok(n)
+        // A scan of every resource: off the runtime's workers.
+        self.read.read_blocking(|conn| Ok(one::<(i64,)>(conn, COUNT, &[])?.map_or(0, |(n,)| n))).await.map_err(err)
     }
 
     async fn search_patients(&self, name: &str, offset: i64, limit: i64) -> Result<(Vec<Value>, i64), StoreError> {
         let pattern = name_pattern(name);
-        let (total,): (i64,) =
-            sqlx::query_as(PATIENTS_COUNT).bind(&pattern).fetch_one(&self.read).await.map_err(err)?;
-        let rows: Vec<(String,)> = sqlx::query_as(PATIENTS_PAGE)
-            .bind(&pattern)
-            .bind(limit)
-            .bind(offset)
-            .fetch_all(&self.read)
+        let (rows, total) = self
+            .read
+            .read_blocking(move |conn| {
+                let (total,): (i64,) = one(conn, PATIENTS_COUNT, &[&pattern])?.unwrap_or((0,));
+                let rows: Vec<(String,)> = all(conn, PATIENTS_PAGE, &[&pattern, &limit, &offset])?;
+                Ok((rows, total))
+            })
             .await
             .map_err(err)?;
         Ok((parse_all(rows)?, total))
     }
 
     async fn encounters_of(&self, patient_id: &str) -> Result<Vec<Value>, StoreError> {
+        let patient_id = patient_id.to_owned();
         let rows: Vec<(String,)> =
-            sqlx::query_as(ENCOUNTERS).bind(patient_id).fetch_all(&self.read).await.map_err(err)?;
+            self.read.read_blocking(move |conn| all(conn, ENCOUNTERS, &[&patient_id])).await.map_err(err)?;
         parse_all(rows)
     }
 }
 
 /// Stores a new version inside a transaction if the current state is `expected`.
-async fn put_in(
-    tx: &mut Transaction<'_, Sqlite>,
-    resource: &Value,
-    expected: Expected,
-    now: &str,
-) -> Result<StoredResource, WriteError> {
-    let (ty, id) = (
-        resource.get("resourceType").and_then(Value::as_str).unwrap_or_default(),
-        resource.get("id").and_then(Value::as_str).unwrap_or_default(),
-    );
-    let current = current(tx, ty, id).await?;
+fn put_in(conn: &Connection, put: &PreparedPut, expected: Expected, now: &str) -> Result<StoredResource, WriteError> {
+    let current = current(conn, &put.ty, &put.id).map_err(err)?;
     check_expected(current, expected)?;
-    Ok(write_version(tx, resource, current.map_or(1, |(v, _)| v + 1), now).await?)
+    Ok(write_version(conn, put, current.map_or(1, |(v, _)| v + 1), now)?)
 }
 
 /// Deletes inside a transaction (a new, deleted version) if the current state is `expected`.
-async fn delete_in(
-    tx: &mut Transaction<'_, Sqlite>,
+fn delete_in(
+    conn: &Connection,
     resource_type: &str,
     id: &str,
     expected: Expected,
     now: &str,
 ) -> Result<StoredResource, WriteError> {
-    let current = current(tx, resource_type, id).await?;
+    let current = current(conn, resource_type, id).map_err(err)?;
     check_expected(current, expected)?;
     let version = current.map_or(1, |(v, _)| v + 1);
-    sqlx::query(MARK_DELETED)
-        .bind(version)
-        .bind(now)
-        .bind(resource_type)
-        .bind(id)
-        .execute(&mut **tx)
-        .await
-        .map_err(err)?;
-    sqlx::query(INSERT_DELETION)
-        .bind(resource_type)
-        .bind(id)
-        .bind(version)
-        .bind(now)
-        .execute(&mut **tx)
-        .await
-        .map_err(err)?;
-    write_index(tx, resource_type, id, &[], true).await?;
-    let patients = compartments(&mut **tx, resource_type, id).await?;
+    exec(conn, MARK_DELETED, &[&version, &now, &resource_type, &id]).map_err(err)?;
+    exec(conn, INSERT_DELETION, &[&resource_type, &id, &version, &now]).map_err(err)?;
+    write_index(conn, resource_type, id, &[], true).map_err(err)?;
+    let patients = compartments(conn, resource_type, id).map_err(err)?;
     Ok(stored(resource_type, id, (String::new(), version, now.to_owned(), true), patients))
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]

@@ -9,14 +9,14 @@
 //! are `$n` (SQLite accepts them too), booleans are `TRUE`/`FALSE` (SQLite ≥ 3.23 reads them as
 //! 1/0), and only SQLite gets its planner hints.
 
+use rusqlite::types::{ToSqlOutput, Value, ValueRef};
+use rusqlite::ToSql;
 use smartlaunch_fhir::search::extract::{IndexEntry, IndexValue};
 use smartlaunch_fhir::search::params::Kind;
 use smartlaunch_fhir::search::query::{Clause, ClauseValue, Modifier, Prefix, SearchRequest, Target};
 use smartlaunch_fhir::search::Constraint;
-use smartlaunch_fhir::store::StoreError;
 use sqlx::postgres::PgArguments;
-use sqlx::sqlite::SqliteArguments;
-use sqlx::{Arguments, Sqlite, Transaction};
+use sqlx::Arguments;
 
 /// The SQL engine a statement is built for: the one place where the texts differ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,15 +97,6 @@ impl Sql {
         self.bind(Bind::Text(s.to_owned()))
     }
 
-    /// The binds as SQLite arguments.
-    pub fn arguments(&self) -> SqliteArguments<'static> {
-        let mut args = SqliteArguments::default();
-        for b in &self.binds {
-            add(&mut args, b.clone());
-        }
-        args
-    }
-
     /// The binds as PostgreSQL arguments.
     pub fn pg_arguments(&self) -> PgArguments {
         let mut args = PgArguments::default();
@@ -113,15 +104,6 @@ impl Sql {
             add_pg(&mut args, b.clone());
         }
         args
-    }
-
-    /// The text and the SQLite arguments, without copying the bound values.
-    pub fn into_parts(self) -> (String, SqliteArguments<'static>) {
-        let mut args = SqliteArguments::default();
-        for b in self.binds {
-            add(&mut args, b);
-        }
-        (self.text, args)
     }
 
     /// The text and the PostgreSQL arguments, without copying the bound values.
@@ -134,17 +116,16 @@ impl Sql {
     }
 }
 
-/// Appends one bind to SQLite arguments.
-fn add(args: &mut SqliteArguments<'static>, bind: Bind) {
-    // Encoding a String, i64 or f64 for SQLite cannot fail.
-    let _ = match bind {
-        Bind::Text(t) => args.add(t),
-        Bind::Int(i) => args.add(i),
-        Bind::Float(f) => args.add(f),
-        Bind::NullText => args.add(None::<String>),
-        Bind::NullInt => args.add(None::<i64>),
-        Bind::NullFloat => args.add(None::<f64>),
-    };
+/// A bind as a SQLite value (bound by rusqlite; text without a copy).
+impl ToSql for Bind {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match self {
+            Bind::Text(t) => ToSqlOutput::Borrowed(ValueRef::Text(t.as_bytes())),
+            Bind::Int(i) => ToSqlOutput::Owned(Value::Integer(*i)),
+            Bind::Float(f) => ToSqlOutput::Owned(Value::Real(*f)),
+            Bind::NullText | Bind::NullInt | Bind::NullFloat => ToSqlOutput::Owned(Value::Null),
+        })
+    }
 }
 
 /// Appends one bind to PostgreSQL arguments.
@@ -497,20 +478,19 @@ pub(crate) fn index_inserts<'a>(
 
 /// Writes a resource's index rows (inside the write transaction) with multi-row inserts,
 /// replacing the old ones when `replace`.
-pub(crate) async fn write_index(
-    tx: &mut Transaction<'_, Sqlite>,
+pub(crate) fn write_index(
+    conn: &rusqlite::Connection,
     resource_type: &str,
     id: &str,
     entries: &[IndexEntry],
     replace: bool,
-) -> Result<(), StoreError> {
-    let err = |e: sqlx::Error| StoreError(e.to_string());
+) -> rusqlite::Result<()> {
     if replace {
-        sqlx::query(DELETE_INDEX).bind(resource_type).bind(id).execute(&mut **tx).await.map_err(err)?;
+        crate::conn::exec(conn, DELETE_INDEX, &[&resource_type, &id])?;
     }
     for sql in index_inserts(Dialect::Sqlite, resource_type, id, entries) {
-        let (text, args) = sql.into_parts();
-        sqlx::query_with(&text, args).execute(&mut **tx).await.map_err(err)?;
+        // Few distinct texts (one per number of rows): cached.
+        crate::conn::exec(conn, &sql.text, &crate::conn::values(&sql.binds))?;
     }
     Ok(())
 }

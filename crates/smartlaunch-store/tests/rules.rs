@@ -209,10 +209,8 @@ async fn a_launch_is_used_once_even_when_used_concurrently() {
 
 /// Rows of a table, read through a connection of its own (what is really on disk).
 async fn rows(dir: &std::path::Path, table: &str) -> i64 {
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.join("smartlaunch.db").display())).await.unwrap();
-    let (n,): (i64,) = sqlx::query_as(&format!("SELECT COUNT(*) FROM {table}")).fetch_one(&pool).await.unwrap();
-    pool.close().await;
-    n
+    let conn = rusqlite::Connection::open(dir.join("smartlaunch.db")).unwrap();
+    conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |row| row.get(0)).unwrap()
 }
 
 fn event(at: i64, n: usize) -> LaunchEvent {
@@ -246,30 +244,18 @@ async fn expired_sessions_pending_requests_refresh_tokens_and_launches_are_purge
         let session = Session { id_hash: id.into(), user_id: "u".into(), csrf: "c".into(), created_at: 0, expires_at };
         db.insert_session(&session).await.unwrap();
     }
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.join("smartlaunch.db").display())).await.unwrap();
+    let conn = rusqlite::Connection::open(dir.join("smartlaunch.db")).unwrap();
+    conn.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
     for (id, expires_at) in [("expired", 100), ("live", 1_000)] {
-        sqlx::query("INSERT INTO pending_authorizations (id, request, expires_at) VALUES (?, '{}', ?)")
-            .bind(id)
-            .bind(expires_at)
-            .execute(&pool)
-            .await
-            .unwrap();
-        sqlx::query(
-            "INSERT INTO launches (id_hash, client_id, data, created_at, expires_at) VALUES (?, 'c', '{}', 0, ?)",
-        )
-        .bind(id)
-        .bind(expires_at)
-        .execute(&pool)
-        .await
-        .unwrap();
-        sqlx::query("INSERT INTO refresh_tokens (token_hash, grant_id, client_id, expires_at) VALUES (?, 'g', 'c', ?)")
-            .bind(id)
-            .bind(expires_at)
-            .execute(&pool)
-            .await
-            .unwrap();
+        for sql in [
+            "INSERT INTO pending_authorizations (id, request, expires_at) VALUES (?1, '{}', ?2)",
+            "INSERT INTO launches (id_hash, client_id, data, created_at, expires_at) VALUES (?1, 'c', '{}', 0, ?2)",
+            "INSERT INTO refresh_tokens (token_hash, grant_id, client_id, expires_at) VALUES (?1, 'g', 'c', ?2)",
+        ] {
+            conn.execute(sql, rusqlite::params![id, expires_at]).unwrap();
+        }
     }
-    pool.close().await;
+    drop(conn);
     let retention = Retention::default();
     db.purge_expired(&retention.purge(100)).await.unwrap();
     for table in ["sessions", "pending_authorizations", "refresh_tokens"] {

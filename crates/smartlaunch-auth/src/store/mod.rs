@@ -1,7 +1,8 @@
 //! What the protocol core keeps, and the storage ports it needs: one small trait per
-//! aggregate (in the manner of fosite's `CoreStorage`), composed into [`AuthStore`].  The sqlx
-//! implementation lives in `smartlaunch-store`; [`memory::MemoryStore`] is the in-memory double
-//! of the core's unit tests, and [`rules`] holds the storage rules both must keep.
+//! aggregate (in the manner of fosite's `CoreStorage`), composed into [`AuthStore`].  The
+//! SQLite and PostgreSQL implementations live in `smartlaunch-store`; [`memory::MemoryStore`]
+//! is the in-memory double of the core's unit tests, and [`rules`] holds the storage rules all
+//! must keep.
 
 mod clients;
 mod directory;

@@ -1,6 +1,6 @@
 //! The storage an export needs: its jobs, and the resources paged in id order (keyset paging,
 //! so a page costs the same at the end of a type as at its start and nothing is held in memory
-//! beyond one page).  The sqlx implementation is in `smartlaunch-store`.
+//! beyond one page).  The SQLite and PostgreSQL implementations are in `smartlaunch-store`.
 
 use std::future::Future;
 

@@ -79,14 +79,10 @@ async fn the_trace_switch_comes_with_the_client_until_it_expires() {
 #[tokio::test]
 async fn events_stored_before_flags_were_typed_still_read() {
     let (db, dir) = db().await;
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.join("smartlaunch.db").display())).await.unwrap();
+    let conn = rusqlite::Connection::open(dir.join("smartlaunch.db")).unwrap();
     let old = r#"{"at":1,"step":"authorize","request":"GET /auth/authorize","details":[],"outcome":"the consent page","flags":["No PKCE: send code_challenge"]}"#;
-    sqlx::query("INSERT INTO launch_events (trace_id, at, event) VALUES ('old', 1, ?)")
-        .bind(old)
-        .execute(&pool)
-        .await
-        .unwrap();
-    pool.close().await;
+    conn.execute("INSERT INTO launch_events (trace_id, at, event) VALUES ('old', 1, ?)", [old]).unwrap();
+    drop(conn);
     let events: Vec<LaunchEvent> = db.launch_record("old").await.unwrap().events;
     assert_eq!(events.len(), 1);
     assert_eq!((events[0].step, events[0].flags[0].kind), (Step::Authorize, FlagKind::Recorded));
