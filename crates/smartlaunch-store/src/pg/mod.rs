@@ -7,8 +7,15 @@
 //! it decides on (see [`resources`]).
 
 mod auth;
+mod browse;
 mod bulk;
+mod exports;
+mod launch_links;
+mod reset;
 mod resources;
+
+pub use bulk::PgBulkWriter;
+pub use exports::{PgExportClaim, PgSnapshot};
 
 use std::str::FromStr;
 use std::time::Duration;
