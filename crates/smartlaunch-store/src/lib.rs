@@ -10,6 +10,7 @@ mod auth;
 mod auth_rows;
 mod browse;
 mod bulk;
+mod copy;
 mod events;
 mod exports;
 mod launch_links;
@@ -21,6 +22,7 @@ mod writer;
 
 pub use browse::Listed;
 pub use bulk::{BulkBatch, BulkWriter};
+pub use copy::{copy_sqlite_to_postgres, CopyError, CopyReport};
 pub use launch_links::{LaunchLink, MAX_LAUNCH_LINKS};
 pub use pg::{PgBulkWriter, PgDb, PgExportClaim, PgSnapshot, DEFAULT_MAX_CONNECTIONS as PG_DEFAULT_MAX_CONNECTIONS};
 pub use reset::{ResetReport, RESET_TABLES};
