@@ -13,6 +13,7 @@ mod auth_rows;
 mod browse;
 mod bulk;
 mod conn;
+mod copy;
 mod events;
 mod exports;
 mod launch_links;
@@ -25,8 +26,9 @@ mod writer;
 
 pub use browse::Listed;
 pub use bulk::{BulkBatch, BulkWriter};
+pub use copy::{copy_sqlite_to_postgres, CopyError, CopyReport};
 pub use launch_links::{LaunchLink, MAX_LAUNCH_LINKS};
-pub use pg::{PgDb, DEFAULT_MAX_CONNECTIONS as PG_DEFAULT_MAX_CONNECTIONS};
+pub use pg::{PgBulkWriter, PgDb, PgExportClaim, PgSnapshot, DEFAULT_MAX_CONNECTIONS as PG_DEFAULT_MAX_CONNECTIONS};
 pub use reset::{ResetReport, RESET_TABLES};
 
 /// The database the server runs on.  Today the embedded SQLite store; the PostgreSQL backend

@@ -7,8 +7,15 @@
 //! it decides on (see [`resources`]).
 
 mod auth;
+mod browse;
 mod bulk;
+mod exports;
+mod launch_links;
+mod reset;
 mod resources;
+
+pub use bulk::PgBulkWriter;
+pub use exports::{PgExportClaim, PgSnapshot};
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -34,7 +41,7 @@ pub const DEFAULT_MAX_CONNECTIONS: u32 = 16;
 /// The smartlaunch database on PostgreSQL.  Cheap to clone (a pool handle).
 #[derive(Clone, Debug)]
 pub struct PgDb {
-    pool: PgPool,
+    pub(crate) pool: PgPool,
 }
 
 impl PgDb {
