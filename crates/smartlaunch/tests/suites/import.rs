@@ -80,6 +80,8 @@ async fn import_loads_bundles_and_ndjson_all_or_nothing_per_bundle() {
     let clock = std::sync::Arc::new(smartlaunch::SystemClock::default());
     let settings = smartlaunch::Settings {
         data_dir: dir.join("data"),
+        database_url: None,
+        database_connections: 4,
         listen: "127.0.0.1:0".parse().unwrap(),
         public_url: None,
         registration_token: None,
@@ -95,6 +97,8 @@ async fn import_loads_bundles_and_ndjson_all_or_nothing_per_bundle() {
         fhir: String::new(),
         http: reqwest::Client::new(),
         dir: dir.clone(),
+        database_url: None,
+        owns_database: false,
     };
     let s = s.with_urls();
     let client = s.public_app().await;
