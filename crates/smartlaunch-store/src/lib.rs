@@ -10,6 +10,7 @@ mod auth;
 mod auth_rows;
 mod browse;
 mod bulk;
+mod copy;
 mod db;
 mod events;
 mod exports;
@@ -22,6 +23,7 @@ mod writer;
 
 pub use browse::Listed;
 pub use bulk::{BulkBatch, BulkWriter};
+pub use copy::{copy_sqlite_to_postgres, CopyError, CopyReport};
 pub use db::{
     Backend, BulkWriter as DbBulkWriter, DatabaseConfig, Db, ExportClaim, Snapshot as DbSnapshot,
     UnsupportedDatabaseUrl,

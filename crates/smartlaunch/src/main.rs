@@ -79,6 +79,19 @@ enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// Copy a SQLite sandbox (a data directory) into an empty PostgreSQL database: every
+    /// resource with its history, app, user, grant, token, session, launch, launch link, the
+    /// signing keys and the inspector's records, in one transaction.  Refused while a server
+    /// uses the data directory, and into a database that holds anything.
+    Migrate {
+        /// The data directory of the SQLite sandbox.
+        #[arg(long = "from-data", value_name = "DIR")]
+        from_data: PathBuf,
+        /// The PostgreSQL database to copy into, e.g. postgres://user@host:5432/smartlaunch
+        /// (create it first; it must be empty).
+        #[arg(long, value_name = "URL")]
+        to: String,
+    },
 }
 
 #[derive(Args)]
@@ -313,6 +326,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Import { data, paths } => import(data, paths).await,
         Command::Reset { data, yes } => reset(data, yes).await,
+        Command::Migrate { from_data, to } => migrate(from_data, to).await,
     }
 }
 
@@ -417,6 +431,36 @@ async fn import(data: DataArg, paths: Vec<PathBuf>) -> anyhow::Result<()> {
             println!("  {}: {e}", file.display());
         }
         anyhow::bail!("{} files could not be imported", report.errors.len());
+    }
+    Ok(())
+}
+
+async fn migrate(from_data: PathBuf, to: String) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        from_data.join("smartlaunch.db").is_file(),
+        "{} holds no smartlaunch database (smartlaunch.db)",
+        from_data.display()
+    );
+    // A server writing meanwhile would write after the copy's snapshot: refused.
+    let _lock = smartlaunch::sandbox::lock_data_dir_without_server(&from_data)?;
+    let DatabaseConfig::Postgres { url, .. } = DatabaseConfig::choose(Some(&to), &from_data, 2)? else {
+        anyhow::bail!("--to {to}: a PostgreSQL URL (postgres://…) is needed");
+    };
+    let from = smartlaunch_store::SqliteDb::open_dir(&from_data).await?;
+    let target = smartlaunch_store::PgDb::connect(&url, 2).await?;
+    let copied = smartlaunch_store::copy_sqlite_to_postgres(&from, &target).await;
+    from.close().await;
+    target.close().await;
+    let report = copied?;
+    println!("copied the sandbox in {} into PostgreSQL:", from_data.display());
+    for (table, rows) in report.tables.iter().filter(|(_, rows)| *rows > 0) {
+        println!("  {table:<24} {rows}");
+    }
+    if report.rows("export_jobs") > 0 {
+        println!(
+            "the export jobs' files stay in {}: serve with this --data to keep them",
+            from_data.join("exports").display()
+        );
     }
     Ok(())
 }

@@ -43,7 +43,7 @@ pub const DEFAULT_MAX_CONNECTIONS: u32 = 16;
 /// The smartlaunch database on PostgreSQL.  Cheap to clone (a pool handle).
 #[derive(Clone, Debug)]
 pub struct PgDb {
-    pool: PgPool,
+    pub(crate) pool: PgPool,
 }
 
 impl PgDb {
