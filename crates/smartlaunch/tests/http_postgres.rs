@@ -24,6 +24,7 @@ mod suites {
     mod launcher_dev;
     mod limits;
     mod polish;
+    mod postgres;
     mod sandbox;
     mod trust;
 }
