@@ -2,11 +2,10 @@
 //! server on `SMARTLAUNCH_TEST_DATABASE_URL` (tests/support/postgres.rs), which must be set
 //! (unset, every test fails rather than passing on SQLite).
 //!
-//! Left out, as SQLite-only: `durability` (kills the process and checks the data directory's
-//! WAL), `sandbox` (the data directory's reset lock; the PostgreSQL reset lock has its own
-//! test there), `import` (the command line into a data directory), and the suites that start
-//! the binary with a fresh `--data` only (`limits`, `trust`'s process tests run within it);
-//! `hardening` checks the binary's own start-up on a data directory.
+//! Left out: `durability`, SQLite-only (it kills the server and checks that the SQLite data
+//! directory lost no committed write: PostgreSQL's own durability is not ours to test).  The
+//! tests that start the binary in a process of its own (`support::Process`: peak memory,
+//! signals) run it on a fresh `--data` directory, so on SQLite in this target too.
 
 #[path = "suites"]
 mod suites {
@@ -20,6 +19,7 @@ mod suites {
     mod fhir_rest;
     mod fhir_search;
     mod hardening;
+    mod import;
     mod inspector;
     mod launcher_dev;
     mod limits;
@@ -28,8 +28,6 @@ mod suites {
     mod sandbox;
     mod trust;
 }
-// Some helpers serve only the SQLite-only suites.
-#[allow(dead_code, unused_imports)]
 mod support;
 
 /// The servers of these suites run on PostgreSQL.
