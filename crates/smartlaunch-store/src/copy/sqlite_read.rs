@@ -44,10 +44,9 @@ async fn read_tables(pool: &SqlitePool, sender: &mpsc::Sender<Chunk>) -> Result<
         let mut chunk = Chunk::new(table);
         while let Some(row) = rows.try_next().await? {
             push_row(&mut chunk, &row)?;
-            if chunk.rows == CHUNK_ROWS {
-                if sender.send(std::mem::replace(&mut chunk, Chunk::new(table))).await.is_err() {
-                    return Ok(()); // The copy stopped (its own error is reported).
-                }
+            if chunk.rows == CHUNK_ROWS && sender.send(std::mem::replace(&mut chunk, Chunk::new(table))).await.is_err()
+            {
+                return Ok(()); // The copy stopped (its own error is reported).
             }
         }
         if chunk.rows > 0 && sender.send(chunk).await.is_err() {
