@@ -11,7 +11,7 @@ use smartlaunch_auth::client::RegistrationRequest;
 use smartlaunch_auth::config::AuthConfig;
 use smartlaunch_auth::store::ClientStore;
 use smartlaunch_auth::AuthService;
-use smartlaunch_store::Db;
+use smartlaunch_store::{DatabaseConfig, Db, PG_DEFAULT_MAX_CONNECTIONS};
 
 /// SMART on FHIR sandbox: a SMART App Launch 2.2 authorization server and a FHIR R4 server
 /// with demo data, in one binary.
@@ -25,7 +25,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the sandbox: authorization server, FHIR API and pages, on an embedded SQLite
-    /// database (demo data and demo accounts are created on first start).
+    /// database in --data, or on PostgreSQL with --database (demo data and demo accounts are
+    /// created on first start).
     Serve(ServeArgs),
     /// Manage the users who can sign in.
     #[command(subcommand)]
@@ -69,8 +70,8 @@ enum Command {
     },
     /// Reset the sandbox: restore the demo data and the demo accounts, and remove every app,
     /// grant, token, launch, consent, session, inspector record, export job and added user.
-    /// The signing keys stay.  Refused while a server uses the data directory (stop it, or
-    /// use the "Reset the sandbox" button on its /sandbox page).
+    /// The signing keys stay.  Refused while a server uses the data directory or the
+    /// PostgreSQL database (stop it, or use the "Reset the sandbox" button on its /sandbox page).
     Reset {
         #[command(flatten)]
         data: DataArg,
@@ -98,6 +99,33 @@ struct DataArg {
     /// The data directory (database, keys).
     #[arg(long = "data", value_name = "DIR", default_value = "./smartlaunch-data", env = "SMARTLAUNCH_DATA")]
     data: PathBuf,
+    /// Run on this PostgreSQL database (postgres://user:password@host:port/database) instead
+    /// of the SQLite database in --data.
+    #[arg(long = "database", value_name = "URL", env = "DATABASE_URL")]
+    database: Option<String>,
+}
+
+/// Connections of a command-line command (not a server) to PostgreSQL.
+const CLI_CONNECTIONS: u32 = 4;
+
+impl DataArg {
+    /// The database these arguments name, with at most `connections` to PostgreSQL.
+    fn config(&self, connections: u32) -> anyhow::Result<DatabaseConfig> {
+        Ok(DatabaseConfig::choose(self.database.as_deref(), &self.data, connections)?)
+    }
+
+    /// Opens the database of a command-line command.
+    async fn open(&self) -> anyhow::Result<Db> {
+        Ok(Db::open(&self.config(CLI_CONNECTIONS)?).await?)
+    }
+
+    /// What the database is, for messages: the data directory or "the PostgreSQL database".
+    fn describe(&self) -> String {
+        match self.database {
+            Some(_) => "the PostgreSQL database".into(),
+            None => self.data.display().to_string(),
+        }
+    }
 }
 
 #[derive(Args)]
@@ -134,6 +162,9 @@ struct ServeArgs {
     /// Registrations per minute per client address; 0 turns the limit off.
     #[arg(long, value_name = "N", default_value_t = RateLimits::default().registrations_per_minute)]
     registration_rate_limit: u32,
+    /// With --database: the most connections this node opens to PostgreSQL.
+    #[arg(long, value_name = "N", default_value_t = PG_DEFAULT_MAX_CONNECTIONS, env = "SMARTLAUNCH_DATABASE_CONNECTIONS")]
+    database_connections: u32,
 }
 
 #[derive(Subcommand)]
@@ -268,7 +299,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 fhir_user.starts_with("Practitioner/") || fhir_user.starts_with("Patient/"),
                 "--fhir-user must be Practitioner/<id> or Patient/<id>"
             );
-            let db = Db::open_dir(&data.data).await?;
+            let db = data.open().await?;
             let display = name.unwrap_or_else(|| username.clone());
             if smartlaunch::seed::add_user(&db, &username, &password, &fhir_user, &display).await? {
                 println!("added user {username} ({fhir_user})");
@@ -302,6 +333,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let settings = Settings {
         data_dir: args.data.data,
+        database_url: args.data.database,
+        database_connections: args.database_connections,
         listen: args.listen,
         public_url: args.public_url,
         registration_token: args.registration_token,
@@ -366,7 +399,7 @@ async fn shutdown_signal() -> anyhow::Result<&'static str> {
 
 async fn import(data: DataArg, paths: Vec<PathBuf>) -> anyhow::Result<()> {
     use std::io::Write;
-    let db = Db::open_dir_for_import(&data.data).await?;
+    let db = Db::open_for_import(&data.config(CLI_CONNECTIONS)?).await?;
     let now = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339)?;
     let mut last = std::time::Instant::now();
     let report = smartlaunch::import::import_paths(&db, &paths, &now, |r| {
@@ -378,7 +411,9 @@ async fn import(data: DataArg, paths: Vec<PathBuf>) -> anyhow::Result<()> {
         }
     })
     .await;
+    let analyzed = db.after_bulk_load().await;
     db.close().await;
+    analyzed?;
     eprintln!();
     let seconds = report.elapsed.as_secs_f64().max(0.001);
     println!(
@@ -407,9 +442,12 @@ async fn migrate(from_data: PathBuf, to: String) -> anyhow::Result<()> {
         from_data.display()
     );
     // A server writing meanwhile would write after the copy's snapshot: refused.
-    let _lock = smartlaunch::sandbox::lock_without_server(&from_data)?;
+    let _lock = smartlaunch::sandbox::lock_data_dir_without_server(&from_data)?;
+    let DatabaseConfig::Postgres { url, .. } = DatabaseConfig::choose(Some(&to), &from_data, 2)? else {
+        anyhow::bail!("--to {to}: a PostgreSQL URL (postgres://…) is needed");
+    };
     let from = smartlaunch_store::SqliteDb::open_dir(&from_data).await?;
-    let target = smartlaunch_store::PgDb::connect(&to, 2).await?;
+    let target = smartlaunch_store::PgDb::connect(&url, 2).await?;
     let copied = smartlaunch_store::copy_sqlite_to_postgres(&from, &target).await;
     from.close().await;
     target.close().await;
@@ -428,26 +466,40 @@ async fn migrate(from_data: PathBuf, to: String) -> anyhow::Result<()> {
 }
 
 async fn reset(data: DataArg, yes: bool) -> anyhow::Result<()> {
+    let config = data.config(CLI_CONNECTIONS)?;
+    let db = Db::open(&config).await?;
+    let lock = smartlaunch::sandbox::lock_without_server(&db, &data.data).await;
+    let result = reset_unless_in_use(&data, yes, &db, lock).await;
+    db.close().await;
+    result
+}
+
+async fn reset_unless_in_use(
+    data: &DataArg,
+    yes: bool,
+    db: &Db,
+    lock: Result<smartlaunch::sandbox::ResetLock, smartlaunch::sandbox::LockError>,
+) -> anyhow::Result<()> {
     use std::io::{IsTerminal, Write};
-    let _lock = smartlaunch::sandbox::lock_without_server(&data.data)?;
+    let lock = lock?;
     if !yes {
         anyhow::ensure!(std::io::stdin().is_terminal(), "add --yes to reset without a terminal to confirm on");
         print!(
             "This deletes every app, grant, token, launch, added user and change to the data in {} \
              and restores the demo data.\nType \"reset\" to go on: ",
-            data.data.display()
+            data.describe()
         );
         std::io::stdout().flush()?;
         let answer = std::io::stdin().lock().lines().next().transpose()?.unwrap_or_default();
         anyhow::ensure!(answer.trim() == "reset", "nothing was changed");
     }
-    let db = Db::open_dir(&data.data).await?;
     let now_instant = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339)?;
-    let report = smartlaunch::sandbox::reset_database(&db, now(), &now_instant).await?;
-    db.close().await;
+    let report = smartlaunch::sandbox::reset_database(db, now(), &now_instant).await;
+    lock.release().await;
+    let report = report?;
     println!(
         "the sandbox in {} is reset: demo data and demo accounts restored, {} apps and {} export jobs removed",
-        data.data.display(),
+        data.describe(),
         report.clients.len(),
         report.export_jobs.len()
     );
@@ -479,7 +531,7 @@ async fn clients(command: ClientsCommand) -> anyhow::Result<()> {
             };
             let grant_types: &[&str] =
                 if backend { &["client_credentials"] } else { &["authorization_code", "refresh_token"] };
-            let db = Db::open_dir(&data.data).await?;
+            let db = data.open().await?;
             let auth = AuthService::open(db, AuthConfig::new("http://127.0.0.1"), now()).await?;
             let request = RegistrationRequest {
                 client_name: Some(name),
@@ -497,7 +549,7 @@ async fn clients(command: ClientsCommand) -> anyhow::Result<()> {
             Ok(())
         }
         ClientsCommand::List { data } => {
-            let db = Db::open_dir(&data.data).await?;
+            let db = data.open().await?;
             for c in db.clients().await? {
                 println!(
                     "{}\t{}\t{}\t{}",
@@ -510,7 +562,7 @@ async fn clients(command: ClientsCommand) -> anyhow::Result<()> {
             Ok(())
         }
         ClientsCommand::Remove { data, client_id } => {
-            let db = Db::open_dir(&data.data).await?;
+            let db = data.open().await?;
             if db.delete_client(&client_id, now()).await? {
                 println!("removed {client_id}");
                 Ok(())

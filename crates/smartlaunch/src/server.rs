@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
 use smartlaunch_auth::{AuthConfig, AuthService};
-use smartlaunch_store::Db;
+use smartlaunch_store::{DatabaseConfig, Db};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -16,8 +16,13 @@ use crate::clock::Clock;
 /// Server settings, read once at start (ARCHITECTURE.md: one config struct, no globals).
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// Where the SQLite database and its keys live.
+    /// Where the SQLite database lives (without `database_url`), and the Bulk Data export
+    /// files.
     pub data_dir: PathBuf,
+    /// A PostgreSQL database to run on instead of SQLite (`--database`, `DATABASE_URL`).
+    pub database_url: Option<String>,
+    /// The most connections this node opens to PostgreSQL.
+    pub database_connections: u32,
     /// The address to listen on; port 0 picks a free port.
     pub listen: SocketAddr,
     /// The externally visible base URL; `None`: `http://<bound address>`.
@@ -61,7 +66,7 @@ pub struct Running {
     exports: Arc<crate::exports::Exports>,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
-    /// Keeps `smartlaunch reset` off the data directory while this server runs.
+    /// Keeps `smartlaunch reset` off the database while this server runs.
     _lock: crate::sandbox::ServerLock,
 }
 
@@ -99,7 +104,7 @@ impl Running {
     }
 }
 
-/// Opens the data directory, seeds the demo data on first start, and serves.
+/// Opens the database, seeds the demo data on first start, and serves.
 pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
     let listener = TcpListener::bind(settings.listen).await?;
     let addr = listener.local_addr()?;
@@ -107,8 +112,10 @@ pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<
     let public_url = public_url.trim_end_matches('/').to_owned();
     url::Url::parse(&public_url).map_err(|e| anyhow::anyhow!("--public-url {public_url}: {e}"))?;
 
-    let lock = crate::sandbox::lock_for_server(&settings.data_dir)?;
-    let db = Db::open_dir(&settings.data_dir).await?;
+    let config =
+        DatabaseConfig::choose(settings.database_url.as_deref(), &settings.data_dir, settings.database_connections)?;
+    let db = Db::open(&config).await?;
+    let lock = crate::sandbox::lock_for_server(&db, &settings.data_dir).await?;
     crate::seed::seed_demo(&db, &instant(clock.now())).await?;
     let mut config = AuthConfig::new(&public_url);
     config.registration_token = settings.registration_token.clone();

@@ -11,11 +11,13 @@ mod browse;
 mod bulk;
 mod exports;
 mod launch_links;
+mod locks;
 mod reset;
 mod resources;
 
 pub use bulk::PgBulkWriter;
 pub use exports::{PgExportClaim, PgSnapshot};
+pub use locks::PgSessionLock;
 
 use std::str::FromStr;
 use std::time::Duration;

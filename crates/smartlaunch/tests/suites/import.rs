@@ -64,9 +64,12 @@ async fn import_loads_bundles_and_ndjson_all_or_nothing_per_bundle() {
     ]});
     std::fs::write(files.join("zz-deletes.json"), deletes.to_string()).unwrap();
 
+    // SQLite in the data directory, or (the suites on PostgreSQL) a PostgreSQL database.
+    let database_url = database_for(&dir).await;
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_smartlaunch"))
         .args(["import", "--data"])
         .arg(dir.join("data"))
+        .args(database_url.iter().flat_map(|url| ["--database", url.as_str()]))
         .arg(&files)
         .output()
         .unwrap();
@@ -80,6 +83,8 @@ async fn import_loads_bundles_and_ndjson_all_or_nothing_per_bundle() {
     let clock = std::sync::Arc::new(smartlaunch::SystemClock::default());
     let settings = smartlaunch::Settings {
         data_dir: dir.join("data"),
+        database_url: database_url.clone(),
+        database_connections: 4,
         listen: "127.0.0.1:0".parse().unwrap(),
         public_url: None,
         registration_token: None,
@@ -95,6 +100,8 @@ async fn import_loads_bundles_and_ndjson_all_or_nothing_per_bundle() {
         fhir: String::new(),
         http: reqwest::Client::new(),
         dir: dir.clone(),
+        owns_database: database_url.is_some(),
+        database_url,
     };
     let s = s.with_urls();
     let client = s.public_app().await;

@@ -46,6 +46,8 @@ impl Process {
     }
 
     /// Ends the process with SIGKILL: no shutdown, nothing flushed.
+    // Used by the durability suite, which tests/http_postgres.rs leaves out.
+    #[allow(dead_code)]
     pub fn kill_hard(&mut self) {
         self.child.kill().expect("SIGKILL");
         self.child.wait().expect("the process ended");
