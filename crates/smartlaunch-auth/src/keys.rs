@@ -97,6 +97,7 @@ pub struct IdTokenClaims {
 
 /// Loaded keys, ready to sign and verify.
 pub struct SigningKeys {
+    kid: String,
     rsa: RsaKeyPair,
     /// The base64url JOSE header of every id_token: `{"alg":"RS256","kid":…,"typ":"JWT"}`.
     id_token_header: String,
@@ -126,6 +127,7 @@ impl SigningKeys {
         validation.validate_aud = false;
         validation.required_spec_claims.clear();
         Ok(SigningKeys {
+            kid: material.kid.clone(),
             rsa: pair,
             id_token_header,
             jwk,
@@ -133,6 +135,11 @@ impl SigningKeys {
             hmac_decode: DecodingKey::from_secret(&material.hmac_secret).map_err(|e| format!("HMAC key: {e}"))?,
             validation,
         })
+    }
+
+    /// The id of the keys (the `kid` of the RSA key).
+    pub fn kid(&self) -> &str {
+        &self.kid
     }
 
     /// The public JWK Set (`jwks_uri`): bare RSA keys with `kid`, `use`, `alg`.

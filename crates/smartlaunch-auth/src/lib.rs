@@ -7,6 +7,7 @@
 
 mod assertion_report;
 pub mod authorize;
+pub mod changes;
 pub mod client;
 pub mod client_assertion;
 mod client_cache;

@@ -22,7 +22,7 @@ mod writer;
 pub use browse::Listed;
 pub use bulk::{BulkBatch, BulkWriter};
 pub use launch_links::{LaunchLink, MAX_LAUNCH_LINKS};
-pub use pg::{PgDb, DEFAULT_MAX_CONNECTIONS as PG_DEFAULT_MAX_CONNECTIONS};
+pub use pg::{PgChangeFeed, PgDb, DEFAULT_MAX_CONNECTIONS as PG_DEFAULT_MAX_CONNECTIONS};
 pub use reset::{ResetReport, RESET_TABLES};
 
 /// The database the server runs on.  Today the embedded SQLite store; the PostgreSQL backend

@@ -1,6 +1,7 @@
 //! [`AuthService`]: the protocol core's one entry point.  Handlers call one method per request.
 
 mod backend;
+mod changes;
 mod client_auth;
 mod consent;
 mod flow;
@@ -14,7 +15,7 @@ mod reset;
 mod tests;
 mod token_endpoint;
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use crate::client::Client;
 use crate::client_cache::{CachedClient, ClientCache};
@@ -51,7 +52,8 @@ pub struct TracedToken {
 pub struct AuthService<S> {
     pub store: S,
     pub config: AuthConfig,
-    keys: SigningKeys,
+    /// Swapped when another node rotates the keys (the change feed).
+    keys: RwLock<Arc<SigningKeys>>,
     revocations: RevocationList,
     clients: ClientCache,
     sign_ins: SignInThrottle,
@@ -73,24 +75,18 @@ impl<S: AuthStore> AuthService<S> {
             }
         };
         let keys = SigningKeys::load(&material).map_err(StoreError)?;
-        let revocations = RevocationList::default();
-        let since = now - config.access_token_lifetime;
-        for (grant, at) in store.revoked_grants(since).await? {
-            revocations.revoke(&grant, at);
-        }
-        for (user, client, at) in store.access_revocations(since).await? {
-            revocations.revoke_user_client(&user, &client, at);
-        }
-        Ok(AuthService {
+        let auth = AuthService {
             store,
             config,
-            keys,
-            revocations,
+            keys: RwLock::new(Arc::new(keys)),
+            revocations: RevocationList::default(),
             clients: ClientCache::default(),
             sign_ins: SignInThrottle::default(),
             hashing: HashingPool::for_this_machine(),
             key_sets: JwksCache::new(Arc::new(NoFetch)),
-        })
+        };
+        auth.load_revocations(now).await?;
+        Ok(auth)
     }
 
     /// The service with `fetcher` for clients that register keys by URL (`jwks_uri`); without
@@ -140,7 +136,7 @@ impl<S: AuthStore> AuthService<S> {
 
     /// The public JWK Set.
     pub fn jwks(&self) -> serde_json::Value {
-        self.keys.jwks()
+        self.signing_keys().jwks()
     }
 
     /// Validates a bearer token for the FHIR API at our FHIR base.
@@ -151,13 +147,13 @@ impl<S: AuthStore> AuthService<S> {
     /// Validates a bearer token for the FHIR API at `fhir_base` (ours, or a simulation's):
     /// signature, expiry, audience and revocation (checklist item 77), with no I/O.
     pub fn verify_bearer_for(&self, token: &str, fhir_base: &str, now: UnixTime) -> Result<AccessClaims, BearerError> {
-        let claims = self.keys.verify_access_token(token, fhir_base, now)?;
+        let claims = self.signing_keys().verify_access_token(token, fhir_base, now)?;
         self.check_live(claims)
     }
 
     /// Like [`AuthService::verify_bearer`], for a token of any of our FHIR bases.
     pub fn verify_bearer_any(&self, token: &str, now: UnixTime) -> Result<AccessClaims, BearerError> {
-        let claims = self.keys.verify_access_token_for_any_audience(token, now)?;
+        let claims = self.signing_keys().verify_access_token_for_any_audience(token, now)?;
         if !self.config.is_our_audience(&claims.aud) {
             return Err(BearerError::Invalid("the access token was issued for another FHIR server (aud)"));
         }
@@ -167,7 +163,7 @@ impl<S: AuthStore> AuthService<S> {
     /// The launch-inspector view of a token with our signature; no other check (the FHIR
     /// handler makes those).
     pub fn peek_trace(&self, token: &str, now: UnixTime) -> Option<TracedToken> {
-        let claims = self.keys.peek_access_token(token)?;
+        let claims = self.signing_keys().peek_access_token(token)?;
         Some(TracedToken {
             trace: claims.trace?,
             expired: claims.exp <= now,

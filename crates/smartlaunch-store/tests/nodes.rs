@@ -1,0 +1,164 @@
+//! Stateless nodes on one PostgreSQL database (issue 10, "Stateless nodes"; docs/DESIGN.md):
+//! what one node keeps in memory — the revocation list, the client cache, the signing keys —
+//! follows what another node writes, through the change feed.  Two `PgDb` pools with an
+//! `AuthService` each are two nodes.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use smartlaunch_auth::changes::{ChangeFeed, FeedEvent};
+use smartlaunch_auth::client::{Client, ClientMetadata, TokenEndpointAuthMethod};
+use smartlaunch_auth::config::AuthConfig;
+use smartlaunch_auth::keys::KeyMaterial;
+use smartlaunch_auth::secrets::hash_token;
+use smartlaunch_auth::store::rules::{grant, refresh};
+use smartlaunch_auth::store::{ClientStore, GrantStore, KeyStore};
+use smartlaunch_auth::token::TokenRequest;
+use smartlaunch_auth::{AuthService, UnixTime};
+use smartlaunch_store::PgDb;
+use sqlx::Connection;
+
+#[path = "support/postgres.rs"]
+#[allow(dead_code)]
+mod support;
+
+use support::on_postgres_nodes;
+
+const NOW: UnixTime = 1_000;
+/// How long a node may take to apply a change made at another node.
+const PROMPTLY: Duration = Duration::from_secs(5);
+
+/// The public client `c` of the store rules' grants, allowed to refresh.
+fn client_c() -> Client {
+    Client {
+        client_id: "c".into(),
+        metadata: ClientMetadata {
+            client_name: "App c".into(),
+            redirect_uris: vec!["http://127.0.0.1/cb".into()],
+            grant_types: vec!["authorization_code".into(), "refresh_token".into()],
+            token_endpoint_auth_method: TokenEndpointAuthMethod::None,
+            scope: None,
+            initiate_login_uri: None,
+            logo_uri: None,
+            jwks: None,
+            jwks_uri: None,
+        },
+        secret_hash: None,
+        registration_token_hash: None,
+        created_at: 0,
+    }
+}
+
+/// Two nodes on one database with client `c` and grant `g` whose refresh token is `"r0"`.
+async fn two_nodes(nodes: &[PgDb]) -> (Arc<AuthService<PgDb>>, Arc<AuthService<PgDb>>) {
+    nodes[0].insert_keys_if_absent(&KeyMaterial::generate()).await.unwrap();
+    nodes[0].insert_client(&client_c()).await.unwrap();
+    nodes[0].insert_grant(&grant("g", NOW + 86_400), &refresh(&hash_token("r0"), "g", NOW + 86_400)).await.unwrap();
+    let config = || AuthConfig::new("http://127.0.0.1");
+    let a = AuthService::open(nodes[0].clone(), config(), NOW).await.unwrap();
+    let b = AuthService::open(nodes[1].clone(), config(), NOW).await.unwrap();
+    (Arc::new(a), Arc::new(b))
+}
+
+fn refresh_request(token: &str) -> TokenRequest {
+    TokenRequest {
+        grant_type: Some("refresh_token".into()),
+        refresh_token: Some(token.into()),
+        client_id: Some("c".into()),
+        ..Default::default()
+    }
+}
+
+/// Node `auth` follows the change feed of its database, as `smartlaunch serve` does.
+fn follow(auth: Arc<AuthService<PgDb>>, db: &PgDb) -> tokio::task::JoinHandle<()> {
+    let mut feed = db.change_feed();
+    tokio::spawn(async move {
+        loop {
+            let event = feed.next().await;
+            auth.apply_change(&event, NOW).await.unwrap();
+        }
+    })
+}
+
+/// Waits until `refused` holds, for at most [`PROMPTLY`].
+async fn within_bound(what: &str, refused: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !refused() {
+        assert!(start.elapsed() < PROMPTLY, "{what}: not applied within {PROMPTLY:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Checklist item 76 across nodes: a refresh token reused at node B revokes the family issued
+/// at node A, and A refuses the family's access token promptly (it checks access tokens
+/// locally, against its revocation list).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_grant_revoked_at_one_node_is_refused_by_the_other_promptly() {
+    on_postgres_nodes(2, 4, |nodes, _| async move {
+        let (a, b) = two_nodes(&nodes).await;
+        let following = follow(a.clone(), &nodes[0]);
+        let issued = a.token(refresh_request("r0"), None, NOW).await.unwrap();
+        let access = issued.access_token.clone();
+        assert!(a.verify_bearer_any(&access, NOW).is_ok());
+        assert!(b.token(refresh_request("r0"), None, NOW).await.is_err(), "reuse of r0 at B is refused");
+        within_bound("the family revoked at B", || a.verify_bearer_any(&access, NOW).is_err()).await;
+        following.abort();
+    })
+    .await
+}
+
+/// The management page's "revoke access" and a removed client, at node B: node A refuses
+/// the tokens, and its client cache forgets the removed client (introspection and the token
+/// endpoint of A no longer know it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn revoking_access_and_removing_a_client_at_one_node_reach_the_other() {
+    on_postgres_nodes(2, 4, |nodes, _| async move {
+        let (a, b) = two_nodes(&nodes).await;
+        let following = follow(a.clone(), &nodes[0]);
+        let issued = a.token(refresh_request("r0"), None, NOW).await.unwrap();
+        let access = issued.access_token.clone();
+        b.revoke_user_client("u", "c", NOW).await.unwrap();
+        within_bound("revoke access at B", || a.verify_bearer_any(&access, NOW).is_err()).await;
+
+        assert!(a.client("c", NOW).await.unwrap().is_some(), "cached at A");
+        b.remove_client("c", NOW).await.unwrap();
+        let start = Instant::now();
+        while a.client("c", NOW).await.unwrap().is_some() {
+            assert!(start.elapsed() < PROMPTLY, "the removed client is still served from A's cache");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        following.abort();
+    })
+    .await
+}
+
+/// A node that was not listening (its feed's connection was lost, or it had not started
+/// following) reloads the revocations when its feed (re)connects: a notification it missed
+/// never leaves a revoked token usable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_resyncs_what_it_missed_when_its_feed_reconnects() {
+    on_postgres_nodes(2, 4, |nodes, url| async move {
+        let (a, b) = two_nodes(&nodes).await;
+        let issued = a.token(refresh_request("r0"), None, NOW).await.unwrap();
+        let access = issued.access_token.clone();
+        b.revoke_grant("g", NOW).await.unwrap();
+        assert!(a.verify_bearer_any(&access, NOW).is_ok(), "A heard nothing: no feed");
+        let mut feed = nodes[0].change_feed();
+        let first = feed.next().await;
+        assert_eq!(first, FeedEvent::Resync, "a feed starts with a resync");
+        a.apply_change(&first, NOW).await.unwrap();
+        assert!(a.verify_bearer_any(&access, NOW).is_err(), "the missed revocation is applied");
+
+        // The listening connection dies (a database restart, a failover): the feed says so.
+        let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
+        let killed: Vec<(bool,)> =
+            sqlx::query_as("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN%'")
+                .fetch_all(&mut admin)
+                .await
+                .unwrap();
+        assert_eq!(killed, [(true,)], "one listening connection");
+        let again = tokio::time::timeout(PROMPTLY, feed.next()).await.expect("the feed reconnects");
+        assert_eq!(again, FeedEvent::Resync);
+    })
+    .await
+}
