@@ -16,6 +16,7 @@ pub mod error;
 pub mod inspect;
 pub mod jwk;
 pub mod jwks_cache;
+pub mod key_encryption;
 pub mod keys;
 pub mod launch;
 pub mod pkce;

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use smartlaunch_auth::changes::{ChangeFeed, FeedEvent};
 use smartlaunch_auth::client::{Client, ClientMetadata, TokenEndpointAuthMethod};
 use smartlaunch_auth::config::AuthConfig;
-use smartlaunch_auth::keys::KeyMaterial;
+use smartlaunch_auth::key_encryption::KeyEncryptionKey;
+use smartlaunch_auth::keys::{KeyMaterial, KEY_ACTIVATION};
 use smartlaunch_auth::secrets::hash_token;
 use smartlaunch_auth::store::rules::{grant, refresh};
 use smartlaunch_auth::store::{ClientStore, GrantStore, KeyStore};
@@ -159,6 +160,68 @@ async fn a_node_resyncs_what_it_missed_when_its_feed_reconnects() {
         assert_eq!(killed, [(true,)], "one listening connection");
         let again = tokio::time::timeout(PROMPTLY, feed.next()).await.expect("the feed reconnects");
         assert_eq!(again, FeedEvent::Resync);
+    })
+    .await
+}
+
+fn kek(byte: u8) -> KeyEncryptionKey {
+    use base64::Engine;
+    KeyEncryptionKey::from_base64(&base64::engine::general_purpose::STANDARD.encode([byte; 32])).unwrap()
+}
+
+fn config_with(kek: Option<KeyEncryptionKey>) -> AuthConfig {
+    AuthConfig { key_encryption_key: kek, ..AuthConfig::new("http://127.0.0.1") }
+}
+
+/// The signing keys are encrypted in the database; a node with another key encryption key (or
+/// none) refuses to start, and never makes keys of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_with_the_wrong_key_encryption_key_refuses_to_start() {
+    on_postgres_nodes(2, 4, |nodes, url| async move {
+        let a = AuthService::open(nodes[0].clone(), config_with(Some(kek(1))), NOW).await.unwrap();
+        let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
+        let stored: Vec<(Vec<u8>, Vec<u8>)> =
+            sqlx::query_as("SELECT rsa_pkcs8, hmac_secret FROM signing_keys").fetch_all(&mut admin).await.unwrap();
+        assert_eq!(stored.len(), 1);
+        assert!(stored[0].0.starts_with(b"SLK1") && stored[0].1.starts_with(b"SLK1"), "sealed at rest");
+        let wrong = AuthService::open(nodes[1].clone(), config_with(Some(kek(2))), NOW).await.err().unwrap();
+        assert!(wrong.0.contains("cannot be decrypted"), "{}", wrong.0);
+        let none = AuthService::open(nodes[1].clone(), config_with(None), NOW).await.err().unwrap();
+        assert!(none.0.contains("openssl rand -base64 32"), "{}", none.0);
+        let b = AuthService::open(nodes[1].clone(), config_with(Some(kek(1))), NOW).await.unwrap();
+        assert_eq!(a.jwks(NOW), b.jwks(NOW), "the same keys");
+        assert_eq!(nodes[0].all_keys().await.unwrap().len(), 1, "no key was made by a refused node");
+    })
+    .await
+}
+
+/// `keys rotate` at node A: node B publishes the new key promptly, both sign with it once it
+/// is active, and tokens signed before the rotation still verify at both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rotation_at_one_node_is_seen_by_the_other_and_old_tokens_still_verify() {
+    on_postgres_nodes(2, 4, |nodes, _| async move {
+        nodes[0].insert_client(&client_c()).await.unwrap();
+        nodes[0].insert_grant(&grant("g", NOW + 86_400), &refresh(&hash_token("r0"), "g", NOW + 86_400)).await.unwrap();
+        let a = Arc::new(AuthService::open(nodes[0].clone(), config_with(Some(kek(1))), NOW).await.unwrap());
+        let b = Arc::new(AuthService::open(nodes[1].clone(), config_with(Some(kek(1))), NOW).await.unwrap());
+        let following = follow(b.clone(), &nodes[1]);
+        let before = a.token(refresh_request("r0"), None, NOW).await.unwrap();
+        let kid = a.rotate_keys(NOW).await.unwrap();
+        within_bound("the rotated key at B", || b.jwks(NOW)["keys"].as_array().unwrap().len() == 2).await;
+        assert_eq!(b.jwks(NOW)["keys"][0]["kid"], kid.as_str(), "the newest first");
+        let later = NOW + KEY_ACTIVATION;
+        let after = a.token(refresh_request(before.refresh_token.as_deref().unwrap()), None, later).await.unwrap();
+        let kid_of = |t: &str| {
+            use base64::Engine;
+            let header = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(t.split('.').next().unwrap()).unwrap();
+            serde_json::from_slice::<serde_json::Value>(&header).unwrap()["kid"].as_str().unwrap().to_owned()
+        };
+        assert_eq!(kid_of(&after.access_token), kid, "signed with the new key once active");
+        for node in [&a, &b] {
+            assert!(node.verify_bearer_any(&after.access_token, later).is_ok());
+            assert!(node.verify_bearer_any(&before.access_token, later).is_ok(), "signed before the rotation");
+        }
+        following.abort();
     })
     .await
 }

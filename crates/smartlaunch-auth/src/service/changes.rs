@@ -5,10 +5,28 @@ use std::sync::Arc;
 
 use super::AuthService;
 use crate::changes::{Change, FeedEvent};
+use crate::config::AuthConfig;
 use crate::error::StoreError;
-use crate::keys::SigningKeys;
-use crate::store::AuthStore;
+use crate::key_encryption::{open_material, seal_material};
+use crate::keys::{KeyMaterial, SigningKeys};
+use crate::store::{AuthStore, KeyStore};
 use crate::UnixTime;
+
+/// The stored keys, decrypted with the configured key encryption key, ready at `now`.  A wrong
+/// key encryption key is an error, never a reason to make new keys.
+pub(super) async fn load_keys<S: KeyStore>(
+    store: &S,
+    config: &AuthConfig,
+    now: UnixTime,
+) -> Result<SigningKeys, StoreError> {
+    let mut opened = Vec::new();
+    for (material, added_at) in store.all_keys().await? {
+        let material =
+            open_material(config.key_encryption_key.as_ref(), &material).map_err(|e| StoreError(e.to_string()))?;
+        opened.push((material, added_at));
+    }
+    SigningKeys::load_set(&opened, config.access_token_lifetime, now).map_err(StoreError)
+}
 
 impl<S: AuthStore> AuthService<S> {
     /// Applies one event of the change feed at `now`.  A [`FeedEvent::Resync`] reloads
@@ -22,7 +40,7 @@ impl<S: AuthStore> AuthService<S> {
                 self.clients.forget(client);
             }
             FeedEvent::Change(Change::ClientChanged { client }) => self.clients.forget(client),
-            FeedEvent::Change(Change::KeysRotated) => self.reload_keys().await?,
+            FeedEvent::Change(Change::KeysRotated) => self.reload_keys(now).await?,
             FeedEvent::Resync => self.resync(now).await?,
         }
         Ok(())
@@ -34,7 +52,7 @@ impl<S: AuthStore> AuthService<S> {
     async fn resync(&self, now: UnixTime) -> Result<(), StoreError> {
         self.load_revocations(now).await?;
         self.clients.clear();
-        self.reload_keys().await
+        self.reload_keys(now).await
     }
 
     /// Fills the revocation list with the revocations no unexpired token can predate.
@@ -49,16 +67,25 @@ impl<S: AuthStore> AuthService<S> {
         Ok(())
     }
 
-    /// Loads the newest keys from the store.
-    async fn reload_keys(&self) -> Result<(), StoreError> {
-        let Some(material) = self.store.keys().await? else {
-            return Err(StoreError("the signing keys are gone from the database".into()));
-        };
-        if material.kid != self.signing_keys().kid() {
-            let loaded = SigningKeys::load(&material).map_err(StoreError)?;
-            *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(loaded);
-        }
+    /// Loads the keys from the store (a rotation, a resync).
+    async fn reload_keys(&self, now: UnixTime) -> Result<(), StoreError> {
+        let loaded = load_keys(&self.store, &self.config, now).await?;
+        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(loaded);
         Ok(())
+    }
+
+    /// `smartlaunch keys rotate`: adds a new set of signing keys, encrypted like the others.
+    /// Every node loads it (the change feed), publishes it in the JWKS at once and signs with
+    /// it [`KEY_ACTIVATION`](crate::keys::KEY_ACTIVATION) seconds later; the keys it replaces
+    /// still verify until the tokens they signed have expired.  Returns the new key id.
+    pub async fn rotate_keys(&self, now: UnixTime) -> Result<String, StoreError> {
+        let fresh = tokio::task::spawn_blocking(KeyMaterial::generate)
+            .await
+            .map_err(|e| StoreError(format!("key generation: {e}")))?;
+        let sealed = seal_material(self.config.key_encryption_key.as_ref(), &fresh).map_err(StoreError)?;
+        self.store.add_keys(&sealed, now).await?;
+        self.reload_keys(now).await?;
+        Ok(fresh.kid)
     }
 
     /// The keys this node signs and verifies with now.

@@ -23,6 +23,7 @@ use crate::config::AuthConfig;
 use crate::error::{BearerError, StoreError};
 use crate::inspect::LaunchRecord;
 use crate::jwks_cache::{JwksCache, JwksFetcher, NoFetch};
+use crate::key_encryption::seal_material;
 use crate::keys::{AccessClaims, KeyMaterial, SigningKeys};
 use crate::launch::SimulatedError;
 use crate::retention::Retention;
@@ -65,16 +66,14 @@ impl<S: AuthStore> AuthService<S> {
     /// Opens the service on a store: loads the signing keys (creating them on first start) and
     /// the recently revoked grants.
     pub async fn open(store: S, config: AuthConfig, now: UnixTime) -> Result<AuthService<S>, StoreError> {
-        let material = match store.keys().await? {
-            Some(m) => m,
-            None => {
-                let fresh = tokio::task::spawn_blocking(KeyMaterial::generate)
-                    .await
-                    .map_err(|e| StoreError(format!("key generation: {e}")))?;
-                store.insert_keys_if_absent(&fresh).await?
-            }
-        };
-        let keys = SigningKeys::load(&material).map_err(StoreError)?;
+        if store.keys().await?.is_none() {
+            let fresh = tokio::task::spawn_blocking(KeyMaterial::generate)
+                .await
+                .map_err(|e| StoreError(format!("key generation: {e}")))?;
+            let sealed = seal_material(config.key_encryption_key.as_ref(), &fresh).map_err(StoreError)?;
+            store.insert_keys_if_absent(&sealed).await?;
+        }
+        let keys = changes::load_keys(&store, &config, now).await?;
         let auth = AuthService {
             store,
             config,
@@ -134,9 +133,9 @@ impl<S: AuthStore> AuthService<S> {
         Ok(removed)
     }
 
-    /// The public JWK Set.
-    pub fn jwks(&self) -> serde_json::Value {
-        self.signing_keys().jwks()
+    /// The public JWK Set at `now` (a rotated-out key stays until its tokens expired).
+    pub fn jwks(&self, now: UnixTime) -> serde_json::Value {
+        self.signing_keys().jwks(now)
     }
 
     /// Validates a bearer token for the FHIR API at our FHIR base.
