@@ -18,3 +18,4 @@ mod limits;
 mod polish;
 mod sandbox;
 mod trust;
+mod two_nodes;

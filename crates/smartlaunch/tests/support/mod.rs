@@ -3,6 +3,7 @@
 
 mod backend;
 mod fhir;
+mod nodes;
 mod process;
 
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use smartlaunch::{start, Running, Settings, SystemClock};
 
 pub use backend::*;
 pub use fhir::*;
+pub use nodes::*;
 pub use process::Process;
 
 pub struct Server {
