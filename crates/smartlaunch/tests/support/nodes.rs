@@ -119,11 +119,12 @@ impl Nginx {
     }
 }
 
-fn nginx_binary() -> &'static str {
-    ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists())
-        .unwrap_or("nginx")
+/// `$NGINX` (scripts/test.sh sets it), else Debian's path, else `nginx` on the `PATH`.
+fn nginx_binary() -> String {
+    std::env::var("NGINX").ok().filter(|p| !p.is_empty()).unwrap_or_else(|| {
+        let debian = "/usr/sbin/nginx";
+        if std::path::Path::new(debian).exists() { debian } else { "nginx" }.to_owned()
+    })
 }
 
 impl Drop for Nginx {
