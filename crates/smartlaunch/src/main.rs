@@ -155,6 +155,18 @@ enum KeysCommand {
         #[arg(long, value_name = "PREFIX", default_value = "smartlaunch-client")]
         out: PathBuf,
     },
+    /// Rotate the server's signing keys on PostgreSQL: add a new key that every running node
+    /// publishes at once and signs with 10 s later; the replaced key keeps verifying until the
+    /// tokens it signed have expired.  Prints the new key id.
+    Rotate {
+        /// The PostgreSQL database of the nodes (postgres://user@host/database).
+        #[arg(long, value_name = "URL", env = "DATABASE_URL")]
+        database: String,
+        /// The file with the key encryption key of the signing keys (base64 of 32 bytes);
+        /// default: SMARTLAUNCH_KEY_ENCRYPTION_KEY.
+        #[arg(long, value_name = "PATH")]
+        key_encryption_key_file: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -270,6 +282,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("private key  {} (keep it secret)", pem.display());
             println!("public JWKS  {} (register it as `jwks`, or serve it at your `jwks_uri`)", jwks.display());
             println!("kid          {}", key.kid());
+            Ok(())
+        }
+        Command::Keys(KeysCommand::Rotate { database, key_encryption_key_file }) => {
+            let kid =
+                smartlaunch::nodes::rotate_signing_keys(&database, key_encryption_key_file.as_deref(), now()).await?;
+            println!("new signing key {kid}: published now, signing in 10 s on every node");
             Ok(())
         }
         Command::Token { client_id, key, alg, scope, token_url, fhir_base } => {

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use smartlaunch_auth::changes::{Change, ChangeFeed, FeedEvent};
 use smartlaunch_auth::key_encryption::{KeyEncryptionKey, HOW_TO_MAKE_ONE};
+use smartlaunch_auth::{AuthConfig, AuthService, UnixTime};
+use smartlaunch_store::PgDb;
 
 use crate::server::App;
 
@@ -34,6 +36,19 @@ pub fn key_encryption_key(file: Option<&Path>, required: bool) -> anyhow::Result
         )),
         None => Ok(None),
     }
+}
+
+/// `smartlaunch keys rotate`: adds a new set of signing keys to the PostgreSQL database at
+/// `database_url`, sealed with the key encryption key; the running nodes hear of it on the
+/// change feed.  Returns the new key id.
+pub async fn rotate_signing_keys(database_url: &str, key_file: Option<&Path>, now: UnixTime) -> anyhow::Result<String> {
+    let key_encryption_key = key_encryption_key(key_file, true)?;
+    let db = PgDb::connect(database_url, 2).await?;
+    let config = AuthConfig { key_encryption_key, ..AuthConfig::new("http://127.0.0.1") };
+    let auth = AuthService::open(db.clone(), config, now).await?;
+    let kid = auth.rotate_keys(now).await?;
+    db.close().await;
+    Ok(kid)
 }
 
 /// Follows `feed` for as long as the server runs: applies each change to the authorization

@@ -206,3 +206,53 @@ async fn a_node_killed_under_load_loses_no_acknowledged_write() {
     assert_eq!(r.status(), StatusCode::OK, "B is healthy");
     cluster.stop().await;
 }
+
+/// `smartlaunch keys rotate` (issue 10, "rotated consistently"): both running nodes publish
+/// the new key promptly, next to the old one; an access token signed before the rotation still
+/// works at both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_rotation_reaches_every_node_and_keeps_the_old_tokens_valid() {
+    let Some(cluster) = Cluster::start().await else { return };
+    let a = cluster.direct(&cluster.a);
+    let client = a.public_app().await;
+    let (code, verifier) = launch(&a, &client, SCOPE, "patient", None).await;
+    let tokens = redeem(&a, &client, &code, &verifier).await;
+    let access = tokens["access_token"].as_str().unwrap();
+    let http = reqwest::Client::new();
+    let kids = |node: &Process| {
+        let request = http.get(format!("{}/.well-known/jwks.json", node.addr));
+        async move {
+            let jwks: Value = request.send().await.unwrap().json().await.unwrap();
+            jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap().to_owned()).collect::<Vec<_>>()
+        }
+    };
+    let before = kids(&cluster.a).await;
+    assert_eq!(before.len(), 1);
+    let rotated = std::process::Command::new(env!("CARGO_BIN_EXE_smartlaunch"))
+        .args(["keys", "rotate", "--database", &cluster.db.as_ref().unwrap().url])
+        .env("SMARTLAUNCH_KEY_ENCRYPTION_KEY", TEST_KEY_ENCRYPTION_KEY)
+        .output()
+        .unwrap();
+    assert!(rotated.status.success(), "{}", String::from_utf8_lossy(&rotated.stderr));
+    for node in [&cluster.a, &cluster.b] {
+        let start = Instant::now();
+        loop {
+            let now = kids(node).await;
+            if now.len() == 2 {
+                assert_eq!(now[1], before[0], "the old key stays, after the new one");
+                break;
+            }
+            assert!(start.elapsed() < PROMPTLY, "the rotated key did not reach {}", node.addr);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(read_at(node, "Patient/pat-001", access).await, StatusCode::OK, "a token of the old key");
+    }
+    let wrong = std::process::Command::new(env!("CARGO_BIN_EXE_smartlaunch"))
+        .args(["keys", "rotate", "--database", &cluster.db.as_ref().unwrap().url])
+        .env("SMARTLAUNCH_KEY_ENCRYPTION_KEY", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")
+        .output()
+        .unwrap();
+    assert!(!wrong.status.success(), "a wrong key encryption key is refused");
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("cannot be decrypted"));
+    cluster.stop().await;
+}
