@@ -256,3 +256,47 @@ async fn a_key_rotation_reaches_every_node_and_keeps_the_old_tokens_valid() {
     assert!(String::from_utf8_lossy(&wrong.stderr).contains("cannot be decrypted"));
     cluster.stop().await;
 }
+
+/// Bulk Data export behind the proxy (issue 10, "background work runs once"): a job kicked off
+/// through nginx is run by one node, and its status and files answer at either node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_export_kicked_off_at_one_node_is_served_by_both() {
+    let Some(cluster) = Cluster::start().await else { return };
+    let public = cluster.proxy();
+    let token = public.backend_token("system/Patient.rs").await;
+    let http = reqwest::Client::new();
+    let kickoff = http
+        .get(format!("{}/fhir/Patient/$export", cluster.a.addr))
+        .bearer_auth(&token)
+        .header("Prefer", "respond-async")
+        .header("Accept", "application/fhir+json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(kickoff.status(), StatusCode::ACCEPTED, "{}", kickoff.text().await.unwrap());
+    let status_url = kickoff.headers()["content-location"].to_str().unwrap().to_owned();
+    let at = |node: &Process, url: &str| url.replace(&cluster.nginx.base, &node.addr);
+    let start = Instant::now();
+    let manifest: Value = loop {
+        let r = http.get(at(&cluster.b, &status_url)).bearer_auth(&token).send().await.unwrap();
+        match r.status() {
+            StatusCode::ACCEPTED => {}
+            StatusCode::OK => break r.json().await.unwrap(),
+            other => panic!("status {other} at B: {}", r.text().await.unwrap()),
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "the export did not finish");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let output = manifest["output"].as_array().unwrap();
+    assert!(!output.is_empty(), "{manifest}");
+    for entry in output {
+        let url = entry["url"].as_str().unwrap();
+        for node in [&cluster.a, &cluster.b] {
+            let r = http.get(at(node, url)).bearer_auth(&token).send().await.unwrap();
+            assert_eq!(r.status(), StatusCode::OK, "{url} at {}", node.addr);
+            let lines = r.text().await.unwrap().lines().count() as u64;
+            assert_eq!(lines, entry["count"].as_u64().unwrap(), "{url} at {}", node.addr);
+        }
+    }
+    cluster.stop().await;
+}
