@@ -80,7 +80,9 @@ async function startProxiedNodes() {
   const port = await freePort();
   const base = "http://127.0.0.1:" + port;
   const env = { SMARTLAUNCH_KEY_ENCRYPTION_KEY: crypto.randomBytes(32).toString("base64") };
-  const args = ["--database", database, "--public-url", base];
+  // One --data directory for both (the export files), as a shared network volume would be.
+  const data = fs.mkdtempSync(path.join(os.tmpdir(), "smartlaunch-e2e-nodes-"));
+  const args = ["--database", database, "--public-url", base, "--data", data];
   const nodes = [await spawnServer(args, env), await spawnServer(args, env)];
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "smartlaunch-e2e-nginx-"));
   const upstreams = nodes.map(n => `    server ${n.addr.replace("http://", "")};`).join("\n");
@@ -131,6 +133,7 @@ ${upstreams}
       for (const n of nodes) await stopChild(n.child);
       psql(server, `DROP DATABASE "${name}" WITH (FORCE)`);
       fs.rmSync(dir, { recursive: true, force: true });
+      fs.rmSync(data, { recursive: true, force: true });
     },
   };
 }

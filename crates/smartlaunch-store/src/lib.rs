@@ -10,6 +10,8 @@ mod auth;
 mod auth_rows;
 mod browse;
 mod bulk;
+mod copy;
+mod db;
 mod events;
 mod exports;
 mod launch_links;
@@ -21,13 +23,17 @@ mod writer;
 
 pub use browse::Listed;
 pub use bulk::{BulkBatch, BulkWriter};
+pub use copy::{copy_sqlite_to_postgres, CopyError, CopyReport};
+pub use db::{
+    Backend, BulkWriter as DbBulkWriter, DatabaseConfig, Db, ExportClaim, Snapshot as DbSnapshot,
+    UnsupportedDatabaseUrl,
+};
 pub use launch_links::{LaunchLink, MAX_LAUNCH_LINKS};
-pub use pg::{PgChangeFeed, PgDb, DEFAULT_MAX_CONNECTIONS as PG_DEFAULT_MAX_CONNECTIONS};
+pub use pg::{
+    PgBulkWriter, PgChangeFeed, PgDb, PgExportClaim, PgSessionLock, PgSnapshot,
+    DEFAULT_MAX_CONNECTIONS as PG_DEFAULT_MAX_CONNECTIONS,
+};
 pub use reset::{ResetReport, RESET_TABLES};
-
-/// The database the server runs on.  Today the embedded SQLite store; the PostgreSQL backend
-/// joins it behind this name (issue 10).
-pub type Db = SqliteDb;
 
 use std::path::Path;
 use std::str::FromStr;

@@ -13,8 +13,6 @@ use smartlaunch_auth::store::{
 };
 use smartlaunch_store::SqliteDb;
 
-#[path = "rules/exports.rs"]
-mod exports;
 #[path = "rules/inspector.rs"]
 mod inspector;
 

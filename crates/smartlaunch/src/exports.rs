@@ -3,6 +3,12 @@
 //! writing `{data_dir}/exports/{job}/{Type}.ndjson`.  Jobs live in the database: a job a stopped
 //! server left queued or running is started again from the beginning at the next start (same
 //! `transactionTime`, so the same data), and housekeeping deletes expired jobs with their files.
+//!
+//! On PostgreSQL several nodes share the jobs: a node runs a job only under its claim
+//! ([`Db::claim_export_job`]), so a job runs on one node at a time, and a job whose node
+//! died is taken up by the next node that starts.  The files stay in the node's `--data`
+//! directory: nodes behind one load balancer need that directory shared (one network volume
+//! mounted by all) for a download to work from any node (docs/DESIGN.md "PostgreSQL").
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -146,9 +152,18 @@ impl Exports {
     }
 
     async fn run(&self, id: &str) {
+        let claim = match self.db.claim_export_job(id).await {
+            Ok(Some(claim)) => claim,
+            // Another node runs it (or it ended meanwhile).
+            Ok(None) => return,
+            Err(e) => return tracing::error!("export job {id}: claiming it: {e}"),
+        };
         self.running.lock().unwrap_or_else(|p| p.into_inner()).insert(id.to_owned(), false);
         self.run_job(id).await;
         self.running.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+        if let Err(e) = claim.release().await {
+            tracing::warn!("export job {id}: releasing its claim: {e}");
+        }
     }
 
     async fn run_job(&self, id: &str) {

@@ -14,7 +14,7 @@ use serde_json::Value;
 use smartlaunch_auth::secrets::random_hex;
 use smartlaunch_fhir::bundle::{prepare_transaction, EntryMethod};
 use smartlaunch_fhir::store::{Expected, ResourceStore, WriteOp};
-use smartlaunch_store::{BulkBatch, BulkWriter, Db};
+use smartlaunch_store::{BulkBatch, Db, DbBulkWriter as BulkWriter};
 use tokio::sync::mpsc;
 
 /// Resources stored per database transaction for NDJSON files.

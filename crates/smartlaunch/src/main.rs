@@ -11,7 +11,7 @@ use smartlaunch_auth::client::RegistrationRequest;
 use smartlaunch_auth::config::AuthConfig;
 use smartlaunch_auth::store::ClientStore;
 use smartlaunch_auth::AuthService;
-use smartlaunch_store::Db;
+use smartlaunch_store::{DatabaseConfig, Db, PG_DEFAULT_MAX_CONNECTIONS};
 
 /// SMART on FHIR sandbox: a SMART App Launch 2.2 authorization server and a FHIR R4 server
 /// with demo data, in one binary.
@@ -25,7 +25,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the sandbox: authorization server, FHIR API and pages, on an embedded SQLite
-    /// database (demo data and demo accounts are created on first start).
+    /// database in --data, or on PostgreSQL with --database (demo data and demo accounts are
+    /// created on first start).
     Serve(ServeArgs),
     /// Manage the users who can sign in.
     #[command(subcommand)]
@@ -69,14 +70,27 @@ enum Command {
     },
     /// Reset the sandbox: restore the demo data and the demo accounts, and remove every app,
     /// grant, token, launch, consent, session, inspector record, export job and added user.
-    /// The signing keys stay.  Refused while a server uses the data directory (stop it, or
-    /// use the "Reset the sandbox" button on its /sandbox page).
+    /// The signing keys stay.  Refused while a server uses the data directory or the
+    /// PostgreSQL database (stop it, or use the "Reset the sandbox" button on its /sandbox page).
     Reset {
         #[command(flatten)]
         data: DataArg,
         /// Don't ask for confirmation (needed when standard input is not a terminal).
         #[arg(long)]
         yes: bool,
+    },
+    /// Copy a SQLite sandbox (a data directory) into an empty PostgreSQL database: every
+    /// resource with its history, app, user, grant, token, session, launch, launch link, the
+    /// signing keys and the inspector's records, in one transaction.  Refused while a server
+    /// uses the data directory, and into a database that holds anything.
+    Migrate {
+        /// The data directory of the SQLite sandbox.
+        #[arg(long = "from-data", value_name = "DIR")]
+        from_data: PathBuf,
+        /// The PostgreSQL database to copy into, e.g. postgres://user@host:5432/smartlaunch
+        /// (create it first; it must be empty).
+        #[arg(long, value_name = "URL")]
+        to: String,
     },
 }
 
@@ -85,6 +99,33 @@ struct DataArg {
     /// The data directory (database, keys).
     #[arg(long = "data", value_name = "DIR", default_value = "./smartlaunch-data", env = "SMARTLAUNCH_DATA")]
     data: PathBuf,
+    /// Run on this PostgreSQL database (postgres://user:password@host:port/database) instead
+    /// of the SQLite database in --data.
+    #[arg(long = "database", value_name = "URL", env = "DATABASE_URL")]
+    database: Option<String>,
+}
+
+/// Connections of a command-line command (not a server) to PostgreSQL.
+const CLI_CONNECTIONS: u32 = 4;
+
+impl DataArg {
+    /// The database these arguments name, with at most `connections` to PostgreSQL.
+    fn config(&self, connections: u32) -> anyhow::Result<DatabaseConfig> {
+        Ok(DatabaseConfig::choose(self.database.as_deref(), &self.data, connections)?)
+    }
+
+    /// Opens the database of a command-line command.
+    async fn open(&self) -> anyhow::Result<Db> {
+        Ok(Db::open(&self.config(CLI_CONNECTIONS)?).await?)
+    }
+
+    /// What the database is, for messages: the data directory or "the PostgreSQL database".
+    fn describe(&self) -> String {
+        match self.database {
+            Some(_) => "the PostgreSQL database".into(),
+            None => self.data.display().to_string(),
+        }
+    }
 }
 
 #[derive(Args)]
@@ -121,6 +162,14 @@ struct ServeArgs {
     /// Registrations per minute per client address; 0 turns the limit off.
     #[arg(long, value_name = "N", default_value_t = RateLimits::default().registrations_per_minute)]
     registration_rate_limit: u32,
+    /// The file with the key that encrypts the signing keys in the database (base64 of 32
+    /// bytes: `openssl rand -base64 32`); default: SMARTLAUNCH_KEY_ENCRYPTION_KEY.  Required on
+    /// PostgreSQL (every node needs the same key), optional on SQLite.
+    #[arg(long, value_name = "PATH")]
+    key_encryption_key_file: Option<PathBuf>,
+    /// With --database: the most connections this node opens to PostgreSQL.
+    #[arg(long, value_name = "N", default_value_t = PG_DEFAULT_MAX_CONNECTIONS, env = "SMARTLAUNCH_DATABASE_CONNECTIONS")]
+    database_connections: u32,
 }
 
 #[derive(Subcommand)]
@@ -267,7 +316,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 fhir_user.starts_with("Practitioner/") || fhir_user.starts_with("Patient/"),
                 "--fhir-user must be Practitioner/<id> or Patient/<id>"
             );
-            let db = Db::open_dir(&data.data).await?;
+            let db = data.open().await?;
             let display = name.unwrap_or_else(|| username.clone());
             if smartlaunch::seed::add_user(&db, &username, &password, &fhir_user, &display).await? {
                 println!("added user {username} ({fhir_user})");
@@ -300,12 +349,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Import { data, paths } => import(data, paths).await,
         Command::Reset { data, yes } => reset(data, yes).await,
+        Command::Migrate { from_data, to } => migrate(from_data, to).await,
     }
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let settings = Settings {
         data_dir: args.data.data,
+        database_url: args.data.database,
+        database_connections: args.database_connections,
         listen: args.listen,
         public_url: args.public_url,
         registration_token: args.registration_token,
@@ -316,6 +368,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             token_per_second: args.token_rate_limit,
             registrations_per_minute: args.registration_rate_limit,
         },
+        key_encryption_key: smartlaunch::nodes::key_encryption_key(args.key_encryption_key_file.as_deref(), false)?,
     };
     let running = start(settings, Arc::new(SystemClock::default())).await?;
     let base = &running.public_url;
@@ -370,7 +423,7 @@ async fn shutdown_signal() -> anyhow::Result<&'static str> {
 
 async fn import(data: DataArg, paths: Vec<PathBuf>) -> anyhow::Result<()> {
     use std::io::Write;
-    let db = Db::open_dir_for_import(&data.data).await?;
+    let db = Db::open_for_import(&data.config(CLI_CONNECTIONS)?).await?;
     let now = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339)?;
     let mut last = std::time::Instant::now();
     let report = smartlaunch::import::import_paths(&db, &paths, &now, |r| {
@@ -382,7 +435,9 @@ async fn import(data: DataArg, paths: Vec<PathBuf>) -> anyhow::Result<()> {
         }
     })
     .await;
+    let analyzed = db.after_bulk_load().await;
     db.close().await;
+    analyzed?;
     eprintln!();
     let seconds = report.elapsed.as_secs_f64().max(0.001);
     println!(
@@ -404,27 +459,71 @@ async fn import(data: DataArg, paths: Vec<PathBuf>) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn migrate(from_data: PathBuf, to: String) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        from_data.join("smartlaunch.db").is_file(),
+        "{} holds no smartlaunch database (smartlaunch.db)",
+        from_data.display()
+    );
+    // A server writing meanwhile would write after the copy's snapshot: refused.
+    let _lock = smartlaunch::sandbox::lock_data_dir_without_server(&from_data)?;
+    let DatabaseConfig::Postgres { url, .. } = DatabaseConfig::choose(Some(&to), &from_data, 2)? else {
+        anyhow::bail!("--to {to}: a PostgreSQL URL (postgres://…) is needed");
+    };
+    let from = smartlaunch_store::SqliteDb::open_dir(&from_data).await?;
+    let target = smartlaunch_store::PgDb::connect(&url, 2).await?;
+    let copied = smartlaunch_store::copy_sqlite_to_postgres(&from, &target).await;
+    from.close().await;
+    target.close().await;
+    let report = copied?;
+    println!("copied the sandbox in {} into PostgreSQL:", from_data.display());
+    for (table, rows) in report.tables.iter().filter(|(_, rows)| *rows > 0) {
+        println!("  {table:<24} {rows}");
+    }
+    if report.rows("export_jobs") > 0 {
+        println!(
+            "the export jobs' files stay in {}: serve with this --data to keep them",
+            from_data.join("exports").display()
+        );
+    }
+    Ok(())
+}
+
 async fn reset(data: DataArg, yes: bool) -> anyhow::Result<()> {
+    let config = data.config(CLI_CONNECTIONS)?;
+    let db = Db::open(&config).await?;
+    let lock = smartlaunch::sandbox::lock_without_server(&db, &data.data).await;
+    let result = reset_unless_in_use(&data, yes, &db, lock).await;
+    db.close().await;
+    result
+}
+
+async fn reset_unless_in_use(
+    data: &DataArg,
+    yes: bool,
+    db: &Db,
+    lock: Result<smartlaunch::sandbox::ResetLock, smartlaunch::sandbox::LockError>,
+) -> anyhow::Result<()> {
     use std::io::{IsTerminal, Write};
-    let _lock = smartlaunch::sandbox::lock_without_server(&data.data)?;
+    let lock = lock?;
     if !yes {
         anyhow::ensure!(std::io::stdin().is_terminal(), "add --yes to reset without a terminal to confirm on");
         print!(
             "This deletes every app, grant, token, launch, added user and change to the data in {} \
              and restores the demo data.\nType \"reset\" to go on: ",
-            data.data.display()
+            data.describe()
         );
         std::io::stdout().flush()?;
         let answer = std::io::stdin().lock().lines().next().transpose()?.unwrap_or_default();
         anyhow::ensure!(answer.trim() == "reset", "nothing was changed");
     }
-    let db = Db::open_dir(&data.data).await?;
     let now_instant = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339)?;
-    let report = smartlaunch::sandbox::reset_database(&db, now(), &now_instant).await?;
-    db.close().await;
+    let report = smartlaunch::sandbox::reset_database(db, now(), &now_instant).await;
+    lock.release().await;
+    let report = report?;
     println!(
         "the sandbox in {} is reset: demo data and demo accounts restored, {} apps and {} export jobs removed",
-        data.data.display(),
+        data.describe(),
         report.clients.len(),
         report.export_jobs.len()
     );
@@ -456,8 +555,14 @@ async fn clients(command: ClientsCommand) -> anyhow::Result<()> {
             };
             let grant_types: &[&str] =
                 if backend { &["client_credentials"] } else { &["authorization_code", "refresh_token"] };
-            let db = Db::open_dir(&data.data).await?;
-            let auth = AuthService::open(db, AuthConfig::new("http://127.0.0.1"), now()).await?;
+            let db = data.open().await?;
+            // The service opens the signing keys: on PostgreSQL they need the nodes' key
+            // encryption key (SMARTLAUNCH_KEY_ENCRYPTION_KEY).
+            let config = AuthConfig {
+                key_encryption_key: smartlaunch::nodes::key_encryption_key(None, false)?,
+                ..AuthConfig::new("http://127.0.0.1")
+            };
+            let auth = AuthService::open(db, config, now()).await?;
             let request = RegistrationRequest {
                 client_name: Some(name),
                 redirect_uris: Some(redirect_uris),
@@ -474,7 +579,7 @@ async fn clients(command: ClientsCommand) -> anyhow::Result<()> {
             Ok(())
         }
         ClientsCommand::List { data } => {
-            let db = Db::open_dir(&data.data).await?;
+            let db = data.open().await?;
             for c in db.clients().await? {
                 println!(
                     "{}\t{}\t{}\t{}",
@@ -487,7 +592,7 @@ async fn clients(command: ClientsCommand) -> anyhow::Result<()> {
             Ok(())
         }
         ClientsCommand::Remove { data, client_id } => {
-            let db = Db::open_dir(&data.data).await?;
+            let db = data.open().await?;
             if db.delete_client(&client_id, now()).await? {
                 println!("removed {client_id}");
                 Ok(())

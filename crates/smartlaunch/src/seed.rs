@@ -9,8 +9,19 @@ use smartlaunch_store::Db;
 /// The demo accounts: (username, password).
 pub const DEMO_ACCOUNTS: [(&str, &str); 2] = [("clinician", "clinician"), ("patient", "patient")];
 
-/// Seeds the demo data and accounts into an empty database; leaves a seeded one alone.
+/// Seeds the demo data and accounts into an empty database; leaves a seeded one alone.  On
+/// PostgreSQL, nodes starting together seed one after the other under the seeding lock, so
+/// the data is stored once (the later ones find it there).
 pub async fn seed_demo(db: &Db, now_instant: &str) -> anyhow::Result<()> {
+    let lock = db.seeding_lock().await?;
+    let seeded = seed_unless_seeded(db, now_instant).await;
+    if let Some(lock) = lock {
+        lock.release().await;
+    }
+    seeded
+}
+
+async fn seed_unless_seeded(db: &Db, now_instant: &str) -> anyhow::Result<()> {
     let empty = db.count().await? == 0;
     let mut accounts_missing = false;
     for (username, _) in DEMO_ACCOUNTS {

@@ -5,8 +5,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
+use smartlaunch_auth::key_encryption::{KeyEncryptionKey, HOW_TO_MAKE_ONE};
 use smartlaunch_auth::{AuthConfig, AuthService};
-use smartlaunch_store::Db;
+use smartlaunch_store::{Backend, DatabaseConfig, Db};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -16,8 +17,13 @@ use crate::clock::Clock;
 /// Server settings, read once at start (ARCHITECTURE.md: one config struct, no globals).
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// Where the SQLite database and its keys live.
+    /// Where the SQLite database lives (without `database_url`), and the Bulk Data export
+    /// files.
     pub data_dir: PathBuf,
+    /// A PostgreSQL database to run on instead of SQLite (`--database`, `DATABASE_URL`).
+    pub database_url: Option<String>,
+    /// The most connections this node opens to PostgreSQL.
+    pub database_connections: u32,
     /// The address to listen on; port 0 picks a free port.
     pub listen: SocketAddr,
     /// The externally visible base URL; `None`: `http://<bound address>`.
@@ -31,6 +37,10 @@ pub struct Settings {
     pub open_sandbox: bool,
     /// Per-address rate limits on the token and registration endpoints.
     pub rate_limits: crate::web::limits::RateLimits,
+    /// Encrypts the signing keys in the database: required on PostgreSQL, optional on SQLite
+    /// (`--key-encryption-key-file`, `SMARTLAUNCH_KEY_ENCRYPTION_KEY`; docs/DESIGN.md
+    /// "Stateless nodes").
+    pub key_encryption_key: Option<KeyEncryptionKey>,
 }
 
 /// Everything a request handler needs.
@@ -59,9 +69,11 @@ pub struct Running {
     pub sandbox_mode: smartlaunch_auth::config::SandboxMode,
     db: Db,
     exports: Arc<crate::exports::Exports>,
+    /// Follows the other nodes' changes (PostgreSQL).
+    changes: Option<JoinHandle<()>>,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
-    /// Keeps `smartlaunch reset` off the data directory while this server runs.
+    /// Keeps `smartlaunch reset` off the database while this server runs.
     _lock: crate::sandbox::ServerLock,
 }
 
@@ -88,6 +100,9 @@ impl Running {
             let _ = tx.send(());
         }
         let _ = (&mut self.task).await;
+        if let Some(changes) = self.changes.take() {
+            changes.abort();
+        }
         self.exports.shut_down();
         self.db.close().await;
     }
@@ -99,7 +114,7 @@ impl Running {
     }
 }
 
-/// Opens the data directory, seeds the demo data on first start, and serves.
+/// Opens the database, seeds the demo data on first start, and serves.
 pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
     let listener = TcpListener::bind(settings.listen).await?;
     let addr = listener.local_addr()?;
@@ -107,8 +122,16 @@ pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<
     let public_url = public_url.trim_end_matches('/').to_owned();
     url::Url::parse(&public_url).map_err(|e| anyhow::anyhow!("--public-url {public_url}: {e}"))?;
 
-    let lock = crate::sandbox::lock_for_server(&settings.data_dir)?;
-    let db = Db::open_dir(&settings.data_dir).await?;
+    let config =
+        DatabaseConfig::choose(settings.database_url.as_deref(), &settings.data_dir, settings.database_connections)?;
+    if config.backend() == Backend::Postgres && settings.key_encryption_key.is_none() {
+        anyhow::bail!(
+            "on PostgreSQL the signing keys are encrypted in the database, and no key encryption key was given: \
+             {HOW_TO_MAKE_ONE}"
+        );
+    }
+    let db = Db::open(&config).await?;
+    let lock = crate::sandbox::lock_for_server(&db, &settings.data_dir).await?;
     crate::seed::seed_demo(&db, &instant(clock.now())).await?;
     let mut config = AuthConfig::new(&public_url);
     config.registration_token = settings.registration_token.clone();
@@ -116,6 +139,7 @@ pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<
     config.open_sandbox = settings.open_sandbox || addr.ip().is_loopback();
     config.loopback_sandbox = !settings.open_sandbox;
     config.known_resource_type = Some(smartlaunch_fhir::resource_types::is_resource_type);
+    config.key_encryption_key = settings.key_encryption_key.clone();
     let sandbox_mode = config.sandbox_mode();
     let auth = AuthService::open(db.clone(), config, clock.now())
         .await?
@@ -133,6 +157,11 @@ pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<
         exports: exports.clone(),
     });
     crate::web::reload_client_origins(&state).await;
+    // Other nodes write too: follow what they change (revocations, clients, keys).
+    let changes = match &db {
+        Db::Postgres(pg) => Some(crate::nodes::follow_changes(state.clone(), pg.change_feed())),
+        Db::Sqlite(_) => None,
+    };
     spawn_housekeeping(state.clone());
 
     let router = crate::web::router(state);
@@ -148,7 +177,7 @@ pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<
             tracing::error!("server stopped: {e}");
         }
     });
-    Ok(Running { addr, public_url, sandbox_mode, db, exports, shutdown: Some(tx), task, _lock: lock })
+    Ok(Running { addr, public_url, sandbox_mode, db, exports, changes, shutdown: Some(tx), task, _lock: lock })
 }
 
 /// How often housekeeping runs: often enough that a code (60 s) is gone within 75 s of its

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use smartlaunch_fhir::search::extract::IndexValue;
 use smartlaunch_fhir::store::StoreError;
-use sqlx::PgConnection;
+use sqlx::{Acquire, PgConnection, Postgres, Transaction};
 
 use super::PgDb;
 use crate::bulk::{set_meta, BulkBatch};
@@ -84,7 +84,7 @@ impl<'a> IndexColumns<'a> {
 
 /// Stores a new version of every resource of `batch` in the open transaction; returns how
 /// many.
-async fn put_many(tx: &mut PgConnection, mut batch: BulkBatch) -> Result<usize, StoreError> {
+pub(super) async fn put_many(tx: &mut PgConnection, mut batch: BulkBatch) -> Result<usize, StoreError> {
     let (types, ids): (Vec<&str>, Vec<&str>) = batch.resources.iter().map(|p| (p.ty.as_str(), p.id.as_str())).unzip();
     let rows: Vec<(String, String, i64)> =
         sqlx::query_as(CURRENT).bind(&types).bind(&ids).fetch_all(&mut *tx).await.map_err(err)?;
@@ -168,6 +168,14 @@ async fn put_many(tx: &mut PgConnection, mut batch: BulkBatch) -> Result<usize, 
 }
 
 impl PgDb {
+    /// Starts a bulk write (seeding, import): one transaction in which each batch is all or
+    /// nothing (a savepoint each).  Other writers go on meanwhile (PostgreSQL runs writers at
+    /// once); a resource of a batch is locked from its batch until the commit.  A bulk load
+    /// ends with [`PgDb::analyze`].
+    pub async fn bulk_writer(&self) -> Result<PgBulkWriter, StoreError> {
+        Ok(PgBulkWriter { tx: self.pool.begin().await.map_err(err)? })
+    }
+
     /// Stores a new version of every resource of `batch` in one transaction, all or nothing;
     /// returns how many.  A bulk load ends with [`PgDb::analyze`].
     pub async fn put_batch(&self, batch: BulkBatch) -> Result<usize, StoreError> {
@@ -175,5 +183,26 @@ impl PgDb {
         let stored = put_many(&mut tx, batch).await?;
         tx.commit().await.map_err(err)?;
         Ok(stored)
+    }
+}
+
+/// One transaction holding many batches, each in a savepoint of its own: the PostgreSQL
+/// counterpart of [`crate::BulkWriter`], with the same `put` and `commit`.
+pub struct PgBulkWriter {
+    tx: Transaction<'static, Postgres>,
+}
+
+impl PgBulkWriter {
+    /// Stores a new version of every resource of `batch`, all or nothing; returns how many.
+    pub async fn put(&mut self, batch: BulkBatch) -> Result<usize, StoreError> {
+        let mut savepoint = (&mut self.tx).begin().await.map_err(err)?;
+        let stored = put_many(&mut savepoint, batch).await?;
+        savepoint.commit().await.map_err(err)?;
+        Ok(stored)
+    }
+
+    /// Commits every batch that was stored.
+    pub async fn commit(self) -> Result<(), StoreError> {
+        self.tx.commit().await.map_err(err)
     }
 }

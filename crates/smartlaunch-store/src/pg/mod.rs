@@ -7,9 +7,18 @@
 //! it decides on (see [`resources`]).
 
 mod auth;
+mod browse;
 mod bulk;
 mod changes;
+mod exports;
+mod launch_links;
+mod locks;
+mod reset;
 mod resources;
+
+pub use bulk::PgBulkWriter;
+pub use exports::{PgExportClaim, PgSnapshot};
+pub use locks::PgSessionLock;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -40,7 +49,7 @@ pub const DEFAULT_MAX_CONNECTIONS: u32 = 16;
 /// The smartlaunch database on PostgreSQL.  Cheap to clone (a pool handle).
 #[derive(Clone, Debug)]
 pub struct PgDb {
-    pool: PgPool,
+    pub(crate) pool: PgPool,
 }
 
 impl PgDb {

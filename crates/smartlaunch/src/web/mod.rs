@@ -296,9 +296,13 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientAddr {
     }
 }
 
-/// Decodes an `application/x-www-form-urlencoded` body (or query) into pairs.
+/// Decodes an `application/x-www-form-urlencoded` body (or query) into pairs.  A NUL (`%00`)
+/// is read as U+FFFD: PostgreSQL text cannot hold NUL (a lookup by such a value would fail
+/// with a 500 instead of finding nothing), and a value with it still matches nothing stored.
 pub(crate) fn form_pairs(bytes: &[u8]) -> Vec<(String, String)> {
-    url::form_urlencoded::parse(bytes).into_owned().collect()
+    let without_nul =
+        |s: std::borrow::Cow<'_, str>| if s.contains('\0') { s.replace('\0', "\u{fffd}") } else { s.into_owned() };
+    url::form_urlencoded::parse(bytes).map(|(k, v)| (without_nul(k), without_nul(v))).collect()
 }
 
 /// The first value of a form field.

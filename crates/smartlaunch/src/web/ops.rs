@@ -20,13 +20,18 @@ pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id"
 /// How long the health check waits for the database.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// `GET /healthz`: 200 `{"status":"ok"}` when the database answers a trivial query, else 503.
+/// `GET /healthz`: 200 `{"status":"ok"}` when the database answers a trivial query, else 503;
+/// either way with `database`: its backend (`sqlite`, `postgresql`) and whether it answered.
 pub(crate) async fn healthz(State(app): State<App>) -> Response {
     let answered = matches!(tokio::time::timeout(HEALTH_TIMEOUT, app.db.ping()).await, Ok(Ok(())));
+    let database = json!({ "backend": app.db.backend().as_str(), "reachable": answered });
     let (status, body) = if answered {
-        (StatusCode::OK, json!({ "status": "ok" }))
+        (StatusCode::OK, json!({ "status": "ok", "database": database }))
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, json!({ "status": "unavailable", "reason": "the database does not answer" }))
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({ "status": "unavailable", "reason": "the database does not answer", "database": database }),
+        )
     };
     (status, [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))], Json(body)).into_response()
 }

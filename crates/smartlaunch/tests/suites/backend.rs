@@ -503,21 +503,10 @@ async fn the_command_line_generates_keys_registers_a_backend_service_and_gets_a_
     let (ok, _, err) = cli(&["keys", "generate", "--out", prefix]).await;
     assert!(!ok && err.contains("exists"), "never overwrites a key: {err}");
 
-    let data = s.dir.to_str().unwrap();
-    let (ok, out, err) = cli(&[
-        "clients",
-        "add",
-        "--data",
-        data,
-        "--name",
-        "CLI service",
-        "--backend",
-        "--jwks-file",
-        &jwks_file,
-        "--scope",
-        "system/*.rs",
-    ])
-    .await;
+    let database = s.database_args();
+    let database: Vec<&str> = database.iter().map(String::as_str).collect();
+    let add = ["--name", "CLI service", "--backend", "--jwks-file", &jwks_file, "--scope", "system/*.rs"];
+    let (ok, out, err) = cli(&[&["clients", "add"][..], &database, &add].concat()).await;
     assert!(ok, "{err}");
     let registered: Value = serde_json::from_str(&out).unwrap();
     let client_id = registered["client_id"].as_str().unwrap();

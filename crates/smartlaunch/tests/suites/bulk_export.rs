@@ -486,7 +486,7 @@ async fn active_jobs_are_limited_per_client_and_expired_jobs_are_gone() {
     let client = s.backend_client("system/*.rs").await;
     let t = client.token("system/*.rs").await;
     // Jobs this client left queued (stored directly: they would finish too fast to count).
-    let db = smartlaunch_store::Db::open_dir(&s.dir).await.unwrap();
+    let db = s.open_db().await;
     let spec = ExportSpec {
         level: ExportLevel::System,
         params: ExportParams::default(),
@@ -554,7 +554,7 @@ async fn jobs_survive_a_restart_and_export_their_snapshot() {
     let kicked = start(&a, &t, "$export?_type=Patient").await;
     let kicked_id = kicked.rsplit('/').next().unwrap().to_owned();
     // A job left running by a crash: stored active, with a partial file.
-    let db = smartlaunch_store::Db::open_dir(&dir).await.unwrap();
+    let db = a.open_db().await;
     let spec = ExportSpec {
         level: ExportLevel::System,
         params: ExportParams { types: Some(vec!["Observation".into(), "Condition".into()]), ..Default::default() },
@@ -585,6 +585,7 @@ async fn jobs_survive_a_restart_and_export_their_snapshot() {
 
     let mut b = Server::start_configured(configure(dir.clone())).await;
     b.dir = dir.clone();
+    b.owns_database = true;
     let client = on(&b, &client_id, key);
     let t = client.token("system/*.rs").await;
     let status = format!("{}/$export-status/{}", b.fhir, crashed.id);

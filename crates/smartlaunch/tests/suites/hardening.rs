@@ -214,11 +214,17 @@ async fn healthz_answers_ok_while_the_database_answers_and_503_when_it_does_not(
     let s = Server::start().await;
     let r = s.http.get(format!("{}/healthz", s.base)).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(r.json::<Value>().await.unwrap(), json!({"status": "ok"}));
+    let backend = if s.database_url.is_some() { "postgresql" } else { "sqlite" };
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"status": "ok", "database": {"backend": backend, "reachable": true}})
+    );
     s.running.as_ref().unwrap().close_database().await;
     let r = s.http.get(format!("{}/healthz", s.base)).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(r.json::<Value>().await.unwrap()["status"], "unavailable");
+    let body = r.json::<Value>().await.unwrap();
+    assert_eq!(body["status"], "unavailable");
+    assert_eq!(body["database"], json!({"backend": backend, "reachable": false}));
     s.stop().await;
 }
 

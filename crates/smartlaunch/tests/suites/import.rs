@@ -80,12 +80,15 @@ async fn import_loads_bundles_and_ndjson_all_or_nothing_per_bundle() {
     let clock = std::sync::Arc::new(smartlaunch::SystemClock::default());
     let settings = smartlaunch::Settings {
         data_dir: dir.join("data"),
+        database_url: None,
+        database_connections: 4,
         listen: "127.0.0.1:0".parse().unwrap(),
         public_url: None,
         registration_token: None,
         admin_token: None,
         open_sandbox: false,
         rate_limits: Default::default(),
+        key_encryption_key: test_key_encryption_key(),
     };
     let running = smartlaunch::start(settings, clock.clone()).await.unwrap();
     let s = Server {
@@ -95,6 +98,8 @@ async fn import_loads_bundles_and_ndjson_all_or_nothing_per_bundle() {
         fhir: String::new(),
         http: reqwest::Client::new(),
         dir: dir.clone(),
+        database_url: None,
+        owns_database: false,
     };
     let s = s.with_urls();
     let client = s.public_app().await;

@@ -2,6 +2,7 @@
 //! cores is real).
 
 mod apps_consent;
+mod authorization;
 mod backend;
 mod backend_launcher;
 mod bulk_export;

@@ -14,9 +14,9 @@ use crate::support::*;
 
 const USER_SCOPE: &str = "openid fhirUser user/*.cruds";
 
-/// Opens the server's database beside it (SQLite, WAL): what the pages can't show.
+/// Opens the server's database beside it: what the pages can't show.
 async fn db_of(s: &Server) -> Db {
-    Db::open_dir(&s.dir).await.unwrap()
+    s.open_db().await
 }
 
 /// The `/sandbox` page in a fresh browser: its form token and cookie.
@@ -184,14 +184,21 @@ async fn the_command_line_reset_restores_a_stopped_sandbox_and_refuses_a_running
     let bin = env!("CARGO_BIN_EXE_smartlaunch");
     let mut s = Server::start().await;
     let app = ehr_app(&s, "CLI").await;
+    // The server's database: its data directory, or its PostgreSQL database.
+    let database: Vec<String> = s.database_url.iter().flat_map(|url| ["--database".to_owned(), url.clone()]).collect();
     // While the server runs: refused, nothing changed.
-    let out = std::process::Command::new(bin).args(["reset", "--yes", "--data"]).arg(&s.dir).output().unwrap();
+    let out = std::process::Command::new(bin)
+        .args(["reset", "--yes", "--data"])
+        .arg(&s.dir)
+        .args(&database)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("a smartlaunch server is using") && stderr.contains("/sandbox"), "{stderr}");
     let dir = s.dir.clone();
     s.running.take().unwrap().stop().await;
-    let db = Db::open_dir(&dir).await.unwrap();
+    let db = s.open_db().await;
     assert!(db.client(&app).await.unwrap().is_some());
     db.put(&json!({"resourceType": "Patient", "id": "extra"}), Expected::Absent, "2026-01-01T00:00:00Z").await.unwrap();
     db.close().await;
@@ -199,22 +206,24 @@ async fn the_command_line_reset_restores_a_stopped_sandbox_and_refuses_a_running
     let out = std::process::Command::new(bin)
         .args(["reset", "--data"])
         .arg(&dir)
+        .args(&database)
         .stdin(std::process::Stdio::null())
         .output()
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--yes"));
     // Stopped, with --yes: reset.
-    let out = std::process::Command::new(bin).args(["reset", "--yes", "--data"]).arg(&dir).output().unwrap();
+    let out =
+        std::process::Command::new(bin).args(["reset", "--yes", "--data"]).arg(&dir).args(&database).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("1 apps"));
-    let db = Db::open_dir(&dir).await.unwrap();
+    let db = s.open_db().await;
     assert!(db.clients().await.unwrap().is_empty());
     assert!(db.read("Patient", "extra").await.unwrap().is_none());
     assert_eq!(db.count().await.unwrap(), smartlaunch_fhir::demo::generate().resources.len() as i64);
     assert_eq!(db.users().await.unwrap().len(), 2);
     db.close().await;
-    std::fs::remove_dir_all(&dir).ok();
+    s.stop().await;
 }
 
 #[tokio::test]

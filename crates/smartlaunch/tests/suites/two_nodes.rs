@@ -17,6 +17,8 @@ const PROMPTLY: Duration = Duration::from_secs(5);
 
 struct Cluster {
     db: Option<PgDatabase>,
+    /// The nodes' `--data` directory (the export files), shared as a network volume would be.
+    data: std::path::PathBuf,
     nginx: Nginx,
     a: Process,
     b: Process,
@@ -25,14 +27,18 @@ struct Cluster {
 impl Cluster {
     /// Two nodes on a fresh database behind nginx, or `None` without a PostgreSQL (outside CI).
     async fn start() -> Option<Cluster> {
+        // The HTTP clients of the test (the in-process servers of other tests install it too).
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let db = PgDatabase::create().await?;
         let port = free_port();
         let public = format!("http://127.0.0.1:{port}");
-        let flags = ["--registration-rate-limit", "0"];
+        let data = std::env::temp_dir().join(format!("smartlaunch-nodes-{}", random(6)));
+        let data_arg = data.to_str().unwrap();
+        let flags = ["--registration-rate-limit", "0", "--data", data_arg];
         let a = start_node(&db.url, &public, &flags);
         let b = start_node(&db.url, &public, &flags);
         let nginx = Nginx::start(port, &[&a.addr, &b.addr]);
-        Some(Cluster { db: Some(db), nginx, a, b })
+        Some(Cluster { db: Some(db), data, nginx, a, b })
     }
 
     /// A handle that talks to `node` directly; its FHIR base (the tokens' `aud`) is the
@@ -54,6 +60,7 @@ impl Cluster {
         if let Some(db) = self.db.take() {
             db.drop_now().await;
         }
+        std::fs::remove_dir_all(&self.data).ok();
     }
 }
 
@@ -86,15 +93,19 @@ async fn a_code_and_a_sign_in_made_at_one_node_work_at_the_other() {
         .await;
     assert_eq!(again.status(), StatusCode::BAD_REQUEST, "the code was spent at B");
 
+    // The user consented above: a signed-in browser goes straight back to the app.
     let mut at_a = Browser::new(&a);
-    let mut landing = at_a.get(&a.authorize_url(&a.authorize_params(&client, SCOPE, &random(32)))).await;
-    assert!(at_a.is_sign_in(), "a fresh browser signs in: {landing:?}");
-    landing = at_a.sign_in("patient", "patient").await;
-    assert!(!at_a.is_sign_in(), "signed in at A: {landing:?}");
+    at_a.get(&a.authorize_url(&a.authorize_params(&client, SCOPE, &random(32)))).await;
+    assert!(at_a.is_sign_in(), "a fresh browser signs in");
+    let landing = at_a.sign_in("patient", "patient").await;
+    assert!(matches!(landing, Landing::App(_)), "signed in at A: {landing:?}");
     let mut at_b = Browser::new(&b);
     at_b.cookie = at_a.cookie.clone();
     let landing = at_b.get(&b.authorize_url(&b.authorize_params(&client, SCOPE, &random(32)))).await;
-    assert!(!at_b.is_sign_in(), "the session made at A signs the user in at B: {landing:?}");
+    assert!(matches!(landing, Landing::App(_)), "the session made at A signs the user in at B: {landing:?}");
+    let mut stranger = Browser::new(&b);
+    stranger.get(&b.authorize_url(&b.authorize_params(&client, SCOPE, &random(32)))).await;
+    assert!(stranger.is_sign_in(), "without the cookie, B asks to sign in");
     cluster.stop().await;
 }
 

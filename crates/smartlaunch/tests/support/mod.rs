@@ -4,6 +4,7 @@
 mod backend;
 mod fhir;
 mod nodes;
+mod postgres;
 mod process;
 
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use smartlaunch::{start, Running, Settings, SystemClock};
 pub use backend::*;
 pub use fhir::*;
 pub use nodes::*;
+pub use postgres::{database_for, drop_database_of};
 pub use process::Process;
 
 pub struct Server {
@@ -28,6 +30,12 @@ pub struct Server {
     pub fhir: String,
     pub http: reqwest::Client,
     pub dir: std::path::PathBuf,
+    /// The PostgreSQL database of the server (the suites on PostgreSQL), else `None`: SQLite
+    /// in `dir`.
+    pub database_url: Option<String>,
+    /// Whether [`Server::stop`] drops that database: not when the test chose the data
+    /// directory (to start another server on it).
+    pub owns_database: bool,
 }
 
 pub fn random(n: usize) -> String {
@@ -55,14 +63,22 @@ impl Server {
         let clock = Arc::new(SystemClock::default());
         let mut settings = Settings {
             data_dir: dir.clone(),
+            database_url: None,
+            database_connections: 4,
             listen: "127.0.0.1:0".parse().unwrap(),
             public_url: None,
             registration_token: None,
             admin_token: None,
             open_sandbox: false,
             rate_limits: Default::default(),
+            key_encryption_key: test_key_encryption_key(),
         };
         configure(&mut settings);
+        if settings.database_url.is_none() {
+            settings.database_url = database_for(&settings.data_dir).await;
+        }
+        let database_url = settings.database_url.clone();
+        let owns_database = settings.data_dir == dir;
         let running = start(settings, clock.clone()).await.expect("server starts");
         let base = running.public_url.clone();
         Server {
@@ -72,6 +88,8 @@ impl Server {
             http: reqwest::Client::builder().redirect(Policy::none()).build().unwrap(),
             running: Some(running),
             dir,
+            database_url,
+            owns_database,
         }
     }
 
@@ -84,6 +102,8 @@ impl Server {
             fhir: format!("{base}/fhir"),
             http: reqwest::Client::builder().redirect(Policy::none()).build().unwrap(),
             dir: std::path::PathBuf::new(),
+            database_url: None,
+            owns_database: false,
         }
     }
 
@@ -102,6 +122,26 @@ impl Server {
             r.stop().await;
         }
         std::fs::remove_dir_all(&self.dir).ok();
+        if self.owns_database {
+            drop_database_of(&self.dir).await;
+        }
+    }
+
+    /// The command line's arguments naming the server's database: `--data` and, on
+    /// PostgreSQL, `--database`.
+    pub fn database_args(&self) -> Vec<String> {
+        let mut args = vec!["--data".to_owned(), self.dir.to_string_lossy().into_owned()];
+        if let Some(url) = &self.database_url {
+            args.extend(["--database".to_owned(), url.clone()]);
+        }
+        args
+    }
+
+    /// Opens the server's database (SQLite in `dir`, or its PostgreSQL database), to look at
+    /// what it stored.
+    pub async fn open_db(&self) -> smartlaunch_store::Db {
+        let config = smartlaunch_store::DatabaseConfig::choose(self.database_url.as_deref(), &self.dir, 2).unwrap();
+        smartlaunch_store::Db::open(&config).await.unwrap()
     }
 
     pub fn redirect_uri(&self) -> String {

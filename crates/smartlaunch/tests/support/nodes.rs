@@ -129,8 +129,16 @@ fn nginx_binary() -> String {
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // SIGTERM: the master stops its workers (SIGKILL would leave them running).
+        // SAFETY: `kill` with the id of our own child process and a valid signal.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
         let _ = self.child.wait();
         std::fs::remove_dir_all(&self.dir).ok();
     }
+}
+
+/// The key encryption key of the test servers (in-process ones too: on SQLite it is optional,
+/// and given, it is used).
+pub fn test_key_encryption_key() -> Option<smartlaunch_auth::key_encryption::KeyEncryptionKey> {
+    Some(smartlaunch_auth::key_encryption::KeyEncryptionKey::from_base64(TEST_KEY_ENCRYPTION_KEY).unwrap())
 }

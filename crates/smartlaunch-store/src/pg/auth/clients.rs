@@ -29,7 +29,7 @@ const USE_JTI: &str = "INSERT INTO client_assertion_jtis (client_id, jti_hash, e
      ON CONFLICT (client_id, jti_hash) DO UPDATE SET expires_at = excluded.expires_at \
      WHERE client_assertion_jtis.expires_at <= $4";
 /// Every access token of a client, for all users, until `$3` (the record outlives the client).
-const REVOKE_CLIENT_ACCESS: &str =
+pub(in crate::pg) const REVOKE_CLIENT_ACCESS: &str =
     "INSERT INTO access_revocations (user_id, client_id, revoked_at) VALUES ($1, $2, $3) \
      ON CONFLICT (user_id, client_id) DO UPDATE SET revoked_at = excluded.revoked_at";
 /// What else goes with a client.

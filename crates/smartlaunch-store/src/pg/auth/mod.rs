@@ -20,6 +20,9 @@ mod keys;
 mod launches;
 mod users;
 
+pub(super) use clients::REVOKE_CLIENT_ACCESS;
+pub(super) use users::INSERT_USER;
+
 /// Times a transaction is tried when PostgreSQL aborts it to break a deadlock (or a
 /// serialization failure).
 const MAX_ATTEMPTS: u32 = 5;

@@ -9,7 +9,7 @@ use crate::auth_rows::{err, session_from_row, user_from_row, SessionRow, UserRow
 use crate::pg::PgDb;
 
 /// A taken id or username inserts nothing (any unique key: no conflict target).
-const INSERT_USER: &str = "INSERT INTO users (id, username, password_hash, fhir_user, display_name) \
+pub(in crate::pg) const INSERT_USER: &str = "INSERT INTO users (id, username, password_hash, fhir_user, display_name) \
      VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING";
 const SESSION_USER: &str = "SELECT s.id_hash, s.csrf, s.user_id, s.created_at, s.expires_at, u.username, \
      u.password_hash, u.fhir_user, u.display_name FROM sessions s JOIN users u ON u.id = s.user_id \

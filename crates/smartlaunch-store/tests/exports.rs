@@ -1,5 +1,13 @@
-//! Bulk Data export jobs and reads against the real SQLite store (issue 8, item 4).
+//! Bulk Data export jobs and reads (issue 8, item 4), as the same test functions on SQLite and
+//! on PostgreSQL, and the claim that lets exactly one of several PostgreSQL nodes run a job
+//! (issue 10, item 5).
 
+#[path = "support/postgres.rs"]
+mod postgres_support;
+#[path = "support/sqlite.rs"]
+mod sqlite_support;
+
+use postgres_support::{on_postgres, on_postgres_nodes};
 use serde_json::{json, Value};
 use smartlaunch_fhir::export::{
     Compartment, ExportJob, ExportLevel, ExportParams, ExportQuery, ExportSnapshot, ExportSpec, ExportStore,
@@ -8,8 +16,39 @@ use smartlaunch_fhir::export::{
 use smartlaunch_fhir::search::query::parse_filter;
 use smartlaunch_fhir::search::Constraint;
 use smartlaunch_fhir::store::{Expected, ResourceStore};
+use sqlite_support::on_sqlite;
 
-use super::db;
+/// What the rules need of a backend.
+trait Store: ExportStore + ResourceStore + Clone {}
+impl<S: ExportStore + ResourceStore + Clone> Store for S {}
+
+/// Each rule as a test on SQLite and one on PostgreSQL: `sqlite::rule` and `postgres::rule`.
+macro_rules! on_both {
+    ($($rule:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $rule() {
+                    super::on_sqlite(super::$rule::<smartlaunch_store::SqliteDb>).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $rule() {
+                    super::on_postgres(20, super::$rule::<smartlaunch_store::PgDb>).await
+                }
+            )*
+        }
+    };
+}
+
+on_both!(
+    active_export_jobs_are_limited_per_client_even_when_kicked_off_concurrently,
+    export_jobs_expire_an_hour_after_they_finish_or_a_day_after_they_start,
+    export_pages_follow_ids_filters_compartments_and_one_snapshot,
+);
 
 fn job(n: u32, client: &str, now: i64) -> ExportJob {
     let spec = ExportSpec {
@@ -25,9 +64,7 @@ fn job(n: u32, client: &str, now: i64) -> ExportJob {
     ExportJob::new(format!("{n:032x}"), client.into(), "http://x/fhir/Group/g/$export".into(), spec, now)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn active_export_jobs_are_limited_per_client_even_when_kicked_off_concurrently() {
-    let (db, dir) = db().await;
+async fn active_export_jobs_are_limited_per_client_even_when_kicked_off_concurrently<S: Store>(db: S) {
     let tasks: Vec<_> = (0..16)
         .map(|n| {
             let db = db.clone();
@@ -50,13 +87,9 @@ async fn active_export_jobs_are_limited_per_client_even_when_kicked_off_concurre
     assert!(db.finish_export_job(&first.id, JobStatus::Failed, None, Some("x"), 200).await.unwrap());
     assert!(db.insert_export_job(&job(104, "a", 100), 5, 8).await.unwrap());
     assert!(!db.finish_export_job(&first.id, JobStatus::Completed, None, None, 200).await.unwrap(), "finished once");
-    db.close().await;
-    std::fs::remove_dir_all(dir).ok();
 }
 
-#[tokio::test]
-async fn export_jobs_expire_an_hour_after_they_finish_or_a_day_after_they_start() {
-    let (db, dir) = db().await;
+async fn export_jobs_expire_an_hour_after_they_finish_or_a_day_after_they_start<S: Store>(db: S) {
     let (done, stuck) = (job(1, "a", 1_000), job(2, "a", 1_000));
     for j in [&done, &stuck] {
         assert!(db.insert_export_job(j, 5, 50).await.unwrap());
@@ -77,8 +110,6 @@ async fn export_jobs_expire_an_hour_after_they_finish_or_a_day_after_they_start(
     assert_eq!(db.purge_export_jobs(stuck.expires_at).await.unwrap(), std::slice::from_ref(&stuck.id), "stuck a day");
     assert!(!db.set_export_progress(&stuck.id, "x").await.unwrap(), "a purged job stops at its next page");
     assert!(db.export_job_ids().await.unwrap().is_empty());
-    db.close().await;
-    std::fs::remove_dir_all(dir).ok();
 }
 
 fn obs(id: &str, patient: &str, category: &str) -> Value {
@@ -98,9 +129,7 @@ async fn all_pages(snapshot: &mut impl ExportSnapshot, q: &ExportQuery<'_>, limi
     }
 }
 
-#[tokio::test]
-async fn export_pages_follow_ids_filters_compartments_and_one_snapshot() {
-    let (db, dir) = db().await;
+async fn export_pages_follow_ids_filters_compartments_and_one_snapshot<S: Store>(db: S) {
     let (t1, t2, t3) = ("2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z", "2026-01-03T00:00:00Z");
     for (n, p) in [(1, "p1"), (2, "p2"), (3, "p1"), (4, "p3"), (5, "p1")] {
         let category = if n % 2 == 1 { "laboratory" } else { "vital-signs" };
@@ -148,6 +177,52 @@ async fn export_pages_follow_ids_filters_compartments_and_one_snapshot() {
     assert_eq!(serde_json::from_str::<Value>(&past.json).unwrap()["status"], "final", "as it was then");
     assert!(s.version_at("Observation", "o1", "2025-01-01T00:00:00Z").await.unwrap().is_none(), "not yet created");
     drop(s);
-    db.close().await;
-    std::fs::remove_dir_all(dir).ok();
+}
+
+/// Racing claims of one job from two nodes (many tasks each): exactly one wins, the job stays
+/// claimed while its node holds it, and once released another node may claim it — unless it
+/// was finished meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn exactly_one_node_claims_an_export_job() {
+    const RACERS: usize = 16;
+    on_postgres_nodes(2, RACERS as u32, |nodes, _| async move {
+        let j = job(1, "a", 100);
+        assert!(nodes[0].insert_export_job(&j, 5, 50).await.unwrap());
+        let start = std::sync::Arc::new(tokio::sync::Barrier::new(RACERS));
+        let tasks: Vec<_> = (0..RACERS)
+            .map(|n| {
+                let (node, start, id) = (nodes[n % 2].clone(), start.clone(), j.id.clone());
+                tokio::spawn(async move {
+                    start.wait().await;
+                    node.claim_export_job(&id).await.unwrap()
+                })
+            })
+            .collect();
+        let mut claims = Vec::new();
+        for t in tasks {
+            claims.extend(t.await.unwrap());
+        }
+        assert_eq!(claims.len(), 1, "exactly one node runs the job");
+        for node in &nodes {
+            assert!(node.claim_export_job(&j.id).await.unwrap().is_none(), "held");
+        }
+        claims.pop().unwrap().release().await.unwrap();
+        let again = nodes[1].claim_export_job(&j.id).await.unwrap().expect("released: another node may run it");
+        // A claim dropped without release (a node gone) ends with its connection.
+        drop(again);
+        let mut claimed = None;
+        for _ in 0..100 {
+            claimed = nodes[0].claim_export_job(&j.id).await.unwrap();
+            if claimed.is_some() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let claim = claimed.expect("the dropped claim ended");
+        assert!(nodes[0].finish_export_job(&j.id, JobStatus::Completed, None, None, 200).await.unwrap());
+        claim.release().await.unwrap();
+        assert!(nodes[1].claim_export_job(&j.id).await.unwrap().is_none(), "a finished job is not run again");
+        assert!(nodes[1].claim_export_job("no-such-job").await.unwrap().is_none());
+    })
+    .await;
 }
