@@ -1,9 +1,11 @@
 // Shared pieces of the end-to-end tests: the smartlaunch binary, a tiny static server for the
 // app pages (a secure context on 127.0.0.1, so WebCrypto and PKCE work), and Chromium.
 "use strict";
-const { spawn } = require("node:child_process");
+const { execFileSync, spawn } = require("node:child_process");
+const crypto = require("node:crypto");
 const fs = require("node:fs");
 const http = require("node:http");
+const net = require("node:net");
 const os = require("node:os");
 const path = require("node:path");
 const { chromium } = require("playwright-core");
@@ -11,26 +13,126 @@ const { chromium } = require("playwright-core");
 const ROOT = path.resolve(__dirname, "../..");
 const BIN = process.env.SMARTLAUNCH_BIN || path.join(ROOT, "target/debug/smartlaunch");
 
-/** Starts `smartlaunch serve` on a free port with a fresh data directory. */
-async function startServer() {
-  const data = fs.mkdtempSync(path.join(os.tmpdir(), "smartlaunch-e2e-"));
-  const child = spawn(BIN, ["serve", "--data", data, "--listen", "127.0.0.1:0"], { stdio: ["ignore", "pipe", "inherit"] });
-  const base = await new Promise((resolve, reject) => {
+/** Starts `smartlaunch serve` with `args` (plus `--listen 127.0.0.1:0`) and `env` added, and
+ * resolves to `{ child, base, addr }` once it prints where it runs (its public URL) and listens. */
+async function spawnServer(args, env = {}) {
+  const child = spawn(BIN, ["serve", "--listen", "127.0.0.1:0", ...args],
+    { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, ...env } });
+  const [base, addr] = await new Promise((resolve, reject) => {
     let seen = "";
     const timer = setTimeout(() => reject(new Error("smartlaunch did not start: " + seen)), 60000);
     child.stdout.on("data", chunk => {
       seen += chunk;
-      const m = seen.match(/running on (http:\/\/127\.0\.0\.1:\d+)/);
-      if (m) { clearTimeout(timer); resolve(m[1]); }
+      const m = seen.match(/running on (http:\/\/[^ ]+) \(listening on ([0-9.:]+)\)/);
+      if (m) { clearTimeout(timer); resolve([m[1], "http://" + m[2]]); }
     });
     child.on("exit", code => reject(new Error("smartlaunch exited with " + code)));
   });
+  return { child, base, addr };
+}
+
+async function stopChild(child) {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  child.kill("SIGTERM");
+  await new Promise(r => child.once("exit", r));
+}
+
+/** Starts `smartlaunch serve` on a free port with a fresh data directory; with
+ * SMARTLAUNCH_E2E_PROXY=1, two nodes on a fresh PostgreSQL database behind nginx instead. */
+async function startServer() {
+  if (process.env.SMARTLAUNCH_E2E_PROXY === "1") return startProxiedNodes();
+  const data = fs.mkdtempSync(path.join(os.tmpdir(), "smartlaunch-e2e-"));
+  const { child, base } = await spawnServer(["--data", data]);
   return {
     base,
     fhir: base + "/fhir",
     async stop() {
-      child.kill("SIGTERM");
-      await new Promise(r => child.once("exit", r));
+      await stopChild(child);
+      fs.rmSync(data, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A free loopback port (nginx takes it right after). */
+async function freePort() {
+  const server = net.createServer();
+  await new Promise(r => server.listen(0, "127.0.0.1", r));
+  const port = server.address().port;
+  await new Promise(r => server.close(r));
+  return port;
+}
+
+function psql(url, sql) {
+  execFileSync("psql", [url, "-v", "ON_ERROR_STOP=1", "-q", "-c", sql], { stdio: ["ignore", "ignore", "inherit"] });
+}
+
+/** Issue 10, "Two nodes behind a real proxy": two `smartlaunch serve --database` processes on
+ * a fresh database of SMARTLAUNCH_E2E_DATABASE_URL's server, behind nginx (round-robin), whose
+ * address is the public URL.  Every browser step may land on either node. */
+async function startProxiedNodes() {
+  const server = process.env.SMARTLAUNCH_E2E_DATABASE_URL;
+  if (!server) throw new Error("SMARTLAUNCH_E2E_PROXY=1 needs SMARTLAUNCH_E2E_DATABASE_URL (postgres://…/postgres)");
+  const name = "smartlaunch_e2e_" + crypto.randomBytes(6).toString("hex");
+  psql(server, `CREATE DATABASE "${name}"`);
+  const url = new URL(server);
+  url.pathname = "/" + name;
+  const database = url.toString();
+  const port = await freePort();
+  const base = "http://127.0.0.1:" + port;
+  const env = { SMARTLAUNCH_KEY_ENCRYPTION_KEY: crypto.randomBytes(32).toString("base64") };
+  // One --data directory for both (the export files), as a shared network volume would be.
+  const data = fs.mkdtempSync(path.join(os.tmpdir(), "smartlaunch-e2e-nodes-"));
+  const args = ["--database", database, "--public-url", base, "--data", data];
+  const nodes = [await spawnServer(args, env), await spawnServer(args, env)];
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "smartlaunch-e2e-nginx-"));
+  const upstreams = nodes.map(n => `    server ${n.addr.replace("http://", "")};`).join("\n");
+  fs.writeFileSync(path.join(dir, "nginx.conf"), `daemon off;
+worker_processes 1;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path ${dir}/body;
+  proxy_temp_path ${dir}/proxy;
+  fastcgi_temp_path ${dir}/fastcgi;
+  uwsgi_temp_path ${dir}/uwsgi;
+  scgi_temp_path ${dir}/scgi;
+  upstream smartlaunch {
+${upstreams}
+    keepalive 32;
+  }
+  server {
+    listen 127.0.0.1:${port};
+    client_max_body_size 64m;
+    location / {
+      proxy_pass http://smartlaunch;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $http_host;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_buffering off;
+    }
+  }
+}
+`);
+  const nginx = spawn(process.env.NGINX || "nginx",
+    ["-c", path.join(dir, "nginx.conf"), "-p", dir, "-e", path.join(dir, "error.log")],
+    { stdio: ["ignore", "ignore", "inherit"] });
+  for (let i = 0; ; i++) {
+    try { await fetch(base + "/healthz"); break; } catch (e) {
+      if (i > 200) throw new Error("nginx did not start: " + e);
+      await new Promise(r => setTimeout(r, 50));
+    }
+  }
+  return {
+    base,
+    fhir: base + "/fhir",
+    async stop() {
+      await stopChild(nginx);
+      for (const n of nodes) await stopChild(n.child);
+      psql(server, `DROP DATABASE "${name}" WITH (FORCE)`);
+      fs.rmSync(dir, { recursive: true, force: true });
       fs.rmSync(data, { recursive: true, force: true });
     },
   };

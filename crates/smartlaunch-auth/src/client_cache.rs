@@ -61,6 +61,11 @@ impl ClientCache {
     pub fn forget(&self, client_id: &str) {
         self.entries.write().unwrap_or_else(|p| p.into_inner()).remove(client_id);
     }
+
+    /// Forgets every client (the change feed reconnected: changes may have been missed).
+    pub fn clear(&self) {
+        self.entries.write().unwrap_or_else(|p| p.into_inner()).clear();
+    }
 }
 
 #[cfg(test)]
@@ -97,6 +102,9 @@ mod tests {
         assert!(cache.get("a", 102).is_none(), "expired after the TTL");
         cache.put(client("a"), 200);
         cache.forget("a");
+        assert!(cache.get("a", 200).is_none());
+        cache.put(client("a"), 200);
+        cache.clear();
         assert!(cache.get("a", 200).is_none());
     }
 

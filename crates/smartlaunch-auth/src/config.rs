@@ -31,6 +31,9 @@ pub struct AuthConfig {
     /// Whether a name is a FHIR resource type, for the launch inspector's scope flags (`None`:
     /// types are not checked).  The FHIR crate knows the list; the server passes it in.
     pub known_resource_type: Option<fn(&str) -> bool>,
+    /// Encrypts the signing keys in the database (required on PostgreSQL, optional on SQLite;
+    /// docs/DESIGN.md "Stateless nodes").
+    pub key_encryption_key: Option<crate::key_encryption::KeyEncryptionKey>,
 }
 
 impl AuthConfig {
@@ -47,6 +50,7 @@ impl AuthConfig {
             open_sandbox: false,
             loopback_sandbox: false,
             known_resource_type: None,
+            key_encryption_key: None,
         }
     }
 

@@ -95,19 +95,30 @@ pub struct IdTokenClaims {
     pub name: Option<String>,
 }
 
-/// Loaded keys, ready to sign and verify.
-pub struct SigningKeys {
+/// Seconds a rotated-in key is published (JWKS, and known to every node through the change
+/// feed, which takes milliseconds) before it signs: a node never meets a token signed with a key
+/// it has not loaded yet.
+pub const KEY_ACTIVATION: UnixTime = 10;
+
+/// One loaded set of keys (one row of the store).
+struct LoadedKey {
+    kid: String,
     rsa: RsaKeyPair,
     /// The base64url JOSE header of every id_token: `{"alg":"RS256","kid":…,"typ":"JWT"}`.
     id_token_header: String,
+    /// The header of access tokens (HS256 with this `kid`).
+    access_header: Header,
     jwk: serde_json::Value,
     hmac_encode: EncodingKey,
     hmac_decode: DecodingKey,
-    validation: Validation,
+    /// From when it signs.
+    active_from: UnixTime,
+    /// When the last token it signed has expired (`None`: the newest key).
+    retire_at: Option<UnixTime>,
 }
 
-impl SigningKeys {
-    pub fn load(material: &KeyMaterial) -> Result<SigningKeys, String> {
+impl LoadedKey {
+    fn load(material: &KeyMaterial) -> Result<LoadedKey, String> {
         let pair = RsaKeyPair::from_pkcs8(&material.rsa_pkcs8).map_err(|e| format!("stored RSA key: {e}"))?;
         let (n, e) = rsa_public_components(pair.public_key().as_ref()).ok_or("stored RSA key: bad public key")?;
         let header = serde_json::json!({ "alg": "RS256", "kid": material.kid, "typ": "JWT" });
@@ -120,32 +131,110 @@ impl SigningKeys {
             "n": URL_SAFE_NO_PAD.encode(n),
             "e": URL_SAFE_NO_PAD.encode(e),
         });
+        let mut access_header = Header::new(Algorithm::HS256);
+        access_header.kid = Some(material.kid.clone());
+        Ok(LoadedKey {
+            kid: material.kid.clone(),
+            rsa: pair,
+            id_token_header,
+            access_header,
+            jwk,
+            hmac_encode: EncodingKey::from_secret(&material.hmac_secret).map_err(|e| format!("HMAC key: {e}"))?,
+            hmac_decode: DecodingKey::from_secret(&material.hmac_secret).map_err(|e| format!("HMAC key: {e}"))?,
+            active_from: UnixTime::MIN,
+            retire_at: None,
+        })
+    }
+
+    fn live(&self, now: UnixTime) -> bool {
+        self.retire_at.is_none_or(|at| now < at)
+    }
+}
+
+/// Loaded keys, ready to sign and verify: the newest signs (once active), and the keys it
+/// replaced still verify, and stay in the JWKS, until every token they signed has expired
+/// (issue 10, "signing keys … rotated consistently").
+pub struct SigningKeys {
+    /// Newest first; never empty.
+    keys: Vec<LoadedKey>,
+    validation: Validation,
+}
+
+impl SigningKeys {
+    /// One set of keys, active at once.
+    pub fn load(material: &KeyMaterial) -> Result<SigningKeys, String> {
+        SigningKeys::load_set(&[(material.clone(), 0)], 0, 0)
+    }
+
+    /// The stored keys with the times they were added (any order), for tokens that live
+    /// `token_lifetime` seconds, at `now`: keys whose every token has expired are left out.
+    pub fn load_set(
+        stored: &[(KeyMaterial, UnixTime)],
+        token_lifetime: UnixTime,
+        now: UnixTime,
+    ) -> Result<SigningKeys, String> {
+        let mut sorted: Vec<&(KeyMaterial, UnixTime)> = stored.iter().collect();
+        sorted.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| b.0.kid.cmp(&a.0.kid)));
+        let mut keys: Vec<LoadedKey> = Vec::with_capacity(sorted.len());
+        for (i, (material, added_at)) in sorted.iter().enumerate() {
+            let mut key = LoadedKey::load(material)?;
+            if i + 1 < sorted.len() {
+                key.active_from = added_at + KEY_ACTIVATION;
+            }
+            // Signed until the newer key became active; valid a token lifetime after that.
+            key.retire_at = keys.last().map(|newer| newer.active_from.max(0) + token_lifetime);
+            if !key.live(now) {
+                break;
+            }
+            keys.push(key);
+        }
+        if keys.is_empty() {
+            return Err("no signing keys".into());
+        }
         let mut validation = Validation::new(Algorithm::HS256);
         // Expiry and audience are checked against the injected clock in `verify_access_token`.
         validation.validate_exp = false;
         validation.validate_aud = false;
         validation.required_spec_claims.clear();
-        Ok(SigningKeys {
-            rsa: pair,
-            id_token_header,
-            jwk,
-            hmac_encode: EncodingKey::from_secret(&material.hmac_secret).map_err(|e| format!("HMAC key: {e}"))?,
-            hmac_decode: DecodingKey::from_secret(&material.hmac_secret).map_err(|e| format!("HMAC key: {e}"))?,
-            validation,
-        })
+        Ok(SigningKeys { keys, validation })
     }
 
-    /// The public JWK Set (`jwks_uri`): bare RSA keys with `kid`, `use`, `alg`.
-    pub fn jwks(&self) -> serde_json::Value {
-        serde_json::json!({ "keys": [self.jwk] })
+    /// The ids of the loaded keys, newest first.
+    pub fn kids(&self) -> Vec<&str> {
+        self.keys.iter().map(|k| k.kid.as_str()).collect()
     }
 
-    /// Signs an id_token with RS256 (RSASSA-PKCS1-v1_5 with SHA-256, checklist item 89).
+    /// The key that signs at `at`: the newest active one.
+    fn signer(&self, at: UnixTime) -> &LoadedKey {
+        let oldest = &self.keys[self.keys.len() - 1];
+        self.keys.iter().find(|k| k.active_from <= at).unwrap_or(oldest)
+    }
+
+    /// The key that signed `token` (by its `kid`; a token without one predates rotation and was
+    /// signed by the oldest key).
+    fn verifier(&self, token: &str) -> Option<&LoadedKey> {
+        let header = jsonwebtoken::decode_header(token).ok()?;
+        match header.kid {
+            Some(kid) => self.keys.iter().find(|k| k.kid == kid),
+            None => self.keys.last(),
+        }
+    }
+
+    /// The public JWK Set (`jwks_uri`) at `now`: bare RSA keys with `kid`, `use`, `alg`, the
+    /// newest first, until their last id_token has expired.
+    pub fn jwks(&self, now: UnixTime) -> serde_json::Value {
+        let keys: Vec<&serde_json::Value> = self.keys.iter().filter(|k| k.live(now)).map(|k| &k.jwk).collect();
+        serde_json::json!({ "keys": keys })
+    }
+
+    /// Signs an id_token with RS256 (RSASSA-PKCS1-v1_5 with SHA-256, checklist item 89), with
+    /// the key active at its `iat`.
     pub fn sign_id_token(&self, claims: &IdTokenClaims) -> String {
+        let key = self.signer(claims.iat);
         let payload = serde_json::to_vec(claims).expect("claims serialise");
-        let mut token = format!("{}.{}", self.id_token_header, URL_SAFE_NO_PAD.encode(payload));
-        let mut signature = vec![0u8; self.rsa.public_modulus_len()];
-        self.rsa
+        let mut token = format!("{}.{}", key.id_token_header, URL_SAFE_NO_PAD.encode(payload));
+        let mut signature = vec![0u8; key.rsa.public_modulus_len()];
+        key.rsa
             .sign(&RSA_PKCS1_SHA256, &SystemRandom::new(), token.as_bytes(), &mut signature)
             .expect("RS256 signing with a loaded key cannot fail");
         token.push('.');
@@ -153,9 +242,10 @@ impl SigningKeys {
         token
     }
 
+    /// Signs an access token (HS256) with the key active at its `iat`.
     pub fn sign_access_token(&self, claims: &AccessClaims) -> String {
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.hmac_encode)
-            .expect("HS256 signing cannot fail")
+        let key = self.signer(claims.iat);
+        jsonwebtoken::encode(&key.access_header, claims, &key.hmac_encode).expect("HS256 signing cannot fail")
     }
 
     /// Checks signature, expiry and audience of an access token (checklist item 77).
@@ -171,7 +261,8 @@ impl SigningKeys {
     /// The claims of a token whose signature is ours, expired or not (the launch inspector
     /// records uses of expired tokens).
     pub fn peek_access_token(&self, token: &str) -> Option<AccessClaims> {
-        jsonwebtoken::decode::<AccessClaims>(token, &self.hmac_decode, &self.validation).ok().map(|d| d.claims)
+        let key = self.verifier(token)?;
+        jsonwebtoken::decode::<AccessClaims>(token, &key.hmac_decode, &self.validation).ok().map(|d| d.claims)
     }
 
     /// Signature and expiry only: the caller checks `aud` (introspection accepts every FHIR
@@ -181,8 +272,10 @@ impl SigningKeys {
         token: &str,
         now: UnixTime,
     ) -> Result<AccessClaims, BearerError> {
-        let data = jsonwebtoken::decode::<AccessClaims>(token, &self.hmac_decode, &self.validation)
-            .map_err(|_| BearerError::Invalid("the access token is malformed or its signature is invalid"))?;
+        let invalid = || BearerError::Invalid("the access token is malformed or its signature is invalid");
+        let key = self.verifier(token).filter(|k| k.live(now)).ok_or_else(invalid)?;
+        let data =
+            jsonwebtoken::decode::<AccessClaims>(token, &key.hmac_decode, &self.validation).map_err(|_| invalid())?;
         let claims = data.claims;
         if claims.exp <= now {
             return Err(BearerError::Invalid("the access token has expired"));
@@ -248,7 +341,7 @@ mod tests {
             name: None,
         };
         let token = k.sign_id_token(&claims);
-        let jwks = k.jwks();
+        let jwks = k.jwks(1);
         let jwk = &jwks["keys"][0];
         assert_eq!(jwk["alg"], "RS256");
         assert_eq!(jwk["use"], "sig");
@@ -290,6 +383,64 @@ mod tests {
         let mut tampered = t.clone();
         tampered.insert(t.find('.').unwrap() + 3, 'A');
         assert!(k.verify_access_token(&tampered, "http://x/fhir", 150).is_err());
+    }
+
+    fn access(iat: UnixTime) -> AccessClaims {
+        AccessClaims {
+            iss: "i".into(),
+            aud: "a".into(),
+            sub: "u".into(),
+            client_id: "c".into(),
+            scope: "patient/*.rs".into(),
+            grant: "g".into(),
+            patient: None,
+            encounter: None,
+            fhir_user: None,
+            iat,
+            exp: iat + 100,
+            jti: "j".into(),
+            context: None,
+            simulate_error: None,
+            trace: None,
+        }
+    }
+
+    /// Rotation: the new key signs once active; tokens of the old key verify, and the old key
+    /// stays in the JWKS, until the last of them has expired; then it is gone.
+    #[test]
+    fn a_rotated_key_signs_once_active_and_the_old_one_verifies_until_its_tokens_expire() {
+        let (old, new) = (KeyMaterial::generate(), KeyMaterial::generate());
+        let before = SigningKeys::load_set(&[(old.clone(), 0)], 100, 1_000).unwrap();
+        let by_old = before.sign_access_token(&access(1_000));
+        let set = [(old.clone(), 0), (new.clone(), 1_000)];
+        let rotated = SigningKeys::load_set(&set, 100, 1_000).unwrap();
+        assert_eq!(rotated.kids(), [new.kid.as_str(), old.kid.as_str()]);
+        let kid_of = |t: &str| jsonwebtoken::decode_header(t).unwrap().kid.unwrap();
+        assert_eq!(kid_of(&rotated.sign_access_token(&access(1_005))), old.kid, "not active yet");
+        let by_new = rotated.sign_access_token(&access(1_000 + KEY_ACTIVATION));
+        assert_eq!(kid_of(&by_new), new.kid);
+        assert!(rotated.verify_access_token_for_any_audience(&by_old, 1_050).is_ok(), "the old key verifies");
+        assert!(rotated.verify_access_token_for_any_audience(&by_new, 1_050).is_ok());
+        assert!(before.verify_access_token_for_any_audience(&by_new, 1_050).is_err(), "an unknown kid");
+        assert_eq!(rotated.jwks(1_050)["keys"].as_array().unwrap().len(), 2, "both published");
+        let retired = 1_000 + KEY_ACTIVATION + 100;
+        assert_eq!(rotated.jwks(retired)["keys"].as_array().unwrap().len(), 1, "the old key's tokens have expired");
+        assert!(rotated.verify_access_token_for_any_audience(&by_old, retired).is_err());
+        let reloaded = SigningKeys::load_set(&set, 100, retired).unwrap();
+        assert_eq!(reloaded.kids(), [new.kid.as_str()], "a retired key is not loaded");
+        let id = |iat| IdTokenClaims {
+            iss: "i".into(),
+            sub: "u".into(),
+            aud: "c".into(),
+            exp: iat + 100,
+            iat,
+            auth_time: iat,
+            nonce: None,
+            fhir_user: None,
+            name: None,
+        };
+        assert_eq!(kid_of(&rotated.sign_id_token(&id(1_000 + KEY_ACTIVATION))), new.kid);
+        assert_eq!(kid_of(&rotated.sign_id_token(&id(1_001))), old.kid);
     }
 
     #[test]

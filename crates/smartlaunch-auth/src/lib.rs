@@ -7,6 +7,7 @@
 
 mod assertion_report;
 pub mod authorize;
+pub mod changes;
 pub mod client;
 pub mod client_assertion;
 mod client_cache;
@@ -15,6 +16,7 @@ pub mod error;
 pub mod inspect;
 pub mod jwk;
 pub mod jwks_cache;
+pub mod key_encryption;
 pub mod keys;
 pub mod launch;
 pub mod pkce;

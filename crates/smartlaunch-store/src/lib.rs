@@ -34,7 +34,8 @@ pub use db::{
 };
 pub use launch_links::{LaunchLink, MAX_LAUNCH_LINKS};
 pub use pg::{
-    PgBulkWriter, PgDb, PgExportClaim, PgSessionLock, PgSnapshot, DEFAULT_MAX_CONNECTIONS as PG_DEFAULT_MAX_CONNECTIONS,
+    PgBulkWriter, PgChangeFeed, PgDb, PgExportClaim, PgSessionLock, PgSnapshot,
+    DEFAULT_MAX_CONNECTIONS as PG_DEFAULT_MAX_CONNECTIONS,
 };
 pub use reset::{ResetReport, RESET_TABLES};
 

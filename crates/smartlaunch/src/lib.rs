@@ -7,6 +7,7 @@ pub mod clock;
 mod exports;
 pub mod import;
 mod jwks_fetch;
+pub mod nodes;
 pub mod sandbox;
 pub mod seed;
 pub mod server;

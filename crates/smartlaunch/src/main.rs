@@ -162,6 +162,11 @@ struct ServeArgs {
     /// Registrations per minute per client address; 0 turns the limit off.
     #[arg(long, value_name = "N", default_value_t = RateLimits::default().registrations_per_minute)]
     registration_rate_limit: u32,
+    /// The file with the key that encrypts the signing keys in the database (base64 of 32
+    /// bytes: `openssl rand -base64 32`); default: SMARTLAUNCH_KEY_ENCRYPTION_KEY.  Required on
+    /// PostgreSQL (every node needs the same key), optional on SQLite.
+    #[arg(long, value_name = "PATH")]
+    key_encryption_key_file: Option<PathBuf>,
     /// With --database: the most connections this node opens to PostgreSQL.
     #[arg(long, value_name = "N", default_value_t = PG_DEFAULT_MAX_CONNECTIONS, env = "SMARTLAUNCH_DATABASE_CONNECTIONS")]
     database_connections: u32,
@@ -198,6 +203,18 @@ enum KeysCommand {
         /// The path prefix of the two files.
         #[arg(long, value_name = "PREFIX", default_value = "smartlaunch-client")]
         out: PathBuf,
+    },
+    /// Rotate the server's signing keys on PostgreSQL: add a new key that every running node
+    /// publishes at once and signs with 10 s later; the replaced key keeps verifying until the
+    /// tokens it signed have expired.  Prints the new key id.
+    Rotate {
+        /// The PostgreSQL database of the nodes (postgres://user@host/database).
+        #[arg(long, value_name = "URL", env = "DATABASE_URL")]
+        database: String,
+        /// The file with the key encryption key of the signing keys (base64 of 32 bytes);
+        /// default: SMARTLAUNCH_KEY_ENCRYPTION_KEY.
+        #[arg(long, value_name = "PATH")]
+        key_encryption_key_file: Option<PathBuf>,
     },
 }
 
@@ -316,6 +333,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("kid          {}", key.kid());
             Ok(())
         }
+        Command::Keys(KeysCommand::Rotate { database, key_encryption_key_file }) => {
+            let kid =
+                smartlaunch::nodes::rotate_signing_keys(&database, key_encryption_key_file.as_deref(), now()).await?;
+            println!("new signing key {kid}: published now, signing in 10 s on every node");
+            Ok(())
+        }
         Command::Token { client_id, key, alg, scope, token_url, fhir_base } => {
             let key_pem =
                 std::fs::read_to_string(&key).map_err(|e| anyhow::anyhow!("reading {}: {e}", key.display()))?;
@@ -345,6 +368,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             token_per_second: args.token_rate_limit,
             registrations_per_minute: args.registration_rate_limit,
         },
+        key_encryption_key: smartlaunch::nodes::key_encryption_key(args.key_encryption_key_file.as_deref(), false)?,
     };
     let running = start(settings, Arc::new(SystemClock::default())).await?;
     let base = &running.public_url;
@@ -532,7 +556,13 @@ async fn clients(command: ClientsCommand) -> anyhow::Result<()> {
             let grant_types: &[&str] =
                 if backend { &["client_credentials"] } else { &["authorization_code", "refresh_token"] };
             let db = data.open().await?;
-            let auth = AuthService::open(db, AuthConfig::new("http://127.0.0.1"), now()).await?;
+            // The service opens the signing keys: on PostgreSQL they need the nodes' key
+            // encryption key (SMARTLAUNCH_KEY_ENCRYPTION_KEY).
+            let config = AuthConfig {
+                key_encryption_key: smartlaunch::nodes::key_encryption_key(None, false)?,
+                ..AuthConfig::new("http://127.0.0.1")
+            };
+            let auth = AuthService::open(db, config, now()).await?;
             let request = RegistrationRequest {
                 client_name: Some(name),
                 redirect_uris: Some(redirect_uris),

@@ -5,8 +5,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
+use smartlaunch_auth::key_encryption::{KeyEncryptionKey, HOW_TO_MAKE_ONE};
 use smartlaunch_auth::{AuthConfig, AuthService};
-use smartlaunch_store::{DatabaseConfig, Db};
+use smartlaunch_store::{Backend, DatabaseConfig, Db};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -36,6 +37,10 @@ pub struct Settings {
     pub open_sandbox: bool,
     /// Per-address rate limits on the token and registration endpoints.
     pub rate_limits: crate::web::limits::RateLimits,
+    /// Encrypts the signing keys in the database: required on PostgreSQL, optional on SQLite
+    /// (`--key-encryption-key-file`, `SMARTLAUNCH_KEY_ENCRYPTION_KEY`; docs/DESIGN.md
+    /// "Stateless nodes").
+    pub key_encryption_key: Option<KeyEncryptionKey>,
 }
 
 /// Everything a request handler needs.
@@ -64,6 +69,8 @@ pub struct Running {
     pub sandbox_mode: smartlaunch_auth::config::SandboxMode,
     db: Db,
     exports: Arc<crate::exports::Exports>,
+    /// Follows the other nodes' changes (PostgreSQL).
+    changes: Option<JoinHandle<()>>,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
     /// Keeps `smartlaunch reset` off the database while this server runs.
@@ -93,6 +100,9 @@ impl Running {
             let _ = tx.send(());
         }
         let _ = (&mut self.task).await;
+        if let Some(changes) = self.changes.take() {
+            changes.abort();
+        }
         self.exports.shut_down();
         self.db.close().await;
     }
@@ -114,6 +124,12 @@ pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<
 
     let config =
         DatabaseConfig::choose(settings.database_url.as_deref(), &settings.data_dir, settings.database_connections)?;
+    if config.backend() == Backend::Postgres && settings.key_encryption_key.is_none() {
+        anyhow::bail!(
+            "on PostgreSQL the signing keys are encrypted in the database, and no key encryption key was given: \
+             {HOW_TO_MAKE_ONE}"
+        );
+    }
     let db = Db::open(&config).await?;
     let lock = crate::sandbox::lock_for_server(&db, &settings.data_dir).await?;
     crate::seed::seed_demo(&db, &instant(clock.now())).await?;
@@ -123,6 +139,7 @@ pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<
     config.open_sandbox = settings.open_sandbox || addr.ip().is_loopback();
     config.loopback_sandbox = !settings.open_sandbox;
     config.known_resource_type = Some(smartlaunch_fhir::resource_types::is_resource_type);
+    config.key_encryption_key = settings.key_encryption_key.clone();
     let sandbox_mode = config.sandbox_mode();
     let auth = AuthService::open(db.clone(), config, clock.now())
         .await?
@@ -140,6 +157,11 @@ pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<
         exports: exports.clone(),
     });
     crate::web::reload_client_origins(&state).await;
+    // Other nodes write too: follow what they change (revocations, clients, keys).
+    let changes = match &db {
+        Db::Postgres(pg) => Some(crate::nodes::follow_changes(state.clone(), pg.change_feed())),
+        Db::Sqlite(_) => None,
+    };
     spawn_housekeeping(state.clone());
 
     let router = crate::web::router(state);
@@ -155,7 +177,7 @@ pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<
             tracing::error!("server stopped: {e}");
         }
     });
-    Ok(Running { addr, public_url, sandbox_mode, db, exports, shutdown: Some(tx), task, _lock: lock })
+    Ok(Running { addr, public_url, sandbox_mode, db, exports, changes, shutdown: Some(tx), task, _lock: lock })
 }
 
 /// How often housekeeping runs: often enough that a code (60 s) is gone within 75 s of its

@@ -67,7 +67,7 @@ impl<S: AuthStore> AuthService<S> {
             trace: session.map(|s| s.trace_id.clone()),
         };
         Ok(TokenResponse {
-            access_token: self.keys.sign_access_token(&claims),
+            access_token: self.signing_keys().sign_access_token(&claims),
             token_type: "Bearer",
             expires_in: lifetime,
             scope: claims.scope,

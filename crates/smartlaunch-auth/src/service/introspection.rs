@@ -151,7 +151,7 @@ impl<S: AuthStore> AuthService<S> {
             }
             return Ok(());
         }
-        if let Ok(claims) = self.keys.verify_access_token_for_any_audience(token, now) {
+        if let Ok(claims) = self.signing_keys().verify_access_token_for_any_audience(token, now) {
             if claims.client_id == client.client_id {
                 self.revoke_grant(&claims.grant, now).await?;
             }

@@ -1,6 +1,7 @@
 //! [`AuthService`]: the protocol core's one entry point.  Handlers call one method per request.
 
 mod backend;
+mod changes;
 mod client_auth;
 mod consent;
 mod flow;
@@ -14,7 +15,7 @@ mod reset;
 mod tests;
 mod token_endpoint;
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use crate::client::Client;
 use crate::client_cache::{CachedClient, ClientCache};
@@ -22,6 +23,7 @@ use crate::config::AuthConfig;
 use crate::error::{BearerError, StoreError};
 use crate::inspect::LaunchRecord;
 use crate::jwks_cache::{JwksCache, JwksFetcher, NoFetch};
+use crate::key_encryption::seal_material;
 use crate::keys::{AccessClaims, KeyMaterial, SigningKeys};
 use crate::launch::SimulatedError;
 use crate::retention::Retention;
@@ -51,7 +53,8 @@ pub struct TracedToken {
 pub struct AuthService<S> {
     pub store: S,
     pub config: AuthConfig,
-    keys: SigningKeys,
+    /// Swapped when another node rotates the keys (the change feed).
+    keys: RwLock<Arc<SigningKeys>>,
     revocations: RevocationList,
     clients: ClientCache,
     sign_ins: SignInThrottle,
@@ -63,34 +66,26 @@ impl<S: AuthStore> AuthService<S> {
     /// Opens the service on a store: loads the signing keys (creating them on first start) and
     /// the recently revoked grants.
     pub async fn open(store: S, config: AuthConfig, now: UnixTime) -> Result<AuthService<S>, StoreError> {
-        let material = match store.keys().await? {
-            Some(m) => m,
-            None => {
-                let fresh = tokio::task::spawn_blocking(KeyMaterial::generate)
-                    .await
-                    .map_err(|e| StoreError(format!("key generation: {e}")))?;
-                store.insert_keys_if_absent(&fresh).await?
-            }
-        };
-        let keys = SigningKeys::load(&material).map_err(StoreError)?;
-        let revocations = RevocationList::default();
-        let since = now - config.access_token_lifetime;
-        for (grant, at) in store.revoked_grants(since).await? {
-            revocations.revoke(&grant, at);
+        if store.keys().await?.is_none() {
+            let fresh = tokio::task::spawn_blocking(KeyMaterial::generate)
+                .await
+                .map_err(|e| StoreError(format!("key generation: {e}")))?;
+            let sealed = seal_material(config.key_encryption_key.as_ref(), &fresh).map_err(StoreError)?;
+            store.insert_keys_if_absent(&sealed).await?;
         }
-        for (user, client, at) in store.access_revocations(since).await? {
-            revocations.revoke_user_client(&user, &client, at);
-        }
-        Ok(AuthService {
+        let keys = changes::load_keys(&store, &config, now).await?;
+        let auth = AuthService {
             store,
             config,
-            keys,
-            revocations,
+            keys: RwLock::new(Arc::new(keys)),
+            revocations: RevocationList::default(),
             clients: ClientCache::default(),
             sign_ins: SignInThrottle::default(),
             hashing: HashingPool::for_this_machine(),
             key_sets: JwksCache::new(Arc::new(NoFetch)),
-        })
+        };
+        auth.load_revocations(now).await?;
+        Ok(auth)
     }
 
     /// The service with `fetcher` for clients that register keys by URL (`jwks_uri`); without
@@ -138,9 +133,9 @@ impl<S: AuthStore> AuthService<S> {
         Ok(removed)
     }
 
-    /// The public JWK Set.
-    pub fn jwks(&self) -> serde_json::Value {
-        self.keys.jwks()
+    /// The public JWK Set at `now` (a rotated-out key stays until its tokens expired).
+    pub fn jwks(&self, now: UnixTime) -> serde_json::Value {
+        self.signing_keys().jwks(now)
     }
 
     /// Validates a bearer token for the FHIR API at our FHIR base.
@@ -151,13 +146,13 @@ impl<S: AuthStore> AuthService<S> {
     /// Validates a bearer token for the FHIR API at `fhir_base` (ours, or a simulation's):
     /// signature, expiry, audience and revocation (checklist item 77), with no I/O.
     pub fn verify_bearer_for(&self, token: &str, fhir_base: &str, now: UnixTime) -> Result<AccessClaims, BearerError> {
-        let claims = self.keys.verify_access_token(token, fhir_base, now)?;
+        let claims = self.signing_keys().verify_access_token(token, fhir_base, now)?;
         self.check_live(claims)
     }
 
     /// Like [`AuthService::verify_bearer`], for a token of any of our FHIR bases.
     pub fn verify_bearer_any(&self, token: &str, now: UnixTime) -> Result<AccessClaims, BearerError> {
-        let claims = self.keys.verify_access_token_for_any_audience(token, now)?;
+        let claims = self.signing_keys().verify_access_token_for_any_audience(token, now)?;
         if !self.config.is_our_audience(&claims.aud) {
             return Err(BearerError::Invalid("the access token was issued for another FHIR server (aud)"));
         }
@@ -167,7 +162,7 @@ impl<S: AuthStore> AuthService<S> {
     /// The launch-inspector view of a token with our signature; no other check (the FHIR
     /// handler makes those).
     pub fn peek_trace(&self, token: &str, now: UnixTime) -> Option<TracedToken> {
-        let claims = self.keys.peek_access_token(token)?;
+        let claims = self.signing_keys().peek_access_token(token)?;
         Some(TracedToken {
             trace: claims.trace?,
             expired: claims.exp <= now,

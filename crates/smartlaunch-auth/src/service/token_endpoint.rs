@@ -217,7 +217,7 @@ impl<S: AuthStore> AuthService<S> {
         }
 
         let id_token = scope.contains(&Scope::OpenId).then(|| {
-            self.keys.sign_id_token(&IdTokenClaims {
+            self.signing_keys().sign_id_token(&IdTokenClaims {
                 iss: self.config.issuer().to_owned(),
                 sub: cg.user_id.clone(),
                 aud: client.client_id.clone(),
@@ -400,7 +400,7 @@ impl<S: AuthStore> AuthService<S> {
             trace: grant.trace.clone(),
         };
         TokenResponse {
-            access_token: self.keys.sign_access_token(&claims),
+            access_token: self.signing_keys().sign_access_token(&claims),
             token_type: "Bearer",
             expires_in: lifetime,
             scope: claims.scope,

@@ -3,7 +3,9 @@
 use std::future::Future;
 
 use super::StoreResult;
+use crate::error::StoreError;
 use crate::keys::KeyMaterial;
+use crate::UnixTime;
 
 /// The signing keys (id_token and access-token signatures).
 pub trait KeyStore: Send + Sync {
@@ -11,4 +13,17 @@ pub trait KeyStore: Send + Sync {
     fn keys(&self) -> impl Future<Output = StoreResult<Option<KeyMaterial>>> + Send;
     /// Stores `fresh` unless keys exist (another node may have raced us); returns the stored keys.
     fn insert_keys_if_absent(&self, fresh: &KeyMaterial) -> impl Future<Output = StoreResult<KeyMaterial>> + Send;
+
+    /// Every stored set of keys with the time it was added (issue 10: keys rotated
+    /// consistently).  A store without rotation has the one set of [`KeyStore::keys`].
+    fn all_keys(&self) -> impl Future<Output = StoreResult<Vec<(KeyMaterial, UnixTime)>>> + Send {
+        async { Ok(self.keys().await?.map(|k| vec![(k, 0)]).unwrap_or_default()) }
+    }
+
+    /// Adds a set of keys at `now` (a rotation): every node signs with it once it is active
+    /// ([`KEY_ACTIVATION`](crate::keys::KEY_ACTIVATION)) and announces it on the change feed.
+    fn add_keys(&self, keys: &KeyMaterial, now: UnixTime) -> impl Future<Output = StoreResult<()>> + Send {
+        let _ = (keys, now);
+        async { Err(StoreError("this database cannot rotate the signing keys".into())) }
+    }
 }

@@ -30,7 +30,8 @@ pub struct MemoryStore {
 
 #[derive(Default)]
 struct State {
-    keys: Option<KeyMaterial>,
+    /// Newest last, with the time each was added.
+    keys: Vec<(KeyMaterial, UnixTime)>,
     clients: BTreeMap<String, Client>,
     jtis: HashMap<(String, String), UnixTime>,
     users: BTreeMap<String, User>,
@@ -109,11 +110,24 @@ impl MemoryStore {
 
 impl KeyStore for MemoryStore {
     async fn keys(&self) -> StoreResult<Option<KeyMaterial>> {
-        Ok(self.state().keys.clone())
+        Ok(self.state().keys.last().map(|(k, _)| k.clone()))
     }
 
     async fn insert_keys_if_absent(&self, fresh: &KeyMaterial) -> StoreResult<KeyMaterial> {
-        Ok(self.state().keys.get_or_insert_with(|| fresh.clone()).clone())
+        let mut s = self.state();
+        if s.keys.is_empty() {
+            s.keys.push((fresh.clone(), 0));
+        }
+        Ok(s.keys[s.keys.len() - 1].0.clone())
+    }
+
+    async fn all_keys(&self) -> StoreResult<Vec<(KeyMaterial, UnixTime)>> {
+        Ok(self.state().keys.clone())
+    }
+
+    async fn add_keys(&self, keys: &KeyMaterial, now: UnixTime) -> StoreResult<()> {
+        self.state().keys.push((keys.clone(), now));
+        Ok(())
     }
 }
 

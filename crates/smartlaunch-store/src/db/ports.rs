@@ -43,6 +43,8 @@ macro_rules! forward {
 forward!(impl KeyStore {
     fn keys(&self) -> StoreResult<Option<KeyMaterial>>;
     fn insert_keys_if_absent(&self, fresh: &KeyMaterial) -> StoreResult<KeyMaterial>;
+    fn all_keys(&self) -> StoreResult<Vec<(KeyMaterial, UnixTime)>>;
+    fn add_keys(&self, keys: &KeyMaterial, now: UnixTime) -> StoreResult<()>;
 });
 
 forward!(impl ClientStore {

@@ -9,6 +9,7 @@
 mod auth;
 mod browse;
 mod bulk;
+mod changes;
 mod exports;
 mod launch_links;
 mod locks;
@@ -27,10 +28,15 @@ use sqlx::{Connection, Executor};
 
 use crate::DbError;
 
+pub use changes::PgChangeFeed;
+
 /// Numbered migrations of the PostgreSQL schema, applied in order, each once, in a transaction
 /// of its own (DDL is transactional in PostgreSQL).  The numbers are this dialect's own: a
 /// schema change adds one file to `migrations/` (SQLite) and one to `migrations/postgres/`.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/postgres/0001_schema.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/postgres/0001_schema.sql")),
+    (2, include_str!("../../migrations/postgres/0002_change_feed.sql")),
+];
 
 /// Any key of `pg_advisory_xact_lock` held while migrating, so that nodes starting together
 /// migrate one after the other (the second finds the work done).

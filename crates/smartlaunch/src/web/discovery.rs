@@ -132,5 +132,5 @@ pub(crate) async fn openid_configuration(State(app): State<App>) -> Response {
 
 /// `GET /.well-known/jwks.json`: bare RSA public keys with `kid`, `use`, `alg`.
 pub(crate) async fn jwks(State(app): State<App>) -> Response {
-    json_response(app.auth.jwks())
+    json_response(app.auth.jwks(app.clock.now()))
 }

@@ -472,7 +472,13 @@ async fn backend_scopes_are_negotiated_and_other_grants_refused() {
 }
 
 async fn cli(args: &[&str]) -> (bool, String, String) {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_smartlaunch")).args(args).output().await.unwrap();
+    // The test servers seal their signing keys with the test key encryption key.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_smartlaunch"))
+        .args(args)
+        .env("SMARTLAUNCH_KEY_ENCRYPTION_KEY", TEST_KEY_ENCRYPTION_KEY)
+        .output()
+        .await
+        .unwrap();
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -19,3 +19,4 @@ mod limits;
 mod polish;
 mod sandbox;
 mod trust;
+mod two_nodes;

@@ -3,6 +3,7 @@
 
 mod backend;
 mod fhir;
+mod nodes;
 mod postgres;
 mod process;
 
@@ -18,6 +19,7 @@ use smartlaunch::{start, Running, Settings, SystemClock};
 
 pub use backend::*;
 pub use fhir::*;
+pub use nodes::*;
 pub use postgres::{database_for, drop_database_of};
 pub use process::Process;
 
@@ -69,6 +71,7 @@ impl Server {
             admin_token: None,
             open_sandbox: false,
             rate_limits: Default::default(),
+            key_encryption_key: test_key_encryption_key(),
         };
         configure(&mut settings);
         if settings.database_url.is_none() {

@@ -6,7 +6,10 @@ use std::process::{Child, Command, Stdio};
 
 pub struct Process {
     pub child: Child,
+    /// The public URL (`--public-url`, or the listening address).
     pub base: String,
+    /// Where it listens (`http://127.0.0.1:port`): a node behind a proxy, reached directly.
+    pub addr: String,
     /// The data directory, removed on drop (`None`: the caller's, kept).
     dir: Option<std::path::PathBuf>,
 }
@@ -24,25 +27,34 @@ impl Process {
     /// Starts `smartlaunch serve` on the data directory `dir`, which outlives the process (to
     /// start another on it).
     pub fn start_in(dir: &std::path::Path, extra: &[&str]) -> Process {
+        let dir = dir.to_str().expect("a UTF-8 path");
+        Process::spawn(&[&["--data", dir], extra].concat(), &[])
+    }
+
+    /// Starts `smartlaunch serve --listen 127.0.0.1:0 <args>` with `env` added to its
+    /// environment and waits for its "running on" line.
+    pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> Process {
         let mut child = Command::new(env!("CARGO_BIN_EXE_smartlaunch"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-            .arg(dir)
-            .args(extra)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .expect("the binary starts");
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
-        let base = loop {
+        let (base, addr) = loop {
             let line = lines.next().expect("the server printed its address").unwrap();
             if let Some(rest) = line.strip_prefix("smartlaunch is running on ") {
-                break rest.split(' ').next().unwrap().to_owned();
+                let base = rest.split(' ').next().unwrap().to_owned();
+                let listening = rest.split("(listening on ").nth(1).unwrap().split(')').next().unwrap();
+                break (base, format!("http://{listening}"));
             }
         };
         // Keep reading so the server never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Process { child, base, dir: None }
+        Process { child, base, addr, dir: None }
     }
 
     /// Ends the process with SIGKILL: no shutdown, nothing flushed.

@@ -2,6 +2,7 @@
 
 use smartlaunch_auth::keys::KeyMaterial;
 use smartlaunch_auth::store::{KeyStore, StoreResult};
+use smartlaunch_auth::UnixTime;
 
 use crate::auth_rows::err;
 use crate::pg::PgDb;
@@ -9,6 +10,9 @@ use crate::pg::PgDb;
 /// The newest keys.
 const KEYS: &str = "SELECT kid, rsa_pkcs8, hmac_secret FROM signing_keys ORDER BY created_at DESC, kid LIMIT 1";
 const INSERT: &str = "INSERT INTO signing_keys (kid, rsa_pkcs8, hmac_secret, created_at) VALUES ($1, $2, $3, 0)";
+/// A rotation (the trigger of migration 0002 announces it to every node).
+const ADD: &str = "INSERT INTO signing_keys (kid, rsa_pkcs8, hmac_secret, created_at) VALUES ($1, $2, $3, $4)";
+const ALL: &str = "SELECT kid, rsa_pkcs8, hmac_secret, created_at FROM signing_keys";
 /// The `pg_advisory_xact_lock` key under which a node that found no keys stores its own: the
 /// table is empty, so there is no row to lock, and two nodes starting together must not both
 /// insert (their keys have different ids, so no unique key would refuse the second).
@@ -47,5 +51,26 @@ impl KeyStore for PgDb {
         };
         tx.commit().await.map_err(err)?;
         Ok(stored)
+    }
+
+    async fn all_keys(&self) -> StoreResult<Vec<(KeyMaterial, UnixTime)>> {
+        let rows: Vec<(String, Vec<u8>, Vec<u8>, i64)> =
+            sqlx::query_as(ALL).fetch_all(&self.pool).await.map_err(err)?;
+        Ok(rows
+            .into_iter()
+            .map(|(kid, rsa_pkcs8, hmac_secret, at)| (KeyMaterial { kid, rsa_pkcs8, hmac_secret }, at))
+            .collect())
+    }
+
+    async fn add_keys(&self, keys: &KeyMaterial, now: UnixTime) -> StoreResult<()> {
+        sqlx::query(ADD)
+            .bind(&keys.kid)
+            .bind(&keys.rsa_pkcs8)
+            .bind(&keys.hmac_secret)
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(err)?;
+        Ok(())
     }
 }

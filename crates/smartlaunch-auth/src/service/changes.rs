@@ -1,0 +1,95 @@
+//! Applying the change feed (crate::changes) to what this node keeps in memory: the
+//! revocation list, the client cache and the signing keys (issue 10, "Stateless nodes").
+
+use std::sync::Arc;
+
+use super::AuthService;
+use crate::changes::{Change, FeedEvent};
+use crate::config::AuthConfig;
+use crate::error::StoreError;
+use crate::key_encryption::{open_material, seal_material};
+use crate::keys::{KeyMaterial, SigningKeys};
+use crate::store::{AuthStore, KeyStore};
+use crate::UnixTime;
+
+/// The stored keys, decrypted with the configured key encryption key, ready at `now`.  A wrong
+/// key encryption key is an error, never a reason to make new keys.
+pub(super) async fn load_keys<S: KeyStore>(
+    store: &S,
+    config: &AuthConfig,
+    now: UnixTime,
+) -> Result<SigningKeys, StoreError> {
+    let mut opened = Vec::new();
+    for (material, added_at) in store.all_keys().await? {
+        let material =
+            open_material(config.key_encryption_key.as_ref(), &material).map_err(|e| StoreError(e.to_string()))?;
+        opened.push((material, added_at));
+    }
+    SigningKeys::load_set(&opened, config.access_token_lifetime, now).map_err(StoreError)
+}
+
+impl<S: AuthStore> AuthService<S> {
+    /// Applies one event of the change feed at `now`.  A [`FeedEvent::Resync`] reloads
+    /// everything from the store; on an error the caller retries it (until then, changes
+    /// made elsewhere while the feed was down may not be applied).
+    pub async fn apply_change(&self, event: &FeedEvent, now: UnixTime) -> Result<(), StoreError> {
+        match event {
+            FeedEvent::Change(Change::GrantRevoked { grant, at }) => self.revocations.revoke(grant, *at),
+            FeedEvent::Change(Change::UserClientRevoked { user, client, at }) => {
+                self.revocations.revoke_user_client(user, client, *at);
+                self.clients.forget(client);
+            }
+            FeedEvent::Change(Change::ClientChanged { client }) => self.clients.forget(client),
+            FeedEvent::Change(Change::KeysRotated) => self.reload_keys(now).await?,
+            FeedEvent::Resync => self.resync(now).await?,
+        }
+        Ok(())
+    }
+
+    /// Reloads from the store what other nodes may have changed while this node was not
+    /// listening: the revocations of the access-token lifetime, the keys, and (by emptying
+    /// the cache) the clients.
+    async fn resync(&self, now: UnixTime) -> Result<(), StoreError> {
+        self.load_revocations(now).await?;
+        self.clients.clear();
+        self.reload_keys(now).await
+    }
+
+    /// Fills the revocation list with the revocations no unexpired token can predate.
+    pub(super) async fn load_revocations(&self, now: UnixTime) -> Result<(), StoreError> {
+        let since = now - self.config.access_token_lifetime;
+        for (grant, at) in self.store.revoked_grants(since).await? {
+            self.revocations.revoke(&grant, at);
+        }
+        for (user, client, at) in self.store.access_revocations(since).await? {
+            self.revocations.revoke_user_client(&user, &client, at);
+        }
+        Ok(())
+    }
+
+    /// Loads the keys from the store (a rotation, a resync).
+    async fn reload_keys(&self, now: UnixTime) -> Result<(), StoreError> {
+        let loaded = load_keys(&self.store, &self.config, now).await?;
+        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(loaded);
+        Ok(())
+    }
+
+    /// `smartlaunch keys rotate`: adds a new set of signing keys, encrypted like the others.
+    /// Every node loads it (the change feed), publishes it in the JWKS at once and signs with
+    /// it [`KEY_ACTIVATION`](crate::keys::KEY_ACTIVATION) seconds later; the keys it replaces
+    /// still verify until the tokens they signed have expired.  Returns the new key id.
+    pub async fn rotate_keys(&self, now: UnixTime) -> Result<String, StoreError> {
+        let fresh = tokio::task::spawn_blocking(KeyMaterial::generate)
+            .await
+            .map_err(|e| StoreError(format!("key generation: {e}")))?;
+        let sealed = seal_material(self.config.key_encryption_key.as_ref(), &fresh).map_err(StoreError)?;
+        self.store.add_keys(&sealed, now).await?;
+        self.reload_keys(now).await?;
+        Ok(fresh.kid)
+    }
+
+    /// The keys this node signs and verifies with now.
+    pub(super) fn signing_keys(&self) -> Arc<SigningKeys> {
+        self.keys.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
