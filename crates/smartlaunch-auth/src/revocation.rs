@@ -28,8 +28,11 @@ impl RevocationList {
     }
 
     pub fn revoke_user_client(&self, user_id: &str, client_id: &str, at: UnixTime) {
+        // The latest cut-off wins: a revocation heard late (another node's, a resync) or made
+        // by a node whose clock is behind never lowers it.
         let mut map = self.user_clients.write().unwrap_or_else(|p| p.into_inner());
-        map.insert((user_id.to_owned(), client_id.to_owned()), at);
+        let cutoff = map.entry((user_id.to_owned(), client_id.to_owned())).or_insert(at);
+        *cutoff = (*cutoff).max(at);
     }
 
     /// Whether an access token with these claims has been revoked.
@@ -78,6 +81,16 @@ mod tests {
             simulate_error: None,
             trace: None,
         }
+    }
+
+    #[test]
+    fn a_revocation_heard_late_never_lowers_the_cutoff() {
+        let list = RevocationList::default();
+        list.revoke_user_client("user-1", "app", 200);
+        // Another node's earlier revocation (or a node whose clock is behind) arrives later.
+        list.revoke_user_client("user-1", "app", 100);
+        assert!(list.is_revoked(&claims("user-1", "app", 150)), "issued before the latest revocation");
+        assert!(!list.is_revoked(&claims("user-1", "app", 201)));
     }
 
     #[test]

@@ -40,7 +40,7 @@ impl<S: AuthStore> AuthService<S> {
                 self.clients.forget(client);
             }
             FeedEvent::Change(Change::ClientChanged { client }) => self.clients.forget(client),
-            FeedEvent::Change(Change::KeysRotated) => self.reload_keys(now).await?,
+            FeedEvent::Change(Change::KeysRotated) => self.reload_keys_or_keep(now).await,
             FeedEvent::Resync => self.resync(now).await?,
         }
         Ok(())
@@ -48,11 +48,22 @@ impl<S: AuthStore> AuthService<S> {
 
     /// Reloads from the store what other nodes may have changed while this node was not
     /// listening: the revocations of the access-token lifetime, the keys, and (by emptying
-    /// the cache) the clients.
+    /// the cache) the clients.  Only the revocations can fail it (to be retried): keys that
+    /// cannot be opened must not hold up the revocations that follow on the feed.
     async fn resync(&self, now: UnixTime) -> Result<(), StoreError> {
         self.load_revocations(now).await?;
         self.clients.clear();
-        self.reload_keys(now).await
+        self.reload_keys_or_keep(now).await;
+        Ok(())
+    }
+
+    /// Reloads the keys; when they cannot be loaded (a row sealed with another key encryption
+    /// key, the store down), keeps signing and verifying with the keys it has, loudly: the
+    /// next rotation or resync tries again.
+    async fn reload_keys_or_keep(&self, now: UnixTime) {
+        if let Err(e) = self.reload_keys(now).await {
+            tracing::error!("signing keys: cannot reload ({e}); this node keeps its current keys");
+        }
     }
 
     /// Fills the revocation list with the revocations no unexpired token can predate.

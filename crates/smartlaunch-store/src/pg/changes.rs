@@ -13,6 +13,8 @@ use crate::pg::PgDb;
 const CHANNEL: &str = "smartlaunch_changes";
 /// The wait before listening again after the database could not be reached.
 const RETRY: Duration = Duration::from_secs(1);
+/// How long a silent feed waits before it checks that its connection still answers.
+const IDLE_CHECK: Duration = Duration::from_secs(30);
 
 /// One node's subscription to the changes every node (and the command line) makes.
 pub struct PgChangeFeed {
@@ -58,7 +60,21 @@ impl ChangeFeed for PgChangeFeed {
                     }
                 }
             };
-            match listener.try_recv().await {
+            let received = match tokio::time::timeout(IDLE_CHECK, listener.try_recv()).await {
+                Ok(received) => received,
+                Err(_quiet) => {
+                    // Nothing heard for a while: a half-open connection (a failover, a dropped
+                    // NAT entry) would keep silent for ever, so check it answers; if not,
+                    // listen again (which resyncs).
+                    let alive = tokio::time::timeout(RETRY * 5, sqlx::query("SELECT 1").execute(&mut *listener)).await;
+                    if !matches!(alive, Ok(Ok(_))) {
+                        tracing::warn!("change feed: the connection does not answer; listening again");
+                        self.listener = None;
+                    }
+                    continue;
+                }
+            };
+            match received {
                 Ok(Some(notification)) => {
                     return match serde_json::from_str::<Change>(notification.payload()) {
                         Ok(change) => FeedEvent::Change(change),

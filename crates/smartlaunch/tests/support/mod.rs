@@ -3,6 +3,8 @@
 
 mod backend;
 mod fhir;
+// The two-node suite is in tests/http.rs only; tests/http_postgres.rs compiles this module unused.
+#[allow(dead_code)]
 mod nodes;
 mod postgres;
 mod process;

@@ -8,7 +8,9 @@ pub struct Process {
     pub child: Child,
     /// The public URL (`--public-url`, or the listening address).
     pub base: String,
-    /// Where it listens (`http://127.0.0.1:port`): a node behind a proxy, reached directly.
+    /// Where it listens (`http://127.0.0.1:port`): a node behind a proxy, reached directly
+    /// (the two-node suite, in tests/http.rs only).
+    #[allow(dead_code)]
     pub addr: String,
     /// The data directory, removed on drop (`None`: the caller's, kept).
     dir: Option<std::path::PathBuf>,

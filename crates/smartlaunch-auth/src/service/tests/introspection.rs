@@ -148,3 +148,21 @@ async fn removing_a_client_revokes_everything_issued_to_it() {
     assert!(h.auth.verify_bearer(&t.access_token, NOW).is_err());
     assert!(!h.auth.remove_client("public", NOW).await.unwrap());
 }
+
+/// Stateless nodes (issue 10): a resync must apply the revocations made elsewhere even when a
+/// stored key cannot be opened (a row sealed with another key encryption key, junk): the keys
+/// stay as they were, and the feed goes on.
+#[tokio::test]
+async fn a_resync_applies_revocations_even_when_a_stored_key_cannot_be_opened() {
+    use crate::changes::FeedEvent;
+    use crate::store::GrantStore;
+    let h = Harness::new().await;
+    let t = patient_tokens(&h).await;
+    let unopenable = KeyMaterial { kid: "junk".into(), rsa_pkcs8: b"not a key".to_vec(), hmac_secret: vec![7; 32] };
+    h.store.add_keys(&unopenable, NOW).await.unwrap();
+    // Another node revoked the user's access to the app; this node missed the notification.
+    h.store.revoke_user_client("u-pat", "public", NOW).await.unwrap();
+    assert!(h.auth.verify_bearer(&t.access_token, NOW).is_ok(), "not heard of yet");
+    h.auth.apply_change(&FeedEvent::Resync, NOW).await.expect("a resync is not held up by the keys");
+    assert!(h.auth.verify_bearer(&t.access_token, NOW).is_err(), "the revocation is applied");
+}

@@ -31,7 +31,7 @@ const USE_JTI: &str = "INSERT INTO client_assertion_jtis (client_id, jti_hash, e
 /// Every access token of a client, for all users, until `$3` (the record outlives the client).
 pub(in crate::pg) const REVOKE_CLIENT_ACCESS: &str =
     "INSERT INTO access_revocations (user_id, client_id, revoked_at) VALUES ($1, $2, $3) \
-     ON CONFLICT (user_id, client_id) DO UPDATE SET revoked_at = excluded.revoked_at";
+     ON CONFLICT (user_id, client_id) DO UPDATE SET revoked_at = GREATEST(access_revocations.revoked_at, excluded.revoked_at)";
 /// What else goes with a client.
 const DELETE_WITH_CLIENT: [&str; 4] = [
     "DELETE FROM authorization_codes WHERE client_id = $1",

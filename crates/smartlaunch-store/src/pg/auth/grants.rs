@@ -33,7 +33,7 @@ const ROTATE: &str = "WITH used AS ( \
 const RECORD_REVOCATION: &str =
     "INSERT INTO revocations (grant_id, revoked_at) VALUES ($1, $2) ON CONFLICT (grant_id) DO NOTHING";
 const REVOKE_USER_CLIENT: &str = "INSERT INTO access_revocations (user_id, client_id, revoked_at) VALUES ($1, $2, $3) \
-     ON CONFLICT (user_id, client_id) DO UPDATE SET revoked_at = excluded.revoked_at";
+     ON CONFLICT (user_id, client_id) DO UPDATE SET revoked_at = GREATEST(access_revocations.revoked_at, excluded.revoked_at)";
 const USER_AUTHORIZATIONS: &str = "SELECT c.client_id, c.scope, c.updated_at, \
      (SELECT COUNT(*) FROM grants g JOIN refresh_tokens r ON r.grant_id = g.id \
       WHERE g.user_id = c.user_id AND g.client_id = c.client_id AND g.revoked_at IS NULL \
