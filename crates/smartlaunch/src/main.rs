@@ -167,7 +167,8 @@ struct ServeArgs {
     /// PostgreSQL (every node needs the same key), optional on SQLite.
     #[arg(long, value_name = "PATH")]
     key_encryption_key_file: Option<PathBuf>,
-    /// With --database: the most connections this node opens to PostgreSQL.
+    /// With --database: the most connections this node opens to PostgreSQL (at least 9: the
+    /// change feed and two running export jobs hold some for long).
     #[arg(long, value_name = "N", default_value_t = PG_DEFAULT_MAX_CONNECTIONS, env = "SMARTLAUNCH_DATABASE_CONNECTIONS")]
     database_connections: u32,
 }

@@ -108,8 +108,12 @@ impl Running {
     }
 
     /// Closes the database under the running server (the last step of [`Running::stop`]);
-    /// from then on `/healthz` answers 503.
+    /// from then on `/healthz` answers 503.  The change feed stops first: its listening
+    /// connection is one of the pool's, which closing waits for.
     pub async fn close_database(&self) {
+        if let Some(changes) = &self.changes {
+            changes.abort();
+        }
         self.db.close().await;
     }
 }

@@ -52,13 +52,20 @@ pub struct PgDb {
     pub(crate) pool: PgPool,
 }
 
+/// Connections a node may hold for long: the change feed's listener, and for each running
+/// export job its claim and its snapshot.
+const LONG_HELD_CONNECTIONS: u32 = 1 + 2 * smartlaunch_fhir::export::MAX_CONCURRENT_JOBS as u32;
+/// The smallest pool: what is held for long plus a few for requests.  With less, a node
+/// running exports starves its own requests and its jobs each other (found on a pool of 4).
+pub const MIN_CONNECTIONS: u32 = LONG_HELD_CONNECTIONS + 4;
+
 impl PgDb {
     /// Connects to `url` (`postgres://user@host:port/database`) with a pool of at most
-    /// `max_connections`, and migrates the schema.
+    /// `max_connections` (never fewer than [`MIN_CONNECTIONS`]), and migrates the schema.
     pub async fn connect(url: &str, max_connections: u32) -> Result<PgDb, DbError> {
         let options = PgConnectOptions::from_str(url)?.application_name("smartlaunch");
         let pool = PgPoolOptions::new()
-            .max_connections(max_connections)
+            .max_connections(max_connections.max(MIN_CONNECTIONS))
             .min_connections(1)
             .idle_timeout(Duration::from_secs(60))
             // A stale connection (a restarted server, a failover) is found before use.
