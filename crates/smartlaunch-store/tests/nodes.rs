@@ -153,7 +153,7 @@ async fn a_node_resyncs_what_it_missed_when_its_feed_reconnects() {
         // The listening connection dies (a database restart, a failover): the feed says so.
         let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
         let killed: Vec<(bool,)> =
-            sqlx::query_as("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN%'")
+            sqlx::query_as("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN%' AND datname = current_database()")
                 .fetch_all(&mut admin)
                 .await
                 .unwrap();
