@@ -1,9 +1,9 @@
 //! The launch inspector's event log, written off the request path: requests put their events
 //! on a bounded queue (never waiting: when it is full the event is dropped and counted), and one
-//! task drains it in batches, each written by the group-commit writer (in the transaction of
-//! the requests' own writes of that moment) and keeping every launch within
-//! [`MAX_EVENTS_PER_TRACE`] events (the newest).  Reads flush the queue first, so they see
-//! every event recorded before them.  Also the inspector's other records: launches by trace
+//! task drains it in batches collected over up to [`LINGER`], each written by the group-commit
+//! writer (in the transaction of the requests' own writes of that moment) and keeping every
+//! launch within [`MAX_EVENTS_PER_TRACE`] events (the newest).  Reads flush the queue first, so
+//! they see every event recorded before them.  Also the inspector's other records: launches by trace
 //! and by user, the per-client trace switches and the hand-made launches they traced.
 
 use std::collections::HashMap;
@@ -26,6 +26,15 @@ use crate::DbError;
 const QUEUE_CAPACITY: usize = 4096;
 /// The most events written in one transaction.
 const BATCH: usize = 512;
+/// How long the drain collects events before writing them.  Every write of events dirties the
+/// same pages (the table's last page, the launches' places in the `(trace_id, seq)` index, their
+/// counters), and each commit copies every dirty page into the WAL: written as they came, the
+/// sandbox launch loop's three events per launch cost more than the launch's own writes.
+/// Written every 50 ms, those pages are copied 20 times a second whatever the load.  Nobody
+/// waits for it: a read of the events flushes the queue first, and an event is a debugging
+/// aid, which a crash may lose (as the full queue drops it, and as PostgreSQL's `UNLOGGED`
+/// table would).
+const LINGER: std::time::Duration = std::time::Duration::from_millis(50);
 /// Events a launch may hold beyond [`MAX_EVENTS_PER_TRACE`] between two trims: a trim walks
 /// the cap's worth of the launch's index, so it runs once per this many events, not per batch;
 /// reads show the newest [`MAX_EVENTS_PER_TRACE`] all the same.
@@ -81,18 +90,27 @@ impl EventLog {
     }
 }
 
-/// The draining task: takes what is queued (up to [`BATCH`]) and writes it in one job.
+/// The draining task: collects events for up to [`LINGER`] after the first (or until
+/// [`BATCH`] are queued, or a reader asks for a flush) and writes them in one job.
 async fn drain(mut rx: mpsc::Receiver<Queued>, write: Arc<Writer>, overflow: Overflow) {
     while let Some(first) = rx.recv().await {
         let mut events = Vec::new();
         let mut flushes = Vec::new();
+        let deadline = tokio::time::Instant::now() + LINGER;
         let mut next = Some(first);
         while let Some(item) = next {
             match item {
                 Queued::Event(trace, event) => events.push((trace, *event)),
                 Queued::Flush(done) => flushes.push(done),
             }
-            next = if events.len() < BATCH { rx.try_recv().ok() } else { None };
+            next = if events.len() >= BATCH {
+                None
+            } else if !flushes.is_empty() {
+                // A reader waits: take what is queued now and write it at once.
+                rx.try_recv().ok()
+            } else {
+                tokio::time::timeout_at(deadline, rx.recv()).await.ok().flatten()
+            };
         }
         let dropped = std::mem::take(&mut *overflow.lock().unwrap_or_else(|p| p.into_inner()));
         if !events.is_empty() || !dropped.is_empty() {

@@ -88,10 +88,20 @@ pub struct SqliteDb {
     events: Arc<events::EventLog>,
 }
 
+/// The writer's page cache: unlike a reader's, it stays valid from one commit to the next (the
+/// writer makes every change), so the hot pages of the auth tables and indexes are written
+/// from memory, never read back.
+const WRITER_CACHE_MIB: i64 = 16;
+/// Pages of WAL between two automatic checkpoints of a server (16 MiB).  A checkpoint copies
+/// each page changed since the last one into the database and syncs it; the same few hot pages
+/// (codes, inspector events) change in every commit, so a longer interval copies each of them
+/// once instead of once per 4 MiB.
+const SERVE_WAL_PAGES: i64 = 4096;
+
 impl SqliteDb {
     /// Opens (creating if needed) the SQLite database `smartlaunch.db` in `dir` and migrates it.
     pub async fn open_dir(dir: &Path) -> Result<SqliteDb, DbError> {
-        SqliteDb::open_with(dir, 2, 1000).await
+        SqliteDb::open_with(dir, 2, SERVE_WAL_PAGES).await
     }
 
     /// Like [`SqliteDb::open_dir`], tuned for a bulk import: a 512 MiB page cache per connection, so
@@ -107,6 +117,9 @@ impl SqliteDb {
         let opening = options.clone();
         let write = tokio::task::spawn_blocking(move || -> Result<rusqlite::Connection, DbError> {
             let write = opening.open()?;
+            if opening.cache_mib < WRITER_CACHE_MIB {
+                write.execute_batch(&format!("PRAGMA cache_size = -{}", WRITER_CACHE_MIB * 1024))?;
+            }
             migrate(&write)?;
             Ok(write)
         })

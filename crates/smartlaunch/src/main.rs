@@ -13,6 +13,14 @@ use smartlaunch_auth::store::ClientStore;
 use smartlaunch_auth::AuthService;
 use smartlaunch_store::{DatabaseConfig, Db, PG_DEFAULT_MAX_CONNECTIONS};
 
+/// mimalloc: fewer cycles per allocation than glibc's malloc under many threads, the server's
+/// every request being a few dozen small allocations (docs/DESIGN.md "Speed").  It also keeps
+/// memory small without the glibc tuning this replaced (two arenas, a fixed mmap threshold):
+/// argon2id's 19 MiB blocks are huge allocations, mapped and returned to the system per sign-in,
+/// and freed small pages are returned after a short delay.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// SMART on FHIR sandbox: a SMART App Launch 2.2 authorization server and a FHIR R4 server
 /// with demo data, in one binary.
 #[derive(Parser)]
@@ -270,33 +278,20 @@ fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
-/// Keeps the server's memory small and stable under glibc: at most two malloc arenas (instead
-/// of eight per core, one per busy thread) and a fixed mmap threshold, so the 19 MiB buffers of
-/// argon2id go back to the system when a sign-in ends instead of staying in the heap.  Only for
-/// `serve`: a bulk import allocates and frees in large batches, and under these settings spends
-/// a fifth of its time consolidating and trimming the heap.
-fn tune_allocator() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes allocator parameters; it is called before any thread starts.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
-    }
-}
-
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if matches!(cli.command, Command::Serve(_)) {
-        tune_allocator();
-    }
     tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run(cli))
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     // Log lines are written by a thread of their own: a request never waits for stdout (with
     // the write on the request's thread the request log cost the launch loop about 30%; now
-    // about 18%, the formatting).  The guard flushes what is queued when `run` returns.
-    let (writer, _flush_on_exit) = tracing_appender::non_blocking(std::io::stdout());
+    // about 18%, the formatting).  That thread writes what is queued into a buffer and flushes
+    // it when the queue is empty: one system call per burst of lines, not per line (a tenth of
+    // the server's time on the read loop went to writing lines one by one).  The guard
+    // flushes what is queued when `run` returns.
+    let stdout = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout());
+    let (writer, _flush_on_exit) = tracing_appender::non_blocking(stdout);
     tracing_subscriber::fmt()
         .with_writer(writer)
         .with_ansi(false)
