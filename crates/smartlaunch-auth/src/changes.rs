@@ -29,8 +29,14 @@ pub enum Change {
     /// A client's registration, backend-service session or trace switch changed (or the client
     /// was removed): cached copies are stale, and so are the CORS origins of registered clients.
     ClientChanged { client: String },
+    /// Every client was removed at once (a sandbox reset): the whole client cache and the CORS
+    /// origins of registered clients are stale.
+    ClientsCleared,
     /// A signing key was added (a rotation): reload the keys.
     KeysRotated,
+    /// A signing key was removed (`smartlaunch keys retire`, a compromised key): reload the
+    /// keys, after which tokens it signed are refused.
+    KeyRetired { kid: String },
 }
 
 /// What a [`ChangeFeed`] delivers.
@@ -66,6 +72,8 @@ mod tests {
         );
         assert_eq!(parse(r#"{"change":"client_changed","client":"c"}"#), Change::ClientChanged { client: "c".into() });
         assert_eq!(parse(r#"{"change":"keys_rotated"}"#), Change::KeysRotated);
+        assert_eq!(parse(r#"{"change":"clients_cleared"}"#), Change::ClientsCleared);
+        assert_eq!(parse(r#"{"change":"key_retired","kid":"k1"}"#), Change::KeyRetired { kid: "k1".into() });
         assert!(serde_json::from_str::<Change>(r#"{"change":"unknown"}"#).is_err());
     }
 }

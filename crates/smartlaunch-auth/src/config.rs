@@ -1,7 +1,8 @@
 //! The authorization server's settings, read once at start and passed down.
 
-/// URLs and lifetimes of the authorization server.
-#[derive(Debug, Clone)]
+/// URLs and lifetimes of the authorization server.  Its `Debug` shows no secret (the tokens
+/// only as set or not).
+#[derive(Clone)]
 pub struct AuthConfig {
     /// The externally visible base URL, without a trailing slash (e.g. `http://127.0.0.1:8080`).
     /// It is also the OpenID Connect `issuer`.
@@ -34,6 +35,27 @@ pub struct AuthConfig {
     /// Encrypts the signing keys in the database (required on PostgreSQL, optional on SQLite;
     /// docs/DESIGN.md "Stateless nodes").
     pub key_encryption_key: Option<crate::key_encryption::KeyEncryptionKey>,
+}
+
+impl std::fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secret = |value: &Option<String>| value.as_ref().map(|_| "(set)");
+        f.debug_struct("AuthConfig")
+            .field("public_url", &self.public_url)
+            .field("access_token_lifetime", &self.access_token_lifetime)
+            .field("code_lifetime", &self.code_lifetime)
+            .field("offline_lifetime", &self.offline_lifetime)
+            .field("session_lifetime", &self.session_lifetime)
+            .field("pending_lifetime", &self.pending_lifetime)
+            .field("registration_token", &secret(&self.registration_token))
+            .field("admin_token", &secret(&self.admin_token))
+            .field("open_sandbox", &self.open_sandbox)
+            .field("loopback_sandbox", &self.loopback_sandbox)
+            .field("known_resource_type", &self.known_resource_type.is_some())
+            // Its own Debug shows no key material.
+            .field("key_encryption_key", &self.key_encryption_key)
+            .finish()
+    }
 }
 
 impl AuthConfig {
@@ -178,6 +200,18 @@ pub fn is_simulation_id(id: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_config_never_shows_a_token() {
+        let config = AuthConfig {
+            registration_token: Some("registration-secret".into()),
+            admin_token: Some("admin-secret".into()),
+            ..AuthConfig::new("http://127.0.0.1")
+        };
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("registration-secret") && !shown.contains("admin-secret"), "{shown}");
+        assert!(shown.contains("admin_token: Some(\"(set)\")"), "{shown}");
+    }
 
     #[test]
     fn loopback_hosts_are_named_as_such() {

@@ -42,6 +42,17 @@ pub enum KeyDecryptError {
          encrypted with — give this node the same key as the others"
     )]
     WrongKey,
+    /// A plaintext key in a database whose keys must all be sealed (PostgreSQL: a database
+    /// server, its backups and replicas are outside the nodes' trust boundary).  An earlier
+    /// `smartlaunch migrate` copied keys as SQLite kept them.
+    #[error(
+        "the signing key {kid} is stored unencrypted in the PostgreSQL database (copied by an earlier \
+         `smartlaunch migrate`?), and a node on PostgreSQL uses encrypted keys only: replace it — \
+         `smartlaunch keys rotate` (adds an encrypted key), then `smartlaunch keys retire --kid {kid}` \
+         (the tokens it signed stop working) — or copy the SQLite sandbox again with this \
+         `smartlaunch migrate`, which encrypts the keys"
+    )]
+    Unsealed { kid: String },
 }
 
 impl KeyEncryptionKey {
@@ -93,6 +104,19 @@ fn is_sealed(field: &[u8]) -> bool {
     field.starts_with(MAGIC)
 }
 
+/// Whether every private field of stored material is sealed (by some key encryption key).
+pub fn is_sealed_material(m: &KeyMaterial) -> bool {
+    is_sealed(&m.rsa_pkcs8) && is_sealed(&m.hmac_secret)
+}
+
+/// Refuses stored material with a plaintext field, where every key must be sealed (PostgreSQL).
+pub fn require_sealed(m: &KeyMaterial) -> Result<(), KeyDecryptError> {
+    match is_sealed_material(m) {
+        true => Ok(()),
+        false => Err(KeyDecryptError::Unsealed { kid: m.kid.clone() }),
+    }
+}
+
 /// The material as the store keeps it: sealed under `kek`, or as it is without one.
 pub fn seal_material(kek: Option<&KeyEncryptionKey>, m: &KeyMaterial) -> Result<KeyMaterial, String> {
     let Some(kek) = kek else { return Ok(m.clone()) };
@@ -140,6 +164,18 @@ mod tests {
         let swapped = KeyMaterial { hmac_secret: sealed.rsa_pkcs8.clone(), ..sealed };
         assert_eq!(open_material(Some(&kek(1)), &swapped), Err(KeyDecryptError::WrongKey), "bound to its field");
         assert_eq!(open_material(Some(&kek(1)), &m).unwrap(), m, "a plaintext key (a sandbox without one) reads");
+    }
+
+    #[test]
+    fn where_keys_must_be_sealed_a_plaintext_field_is_refused() {
+        let m = KeyMaterial::generate();
+        let sealed = seal_material(Some(&kek(1)), &m).unwrap();
+        assert!(is_sealed_material(&sealed) && require_sealed(&sealed).is_ok());
+        let refused = require_sealed(&m).unwrap_err();
+        assert_eq!(refused, KeyDecryptError::Unsealed { kid: m.kid.clone() });
+        assert!(refused.to_string().contains(&format!("keys retire --kid {}", m.kid)), "{refused}");
+        let half = KeyMaterial { hmac_secret: m.hmac_secret.clone(), ..sealed };
+        assert!(!is_sealed_material(&half) && require_sealed(&half).is_err(), "one plaintext field is enough");
     }
 
     #[test]

@@ -29,8 +29,8 @@ pub use browse::Listed;
 pub use bulk::{BulkBatch, BulkWriter};
 pub use copy::{copy_sqlite_to_postgres, CopyError, CopyReport};
 pub use db::{
-    Backend, BulkWriter as DbBulkWriter, DatabaseConfig, Db, ExportClaim, Snapshot as DbSnapshot,
-    UnsupportedDatabaseUrl,
+    postgres_url, redact_database_url, Backend, BulkWriter as DbBulkWriter, DatabaseConfig, DatabaseUrlError, Db,
+    ExportClaim, Snapshot as DbSnapshot,
 };
 pub use launch_links::{LaunchLink, MAX_LAUNCH_LINKS};
 pub use pg::{
@@ -41,6 +41,9 @@ pub use reset::{ResetReport, RESET_TABLES};
 
 use std::path::Path;
 use std::sync::Arc;
+
+/// The SQLite database file in a data directory.
+pub(crate) const DB_FILE: &str = "smartlaunch.db";
 
 /// Numbered migrations, applied in order, each once.
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -113,7 +116,7 @@ impl SqliteDb {
 
     async fn open_with(dir: &Path, cache_mib: i64, wal_autocheckpoint_pages: i64) -> Result<SqliteDb, DbError> {
         std::fs::create_dir_all(dir)?;
-        let options = conn::Options { path: dir.join("smartlaunch.db"), cache_mib, wal_autocheckpoint_pages };
+        let options = conn::Options { path: dir.join(DB_FILE), cache_mib, wal_autocheckpoint_pages };
         let opening = options.clone();
         let write = tokio::task::spawn_blocking(move || -> Result<rusqlite::Connection, DbError> {
             let write = opening.open()?;

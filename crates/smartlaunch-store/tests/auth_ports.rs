@@ -456,11 +456,15 @@ async fn the_pickers_read_patients_and_their_encounters<S: PatientDirectory + Re
 async fn a_registration_access_token_is_spent_once_even_when_used_concurrently<S: AuthStore>(db: S) {
     use smartlaunch_auth::client::RegistrationRequest;
     use smartlaunch_auth::config::AuthConfig;
+    use smartlaunch_auth::key_encryption::{seal_material, KeyEncryptionKey};
     use smartlaunch_auth::service::Registrant;
     use smartlaunch_auth::AuthService;
-    db.insert_keys_if_absent(&KeyMaterial::generate()).await.unwrap();
+    // Sealed: on PostgreSQL a node refuses a plaintext key.
+    let kek = KeyEncryptionKey::from_base64("c21hcnRsYXVuY2gtdGVzdC1ub2Rlcy0zMi1ieXRlcyE=").unwrap();
+    db.insert_keys_if_absent(&seal_material(Some(&kek), &KeyMaterial::generate()).unwrap()).await.unwrap();
     let registrant = || Registrant { bearer: None, host: None, cross_site: false };
-    let auth = AuthService::open(db, AuthConfig::new("http://127.0.0.1:1"), 1_000).await.unwrap();
+    let config = AuthConfig { key_encryption_key: Some(kek), ..AuthConfig::new("http://127.0.0.1:1") };
+    let auth = AuthService::open(db, config, 1_000).await.unwrap();
     let request = || RegistrationRequest {
         redirect_uris: Some(vec!["http://127.0.0.1:9/cb".into()]),
         token_endpoint_auth_method: Some("none".into()),

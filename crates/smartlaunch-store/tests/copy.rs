@@ -8,6 +8,7 @@ mod support;
 use serde_json::json;
 use smartlaunch_auth::client::{Client, ClientMetadata, TokenEndpointAuthMethod};
 use smartlaunch_auth::inspect::{LaunchEvent, Step};
+use smartlaunch_auth::key_encryption::{is_sealed_material, open_material, seal_material, KeyEncryptionKey};
 use smartlaunch_auth::keys::KeyMaterial;
 use smartlaunch_auth::secrets::random_token;
 use smartlaunch_auth::store::rules::{grant, launch, refresh};
@@ -20,6 +21,11 @@ use sqlx::{Connection, PgConnection};
 use support::{on_postgres, on_postgres_nodes};
 
 const NOW: &str = "2026-01-02T03:04:05Z";
+
+fn kek(byte: u8) -> KeyEncryptionKey {
+    use base64::Engine;
+    KeyEncryptionKey::from_base64(&base64::engine::general_purpose::STANDARD.encode([byte; 32])).unwrap()
+}
 const LATER: &str = "2026-01-03T00:00:00Z";
 
 fn app() -> Client {
@@ -95,7 +101,7 @@ async fn a_sqlite_sandbox_copied_into_postgres_reads_the_same_through_the_ports(
     let from = SqliteDb::open_dir(&dir).await.unwrap();
     let source = from.clone();
     on_postgres(4, |to| async move {
-        let report = copy_sqlite_to_postgres(&source, &to).await.unwrap();
+        let report = copy_sqlite_to_postgres(&source, &to, &kek(1)).await.unwrap();
         let resources = source.count().await.unwrap();
         assert_eq!(report.rows("resources") as i64, resources);
         assert_eq!(to.count().await.unwrap(), resources);
@@ -115,7 +121,10 @@ async fn a_sqlite_sandbox_copied_into_postgres_reads_the_same_through_the_ports(
         );
 
         // The auth state: keys, the app, the user, a redeemable refresh token, the launch.
-        assert_eq!(to.keys().await.unwrap(), Some(keys), "the signing keys are identical");
+        // Review (issue 10): plaintext on SQLite, sealed with the key encryption key on PostgreSQL.
+        let copied = to.keys().await.unwrap().unwrap();
+        assert!(is_sealed_material(&copied), "sealed at rest");
+        assert_eq!(open_material(Some(&kek(1)), &copied).unwrap(), keys, "the same keys");
         assert_eq!(to.client("c").await.unwrap(), Some(app()));
         assert_eq!(to.user_by_username("someone").await.unwrap().map(|u| u.id).as_deref(), Some("u"));
         assert!(to.rotate_refresh("r1", &refresh("r2", "g1", 9_000_000_000), 100).await.unwrap(), "redeemable");
@@ -131,9 +140,34 @@ async fn a_sqlite_sandbox_copied_into_postgres_reads_the_same_through_the_ports(
         assert_eq!(paths, ["GET /n=0", "GET /n=1", "GET /n=2", "GET /next"]);
 
         // A second copy finds the database in use and writes nothing.
-        let again = copy_sqlite_to_postgres(&source, &to).await;
+        let again = copy_sqlite_to_postgres(&source, &to, &kek(1)).await;
         assert!(matches!(again, Err(CopyError::TargetNotEmpty { .. })), "{again:?}");
         assert_eq!(to.count().await.unwrap(), resources);
+    })
+    .await;
+    from.close().await;
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Review (issue 10): keys a SQLite server sealed with its key encryption key are copied as
+/// they are with that key, and refused with another (nothing is written).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn keys_sealed_on_sqlite_are_kept_with_their_key_and_refused_with_another() {
+    let dir = std::env::temp_dir().join(format!("smartlaunch-copy-test-{}", random_token(8)));
+    let from = SqliteDb::open_dir(&dir).await.unwrap();
+    let plain = KeyMaterial::generate();
+    let sealed = from.insert_keys_if_absent(&seal_material(Some(&kek(2)), &plain).unwrap()).await.unwrap();
+    let source = from.clone();
+    on_postgres(4, |to| async move {
+        let refused = copy_sqlite_to_postgres(&source, &to, &kek(1)).await;
+        assert!(
+            matches!(&refused, Err(CopyError::KeySealedWithAnotherKey { kid }) if *kid == plain.kid),
+            "{refused:?}"
+        );
+        assert!(refused.unwrap_err().to_string().contains("SMARTLAUNCH_KEY_ENCRYPTION_KEY"));
+        assert_eq!(to.keys().await.unwrap(), None, "nothing written");
+        copy_sqlite_to_postgres(&source, &to, &kek(2)).await.unwrap();
+        assert_eq!(to.keys().await.unwrap(), Some(sealed), "kept as it was");
     })
     .await;
     from.close().await;
@@ -149,7 +183,7 @@ async fn a_copy_that_would_leave_a_column_behind_is_refused() {
     on_postgres_nodes(1, 2, |nodes, url| async move {
         let mut conn = PgConnection::connect(&url).await.unwrap();
         sqlx::query("ALTER TABLE clients ADD COLUMN added_later TEXT").execute(&mut conn).await.unwrap();
-        let refused = copy_sqlite_to_postgres(&source, &nodes[0]).await;
+        let refused = copy_sqlite_to_postgres(&source, &nodes[0], &kek(1)).await;
         assert!(
             matches!(&refused, Err(CopyError::SchemaMismatch { table, column }) if table == "clients" && column == "added_later"),
             "{refused:?}"

@@ -12,6 +12,7 @@ use smartlaunch_auth::config::AuthConfig;
 use smartlaunch_auth::key_encryption::KeyEncryptionKey;
 use smartlaunch_auth::keys::{KeyMaterial, KEY_ACTIVATION};
 use smartlaunch_auth::secrets::hash_token;
+use smartlaunch_auth::service::{add_signing_keys, retire_signing_key, KeyRetirement};
 use smartlaunch_auth::store::rules::{grant, refresh};
 use smartlaunch_auth::store::{ClientStore, GrantStore, KeyStore};
 use smartlaunch_auth::token::TokenRequest;
@@ -52,12 +53,10 @@ fn client_c() -> Client {
 
 /// Two nodes on one database with client `c` and grant `g` whose refresh token is `"r0"`.
 async fn two_nodes(nodes: &[PgDb]) -> (Arc<AuthService<PgDb>>, Arc<AuthService<PgDb>>) {
-    nodes[0].insert_keys_if_absent(&KeyMaterial::generate()).await.unwrap();
     nodes[0].insert_client(&client_c()).await.unwrap();
     nodes[0].insert_grant(&grant("g", NOW + 86_400), &refresh(&hash_token("r0"), "g", NOW + 86_400)).await.unwrap();
-    let config = || AuthConfig::new("http://127.0.0.1");
-    let a = AuthService::open(nodes[0].clone(), config(), NOW).await.unwrap();
-    let b = AuthService::open(nodes[1].clone(), config(), NOW).await.unwrap();
+    let a = AuthService::open(nodes[0].clone(), config_with(Some(kek(1))), NOW).await.unwrap();
+    let b = AuthService::open(nodes[1].clone(), config_with(Some(kek(1))), NOW).await.unwrap();
     (Arc::new(a), Arc::new(b))
 }
 
@@ -195,6 +194,25 @@ async fn a_node_with_the_wrong_key_encryption_key_refuses_to_start() {
     .await
 }
 
+/// Review (issue 10): a plaintext key in PostgreSQL (copied by an earlier `smartlaunch migrate`)
+/// is refused — the node does not start, and says how to replace the key — until a rotation
+/// adds a sealed key (without opening the stored ones) and the plaintext key is retired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_on_postgres_refuses_a_key_stored_unencrypted() {
+    on_postgres_nodes(1, 4, |nodes, _| async move {
+        let plain = nodes[0].insert_keys_if_absent(&KeyMaterial::generate()).await.unwrap();
+        let refused = AuthService::open(nodes[0].clone(), config_with(Some(kek(1))), NOW).await.err().unwrap();
+        assert!(refused.0.contains("unencrypted"), "{}", refused.0);
+        assert!(refused.0.contains(&format!("smartlaunch keys retire --kid {}", plain.kid)), "{}", refused.0);
+        add_signing_keys(&nodes[0], Some(&kek(1)), NOW).await.unwrap();
+        assert!(AuthService::open(nodes[0].clone(), config_with(Some(kek(1))), NOW).await.is_err(), "still there");
+        assert_eq!(nodes[0].all_keys().await.unwrap().len(), 2, "the rotation read no stored key");
+        assert_eq!(retire_signing_key(&nodes[0], &plain.kid).await.unwrap(), KeyRetirement::Retired);
+        AuthService::open(nodes[0].clone(), config_with(Some(kek(1))), NOW).await.expect("starts on the sealed key");
+    })
+    .await
+}
+
 /// `keys rotate` at node A: node B publishes the new key promptly, both sign with it once it
 /// is active, and tokens signed before the rotation still verify at both.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -222,6 +240,59 @@ async fn a_rotation_at_one_node_is_seen_by_the_other_and_old_tokens_still_verify
             assert!(node.verify_bearer_any(&before.access_token, later).is_ok(), "signed before the rotation");
         }
         following.abort();
+    })
+    .await
+}
+
+/// Review (issue 10): a compromised key retired at node A (`keys retire` after `keys rotate`)
+/// is dropped by node B promptly — B refuses the tokens it signed and stops publishing it —
+/// instead of being trusted until B restarts.  The deletion is announced by migration 0003.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_key_retired_at_one_node_is_no_longer_accepted_by_the_other_promptly() {
+    on_postgres_nodes(2, 4, |nodes, _| async move {
+        let (a, b) = two_nodes(&nodes).await;
+        let following = follow(b.clone(), &nodes[1]);
+        let old = nodes[0].keys().await.unwrap().unwrap().kid;
+        let signed_by_old = a.token(refresh_request("r0"), None, NOW).await.unwrap();
+        assert!(b.verify_bearer_any(&signed_by_old.access_token, NOW).is_ok());
+        let new = a.rotate_keys(NOW).await.unwrap();
+        within_bound("the rotated key at B", || b.jwks(NOW)["keys"].as_array().unwrap().len() == 2).await;
+        assert_eq!(retire_signing_key(&nodes[0], &new).await.unwrap(), KeyRetirement::Newest, "the signer stays");
+        assert_eq!(retire_signing_key(&nodes[0], &old).await.unwrap(), KeyRetirement::Retired);
+        within_bound("the retired key at B", || b.verify_bearer_any(&signed_by_old.access_token, NOW).is_err()).await;
+        let published: Vec<serde_json::Value> = b.jwks(NOW)["keys"].as_array().unwrap().clone();
+        assert_eq!(published.len(), 1);
+        assert_eq!(published[0]["kid"], new.as_str(), "only the new key is published");
+        following.abort();
+    })
+    .await
+}
+
+/// Review (issue 10): a sandbox reset on PostgreSQL empties `clients` with TRUNCATE (no row
+/// trigger), so other nodes never heard that the apps were gone and kept their CORS origins
+/// and cached entries.  Migration 0004 announces `clients_cleared`; a node applying it forgets
+/// every cached client (the server also reloads its CORS origins on it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sandbox_reset_at_one_node_announces_that_every_client_is_gone() {
+    use smartlaunch_auth::changes::Change;
+    on_postgres_nodes(2, 4, |nodes, _| async move {
+        let (_a, b) = two_nodes(&nodes).await;
+        let mut feed = nodes[1].change_feed();
+        assert_eq!(feed.next().await, FeedEvent::Resync);
+        assert!(b.client("c", NOW).await.unwrap().is_some(), "cached at B");
+        nodes[0].reset_sandbox(Vec::new(), &[], NOW, "2026-01-01T00:00:00Z").await.unwrap();
+        let heard = tokio::time::timeout(PROMPTLY, async {
+            loop {
+                let event = feed.next().await;
+                b.apply_change(&event, NOW).await.unwrap();
+                if event == FeedEvent::Change(Change::ClientsCleared) {
+                    break;
+                }
+            }
+        })
+        .await;
+        assert!(heard.is_ok(), "the reset was not announced as clients_cleared");
+        assert!(b.client("c", NOW).await.unwrap().is_none(), "B forgot the removed app");
     })
     .await
 }

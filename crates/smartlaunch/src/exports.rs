@@ -6,9 +6,11 @@
 //!
 //! On PostgreSQL several nodes share the jobs: a node runs a job only under its claim
 //! ([`Db::claim_export_job`]), so a job runs on one node at a time, and a job whose node
-//! died is taken up by the next node that starts.  The files stay in the node's `--data`
-//! directory: nodes behind one load balancer need that directory shared (one network volume
-//! mounted by all) for a download to work from any node (docs/DESIGN.md "PostgreSQL").
+//! died (its claim ended with its connection) is taken up by a running node at its next
+//! housekeeping tick ([`Exports::take_up_orphans`]), or by the next node that starts.  The
+//! files stay in the node's `--data` directory: nodes behind one load balancer need that
+//! directory shared (one network volume mounted by all) for a download to work from any node
+//! (docs/DESIGN.md "PostgreSQL").
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -61,6 +63,9 @@ pub(crate) struct Exports {
     permits: Arc<Semaphore>,
     /// The jobs running now, each with whether it was cancelled.
     running: Mutex<HashMap<String, bool>>,
+    /// The jobs this node queued or runs (from [`Exports::spawn`] to the end of the run): a
+    /// job is never queued twice on one node.
+    pending: Mutex<HashSet<String>>,
     shutting_down: AtomicBool,
 }
 
@@ -76,6 +81,7 @@ impl Exports {
             root,
             permits: Arc::new(Semaphore::new(MAX_CONCURRENT_JOBS)),
             running: Mutex::new(HashMap::new()),
+            pending: Mutex::new(HashSet::new()),
             shutting_down: AtomicBool::new(false),
         });
         let owned: HashSet<String> = exports.db.export_job_ids().await?.into_iter().collect();
@@ -103,13 +109,31 @@ impl Exports {
         self.dir(id).filter(|_| is_file_name(name)).map(|d| d.join(name))
     }
 
-    /// Queues a stored job to run.
+    /// Queues a stored job to run, unless this node has it queued or running already.
     pub(crate) fn spawn(self: &Arc<Self>, id: String) {
+        if !self.pending.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone()) {
+            return;
+        }
         let this = self.clone();
         tokio::spawn(async move {
-            let Ok(_permit) = this.permits.clone().acquire_owned().await else { return };
-            this.run(&id).await;
+            if let Ok(_permit) = this.permits.clone().acquire_owned().await {
+                this.run(&id).await;
+            }
+            this.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
         });
+    }
+
+    /// Queues every active job this node does not run: on PostgreSQL, a job whose node died
+    /// mid-run (its claim ended with its connection) would otherwise wait for a node to start;
+    /// a job another node runs is skipped at once (its claim is held).  Housekeeping calls it.
+    pub(crate) async fn take_up_orphans(self: &Arc<Self>) {
+        if self.shutting_down.load(Ordering::SeqCst) {
+            return;
+        }
+        match self.db.active_export_jobs().await {
+            Ok(jobs) => jobs.into_iter().for_each(|job| self.spawn(job.id)),
+            Err(e) => tracing::warn!("housekeeping of export jobs: {e}"),
+        }
     }
 
     /// Cancels a job (already deleted from the database): a running one stops at its next

@@ -89,8 +89,9 @@ enum Command {
     },
     /// Copy a SQLite sandbox (a data directory) into an empty PostgreSQL database: every
     /// resource with its history, app, user, grant, token, session, launch, launch link, the
-    /// signing keys and the inspector's records, in one transaction.  Refused while a server
-    /// uses the data directory, and into a database that holds anything.
+    /// signing keys (encrypted with the key encryption key on the way) and the inspector's
+    /// records, in one transaction.  Refused while a server uses the data directory, and into a
+    /// database that holds anything.
     Migrate {
         /// The data directory of the SQLite sandbox.
         #[arg(long = "from-data", value_name = "DIR")]
@@ -99,6 +100,10 @@ enum Command {
         /// (create it first; it must be empty).
         #[arg(long, value_name = "URL")]
         to: String,
+        /// The file with the nodes' key encryption key (base64 of 32 bytes), which encrypts the
+        /// signing keys in PostgreSQL; default: SMARTLAUNCH_KEY_ENCRYPTION_KEY.  Required.
+        #[arg(long, value_name = "PATH")]
+        key_encryption_key_file: Option<PathBuf>,
     },
 }
 
@@ -225,6 +230,17 @@ enum KeysCommand {
         #[arg(long, value_name = "PATH")]
         key_encryption_key_file: Option<PathBuf>,
     },
+    /// Remove a signing key from the PostgreSQL database at once (a compromised key, after
+    /// `keys rotate`): every running node stops verifying with it within moments, so the tokens
+    /// it signed stop working.  The newest key (the one the nodes sign with) is refused.
+    Retire {
+        /// The PostgreSQL database of the nodes (postgres://user@host/database).
+        #[arg(long, value_name = "URL", env = "DATABASE_URL")]
+        database: String,
+        /// The key id to remove (a `kid` of /.well-known/jwks.json, or printed by `keys rotate`).
+        #[arg(long)]
+        kid: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -335,6 +351,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("new signing key {kid}: published now, signing in 10 s on every node");
             Ok(())
         }
+        Command::Keys(KeysCommand::Retire { database, kid }) => {
+            smartlaunch::nodes::retire_signing_key(&database, &kid).await?;
+            println!("signing key {kid} removed: every node refuses the tokens it signed");
+            Ok(())
+        }
         Command::Token { client_id, key, alg, scope, token_url, fhir_base } => {
             let key_pem =
                 std::fs::read_to_string(&key).map_err(|e| anyhow::anyhow!("reading {}: {e}", key.display()))?;
@@ -345,7 +366,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Import { data, paths } => import(data, paths).await,
         Command::Reset { data, yes } => reset(data, yes).await,
-        Command::Migrate { from_data, to } => migrate(from_data, to).await,
+        Command::Migrate { from_data, to, key_encryption_key_file } => {
+            migrate(from_data, to, key_encryption_key_file).await
+        }
     }
 }
 
@@ -364,11 +387,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             token_per_second: args.token_rate_limit,
             registrations_per_minute: args.registration_rate_limit,
         },
-        key_encryption_key: smartlaunch::nodes::key_encryption_key(args.key_encryption_key_file.as_deref(), false)?,
+        key_encryption_key: smartlaunch::nodes::key_encryption_key(args.key_encryption_key_file.as_deref())?,
     };
     let running = start(settings, Arc::new(SystemClock::default())).await?;
     let base = &running.public_url;
     println!("smartlaunch is running on {} (listening on {})", base, running.addr);
+    println!("  Database             {}", running.database);
     println!("  Sandbox powers       {}", running.sandbox_mode.describe());
     println!();
     println!("  FHIR base URL        {}", running.fhir_base());
@@ -455,7 +479,9 @@ async fn import(data: DataArg, paths: Vec<PathBuf>) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn migrate(from_data: PathBuf, to: String) -> anyhow::Result<()> {
+async fn migrate(from_data: PathBuf, to: String, key_file: Option<PathBuf>) -> anyhow::Result<()> {
+    // The nodes on PostgreSQL use encrypted signing keys only: the copy encrypts them.
+    let kek = smartlaunch::nodes::required_key_encryption_key(key_file.as_deref())?;
     anyhow::ensure!(
         from_data.join("smartlaunch.db").is_file(),
         "{} holds no smartlaunch database (smartlaunch.db)",
@@ -463,12 +489,10 @@ async fn migrate(from_data: PathBuf, to: String) -> anyhow::Result<()> {
     );
     // A server writing meanwhile would write after the copy's snapshot: refused.
     let _lock = smartlaunch::sandbox::lock_data_dir_without_server(&from_data)?;
-    let DatabaseConfig::Postgres { url, .. } = DatabaseConfig::choose(Some(&to), &from_data, 2)? else {
-        anyhow::bail!("--to {to}: a PostgreSQL URL (postgres://…) is needed");
-    };
+    let url = smartlaunch_store::postgres_url(&to)?;
     let from = smartlaunch_store::SqliteDb::open_dir(&from_data).await?;
-    let target = smartlaunch_store::PgDb::connect(&url, 2).await?;
-    let copied = smartlaunch_store::copy_sqlite_to_postgres(&from, &target).await;
+    let target = smartlaunch_store::PgDb::connect(url, 2).await?;
+    let copied = smartlaunch_store::copy_sqlite_to_postgres(&from, &target, &kek).await;
     from.close().await;
     target.close().await;
     let report = copied?;
@@ -555,7 +579,7 @@ async fn clients(command: ClientsCommand) -> anyhow::Result<()> {
             // The service opens the signing keys: on PostgreSQL they need the nodes' key
             // encryption key (SMARTLAUNCH_KEY_ENCRYPTION_KEY).
             let config = AuthConfig {
-                key_encryption_key: smartlaunch::nodes::key_encryption_key(None, false)?,
+                key_encryption_key: smartlaunch::nodes::key_encryption_key(None)?,
                 ..AuthConfig::new("http://127.0.0.1")
             };
             let auth = AuthService::open(db, config, now()).await?;

@@ -7,15 +7,16 @@ use std::sync::{Arc, RwLock};
 
 use smartlaunch_auth::key_encryption::{KeyEncryptionKey, HOW_TO_MAKE_ONE};
 use smartlaunch_auth::{AuthConfig, AuthService};
-use smartlaunch_store::{Backend, DatabaseConfig, Db};
+use smartlaunch_store::{redact_database_url, Backend, DatabaseConfig, Db};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
 
-/// Server settings, read once at start (ARCHITECTURE.md: one config struct, no globals).
-#[derive(Debug, Clone)]
+/// Server settings, read once at start (ARCHITECTURE.md: one config struct, no globals).  Its
+/// `Debug` shows no secret: a settings dump in a log must not hand out the admin token.
+#[derive(Clone)]
 pub struct Settings {
     /// Where the SQLite database lives (without `database_url`), and the Bulk Data export
     /// files.
@@ -43,6 +44,25 @@ pub struct Settings {
     pub key_encryption_key: Option<KeyEncryptionKey>,
 }
 
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secret = |value: &Option<String>| value.as_ref().map(|_| "(set)");
+        f.debug_struct("Settings")
+            .field("data_dir", &self.data_dir)
+            .field("database_url", &self.database_url.as_deref().map(redact_database_url))
+            .field("database_connections", &self.database_connections)
+            .field("listen", &self.listen)
+            .field("public_url", &self.public_url)
+            .field("registration_token", &secret(&self.registration_token))
+            .field("admin_token", &secret(&self.admin_token))
+            .field("open_sandbox", &self.open_sandbox)
+            .field("rate_limits", &self.rate_limits)
+            // Its own Debug shows no key material.
+            .field("key_encryption_key", &self.key_encryption_key)
+            .finish()
+    }
+}
+
 /// Everything a request handler needs.
 pub(crate) struct AppState {
     pub auth: AuthService<Db>,
@@ -65,6 +85,9 @@ pub(crate) type App = Arc<AppState>;
 pub struct Running {
     pub addr: SocketAddr,
     pub public_url: String,
+    /// Which database it runs on, without passwords ("SQLite at …", "PostgreSQL at …"): the
+    /// start-up banner says it, so that a node meant for a shared database is seen not to be.
+    pub database: String,
     /// How the open-sandbox powers are guarded (the start-up banner says it).
     pub sandbox_mode: smartlaunch_auth::config::SandboxMode,
     db: Db,
@@ -134,6 +157,7 @@ pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<
              {HOW_TO_MAKE_ONE}"
         );
     }
+    let database = config.describe();
     let db = Db::open(&config).await?;
     let lock = crate::sandbox::lock_for_server(&db, &settings.data_dir).await?;
     crate::seed::seed_demo(&db, &instant(clock.now())).await?;
@@ -181,7 +205,18 @@ pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<
             tracing::error!("server stopped: {e}");
         }
     });
-    Ok(Running { addr, public_url, sandbox_mode, db, exports, changes, shutdown: Some(tx), task, _lock: lock })
+    Ok(Running {
+        addr,
+        public_url,
+        database,
+        sandbox_mode,
+        db,
+        exports,
+        changes,
+        shutdown: Some(tx),
+        task,
+        _lock: lock,
+    })
 }
 
 /// How often housekeeping runs: often enough that a code (60 s) is gone within 75 s of its
@@ -200,6 +235,7 @@ fn spawn_housekeeping(state: App) {
                 tracing::warn!("housekeeping: {e}");
             }
             state.exports.purge_expired(state.clock.now()).await;
+            state.exports.take_up_orphans().await;
         }
     });
 }
@@ -210,4 +246,32 @@ pub(crate) fn instant(unix: i64) -> String {
         .ok()
         .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
         .unwrap_or_else(|| "1970-01-01T00:00:00Z".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_never_show_a_secret() {
+        use base64::Engine;
+        let kek = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+        let settings = Settings {
+            data_dir: "/data".into(),
+            database_url: Some("postgres://app:db-secret@h/db?password=db-secret".into()),
+            database_connections: 16,
+            listen: "127.0.0.1:0".parse().unwrap(),
+            public_url: None,
+            registration_token: Some("registration-secret".into()),
+            admin_token: Some("admin-secret".into()),
+            open_sandbox: false,
+            rate_limits: Default::default(),
+            key_encryption_key: Some(KeyEncryptionKey::from_base64(&kek).unwrap()),
+        };
+        let shown = format!("{settings:?}");
+        for secret in ["db-secret", "registration-secret", "admin-secret", kek.as_str()] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(shown.contains("postgres://app:redacted@h/db") && shown.contains("admin_token: Some(\"(set)\")"));
+    }
 }

@@ -7,13 +7,14 @@ use super::AuthService;
 use crate::changes::{Change, FeedEvent};
 use crate::config::AuthConfig;
 use crate::error::StoreError;
-use crate::key_encryption::{open_material, seal_material};
+use crate::key_encryption::{open_material, require_sealed, seal_material, KeyEncryptionKey};
 use crate::keys::{KeyMaterial, SigningKeys};
 use crate::store::{AuthStore, KeyStore};
 use crate::UnixTime;
 
 /// The stored keys, decrypted with the configured key encryption key, ready at `now`.  A wrong
-/// key encryption key is an error, never a reason to make new keys.
+/// key encryption key is an error, never a reason to make new keys; so is a plaintext key in a
+/// store whose keys must be sealed ([`KeyStore::requires_sealed_keys`]).
 pub(super) async fn load_keys<S: KeyStore>(
     store: &S,
     config: &AuthConfig,
@@ -21,6 +22,9 @@ pub(super) async fn load_keys<S: KeyStore>(
 ) -> Result<SigningKeys, StoreError> {
     let mut opened = Vec::new();
     for (material, added_at) in store.all_keys().await? {
+        if store.requires_sealed_keys() {
+            require_sealed(&material).map_err(|e| StoreError(e.to_string()))?;
+        }
         let material =
             open_material(config.key_encryption_key.as_ref(), &material).map_err(|e| StoreError(e.to_string()))?;
         opened.push((material, added_at));
@@ -40,7 +44,10 @@ impl<S: AuthStore> AuthService<S> {
                 self.clients.forget(client);
             }
             FeedEvent::Change(Change::ClientChanged { client }) => self.clients.forget(client),
+            FeedEvent::Change(Change::ClientsCleared) => self.clients.clear(),
             FeedEvent::Change(Change::KeysRotated) => self.reload_keys_or_keep(now).await,
+            // Never skipped (the caller retries an error): the retired key may be compromised.
+            FeedEvent::Change(Change::KeyRetired { .. }) => self.reload_keys(now).await?,
             FeedEvent::Resync => self.resync(now).await?,
         }
         Ok(())
@@ -90,17 +97,59 @@ impl<S: AuthStore> AuthService<S> {
     /// it [`KEY_ACTIVATION`](crate::keys::KEY_ACTIVATION) seconds later; the keys it replaces
     /// still verify until the tokens they signed have expired.  Returns the new key id.
     pub async fn rotate_keys(&self, now: UnixTime) -> Result<String, StoreError> {
-        let fresh = tokio::task::spawn_blocking(KeyMaterial::generate)
-            .await
-            .map_err(|e| StoreError(format!("key generation: {e}")))?;
-        let sealed = seal_material(self.config.key_encryption_key.as_ref(), &fresh).map_err(StoreError)?;
-        self.store.add_keys(&sealed, now).await?;
+        let kid = add_signing_keys(&self.store, self.config.key_encryption_key.as_ref(), now).await?;
         self.reload_keys(now).await?;
-        Ok(fresh.kid)
+        Ok(kid)
     }
 
     /// The keys this node signs and verifies with now.
     pub(super) fn signing_keys(&self) -> Arc<SigningKeys> {
         self.keys.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
+}
+
+/// Adds a new set of signing keys to `store` at `now`, sealed with `kek` (see
+/// [`AuthService::rotate_keys`]); returns its key id.  It reads none of the stored keys, so it
+/// also replaces a key no node can use (sealed with a lost key encryption key, or stored
+/// unencrypted where keys must be sealed).
+pub async fn add_signing_keys<S: KeyStore>(
+    store: &S,
+    kek: Option<&KeyEncryptionKey>,
+    now: UnixTime,
+) -> Result<String, StoreError> {
+    let fresh = tokio::task::spawn_blocking(KeyMaterial::generate)
+        .await
+        .map_err(|e| StoreError(format!("key generation: {e}")))?;
+    let sealed = seal_material(kek, &fresh).map_err(StoreError)?;
+    store.add_keys(&sealed, now).await?;
+    Ok(fresh.kid)
+}
+
+/// What [`retire_signing_key`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyRetirement {
+    /// Deleted: every node stops verifying with it (the change feed).
+    Retired,
+    /// No stored key has this id.
+    Unknown,
+    /// It is the newest key, the one that signs: rotate first (`keys rotate`), then retire it.
+    Newest,
+}
+
+/// `smartlaunch keys retire`: deletes the set of keys `kid` at once, for a compromised key —
+/// unlike a rotation, which lets the replaced key verify until its tokens expire, the tokens it
+/// signed are refused by every node from then on.  The newest key (the signer, or the one
+/// about to sign) is never retired: a node must keep a key to sign with.  Like
+/// [`add_signing_keys`] it opens no stored key.
+pub async fn retire_signing_key<S: KeyStore>(store: &S, kid: &str) -> Result<KeyRetirement, StoreError> {
+    let stored = store.all_keys().await?;
+    // The order of `SigningKeys::load_set`: the newest first.
+    let newest = stored.iter().max_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.kid.cmp(&b.0.kid)));
+    if newest.is_some_and(|(m, _)| m.kid == kid) {
+        return Ok(KeyRetirement::Newest);
+    }
+    Ok(match store.delete_key(kid).await? {
+        true => KeyRetirement::Retired,
+        false => KeyRetirement::Unknown,
+    })
 }

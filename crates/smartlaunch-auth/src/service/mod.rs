@@ -32,6 +32,7 @@ use crate::store::AuthStore;
 use crate::throttle::{HashingPool, SignInThrottle};
 use crate::UnixTime;
 
+pub use changes::{add_signing_keys, retire_signing_key, KeyRetirement};
 pub use consent::{consent_forced, ConsentForced};
 pub use flow::{Credentials, FlowStep, Progress};
 pub use inspector::{HAND_MADE, MAX_TRACE_SWITCH};

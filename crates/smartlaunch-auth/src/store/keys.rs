@@ -26,4 +26,19 @@ pub trait KeyStore: Send + Sync {
         let _ = (keys, now);
         async { Err(StoreError("this database cannot rotate the signing keys".into())) }
     }
+
+    /// Deletes the set of keys `kid`; false when there is none.  The store announces it on the
+    /// change feed (every node then stops verifying with it).
+    fn delete_key(&self, kid: &str) -> impl Future<Output = StoreResult<bool>> + Send {
+        let _ = kid;
+        async { Err(StoreError("this database cannot retire signing keys".into())) }
+    }
+
+    /// Whether every stored key must be sealed with the key encryption key
+    /// ([`crate::key_encryption`]): true on a database shared by nodes (PostgreSQL), whose
+    /// server, backups and replicas are outside the nodes' trust boundary; a key stored in
+    /// plaintext there is refused, never used.
+    fn requires_sealed_keys(&self) -> bool {
+        false
+    }
 }

@@ -129,6 +129,13 @@ impl KeyStore for MemoryStore {
         self.state().keys.push((keys.clone(), now));
         Ok(())
     }
+
+    async fn delete_key(&self, kid: &str) -> StoreResult<bool> {
+        let mut s = self.state();
+        let before = s.keys.len();
+        s.keys.retain(|(k, _)| k.kid != kid);
+        Ok(s.keys.len() < before)
+    }
 }
 
 impl ClientStore for MemoryStore {

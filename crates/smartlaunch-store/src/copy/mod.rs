@@ -7,10 +7,16 @@
 //! written in one transaction that first locks every table and refuses a database holding
 //! anything: the copy is all or nothing, and never mixes two sandboxes.  Identity sequences
 //! are moved past the copied ids, and the planner's statistics refreshed at the end.
+//!
+//! The signing keys are sealed on the way ([`seal_keys`]): SQLite may keep them in plaintext
+//! (its data directory is the trust boundary), PostgreSQL never does (its server, backups and
+//! replicas are outside the nodes' trust boundary, and nodes refuse a plaintext key).
 
 mod sqlite_read;
 mod tables;
 
+use smartlaunch_auth::key_encryption::{is_sealed_material, open_material, seal_material, KeyEncryptionKey};
+use smartlaunch_auth::keys::KeyMaterial;
 use sqlx::{Postgres, Transaction};
 
 use crate::{PgDb, SqliteDb};
@@ -28,6 +34,16 @@ pub enum CopyError {
     /// migration added a column (or table) the copy does not know, or removed one it copies.
     #[error("the copy does not match the PostgreSQL schema at {table}.{column}: update crates/smartlaunch-store/src/copy/tables.rs")]
     SchemaMismatch { table: String, column: String },
+    /// A SQLite key sealed with another key encryption key than the one the copy was given.
+    #[error(
+        "the signing key {kid} of the SQLite sandbox is encrypted with another key encryption key than the \
+         one given: give `smartlaunch migrate` the key the SQLite server ran with \
+         (SMARTLAUNCH_KEY_ENCRYPTION_KEY or --key-encryption-key-file), and the nodes the same"
+    )]
+    KeySealedWithAnotherKey { kid: String },
+    /// No randomness for a nonce.
+    #[error("encrypting the signing keys: {0}")]
+    Seal(String),
     #[error("reading the SQLite database: {0}")]
     Read(String),
     #[error("writing the PostgreSQL database: {0}")]
@@ -67,8 +83,13 @@ pub(crate) enum Column {
     Bool(Vec<Option<bool>>),
 }
 
-/// Copies the sandbox of `from` into `to`, which must be empty; see the module's doc.
-pub async fn copy_sqlite_to_postgres(from: &SqliteDb, to: &PgDb) -> Result<CopyReport, CopyError> {
+/// Copies the sandbox of `from` into `to`, which must be empty, its signing keys sealed with
+/// `kek`; see the module's doc.
+pub async fn copy_sqlite_to_postgres(
+    from: &SqliteDb,
+    to: &PgDb,
+    kek: &KeyEncryptionKey,
+) -> Result<CopyReport, CopyError> {
     let mut tx = to.pool.begin().await?;
     let names: Vec<&str> = TABLES.iter().map(|t| t.name).collect();
     // No node may write while the copy runs, nor see a half-copied sandbox.
@@ -90,6 +111,7 @@ pub async fn copy_sqlite_to_postgres(from: &SqliteDb, to: &PgDb) -> Result<CopyR
         }
     }
     reader.await.map_err(|e| CopyError::Read(format!("the reader stopped: {e}")))??;
+    seal_keys(&mut tx, kek).await?;
     for (table, column) in IDENTITIES {
         sqlx::query(&format!(
             "SELECT setval(pg_get_serial_sequence('{table}', '{column}'), \
@@ -101,6 +123,29 @@ pub async fn copy_sqlite_to_postgres(from: &SqliteDb, to: &PgDb) -> Result<CopyR
     tx.commit().await?;
     to.analyze().await.map_err(CopyError::Statistics)?;
     Ok(CopyReport { tables: counts })
+}
+
+/// Seals every copied signing key with `kek`: a plaintext key (or field) is sealed, a key
+/// sealed with `kek` stays as it is, and a key sealed with another key refuses the copy.
+async fn seal_keys(tx: &mut Transaction<'_, Postgres>, kek: &KeyEncryptionKey) -> Result<(), CopyError> {
+    let rows: Vec<(String, Vec<u8>, Vec<u8>)> =
+        sqlx::query_as("SELECT kid, rsa_pkcs8, hmac_secret FROM signing_keys").fetch_all(&mut **tx).await?;
+    for (kid, rsa_pkcs8, hmac_secret) in rows {
+        let stored = KeyMaterial { kid, rsa_pkcs8, hmac_secret };
+        let plain = open_material(Some(kek), &stored)
+            .map_err(|_| CopyError::KeySealedWithAnotherKey { kid: stored.kid.clone() })?;
+        if is_sealed_material(&stored) {
+            continue;
+        }
+        let sealed = seal_material(Some(kek), &plain).map_err(CopyError::Seal)?;
+        sqlx::query("UPDATE signing_keys SET rsa_pkcs8 = $1, hmac_secret = $2 WHERE kid = $3")
+            .bind(&sealed.rsa_pkcs8)
+            .bind(&sealed.hmac_secret)
+            .bind(&sealed.kid)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
 }
 
 /// Refuses a copy that would leave a column behind or write one that does not exist.

@@ -16,8 +16,8 @@ pub use ports::Snapshot;
 
 use crate::{BulkBatch, DbError, LaunchLink, Listed, PgDb, PgSessionLock, ResetReport, SqliteDb};
 
-/// Where the data lives.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where the data lives.  Its `Debug` never shows a password ([`redact_database_url`]).
+#[derive(Clone, PartialEq, Eq)]
 pub enum DatabaseConfig {
     /// `smartlaunch.db` in this directory.
     Sqlite { dir: PathBuf },
@@ -25,25 +25,53 @@ pub enum DatabaseConfig {
     Postgres { url: String, max_connections: u32 },
 }
 
+impl std::fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DatabaseConfig::Sqlite { dir } => f.debug_struct("Sqlite").field("dir", dir).finish(),
+            DatabaseConfig::Postgres { url, max_connections } => f
+                .debug_struct("Postgres")
+                .field("url", &redact_database_url(url))
+                .field("max_connections", max_connections)
+                .finish(),
+        }
+    }
+}
+
 /// A `--database` URL that names no database we run on.
 #[derive(Debug, thiserror::Error)]
-#[error("--database {0}: not a PostgreSQL URL (postgres://user@host:port/database or postgresql://…); without --database the server uses SQLite in --data")]
-pub struct UnsupportedDatabaseUrl(pub String);
+pub enum DatabaseUrlError {
+    /// Set, but empty (`DATABASE_URL=`): refused rather than read as "unset", so that nodes
+    /// meant to share one PostgreSQL database never run each on a SQLite database of its own.
+    #[error(
+        "--database (DATABASE_URL) is set but empty: give the PostgreSQL URL \
+         (postgres://user@host:port/database), or unset it to run on SQLite in --data"
+    )]
+    Empty,
+    #[error("--database {0}: not a PostgreSQL URL (postgres://user@host:port/database or postgresql://…); without --database the server uses SQLite in --data")]
+    Unsupported(String),
+}
 
 impl DatabaseConfig {
     /// PostgreSQL at `url` when one is given (`--database`, `DATABASE_URL`), else SQLite in
-    /// `data_dir`.
+    /// `data_dir`.  A given but empty URL is an error ([`DatabaseUrlError::Empty`]).
     pub fn choose(
         url: Option<&str>,
         data_dir: &Path,
         max_connections: u32,
-    ) -> Result<DatabaseConfig, UnsupportedDatabaseUrl> {
-        match url.map(str::trim).filter(|u| !u.is_empty()) {
-            None => Ok(DatabaseConfig::Sqlite { dir: data_dir.to_owned() }),
-            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-                Ok(DatabaseConfig::Postgres { url: url.to_owned(), max_connections })
-            }
-            Some(url) => Err(UnsupportedDatabaseUrl(redact(url))),
+    ) -> Result<DatabaseConfig, DatabaseUrlError> {
+        Ok(match url {
+            None => DatabaseConfig::Sqlite { dir: data_dir.to_owned() },
+            Some(url) => DatabaseConfig::Postgres { url: postgres_url(url)?.to_owned(), max_connections },
+        })
+    }
+
+    /// What the database is, for the start-up banner and messages: "SQLite at
+    /// DIR/smartlaunch.db" or "PostgreSQL at URL" without passwords.
+    pub fn describe(&self) -> String {
+        match self {
+            DatabaseConfig::Sqlite { dir } => format!("SQLite at {}", dir.join(crate::DB_FILE).display()),
+            DatabaseConfig::Postgres { url, .. } => format!("PostgreSQL at {}", redact_database_url(url)),
         }
     }
 
@@ -55,18 +83,42 @@ impl DatabaseConfig {
     }
 }
 
-/// A URL as it may be shown: without the password of its user information.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let user = &url[scheme + 3..at];
-            match user.split_once(':') {
-                Some((name, _)) => format!("{}{name}:…{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
+/// `url` (trimmed) if it is a PostgreSQL URL (`postgres://…`, `postgresql://…`); an empty or
+/// other one is an error that shows it without its password.
+pub fn postgres_url(url: &str) -> Result<&str, DatabaseUrlError> {
+    match url.trim() {
+        "" => Err(DatabaseUrlError::Empty),
+        url if url.starts_with("postgres://") || url.starts_with("postgresql://") => Ok(url),
+        url => Err(DatabaseUrlError::Unsupported(redact_database_url(url))),
     }
+}
+
+/// What a redacted secret reads as.
+const REDACTED: &str = "redacted";
+
+/// A database URL as it may be shown (errors, logs, the start-up banner): the password of its
+/// user information and the values of the libpq parameters that carry one (`?password=`,
+/// `?sslpassword=`) replaced by `redacted`.  A URL that does not parse shows its scheme only
+/// (none without `://`): a password may be anywhere in it.
+pub fn redact_database_url(url: &str) -> String {
+    let Some((scheme, _)) = url.split_once("://") else { return REDACTED.into() };
+    let Ok(mut parsed) = url::Url::parse(url) else { return format!("{scheme}://{REDACTED}") };
+    if parsed.password().is_some() {
+        // Only "cannot have a password" URLs (no host) refuse, and they have none.
+        let _ = parsed.set_password(Some(REDACTED));
+    }
+    let secret = |key: &str| key.eq_ignore_ascii_case("password") || key.eq_ignore_ascii_case("sslpassword");
+    if parsed.query_pairs().any(|(key, _)| secret(&key)) {
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(key, value)| {
+                let value = if secret(&key) { REDACTED.to_owned() } else { value.into_owned() };
+                (key.into_owned(), value)
+            })
+            .collect();
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    parsed.to_string()
 }
 
 /// Which database engine a [`Db`] runs on.
@@ -272,7 +324,12 @@ mod tests {
     fn a_database_url_is_postgresql_or_refused() {
         let dir = Path::new("/data");
         assert_eq!(DatabaseConfig::choose(None, dir, 8).unwrap(), DatabaseConfig::Sqlite { dir: dir.to_owned() });
-        assert_eq!(DatabaseConfig::choose(Some(" "), dir, 8).unwrap().backend(), Backend::Sqlite);
+        // Review (issue 10): an empty DATABASE_URL is a mistake, not "SQLite".
+        for empty in ["", " "] {
+            let refused = DatabaseConfig::choose(Some(empty), dir, 8).unwrap_err();
+            assert!(matches!(refused, DatabaseUrlError::Empty), "{refused}");
+            assert!(refused.to_string().contains("set but empty"), "{refused}");
+        }
         for url in ["postgres://u@h/db", "postgresql://u@h:5432/db?sslmode=require"] {
             assert_eq!(
                 DatabaseConfig::choose(Some(url), dir, 8).unwrap(),
@@ -283,6 +340,40 @@ mod tests {
             assert!(DatabaseConfig::choose(Some(url), dir, 8).is_err(), "{url}");
         }
         let refused = DatabaseConfig::choose(Some("mysql://admin:s3cret@h/db"), dir, 8).unwrap_err().to_string();
-        assert!(!refused.contains("s3cret") && refused.contains("mysql://admin:…@h/db"), "{refused}");
+        assert!(!refused.contains("s3cret") && refused.contains("mysql://admin:redacted@h/db"), "{refused}");
+    }
+
+    #[test]
+    fn the_database_is_described_without_its_password() {
+        let sqlite = DatabaseConfig::choose(None, Path::new("/data"), 8).unwrap();
+        assert_eq!(sqlite.describe(), "SQLite at /data/smartlaunch.db");
+        let url = "postgres://app:s3cret@db.internal:5432/smartlaunch?sslmode=require&password=s3cret";
+        let pg = DatabaseConfig::choose(Some(url), Path::new("/data"), 8).unwrap();
+        assert_eq!(
+            pg.describe(),
+            "PostgreSQL at postgres://app:redacted@db.internal:5432/smartlaunch?sslmode=require&password=redacted"
+        );
+        assert!(!format!("{pg:?}").contains("s3cret"), "{pg:?}");
+    }
+
+    #[test]
+    fn passwords_are_redacted_wherever_a_url_holds_them() {
+        let cases = [
+            ("postgres://u:pw@h/db", "postgres://u:redacted@h/db"),
+            ("postgres://u@h/db", "postgres://u@h/db"),
+            ("postgres://h/db?user=u&password=pw", "postgres://h/db?user=u&password=redacted"),
+            (
+                "postgres://h/db?PASSWORD=pw&sslpassword=key-pw",
+                "postgres://h/db?PASSWORD=redacted&sslpassword=redacted",
+            ),
+            ("postgres://u:p%40w@h/db?pass%77ord=pw", "postgres://u:redacted@h/db?password=redacted"),
+            ("postgres://u:pw@[::1/db", "postgres://redacted"),
+            ("u:pw@h", "redacted"),
+        ];
+        for (url, shown) in cases {
+            let redacted = redact_database_url(url);
+            assert_eq!(redacted, shown, "{url}");
+            assert!(!redacted.contains("pw"), "{url}");
+        }
     }
 }

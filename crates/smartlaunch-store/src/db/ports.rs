@@ -40,12 +40,50 @@ macro_rules! forward {
     };
 }
 
-forward!(impl KeyStore {
-    fn keys(&self) -> StoreResult<Option<KeyMaterial>>;
-    fn insert_keys_if_absent(&self, fresh: &KeyMaterial) -> StoreResult<KeyMaterial>;
-    fn all_keys(&self) -> StoreResult<Vec<(KeyMaterial, UnixTime)>>;
-    fn add_keys(&self, keys: &KeyMaterial, now: UnixTime) -> StoreResult<()>;
-});
+/// By hand: [`KeyStore::requires_sealed_keys`] is not async.
+impl KeyStore for Db {
+    async fn keys(&self) -> StoreResult<Option<KeyMaterial>> {
+        match self {
+            Db::Sqlite(db) => <SqliteDb as KeyStore>::keys(db).await,
+            Db::Postgres(db) => <PgDb as KeyStore>::keys(db).await,
+        }
+    }
+
+    async fn insert_keys_if_absent(&self, fresh: &KeyMaterial) -> StoreResult<KeyMaterial> {
+        match self {
+            Db::Sqlite(db) => <SqliteDb as KeyStore>::insert_keys_if_absent(db, fresh).await,
+            Db::Postgres(db) => <PgDb as KeyStore>::insert_keys_if_absent(db, fresh).await,
+        }
+    }
+
+    async fn all_keys(&self) -> StoreResult<Vec<(KeyMaterial, UnixTime)>> {
+        match self {
+            Db::Sqlite(db) => <SqliteDb as KeyStore>::all_keys(db).await,
+            Db::Postgres(db) => <PgDb as KeyStore>::all_keys(db).await,
+        }
+    }
+
+    async fn add_keys(&self, keys: &KeyMaterial, now: UnixTime) -> StoreResult<()> {
+        match self {
+            Db::Sqlite(db) => <SqliteDb as KeyStore>::add_keys(db, keys, now).await,
+            Db::Postgres(db) => <PgDb as KeyStore>::add_keys(db, keys, now).await,
+        }
+    }
+
+    async fn delete_key(&self, kid: &str) -> StoreResult<bool> {
+        match self {
+            Db::Sqlite(db) => <SqliteDb as KeyStore>::delete_key(db, kid).await,
+            Db::Postgres(db) => <PgDb as KeyStore>::delete_key(db, kid).await,
+        }
+    }
+
+    fn requires_sealed_keys(&self) -> bool {
+        match self {
+            Db::Sqlite(db) => <SqliteDb as KeyStore>::requires_sealed_keys(db),
+            Db::Postgres(db) => <PgDb as KeyStore>::requires_sealed_keys(db),
+        }
+    }
+}
 
 forward!(impl ClientStore {
     fn insert_client(&self, client: &Client) -> StoreResult<()>;

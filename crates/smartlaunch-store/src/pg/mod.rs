@@ -36,6 +36,8 @@ pub use changes::PgChangeFeed;
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_schema.sql")),
     (2, include_str!("../../migrations/postgres/0002_change_feed.sql")),
+    (3, include_str!("../../migrations/postgres/0003_key_retirement.sql")),
+    (4, include_str!("../../migrations/postgres/0004_clients_cleared.sql")),
 ];
 
 /// Any key of `pg_advisory_xact_lock` held while migrating, so that nodes starting together

@@ -318,3 +318,43 @@ async fn sigterm_finishes_the_request_in_flight_and_exits_0_and_the_log_holds_no
     assert!(!log.contains(secret), "queries are never logged: {log}");
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// Review (issue 10): `DATABASE_URL=` set by mistake (empty) on a node meant for a shared
+/// PostgreSQL database used to start it on a SQLite database of its own, silently.  It is
+/// refused; unset, the server runs on SQLite, and the banner says which database it runs on.
+#[test]
+fn an_empty_database_url_is_refused_and_the_banner_names_the_database() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    if crate::ON_POSTGRES {
+        return; // About the command line only: once is enough.
+    }
+    let dir = std::env::temp_dir().join(format!("smartlaunch-empty-url-{}", random(6)));
+    let serve = || {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_smartlaunch"));
+        command.args(["serve", "--listen", "127.0.0.1:0", "--data"]).arg(&dir);
+        command.env_remove("SMARTLAUNCH_KEY_ENCRYPTION_KEY").stdout(Stdio::piped()).stderr(Stdio::piped());
+        command
+    };
+    let mut refused = serve().env("DATABASE_URL", "").spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while refused.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            refused.kill().unwrap();
+            panic!("a server started with an empty DATABASE_URL");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = refused.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("set but empty"), "{stderr}");
+
+    let mut server = serve().env_remove("DATABASE_URL").spawn().unwrap();
+    let stdout = std::io::BufReader::new(server.stdout.take().unwrap());
+    let banner = stdout.lines().map_while(Result::ok).take(40).find(|line| line.contains("Database"));
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let expected = format!("SQLite at {}", dir.join("smartlaunch.db").display());
+    assert!(banner.as_deref().is_some_and(|line| line.contains(&expected)), "{banner:?}");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -166,3 +166,24 @@ async fn a_resync_applies_revocations_even_when_a_stored_key_cannot_be_opened() 
     h.auth.apply_change(&FeedEvent::Resync, NOW).await.expect("a resync is not held up by the keys");
     assert!(h.auth.verify_bearer(&t.access_token, NOW).is_err(), "the revocation is applied");
 }
+
+/// Review (issue 10): `keys retire` for a compromised key — the newest key (the signer) and an
+/// unknown id are refused; an older key is deleted, and once a node hears of it the tokens it
+/// signed are refused at once (a rotation alone would let them verify until they expire).
+#[tokio::test]
+async fn a_retired_key_no_longer_verifies_and_the_signer_cannot_be_retired() {
+    use crate::changes::{Change, FeedEvent};
+    use crate::service::{retire_signing_key, KeyRetirement};
+    let h = Harness::new().await;
+    let t = patient_tokens(&h).await;
+    let old = h.auth.signing_keys().kids()[0].to_owned();
+    let new = h.auth.rotate_keys(NOW).await.unwrap();
+    assert!(h.auth.verify_bearer(&t.access_token, NOW).is_ok(), "a rotation keeps the old key verifying");
+    assert_eq!(retire_signing_key(&h.store, &new).await.unwrap(), KeyRetirement::Newest);
+    assert_eq!(retire_signing_key(&h.store, "nope").await.unwrap(), KeyRetirement::Unknown);
+    assert_eq!(retire_signing_key(&h.store, &old).await.unwrap(), KeyRetirement::Retired);
+    h.auth.apply_change(&FeedEvent::Change(Change::KeyRetired { kid: old.clone() }), NOW).await.unwrap();
+    assert!(h.auth.verify_bearer(&t.access_token, NOW).is_err(), "tokens of the retired key are refused");
+    assert_eq!(h.auth.signing_keys().kids(), [new.as_str()], "the new key signs at once");
+    assert_eq!(h.auth.jwks(NOW)["keys"].as_array().unwrap().len(), 1, "and is the only one published");
+}

@@ -62,6 +62,18 @@ impl KeyStore for PgDb {
             .collect())
     }
 
+    /// Migration 0003's trigger announces the deletion to every node.
+    async fn delete_key(&self, kid: &str) -> StoreResult<bool> {
+        let done =
+            sqlx::query("DELETE FROM signing_keys WHERE kid = $1").bind(kid).execute(&self.pool).await.map_err(err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// The database server, its backups and replicas are outside the nodes' trust boundary.
+    fn requires_sealed_keys(&self) -> bool {
+        true
+    }
+
     async fn add_keys(&self, keys: &KeyMaterial, now: UnixTime) -> StoreResult<()> {
         sqlx::query(ADD)
             .bind(&keys.kid)
