@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
-use smartlaunch::{start, RateLimits, Settings, SystemClock};
+use smartlaunch::{start, ProxyRange, RateLimits, Settings, SystemClock, TrustedProxies};
 use smartlaunch_auth::client::RegistrationRequest;
 use smartlaunch_auth::config::AuthConfig;
 use smartlaunch_auth::store::ClientStore;
@@ -162,6 +162,11 @@ struct ServeArgs {
     /// Registrations per minute per client address; 0 turns the limit off.
     #[arg(long, value_name = "N", default_value_t = RateLimits::default().registrations_per_minute)]
     registration_rate_limit: u32,
+    /// A reverse proxy (an address or CIDR range; repeat for several) whose X-Forwarded-For
+    /// names the client for the per-address limits and sign-in throttling: the right-most
+    /// address in it that is not a trusted proxy.  Default none: the header is ignored.
+    #[arg(long = "trusted-proxy", value_name = "CIDR|IP", env = "SMARTLAUNCH_TRUSTED_PROXIES", value_delimiter = ',')]
+    trusted_proxies: Vec<ProxyRange>,
     /// The file with the key that encrypts the signing keys in the database (base64 of 32
     /// bytes: `openssl rand -base64 32`); default: SMARTLAUNCH_KEY_ENCRYPTION_KEY.  Required on
     /// PostgreSQL (every node needs the same key), optional on SQLite.
@@ -369,6 +374,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             token_per_second: args.token_rate_limit,
             registrations_per_minute: args.registration_rate_limit,
         },
+        trusted_proxies: TrustedProxies::new(args.trusted_proxies),
         key_encryption_key: smartlaunch::nodes::key_encryption_key(args.key_encryption_key_file.as_deref(), false)?,
     };
     let running = start(settings, Arc::new(SystemClock::default())).await?;

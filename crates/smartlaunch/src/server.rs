@@ -37,6 +37,9 @@ pub struct Settings {
     pub open_sandbox: bool,
     /// Per-address rate limits on the token and registration endpoints.
     pub rate_limits: crate::web::limits::RateLimits,
+    /// The reverse proxies whose `X-Forwarded-For` names the client for the per-address
+    /// limits and the sign-in throttle (`--trusted-proxy`); none by default.
+    pub trusted_proxies: crate::web::client_addr::TrustedProxies,
     /// Encrypts the signing keys in the database: required on PostgreSQL, optional on SQLite
     /// (`--key-encryption-key-file`, `SMARTLAUNCH_KEY_ENCRYPTION_KEY`; docs/DESIGN.md
     /// "Stateless nodes").
@@ -53,6 +56,7 @@ pub(crate) struct AppState {
     pub client_origins: RwLock<HashSet<String>>,
     pub secure_cookies: bool,
     pub rate_limits: crate::web::limits::RateLimits,
+    pub trusted_proxies: Arc<crate::web::client_addr::TrustedProxies>,
     /// When this server started (FHIR instant): the Brands Bundle's timestamp.
     pub started_at: String,
     /// Bulk Data export jobs.
@@ -157,6 +161,7 @@ pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<
         client_origins: RwLock::new(HashSet::new()),
         secure_cookies: public_url.starts_with("https://"),
         rate_limits: settings.rate_limits,
+        trusted_proxies: Arc::new(settings.trusted_proxies),
         started_at,
         exports: exports.clone(),
     });

@@ -25,6 +25,7 @@ mod suites {
     mod limits;
     mod polish;
     mod postgres;
+    mod proxy;
     mod sandbox;
     mod trust;
 }

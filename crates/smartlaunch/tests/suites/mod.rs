@@ -17,6 +17,7 @@ mod inspector;
 mod launcher_dev;
 mod limits;
 mod polish;
+mod proxy;
 mod sandbox;
 mod trust;
 mod two_nodes;
