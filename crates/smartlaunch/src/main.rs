@@ -210,15 +210,16 @@ enum KeysCommand {
         #[arg(long, value_name = "PREFIX", default_value = "smartlaunch-client")]
         out: PathBuf,
     },
-    /// Rotate the server's signing keys on PostgreSQL: add a new key that every running node
-    /// publishes at once and signs with 10 s later; the replaced key keeps verifying until the
-    /// tokens it signed have expired.  Prints the new key id.
+    /// Rotate the server's signing keys: add a new key that running servers publish at once
+    /// and sign with 10 s later; the replaced key keeps verifying until the tokens it signed have
+    /// expired.  On PostgreSQL every node hears of it on the change feed; a server on SQLite
+    /// (--data, stopped or running) reads the keys every 3 s.  Prints the new key id.
     Rotate {
-        /// The PostgreSQL database of the nodes (postgres://user@host/database).
-        #[arg(long, value_name = "URL", env = "DATABASE_URL")]
-        database: String,
+        #[command(flatten)]
+        data: DataArg,
         /// The file with the key encryption key of the signing keys (base64 of 32 bytes);
-        /// default: SMARTLAUNCH_KEY_ENCRYPTION_KEY.
+        /// default: SMARTLAUNCH_KEY_ENCRYPTION_KEY.  Required on PostgreSQL; on SQLite the
+        /// server's, if it has one.
         #[arg(long, value_name = "PATH")]
         key_encryption_key_file: Option<PathBuf>,
     },
@@ -339,10 +340,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("kid          {}", key.kid());
             Ok(())
         }
-        Command::Keys(KeysCommand::Rotate { database, key_encryption_key_file }) => {
+        Command::Keys(KeysCommand::Rotate { data, key_encryption_key_file }) => {
+            let config = data.config(CLI_CONNECTIONS)?;
             let kid =
-                smartlaunch::nodes::rotate_signing_keys(&database, key_encryption_key_file.as_deref(), now()).await?;
-            println!("new signing key {kid}: published now, signing in 10 s on every node");
+                smartlaunch::nodes::rotate_signing_keys(&config, key_encryption_key_file.as_deref(), now()).await?;
+            println!("new signing key {kid}: running servers publish it within seconds and sign with it in 10 s");
             Ok(())
         }
         Command::Token { client_id, key, alg, scope, token_url, fhir_base } => {

@@ -1,14 +1,17 @@
 //! What a node of several on one PostgreSQL does beyond a lone server (issue 10, "Stateless
 //! nodes"; docs/DESIGN.md): it reads the key encryption key of the shared signing keys, and
 //! follows the change feed so that what it keeps in memory follows what the other nodes write.
+//! A server on SQLite has no change feed: it polls the signing keys, which `smartlaunch keys
+//! rotate --data` may add while it runs.
 
 use std::path::Path;
 use std::time::Duration;
 
 use smartlaunch_auth::changes::{Change, ChangeFeed, FeedEvent};
 use smartlaunch_auth::key_encryption::{KeyEncryptionKey, HOW_TO_MAKE_ONE};
+use smartlaunch_auth::keys::KEY_ACTIVATION;
 use smartlaunch_auth::{AuthConfig, AuthService, UnixTime};
-use smartlaunch_store::PgDb;
+use smartlaunch_store::{Backend, DatabaseConfig, Db};
 
 use crate::server::App;
 
@@ -38,17 +41,57 @@ pub fn key_encryption_key(file: Option<&Path>, required: bool) -> anyhow::Result
     }
 }
 
-/// `smartlaunch keys rotate`: adds a new set of signing keys to the PostgreSQL database at
-/// `database_url`, sealed with the key encryption key; the running nodes hear of it on the
-/// change feed.  Returns the new key id.
-pub async fn rotate_signing_keys(database_url: &str, key_file: Option<&Path>, now: UnixTime) -> anyhow::Result<String> {
-    let key_encryption_key = key_encryption_key(key_file, true)?;
-    let db = PgDb::connect(database_url, 2).await?;
-    let config = AuthConfig { key_encryption_key, ..AuthConfig::new("http://127.0.0.1") };
-    let auth = AuthService::open(db.clone(), config, now).await?;
-    let kid = auth.rotate_keys(now).await?;
+/// `smartlaunch keys rotate`: adds a new set of signing keys to the database of `config`,
+/// sealed with the key encryption key (required on PostgreSQL; on SQLite the server's, if it has
+/// one).  Running servers load it at once: on PostgreSQL they hear of it on the change feed, on
+/// SQLite they read the keys every [`KEY_POLL`].  Returns the new key id.
+pub async fn rotate_signing_keys(
+    config: &DatabaseConfig,
+    key_file: Option<&Path>,
+    now: UnixTime,
+) -> anyhow::Result<String> {
+    let key_encryption_key = key_encryption_key(key_file, config.backend() == Backend::Postgres)?;
+    let db = Db::open(config).await?;
+    let auth_config = AuthConfig { key_encryption_key, ..AuthConfig::new("http://127.0.0.1") };
+    let rotated = match AuthService::open(db.clone(), auth_config, now).await {
+        Ok(auth) => auth.rotate_keys(now).await.map_err(anyhow::Error::from),
+        Err(e) => Err(e.into()),
+    };
     db.close().await;
-    Ok(kid)
+    rotated
+}
+
+/// How often a server without a change feed (SQLite) reads the signing keys: well within
+/// [`KEY_ACTIVATION`], so a key rotated in by another process is published before it signs.
+pub const KEY_POLL: Duration = Duration::from_secs(3);
+const _: () = assert!(KEY_POLL.as_secs() < KEY_ACTIVATION as u64, "a rotated key must be published before it signs");
+
+/// Reads the signing keys every [`KEY_POLL`] for as long as the server runs (SQLite, where no
+/// change feed tells of a rotation), and loads them when another process added one.
+pub(crate) fn poll_keys(app: App) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(KEY_POLL);
+        let mut failing = false;
+        loop {
+            tick.tick().await;
+            match app.auth.reload_keys_if_rotated(app.clock.now()).await {
+                Ok(reloaded) => {
+                    if reloaded {
+                        tracing::info!("signing keys: loaded a rotated key");
+                    }
+                    failing = false;
+                }
+                // Said once, not every few seconds; the keys loaded before keep working.
+                Err(e) if !failing => {
+                    tracing::error!(
+                        "signing keys: cannot load the stored keys ({e}); this server keeps its current keys"
+                    );
+                    failing = true;
+                }
+                Err(_) => {}
+            }
+        }
+    })
 }
 
 /// Follows `feed` for as long as the server runs: applies each change to the authorization

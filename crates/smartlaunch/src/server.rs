@@ -73,8 +73,8 @@ pub struct Running {
     pub sandbox_mode: smartlaunch_auth::config::SandboxMode,
     db: Db,
     exports: Arc<crate::exports::Exports>,
-    /// Follows the other nodes' changes (PostgreSQL).
-    changes: Option<JoinHandle<()>>,
+    /// Follows the other nodes' changes (PostgreSQL), or polls the signing keys (SQLite).
+    changes: JoinHandle<()>,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
     /// Keeps `smartlaunch reset` off the database while this server runs.
@@ -104,9 +104,7 @@ impl Running {
             let _ = tx.send(());
         }
         let _ = (&mut self.task).await;
-        if let Some(changes) = self.changes.take() {
-            changes.abort();
-        }
+        self.changes.abort();
         self.exports.shut_down();
         self.db.close().await;
     }
@@ -115,9 +113,7 @@ impl Running {
     /// from then on `/healthz` answers 503.  The change feed stops first: its listening
     /// connection is one of the pool's, which closing waits for.
     pub async fn close_database(&self) {
-        if let Some(changes) = &self.changes {
-            changes.abort();
-        }
+        self.changes.abort();
         self.db.close().await;
     }
 }
@@ -166,10 +162,11 @@ pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<
         exports: exports.clone(),
     });
     crate::web::reload_client_origins(&state).await;
-    // Other nodes write too: follow what they change (revocations, clients, keys).
+    // Other nodes write too: follow what they change (revocations, clients, keys).  On SQLite
+    // no feed tells of a key rotated by `smartlaunch keys rotate --data`: the keys are polled.
     let changes = match &db {
-        Db::Postgres(pg) => Some(crate::nodes::follow_changes(state.clone(), pg.change_feed())),
-        Db::Sqlite(_) => None,
+        Db::Postgres(pg) => crate::nodes::follow_changes(state.clone(), pg.change_feed()),
+        Db::Sqlite(_) => crate::nodes::poll_keys(state.clone()),
     };
     spawn_housekeeping(state.clone());
 

@@ -21,6 +21,7 @@ mod suites {
     mod hardening;
     mod import;
     mod inspector;
+    mod key_rotation;
     mod launcher_dev;
     mod limits;
     mod polish;

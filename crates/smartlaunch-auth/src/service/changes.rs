@@ -8,7 +8,7 @@ use crate::changes::{Change, FeedEvent};
 use crate::config::AuthConfig;
 use crate::error::StoreError;
 use crate::key_encryption::{open_material, seal_material};
-use crate::keys::{KeyMaterial, SigningKeys};
+use crate::keys::{newest_kid, KeyMaterial, SigningKeys};
 use crate::store::{AuthStore, KeyStore};
 use crate::UnixTime;
 
@@ -19,8 +19,17 @@ pub(super) async fn load_keys<S: KeyStore>(
     config: &AuthConfig,
     now: UnixTime,
 ) -> Result<SigningKeys, StoreError> {
+    open_keys(store.all_keys().await?, config, now)
+}
+
+/// [`load_keys`] of rows already read.
+fn open_keys(
+    stored: Vec<(KeyMaterial, UnixTime)>,
+    config: &AuthConfig,
+    now: UnixTime,
+) -> Result<SigningKeys, StoreError> {
     let mut opened = Vec::new();
-    for (material, added_at) in store.all_keys().await? {
+    for (material, added_at) in stored {
         let material =
             open_material(config.key_encryption_key.as_ref(), &material).map_err(|e| StoreError(e.to_string()))?;
         opened.push((material, added_at));
@@ -83,6 +92,19 @@ impl<S: AuthStore> AuthService<S> {
         let loaded = load_keys(&self.store, &self.config, now).await?;
         *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(loaded);
         Ok(())
+    }
+
+    /// For a server without a change feed (SQLite), every few seconds: when the store's newest
+    /// key is not the newest one loaded (`smartlaunch keys rotate` ran in another process), the
+    /// keys are loaded again.  Returns whether they were.
+    pub async fn reload_keys_if_rotated(&self, now: UnixTime) -> Result<bool, StoreError> {
+        let stored = self.store.all_keys().await?;
+        if newest_kid(&stored) == self.signing_keys().kids().first().copied() {
+            return Ok(false);
+        }
+        let loaded = open_keys(stored, &self.config, now)?;
+        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(loaded);
+        Ok(true)
     }
 
     /// `smartlaunch keys rotate`: adds a new set of signing keys, encrypted like the others.

@@ -14,6 +14,7 @@ mod fhir_search;
 mod hardening;
 mod import;
 mod inspector;
+mod key_rotation;
 mod launcher_dev;
 mod limits;
 mod polish;

@@ -166,3 +166,22 @@ async fn a_resync_applies_revocations_even_when_a_stored_key_cannot_be_opened() 
     h.auth.apply_change(&FeedEvent::Resync, NOW).await.expect("a resync is not held up by the keys");
     assert!(h.auth.verify_bearer(&t.access_token, NOW).is_err(), "the revocation is applied");
 }
+
+/// A server without a change feed (SQLite) polls the keys: one added by another process
+/// (`smartlaunch keys rotate --data`) is loaded once and published at once, signs from its
+/// activation on, and the tokens of the old key still verify.
+#[tokio::test]
+async fn a_key_added_by_another_process_is_loaded_by_the_poll() {
+    let h = Harness::new().await;
+    let before = patient_tokens(&h).await;
+    assert!(!h.auth.reload_keys_if_rotated(NOW).await.unwrap(), "nothing new");
+    let fresh = KeyMaterial::generate();
+    h.store.add_keys(&fresh, NOW).await.unwrap();
+    assert!(h.auth.reload_keys_if_rotated(NOW).await.unwrap(), "the new key is loaded");
+    assert!(!h.auth.reload_keys_if_rotated(NOW).await.unwrap(), "once");
+    let jwks = h.auth.jwks(NOW);
+    let kids: Vec<&str> = jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap()).collect();
+    assert_eq!(kids.len(), 2);
+    assert_eq!(kids[0], fresh.kid, "published before it signs");
+    assert!(h.auth.verify_bearer(&before.access_token, NOW).is_ok(), "a token of the old key verifies");
+}
