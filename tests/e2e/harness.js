@@ -82,7 +82,9 @@ async function startProxiedNodes() {
   const env = { SMARTLAUNCH_KEY_ENCRYPTION_KEY: crypto.randomBytes(32).toString("base64") };
   // One --data directory for both (the export files), as a shared network volume would be.
   const data = fs.mkdtempSync(path.join(os.tmpdir(), "smartlaunch-e2e-nodes-"));
-  const args = ["--database", database, "--public-url", base, "--data", data];
+  // nginx (127.0.0.1) names the client in X-Forwarded-For: the per-address limits and the
+  // sign-in throttle count each browser, not the proxy (README "Several nodes").
+  const args = ["--database", database, "--public-url", base, "--data", data, "--trusted-proxy", "127.0.0.1"];
   const nodes = [await spawnServer(args, env), await spawnServer(args, env)];
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "smartlaunch-e2e-nginx-"));
   const upstreams = nodes.map(n => `    server ${n.addr.replace("http://", "")};`).join("\n");

@@ -100,6 +100,16 @@ pub struct IdTokenClaims {
 /// it has not loaded yet.
 pub const KEY_ACTIVATION: UnixTime = 10;
 
+/// The order of stored keys, newest first: by the time they were added, then by `kid`.
+fn newest_first(a: &(KeyMaterial, UnixTime), b: &(KeyMaterial, UnixTime)) -> std::cmp::Ordering {
+    b.1.cmp(&a.1).then_with(|| b.0.kid.cmp(&a.0.kid))
+}
+
+/// The id of the newest of the stored keys (the one [`SigningKeys::load_set`] puts first).
+pub fn newest_kid(stored: &[(KeyMaterial, UnixTime)]) -> Option<&str> {
+    stored.iter().min_by(|a, b| newest_first(a, b)).map(|(m, _)| m.kid.as_str())
+}
+
 /// One loaded set of keys (one row of the store).
 struct LoadedKey {
     kid: String,
@@ -174,7 +184,7 @@ impl SigningKeys {
         now: UnixTime,
     ) -> Result<SigningKeys, String> {
         let mut sorted: Vec<&(KeyMaterial, UnixTime)> = stored.iter().collect();
-        sorted.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| b.0.kid.cmp(&a.0.kid)));
+        sorted.sort_by(|a, b| newest_first(a, b));
         let mut keys: Vec<LoadedKey> = Vec::with_capacity(sorted.len());
         for (i, (material, added_at)) in sorted.iter().enumerate() {
             let mut key = LoadedKey::load(material)?;

@@ -58,6 +58,35 @@ impl KeyStore for SqliteDb {
             .map_err(err)?;
         self.keys().await?.ok_or_else(|| StoreError("signing keys vanished".into()))
     }
+
+    /// Every stored set of keys: a rotation adds one (`smartlaunch keys rotate --data`).
+    async fn all_keys(&self) -> StoreResult<Vec<(KeyMaterial, UnixTime)>> {
+        let rows: Vec<(String, Vec<u8>, Vec<u8>, i64)> = self
+            .read
+            .read(|c| all(c, "SELECT kid, rsa_pkcs8, hmac_secret, created_at FROM signing_keys", &[]))
+            .map_err(err)?;
+        Ok(rows
+            .into_iter()
+            .map(|(kid, rsa_pkcs8, hmac_secret, at)| (KeyMaterial { kid, rsa_pkcs8, hmac_secret }, at))
+            .collect())
+    }
+
+    /// A rotation.  SQLite has no change feed: a server running on this database reads the
+    /// keys again every few seconds (`smartlaunch::nodes::poll_keys`).
+    async fn add_keys(&self, keys: &KeyMaterial, now: UnixTime) -> StoreResult<()> {
+        let keys = keys.clone();
+        self.writer
+            .statement(move |conn| {
+                exec(
+                    conn,
+                    "INSERT INTO signing_keys (kid, rsa_pkcs8, hmac_secret, created_at) VALUES (?, ?, ?, ?)",
+                    &[&keys.kid, &keys.rsa_pkcs8, &keys.hmac_secret, &now],
+                )?;
+                Ok::<_, DbError>(())
+            })
+            .await
+            .map_err(err)
+    }
 }
 
 impl ClientStore for SqliteDb {

@@ -15,4 +15,5 @@ mod web;
 
 pub use clock::{Clock, SystemClock};
 pub use server::{start, Running, Settings};
+pub use web::client_addr::{ProxyRange, TrustedProxies};
 pub use web::limits::RateLimits;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
-use smartlaunch::{start, RateLimits, Settings, SystemClock};
+use smartlaunch::{start, ProxyRange, RateLimits, Settings, SystemClock, TrustedProxies};
 use smartlaunch_auth::client::RegistrationRequest;
 use smartlaunch_auth::config::AuthConfig;
 use smartlaunch_auth::store::ClientStore;
@@ -175,6 +175,11 @@ struct ServeArgs {
     /// Registrations per minute per client address; 0 turns the limit off.
     #[arg(long, value_name = "N", default_value_t = RateLimits::default().registrations_per_minute)]
     registration_rate_limit: u32,
+    /// A reverse proxy (an address or CIDR range; repeat for several) whose X-Forwarded-For
+    /// names the client for the per-address limits and sign-in throttling: the right-most
+    /// address in it that is not a trusted proxy.  Default none: the header is ignored.
+    #[arg(long = "trusted-proxy", value_name = "CIDR|IP", env = "SMARTLAUNCH_TRUSTED_PROXIES", value_delimiter = ',')]
+    trusted_proxies: Vec<ProxyRange>,
     /// The file with the key that encrypts the signing keys in the database (base64 of 32
     /// bytes: `openssl rand -base64 32`); default: SMARTLAUNCH_KEY_ENCRYPTION_KEY.  Required on
     /// PostgreSQL (every node needs the same key), optional on SQLite.
@@ -218,15 +223,16 @@ enum KeysCommand {
         #[arg(long, value_name = "PREFIX", default_value = "smartlaunch-client")]
         out: PathBuf,
     },
-    /// Rotate the server's signing keys on PostgreSQL: add a new key that every running node
-    /// publishes at once and signs with 10 s later; the replaced key keeps verifying until the
-    /// tokens it signed have expired.  Prints the new key id.
+    /// Rotate the server's signing keys: add a new key that running servers publish at once
+    /// and sign with 10 s later; the replaced key keeps verifying until the tokens it signed have
+    /// expired.  On PostgreSQL every node hears of it on the change feed; a server on SQLite
+    /// (--data, stopped or running) reads the keys every 3 s.  Prints the new key id.
     Rotate {
-        /// The PostgreSQL database of the nodes (postgres://user@host/database).
-        #[arg(long, value_name = "URL", env = "DATABASE_URL")]
-        database: String,
+        #[command(flatten)]
+        data: DataArg,
         /// The file with the key encryption key of the signing keys (base64 of 32 bytes);
-        /// default: SMARTLAUNCH_KEY_ENCRYPTION_KEY.
+        /// default: SMARTLAUNCH_KEY_ENCRYPTION_KEY.  Required on PostgreSQL; on SQLite the
+        /// server's, if it has one.
         #[arg(long, value_name = "PATH")]
         key_encryption_key_file: Option<PathBuf>,
     },
@@ -345,10 +351,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("kid          {}", key.kid());
             Ok(())
         }
-        Command::Keys(KeysCommand::Rotate { database, key_encryption_key_file }) => {
+        Command::Keys(KeysCommand::Rotate { data, key_encryption_key_file }) => {
+            let config = data.config(CLI_CONNECTIONS)?;
             let kid =
-                smartlaunch::nodes::rotate_signing_keys(&database, key_encryption_key_file.as_deref(), now()).await?;
-            println!("new signing key {kid}: published now, signing in 10 s on every node");
+                smartlaunch::nodes::rotate_signing_keys(&config, key_encryption_key_file.as_deref(), now()).await?;
+            println!("new signing key {kid}: running servers publish it within seconds and sign with it in 10 s");
             Ok(())
         }
         Command::Keys(KeysCommand::Retire { database, kid }) => {
@@ -387,6 +394,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             token_per_second: args.token_rate_limit,
             registrations_per_minute: args.registration_rate_limit,
         },
+        trusted_proxies: TrustedProxies::new(args.trusted_proxies),
         key_encryption_key: smartlaunch::nodes::key_encryption_key(args.key_encryption_key_file.as_deref())?,
     };
     let running = start(settings, Arc::new(SystemClock::default())).await?;

@@ -1,15 +1,18 @@
 //! What a node of several on one PostgreSQL does beyond a lone server (issue 10, "Stateless
 //! nodes"; docs/DESIGN.md): it reads the key encryption key of the shared signing keys, and
 //! follows the change feed so that what it keeps in memory follows what the other nodes write.
+//! A server on SQLite has no change feed: it polls the signing keys, which `smartlaunch keys
+//! rotate --data` may add while it runs.
 
 use std::path::Path;
 use std::time::Duration;
 
 use smartlaunch_auth::changes::{Change, ChangeFeed, FeedEvent};
 use smartlaunch_auth::key_encryption::{KeyEncryptionKey, HOW_TO_MAKE_ONE};
+use smartlaunch_auth::keys::KEY_ACTIVATION;
 use smartlaunch_auth::service::{self, add_signing_keys, KeyRetirement};
-use smartlaunch_auth::UnixTime;
-use smartlaunch_store::{postgres_url, PgDb};
+use smartlaunch_auth::{AuthConfig, AuthService, UnixTime};
+use smartlaunch_store::{postgres_url, DatabaseConfig, Db, PgDb};
 
 use crate::server::App;
 
@@ -42,16 +45,38 @@ pub fn required_key_encryption_key(file: Option<&Path>) -> anyhow::Result<KeyEnc
     })
 }
 
-/// `smartlaunch keys rotate`: adds a new set of signing keys to the PostgreSQL database at
-/// `database_url`, sealed with the key encryption key; the running nodes hear of it on the
-/// change feed.  Returns the new key id.  The stored keys are not opened: a rotation also
-/// replaces a key the nodes refuse (one stored unencrypted by an earlier `smartlaunch migrate`).
-pub async fn rotate_signing_keys(database_url: &str, key_file: Option<&Path>, now: UnixTime) -> anyhow::Result<String> {
-    let key_encryption_key = required_key_encryption_key(key_file)?;
-    let db = PgDb::connect(postgres_url(database_url)?, 2).await?;
-    let kid = add_signing_keys(&db, Some(&key_encryption_key), now).await;
-    db.close().await;
-    Ok(kid?)
+/// `smartlaunch keys rotate`: adds a new set of signing keys to the database of `config`,
+/// sealed with the key encryption key.  Running servers load it at once: on PostgreSQL they hear
+/// of it on the change feed, on SQLite they read the keys every [`KEY_POLL`].  Returns the new key
+/// id.  On PostgreSQL the key encryption key is required and the stored keys are not opened: a
+/// rotation also replaces a key the nodes refuse (one stored unencrypted by an earlier
+/// `smartlaunch migrate`).  On SQLite the server's key encryption key, if it has one, is checked
+/// against the stored keys first, so that the new key is one the server can open.
+pub async fn rotate_signing_keys(
+    config: &DatabaseConfig,
+    key_file: Option<&Path>,
+    now: UnixTime,
+) -> anyhow::Result<String> {
+    match config {
+        DatabaseConfig::Postgres { url, .. } => {
+            let key_encryption_key = required_key_encryption_key(key_file)?;
+            let db = PgDb::connect(postgres_url(url)?, 2).await?;
+            let kid = add_signing_keys(&db, Some(&key_encryption_key), now).await;
+            db.close().await;
+            Ok(kid?)
+        }
+        DatabaseConfig::Sqlite { .. } => {
+            let key_encryption_key = key_encryption_key(key_file)?;
+            let db = Db::open(config).await?;
+            let auth_config = AuthConfig { key_encryption_key, ..AuthConfig::new("http://127.0.0.1") };
+            let rotated = match AuthService::open(db.clone(), auth_config, now).await {
+                Ok(auth) => auth.rotate_keys(now).await.map_err(anyhow::Error::from),
+                Err(e) => Err(e.into()),
+            };
+            db.close().await;
+            rotated
+        }
+    }
 }
 
 /// `smartlaunch keys retire`: deletes the signing key `kid` from the PostgreSQL database at
@@ -68,6 +93,39 @@ pub async fn retire_signing_key(database_url: &str, kid: &str) -> anyhow::Result
              then retire {kid}"
         ),
     }
+}
+
+/// How often a server without a change feed (SQLite) reads the signing keys: well within
+/// [`KEY_ACTIVATION`], so a key rotated in by another process is published before it signs.
+pub const KEY_POLL: Duration = Duration::from_secs(3);
+const _: () = assert!(KEY_POLL.as_secs() < KEY_ACTIVATION as u64, "a rotated key must be published before it signs");
+
+/// Reads the signing keys every [`KEY_POLL`] for as long as the server runs (SQLite, where no
+/// change feed tells of a rotation), and loads them when another process added one.
+pub(crate) fn poll_keys(app: App) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(KEY_POLL);
+        let mut failing = false;
+        loop {
+            tick.tick().await;
+            match app.auth.reload_keys_if_rotated(app.clock.now()).await {
+                Ok(reloaded) => {
+                    if reloaded {
+                        tracing::info!("signing keys: loaded a rotated key");
+                    }
+                    failing = false;
+                }
+                // Said once, not every few seconds; the keys loaded before keep working.
+                Err(e) if !failing => {
+                    tracing::error!(
+                        "signing keys: cannot load the stored keys ({e}); this server keeps its current keys"
+                    );
+                    failing = true;
+                }
+                Err(_) => {}
+            }
+        }
+    })
 }
 
 /// Follows `feed` for as long as the server runs: applies each change to the authorization

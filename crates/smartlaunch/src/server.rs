@@ -38,6 +38,9 @@ pub struct Settings {
     pub open_sandbox: bool,
     /// Per-address rate limits on the token and registration endpoints.
     pub rate_limits: crate::web::limits::RateLimits,
+    /// The reverse proxies whose `X-Forwarded-For` names the client for the per-address
+    /// limits and the sign-in throttle (`--trusted-proxy`); none by default.
+    pub trusted_proxies: crate::web::client_addr::TrustedProxies,
     /// Encrypts the signing keys in the database: required on PostgreSQL, optional on SQLite
     /// (`--key-encryption-key-file`, `SMARTLAUNCH_KEY_ENCRYPTION_KEY`; docs/DESIGN.md
     /// "Stateless nodes").
@@ -57,6 +60,7 @@ impl std::fmt::Debug for Settings {
             .field("admin_token", &secret(&self.admin_token))
             .field("open_sandbox", &self.open_sandbox)
             .field("rate_limits", &self.rate_limits)
+            .field("trusted_proxies", &self.trusted_proxies)
             // Its own Debug shows no key material.
             .field("key_encryption_key", &self.key_encryption_key)
             .finish()
@@ -73,6 +77,7 @@ pub(crate) struct AppState {
     pub client_origins: RwLock<HashSet<String>>,
     pub secure_cookies: bool,
     pub rate_limits: crate::web::limits::RateLimits,
+    pub trusted_proxies: Arc<crate::web::client_addr::TrustedProxies>,
     /// When this server started (FHIR instant): the Brands Bundle's timestamp.
     pub started_at: String,
     /// Bulk Data export jobs.
@@ -92,8 +97,8 @@ pub struct Running {
     pub sandbox_mode: smartlaunch_auth::config::SandboxMode,
     db: Db,
     exports: Arc<crate::exports::Exports>,
-    /// Follows the other nodes' changes (PostgreSQL).
-    changes: Option<JoinHandle<()>>,
+    /// Follows the other nodes' changes (PostgreSQL), or polls the signing keys (SQLite).
+    changes: JoinHandle<()>,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
     /// Keeps `smartlaunch reset` off the database while this server runs.
@@ -123,9 +128,7 @@ impl Running {
             let _ = tx.send(());
         }
         let _ = (&mut self.task).await;
-        if let Some(changes) = self.changes.take() {
-            changes.abort();
-        }
+        self.changes.abort();
         self.exports.shut_down();
         self.db.close().await;
     }
@@ -134,9 +137,7 @@ impl Running {
     /// from then on `/healthz` answers 503.  The change feed stops first: its listening
     /// connection is one of the pool's, which closing waits for.
     pub async fn close_database(&self) {
-        if let Some(changes) = &self.changes {
-            changes.abort();
-        }
+        self.changes.abort();
         self.db.close().await;
     }
 }
@@ -181,14 +182,16 @@ pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<
         client_origins: RwLock::new(HashSet::new()),
         secure_cookies: public_url.starts_with("https://"),
         rate_limits: settings.rate_limits,
+        trusted_proxies: Arc::new(settings.trusted_proxies),
         started_at,
         exports: exports.clone(),
     });
     crate::web::reload_client_origins(&state).await;
-    // Other nodes write too: follow what they change (revocations, clients, keys).
+    // Other nodes write too: follow what they change (revocations, clients, keys).  On SQLite
+    // no feed tells of a key rotated by `smartlaunch keys rotate --data`: the keys are polled.
     let changes = match &db {
-        Db::Postgres(pg) => Some(crate::nodes::follow_changes(state.clone(), pg.change_feed())),
-        Db::Sqlite(_) => None,
+        Db::Postgres(pg) => crate::nodes::follow_changes(state.clone(), pg.change_feed()),
+        Db::Sqlite(_) => crate::nodes::poll_keys(state.clone()),
     };
     spawn_housekeeping(state.clone());
 
@@ -266,6 +269,7 @@ mod tests {
             admin_token: Some("admin-secret".into()),
             open_sandbox: false,
             rate_limits: Default::default(),
+            trusted_proxies: Default::default(),
             key_encryption_key: Some(KeyEncryptionKey::from_base64(&kek).unwrap()),
         };
         let shown = format!("{settings:?}");

@@ -21,10 +21,12 @@ mod suites {
     mod hardening;
     mod import;
     mod inspector;
+    mod key_rotation;
     mod launcher_dev;
     mod limits;
     mod polish;
     mod postgres;
+    mod proxy;
     mod sandbox;
     mod trust;
 }

@@ -8,7 +8,7 @@ use crate::changes::{Change, FeedEvent};
 use crate::config::AuthConfig;
 use crate::error::StoreError;
 use crate::key_encryption::{open_material, require_sealed, seal_material, KeyEncryptionKey};
-use crate::keys::{KeyMaterial, SigningKeys};
+use crate::keys::{newest_kid, KeyMaterial, SigningKeys};
 use crate::store::{AuthStore, KeyStore};
 use crate::UnixTime;
 
@@ -20,9 +20,19 @@ pub(super) async fn load_keys<S: KeyStore>(
     config: &AuthConfig,
     now: UnixTime,
 ) -> Result<SigningKeys, StoreError> {
+    open_keys(store.all_keys().await?, store.requires_sealed_keys(), config, now)
+}
+
+/// [`load_keys`] of rows already read; `sealed_required`: [`KeyStore::requires_sealed_keys`].
+fn open_keys(
+    stored: Vec<(KeyMaterial, UnixTime)>,
+    sealed_required: bool,
+    config: &AuthConfig,
+    now: UnixTime,
+) -> Result<SigningKeys, StoreError> {
     let mut opened = Vec::new();
-    for (material, added_at) in store.all_keys().await? {
-        if store.requires_sealed_keys() {
+    for (material, added_at) in stored {
+        if sealed_required {
             require_sealed(&material).map_err(|e| StoreError(e.to_string()))?;
         }
         let material =
@@ -92,6 +102,19 @@ impl<S: AuthStore> AuthService<S> {
         Ok(())
     }
 
+    /// For a server without a change feed (SQLite), every few seconds: when the store's newest
+    /// key is not the newest one loaded (`smartlaunch keys rotate` ran in another process), the
+    /// keys are loaded again.  Returns whether they were.
+    pub async fn reload_keys_if_rotated(&self, now: UnixTime) -> Result<bool, StoreError> {
+        let stored = self.store.all_keys().await?;
+        if newest_kid(&stored) == self.signing_keys().kids().first().copied() {
+            return Ok(false);
+        }
+        let loaded = open_keys(stored, self.store.requires_sealed_keys(), &self.config, now)?;
+        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(loaded);
+        Ok(true)
+    }
+
     /// `smartlaunch keys rotate`: adds a new set of signing keys, encrypted like the others.
     /// Every node loads it (the change feed), publishes it in the JWKS at once and signs with
     /// it [`KEY_ACTIVATION`](crate::keys::KEY_ACTIVATION) seconds later; the keys it replaces
@@ -142,10 +165,7 @@ pub enum KeyRetirement {
 /// about to sign) is never retired: a node must keep a key to sign with.  Like
 /// [`add_signing_keys`] it opens no stored key.
 pub async fn retire_signing_key<S: KeyStore>(store: &S, kid: &str) -> Result<KeyRetirement, StoreError> {
-    let stored = store.all_keys().await?;
-    // The order of `SigningKeys::load_set`: the newest first.
-    let newest = stored.iter().max_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.kid.cmp(&b.0.kid)));
-    if newest.is_some_and(|(m, _)| m.kid == kid) {
+    if newest_kid(&store.all_keys().await?) == Some(kid) {
         return Ok(KeyRetirement::Newest);
     }
     Ok(match store.delete_key(kid).await? {

@@ -5,14 +5,16 @@
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::{header, HeaderValue, Method, Response, StatusCode};
+use axum::http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use governor::middleware::NoOpMiddleware;
 use tower_governor::governor::GovernorConfigBuilder;
-use tower_governor::key_extractor::PeerIpKeyExtractor;
+use tower_governor::key_extractor::KeyExtractor;
 use tower_governor::{GovernorError, GovernorLayer};
 
-/// Request rates allowed per client address (the peer of the TCP connection; behind a proxy
-/// every client shares the proxy's address, so raise or turn off the limits there).
+use super::client_addr::ClientIp;
+
+/// Request rates allowed per client address ([`super::client_addr`]: the peer of the TCP
+/// connection, or behind a `--trusted-proxy` the address the proxy forwarded).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimits {
     /// `/auth/authorize` requests per second per address, with a burst of five times that (each
@@ -31,7 +33,19 @@ impl Default for RateLimits {
     }
 }
 
-pub(crate) type Limiter = GovernorLayer<PeerIpKeyExtractor, NoOpMiddleware<governor::clock::QuantaInstant>, Body>;
+/// Keys the limits by the request's [`ClientIp`], as the sign-in throttle is keyed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ClientKey;
+
+impl KeyExtractor for ClientKey {
+    type Key = std::net::IpAddr;
+
+    fn extract<T>(&self, req: &Request<T>) -> Result<Self::Key, GovernorError> {
+        req.extensions().get::<ClientIp>().map(|c| c.0).ok_or(GovernorError::UnableToExtractKey)
+    }
+}
+
+pub(crate) type Limiter = GovernorLayer<ClientKey, NoOpMiddleware<governor::clock::QuantaInstant>, Body>;
 
 /// A limiter of `count` requests (of `methods`) each `interval` per address (burst `burst`),
 /// or none.  Clones share one budget.
@@ -46,6 +60,7 @@ pub(crate) fn per_address(
         return None;
     }
     let config = GovernorConfigBuilder::default()
+        .key_extractor(ClientKey)
         .period(interval / count)
         .burst_size(burst.max(1))
         .methods(methods.to_vec())

@@ -5,6 +5,7 @@ mod account;
 mod api;
 mod app_edit;
 mod bundle;
+pub mod client_addr;
 mod consent_reset;
 mod data;
 mod dev;
@@ -183,6 +184,8 @@ pub(crate) fn router(app: App) -> Router {
         .route("/dev/callback", get(dev::callback))
         .fallback(not_found)
         .layer(CatchPanicLayer::new())
+        // Before anything that counts per address: who the client is.
+        .layer(tower::util::MapRequestLayer::new(client_addr::record(app.trusted_proxies.clone())))
         // Around every response (outermost first): a request id of our own, the request log,
         // and the headers every response carries — `X-Content-Type-Options: nosniff`,
         // `Referrer-Policy: no-referrer` (codes and launch ids in redirect URLs never leak in
@@ -283,16 +286,16 @@ pub(crate) async fn reload_client_origins(app: &App) {
     *app.client_origins.write().unwrap_or_else(|p| p.into_inner()) = origins;
 }
 
-/// The client's address as this server sees it (the peer of the TCP connection), for
-/// sign-in throttling and rate limits.  `None` when the connection info is not available.
+/// The client's address ([`client_addr`]: the peer, or behind a trusted proxy the address it
+/// forwarded), for sign-in throttling.  `None` when the connection info is not available.
 pub(crate) struct ClientAddr(pub Option<String>);
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientAddr {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let peer = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>();
-        Ok(ClientAddr(peer.map(|c| c.0.ip().to_string())))
+        let client = parts.extensions.get::<client_addr::ClientIp>();
+        Ok(ClientAddr(client.map(|c| c.0.to_string())))
     }
 }
 

@@ -1249,6 +1249,7 @@ async fn a_restart_keeps_clients_users_grants_and_keys() {
         admin_token: None,
         open_sandbox: false,
         rate_limits: Default::default(),
+        trusted_proxies: Default::default(),
         key_encryption_key: test_key_encryption_key(),
     };
     let first = smartlaunch::start(settings.clone(), clock.clone()).await.unwrap();
@@ -1340,6 +1341,7 @@ async fn cli_manages_clients_and_users_in_the_data_directory() {
         admin_token: None,
         open_sandbox: false,
         rate_limits: Default::default(),
+        trusted_proxies: Default::default(),
         key_encryption_key: test_key_encryption_key(),
     };
     let running = smartlaunch::start(settings, clock).await.unwrap();

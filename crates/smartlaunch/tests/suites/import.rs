@@ -91,6 +91,7 @@ async fn import_loads_bundles_and_ndjson_all_or_nothing_per_bundle() {
         admin_token: None,
         open_sandbox: false,
         rate_limits: Default::default(),
+        trusted_proxies: Default::default(),
         key_encryption_key: test_key_encryption_key(),
     };
     let running = smartlaunch::start(settings, clock.clone()).await.unwrap();

@@ -22,6 +22,7 @@ fn settings(dir: &std::path::Path, database_url: Option<String>) -> Settings {
         admin_token: None,
         open_sandbox: false,
         rate_limits: Default::default(),
+        trusted_proxies: Default::default(),
         key_encryption_key: test_key_encryption_key(),
     }
 }

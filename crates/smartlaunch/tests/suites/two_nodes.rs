@@ -27,6 +27,12 @@ struct Cluster {
 impl Cluster {
     /// Two nodes on a fresh database behind nginx, or `None` without a PostgreSQL (outside CI).
     async fn start() -> Option<Cluster> {
+        Cluster::start_with(&["--registration-rate-limit", "0"]).await
+    }
+
+    /// [`Cluster::start`] with `extra` flags for both nodes.  They trust nginx (127.0.0.1) to
+    /// name the client in `X-Forwarded-For`, as README "Several nodes" says to.
+    async fn start_with(extra: &[&str]) -> Option<Cluster> {
         // The HTTP clients of the test (the in-process servers of other tests install it too).
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let db = PgDatabase::create().await?;
@@ -34,7 +40,7 @@ impl Cluster {
         let public = format!("http://127.0.0.1:{port}");
         let data = std::env::temp_dir().join(format!("smartlaunch-nodes-{}", random(6)));
         let data_arg = data.to_str().unwrap();
-        let flags = ["--registration-rate-limit", "0", "--data", data_arg];
+        let flags = [&["--trusted-proxy", "127.0.0.1", "--data", data_arg], extra].concat();
         let a = start_node(&db.url, &public, &flags);
         let b = start_node(&db.url, &public, &flags);
         let nginx = Nginx::start(port, &[&a.addr, &b.addr]);
@@ -308,6 +314,41 @@ async fn a_bulk_export_kicked_off_at_one_node_is_served_by_both() {
             let lines = r.text().await.unwrap().lines().count() as u64;
             assert_eq!(lines, entry["count"].as_u64().unwrap(), "{url} at {}", node.addr);
         }
+    }
+    cluster.stop().await;
+}
+
+/// Behind nginx with `--trusted-proxy 127.0.0.1` (README "Several nodes"): each client nginx
+/// forwards has its own budget at each node, and a forged `X-Forwarded-For` buys no fresh one
+/// (nginx appends the address it saw; the nodes take the right-most).  The clients reach nginx
+/// from 127.0.0.2 and 127.0.0.3; nginx reaches the nodes from 127.0.0.1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_nginx_the_limits_count_each_client_not_the_proxy() {
+    let Some(cluster) = Cluster::start_with(&["--registration-rate-limit", "1"]).await else { return };
+    let from = |ip: [u8; 4]| reqwest::Client::builder().local_address(std::net::IpAddr::from(ip)).build().unwrap();
+    let register = |http: reqwest::Client, forged: Option<String>| {
+        let url = format!("{}/auth/register", cluster.nginx.base);
+        async move {
+            let body = json!({"client_name": "Behind nginx", "redirect_uris": ["http://127.0.0.1:9/cb"],
+                              "token_endpoint_auth_method": "none"});
+            let mut request = http.post(url).json(&body);
+            if let Some(forged) = forged {
+                request = request.header("x-forwarded-for", forged);
+            }
+            request.send().await.unwrap().status()
+        }
+    };
+    // Round robin: two requests to each node, one registration a minute per client per node.
+    let attacker = from([127, 0, 0, 2]);
+    let mut statuses = Vec::new();
+    for i in 0..4 {
+        statuses.push(register(attacker.clone(), Some(format!("203.0.113.{i}"))).await);
+    }
+    let refused = statuses.iter().filter(|s| **s == StatusCode::TOO_MANY_REQUESTS).count();
+    assert_eq!(refused, 2, "forged addresses do not escape the limit: {statuses:?}");
+    let other = from([127, 0, 0, 3]);
+    for _ in 0..2 {
+        assert_eq!(register(other.clone(), None).await, StatusCode::CREATED, "another client is not locked out");
     }
     cluster.stop().await;
 }

@@ -73,6 +73,7 @@ impl Server {
             admin_token: None,
             open_sandbox: false,
             rate_limits: Default::default(),
+            trusted_proxies: Default::default(),
             key_encryption_key: test_key_encryption_key(),
         };
         configure(&mut settings);

@@ -187,3 +187,22 @@ async fn a_retired_key_no_longer_verifies_and_the_signer_cannot_be_retired() {
     assert_eq!(h.auth.signing_keys().kids(), [new.as_str()], "the new key signs at once");
     assert_eq!(h.auth.jwks(NOW)["keys"].as_array().unwrap().len(), 1, "and is the only one published");
 }
+
+/// A server without a change feed (SQLite) polls the keys: one added by another process
+/// (`smartlaunch keys rotate --data`) is loaded once and published at once, signs from its
+/// activation on, and the tokens of the old key still verify.
+#[tokio::test]
+async fn a_key_added_by_another_process_is_loaded_by_the_poll() {
+    let h = Harness::new().await;
+    let before = patient_tokens(&h).await;
+    assert!(!h.auth.reload_keys_if_rotated(NOW).await.unwrap(), "nothing new");
+    let fresh = KeyMaterial::generate();
+    h.store.add_keys(&fresh, NOW).await.unwrap();
+    assert!(h.auth.reload_keys_if_rotated(NOW).await.unwrap(), "the new key is loaded");
+    assert!(!h.auth.reload_keys_if_rotated(NOW).await.unwrap(), "once");
+    let jwks = h.auth.jwks(NOW);
+    let kids: Vec<&str> = jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap()).collect();
+    assert_eq!(kids.len(), 2);
+    assert_eq!(kids[0], fresh.kid, "published before it signs");
+    assert!(h.auth.verify_bearer(&before.access_token, NOW).is_ok(), "a token of the old key verifies");
+}

@@ -1,0 +1,65 @@
+//! `smartlaunch keys rotate` against a running server (issue 10, "signing keys … rotated
+//! consistently"): on SQLite (`--data`), where no change feed tells the server, it reads the keys
+//! every `KEY_POLL`; on PostgreSQL the change feed tells it (two nodes: suites::two_nodes).
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::Value;
+use smartlaunch::nodes::KEY_POLL;
+use smartlaunch_auth::keys::KEY_ACTIVATION;
+
+use crate::support::*;
+
+async fn published_kids(s: &Server) -> Vec<String> {
+    let jwks: Value =
+        s.http.get(format!("{}/.well-known/jwks.json", s.base)).send().await.unwrap().json().await.unwrap();
+    jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap().to_owned()).collect()
+}
+
+fn kid_of(token: &str) -> String {
+    jsonwebtoken::decode_header(token).unwrap().kid.expect("access tokens name their key")
+}
+
+#[tokio::test]
+async fn a_key_rotated_from_the_command_line_reaches_the_running_server() {
+    let s = Server::start().await;
+    let client = s.public_app().await;
+    let before = token(&s, &client, "launch/patient patient/*.rs", "patient").await;
+    let old = published_kids(&s).await;
+    assert_eq!(old.len(), 1);
+    assert_eq!(kid_of(&before), old[0]);
+
+    let rotated = tokio::process::Command::new(env!("CARGO_BIN_EXE_smartlaunch"))
+        .args(["keys", "rotate"])
+        .args(s.database_args())
+        .env("SMARTLAUNCH_KEY_ENCRYPTION_KEY", TEST_KEY_ENCRYPTION_KEY)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&rotated.stdout);
+    assert!(rotated.status.success(), "{stdout}{}", String::from_utf8_lossy(&rotated.stderr));
+    let new = stdout.split_whitespace().nth(3).unwrap().trim_end_matches(':').to_owned();
+
+    // Published within the poll interval, before it signs, next to the old key.
+    let start = Instant::now();
+    loop {
+        let kids = published_kids(&s).await;
+        if kids.len() == 2 {
+            assert_eq!(kids, [new.clone(), old[0].clone()]);
+            break;
+        }
+        assert!(start.elapsed() < KEY_POLL + Duration::from_secs(2), "the rotated key was not published: {kids:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, _) = search(&s, &before, "Patient").await;
+    assert_eq!(status, StatusCode::OK, "a token signed before the rotation still works");
+
+    // Once active, the new key signs; the old one still verifies.
+    s.clock.advance(KEY_ACTIVATION);
+    let after = token(&s, &client, "launch/patient patient/*.rs", "patient").await;
+    assert_eq!(kid_of(&after), new);
+    assert_eq!(search(&s, &after, "Patient").await.0, StatusCode::OK);
+    assert_eq!(search(&s, &before, "Patient").await.0, StatusCode::OK);
+    s.stop().await;
+}
