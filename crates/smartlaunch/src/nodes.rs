@@ -8,9 +8,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use smartlaunch_auth::changes::{Change, ChangeFeed, FeedEvent};
-use smartlaunch_auth::key_encryption::{KeyEncryptionKey, HOW_TO_MAKE_ONE};
+use smartlaunch_auth::key_encryption::{open_material, KeyEncryptionKey, HOW_TO_MAKE_ONE};
 use smartlaunch_auth::keys::KEY_ACTIVATION;
 use smartlaunch_auth::service::{self, add_signing_keys, KeyRetirement};
+use smartlaunch_auth::store::KeyStore;
 use smartlaunch_auth::{AuthConfig, AuthService, UnixTime};
 use smartlaunch_store::{postgres_url, DatabaseConfig, Db, PgDb};
 
@@ -48,10 +49,10 @@ pub fn required_key_encryption_key(file: Option<&Path>) -> anyhow::Result<KeyEnc
 /// `smartlaunch keys rotate`: adds a new set of signing keys to the database of `config`,
 /// sealed with the key encryption key.  Running servers load it at once: on PostgreSQL they hear
 /// of it on the change feed, on SQLite they read the keys every [`KEY_POLL`].  Returns the new key
-/// id.  On PostgreSQL the key encryption key is required and the stored keys are not opened: a
-/// rotation also replaces a key the nodes refuse (one stored unencrypted by an earlier
-/// `smartlaunch migrate`).  On SQLite the server's key encryption key, if it has one, is checked
-/// against the stored keys first, so that the new key is one the server can open.
+/// id.  The key encryption key is checked against the stored keys first, so that the new key
+/// is one the servers can open: a key sealed with another key encryption key is refused.  On
+/// PostgreSQL the key encryption key is required, and a key stored unencrypted (by an earlier
+/// `smartlaunch migrate`), which the nodes refuse, does not stop a rotation that replaces it.
 pub async fn rotate_signing_keys(
     config: &DatabaseConfig,
     key_file: Option<&Path>,
@@ -61,9 +62,16 @@ pub async fn rotate_signing_keys(
         DatabaseConfig::Postgres { url, .. } => {
             let key_encryption_key = required_key_encryption_key(key_file)?;
             let db = PgDb::connect(postgres_url(url)?, 2).await?;
-            let kid = add_signing_keys(&db, Some(&key_encryption_key), now).await;
+            let kid = async {
+                for (stored, _) in db.all_keys().await? {
+                    open_material(Some(&key_encryption_key), &stored)
+                        .map_err(|e| anyhow::anyhow!("signing key {}: {e}", stored.kid))?;
+                }
+                Ok::<_, anyhow::Error>(add_signing_keys(&db, Some(&key_encryption_key), now).await?)
+            }
+            .await;
             db.close().await;
-            Ok(kid?)
+            kid
         }
         DatabaseConfig::Sqlite { .. } => {
             let key_encryption_key = key_encryption_key(key_file)?;

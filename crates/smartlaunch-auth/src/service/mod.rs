@@ -65,9 +65,13 @@ pub struct AuthService<S> {
 
 impl<S: AuthStore> AuthService<S> {
     /// Opens the service on a store: loads the signing keys (creating them on first start) and
-    /// the recently revoked grants.
+    /// the recently revoked grants.  Where keys must be sealed (PostgreSQL), a first start
+    /// without a key encryption key is refused rather than storing a plaintext key.
     pub async fn open(store: S, config: AuthConfig, now: UnixTime) -> Result<AuthService<S>, StoreError> {
         if store.keys().await?.is_none() {
+            if store.requires_sealed_keys() && config.key_encryption_key.is_none() {
+                return Err(StoreError(crate::key_encryption::KeyDecryptError::NoKey.to_string()));
+            }
             let fresh = tokio::task::spawn_blocking(KeyMaterial::generate)
                 .await
                 .map_err(|e| StoreError(format!("key generation: {e}")))?;

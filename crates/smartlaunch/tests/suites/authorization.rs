@@ -1294,6 +1294,8 @@ async fn cli_manages_clients_and_users_in_the_data_directory() {
             .arg("--data")
             .arg(&dir)
             .args(database_url.iter().flat_map(|url| ["--database", url.as_str()]))
+            // On PostgreSQL the signing keys are sealed: the command line needs the nodes' key.
+            .env("SMARTLAUNCH_KEY_ENCRYPTION_KEY", TEST_KEY_ENCRYPTION_KEY)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
