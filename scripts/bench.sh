@@ -53,7 +53,7 @@ serve() { # port args...
 
 nginx_in_front() { # port upstream-port...
   local port="$1"; shift
-  local dir="$WORK/nginx-$port" servers=""
+  local dir="$WORK/nginx-$port-$#" servers=""
   mkdir -p "$dir"
   for up in "$@"; do servers+="        server 127.0.0.1:$up;"$'\n'; done
   cat >"$dir/nginx.conf" <<EOF
@@ -87,6 +87,7 @@ $servers        keepalive 64;
 EOF
   "$NGINX" -c "$dir/nginx.conf" -p "$dir" >"$dir/stdout.log" 2>&1 &
   PIDS+=($!)
+  LAST_NGINX=$!
   wait_up "http://127.0.0.1:$port"
 }
 
@@ -109,12 +110,21 @@ bench_pg() {
   url="$(new_db smartlaunch_bench_pg)"
   echo "== PostgreSQL, one node =="
   serve 18091 --data "$WORK/pg-a" --database "$url"
+  launch_bench http://127.0.0.1:18091 "$LAST_PID" launch sandbox launch-openid read bare
+  kill "$LAST_PID"; wait "$LAST_PID" 2>/dev/null || true
+  # Behind the proxy the nodes' public URL is the proxy's (the FHIR base tokens are issued for).
+  local public=(--public-url http://127.0.0.1:18090)
+  echo "== PostgreSQL, one node behind nginx =="
+  serve 18091 --data "$WORK/pg-a" --database "$url" "${public[@]}" --trusted-proxy 127.0.0.1
   local a="$LAST_PID"
-  launch_bench http://127.0.0.1:18091 "$a" launch sandbox launch-openid read bare
+  nginx_in_front 18090 18091
+  local one_nginx="$LAST_NGINX"
+  launch_bench http://127.0.0.1:18090 "$a" launch sandbox launch-openid read
+  kill "$one_nginx"; wait "$one_nginx" 2>/dev/null || true
   echo "== PostgreSQL, two nodes behind nginx (round-robin) =="
-  serve 18092 --data "$WORK/pg-b" --database "$url"
+  serve 18092 --data "$WORK/pg-b" --database "$url" "${public[@]}" --trusted-proxy 127.0.0.1
   nginx_in_front 18090 18091 18092
-  launch_bench http://127.0.0.1:18090 "$a" launch sandbox launch-openid read bare
+  launch_bench http://127.0.0.1:18090 "$a" launch sandbox launch-openid read
 }
 
 bench_fhir() {
