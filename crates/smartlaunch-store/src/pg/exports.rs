@@ -279,7 +279,9 @@ impl ExportSnapshot for PgSnapshot {
         }
         sql.push(" ORDER BY r.id LIMIT ").bind(Bind::Int(limit));
         let (text, args) = sql.into_pg_parts();
+        // Unnamed: planned with the values (see `search` in pg/resources.rs).
         sqlx::query_as_with(&format!("SELECT r.id, r.content FROM resources r WHERE {text}"), args)
+            .persistent(false)
             .fetch_all(&mut *self.tx)
             .await
             .map_err(err)

@@ -262,8 +262,15 @@ impl ResourceStore for PgDb {
         let mut filter = Sql::new(Dialect::Postgres);
         where_sql(&mut filter, resource_type, &request.clauses, access, Liveness::Live);
         let count_sql = format!("SELECT COUNT(*) FROM resources r WHERE {}", filter.text);
-        let (total,): (i64,) =
-            sqlx::query_as_with(&count_sql, filter.pg_arguments()).fetch_one(&self.pool).await.map_err(err)?;
+        // Built statements are sent unnamed (`persistent(false)`): PostgreSQL plans them with the
+        // values.  Prepared and cached, after five runs it switched to a generic plan that does
+        // not know the patient and the category are selective: the search of one patient's labs
+        // in 1,000 patients' data went from 5 ms to 170 ms (bench `fhir`, README "Benchmarks").
+        let (total,): (i64,) = sqlx::query_as_with(&count_sql, filter.pg_arguments())
+            .persistent(false)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(err)?;
         if request.summary_count || request.count == 0 {
             return Ok(SearchPage { resources: Vec::new(), total, over_budget: false });
         }
@@ -273,7 +280,9 @@ impl ResourceStore for PgDb {
             filter.text, request.count, request.offset
         );
         // Rows are taken one at a time and counted: a page never holds more than the budget.
-        let mut rows = sqlx::query_as_with::<_, (String,), _>(&page_sql, filter.pg_arguments()).fetch(&self.pool);
+        let mut rows = sqlx::query_as_with::<_, (String,), _>(&page_sql, filter.pg_arguments())
+            .persistent(false)
+            .fetch(&self.pool);
         let (mut resources, mut bytes) = (Vec::new(), 0usize);
         while let Some((json,)) = rows.try_next().await.map_err(err)? {
             bytes += json.len();
@@ -297,6 +306,7 @@ impl ResourceStore for PgDb {
         where_sql(&mut filter, resource_type, &[], access, Liveness::AnyState);
         let from = format!("{TYPE_HISTORY_FROM}{}", filter.text);
         let (total,): (i64,) = sqlx::query_as_with(&format!("SELECT COUNT(*) {from}"), filter.pg_arguments())
+            .persistent(false)
             .fetch_one(&self.pool)
             .await
             .map_err(err)?;
@@ -305,6 +315,7 @@ impl ResourceStore for PgDb {
              LIMIT {count} OFFSET {offset}"
         );
         let mut rows = sqlx::query_as_with::<_, (String, String, i64, String, bool), _>(&sql, filter.pg_arguments())
+            .persistent(false)
             .fetch(&self.pool);
         let (mut versions, mut bytes) = (Vec::new(), 0usize);
         while let Some((id, json, version, last_updated, deleted)) = rows.try_next().await.map_err(err)? {
@@ -322,7 +333,8 @@ impl ResourceStore for PgDb {
         sql.push("SELECT COUNT(*) FROM resources r WHERE r.id = ").bind(Bind::Text(id.to_owned())).push(" AND ");
         where_sql(&mut sql, resource_type, &[], access, Liveness::Live);
         let (text, args) = sql.into_pg_parts();
-        let (n,): (i64,) = sqlx::query_as_with(&text, args).fetch_one(&self.pool).await.map_err(err)?;
+        let (n,): (i64,) =
+            sqlx::query_as_with(&text, args).persistent(false).fetch_one(&self.pool).await.map_err(err)?;
         Ok(n > 0)
     }
 
