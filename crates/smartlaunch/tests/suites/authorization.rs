@@ -1240,17 +1240,8 @@ async fn a_restart_keeps_clients_users_grants_and_keys() {
     let dir = std::env::temp_dir().join(format!("smartlaunch-restart-{}", random(6)));
     let clock = std::sync::Arc::new(smartlaunch::SystemClock::default());
     let settings = smartlaunch::Settings {
-        data_dir: dir.clone(),
-        database_url: database_for(&dir).await,
-        database_connections: 4,
-        listen: "127.0.0.1:0".parse().unwrap(),
         public_url: Some("http://127.0.0.1:1".into()),
-        registration_token: None,
-        admin_token: None,
-        open_sandbox: false,
-        rate_limits: Default::default(),
-        trusted_proxies: Default::default(),
-        key_encryption_key: test_key_encryption_key(),
+        ..test_settings(&dir, database_for(&dir).await)
     };
     let first = smartlaunch::start(settings.clone(), clock.clone()).await.unwrap();
     let http = reqwest::Client::new();
@@ -1333,19 +1324,7 @@ async fn cli_manages_clients_and_users_in_the_data_directory() {
 
     // The server sees both, and the new user can sign in.
     let clock = std::sync::Arc::new(smartlaunch::SystemClock::default());
-    let settings = smartlaunch::Settings {
-        data_dir: dir.clone(),
-        database_url: database_url.clone(),
-        database_connections: 4,
-        listen: "127.0.0.1:0".parse().unwrap(),
-        public_url: None,
-        registration_token: None,
-        admin_token: None,
-        open_sandbox: false,
-        rate_limits: Default::default(),
-        trusted_proxies: Default::default(),
-        key_encryption_key: test_key_encryption_key(),
-    };
+    let settings = test_settings(&dir, database_url.clone());
     let running = smartlaunch::start(settings, clock).await.unwrap();
     let base = running.public_url.clone();
     let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();

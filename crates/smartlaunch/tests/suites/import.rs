@@ -81,19 +81,7 @@ async fn import_loads_bundles_and_ndjson_all_or_nothing_per_bundle() {
 
     // The server sees the imported data, with references resolved, and nothing of the broken Bundle.
     let clock = std::sync::Arc::new(smartlaunch::SystemClock::default());
-    let settings = smartlaunch::Settings {
-        data_dir: dir.join("data"),
-        database_url: database_url.clone(),
-        database_connections: 4,
-        listen: "127.0.0.1:0".parse().unwrap(),
-        public_url: None,
-        registration_token: None,
-        admin_token: None,
-        open_sandbox: false,
-        rate_limits: Default::default(),
-        trusted_proxies: Default::default(),
-        key_encryption_key: test_key_encryption_key(),
-    };
+    let settings = test_settings(&dir.join("data"), database_url.clone());
     let running = smartlaunch::start(settings, clock.clone()).await.unwrap();
     let s = Server {
         running: Some(running),

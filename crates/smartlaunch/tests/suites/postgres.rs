@@ -5,27 +5,11 @@ use std::sync::Arc;
 
 use reqwest::StatusCode;
 use serde_json::Value;
-use smartlaunch::{start, Settings, SystemClock};
+use smartlaunch::{start, SystemClock};
 use smartlaunch_auth::store::UserStore;
 use smartlaunch_fhir::store::ResourceStore;
 
 use crate::support::*;
-
-fn settings(dir: &std::path::Path, database_url: Option<String>) -> Settings {
-    Settings {
-        data_dir: dir.to_owned(),
-        database_url,
-        database_connections: 4,
-        listen: "127.0.0.1:0".parse().unwrap(),
-        public_url: None,
-        registration_token: None,
-        admin_token: None,
-        open_sandbox: false,
-        rate_limits: Default::default(),
-        trusted_proxies: Default::default(),
-        key_encryption_key: test_key_encryption_key(),
-    }
-}
 
 /// A server handle for a server started here.
 fn handle(running: smartlaunch::Running, dir: &std::path::Path, database_url: Option<String>) -> Server {
@@ -47,7 +31,7 @@ async fn a_migrated_sandbox_serves_its_data_clients_and_keys_on_postgresql() {
     // A SQLite sandbox with a backend service registered.
     let sqlite_dir = std::env::temp_dir().join(format!("smartlaunch-migrate-{}", random(6)));
     let clock = Arc::new(SystemClock::default());
-    let sqlite = handle(start(settings(&sqlite_dir, None), clock.clone()).await.unwrap(), &sqlite_dir, None);
+    let sqlite = handle(start(test_settings(&sqlite_dir, None), clock.clone()).await.unwrap(), &sqlite_dir, None);
     let BackendClient { client_id, key, .. } = sqlite.backend_client("system/*.rs").await;
     let jwks = |s: &Server| {
         let url = format!("{}/.well-known/jwks.json", s.base);
@@ -82,7 +66,7 @@ async fn a_migrated_sandbox_serves_its_data_clients_and_keys_on_postgresql() {
     sqlite.stop().await;
 
     // Served on PostgreSQL: the same signing keys, the demo data, and the client gets tokens.
-    let pg = handle(start(settings(&pg_dir, Some(url.clone())), clock).await.unwrap(), &pg_dir, Some(url));
+    let pg = handle(start(test_settings(&pg_dir, Some(url.clone())), clock).await.unwrap(), &pg_dir, Some(url));
     assert_eq!(jwks(&pg).await, sqlite_keys, "the signing keys were copied");
     let client = BackendClient { server: &pg, client_id, key, registration: Value::Null };
     let token = client.token("system/Patient.rs").await;
@@ -100,8 +84,8 @@ async fn nodes_starting_together_on_one_database_seed_the_demo_data_once() {
     let url = database_for(&dir).await.expect("on PostgreSQL");
     let clock = Arc::new(SystemClock::default());
     let (a, b) = tokio::join!(
-        start(settings(&dir, Some(url.clone())), clock.clone()),
-        start(settings(&dir, Some(url.clone())), clock.clone())
+        start(test_settings(&dir, Some(url.clone())), clock.clone()),
+        start(test_settings(&dir, Some(url.clone())), clock.clone())
     );
     let (a, b) = (a.expect("node a starts"), b.expect("node b starts"));
     let s = handle(a, &dir, Some(url));
@@ -142,7 +126,7 @@ async fn an_export_job_of_a_dead_node_is_finished_by_a_running_node() {
     let dir = std::env::temp_dir().join(format!("smartlaunch-orphan-{}", random(6)));
     let url = database_for(&dir).await.expect("on PostgreSQL");
     let clock = Arc::new(SystemClock::default());
-    let running = handle(start(settings(&dir, Some(url.clone())), clock).await.unwrap(), &dir, Some(url.clone()));
+    let running = handle(start(test_settings(&dir, Some(url.clone())), clock).await.unwrap(), &dir, Some(url.clone()));
     // The node that dies: it kicked off a job and claimed it.
     let dead = smartlaunch_store::PgDb::connect(&url, 2).await.unwrap();
     let spec = ExportSpec {

@@ -59,23 +59,11 @@ impl Server {
         Server::start_configured(|s| s.registration_token = registration_token.map(str::to_owned)).await
     }
 
-    /// A server whose settings `configure` adjusts.
+    /// A server whose settings `configure` adjusts ([`test_settings`] before).
     pub async fn start_configured(configure: impl FnOnce(&mut Settings)) -> Server {
         let dir = std::env::temp_dir().join(format!("smartlaunch-it-{}", random(8)));
         let clock = Arc::new(SystemClock::default());
-        let mut settings = Settings {
-            data_dir: dir.clone(),
-            database_url: None,
-            database_connections: 4,
-            listen: "127.0.0.1:0".parse().unwrap(),
-            public_url: None,
-            registration_token: None,
-            admin_token: None,
-            open_sandbox: false,
-            rate_limits: Default::default(),
-            trusted_proxies: Default::default(),
-            key_encryption_key: test_key_encryption_key(),
-        };
+        let mut settings = test_settings(&dir, None);
         configure(&mut settings);
         if settings.database_url.is_none() {
             settings.database_url = database_for(&settings.data_dir).await;
@@ -453,4 +441,22 @@ pub async fn redeem(server: &Server, client_id: &str, code: &str, verifier: &str
         .await;
     assert_eq!(r.status(), StatusCode::OK);
     r.json().await.unwrap()
+}
+
+/// The settings of a test server: data in `dir`, on `database_url` (or SQLite), a free port on
+/// loopback, the test key encryption key, everything else as `smartlaunch serve` defaults.
+pub fn test_settings(dir: &std::path::Path, database_url: Option<String>) -> Settings {
+    Settings {
+        data_dir: dir.to_owned(),
+        database_url,
+        database_connections: 4,
+        listen: "127.0.0.1:0".parse().unwrap(),
+        public_url: None,
+        registration_token: None,
+        admin_token: None,
+        open_sandbox: false,
+        rate_limits: Default::default(),
+        trusted_proxies: Default::default(),
+        key_encryption_key: test_key_encryption_key(),
+    }
 }
