@@ -26,6 +26,7 @@ use smartlaunch_fhir::store::StoreError;
 use smartlaunch_store::Db;
 use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::sync::Semaphore;
+use tokio_util::task::TaskTracker;
 
 use crate::clock::Clock;
 
@@ -67,6 +68,10 @@ pub(crate) struct Exports {
     /// job is never queued twice on one node.
     pending: Mutex<HashSet<String>>,
     shutting_down: AtomicBool,
+    /// Every job task this node spawned, so that [`Exports::shut_down`] can wait for them: a
+    /// job still writing after its server stopped would write into the files of the job's
+    /// next run.
+    tasks: TaskTracker,
 }
 
 impl Exports {
@@ -83,6 +88,7 @@ impl Exports {
             running: Mutex::new(HashMap::new()),
             pending: Mutex::new(HashSet::new()),
             shutting_down: AtomicBool::new(false),
+            tasks: TaskTracker::new(),
         });
         let owned: HashSet<String> = exports.db.export_job_ids().await?.into_iter().collect();
         let mut entries = tokio::fs::read_dir(&exports.root).await?;
@@ -115,7 +121,7 @@ impl Exports {
             return;
         }
         let this = self.clone();
-        tokio::spawn(async move {
+        self.tasks.spawn(async move {
             if let Ok(_permit) = this.permits.clone().acquire_owned().await {
                 this.run(&id).await;
             }
@@ -147,10 +153,13 @@ impl Exports {
         }
     }
 
-    /// Stops the running jobs at their next page, leaving them to run again at the next start.
-    pub(crate) fn shut_down(&self) {
+    /// Stops the running jobs at their next page, leaving them to run again at the next start,
+    /// and waits until every job task has ended (none touches its files afterwards).
+    pub(crate) async fn shut_down(&self) {
         self.shutting_down.store(true, Ordering::SeqCst);
         self.permits.close();
+        self.tasks.close();
+        self.tasks.wait().await;
     }
 
     /// Deletes the jobs that expired and their files.
@@ -345,5 +354,41 @@ async fn remove_dir(dir: &Path) {
         if e.kind() != std::io::ErrorKind::NotFound {
             tracing::warn!("removing {}: {e}", dir.display());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use smartlaunch_fhir::export::{ExportLevel, ExportParams, ExportSpec};
+    use smartlaunch_store::DatabaseConfig;
+
+    use super::*;
+    use crate::clock::SystemClock;
+
+    /// A server's stop waits for its export tasks: a job task alive after the stop would go on
+    /// writing into the job's directory while the next server on the same data runs the job
+    /// again (a download then served a file with a half-written line).
+    #[tokio::test]
+    async fn shutting_down_waits_until_every_job_task_has_ended() {
+        let dir = std::env::temp_dir().join(format!("smartlaunch-exports-{}", uuid::Uuid::new_v4().simple()));
+        let db = Db::open(&DatabaseConfig::choose(None, &dir, 2).unwrap()).await.unwrap();
+        let exports = Exports::open(db.clone(), &dir, Arc::new(SystemClock::default())).await.unwrap();
+        let spec = ExportSpec {
+            level: ExportLevel::System,
+            params: ExportParams::default(),
+            scope: "system/*.rs".into(),
+            members: vec![],
+        };
+        for n in 0..3 {
+            let job = ExportJob::new(format!("{n}").repeat(32), "c".into(), "http://x/fhir/$export".into(), spec.clone(), 1);
+            assert!(db.insert_export_job(&job, 100, 100).await.unwrap());
+            exports.spawn(job.id);
+        }
+        exports.shut_down().await;
+        assert!(exports.pending.lock().unwrap().is_empty(), "a job task outlived the shut-down");
+        exports.take_up_orphans().await;
+        assert!(exports.pending.lock().unwrap().is_empty(), "a job was queued after the shut-down");
+        db.close().await;
+        std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -99,6 +99,8 @@ pub struct Running {
     exports: Arc<crate::exports::Exports>,
     /// Follows the other nodes' changes (PostgreSQL), or polls the signing keys (SQLite).
     changes: JoinHandle<()>,
+    /// Purges and takes up orphaned export jobs every [`HOUSEKEEPING_INTERVAL`].
+    housekeeping: JoinHandle<()>,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
     /// Keeps `smartlaunch reset` off the database while this server runs.
@@ -129,7 +131,8 @@ impl Running {
         }
         let _ = (&mut self.task).await;
         self.changes.abort();
-        self.exports.shut_down();
+        self.housekeeping.abort();
+        self.exports.shut_down().await;
         self.db.close().await;
     }
 
@@ -193,7 +196,7 @@ pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<
         Db::Postgres(pg) => crate::nodes::follow_changes(state.clone(), pg.change_feed()),
         Db::Sqlite(_) => crate::nodes::poll_keys(state.clone()),
     };
-    spawn_housekeeping(state.clone());
+    let housekeeping = spawn_housekeeping(state.clone());
 
     let router = crate::web::router(state);
     let service = tower::ServiceExt::map_request(router, crate::web::route_simulations(public_url.clone()));
@@ -216,6 +219,7 @@ pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<
         db,
         exports,
         changes,
+        housekeeping,
         shutdown: Some(tx),
         task,
         _lock: lock,
@@ -229,7 +233,7 @@ const HOUSEKEEPING_INTERVAL: std::time::Duration = std::time::Duration::from_sec
 /// Deletes what the retention rules no longer keep (`smartlaunch_auth::retention`): expired
 /// pending requests, sessions, launches, refresh tokens, codes, old inspector events; and
 /// expired export jobs with their files (`smartlaunch_fhir::export`).
-fn spawn_housekeeping(state: App) {
+fn spawn_housekeeping(state: App) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(HOUSEKEEPING_INTERVAL);
         loop {
@@ -240,7 +244,7 @@ fn spawn_housekeeping(state: App) {
             state.exports.purge_expired(state.clock.now()).await;
             state.exports.take_up_orphans().await;
         }
-    });
+    })
 }
 
 /// A FHIR `instant` (RFC 3339, UTC) for a Unix time.
