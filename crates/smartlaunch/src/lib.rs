@@ -6,6 +6,7 @@ pub mod backend_cli;
 pub mod clock;
 mod exports;
 pub mod import;
+pub mod log_writer;
 mod jwks_fetch;
 pub mod nodes;
 pub mod sandbox;

@@ -306,14 +306,10 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    // Log lines are written by a thread of their own: a request never waits for stdout (with
-    // the write on the request's thread the request log cost the launch loop about 30%; now
-    // about 18%, the formatting).  That thread writes what is queued into a buffer and flushes
-    // it when the queue is empty: one system call per burst of lines, not per line (a tenth of
-    // the server's time on the read loop went to writing lines one by one).  The guard
-    // flushes what is queued when `run` returns.
-    let stdout = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout());
-    let (writer, _flush_on_exit) = tracing_appender::non_blocking(stdout);
+    // Log lines are written by a thread of their own, in batches: a request never waits for
+    // stdout nor wakes a thread (`smartlaunch::log_writer`).  The guard writes what is left
+    // when `run` returns.
+    let (writer, _flush_on_exit) = smartlaunch::log_writer::batched(std::io::stdout());
     tracing_subscriber::fmt()
         .with_writer(writer)
         .with_ansi(false)
