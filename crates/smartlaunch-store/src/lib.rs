@@ -12,6 +12,7 @@ mod auth_grants;
 mod auth_rows;
 mod browse;
 mod bulk;
+mod checkpoint;
 mod conn;
 mod copy;
 mod db;
@@ -89,33 +90,38 @@ pub struct SqliteDb {
     exports: Arc<tokio::sync::Semaphore>,
     /// The launch inspector's queue of events to write.
     events: Arc<events::EventLog>,
+    /// A server's WAL checkpoints, off the writer (`checkpoint`); `None` for an import, whose
+    /// writer checkpoints every [`IMPORT_WAL_PAGES`].
+    checkpointer: Option<Arc<checkpoint::Checkpointer>>,
 }
 
 /// The writer's page cache: unlike a reader's, it stays valid from one commit to the next (the
 /// writer makes every change), so the hot pages of the auth tables and indexes are written
 /// from memory, never read back.
 const WRITER_CACHE_MIB: i64 = 16;
-/// Pages of WAL between two automatic checkpoints of a server (16 MiB).  A checkpoint copies
-/// each page changed since the last one into the database and syncs it; the same few hot pages
-/// (codes, inspector events) change in every commit, so a longer interval copies each of them
-/// once instead of once per 4 MiB.
-const SERVE_WAL_PAGES: i64 = 4096;
+/// Pages of WAL between two automatic checkpoints of an import's writer (64 MiB): a page
+/// changed by many commits is copied to the database once.  A server's writer makes no
+/// checkpoint; a thread of its own does (`checkpoint`).
+const IMPORT_WAL_PAGES: i64 = 16_384;
 
 impl SqliteDb {
     /// Opens (creating if needed) the SQLite database `smartlaunch.db` in `dir` and migrates it.
     pub async fn open_dir(dir: &Path) -> Result<SqliteDb, DbError> {
-        SqliteDb::open_with(dir, 2, SERVE_WAL_PAGES).await
+        SqliteDb::open_with(dir, 2, None).await
     }
 
     /// Like [`SqliteDb::open_dir`], tuned for a bulk import: a 512 MiB page cache per connection, so
     /// that the large indexes being written stay in memory, and a WAL of up to 64 MiB between
     /// checkpoints, so that a page changed by many commits is copied to the database once.
     pub async fn open_dir_for_import(dir: &Path) -> Result<SqliteDb, DbError> {
-        SqliteDb::open_with(dir, 512, 16_384).await
+        SqliteDb::open_with(dir, 512, Some(IMPORT_WAL_PAGES)).await
     }
 
-    async fn open_with(dir: &Path, cache_mib: i64, wal_autocheckpoint_pages: i64) -> Result<SqliteDb, DbError> {
+    /// `autocheckpoint`: pages of WAL between the writer's own checkpoints; `None`: the writer
+    /// makes none, the checkpointer thread does.
+    async fn open_with(dir: &Path, cache_mib: i64, autocheckpoint: Option<i64>) -> Result<SqliteDb, DbError> {
         std::fs::create_dir_all(dir)?;
+        let wal_autocheckpoint_pages = autocheckpoint.unwrap_or(0);
         let options = conn::Options { path: dir.join(DB_FILE), cache_mib, wal_autocheckpoint_pages };
         let opening = options.clone();
         let write = tokio::task::spawn_blocking(move || -> Result<rusqlite::Connection, DbError> {
@@ -131,7 +137,11 @@ impl SqliteDb {
         let writer = Arc::new(writer::Writer::start(write)?);
         let events = Arc::new(events::EventLog::start(writer.clone()));
         let exports = Arc::new(tokio::sync::Semaphore::new(smartlaunch_fhir::export::MAX_CONCURRENT_JOBS));
-        Ok(SqliteDb { read: Arc::new(conn::Readers::new(options)), writer, exports, events })
+        let checkpointer = match autocheckpoint {
+            Some(_) => None,
+            None => Some(Arc::new(checkpoint::Checkpointer::start(&options)?)),
+        };
+        Ok(SqliteDb { read: Arc::new(conn::Readers::new(options)), writer, exports, events, checkpointer })
     }
 
     /// Starts a bulk write (seeding, import): one transaction on the writer thread, in which
@@ -149,6 +159,9 @@ impl SqliteDb {
     /// queued) and closes the connections.
     pub async fn close(&self) {
         self.events.flush().await;
+        if let Some(checkpointer) = self.checkpointer.clone() {
+            let _ = tokio::task::spawn_blocking(move || checkpointer.stop()).await;
+        }
         self.writer.close().await;
         self.read.close();
     }
