@@ -261,18 +261,17 @@ impl SigningKeys {
     /// Checks signature, expiry and audience of an access token (checklist item 77).
     /// Revocation is checked by the caller against the revocation list.
     pub fn verify_access_token(&self, token: &str, audience: &str, now: UnixTime) -> Result<AccessClaims, BearerError> {
-        let claims = self.verify_access_token_for_any_audience(token, now)?;
-        if claims.aud != audience {
-            return Err(BearerError::Invalid("the access token was issued for another FHIR server (aud)"));
-        }
-        Ok(claims)
+        self.open_access_token(token).ok_or(MALFORMED)?.check_for(audience, now)
     }
 
-    /// The claims of a token whose signature is ours, expired or not (the launch inspector
-    /// records uses of expired tokens).
-    pub fn peek_access_token(&self, token: &str) -> Option<AccessClaims> {
+    /// Decodes a token whose signature is ours, and nothing more: expired or not, and from a
+    /// key retired or not (the launch inspector records uses of expired tokens).  A FHIR call
+    /// opens its token once, for the inspector and for the caller's checks
+    /// ([`OpenedToken::check`]).
+    pub fn open_access_token(&self, token: &str) -> Option<OpenedToken> {
         let key = self.verifier(token)?;
-        jsonwebtoken::decode::<AccessClaims>(token, &key.hmac_decode, &self.validation).ok().map(|d| d.claims)
+        let data = jsonwebtoken::decode::<AccessClaims>(token, &key.hmac_decode, &self.validation).ok()?;
+        Some(OpenedToken { claims: data.claims, key_retire_at: key.retire_at })
     }
 
     /// Signature and expiry only: the caller checks `aud` (introspection accepts every FHIR
@@ -282,13 +281,38 @@ impl SigningKeys {
         token: &str,
         now: UnixTime,
     ) -> Result<AccessClaims, BearerError> {
-        let invalid = || BearerError::Invalid("the access token is malformed or its signature is invalid");
-        let key = self.verifier(token).filter(|k| k.live(now)).ok_or_else(invalid)?;
-        let data =
-            jsonwebtoken::decode::<AccessClaims>(token, &key.hmac_decode, &self.validation).map_err(|_| invalid())?;
-        let claims = data.claims;
-        if claims.exp <= now {
+        self.open_access_token(token).ok_or(MALFORMED)?.check(now)
+    }
+}
+
+const MALFORMED: BearerError = BearerError::Invalid("the access token is malformed or its signature is invalid");
+
+/// An access token with our signature, decoded ([`SigningKeys::open_access_token`]); not yet
+/// checked for expiry, audience or the retirement of its key.
+#[derive(Debug, Clone)]
+pub struct OpenedToken {
+    pub claims: AccessClaims,
+    /// When the key that signed it stops verifying.
+    key_retire_at: Option<UnixTime>,
+}
+
+impl OpenedToken {
+    /// Its claims, if its key still verifies and it has not expired at `now`.
+    pub fn check(self, now: UnixTime) -> Result<AccessClaims, BearerError> {
+        if self.key_retire_at.is_some_and(|at| now >= at) {
+            return Err(MALFORMED);
+        }
+        if self.claims.exp <= now {
             return Err(BearerError::Invalid("the access token has expired"));
+        }
+        Ok(self.claims)
+    }
+
+    /// [`OpenedToken::check`], and that it is for the FHIR base `audience`.
+    pub fn check_for(self, audience: &str, now: UnixTime) -> Result<AccessClaims, BearerError> {
+        let claims = self.check(now)?;
+        if claims.aud != audience {
+            return Err(BearerError::Invalid("the access token was issued for another FHIR server (aud)"));
         }
         Ok(claims)
     }
@@ -393,6 +417,29 @@ mod tests {
         let mut tampered = t.clone();
         tampered.insert(t.find('.').unwrap() + 3, 'A');
         assert!(k.verify_access_token(&tampered, "http://x/fhir", 150).is_err());
+    }
+
+    /// An opened token (one decode per FHIR call) is only its signature checked: expiry,
+    /// audience and the retirement of its key are checked by `check`/`check_for`, as by
+    /// `verify_access_token`.
+    #[test]
+    fn an_opened_token_is_checked_for_expiry_audience_and_its_keys_retirement() {
+        let (old, new) = (KeyMaterial::generate(), KeyMaterial::generate());
+        let before = SigningKeys::load_set(&[(old.clone(), 0)], 100, 1_000).unwrap();
+        // A token that outlives its key (its exp is past the key's retirement).
+        let long = AccessClaims { exp: 1_000_000, ..access(1_000) };
+        let t = before.sign_access_token(&long);
+        let rotated = SigningKeys::load_set(&[(old, 0), (new, 1_000)], 100, 1_000).unwrap();
+        let opened = rotated.open_access_token(&t).unwrap();
+        assert_eq!(opened.clone().check_for("a", 1_050).unwrap(), long);
+        assert!(opened.clone().check_for("b", 1_050).is_err(), "another FHIR base");
+        let retired = 1_000 + KEY_ACTIVATION + 100;
+        assert!(opened.clone().check(retired).is_err(), "its key is retired");
+        assert!(rotated.verify_access_token_for_any_audience(&t, retired).is_err());
+        let expired = before.sign_access_token(&access(1_000));
+        let opened = before.open_access_token(&expired).expect("opened though expired: the inspector records it");
+        assert!(opened.check(1_100).is_err(), "expired at exp");
+        assert!(SigningKeys::load_set(&[(KeyMaterial::generate(), 0)], 100, 1_000).unwrap().open_access_token(&t).is_none());
     }
 
     fn access(iat: UnixTime) -> AccessClaims {

@@ -135,6 +135,22 @@ fn version((json, version_id, last_updated, deleted): VersionRow) -> Version {
     (json, version_id, last_updated, deleted != 0)
 }
 
+/// The current version of a resource and its patient compartments (a JSON array), in one
+/// statement: a point read is one read transaction, not two (the read loop spent 6% on the
+/// second statement).
+const CURRENT_WITH_COMPARTMENTS: &str = "SELECT r.content, r.version_id, r.last_updated, r.deleted, \
+     (SELECT json_group_array(c.patient_id) FROM resource_compartments c \
+      WHERE c.resource_type = r.resource_type AND c.id = r.id) \
+     FROM resources r WHERE r.resource_type = ?1 AND r.id = ?2";
+
+/// The compartments of [`CURRENT_WITH_COMPARTMENTS`], sorted as [`COMPARTMENTS`] returns them.
+fn compartment_list(json: &str) -> rusqlite::Result<Vec<String>> {
+    let mut patients: Vec<String> = serde_json::from_str(json)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, Box::new(e)))?;
+    patients.sort_unstable();
+    Ok(patients)
+}
+
 fn compartments(conn: &Connection, resource_type: &str, id: &str) -> rusqlite::Result<Vec<String>> {
     let rows: Vec<(String,)> = all(conn, COMPARTMENTS, &[&resource_type, &id])?;
     Ok(rows.into_iter().map(|(p,)| p).collect())
@@ -350,13 +366,13 @@ impl ResourceStore for SqliteDb {
     async fn read(&self, resource_type: &str, id: &str) -> Result<Option<StoredResource>, StoreError> {
         self.read
             .read(|conn| {
-                let row: Option<VersionRow> = one(
-                    conn,
-                    "SELECT content, version_id, last_updated, deleted FROM resources WHERE resource_type = ? AND id = ?",
-                    &[&resource_type, &id],
-                )?;
-                row.map(|row| Ok(stored(resource_type, id, version(row), compartments(conn, resource_type, id)?)))
-                    .transpose()
+                let row: Option<(String, i64, String, i64, String)> =
+                    one(conn, CURRENT_WITH_COMPARTMENTS, &[&resource_type, &id])?;
+                row.map(|(json, version_id, last_updated, deleted, patients)| {
+                    let patients = compartment_list(&patients)?;
+                    Ok(stored(resource_type, id, version((json, version_id, last_updated, deleted)), patients))
+                })
+                .transpose()
             })
             .map_err(err)
     }

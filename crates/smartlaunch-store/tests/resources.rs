@@ -74,6 +74,7 @@ macro_rules! on_both {
 
 on_both!(
     versions_count_up_and_each_stays_readable,
+    a_read_carries_every_compartment_sorted_and_none_for_no_patient,
     if_match_on_another_version_is_a_conflict,
     a_deleted_resource_reads_as_deleted_and_may_be_created_again,
     a_failed_transaction_leaves_nothing,
@@ -155,6 +156,20 @@ async fn versions_count_up_and_each_stays_readable<S: ResourceStore>(db: S) {
     let versions: Vec<i64> = history.versions.iter().map(|v| v.version_id).collect();
     assert_eq!((versions, history.total), (vec![2, 1], 2));
     assert_eq!(db.count().await.unwrap(), 1);
+}
+
+/// A read carries all the patient compartments of the resource, sorted, as vread and history
+/// do (SQLite reads them in the same statement as the row).
+async fn a_read_carries_every_compartment_sorted_and_none_for_no_patient<S: ResourceStore>(db: S) {
+    let mut obs = observation("o1", "zed", "29463-7", 70.0, "2026-01-01");
+    obs["performer"] = json!([{"reference": "Practitioner/x"}, {"reference": "Patient/amy"}]);
+    db.put(&obs, Expected::Absent, NOW).await.unwrap();
+    let read = db.read("Observation", "o1").await.unwrap().expect("stored");
+    assert_eq!(read.compartments, vec!["amy".to_owned(), "zed".to_owned()]);
+    assert_eq!(db.vread("Observation", "o1", 1).await.unwrap().expect("version 1").compartments, read.compartments);
+    let practitioner = json!({"resourceType": "Practitioner", "id": "x", "name": [{"family": "Ng"}]});
+    db.put(&practitioner, Expected::Absent, NOW).await.unwrap();
+    assert!(db.read("Practitioner", "x").await.unwrap().expect("stored").compartments.is_empty());
 }
 
 async fn if_match_on_another_version_is_a_conflict<S: ResourceStore>(db: S) {

@@ -24,7 +24,7 @@ use crate::error::{BearerError, StoreError};
 use crate::inspect::LaunchRecord;
 use crate::jwks_cache::{JwksCache, JwksFetcher, NoFetch};
 use crate::key_encryption::seal_material;
-use crate::keys::{AccessClaims, KeyMaterial, SigningKeys};
+use crate::keys::{AccessClaims, KeyMaterial, OpenedToken, SigningKeys};
 use crate::launch::SimulatedError;
 use crate::retention::Retention;
 use crate::revocation::RevocationList;
@@ -164,12 +164,29 @@ impl<S: AuthStore> AuthService<S> {
         self.check_live(claims)
     }
 
-    /// The launch-inspector view of a token with our signature; no other check (the FHIR
-    /// handler makes those).
-    pub fn peek_trace(&self, token: &str, now: UnixTime) -> Option<TracedToken> {
-        let claims = self.signing_keys().peek_access_token(token)?;
+    /// Decodes a bearer token with our signature, checking nothing else: a FHIR call opens its
+    /// token once, for the launch inspector ([`AuthService::trace_of`]) and for the caller's
+    /// checks ([`AuthService::verify_opened_for`]).
+    pub fn open_bearer(&self, token: &str) -> Option<OpenedToken> {
+        self.signing_keys().open_access_token(token)
+    }
+
+    /// [`AuthService::verify_bearer_for`] of a token already opened.
+    pub fn verify_opened_for(
+        &self,
+        opened: OpenedToken,
+        fhir_base: &str,
+        now: UnixTime,
+    ) -> Result<AccessClaims, BearerError> {
+        self.check_live(opened.check_for(fhir_base, now)?)
+    }
+
+    /// The launch-inspector view of an opened token; no other check (the FHIR handler makes
+    /// those).
+    pub fn trace_of(&self, opened: &OpenedToken, now: UnixTime) -> Option<TracedToken> {
+        let claims = &opened.claims;
         Some(TracedToken {
-            trace: claims.trace?,
+            trace: claims.trace.clone()?,
             expired: claims.exp <= now,
             simulates_refusal: claims
                 .simulate_error

@@ -26,9 +26,18 @@ pub(crate) async fn record_discovery(app: &App, simulation: &str) {
 /// Middleware of the FHIR API: records each call made with a launch's token, flags calls
 /// made with an expired one, and marks the 401s a simulated error asked for as simulated.
 /// Tokens from outside a launch pass straight through.
-pub(crate) async fn record_fhir(State(app): State<App>, request: Request, next: Next) -> Response {
+///
+/// The token is opened (decoded, its signature checked) once here and handed to the
+/// `FhirCaller` extractor in the request's extensions,
+/// which makes the other checks.
+pub(crate) async fn record_fhir(State(app): State<App>, mut request: Request, next: Next) -> Response {
     let now = app.clock.now();
-    let Some(token) = bearer(request.headers()).and_then(|t| app.auth.peek_trace(t, now)) else {
+    let opened = bearer(request.headers()).and_then(|t| app.auth.open_bearer(t));
+    let traced = opened.as_ref().and_then(|o| app.auth.trace_of(o, now));
+    if let Some(opened) = opened {
+        request.extensions_mut().insert(opened);
+    }
+    let Some(token) = traced else {
         return next.run(request).await;
     };
     let path = request.uri().path_and_query().map(|p| p.as_str()).unwrap_or_default();

@@ -179,5 +179,7 @@ async fn simulated_fhir_errors_refuse_the_access_token() {
     let launch = h.launch("public", Some("u-dr"), options).await;
     let t = h.exchange("public", &code_of(&launched(&h, &launch, "u-dr", NOW).await.unwrap())).await.unwrap();
     assert!(h.auth.verify_bearer(&t.access_token, NOW).is_err());
-    assert!(h.auth.peek_trace(&t.access_token, NOW).is_some_and(|p| p.simulates_refusal));
+    let opened = h.auth.open_bearer(&t.access_token).unwrap();
+    assert!(h.auth.trace_of(&opened, NOW).is_some_and(|p| p.simulates_refusal));
+    assert!(h.auth.verify_opened_for(opened, &h.auth.config.fhir_base(), NOW).is_err(), "opened or not: refused");
 }

@@ -9,7 +9,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use serde_json::Value;
 use smart_scopes::ScopeSet;
 use smartlaunch_auth::error::BearerError;
-use smartlaunch_auth::keys::AccessClaims;
+use smartlaunch_auth::keys::{AccessClaims, OpenedToken};
 use smartlaunch_fhir::access::Requester;
 use smartlaunch_fhir::limits::{check_json_body, MAX_BODY_BYTES};
 use smartlaunch_fhir::service::{Context, FhirError, FhirService};
@@ -47,7 +47,13 @@ impl FromRequestParts<App> for FhirCaller {
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<FhirCaller, Refusal> {
         let Ok(base) = FhirBase::from_request_parts(parts, app).await;
         let token = crate::web::bearer(&parts.headers).ok_or(Refusal::Unauthenticated(BearerError::Missing))?;
-        let claims = app.auth.verify_bearer_for(token, &base.0, app.clock.now()).map_err(Refusal::Unauthenticated)?;
+        let now = app.clock.now();
+        // Opened by the inspector's middleware (`record_fhir`) from this request's header.
+        let claims = match parts.extensions.remove::<OpenedToken>() {
+            Some(opened) => app.auth.verify_opened_for(opened, &base.0, now),
+            None => app.auth.verify_bearer_for(token, &base.0, now),
+        }
+        .map_err(Refusal::Unauthenticated)?;
         let scopes = ScopeSet::parse(&claims.scope).map_err(|_| Refusal::MalformedScopes)?;
         Ok(FhirCaller { claims, scopes, base })
     }
