@@ -303,11 +303,19 @@ impl LaunchStore for SqliteDb {
     }
 
     async fn launch(&self, id_hash: &str) -> StoreResult<Option<(Launch, Option<UnixTime>)>> {
+        let generation = match self.launches.get(id_hash) {
+            Ok(kept) => return Ok(Some(kept)),
+            Err(generation) => generation,
+        };
         let row: Option<(String, Option<i64>)> = self
             .read
             .read(|c| one(c, "SELECT data, used_at FROM launches WHERE id_hash = ?", &[&id_hash]))
             .map_err(err)?;
-        row.map(|(data, used_at)| Ok((serde_json::from_str(&data).map_err(err)?, used_at))).transpose()
+        let row = row.map(|(data, used_at)| Ok((serde_json::from_str(&data).map_err(err)?, used_at))).transpose()?;
+        if let Some(row) = &row {
+            self.launches.keep(id_hash, row, generation);
+        }
+        Ok(row)
     }
 }
 
@@ -365,7 +373,7 @@ impl InspectorStore for SqliteDb {
 
 impl LaunchRedemption for SqliteDb {
     async fn use_launch(&self, id_hash: &str, now: UnixTime) -> StoreResult<bool> {
-        let id_hash = id_hash.to_owned();
+        let (id_hash, forget) = (id_hash.to_owned(), id_hash.to_owned());
         let used = self
             .writer
             .statement(move |conn| {
@@ -376,9 +384,10 @@ impl LaunchRedemption for SqliteDb {
                 )
                 .map_err(DbError::from)
             })
-            .await
-            .map_err(err)?;
-        Ok(used == 1)
+            .await;
+        // Committed (or failed: forgetting is harmless then).
+        self.launches.forget(&forget);
+        Ok(used.map_err(err)? == 1)
     }
 }
 

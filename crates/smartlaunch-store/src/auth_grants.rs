@@ -283,7 +283,11 @@ impl Housekeeping for SqliteDb {
                 purge.max_events,
             ),
         ] {
-            self.writer.statement(move |conn| exec(conn, sql, &[&before]).map_err(DbError::from)).await.map_err(err)?;
+            let deleted = self.writer.statement(move |conn| exec(conn, sql, &[&before]).map_err(DbError::from)).await;
+            if sql.starts_with("DELETE FROM launches ") {
+                self.launches.clear();
+            }
+            deleted.map_err(err)?;
         }
         Ok(())
     }

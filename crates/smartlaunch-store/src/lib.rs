@@ -18,6 +18,7 @@ mod copy;
 mod db;
 mod events;
 mod exports;
+mod launch_cache;
 mod launch_links;
 mod pg;
 mod prepared;
@@ -93,6 +94,8 @@ pub struct SqliteDb {
     /// A server's WAL checkpoints, off the writer (`checkpoint`); `None` for an import, whose
     /// writer checkpoints every [`IMPORT_WAL_PAGES`].
     checkpointer: Option<Arc<checkpoint::Checkpointer>>,
+    /// The launch rows read, kept coherent by this process's writes (`launch_cache`).
+    launches: Arc<launch_cache::LaunchCache>,
 }
 
 /// The writer's page cache: unlike a reader's, it stays valid from one commit to the next (the
@@ -141,7 +144,8 @@ impl SqliteDb {
             Some(_) => None,
             None => Some(Arc::new(checkpoint::Checkpointer::start(&options)?)),
         };
-        Ok(SqliteDb { read: Arc::new(conn::Readers::new(options)), writer, exports, events, checkpointer })
+        let launches = Arc::default();
+        Ok(SqliteDb { read: Arc::new(conn::Readers::new(options)), writer, exports, events, checkpointer, launches })
     }
 
     /// Starts a bulk write (seeding, import): one transaction on the writer thread, in which

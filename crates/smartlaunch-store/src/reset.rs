@@ -97,7 +97,9 @@ impl SqliteDb {
             })
             .await
             .map_err(err)?;
-        answer.await.map_err(err)?
+        let outcome = answer.await.map_err(err)?;
+        self.launches.clear();
+        outcome
     }
 }
 

@@ -54,6 +54,15 @@ async fn the_reset_button_restores_the_demo_data_and_removes_apps_grants_launche
     assert_eq!(created.status(), StatusCode::CREATED);
     let launch_url = created.json::<Value>().await.unwrap()["launch_url"].as_str().unwrap().to_owned();
     let launch = launch_of(&s, &launch_url);
+    // The server reads the launch (an authorization request that names it, from another
+    // client): on SQLite it keeps the row in memory from then on.
+    let with_launch = |client_id: &str| {
+        let mut params = s.authorize_params(client_id, "launch openid", "v".repeat(43).as_str());
+        params.push(("launch".into(), launch.clone()));
+        s.authorize_url(&params)
+    };
+    let r = s.http.get(with_launch("no-such-client")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert!(smartlaunch::seed::add_user(&db, "visitor", "visitor-pw", "Patient/pat-002", "Visitor").await.unwrap());
     let mut ehr = Browser::new(&s);
     desk_sign_in(&s, &mut ehr, "/ehr", "clinician").await;
@@ -109,6 +118,10 @@ async fn the_reset_button_restores_the_demo_data_and_removes_apps_grants_launche
     let again = ehr_app(&s, "After Reset").await;
     let fresh = token(&s, &again, USER_SCOPE, "clinician").await;
     assert_eq!(s.read("Patient/pat-001", &fresh).await.status(), StatusCode::OK);
+    // The old launch is unknown to the running server too (not kept in its memory).
+    let r = s.http.get(with_launch(&again)).send().await.unwrap();
+    let location = r.headers()[LOCATION].to_str().unwrap().to_owned();
+    assert!(location.contains("error=invalid_request") && location.contains("names+no+launch"), "{location}");
     s.stop().await;
 }
 
