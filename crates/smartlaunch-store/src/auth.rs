@@ -87,6 +87,18 @@ impl KeyStore for SqliteDb {
             .await
             .map_err(err)
     }
+
+    /// A retirement (`smartlaunch keys retire --data`): a server running on this database
+    /// stops verifying with the key at its next read of the keys.
+    async fn delete_key(&self, kid: &str) -> StoreResult<bool> {
+        let kid = kid.to_owned();
+        let deleted = self
+            .writer
+            .statement(move |conn| exec(conn, "DELETE FROM signing_keys WHERE kid = ?", &[&kid]).map_err(DbError::from))
+            .await
+            .map_err(err)?;
+        Ok(deleted > 0)
+    }
 }
 
 impl ClientStore for SqliteDb {

@@ -236,13 +236,13 @@ enum KeysCommand {
         #[arg(long, value_name = "PATH")]
         key_encryption_key_file: Option<PathBuf>,
     },
-    /// Remove a signing key from the PostgreSQL database at once (a compromised key, after
-    /// `keys rotate`): every running node stops verifying with it within moments, so the tokens
-    /// it signed stop working.  The newest key (the one the nodes sign with) is refused.
+    /// Remove a signing key at once (a compromised key, after `keys rotate`): every running
+    /// node stops verifying with it within moments (PostgreSQL: the change feed; a server on
+    /// SQLite: within 3 s), so the tokens it signed stop working.  The newest key (the one the
+    /// nodes sign with) is refused.
     Retire {
-        /// The PostgreSQL database of the nodes (postgres://user@host/database).
-        #[arg(long, value_name = "URL", env = "DATABASE_URL")]
-        database: String,
+        #[command(flatten)]
+        data: DataArg,
         /// The key id to remove (a `kid` of /.well-known/jwks.json, or printed by `keys rotate`).
         #[arg(long)]
         kid: String,
@@ -354,8 +354,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("new signing key {kid}: running servers publish it within seconds and sign with it in 10 s");
             Ok(())
         }
-        Command::Keys(KeysCommand::Retire { database, kid }) => {
-            smartlaunch::nodes::retire_signing_key(&database, &kid).await?;
+        Command::Keys(KeysCommand::Retire { data, kid }) => {
+            smartlaunch::nodes::retire_signing_key(&data.config(CLI_CONNECTIONS)?, &kid).await?;
             println!("signing key {kid} removed: every node refuses the tokens it signed");
             Ok(())
         }

@@ -87,10 +87,11 @@ pub async fn rotate_signing_keys(
     }
 }
 
-/// `smartlaunch keys retire`: deletes the signing key `kid` from the PostgreSQL database at
-/// `database_url`; every running node stops verifying with it within moments (the change feed).
-pub async fn retire_signing_key(database_url: &str, kid: &str) -> anyhow::Result<()> {
-    let db = PgDb::connect(postgres_url(database_url)?, 2).await?;
+/// `smartlaunch keys retire`: deletes the signing key `kid` from the database; every running
+/// node stops verifying with it within moments (PostgreSQL: the change feed; SQLite: the
+/// server's next read of the keys, [`KEY_POLL`]).
+pub async fn retire_signing_key(config: &DatabaseConfig, kid: &str) -> anyhow::Result<()> {
+    let db = Db::open(config).await?;
     let retired = service::retire_signing_key(&db, kid).await;
     db.close().await;
     match retired? {

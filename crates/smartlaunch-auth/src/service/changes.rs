@@ -103,11 +103,15 @@ impl<S: AuthStore> AuthService<S> {
     }
 
     /// For a server without a change feed (SQLite), every few seconds: when the store's newest
-    /// key is not the newest one loaded (`smartlaunch keys rotate` ran in another process), the
-    /// keys are loaded again.  Returns whether they were.
+    /// key is not the newest one loaded (`smartlaunch keys rotate` ran in another process), or
+    /// a loaded key is no longer stored (`smartlaunch keys retire`), the keys are loaded again.
+    /// Returns whether they were.
     pub async fn reload_keys_if_rotated(&self, now: UnixTime) -> Result<bool, StoreError> {
         let stored = self.store.all_keys().await?;
-        if newest_kid(&stored) == self.signing_keys().kids().first().copied() {
+        let loaded = self.signing_keys();
+        // Rotated (a newer key), or retired (a key this node verifies with is gone).
+        let retired = loaded.kids().iter().any(|kid| !stored.iter().any(|(k, _)| k.kid == *kid));
+        if newest_kid(&stored) == loaded.kids().first().copied() && !retired {
             return Ok(false);
         }
         let loaded = open_keys(stored, self.store.requires_sealed_keys(), &self.config, now)?;

@@ -1,4 +1,4 @@
-//! `smartlaunch keys rotate` against a running server (issue 10, "signing keys … rotated
+//! `smartlaunch keys rotate` and `keys retire` against a running server (issue 10, "signing keys … rotated
 //! consistently"): on SQLite (`--data`), where no change feed tells the server, it reads the keys
 //! every `KEY_POLL`; on PostgreSQL the change feed tells it (two nodes: suites::two_nodes).
 
@@ -61,5 +61,26 @@ async fn a_key_rotated_from_the_command_line_reaches_the_running_server() {
     assert_eq!(kid_of(&after), new);
     assert_eq!(search(&s, &after, "Patient").await.0, StatusCode::OK);
     assert_eq!(search(&s, &before, "Patient").await.0, StatusCode::OK);
+
+    // The old key retired from the command line (a compromised key): the running server
+    // refuses its tokens within the poll interval; the newest key cannot be retired.
+    let retire = |kid: String| {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_smartlaunch"))
+            .args(["keys", "retire", "--kid", &kid])
+            .args(s.database_args())
+            .output()
+    };
+    let refused = retire(new.clone()).await.unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("is the newest signing key"));
+    let retired = retire(old[0].clone()).await.unwrap();
+    assert!(retired.status.success(), "{}", String::from_utf8_lossy(&retired.stderr));
+    let start = Instant::now();
+    while search(&s, &before, "Patient").await.0 != StatusCode::UNAUTHORIZED {
+        assert!(start.elapsed() < KEY_POLL + Duration::from_secs(2), "the retired key still verifies");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(search(&s, &after, "Patient").await.0, StatusCode::OK);
+    assert_eq!(published_kids(&s).await, [new]);
     s.stop().await;
 }

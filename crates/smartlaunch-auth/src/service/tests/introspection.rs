@@ -206,3 +206,23 @@ async fn a_key_added_by_another_process_is_loaded_by_the_poll() {
     assert_eq!(kids[0], fresh.kid, "published before it signs");
     assert!(h.auth.verify_bearer(&before.access_token, NOW).is_ok(), "a token of the old key verifies");
 }
+
+/// A key retired by another process (`smartlaunch keys retire --data` next to a running SQLite
+/// server) is dropped by the poll: its tokens stop verifying.
+#[tokio::test]
+async fn a_key_retired_by_another_process_is_dropped_by_the_poll() {
+    let h = Harness::new().await;
+    let before = patient_tokens(&h).await;
+    let old = h.auth.signing_keys().kids()[0].to_owned();
+    let fresh = KeyMaterial::generate();
+    h.store.add_keys(&fresh, NOW).await.unwrap();
+    assert!(h.auth.reload_keys_if_rotated(NOW).await.unwrap());
+    assert_eq!(
+        crate::service::retire_signing_key(&h.store, &old).await.unwrap(),
+        crate::service::KeyRetirement::Retired
+    );
+    assert!(h.auth.verify_bearer(&before.access_token, NOW).is_ok(), "until the next poll");
+    assert!(h.auth.reload_keys_if_rotated(NOW).await.unwrap(), "the retirement is seen");
+    assert!(h.auth.verify_bearer(&before.access_token, NOW).is_err(), "the retired key's token is refused");
+    assert_eq!(h.auth.signing_keys().kids(), [fresh.kid.as_str()]);
+}
