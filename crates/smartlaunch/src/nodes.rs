@@ -110,7 +110,9 @@ pub const KEY_POLL: Duration = Duration::from_secs(3);
 const _: () = assert!(KEY_POLL.as_secs() < KEY_ACTIVATION as u64, "a rotated key must be published before it signs");
 
 /// Reads the signing keys every [`KEY_POLL`] for as long as the server runs (SQLite, where no
-/// change feed tells of a rotation), and loads them when another process added one.
+/// change feed tells of a rotation), and loads them when another process added or retired one;
+/// and reads the revocations, so that the tokens of an app removed by another process
+/// (`smartlaunch clients remove --data`) are refused within [`KEY_POLL`].
 pub(crate) fn poll_keys(app: App) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(KEY_POLL);
@@ -132,6 +134,9 @@ pub(crate) fn poll_keys(app: App) -> tokio::task::JoinHandle<()> {
                     failing = true;
                 }
                 Err(_) => {}
+            }
+            if let Err(e) = app.auth.load_revocations(app.clock.now()).await {
+                tracing::warn!("revocations: cannot read them ({e}); trying again in {} s", KEY_POLL.as_secs());
             }
         }
     })

@@ -83,8 +83,10 @@ impl<S: AuthStore> AuthService<S> {
         }
     }
 
-    /// Fills the revocation list with the revocations no unexpired token can predate.
-    pub(super) async fn load_revocations(&self, now: UnixTime) -> Result<(), StoreError> {
+    /// Fills the revocation list with the revocations no unexpired token can predate.  A
+    /// server without a change feed (SQLite) calls it every few seconds, so that what another
+    /// process revoked (`smartlaunch clients remove`) is refused soon.
+    pub async fn load_revocations(&self, now: UnixTime) -> Result<(), StoreError> {
         let since = now - self.config.access_token_lifetime;
         for (grant, at) in self.store.revoked_grants(since).await? {
             self.revocations.revoke(&grant, at);

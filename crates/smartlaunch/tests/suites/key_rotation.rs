@@ -84,3 +84,31 @@ async fn a_key_rotated_from_the_command_line_reaches_the_running_server() {
     assert_eq!(published_kids(&s).await, [new]);
     s.stop().await;
 }
+
+/// An app removed from the command line next to a running server (`clients remove`): the
+/// server refuses its tokens within the poll interval (SQLite: it reads the revocations every
+/// `KEY_POLL`; PostgreSQL: the change feed), and its authorization requests.
+#[tokio::test]
+async fn an_app_removed_from_the_command_line_is_refused_by_the_running_server() {
+    let s = Server::start().await;
+    let client = s.public_app().await;
+    let t = token(&s, &client, "launch/patient patient/*.rs", "patient").await;
+    assert_eq!(search(&s, &t, "Patient").await.0, StatusCode::OK);
+    let removed = tokio::process::Command::new(env!("CARGO_BIN_EXE_smartlaunch"))
+        .args(["clients", "remove", &client])
+        .args(s.database_args())
+        .env("SMARTLAUNCH_KEY_ENCRYPTION_KEY", TEST_KEY_ENCRYPTION_KEY)
+        .output()
+        .await
+        .unwrap();
+    assert!(removed.status.success(), "{}", String::from_utf8_lossy(&removed.stderr));
+    let start = Instant::now();
+    while search(&s, &t, "Patient").await.0 != StatusCode::UNAUTHORIZED {
+        assert!(start.elapsed() < KEY_POLL + Duration::from_secs(2), "the removed app's token still works");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let params = s.authorize_params(&client, "launch/patient patient/*.rs", &"v".repeat(43));
+    let r = s.http.get(s.authorize_url(&params)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST, "an unknown client is not redirected to");
+    s.stop().await;
+}
