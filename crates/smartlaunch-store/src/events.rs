@@ -38,7 +38,7 @@ const LINGER: std::time::Duration = std::time::Duration::from_millis(50);
 /// Events a launch may hold beyond [`MAX_EVENTS_PER_TRACE`] between two trims: a trim walks
 /// the cap's worth of the launch's index, so it runs once per this many events, not per batch;
 /// reads show the newest [`MAX_EVENTS_PER_TRACE`] all the same.
-const TRIM_EVERY: i64 = 64;
+pub(crate) const TRIM_EVERY: i64 = 64;
 /// The most launches whose dropped events are counted between two batches (a bound on the
 /// counter itself under a flood).
 const MAX_OVERFLOW_TRACES: usize = 10_000;

@@ -639,7 +639,7 @@ async fn purges_on_two_nodes_at_once_purge_once_and_completely() {
 /// every one of them, at most the cap (the newest), and counts the rest as dropped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn events_recorded_at_once_on_two_nodes_are_all_seen_and_capped() {
-    on_postgres_nodes(2, NODE_CONNECTIONS, |nodes, _| async move {
+    on_postgres_nodes(2, NODE_CONNECTIONS, |nodes, url| async move {
         let per_task = 40;
         across_nodes(&nodes, |db, i| async move {
             for n in 0..per_task {
@@ -659,6 +659,18 @@ async fn events_recorded_at_once_on_two_nodes_are_all_seen_and_capped() {
         nodes[0].record_event("busy", &event(11, total)).await.unwrap();
         let record = nodes[1].launch_record("busy").await.unwrap();
         assert_eq!(record.events.last().map(|e| e.request.clone()), Some(format!("GET Patient/p?n={total}")));
+        // Trimmed once every 64 events, not at each: the table holds at most the cap and the
+        // events since the last trim (plus what racing recorders left).
+        for n in 0..200 {
+            nodes[n % 2].record_event("busy", &event(12, total + 1 + n)).await.unwrap();
+        }
+        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&url).await.unwrap();
+        let (stored,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM launch_events WHERE trace_id = 'busy'")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert!(stored as usize <= cap + 64 + RACERS, "{stored} events stored");
+        sqlx::Connection::close(conn).await.unwrap();
     })
     .await
 }

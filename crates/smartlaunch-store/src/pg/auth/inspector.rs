@@ -3,11 +3,12 @@
 //!
 //! An event is written at once, in one statement, not queued as on SQLite: a node's queue
 //! would be invisible to the other nodes, and the port's contract is that a read sees every
-//! event recorded before it, wherever it was recorded.  The statement counts the event and, once
-//! the launch has more than [`MAX_EVENTS_PER_TRACE`], deletes its oldest.  Events of one launch
-//! recorded at the same instant on two connections may each miss the other's row and leave one
-//! more than the cap until the next event; reads take the newest [`MAX_EVENTS_PER_TRACE`], so the
-//! record never shows more.
+//! event recorded before it, wherever it was recorded.  The statement counts the event and,
+//! once the launch has more than [`MAX_EVENTS_PER_TRACE`], deletes its oldest, once every
+//! [`TRIM_EVERY`] events (a trim walks the cap's worth of the launch's index: trimming at every
+//! event over the cap made the sandbox launch loop three times slower than the signed-in one).
+//! Reads take the newest [`MAX_EVENTS_PER_TRACE`], so the record never shows more, whatever
+//! racing recorders on two connections leave over the cap until the next trim.
 
 use smartlaunch_auth::inspect::{LaunchEvent, LaunchRecord};
 use smartlaunch_auth::launch::Launch;
@@ -16,11 +17,13 @@ use smartlaunch_auth::store::{HandTrace, InspectorStore, StoreResult};
 use smartlaunch_auth::UnixTime;
 
 use crate::auth_rows::{err, hand_trace_from_row, HandTraceRow, HAND_TRACE_COLUMNS};
+use crate::events::TRIM_EVERY;
 use crate::pg::PgDb;
 
 /// Records an event (`$1` trace, `$2` at, `$3` event) and counts it; when the launch has
-/// recorded more than `$4` (the cap), keeps its newest `$4`: the new event, which this
-/// statement's snapshot does not see, and the newest `$4 - 1` before it.
+/// recorded more than `$4` (the cap) and its count is a multiple of `$5`, keeps its newest
+/// `$4`: the new event, which this statement's snapshot does not see, and the newest `$4 - 1`
+/// before it.
 const RECORD_EVENT: &str = "WITH counted AS ( \
        INSERT INTO launch_traces (trace_id, recorded, last_at) VALUES ($1, 1, $2) \
        ON CONFLICT (trace_id) DO UPDATE SET recorded = launch_traces.recorded + 1, \
@@ -28,6 +31,7 @@ const RECORD_EVENT: &str = "WITH counted AS ( \
        RETURNING recorded), \
      added AS (INSERT INTO launch_events (trace_id, at, event) VALUES ($1, $2, $3)) \
      DELETE FROM launch_events WHERE trace_id = $1 AND (SELECT recorded FROM counted) > $4 \
+       AND (SELECT recorded FROM counted) % $5 = 0 \
        AND seq <= (SELECT seq FROM launch_events WHERE trace_id = $1 ORDER BY seq DESC LIMIT 1 OFFSET $4 - 1)";
 /// A launch's newest `$2` events, oldest first, and how many it recorded, in one snapshot.
 const RECORD: &str = "SELECT ARRAY(SELECT event FROM (SELECT seq, event FROM launch_events WHERE trace_id = $1 \
@@ -48,6 +52,7 @@ impl InspectorStore for PgDb {
             .bind(event.at)
             .bind(serde_json::to_string(event).map_err(err)?)
             .bind(MAX_EVENTS_PER_TRACE)
+            .bind(TRIM_EVERY)
             .execute(&self.pool)
             .await
             .map_err(err)?;
