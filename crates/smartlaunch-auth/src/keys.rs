@@ -439,7 +439,10 @@ mod tests {
         let expired = before.sign_access_token(&access(1_000));
         let opened = before.open_access_token(&expired).expect("opened though expired: the inspector records it");
         assert!(opened.check(1_100).is_err(), "expired at exp");
-        assert!(SigningKeys::load_set(&[(KeyMaterial::generate(), 0)], 100, 1_000).unwrap().open_access_token(&t).is_none());
+        assert!(SigningKeys::load_set(&[(KeyMaterial::generate(), 0)], 100, 1_000)
+            .unwrap()
+            .open_access_token(&t)
+            .is_none());
     }
 
     fn access(iat: UnixTime) -> AccessClaims {

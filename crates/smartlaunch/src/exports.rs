@@ -380,7 +380,8 @@ mod tests {
             members: vec![],
         };
         for n in 0..3 {
-            let job = ExportJob::new(format!("{n}").repeat(32), "c".into(), "http://x/fhir/$export".into(), spec.clone(), 1);
+            let job =
+                ExportJob::new(format!("{n}").repeat(32), "c".into(), "http://x/fhir/$export".into(), spec.clone(), 1);
             assert!(db.insert_export_job(&job, 100, 100).await.unwrap());
             exports.spawn(job.id);
         }

@@ -61,10 +61,7 @@ pub struct FlushOnDrop {
 pub fn batched(out: impl Write + Send + 'static) -> (BatchedWriter, FlushOnDrop) {
     let shared = Arc::new(Shared::default());
     let for_thread = shared.clone();
-    let thread = std::thread::Builder::new()
-        .name("log-writer".into())
-        .spawn(move || write_loop(&for_thread, out))
-        .ok();
+    let thread = std::thread::Builder::new().name("log-writer".into()).spawn(move || write_loop(&for_thread, out)).ok();
     (BatchedWriter { shared: shared.clone() }, FlushOnDrop { shared, thread })
 }
 
@@ -162,7 +159,10 @@ mod tests {
                 let writer = writer.clone();
                 s.spawn(move || {
                     for n in 0..2000 {
-                        writer.make_writer().write_all(format!("thread {t} line {n} {}\n", "x".repeat(n % 300)).as_bytes()).unwrap();
+                        writer
+                            .make_writer()
+                            .write_all(format!("thread {t} line {n} {}\n", "x".repeat(n % 300)).as_bytes())
+                            .unwrap();
                     }
                 });
             }
