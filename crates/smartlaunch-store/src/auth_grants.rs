@@ -284,11 +284,13 @@ impl Housekeeping for SqliteDb {
             ),
         ] {
             let deleted = self.writer.statement(move |conn| exec(conn, sql, &[&before]).map_err(DbError::from)).await;
-            if sql.starts_with("DELETE FROM launches ") {
+            if let Err(e) = deleted {
                 self.launches.clear();
+                return Err(err(e));
             }
-            deleted.map_err(err)?;
         }
+        // Expired launches were deleted: what this process kept of them goes too.
+        self.launches.clear();
         Ok(())
     }
 }

@@ -28,8 +28,7 @@ pub(crate) async fn record_discovery(app: &App, simulation: &str) {
 /// Tokens from outside a launch pass straight through.
 ///
 /// The token is opened (decoded, its signature checked) once here and handed to the
-/// `FhirCaller` extractor in the request's extensions,
-/// which makes the other checks.
+/// `FhirCaller` extractor in the request's extensions, which makes the other checks.
 pub(crate) async fn record_fhir(State(app): State<App>, mut request: Request, next: Next) -> Response {
     let now = app.clock.now();
     let opened = bearer(request.headers()).and_then(|t| app.auth.open_bearer(t));
