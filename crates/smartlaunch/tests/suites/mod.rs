@@ -6,6 +6,8 @@ mod authorization;
 mod backend;
 mod backend_launcher;
 mod bulk_export;
+mod client_fhir;
+mod client_launch;
 mod durability;
 mod ehr_launch;
 mod enforcement;

@@ -1,0 +1,299 @@
+//! The HTTP layer: discovery, the two launches, the code exchange with id_token verification,
+//! and sessions that refresh themselves.  reqwest over rustls (aws-lc-rs), redirects off.
+
+mod backend;
+mod bulk;
+pub(crate) mod client_auth;
+mod fhir;
+mod jwks;
+mod session;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::header::ACCEPT;
+use tokio::sync::RwLock;
+use url::Url;
+
+pub use backend::BackendService;
+pub use bulk::{ExportFile, ExportJob, ExportManifest, ExportRequest};
+pub use client_auth::{ClientAuth, PrivateKey};
+pub use fhir::FhirClient;
+pub use jwks::JwksCache;
+pub use session::{LaunchContext, SavedSession, Session};
+
+use crate::authorize::{AuthorizationRequest, PendingAuthorization};
+use crate::discovery::{capability, SmartConfiguration};
+use crate::error::OAuthErrorBody;
+use crate::issuer::IssuerPolicy;
+use crate::token::{code_exchange_form, TokenResponse};
+use crate::Error;
+
+/// Seconds since the Unix epoch; tests give their own.
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+pub(crate) fn system_clock() -> Clock {
+    Arc::new(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0))
+}
+
+/// A reqwest client for SMART: rustls with aws-lc-rs and the system's roots, no redirects
+/// (a token endpoint that redirects would lose the form, and a FHIR redirect could carry the
+/// bearer token elsewhere), timeouts.
+pub fn http_client() -> Result<reqwest::Client, Error> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_native_certs::load_native_certs().certs {
+        // A system certificate rustls cannot read is skipped, as browsers do.
+        let _ = roots.add(cert);
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Config(format!("TLS: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(60))
+        .user_agent(concat!("smartlaunch-client/", env!("CARGO_PKG_VERSION")))
+        .build()?)
+}
+
+/// Posts a form to a token endpoint and reads the response (RFC 6749 §5.1/§5.2).
+pub(crate) async fn post_token(
+    http: &reqwest::Client,
+    auth: &ClientAuth,
+    client_id: &str,
+    token_endpoint: &str,
+    mut form: Vec<(&'static str, String)>,
+    now: u64,
+) -> Result<TokenResponse, Error> {
+    let request = http.post(token_endpoint).header(ACCEPT, "application/json");
+    let request = auth.apply(request, &mut form, client_id, token_endpoint, now)?;
+    let response = request.form(&form).send().await?;
+    let status = response.status();
+    let body = response.bytes().await?;
+    if status.is_success() {
+        return TokenResponse::parse(&body);
+    }
+    match serde_json::from_slice::<OAuthErrorBody>(&body) {
+        Ok(e) => Err(Error::OAuth(e.into())),
+        Err(_) => Err(Error::BadResponse(format!("the token endpoint answered {status} without an RFC 6749 error"))),
+    }
+}
+
+/// Fetches a server's SMART configuration: `.well-known/smart-configuration`, else the
+/// CapabilityStatement's `oauth-uris` (SMART 2.2 §"Conformance").
+pub async fn discover(http: &reqwest::Client, fhir_base: &str) -> Result<SmartConfiguration, Error> {
+    let failed = |reason: String| Error::Discovery { iss: fhir_base.to_owned(), reason };
+    let well_known = format!("{fhir_base}/.well-known/smart-configuration");
+    let r = http.get(&well_known).header(ACCEPT, "application/json").send().await?;
+    let first = if r.status().is_success() {
+        match SmartConfiguration::from_well_known(&r.bytes().await?) {
+            Ok(config) => return Ok(config),
+            Err(e) => e,
+        }
+    } else {
+        format!("{well_known} answered {}", r.status())
+    };
+    let r = http.get(format!("{fhir_base}/metadata")).header(ACCEPT, "application/fhir+json").send().await?;
+    if !r.status().is_success() {
+        return Err(failed(format!("{first}; and /metadata answered {}", r.status())));
+    }
+    let statement: serde_json::Value =
+        r.json().await.map_err(|e| failed(format!("{first}; and /metadata is not JSON: {e}")))?;
+    SmartConfiguration::from_capability_statement(&statement).map_err(|e| failed(format!("{first}; and {e}")))
+}
+
+/// An app's registration and settings: what it needs to launch against the servers it allows.
+pub struct SmartApp {
+    pub(crate) client_id: String,
+    redirect_uri: String,
+    scope: String,
+    pub(crate) auth: ClientAuth,
+    issuers: IssuerPolicy,
+    pub(crate) http: reqwest::Client,
+    pub(crate) jwks: Arc<JwksCache>,
+    pub(crate) clock: Clock,
+    configurations: RwLock<HashMap<String, Arc<SmartConfiguration>>>,
+}
+
+/// Builds a [`SmartApp`].
+pub struct SmartAppBuilder {
+    client_id: String,
+    redirect_uri: String,
+    scope: String,
+    auth: ClientAuth,
+    issuers: IssuerPolicy,
+    http: Option<reqwest::Client>,
+    clock: Option<Clock>,
+}
+
+impl SmartAppBuilder {
+    /// The scopes to ask for (default `openid fhirUser launch/patient patient/*.rs`).
+    pub fn scope(mut self, scope: &str) -> Self {
+        self.scope = scope.to_owned();
+        self
+    }
+
+    /// How the app authenticates at the token endpoint (default: public).
+    pub fn client_auth(mut self, auth: ClientAuth) -> Self {
+        self.auth = auth;
+        self
+    }
+
+    /// The FHIR servers the app accepts as `iss` (nothing is accepted until this is set).
+    pub fn allowed_issuers<I: IntoIterator<Item = S>, S: Into<String>>(mut self, issuers: I) -> Self {
+        self.issuers = IssuerPolicy::AllowList(issuers.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Accept any https FHIR server as `iss`: only for apps that must (see [`IssuerPolicy`]).
+    pub fn allow_any_issuer(mut self) -> Self {
+        self.issuers = IssuerPolicy::AnyIssuer;
+        self
+    }
+
+    /// A reqwest client of the app's own (it should not follow redirects).
+    pub fn http_client(mut self, http: reqwest::Client) -> Self {
+        self.http = Some(http);
+        self
+    }
+
+    /// The clock (Unix seconds) tokens' expiry is judged by.
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    pub fn build(self) -> Result<SmartApp, Error> {
+        Url::parse(&self.redirect_uri).map_err(|e| Error::BadUrl {
+            what: "redirect_uri",
+            url: self.redirect_uri.clone(),
+            reason: e.to_string(),
+        })?;
+        Ok(SmartApp {
+            client_id: self.client_id,
+            redirect_uri: self.redirect_uri,
+            scope: self.scope,
+            auth: self.auth,
+            issuers: self.issuers,
+            http: match self.http {
+                Some(h) => h,
+                None => http_client()?,
+            },
+            jwks: Arc::default(),
+            clock: self.clock.unwrap_or_else(system_clock),
+            configurations: RwLock::default(),
+        })
+    }
+}
+
+impl SmartApp {
+    pub fn builder(client_id: &str, redirect_uri: &str) -> SmartAppBuilder {
+        SmartAppBuilder {
+            client_id: client_id.to_owned(),
+            redirect_uri: redirect_uri.to_owned(),
+            scope: "openid fhirUser launch/patient patient/*.rs".to_owned(),
+            auth: ClientAuth::Public,
+            issuers: IssuerPolicy::default(),
+            http: None,
+            clock: None,
+        }
+    }
+
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    pub(crate) fn now(&self) -> u64 {
+        (self.clock)()
+    }
+
+    /// The SMART configuration of an allowed FHIR server, discovered once and kept.
+    pub async fn configuration(&self, fhir_base: &str) -> Result<Arc<SmartConfiguration>, Error> {
+        let base = self.issuers.check(fhir_base)?;
+        if let Some(c) = self.configurations.read().await.get(&base) {
+            return Ok(c.clone());
+        }
+        let config = Arc::new(discover(&self.http, &base).await?);
+        self.configurations.write().await.insert(base, config.clone());
+        Ok(config)
+    }
+
+    async fn begin(&self, iss: &str, launch: Option<&str>) -> Result<(Url, PendingAuthorization), Error> {
+        let base = self.issuers.check(iss)?;
+        let config = self.configuration(&base).await?;
+        match launch {
+            Some(_) => config.require(capability::LAUNCH_EHR, "an EHR launch")?,
+            None => config.require(capability::LAUNCH_STANDALONE, "a standalone launch")?,
+        }
+        config.require_auth_method(self.auth.method())?;
+        if self.scope.split(' ').any(|s| s == "openid") {
+            config.require(capability::SSO_OPENID_CONNECT, "the openid scope (an id_token)")?;
+        }
+        AuthorizationRequest {
+            client_id: &self.client_id,
+            redirect_uri: &self.redirect_uri,
+            scope: &self.scope,
+            fhir_base: &base,
+            launch,
+        }
+        .build(&config, self.now())
+    }
+
+    /// Starts an EHR launch (SMART 2.2 §"EHR launch"): checks `iss` against the allow-list,
+    /// discovers, and returns the URL to send the browser to and what to keep for the callback.
+    pub async fn ehr_launch(&self, iss: &str, launch: &str) -> Result<(Url, PendingAuthorization), Error> {
+        if launch.is_empty() {
+            return Err(Error::BadCallback("the launch URL has an empty launch parameter"));
+        }
+        self.begin(iss, Some(launch)).await
+    }
+
+    /// Starts a standalone launch against `fhir_base` (SMART 2.2 §"Standalone launch").
+    pub async fn standalone_launch(&self, fhir_base: &str) -> Result<(Url, PendingAuthorization), Error> {
+        self.begin(fhir_base, None).await
+    }
+
+    /// Finishes a launch: checks the callback against what this browser started, exchanges
+    /// the code, verifies the id_token, and returns the session.
+    pub async fn complete(&self, pending: &PendingAuthorization, callback_query: &str) -> Result<Session, Error> {
+        let code = pending.accept_callback(callback_query)?;
+        if pending.client_id != self.client_id {
+            return Err(Error::StateMismatch("the pending authorization belongs to another app"));
+        }
+        // The FHIR base must still be allowed (the allow-list may have changed since).
+        self.issuers.check(&pending.fhir_base)?;
+        let now = self.now();
+        let form = code_exchange_form(&code, &pending.redirect_uri, &pending.code_verifier);
+        let tokens = post_token(&self.http, &self.auth, &self.client_id, &pending.token_endpoint, form, now).await?;
+        let id_token = match (&tokens.id_token, pending.nonce.as_deref()) {
+            (Some(id_token), nonce) => Some(self.verify_id_token(pending, id_token, nonce).await?),
+            (None, Some(_)) if tokens.granted_scopes(&pending.scope)?.contains(&smart_scopes::Scope::OpenId) => {
+                return Err(Error::InvalidIdToken("openid was granted but no id_token came back".into()))
+            }
+            (None, _) => None,
+        };
+        Session::start(self, pending, tokens, id_token)
+    }
+
+    async fn verify_id_token(
+        &self,
+        pending: &PendingAuthorization,
+        id_token: &str,
+        nonce: Option<&str>,
+    ) -> Result<crate::id_token::IdTokenClaims, Error> {
+        let (Some(issuer), Some(jwks_uri)) = (&pending.issuer, &pending.jwks_uri) else {
+            return Err(Error::InvalidIdToken(
+                "the server announced no issuer and jwks_uri in its smart-configuration, so the id_token cannot be verified".into(),
+            ));
+        };
+        let now = self.now();
+        self.jwks
+            .verify_id_token(&self.http, jwks_uri, id_token, |claims| claims.check(issuer, &self.client_id, nonce, now))
+            .await
+    }
+}
