@@ -154,6 +154,20 @@ impl SmartAuth {
         Some(session.clone())
     }
 
+    /// The browser's session id (its cookie), whether or not a session is kept for it: an
+    /// app that saves sessions (e.g. with `offline_access`, across its restarts) finds a saved
+    /// one by it and hands it back with [`SmartAuth::adopt`].
+    pub fn session_id_of(&self, headers: &HeaderMap) -> Option<String> {
+        cookie_value(headers, SESSION_COOKIE)
+    }
+
+    /// Keeps a restored `session` for the browser whose session id is `id`.
+    pub fn adopt(&self, id: &str, session: Session) {
+        if let Ok(mut sessions) = self.inner.sessions.lock() {
+            sessions.insert(id.to_owned(), (session, Instant::now()));
+        }
+    }
+
     /// Keeps `session` for a new browser session; returns its cookie.
     fn keep(&self, session: Session) -> Result<HeaderValue, Error> {
         let id = random_token(32)?;
@@ -294,6 +308,8 @@ where
 /// is answered 401 with a page that says to launch the app.
 pub struct SmartUser {
     pub session: Session,
+    /// The browser's session id (the cookie's value), to key what the app keeps per session.
+    pub session_id: String,
 }
 
 impl<S> FromRequestParts<S> for SmartUser
@@ -305,9 +321,9 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<SmartUser, Response> {
         let auth = SmartAuth::from_ref(state);
-        match auth.session_of(&parts.headers) {
-            Some(session) => Ok(SmartUser { session }),
-            None => Err(no_session_page()),
+        match (auth.session_of(&parts.headers), auth.session_id_of(&parts.headers)) {
+            (Some(session), Some(session_id)) => Ok(SmartUser { session, session_id }),
+            _ => Err(no_session_page()),
         }
     }
 }

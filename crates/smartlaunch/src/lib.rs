@@ -4,6 +4,7 @@
 
 pub mod backend_cli;
 pub mod clock;
+pub mod demo_app;
 mod exports;
 pub mod import;
 mod jwks_fetch;

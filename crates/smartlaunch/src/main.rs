@@ -67,6 +67,26 @@ enum Command {
         #[arg(long, value_name = "URL")]
         fhir_base: Option<String>,
     },
+    /// Run the Vitals demo app on its own: it registers itself with the server of --fhir-base
+    /// (RFC 7591) and prints its launch URL.  `serve` runs it beside the sandbox already.
+    DemoApp {
+        /// The FHIR base URL of the server to launch against (its only allowed `iss`).
+        #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:8080/fhir")]
+        fhir_base: String,
+        /// The address to listen on; port 0 picks a free port.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8081")]
+        listen: SocketAddr,
+        /// The host name in the app's URL: the FHIR server's, so that the EHR's frame and the
+        /// app are one site (default: the FHIR base URL's host).
+        #[arg(long, value_name = "HOST")]
+        host: Option<String>,
+        /// Where it keeps its registration and saved sessions.
+        #[arg(long = "data", value_name = "DIR", default_value = "./smartlaunch-demo-app")]
+        data: PathBuf,
+        /// The server's initial access token for dynamic registration, if it wants one.
+        #[arg(long, value_name = "TOKEN", env = "SMARTLAUNCH_REGISTRATION_TOKEN")]
+        registration_token: Option<String>,
+    },
     /// Import FHIR data: Bundles (e.g. Synthea R4 output, `urn:uuid:` references resolved; each
     /// Bundle all or nothing), single resources (.json) and NDJSON files, or directories of them.
     Import {
@@ -189,6 +209,11 @@ struct ServeArgs {
     /// change feed and two running export jobs hold some for long).
     #[arg(long, value_name = "N", default_value_t = PG_DEFAULT_MAX_CONNECTIONS, env = "SMARTLAUNCH_DATABASE_CONNECTIONS")]
     database_connections: u32,
+    /// The Vitals demo app (a SMART app built on smartlaunch-client) on its own port: `auto`
+    /// runs it on the server's port + 1 (or a free port) when the server listens on loopback;
+    /// an address runs it there; `off` does not run it.
+    #[arg(long = "demo-app", value_name = "auto|off|ADDR", default_value = "auto", env = "SMARTLAUNCH_DEMO_APP")]
+    demo_app: String,
 }
 
 #[derive(Subcommand)]
@@ -320,6 +345,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .init();
     match cli.command {
         Command::Serve(args) => serve(args).await,
+        Command::DemoApp { fhir_base, listen, host, data, registration_token } => {
+            let host = match host {
+                Some(h) => h,
+                None => url::Url::parse(&fhir_base)?.host_str().unwrap_or("127.0.0.1").to_owned(),
+            };
+            let (listener, url) = smartlaunch::demo_app::bind(listen, &host).await?;
+            let settings = smartlaunch::demo_app::DemoAppSettings { fhir_base, data_dir: data, registration_token };
+            let demo = smartlaunch::demo_app::start(listener, url, settings).await?;
+            println!("Vitals is running on {} (client_id {})", demo.url, demo.client_id);
+            println!("  Launch URL           {}", demo.launch_url());
+            println!("Press Ctrl-C to stop.");
+            let signal = shutdown_signal().await?;
+            tracing::info!("{signal}: stopping the demo app");
+            demo.stop().await;
+            Ok(())
+        }
         Command::Users(UsersCommand::Add { data, username, password, fhir_user, name }) => {
             let password = match password {
                 Some(p) => p,
@@ -393,7 +434,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         trusted_proxies: TrustedProxies::new(args.trusted_proxies),
         key_encryption_key: smartlaunch::nodes::key_encryption_key(args.key_encryption_key_file.as_deref())?,
     };
+    let registration_token = settings.registration_token.clone();
+    let demo_dir = settings.data_dir.join("demo-app");
     let running = start(settings, Arc::new(SystemClock::default())).await?;
+    let demo = start_demo_app(&args.demo_app, &running, demo_dir, registration_token).await?;
     let base = &running.public_url;
     println!("smartlaunch is running on {} (listening on {})", base, running.addr);
     println!("  Database             {}", running.database);
@@ -407,6 +451,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     println!("  Register (RFC 7591)  {base}/auth/register");
     println!("  Home page            {base}/");
     println!();
+    if let Some(demo) = &demo {
+        println!("  Demo app (Vitals)    {}   launch URL {}", demo.url, demo.launch_url());
+    }
     println!("  Demo accounts        clinician / clinician   (a practitioner)");
     println!("                       patient / patient       (a patient)");
     println!();
@@ -416,6 +463,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         signal = shutdown_signal() => {
             let signal = signal?;
             tracing::info!("{signal}: finishing the requests in flight (at most {} s)", SHUTDOWN_GRACE.as_secs());
+            if let Some(demo) = demo {
+                let _ = tokio::time::timeout(SHUTDOWN_GRACE, demo.stop()).await;
+            }
             if tokio::time::timeout(SHUTDOWN_GRACE, running.stop()).await.is_err() {
                 tracing::warn!("requests still running after {} s are dropped", SHUTDOWN_GRACE.as_secs());
             }
@@ -423,6 +473,55 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         _ = running.finished() => anyhow::bail!("the server stopped"),
     }
     Ok(())
+}
+
+/// Starts the Vitals demo app beside the server as `--demo-app` says (`auto`: on loopback
+/// only, on the server's port + 1 or else a free port).  In `auto` mode a failure is a
+/// warning, never a reason not to serve.
+async fn start_demo_app(
+    mode: &str,
+    running: &smartlaunch::Running,
+    data_dir: PathBuf,
+    registration_token: Option<String>,
+) -> anyhow::Result<Option<smartlaunch::demo_app::RunningDemoApp>> {
+    let auto = mode == "auto";
+    let candidates: Vec<SocketAddr> = match mode {
+        "off" => return Ok(None),
+        "auto" if !running.addr.ip().is_loopback() => return Ok(None),
+        "auto" => {
+            let next = running.addr.port().checked_add(1).map(|p| SocketAddr::new(running.addr.ip(), p));
+            next.into_iter().chain([SocketAddr::new(running.addr.ip(), 0)]).collect()
+        }
+        addr => {
+            vec![addr.parse().map_err(|e| anyhow::anyhow!("--demo-app {addr}: {e} (use auto, off or an address)"))?]
+        }
+    };
+    let host = url::Url::parse(&running.public_url)?.host_str().unwrap_or("127.0.0.1").to_owned();
+    let mut bound = None;
+    for addr in candidates {
+        match smartlaunch::demo_app::bind(addr, &host).await {
+            Ok(b) => {
+                bound = Some(b);
+                break;
+            }
+            Err(e) if auto => tracing::debug!("demo app: {addr}: {e}"),
+            Err(e) => anyhow::bail!("--demo-app {addr}: {e}"),
+        }
+    }
+    let Some((listener, url)) = bound else { return Ok(None) };
+    let settings =
+        smartlaunch::demo_app::DemoAppSettings { fhir_base: running.fhir_base(), data_dir, registration_token };
+    match smartlaunch::demo_app::start(listener, url, settings).await {
+        Ok(demo) => {
+            running.set_ready_example(&demo.launch_url());
+            Ok(Some(demo))
+        }
+        Err(e) if auto => {
+            tracing::warn!("the Vitals demo app did not start: {e}");
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// How long a graceful shutdown waits for the requests in flight.

@@ -82,7 +82,13 @@ pub(crate) struct AppState {
     pub started_at: String,
     /// Bulk Data export jobs.
     pub exports: Arc<crate::exports::Exports>,
+    /// The launch URL of the demo app `serve` runs beside the server (issue 11): the launcher
+    /// offers the registered app with this launch URL as a ready example.
+    pub ready_example: ReadyExample,
 }
+
+/// The demo app's launch URL, once it runs.
+pub(crate) type ReadyExample = Arc<std::sync::RwLock<Option<String>>>;
 
 pub(crate) type App = Arc<AppState>;
 
@@ -105,9 +111,17 @@ pub struct Running {
     task: JoinHandle<()>,
     /// Keeps `smartlaunch reset` off the database while this server runs.
     _lock: crate::sandbox::ServerLock,
+    ready_example: ReadyExample,
 }
 
 impl Running {
+    /// Tells the launcher which registered app is the demo app beside it (its launch URL).
+    pub fn set_ready_example(&self, launch_uri: &str) {
+        if let Ok(mut slot) = self.ready_example.write() {
+            *slot = Some(launch_uri.to_owned());
+        }
+    }
+
     pub fn fhir_base(&self) -> String {
         format!("{}/fhir", self.public_url)
     }
@@ -178,6 +192,7 @@ pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<
         .with_jwks_fetcher(Arc::new(crate::jwks_fetch::HttpJwksFetcher::new(addr.ip().is_loopback())?));
     let started_at = instant(clock.now());
     let exports = crate::exports::Exports::open(db.clone(), &settings.data_dir, clock.clone()).await?;
+    let ready_example = ReadyExample::default();
     let state = Arc::new(AppState {
         auth,
         db: db.clone(),
@@ -188,6 +203,7 @@ pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<
         trusted_proxies: Arc::new(settings.trusted_proxies),
         started_at,
         exports: exports.clone(),
+        ready_example: ready_example.clone(),
     });
     crate::web::reload_client_origins(&state).await;
     // Other nodes write too: follow what they change (revocations, clients, keys).  On SQLite
@@ -223,6 +239,7 @@ pub async fn start(settings: Settings, clock: Arc<dyn Clock>) -> anyhow::Result<
         shutdown: Some(tx),
         task,
         _lock: lock,
+        ready_example,
     })
 }
 

@@ -8,6 +8,7 @@ mod backend_launcher;
 mod bulk_export;
 mod client_fhir;
 mod client_launch;
+mod demo_app;
 mod durability;
 mod ehr_launch;
 mod enforcement;

@@ -87,6 +87,16 @@ struct LauncherPage {
     links: Vec<LinkRow>,
     /// What the form was last posted with (never a token), to fill it again.
     filled: Vec<(String, String)>,
+    /// The demo app `serve` runs beside the server, when it is registered (issue 11).
+    example: Option<ReadyExample>,
+}
+
+/// The ready example: the Vitals demo app, registered and running.
+struct ReadyExample {
+    name: String,
+    client_id: String,
+    /// Its launch URL with `iss` alone: a standalone launch.
+    standalone: String,
 }
 
 /// The result card of an app launch.
@@ -197,6 +207,7 @@ async fn page(app: &App, headers: &HeaderMap, outcome: Outcome, form: &[(String,
     let open = mode == SandboxMode::Open && app.auth.check_powers(None, host(headers)).is_ok();
     let recent = if open { recent_launches(app).await } else { Vec::new() };
     let links = if open { links::rows(app).await } else { Vec::new() };
+    let example = ready_example(app, &clients);
     let (csrf, csrf_cookie) = signin::form_token("/launcher");
     let body = LauncherPage {
         csrf,
@@ -214,6 +225,7 @@ async fn page(app: &App, headers: &HeaderMap, outcome: Outcome, form: &[(String,
         patient_matches: outcome.patient_matches,
         issued,
         backend,
+        example,
         recent,
         links,
         filled: remembered(form),
@@ -259,6 +271,19 @@ pub(crate) async fn show(State(app): State<App>, headers: HeaderMap) -> Response
         .map(|c| form_pairs(c.as_bytes()))
         .unwrap_or_default();
     page(&app, &headers, Outcome::default(), &last).await
+}
+
+/// The registered app whose launch URL is the demo app's, if the demo app runs.
+fn ready_example(app: &App, clients: &[smartlaunch_auth::client::Client]) -> Option<ReadyExample> {
+    let launch_uri = app.ready_example.read().ok()?.clone()?;
+    let client = clients.iter().find(|c| c.metadata.initiate_login_uri.as_deref() == Some(launch_uri.as_str()))?;
+    let fhir = app.auth.config.fhir_base();
+    let query = url::form_urlencoded::Serializer::new(String::new()).append_pair("iss", &fhir).finish();
+    Some(ReadyExample {
+        name: client.metadata.client_name.clone(),
+        client_id: client.client_id.clone(),
+        standalone: format!("{launch_uri}?{query}"),
+    })
 }
 
 /// `POST /launcher`: creates the launch and shows its URL (or opens it in the EHR frame).
