@@ -14,21 +14,45 @@ const ROOT = path.resolve(__dirname, "../..");
 const BIN = process.env.SMARTLAUNCH_BIN || path.join(ROOT, "target/debug/smartlaunch");
 
 /** Starts `smartlaunch serve` with `args` (plus `--listen 127.0.0.1:0`) and `env` added, and
- * resolves to `{ child, base, addr }` once it prints where it runs (its public URL) and listens. */
+ * resolves to `{ child, base, addr, demo }` once it has printed its banner: where it runs (its
+ * public URL), where it listens, and the URL of the Vitals demo app beside it (if it runs). */
 async function spawnServer(args, env = {}) {
   const child = spawn(BIN, ["serve", "--listen", "127.0.0.1:0", ...args],
     { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, ...env } });
-  const [base, addr] = await new Promise((resolve, reject) => {
+  const [base, addr, demo] = await new Promise((resolve, reject) => {
     let seen = "";
     const timer = setTimeout(() => reject(new Error("smartlaunch did not start: " + seen)), 60000);
     child.stdout.on("data", chunk => {
       seen += chunk;
       const m = seen.match(/running on (http:\/\/[^ ]+) \(listening on ([0-9.:]+)\)/);
-      if (m) { clearTimeout(timer); resolve([m[1], "http://" + m[2]]); }
+      if (m && seen.includes("Press Ctrl-C")) {
+        clearTimeout(timer);
+        const d = seen.match(/Demo app \(Vitals\) +(http:\/\/[^ ]+)/);
+        resolve([m[1], "http://" + m[2], d ? d[1] : null]);
+      }
     });
     child.on("exit", code => reject(new Error("smartlaunch exited with " + code)));
   });
-  return { child, base, addr };
+  return { child, base, addr, demo };
+}
+
+/** Runs `smartlaunch demo-app` for the server at `base` on a free port; resolves to
+ * `{ child, url, dir }` once it prints where it runs. */
+async function spawnDemoApp(base) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "smartlaunch-e2e-vitals-"));
+  const child = spawn(BIN, ["demo-app", "--fhir-base", base + "/fhir", "--listen", "127.0.0.1:0", "--data", dir],
+    { stdio: ["ignore", "pipe", "inherit"] });
+  const url = await new Promise((resolve, reject) => {
+    let seen = "";
+    const timer = setTimeout(() => reject(new Error("the demo app did not start: " + seen)), 60000);
+    child.stdout.on("data", chunk => {
+      seen += chunk;
+      const m = seen.match(/Vitals is running on (http:\/\/[^ ]+)/);
+      if (m) { clearTimeout(timer); resolve(m[1]); }
+    });
+    child.on("exit", code => reject(new Error("the demo app exited with " + code)));
+  });
+  return { child, url, dir };
 }
 
 async function stopChild(child) {
@@ -42,10 +66,11 @@ async function stopChild(child) {
 async function startServer() {
   if (process.env.SMARTLAUNCH_E2E_PROXY === "1") return startProxiedNodes();
   const data = fs.mkdtempSync(path.join(os.tmpdir(), "smartlaunch-e2e-"));
-  const { child, base } = await spawnServer(["--data", data]);
+  const { child, base, demo } = await spawnServer(["--data", data]);
   return {
     base,
     fhir: base + "/fhir",
+    demo,
     async stop() {
       await stopChild(child);
       fs.rmSync(data, { recursive: true, force: true });
@@ -84,7 +109,10 @@ async function startProxiedNodes() {
   const data = fs.mkdtempSync(path.join(os.tmpdir(), "smartlaunch-e2e-nodes-"));
   // nginx (127.0.0.1) names the client in X-Forwarded-For: the per-address limits and the
   // sign-in throttle count each browser, not the proxy (README "Several nodes").
-  const args = ["--database", database, "--public-url", base, "--data", data, "--trusted-proxy", "127.0.0.1"];
+  // The demo app registers through the public URL, which answers only once nginx runs: it
+  // starts after nginx, as a process of its own (`smartlaunch demo-app`).
+  const args = ["--database", database, "--public-url", base, "--data", data, "--trusted-proxy", "127.0.0.1",
+    "--demo-app", "off"];
   const nodes = [await spawnServer(args, env), await spawnServer(args, env)];
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "smartlaunch-e2e-nginx-"));
   const upstreams = nodes.map(n => `    server ${n.addr.replace("http://", "")};`).join("\n");
@@ -127,10 +155,14 @@ ${upstreams}
       await new Promise(r => setTimeout(r, 50));
     }
   }
+  const demo = await spawnDemoApp(base);
   return {
     base,
     fhir: base + "/fhir",
+    demo: demo.url,
     async stop() {
+      await stopChild(demo.child);
+      fs.rmSync(demo.dir, { recursive: true, force: true });
       await stopChild(nginx);
       for (const n of nodes) await stopChild(n.child);
       psql(server, `DROP DATABASE "${name}" WITH (FORCE)`);

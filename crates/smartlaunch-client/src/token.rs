@@ -79,9 +79,11 @@ impl TokenResponse {
         ScopeSet::parse(raw).map_err(|e| Error::BadTokenResponse(format!("the granted scope does not parse: {e}")))
     }
 
-    /// Whether the app must draw its own patient banner (absent means no, SMART 2.2).
+    /// Whether the app must draw its own patient banner.  Only an explicit `false` lets it
+    /// leave the banner out (SMART 2.2: "may not be required"); absent — a standalone launch,
+    /// where no EHR shows whose record this is — means it draws one.
     pub fn needs_patient_banner(&self) -> bool {
-        self.need_patient_banner.unwrap_or(false)
+        self.need_patient_banner.unwrap_or(true)
     }
 }
 
@@ -147,10 +149,14 @@ mod tests {
     }
 
     #[test]
-    fn an_omitted_scope_means_as_requested_and_an_omitted_banner_means_none() {
+    fn an_omitted_scope_means_as_requested_and_an_omitted_banner_flag_means_draw_one() {
         let t = TokenResponse::parse(br#"{"access_token":"at","token_type":"Bearer"}"#).unwrap();
         assert!(t.granted_scopes("patient/Patient.rs").unwrap().contains(&"patient/Patient.rs".parse().unwrap()));
-        assert!(!t.needs_patient_banner());
+        assert!(t.needs_patient_banner());
+        let framed =
+            TokenResponse::parse(br#"{"access_token":"at","token_type":"Bearer","need_patient_banner":false}"#)
+                .unwrap();
+        assert!(!framed.needs_patient_banner());
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub struct LaunchContext {
     pub fhir_context: Vec<FhirContextItem>,
     pub intent: Option<String>,
     pub tenant: Option<String>,
+    /// Whether the app draws its own patient banner: false only when the launch said so (an
+    /// EHR that shows its own around the app); see [`crate::TokenResponse::needs_patient_banner`].
     pub need_patient_banner: bool,
     pub smart_style_url: Option<String>,
     /// The granted scopes, as the server wrote them.

@@ -9,6 +9,18 @@ use smartlaunch_client::resource::{code_in, code_text, observation_time, observa
 const LOINC: &str = "http://loinc.org";
 /// Blood pressure panel (LOINC 85354-9): drawn as two lines.
 const BLOOD_PRESSURE: &str = "85354-9";
+/// Short titles for the common vital signs (their LOINC displays are long).
+const VITAL_TITLES: [(&str, &str); 9] = [
+    (BLOOD_PRESSURE, "Blood pressure"),
+    ("29463-7", "Body weight"),
+    ("8302-2", "Body height"),
+    ("39156-5", "Body mass index"),
+    ("8310-5", "Body temperature"),
+    ("8867-4", "Heart rate"),
+    ("9279-1", "Respiratory rate"),
+    ("59408-5", "Oxygen saturation"),
+    ("2708-6", "Oxygen saturation"),
+];
 /// At most this many lab charts (the ones with the most results).
 const MAX_LAB_CHARTS: usize = 8;
 
@@ -85,7 +97,8 @@ pub fn charts(observations: &[Value]) -> Vec<Chart> {
         let index = match charts.iter().position(|c| c.code == code) {
             Some(i) => i,
             None => {
-                let title = code_text(concept).unwrap_or_else(|| code.to_owned());
+                let short = VITAL_TITLES.iter().find(|(c, _)| *c == code).map(|(_, t)| (*t).to_owned());
+                let title = short.or_else(|| code_text(concept)).unwrap_or_else(|| code.to_owned());
                 charts.push(Chart { code: code.to_owned(), title, unit, kind, lines: Vec::new() });
                 charts.len() - 1
             }
@@ -137,6 +150,14 @@ impl Chart {
         let values = newest.iter().map(|p| number(p.value)).collect::<Vec<_>>().join("/");
         let date = newest.iter().map(|p| p.date.as_str()).max().unwrap_or("");
         format!("{values} {} on {date}", self.unit).replace("  ", " ")
+    }
+
+    /// The lines' names, for a legend, when there are several (e.g. "Systolic", "Diastolic").
+    pub fn legend(&self) -> Vec<(usize, String)> {
+        if self.lines.len() < 2 {
+            return Vec::new();
+        }
+        self.lines.iter().enumerate().map(|(n, l)| (n, l.label.clone())).collect()
     }
 
     /// Every point, newest first, for the table under the chart.

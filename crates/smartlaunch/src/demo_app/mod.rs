@@ -142,6 +142,7 @@ struct ChartView {
     id: String,
     title: String,
     latest: String,
+    legend: Vec<(usize, String)>,
     svg: String,
     rows: Vec<(String, String)>,
 }
@@ -241,8 +242,9 @@ async fn read_snapshot(session: &Session) -> Result<Snapshot, smartlaunch_client
     let patient = fhir.read_patient().await?;
     let observations: Vec<Value> =
         fhir.search_patient("Observation", &[("_count", "200")])?.take(MAX_OBSERVATIONS).try_collect().await?;
-    let seen_at =
-        time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+    let seen_at = time::OffsetDateTime::now_utc()
+        .format(time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC"))
+        .unwrap_or_default();
     Ok(Snapshot { patient: summary(&patient), charts: chart::charts(&observations), seen_at })
 }
 
@@ -253,7 +255,14 @@ fn views(charts: &[Chart], kind: Kind) -> Vec<ChartView> {
         .enumerate()
         .map(|(n, c)| {
             let id = format!("{}-{n}", if kind == Kind::Vital { "vital" } else { "lab" });
-            ChartView { svg: c.svg(&id), id, title: c.title.clone(), latest: c.latest(), rows: c.rows() }
+            ChartView {
+                svg: c.svg(&id),
+                id,
+                title: c.title.clone(),
+                latest: c.latest(),
+                legend: c.legend(),
+                rows: c.rows(),
+            }
         })
         .collect()
 }

@@ -29,7 +29,7 @@ pub struct PatientSummary {
 pub struct Snapshot {
     pub patient: PatientSummary,
     pub charts: Vec<Chart>,
-    /// When it was read from the server (RFC 3339).
+    /// When it was read from the server (`YYYY-MM-DD hh:mm UTC`).
     pub seen_at: String,
 }
 
