@@ -24,17 +24,23 @@ export NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
 # SMARTLAUNCH_TEST_DATABASE_URL; fails the run if it cannot).
 . scripts/ensure-postgres.sh
 
-cargo test --workspace --locked
-cargo build --locked -p smartlaunch
-# Where cargo put the binary: ./target, or $CARGO_TARGET_DIR (or a configured target-dir).
+# Where cargo puts the binary: ./target, or $CARGO_TARGET_DIR (or a configured target-dir).
 target_dir="$(cargo metadata --format-version 1 --no-deps --locked | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
-export SMARTLAUNCH_BIN="$target_dir/debug/smartlaunch"
 
-# A real backend-services client (PyJWT + cryptography + requests, pinned) against the binary:
-# private_key_jwt tokens and a complete Bulk Data $export.
+# The pinned Python packages of tests/interop, in a venv: a backend-services client (PyJWT,
+# cryptography, requests) and an Authlib authorization server that the Rust client library is
+# tested against (crates/smartlaunch-client/tests/authlib.rs reads SMARTLAUNCH_INTEROP_PYTHON).
 python3 -m venv "$target_dir/interop-venv"
 "$target_dir/interop-venv/bin/pip" install --quiet --disable-pip-version-check -r tests/interop/requirements.txt
-"$target_dir/interop-venv/bin/python" tests/interop/backend_services.py "$SMARTLAUNCH_BIN"
+export SMARTLAUNCH_INTEROP_PYTHON="$target_dir/interop-venv/bin/python"
+
+cargo test --workspace --locked
+cargo build --locked -p smartlaunch
+export SMARTLAUNCH_BIN="$target_dir/debug/smartlaunch"
+
+# A real backend-services client against the binary: private_key_jwt tokens and a complete
+# Bulk Data $export.
+"$SMARTLAUNCH_INTEROP_PYTHON" tests/interop/backend_services.py "$SMARTLAUNCH_BIN"
 
 cd tests/e2e
 npm ci --no-audit --no-fund --loglevel=error

@@ -94,6 +94,10 @@ enum Scenario {
     Read,
     /// `GET Patient/{id}` with an API launch's token: every read is an inspector event.
     ReadTraced,
+    /// `read` through smartlaunch-client (issue 11): each worker launches with the library
+    /// (`standalone_launch` → authorize with its session → `complete`) and reads with
+    /// `FhirClient::read` on the same reqwest client: the library's overhead over `read`.
+    ReadClient,
     /// Backend services: `client_credentials` with a fresh ES384 `private_key_jwt` assertion
     /// per token (signed by the worker; the server verifies it and records its `jti`).
     Backend,
@@ -115,6 +119,7 @@ impl Scenario {
             Scenario::Refresh => "refresh",
             Scenario::Read => "read",
             Scenario::ReadTraced => "read-traced",
+            Scenario::ReadClient => "read-client",
             Scenario::Backend => "backend-es384",
             Scenario::Bare => "bare",
             Scenario::Rs256 => "rs256-sign",
@@ -244,6 +249,21 @@ impl Bench {
         Ok((token["access_token"].as_str().context("no access_token")?.to_owned(), "pat-001".to_owned()))
     }
 
+    /// A session of smartlaunch-client: the library's standalone launch, authorized with the
+    /// worker's signed-in session (consent remembered).
+    async fn client_session(&self, cookie: &str) -> anyhow::Result<smartlaunch_client::Session> {
+        let app = smartlaunch_client::SmartApp::builder(&self.client_id, REDIRECT_URI)
+            .scope("launch/patient patient/*.rs")
+            .allowed_issuers([self.fhir.clone()])
+            .http_client(self.http.clone())
+            .build()?;
+        let (url, pending) = app.standalone_launch(&self.fhir).await?;
+        let r = self.http.get(url.as_str()).header(COOKIE, cookie).send().await?;
+        let location = r.headers().get(LOCATION).context("authorize did not redirect")?.to_str()?;
+        let query = location.split_once('?').map(|(_, q)| q).context("no query in the redirect")?;
+        Ok(app.complete(&pending, query).await?)
+    }
+
     async fn redeem(&self, code: &str, verifier: &str) -> anyhow::Result<Value> {
         let r = self
             .http
@@ -356,6 +376,13 @@ async fn run(bench: Arc<Bench>, scenario: Scenario, workers: &[Worker]) -> anyho
                 Ok(r) => r,
                 Err(e) => return Outcome { latencies: vec![], errors: 1, first_error: Some(e.to_string()) },
             };
+            let client = match scenario {
+                Scenario::ReadClient => match bench.client_session(&cookie).await {
+                    Ok(session) => Some((session.fhir(), session.context().patient.clone().unwrap_or_default())),
+                    Err(e) => return Outcome { latencies: vec![], errors: 1, first_error: Some(e.to_string()) },
+                },
+                _ => None,
+            };
             while Instant::now() < deadline {
                 let t = Instant::now();
                 let result = match scenario {
@@ -378,6 +405,10 @@ async fn run(bench: Arc<Bench>, scenario: Scenario, workers: &[Worker]) -> anyho
                         bench.refresh(&current).await.map(|next| refresh_token = Some(next))
                     }
                     Scenario::Read | Scenario::ReadTraced => bench.read(&read_token, &read_patient).await,
+                    Scenario::ReadClient => match &client {
+                        Some((fhir, patient)) => fhir.read("Patient", patient).await.map(|_| ()).map_err(Into::into),
+                        None => Ok(()),
+                    },
                     Scenario::Backend => bench.backend_token().await,
                 };
                 match result {

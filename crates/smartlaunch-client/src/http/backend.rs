@@ -34,6 +34,26 @@ struct BackendInner {
 }
 
 /// A backend service's connection to one FHIR server.  Cheap to clone.
+///
+/// ```no_run
+/// use futures_util::TryStreamExt;
+/// use smartlaunch_client::{BackendService, ExportRequest, PrivateKey};
+///
+/// # async fn run(pem: &str) -> Result<(), smartlaunch_client::Error> {
+/// let key = PrivateKey::es384("my-key-id", pem)?;
+/// let service = BackendService::builder("my-service", key)
+///     .scope("system/Patient.rs system/Observation.rs")
+///     .connect("https://ehr.example/fhir")
+///     .await?;
+/// let fhir = service.fhir();
+/// let job = fhir.export(&ExportRequest::system().types(["Patient", "Observation"])).await?;
+/// let manifest = job.wait().await?; // polls as often as Retry-After says
+/// for file in &manifest.output {
+///     let resources: Vec<serde_json::Value> = job.download(&manifest, file).await?.try_collect().await?;
+///     println!("{}: {}", file.resource_type, resources.len());
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct BackendService {
     inner: Arc<BackendInner>,

@@ -254,6 +254,26 @@ impl SmartApp {
     }
 
     /// Starts a standalone launch against `fhir_base` (SMART 2.2 §"Standalone launch").
+    ///
+    /// ```no_run
+    /// use smartlaunch_client::{AuthorizationStore, ClientAuth, SignedCookieStore, SmartApp};
+    ///
+    /// # async fn run(callback_query: &str, cookie_key: &[u8]) -> Result<(), smartlaunch_client::Error> {
+    /// let app = SmartApp::builder("my-app", "https://app.example/callback")
+    ///     .scope("launch/patient openid fhirUser patient/*.rs offline_access")
+    ///     .client_auth(ClientAuth::SecretBasic("the secret".into()))
+    ///     .allowed_issuers(["https://ehr.example/fhir"])
+    ///     .build()?;
+    /// // Nothing kept on the server: the pending authorization rides in a signed cookie.
+    /// let store = SignedCookieStore::new(cookie_key)?;
+    /// let (authorize_url, pending) = app.standalone_launch("https://ehr.example/fhir").await?;
+    /// let cookie = store.save(&pending)?;
+    /// # let _ = authorize_url;
+    /// // … the user signs in, picks a patient, approves; the browser returns with the cookie:
+    /// let session = app.complete(&store.take(Some(&cookie), smartlaunch_client::unix_now())?, callback_query).await?;
+    /// assert!(session.context().patient.is_some());
+    /// # Ok(()) }
+    /// ```
     pub async fn standalone_launch(&self, fhir_base: &str) -> Result<(Url, PendingAuthorization), Error> {
         self.begin(fhir_base, None).await
     }

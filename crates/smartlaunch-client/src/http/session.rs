@@ -83,6 +83,24 @@ pub(crate) struct SessionInner {
 }
 
 /// A user's authorized session with one FHIR server.  Cheap to clone; clones share tokens.
+///
+/// ```no_run
+/// use futures_util::TryStreamExt;
+/// use smartlaunch_client::{Session, SmartApp};
+///
+/// # async fn run(app: &SmartApp, session: Session) -> Result<(), smartlaunch_client::Error> {
+/// // Calls refresh the token when it is due, or after a 401, one refresh at a time.
+/// let fhir = session.fhir();
+/// let weights: Vec<serde_json::Value> =
+///     fhir.search_patient("Observation", &[("code", "http://loinc.org|29463-7")])?.try_collect().await?;
+/// println!("{} weights", weights.len());
+/// // With offline_access, keep it across restarts (it holds the refresh token: store it safely).
+/// let saved = serde_json::to_string(&session.save().await).map_err(|e| smartlaunch_client::Error::Config(e.to_string()))?;
+/// let again = Session::restore(app, serde_json::from_str(&saved).map_err(|e| smartlaunch_client::Error::Config(e.to_string()))?);
+/// let patient = again.fhir().read_patient().await?;
+/// # let _ = patient;
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct Session {
     pub(crate) inner: Arc<SessionInner>,

@@ -50,7 +50,7 @@ impl AppCookies {
 /// Launches the demo app from the launch API for pat-001 and returns its page.
 async fn launch(s: &Server, demo: &RunningDemoApp, cookies: &mut AppCookies) -> String {
     let r = create_launch(
-        &s,
+        s,
         json!({"client_id": demo.client_id, "patient": "pat-001", "user": "Practitioner/pract-001"}),
         None,
     )
@@ -129,6 +129,24 @@ async fn the_demo_app_registers_launches_charts_and_resumes_after_a_restart() {
     let again = page(&s, &demo, &mut cookies).await;
     assert!(again.contains("<svg class=\"chart\""), "{again}");
     assert!(!again.contains("role=\"alert\""), "fresh data, not only the last seen: {again}");
+
+    // The grant ends at the server (RFC 7009 revocation of its refresh token): the app cannot
+    // refresh, and shows what it last saw, saying so.
+    let saved: Value = serde_json::from_slice(&std::fs::read(dir.join("sessions.json")).unwrap()).unwrap();
+    let entry = saved.as_object().unwrap().values().next().unwrap();
+    let refresh_token = entry["session"]["tokens"]["refresh_token"].as_str().unwrap();
+    let r = s
+        .http
+        .post(format!("{}/auth/revoke", s.base))
+        .basic_auth(reg["client_id"].as_str().unwrap(), reg["client_secret"].as_str())
+        .form(&[("token", refresh_token)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let last_seen = page(&s, &demo, &mut cookies).await;
+    assert!(last_seen.contains("role=\"alert\"") && last_seen.contains("last seen"), "{last_seen}");
+    assert!(last_seen.contains("<svg class=\"chart\""), "the saved charts: {last_seen}");
 
     // Signing out forgets it, also across restarts.
     let r = s.http.post(format!("{}/signout", demo.url)).header(COOKIE, cookies.header()).send().await.unwrap();
