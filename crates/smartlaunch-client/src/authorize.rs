@@ -13,7 +13,8 @@ use crate::Error;
 
 /// What the app keeps, bound to the user's browser session, between sending the browser to
 /// `authorize` and the callback.  Small enough for a cookie (no capability list, no tokens).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Its `Debug` leaves out the state, verifier and nonce.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingAuthorization {
     /// 256 random bits; the callback must carry the same value.
     pub state: String,
@@ -32,6 +33,17 @@ pub struct PendingAuthorization {
     pub jwks_uri: Option<String>,
     /// When the authorization began (Unix seconds); stores refuse old ones.
     pub created_at: u64,
+}
+
+impl std::fmt::Debug for PendingAuthorization {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingAuthorization")
+            .field("fhir_base", &self.fhir_base)
+            .field("client_id", &self.client_id)
+            .field("scope", &self.scope)
+            .field("created_at", &self.created_at)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The parameters of one authorization request.
@@ -136,10 +148,14 @@ impl PendingAuthorization {
             }
             Some(_) => {}
         }
-        if let (Some(iss), Some(expected)) = (&iss, &self.issuer) {
-            if crate::issuer::normalize(iss) != crate::issuer::normalize(expected) {
+        match (&iss, &self.issuer) {
+            (Some(iss), Some(expected)) if crate::issuer::normalize(iss) == crate::issuer::normalize(expected) => {}
+            (Some(_), _) => {
+                // RFC 9207 §2.4: an `iss` that is not the issuer this authorization was sent to
+                // (or one the server never announced) is a mix-up.
                 return Err(Error::BadCallback("the callback's iss names another authorization server (RFC 9207)"));
             }
+            (None, _) => {}
         }
         if let Some(error) = error {
             return Err(Error::OAuth(OAuthError { code: OAuthErrorCode::parse(&error), description, uri: error_uri }));
@@ -229,5 +245,11 @@ mod tests {
         assert!(matches!(p.accept_callback(&q), Err(Error::BadCallback(_))));
         let q = format!("code=abc&state={}&iss=https%3A%2F%2Fehr.example", p.state);
         assert_eq!(p.accept_callback(&q).unwrap(), "abc");
+        // A server that announced no issuer cannot be told apart from another: an iss in its
+        // callback is refused (RFC 9207 §2.4).
+        let mut unannounced = p.clone();
+        unannounced.issuer = None;
+        assert!(matches!(unannounced.accept_callback(&q), Err(Error::BadCallback(_))));
+        assert_eq!(unannounced.accept_callback(&format!("code=abc&state={}", p.state)).unwrap(), "abc");
     }
 }

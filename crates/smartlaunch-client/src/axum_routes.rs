@@ -137,7 +137,8 @@ impl SmartAuth {
         c = if self.inner.cross_site {
             c.same_site(SameSite::None).secure(true).partitioned(true)
         } else {
-            c.same_site(SameSite::Lax)
+            // An app served over https never lets its cookies travel over plain http.
+            c.same_site(SameSite::Lax).secure(self.inner.app.redirect_uri().starts_with("https://"))
         };
         if let Some(age) = max_age {
             c = c.max_age(cookie::time::Duration::seconds(age as i64));
@@ -150,6 +151,10 @@ impl SmartAuth {
         let id = cookie_value(headers, SESSION_COOKIE)?;
         let mut sessions = self.inner.sessions.lock().ok()?;
         let (session, used) = sessions.get_mut(&id)?;
+        if used.elapsed() >= IDLE {
+            sessions.remove(&id);
+            return None;
+        }
         *used = Instant::now();
         Some(session.clone())
     }
@@ -163,14 +168,12 @@ impl SmartAuth {
 
     /// Keeps a restored `session` for the browser whose session id is `id`.
     pub fn adopt(&self, id: &str, session: Session) {
-        if let Ok(mut sessions) = self.inner.sessions.lock() {
-            sessions.insert(id.to_owned(), (session, Instant::now()));
-        }
+        let _ = self.insert(id.to_owned(), session);
     }
 
-    /// Keeps `session` for a new browser session; returns its cookie.
-    fn keep(&self, session: Session) -> Result<HeaderValue, Error> {
-        let id = random_token(32)?;
+    /// Keeps a session under `id`, within `max_sessions` (idle ones go first, then the
+    /// least recently used).
+    fn insert(&self, id: String, session: Session) -> Result<(), Error> {
         let mut sessions =
             self.inner.sessions.lock().map_err(|_| Error::Config("the session store was poisoned".into()))?;
         if sessions.len() >= self.inner.max_sessions {
@@ -181,7 +184,14 @@ impl SmartAuth {
                 sessions.remove(&oldest);
             }
         }
-        sessions.insert(id.clone(), (session, Instant::now()));
+        sessions.insert(id, (session, Instant::now()));
+        Ok(())
+    }
+
+    /// Keeps `session` for a new browser session; returns its cookie.
+    fn keep(&self, session: Session) -> Result<HeaderValue, Error> {
+        let id = random_token(32)?;
+        self.insert(id.clone(), session)?;
         Ok(self.cookie(SESSION_COOKIE.into(), id, None))
     }
 

@@ -69,10 +69,10 @@ impl IdTokenClaims {
         if self.aud.len() > 1 && self.azp.as_deref() != Some(client_id) {
             return bad("several audiences and no azp naming this app".into());
         }
-        if self.exp + LEEWAY < now {
+        if self.exp.saturating_add(LEEWAY) < now {
             return bad(format!("it expired {} s ago", now - self.exp));
         }
-        if self.iat.is_some_and(|iat| iat > now + LEEWAY) {
+        if self.iat.is_some_and(|iat| iat > now.saturating_add(LEEWAY)) {
             return bad("it was issued in the future".into());
         }
         match (nonce, &self.nonce) {

@@ -24,6 +24,14 @@ impl Default for IssuerPolicy {
     }
 }
 
+/// Whether `url` is https, or http on loopback.
+pub fn is_https_or_loopback(url: &str) -> bool {
+    Url::parse(url).is_ok_and(|u| {
+        u.scheme() == "https"
+            || (u.scheme() == "http" && matches!(u.host_str(), Some("localhost" | "127.0.0.1" | "[::1]")))
+    })
+}
+
 /// A FHIR base URL without its trailing `/`.
 pub fn normalize(base: &str) -> &str {
     base.strip_suffix('/').unwrap_or(base)
@@ -51,8 +59,7 @@ impl IssuerPolicy {
                 }
             }
             IssuerPolicy::AnyIssuer => {
-                let loopback = matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
-                if url.scheme() == "https" || (url.scheme() == "http" && loopback) {
+                if is_https_or_loopback(iss) {
                     Ok(iss.to_owned())
                 } else {
                     Err(Error::BadUrl {

@@ -49,7 +49,7 @@ pub struct MemoryStore {
 
 impl Default for MemoryStore {
     fn default() -> MemoryStore {
-        MemoryStore::with_capacity(100_000)
+        MemoryStore::with_capacity(10_000)
     }
 }
 

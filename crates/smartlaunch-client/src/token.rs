@@ -24,8 +24,9 @@ pub struct FhirContextItem {
     pub role: Option<String>,
 }
 
-/// A successful token response (RFC 6749 §5.1 plus SMART's context parameters).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// A successful token response (RFC 6749 §5.1 plus SMART's context parameters).  Its `Debug`
+/// shows the context, not the tokens.
+#[derive(Clone, Serialize, Deserialize)]
 pub struct TokenResponse {
     pub access_token: String,
     pub token_type: String,
@@ -56,6 +57,19 @@ pub struct TokenResponse {
     /// Every other parameter, as sent.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+impl std::fmt::Debug for TokenResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenResponse")
+            .field("scope", &self.scope)
+            .field("expires_in", &self.expires_in)
+            .field("patient", &self.patient)
+            .field("encounter", &self.encounter)
+            .field("refresh_token", &self.refresh_token.as_ref().map(|_| "…"))
+            .field("id_token", &self.id_token.as_ref().map(|_| "…"))
+            .finish_non_exhaustive()
+    }
 }
 
 impl TokenResponse {

@@ -148,7 +148,7 @@ impl BackendService {
         let generation = {
             let t = self.inner.token.read().await;
             match &*t {
-                Some(c) if c.expires_at.is_none_or(|at| at > now + RENEW_EARLY) => {
+                Some(c) if c.expires_at.is_none_or(|at| at > now.saturating_add(RENEW_EARLY)) => {
                     return Ok((c.access_token.clone(), c.generation))
                 }
                 Some(c) => c.generation,
@@ -172,7 +172,11 @@ impl BackendService {
         let t = post_token(&inner.http, &inner.auth, &inner.client_id, &inner.token_endpoint, form, now).await?;
         inner.fetched.fetch_add(1, Ordering::Relaxed);
         let generation = generation + 1;
-        let cached = Cached { access_token: t.access_token, expires_at: t.expires_in.map(|s| now + s), generation };
+        let cached = Cached {
+            access_token: t.access_token,
+            expires_at: t.expires_in.map(|s| now.saturating_add(s)),
+            generation,
+        };
         let token = cached.access_token.clone();
         *inner.token.write().await = Some(cached);
         Ok((token, generation))

@@ -140,7 +140,9 @@ impl ExportJob {
                 retry_after: retry_after(header(RETRY_AFTER.as_str()), SystemTime::now()),
             });
         }
-        let manifest = r.json().await.map_err(|e| Error::Export(format!("the manifest does not parse: {e}")))?;
+        let body = super::read_limited(r, 8 * super::SMALL_BODY).await?;
+        let manifest =
+            serde_json::from_slice(&body).map_err(|e| Error::Export(format!("the manifest does not parse: {e}")))?;
         Ok(ExportStatus::Complete(manifest))
     }
 
@@ -170,7 +172,11 @@ impl ExportJob {
             let url = self.fhir.own_url(&file.url)?;
             self.fhir.send(|h| h.get(&url).header(ACCEPT, accept)).await?
         } else {
-            // No token is sent to a file the server says needs none (it may be elsewhere).
+            // No token is sent to a file the server says needs none (it may be elsewhere), and
+            // only over https (or on loopback).
+            if !crate::issuer::is_https_or_loopback(&file.url) {
+                return Err(Error::Export(format!("the file {} is not at an https URL", file.url)));
+            }
             let r = self.fhir.http().get(&file.url).header(ACCEPT, accept).send().await?;
             if !r.status().is_success() {
                 return Err(Error::Export(format!("the file {} answered {}", file.url, r.status())));
@@ -186,9 +192,14 @@ fn ndjson(
     bytes: impl Stream<Item = reqwest::Result<bytes::Bytes>> + Send + 'static,
 ) -> impl Stream<Item = Result<Value, Error>> + Send + 'static {
     let bytes = Box::pin(bytes);
-    futures_util::stream::try_unfold((bytes, Vec::<u8>::new(), false), |(mut bytes, mut buf, mut ended)| async move {
+    // `scanned`: how much of `buf` is known to hold no newline, so a long line arriving in
+    // small chunks is scanned once, not once per chunk.
+    let start = (bytes, Vec::<u8>::new(), false, 0usize);
+    futures_util::stream::try_unfold(start, |(mut bytes, mut buf, mut ended, mut scanned)| async move {
         loop {
-            if let Some(end) = buf.iter().position(|b| *b == b'\n') {
+            let unscanned = buf.get(scanned..).unwrap_or_default();
+            if let Some(end) = unscanned.iter().position(|b| *b == b'\n').map(|i| i + scanned) {
+                scanned = 0;
                 let line: Vec<u8> = buf.drain(..=end).collect();
                 let line = line.trim_ascii();
                 if line.is_empty() {
@@ -196,17 +207,19 @@ fn ndjson(
                 }
                 let value = serde_json::from_slice(line)
                     .map_err(|e| Error::Export(format!("an NDJSON line does not parse: {e}")))?;
-                return Ok(Some((value, (bytes, buf, ended))));
+                return Ok(Some((value, (bytes, buf, ended, scanned))));
             }
+            scanned = buf.len();
             if ended {
                 let rest = std::mem::take(&mut buf);
+                scanned = 0;
                 let rest = rest.trim_ascii();
                 if rest.is_empty() {
                     return Ok(None);
                 }
                 let value = serde_json::from_slice(rest)
                     .map_err(|e| Error::Export(format!("an NDJSON line does not parse: {e}")))?;
-                return Ok(Some((value, (bytes, buf, ended))));
+                return Ok(Some((value, (bytes, buf, ended, scanned))));
             }
             match bytes.next().await {
                 Some(chunk) => {

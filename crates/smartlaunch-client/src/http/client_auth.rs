@@ -59,8 +59,8 @@ impl PrivateKey {
     }
 }
 
-/// How the app authenticates at the token endpoint.
-#[derive(Debug, Clone)]
+/// How the app authenticates at the token endpoint.  Its `Debug` shows no secret.
+#[derive(Clone)]
 pub enum ClientAuth {
     /// A public client (a browser or native app): `client_id` in the form, no secret.
     Public,
@@ -70,6 +70,15 @@ pub enum ClientAuth {
     SecretPost(String),
     /// `private_key_jwt`: a signed assertion in the form.
     PrivateKeyJwt(PrivateKey),
+}
+
+impl std::fmt::Debug for ClientAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientAuth::PrivateKeyJwt(key) => f.debug_tuple("PrivateKeyJwt").field(key).finish(),
+            other => write!(f, "ClientAuth({})", other.method()),
+        }
+    }
 }
 
 impl ClientAuth {

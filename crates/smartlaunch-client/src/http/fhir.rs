@@ -17,6 +17,10 @@ use crate::resource::next_link;
 use crate::Error;
 
 const FHIR_JSON: &str = "application/fhir+json";
+/// The largest FHIR response read (a page of a search, a resource).
+const MAX_BODY: usize = 32 * 1024 * 1024;
+/// A search stops after this many pages, or at a page whose `next` is itself.
+const MAX_PAGES: usize = 10_000;
 
 #[derive(Clone)]
 enum TokenSource {
@@ -45,7 +49,6 @@ impl TokenSource {
 #[derive(Clone)]
 pub struct FhirClient {
     base: String,
-    origin: url::Origin,
     http: reqwest::Client,
     source: TokenSource,
     patient: Option<String>,
@@ -63,8 +66,7 @@ impl FhirClient {
     }
 
     fn new(base: String, http: reqwest::Client, source: TokenSource, patient: Option<String>) -> FhirClient {
-        let origin = Url::parse(&base).map(|u| u.origin()).unwrap_or_else(|_| url::Origin::new_opaque());
-        FhirClient { base, origin, http, source, patient }
+        FhirClient { base, http, source, patient }
     }
 
     /// The FHIR base URL.
@@ -79,13 +81,22 @@ impl FhirClient {
     /// Checks that `url` is on this FHIR server (same origin, under the base path) before the
     /// token is sent to it.
     pub(crate) fn own_url(&self, url: &str) -> Result<String, Error> {
-        let parsed = Url::parse(url).map_err(|_| Error::ForeignUrl(url.to_owned()))?;
-        let under_base =
-            url.strip_prefix(&self.base).is_some_and(|rest| rest.is_empty() || rest.starts_with(['/', '?']));
-        if parsed.origin() != self.origin || !under_base || url.contains("/../") {
-            return Err(Error::ForeignUrl(url.to_owned()));
+        own_url(&self.base, url)
+    }
+
+    /// `{base}/{type}/{id}`, refusing a type or id that would change the path (FHIR ids are
+    /// `[A-Za-z0-9-.]{1,64}`).
+    fn instance_url(&self, resource_type: &str, id: &str) -> Result<String, Error> {
+        let id_ok = !id.is_empty()
+            && id.len() <= 64
+            && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+            && id != "."
+            && id != "..";
+        let type_ok = !resource_type.is_empty() && resource_type.chars().all(|c| c.is_ascii_alphabetic());
+        if !id_ok || !type_ok {
+            return Err(Error::Config(format!("{resource_type}/{id} is not a FHIR resource type and id")));
         }
-        Ok(url.to_owned())
+        Ok(format!("{}/{resource_type}/{id}", self.base))
     }
 
     /// Sends a request built by `build` with a bearer token; after a 401 refreshes once and
@@ -106,12 +117,14 @@ impl FhirClient {
             return Ok(response);
         }
         let status = response.status().as_u16();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
+        let body = super::read_limited(response, super::SMALL_BODY).await.unwrap_or_default();
+        let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         Err(Error::Fhir { status, issues: outcome_issues(&body) })
     }
 
     async fn json(&self, response: Response) -> Result<Value, Error> {
-        response.json().await.map_err(|e| Error::BadResponse(format!("not FHIR JSON: {e}")))
+        let body = super::read_limited(response, MAX_BODY).await?;
+        serde_json::from_slice(&body).map_err(|e| Error::BadResponse(format!("not FHIR JSON: {e}")))
     }
 
     async fn get_json(&self, url: &str) -> Result<Value, Error> {
@@ -121,7 +134,7 @@ impl FhirClient {
 
     /// Reads `{type}/{id}`.
     pub async fn read(&self, resource_type: &str, id: &str) -> Result<Value, Error> {
-        self.get_json(&format!("{}/{resource_type}/{id}", self.base)).await
+        self.get_json(&self.instance_url(resource_type, id)?).await
     }
 
     /// Reads a relative reference such as `Patient/123` (an `Observation.subject`, a
@@ -131,7 +144,9 @@ impl FhirClient {
             let url = self.own_url(reference)?;
             return self.get_json(&url).await;
         }
-        self.get_json(&format!("{}/{reference}", self.base)).await
+        let (resource_type, id) =
+            reference.split_once('/').ok_or_else(|| Error::Config(format!("{reference} is not Type/id")))?;
+        self.get_json(&self.instance_url(resource_type, id)?).await
     }
 
     fn search_url(&self, resource_type: &str, params: &[(&str, &str)]) -> String {
@@ -162,22 +177,26 @@ impl FhirClient {
         let first = self.search_url(resource_type, params);
         let client = self.clone();
         futures_util::stream::try_unfold(
-            (Some(first), VecDeque::new(), client),
-            |(mut next, mut buffered, client): (Option<String>, VecDeque<Value>, FhirClient)| async move {
+            (Some(first), VecDeque::new(), client, 0usize),
+            |(mut next, mut buffered, client, mut pages): (Option<String>, VecDeque<Value>, FhirClient, usize)| async move {
                 loop {
                     if let Some(resource) = buffered.pop_front() {
-                        return Ok(Some((resource, (next, buffered, client))));
+                        return Ok(Some((resource, (next, buffered, client, pages))));
                     }
                     let Some(url) = next.take() else { return Ok(None) };
+                    pages += 1;
+                    if pages > MAX_PAGES {
+                        return Err(Error::BadResponse(format!("the search goes on past {MAX_PAGES} pages")));
+                    }
                     let bundle = client.get_json(&url).await?;
                     next = next_link(&bundle).map(|u| client.own_url(u)).transpose()?;
+                    if next.as_deref() == Some(url.as_str()) {
+                        return Err(Error::BadResponse("a page's next link is the page itself".into()));
+                    }
                     let matches = bundle.get("entry").and_then(Value::as_array).into_iter().flatten().filter(|e| {
                         e.pointer("/search/mode").and_then(Value::as_str).is_none_or(|mode| mode == "match")
                     });
                     buffered.extend(matches.filter_map(|e| e.get("resource").cloned()));
-                    if buffered.is_empty() && next.is_none() {
-                        return Ok(None);
-                    }
                 }
             },
         )
@@ -223,29 +242,49 @@ impl FhirClient {
             .get("id")
             .and_then(Value::as_str)
             .ok_or_else(|| Error::Config("an update needs the resource's id".into()))?;
-        let url = format!("{}/{resource_type}/{id}", self.base);
+        let url = self.instance_url(resource_type, id)?;
         let r = self.send(|h| with_body(h.put(&url), resource)).await?;
         self.stored(r).await
     }
 
     /// Deletes `{type}/{id}`.
     pub async fn delete(&self, resource_type: &str, id: &str) -> Result<(), Error> {
-        let url = format!("{}/{resource_type}/{id}", self.base);
+        let url = self.instance_url(resource_type, id)?;
         self.send(|h| h.request(Method::DELETE, &url).header(ACCEPT, FHIR_JSON)).await.map(|_| ())
     }
 
     /// The resource a create or update answered with, or read from its `Location`.
     async fn stored(&self, r: Response) -> Result<Value, Error> {
         let location = r.headers().get(LOCATION).and_then(|l| l.to_str().ok()).map(str::to_owned);
-        let body = r.bytes().await?;
+        let body = super::read_limited(r, MAX_BODY).await?;
         if !body.is_empty() {
             return serde_json::from_slice(&body).map_err(|e| Error::BadResponse(format!("not FHIR JSON: {e}")));
         }
         match location {
-            Some(l) => self.resolve(l.split("/_history/").next().unwrap_or(&l)).await,
+            Some(l) => {
+                let current = l.split("/_history/").next().unwrap_or(&l);
+                let url =
+                    if current.contains("://") { self.own_url(current)? } else { format!("{}/{current}", self.base) };
+                self.get_json(&url).await
+            }
             None => Ok(Value::Null),
         }
     }
+}
+
+/// `url`, when it is on the server of `base` (same origin, under the base path once `..` and
+/// `%2e%2e` segments are resolved by parsing), else [`Error::ForeignUrl`].
+fn own_url(base: &str, url: &str) -> Result<String, Error> {
+    let foreign = || Error::ForeignUrl(url.to_owned());
+    let parsed = Url::parse(url).map_err(|_| foreign())?;
+    let base = Url::parse(base).map_err(|_| foreign())?;
+    let base_path = base.path().trim_end_matches('/');
+    let path = parsed.path();
+    let under_base = path == base_path || path.strip_prefix(base_path).is_some_and(|rest| rest.starts_with('/'));
+    if parsed.origin() != base.origin() || !under_base || url.contains('\\') {
+        return Err(foreign());
+    }
+    Ok(parsed.to_string())
 }
 
 fn with_body(request: RequestBuilder, resource: &Value) -> RequestBuilder {
@@ -261,4 +300,33 @@ fn resource_type_of(resource: &Value) -> Result<&str, Error> {
         .get("resourceType")
         .and_then(Value::as_str)
         .ok_or_else(|| Error::Config("the resource has no resourceType".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::own_url;
+
+    #[test]
+    fn only_urls_under_the_fhir_base_of_its_origin_are_sent_the_token() {
+        let base = "https://ehr.example/tenant-a/fhir";
+        for ok in [
+            "https://ehr.example/tenant-a/fhir/Observation?page=2",
+            "https://ehr.example/tenant-a/fhir",
+            "https://ehr.example:443/tenant-a/fhir/Patient/1",
+        ] {
+            assert!(own_url(base, ok).is_ok(), "{ok}");
+        }
+        for foreign in [
+            "https://evil.example/tenant-a/fhir/Observation",
+            "http://ehr.example/tenant-a/fhir/Observation",
+            "https://ehr.example/tenant-a/fhir2/Observation",
+            "https://ehr.example/tenant-a/fhir/../../tenant-b/fhir/Patient",
+            "https://ehr.example/tenant-a/fhir/%2e%2e/%2e%2e/tenant-b/fhir",
+            "https://ehr.example/tenant-a/fhir/..",
+            "https://ehr.example/tenant-b/fhir/Patient",
+            "/tenant-a/fhir/Patient",
+        ] {
+            assert!(own_url(base, foreign).is_err(), "{foreign}");
+        }
+    }
 }

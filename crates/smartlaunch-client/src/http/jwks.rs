@@ -16,6 +16,8 @@ const FRESH_FOR: Duration = Duration::from_secs(3600);
 /// An unknown `kid` fetches the set again, but not more often than this (a token naming
 /// random kids cannot make the app hammer the server).
 const REFETCH_AFTER: Duration = Duration::from_secs(10);
+/// At most this many servers' key sets are kept.
+const MAX_SETS: usize = 1000;
 /// The algorithms an id_token may be signed with: asymmetric only (never `none` or HMAC,
 /// whose key would be the app's own secret).
 const ALGORITHMS: [Algorithm; 7] = [
@@ -40,22 +42,34 @@ impl JwksCache {
         if !r.status().is_success() {
             return Err(Error::InvalidIdToken(format!("the key set at {uri} answered {}", r.status())));
         }
-        r.json().await.map_err(|e| Error::InvalidIdToken(format!("the key set at {uri} is not a JWK Set: {e}")))
+        let body = super::read_limited(r, super::SMALL_BODY).await?;
+        serde_json::from_slice(&body)
+            .map_err(|e| Error::InvalidIdToken(format!("the key set at {uri} is not a JWK Set: {e}")))
     }
 
     /// The key for `kid` from the set at `uri`, fetching it when unknown or stale.
     async fn key(&self, http: &reqwest::Client, uri: &str, kid: Option<&str>) -> Result<DecodingKey, Error> {
-        let mut sets = self.sets.lock().await;
-        let stale = match sets.get(uri) {
-            None => true,
-            Some((set, at)) => at.elapsed() > FRESH_FOR || (find(set, kid).is_none() && at.elapsed() > REFETCH_AFTER),
+        let cached = {
+            let sets = self.sets.lock().await;
+            sets.get(uri).map(|(set, at)| {
+                let fresh = at.elapsed() <= FRESH_FOR && (find(set, kid).is_some() || at.elapsed() <= REFETCH_AFTER);
+                (set.clone(), fresh)
+            })
         };
-        if stale {
-            let set = Self::fetch(http, uri).await?;
-            sets.insert(uri.to_owned(), (set, Instant::now()));
-        }
-        let set = &sets.get(uri).ok_or_else(|| Error::InvalidIdToken("no key set".into()))?.0;
-        let jwk = find(set, kid).ok_or_else(|| {
+        // The fetch runs outside the lock: one slow key set holds up no other server's logins.
+        let set = match cached {
+            Some((set, true)) => set,
+            _ => {
+                let set = Self::fetch(http, uri).await?;
+                let mut sets = self.sets.lock().await;
+                if sets.len() >= MAX_SETS && !sets.contains_key(uri) {
+                    sets.clear();
+                }
+                sets.insert(uri.to_owned(), (set.clone(), Instant::now()));
+                set
+            }
+        };
+        let jwk = find(&set, kid).ok_or_else(|| {
             Error::InvalidIdToken(format!("no key {} in the server's key set", kid.unwrap_or("(no kid)")))
         })?;
         DecodingKey::from_jwk(jwk).map_err(|e| Error::InvalidIdToken(format!("the server's key does not load: {e}")))

@@ -61,6 +61,25 @@ pub fn http_client() -> Result<reqwest::Client, Error> {
         .build()?)
 }
 
+/// The most a token response, a smart-configuration, a CapabilityStatement or a JWK Set may
+/// be: a hostile server cannot make the app buffer more.
+pub(crate) const SMALL_BODY: usize = 1024 * 1024;
+
+/// Reads a response body of at most `limit` bytes (a longer one is an error, not buffered).
+pub(crate) async fn read_limited(mut response: reqwest::Response, limit: usize) -> Result<bytes::Bytes, Error> {
+    if response.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(Error::BadResponse(format!("the response is larger than {limit} bytes")));
+    }
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = response.chunk().await? {
+        if body.len() + chunk.len() > limit {
+            return Err(Error::BadResponse(format!("the response is larger than {limit} bytes")));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
 /// Posts a form to a token endpoint and reads the response (RFC 6749 §5.1/§5.2).
 pub(crate) async fn post_token(
     http: &reqwest::Client,
@@ -74,7 +93,7 @@ pub(crate) async fn post_token(
     let request = auth.apply(request, &mut form, client_id, token_endpoint, now)?;
     let response = request.form(&form).send().await?;
     let status = response.status();
-    let body = response.bytes().await?;
+    let body = read_limited(response, SMALL_BODY).await?;
     if status.is_success() {
         return TokenResponse::parse(&body);
     }
@@ -91,7 +110,7 @@ pub async fn discover(http: &reqwest::Client, fhir_base: &str) -> Result<SmartCo
     let well_known = format!("{fhir_base}/.well-known/smart-configuration");
     let r = http.get(&well_known).header(ACCEPT, "application/json").send().await?;
     let first = if r.status().is_success() {
-        match SmartConfiguration::from_well_known(&r.bytes().await?) {
+        match SmartConfiguration::from_well_known(&read_limited(r, SMALL_BODY).await?) {
             Ok(config) => return Ok(config),
             Err(e) => e,
         }
@@ -102,8 +121,8 @@ pub async fn discover(http: &reqwest::Client, fhir_base: &str) -> Result<SmartCo
     if !r.status().is_success() {
         return Err(failed(format!("{first}; and /metadata answered {}", r.status())));
     }
-    let statement: serde_json::Value =
-        r.json().await.map_err(|e| failed(format!("{first}; and /metadata is not JSON: {e}")))?;
+    let statement: serde_json::Value = serde_json::from_slice(&read_limited(r, SMALL_BODY).await?)
+        .map_err(|e| failed(format!("{first}; and /metadata is not JSON: {e}")))?;
     SmartConfiguration::from_capability_statement(&statement).map_err(|e| failed(format!("{first}; and {e}")))
 }
 
@@ -169,6 +188,16 @@ impl SmartAppBuilder {
     }
 
     pub fn build(self) -> Result<SmartApp, Error> {
+        let shared_secret = matches!(self.auth, ClientAuth::SecretBasic(_) | ClientAuth::SecretPost(_));
+        if shared_secret && matches!(self.issuers, IssuerPolicy::AnyIssuer) {
+            // Any server's discovery names the token endpoint: the secret would go to whoever
+            // a launch link names.
+            return Err(Error::Config(
+                "a client secret cannot be used with allow_any_issuer: list the servers with allowed_issuers, \
+                 or authenticate with private_key_jwt (whose assertions name their token endpoint)"
+                    .into(),
+            ));
+        }
         Url::parse(&self.redirect_uri).map_err(|e| Error::BadUrl {
             what: "redirect_uri",
             url: self.redirect_uri.clone(),
@@ -208,6 +237,10 @@ impl SmartApp {
         &self.client_id
     }
 
+    pub fn redirect_uri(&self) -> &str {
+        &self.redirect_uri
+    }
+
     pub(crate) fn now(&self) -> u64 {
         (self.clock)()
     }
@@ -218,7 +251,24 @@ impl SmartApp {
         if let Some(c) = self.configurations.read().await.get(&base) {
             return Ok(c.clone());
         }
-        let config = Arc::new(discover(&self.http, &base).await?);
+        let config = discover(&self.http, &base).await?;
+        if matches!(self.issuers, IssuerPolicy::AnyIssuer) {
+            // A server nobody vetted: its endpoints must at least be https (or loopback).
+            for (what, url) in [
+                ("authorization_endpoint", config.authorization_endpoint.as_deref()),
+                ("token_endpoint", Some(config.token_endpoint.as_str())),
+                ("jwks_uri", config.jwks_uri.as_deref()),
+            ] {
+                if let Some(url) = url.filter(|u| !crate::issuer::is_https_or_loopback(u)) {
+                    return Err(Error::BadUrl {
+                        what,
+                        url: url.to_owned(),
+                        reason: "an https URL is required of a server outside the allow-list".into(),
+                    });
+                }
+            }
+        }
+        let config = Arc::new(config);
         self.configurations.write().await.insert(base, config.clone());
         Ok(config)
     }
@@ -315,5 +365,20 @@ impl SmartApp {
         self.jwks
             .verify_id_token(&self.http, jwks_uri, id_token, |claims| claims.check(issuer, &self.client_id, nonce, now))
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_secret_is_never_offered_to_any_issuer() {
+        for auth in [ClientAuth::SecretBasic("s".into()), ClientAuth::SecretPost("s".into())] {
+            let built = SmartApp::builder("app", "https://app.example/cb").client_auth(auth).allow_any_issuer().build();
+            assert!(matches!(built, Err(Error::Config(_))));
+        }
+        assert!(SmartApp::builder("app", "https://app.example/cb").allow_any_issuer().build().is_ok());
+        assert!(SmartApp::builder("app", "not a url").build().is_err());
     }
 }

@@ -50,7 +50,7 @@ impl LaunchContext {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 struct Tokens {
     access_token: String,
     /// Unix seconds; `None` when the server gave no `expires_in`.
@@ -62,12 +62,23 @@ struct Tokens {
 }
 
 /// A session as saved to disk or a database, to resume after a restart (with `offline_access`,
-/// its refresh token outlives the browser).  It holds secrets: store it as such.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// its refresh token outlives the browser).  It holds secrets: store it as such (its `Debug`
+/// shows none).
+#[derive(Clone, Serialize, Deserialize)]
 pub struct SavedSession {
     pub context: LaunchContext,
     tokens: Tokens,
     token_endpoint: String,
+}
+
+impl std::fmt::Debug for SavedSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SavedSession")
+            .field("fhir_base", &self.context.fhir_base)
+            .field("patient", &self.context.patient)
+            .field("expires_at", &self.tokens.expires_at)
+            .finish_non_exhaustive()
+    }
 }
 
 pub(crate) struct SessionInner {
@@ -129,7 +140,7 @@ impl Session {
         };
         let tokens = Tokens {
             access_token: t.access_token,
-            expires_at: t.expires_in.map(|s| now + s),
+            expires_at: t.expires_in.map(|s| now.saturating_add(s)),
             refresh_token: t.refresh_token,
             generation: 0,
         };
@@ -191,7 +202,7 @@ impl Session {
         let now = (self.inner.clock)();
         let (token, generation, due) = {
             let t = self.inner.tokens.read().await;
-            let due = t.expires_at.is_some_and(|at| at <= now + REFRESH_EARLY);
+            let due = t.expires_at.is_some_and(|at| at <= now.saturating_add(REFRESH_EARLY));
             if due && t.refresh_token.is_none() && t.expires_at.is_some_and(|at| at <= now) {
                 return Err(Error::Expired);
             }
@@ -239,7 +250,7 @@ impl Session {
         inner.refreshes.fetch_add(1, Ordering::Relaxed);
         let mut t = inner.tokens.write().await;
         t.access_token = fresh.access_token;
-        t.expires_at = fresh.expires_in.map(|s| now + s);
+        t.expires_at = fresh.expires_in.map(|s| now.saturating_add(s));
         // Rotation: a new refresh token replaces the old, which the server now refuses.
         if let Some(rotated) = fresh.refresh_token {
             t.refresh_token = Some(rotated);

@@ -24,7 +24,7 @@ use axum::Router;
 use futures_util::{StreamExt, TryStreamExt};
 use serde_json::Value;
 use smartlaunch_client::axum_routes::SmartAuth;
-use smartlaunch_client::{ClientAuth, Session, SmartApp};
+use smartlaunch_client::{ClientAuth, Error as ClientError, OAuthErrorCode, Session, SignedCookieStore, SmartApp};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, Mutex};
 use tokio::task::JoinHandle;
@@ -86,6 +86,9 @@ struct Demo {
     fhir_base: String,
     http: reqwest::Client,
     styles: Arc<Mutex<HashMap<String, String>>>,
+    /// Held while a saved session is restored: two requests of one browser after a restart
+    /// must not each resume it (two refreshes of one refresh token look like a stolen one).
+    restoring: Arc<Mutex<()>>,
     /// The pages' CSP: framed only by the EHR's origin.
     csp: HeaderValue,
 }
@@ -113,12 +116,18 @@ pub async fn start(listener: TcpListener, url: String, settings: DemoAppSettings
         "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; base-uri 'none'; \
          frame-ancestors 'self' {ehr_origin}"
     );
+    // Pending authorizations ride in signed cookies: nothing kept here for a launch that is
+    // never finished (a flood of /launch requests costs no memory).  A key per process: a
+    // launch in flight across a restart starts again.
+    let cookie_key = smartlaunch_client::pkce::random_token(32)?;
+    let pending = SignedCookieStore::new(cookie_key.as_bytes())?;
     let demo = Demo {
-        auth: SmartAuth::new(app),
+        auth: SmartAuth::builder(app).pending_store(Box::new(pending)).build(),
         saved: Arc::new(Saved::open(&settings.data_dir)),
         fhir_base,
         http,
         styles: Arc::default(),
+        restoring: Arc::default(),
         csp: HeaderValue::from_str(&csp)?,
     };
     let router = Router::new()
@@ -193,21 +202,26 @@ impl Demo {
         if let Some(session) = self.auth.session_of(headers) {
             return Some((id, session));
         }
+        let _one_at_a_time = self.restoring.lock().await;
+        if let Some(session) = self.auth.session_of(headers) {
+            return Some((id, session));
+        }
         let saved = self.saved.session(&id).await?;
         let session = Session::restore(self.auth.app(), saved);
         self.auth.adopt(&id, session.clone());
         Some((id, session))
     }
 
-    /// The EHR's style as CSS, fetched once per style URL: only from the EHR's own origin or
-    /// over https, at most 64 KiB.
+    /// The EHR's style as CSS, fetched once per style URL: only from the EHR's own origin (the
+    /// FHIR base's; nowhere else, so a style URL cannot make the app fetch other hosts), at
+    /// most 64 KiB.  A failed fetch is tried again next time.
     async fn css(&self, session: &Session) -> String {
         let Some(url) = session.context().smart_style_url.clone() else { return String::new() };
         if let Some(css) = self.styles.lock().await.get(&url) {
             return css.clone();
         }
         let same_origin = |u: &url::Url| url::Url::parse(&self.fhir_base).is_ok_and(|b| b.origin() == u.origin());
-        if !url::Url::parse(&url).is_ok_and(|u| u.scheme() == "https" || same_origin(&u)) {
+        if !url::Url::parse(&url).is_ok_and(|u| same_origin(&u)) {
             return String::new();
         }
         let fetched = async {
@@ -217,12 +231,21 @@ impl Demo {
             }
             r.json::<Value>().await.ok()
         };
-        let css = fetched.await.map(|v| style::css_of(&v)).unwrap_or_default();
+        let Some(css) = fetched.await.map(|v| style::css_of(&v)) else { return String::new() };
         let mut styles = self.styles.lock().await;
         if styles.len() < 100 {
             styles.insert(url, css.clone());
         }
         css
+    }
+}
+
+/// Whether an error means the grant is gone (not that the server is unreachable).
+fn authorization_ended(e: &ClientError) -> bool {
+    match e {
+        ClientError::Expired | ClientError::Fhir { status: 401, .. } => true,
+        ClientError::OAuth(o) => o.code == OAuthErrorCode::InvalidGrant,
+        _ => false,
     }
 }
 
@@ -284,7 +307,18 @@ async fn home(State(demo): State<Demo>, headers: HeaderMap) -> Response {
             demo.saved.put(&id, session.save().await, Some(fresh.clone())).await;
             (Some(fresh), None)
         }
-        Err(e) => (demo.saved.snapshot(&id).await, Some(e.to_string())),
+        Err(e) if authorization_ended(&e) => {
+            // Revoked or expired at the server: what it showed goes too.
+            demo.saved.remove(&id).await;
+            let _ = demo.auth.forget(&headers);
+            (None, Some(format!("your authorization has ended ({e}); launch Vitals again")))
+        }
+        Err(e) => {
+            // The server could not be read: keep the tokens as they are now (a refresh may
+            // have rotated them) and show what was last seen.
+            demo.saved.put(&id, session.save().await, None).await;
+            (demo.saved.snapshot(&id).await, Some(e.to_string()))
+        }
     };
     let Some(snapshot) = snapshot else {
         let base = url::Url::parse(&demo.fhir_base).map(|u| u.origin().ascii_serialization()).unwrap_or_default();

@@ -80,6 +80,10 @@ pub async fn register(
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    std::io::Write::write_all(&mut options.open(&file)?, &serde_json::to_vec(&registration)?)?;
+    let mut out = options.open(&file)?;
+    // A file left by an earlier run keeps its mode on open: set it.
+    #[cfg(unix)]
+    out.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    std::io::Write::write_all(&mut out, &serde_json::to_vec(&registration)?)?;
     Ok(registration)
 }

@@ -14,6 +14,8 @@ use super::chart::Chart;
 
 /// At most this many sessions are kept (the oldest go first).
 const MAX_SESSIONS: usize = 200;
+/// A saved session not used for this long is not resumed (seconds: 30 days).
+const MAX_AGE: u64 = 30 * 24 * 3600;
 
 /// The patient, as the banner shows them.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -65,7 +67,13 @@ impl Saved {
     }
 
     pub async fn session(&self, id: &str) -> Option<SavedSession> {
-        self.entries.lock().await.get(id).map(|e| e.session.clone())
+        let now = smartlaunch_client::unix_now();
+        self.entries
+            .lock()
+            .await
+            .get(id)
+            .filter(|e| now.saturating_sub(e.saved_at) <= MAX_AGE)
+            .map(|e| e.session.clone())
     }
 
     pub async fn snapshot(&self, id: &str) -> Option<Snapshot> {
@@ -100,7 +108,11 @@ impl Saved {
             options.write(true).create(true).truncate(true);
             #[cfg(unix)]
             std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            std::io::Write::write_all(&mut options.open(&tmp)?, &json)?;
+            let mut file = options.open(&tmp)?;
+            // A file left by an earlier run keeps its mode on open: set it.
+            #[cfg(unix)]
+            file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+            std::io::Write::write_all(&mut file, &json)?;
             std::fs::rename(&tmp, &self.path)
         })();
         if let Err(e) = result {

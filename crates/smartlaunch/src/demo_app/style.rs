@@ -36,9 +36,12 @@ fn allowed(check: Check, v: &str) -> bool {
                 .strip_prefix('#')
                 .is_some_and(|h| matches!(h.len(), 3 | 4 | 6 | 8) && h.chars().all(|c| c.is_ascii_hexdigit()));
             let named = v.len() <= 20 && v.chars().all(|c| c.is_ascii_alphabetic());
-            let function = (v.starts_with("rgb(") || v.starts_with("rgba(") || v.starts_with("hsl("))
-                && v.ends_with(')')
-                && v.chars().all(|c| c.is_ascii_alphanumeric() || " ,.%()/".contains(c));
+            let args = ["rgb(", "rgba(", "hsl(", "hsla("]
+                .iter()
+                .find_map(|f| v.strip_prefix(f))
+                .and_then(|rest| rest.strip_suffix(')'));
+            // Numbers only inside: no `url(…)`, no second function.
+            let function = args.is_some_and(|a| a.chars().all(|c| c.is_ascii_digit() || " ,.%/".contains(c)));
             hex || named || function
         }
         Check::Length => {
@@ -48,7 +51,12 @@ fn allowed(check: Check, v: &str) -> bool {
                 && digits.chars().all(|c| c.is_ascii_digit() || c == '.')
                 && matches!(unit, "px" | "rem" | "em" | "%" | "pt")
         }
-        Check::Font => v.chars().all(|c| c.is_ascii_alphanumeric() || " ,-_'\"".contains(c)),
+        Check::Font => {
+            // Balanced quotes: an open one would swallow the rest of the stylesheet.
+            v.chars().all(|c| c.is_ascii_alphanumeric() || " ,-_'\"".contains(c))
+                && v.matches('"').count().is_multiple_of(2)
+                && v.matches('\'').count().is_multiple_of(2)
+        }
     }
 }
 
@@ -88,7 +96,10 @@ mod tests {
             "color_text": "url(https://evil.example/x)",
             "dim_font_size": "16px;background:url(x)",
             "font_family_body": "x}</style><script>",
-            "color_error": "expression(alert(1))"
+            "color_error": "expression(alert(1))",
+            "color_success": "rgb(0,0,0) url(//evil.example/x)",
+            "color_modal_backdrop": "rgb(0, calc(1), 0)",
+            "font_family_heading": "\"Open"
         }));
         assert_eq!(css, ":root{}");
     }

@@ -131,7 +131,7 @@ async fn the_demo_app_registers_launches_charts_and_resumes_after_a_restart() {
     assert!(!again.contains("role=\"alert\""), "fresh data, not only the last seen: {again}");
 
     // The grant ends at the server (RFC 7009 revocation of its refresh token): the app cannot
-    // refresh, and shows what it last saw, saying so.
+    // refresh, says so, and forgets what it saved (no patient data after a revocation).
     let saved: Value = serde_json::from_slice(&std::fs::read(dir.join("sessions.json")).unwrap()).unwrap();
     let entry = saved.as_object().unwrap().values().next().unwrap();
     let refresh_token = entry["session"]["tokens"]["refresh_token"].as_str().unwrap();
@@ -144,15 +144,35 @@ async fn the_demo_app_registers_launches_charts_and_resumes_after_a_restart() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    let last_seen = page(&s, &demo, &mut cookies).await;
-    assert!(last_seen.contains("role=\"alert\"") && last_seen.contains("last seen"), "{last_seen}");
-    assert!(last_seen.contains("<svg class=\"chart\""), "the saved charts: {last_seen}");
+    let r = cookies.get(&s, &format!("{}/", demo.url)).await;
+    let ended = r.text().await.unwrap();
+    assert!(ended.contains("authorization has ended") && !ended.contains("<svg"), "{ended}");
+    let saved: Value = serde_json::from_slice(&std::fs::read(dir.join("sessions.json")).unwrap()).unwrap();
+    assert!(saved.as_object().unwrap().is_empty(), "nothing of the patient kept: {saved}");
 
-    // Signing out forgets it, also across restarts.
+    // A new launch, then sign-out: forgotten, also across restarts.
+    launch(&s, &demo, &mut cookies).await;
     let r = s.http.post(format!("{}/signout", demo.url)).header(COOKIE, cookies.header()).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     cookies.take(&r);
     assert!(!page(&s, &demo, &mut cookies).await.contains("<svg"));
+    demo.stop().await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn when_the_server_cannot_be_reached_the_app_shows_what_it_last_saw() {
+    let mut s = Server::start().await;
+    let dir = s.dir.join("vitals");
+    let demo = demo_app(&s, &dir, 0).await;
+    let mut cookies = AppCookies::default();
+    assert!(launch(&s, &demo, &mut cookies).await.contains("<svg class=\"chart\""));
+    // The FHIR server goes away (its data directory stays for `stop`).
+    s.running.take().unwrap().stop().await;
+    let r = cookies.get(&s, &format!("{}/", demo.url)).await;
+    let last_seen = r.text().await.unwrap();
+    assert!(last_seen.contains("role=\"alert\"") && last_seen.contains("last seen"), "{last_seen}");
+    assert!(last_seen.contains("<svg class=\"chart\""), "the saved charts: {last_seen}");
     demo.stop().await;
     s.stop().await;
 }
