@@ -4,7 +4,8 @@
 #            with openid, the RS256 ceiling, the authorized read and the bare endpoint
 #   pg       the launch loop on PostgreSQL: one node, then two nodes behind nginx (round-robin)
 #   fhir     read and search p50 at 1,000 patients x 200 resources, SQLite and PostgreSQL
-# Usage: scripts/bench.sh [sqlite] [pg] [fhir]   (none: all three).  Needs a release build
+#   client   issue 11: `GET Patient/{id}` through smartlaunch-client vs raw reqwest, interleaved
+# Usage: scripts/bench.sh [sqlite] [pg] [fhir] [client]   (none: all four).  Needs a release build
 # (cargo build --release -p smartlaunch -p smartlaunch-bench), nginx for `pg`, and a PostgreSQL
 # (postgres://root@127.0.0.1:5432 by default; BENCH_PG to change it).
 set -euo pipefail
@@ -19,7 +20,8 @@ NGINX="${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}"
 WORK="$(mktemp -d /tmp/smartlaunch-bench.XXXXXX)"
 KEK="$(head -c 32 /dev/urandom | base64)"
 export SMARTLAUNCH_KEY_ENCRYPTION_KEY="$KEK"
-LIMITS=(--authorize-rate-limit 0 --token-rate-limit 0)
+# No Vitals demo app beside the servers here: it would hold the next port.
+LIMITS=(--authorize-rate-limit 0 --token-rate-limit 0 --demo-app off)
 PIDS=()
 DBS=()
 
@@ -142,13 +144,20 @@ bench_fhir() {
   "$BENCH" fhir --base http://127.0.0.1:18082 --patient pat-500
 }
 
+bench_client() {
+  echo "== FHIR reads: smartlaunch-client vs raw reqwest (same reqwest client, interleaved) =="
+  serve 18083 --data "$WORK/client"
+  launch_bench http://127.0.0.1:18083 "$LAST_PID" read read-client read read-client
+}
+
 parts=("$@")
-[ ${#parts[@]} -eq 0 ] && parts=(sqlite pg fhir)
+[ ${#parts[@]} -eq 0 ] && parts=(sqlite pg fhir client)
 for part in "${parts[@]}"; do
   case "$part" in
     sqlite) bench_sqlite ;;
     pg) bench_pg ;;
     fhir) bench_fhir ;;
-    *) echo "unknown part: $part (sqlite, pg, fhir)" >&2; exit 2 ;;
+    client) bench_client ;;
+    *) echo "unknown part: $part (sqlite, pg, fhir, client)" >&2; exit 2 ;;
   esac
 done
