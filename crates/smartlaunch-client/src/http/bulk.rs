@@ -146,12 +146,25 @@ impl ExportJob {
         Ok(ExportStatus::Complete(manifest))
     }
 
-    /// Polls until the export completes, waiting as long as each `Retry-After` asks.
+    /// Polls until the export completes, waiting as long as each `Retry-After` asks, for at
+    /// most six hours.
     pub async fn wait(&self) -> Result<ExportManifest, Error> {
+        self.wait_at_most(Duration::from_secs(6 * 3600)).await
+    }
+
+    /// Polls until the export completes or `limit` has passed (a server that never finishes
+    /// cannot keep the app polling for ever).
+    pub async fn wait_at_most(&self, limit: Duration) -> Result<ExportManifest, Error> {
+        let deadline = tokio::time::Instant::now() + limit;
         loop {
             match self.poll().await? {
                 ExportStatus::Complete(m) => return Ok(m),
-                ExportStatus::InProgress { retry_after, .. } => tokio::time::sleep(retry_after).await,
+                ExportStatus::InProgress { retry_after, .. } => {
+                    if tokio::time::Instant::now() + retry_after > deadline {
+                        return Err(Error::Export(format!("not complete after {} s", limit.as_secs())));
+                    }
+                    tokio::time::sleep(retry_after).await
+                }
             }
         }
     }

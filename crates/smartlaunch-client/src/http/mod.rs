@@ -30,6 +30,12 @@ use crate::issuer::IssuerPolicy;
 use crate::token::{code_exchange_form, TokenResponse};
 use crate::Error;
 
+/// A discovered configuration is used this long, then fetched again.
+const CONFIGURATION_FRESH_FOR: Duration = Duration::from_secs(3600);
+/// At most this many servers' configurations are kept (with `allow_any_issuer`, any number of
+/// servers may be named).
+const MAX_CONFIGURATIONS: usize = 1000;
+
 /// Seconds since the Unix epoch; tests give their own.
 pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
 
@@ -136,7 +142,8 @@ pub struct SmartApp {
     pub(crate) http: reqwest::Client,
     pub(crate) jwks: Arc<JwksCache>,
     pub(crate) clock: Clock,
-    configurations: RwLock<HashMap<String, Arc<SmartConfiguration>>>,
+    /// Discovered configurations and when: used for an hour, at most [`MAX_CONFIGURATIONS`].
+    configurations: RwLock<HashMap<String, (Arc<SmartConfiguration>, std::time::Instant)>>,
 }
 
 /// Builds a [`SmartApp`].
@@ -248,8 +255,10 @@ impl SmartApp {
     /// The SMART configuration of an allowed FHIR server, discovered once and kept.
     pub async fn configuration(&self, fhir_base: &str) -> Result<Arc<SmartConfiguration>, Error> {
         let base = self.issuers.check(fhir_base)?;
-        if let Some(c) = self.configurations.read().await.get(&base) {
-            return Ok(c.clone());
+        if let Some((c, at)) = self.configurations.read().await.get(&base) {
+            if at.elapsed() < CONFIGURATION_FRESH_FOR {
+                return Ok(c.clone());
+            }
         }
         let config = discover(&self.http, &base).await?;
         if matches!(self.issuers, IssuerPolicy::AnyIssuer) {
@@ -269,7 +278,14 @@ impl SmartApp {
             }
         }
         let config = Arc::new(config);
-        self.configurations.write().await.insert(base, config.clone());
+        let mut configurations = self.configurations.write().await;
+        if configurations.len() >= MAX_CONFIGURATIONS {
+            configurations.retain(|_, (_, at)| at.elapsed() < CONFIGURATION_FRESH_FOR);
+            if configurations.len() >= MAX_CONFIGURATIONS {
+                configurations.clear();
+            }
+        }
+        configurations.insert(base, (config.clone(), std::time::Instant::now()));
         Ok(config)
     }
 
