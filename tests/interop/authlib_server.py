@@ -7,7 +7,8 @@ tokens with rotation, OpenID Connect id_tokens (RS256, by kid) and RFC 9068 JWT 
 This file adds what SMART adds: `.well-known/smart-configuration`, the launch context in the
 token response (`patient`, `need_patient_banner`), and a tiny FHIR API (one Patient, 25 paged
 Observations) that checks the JWT access token's signature, issuer, audience, expiry and
-scope.  The authorization step approves at once as user `u1` (no pages: a test double of the
+scope.  `/legacy/fhir` is the same server as an older one would announce itself: no
+`.well-known/smart-configuration`, only the CapabilityStatement's `oauth-uris` extension.  The authorization step approves at once as user `u1` (no pages: a test double of the
 user, not of the protocol).
 
 Clients: `public-app` (token_endpoint_auth_method none) and `confidential-app`
@@ -285,7 +286,19 @@ def allowed(claims, resource_type):
     return "patient/*.rs" in scopes or f"patient/{resource_type}.rs" in scopes
 
 
+@app.get("/legacy/fhir/metadata")
+def legacy_metadata():
+    """An older server's discovery: no .well-known, the oauth-uris extension of SMART 1.0."""
+    uris = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
+    return jsonify({"resourceType": "CapabilityStatement", "status": "active", "kind": "instance",
+                    "fhirVersion": "4.0.1", "format": ["json"],
+                    "rest": [{"mode": "server", "security": {"extension": [{"url": uris, "extension": [
+                        {"url": "authorize", "valueUri": BASE + "/authorize"},
+                        {"url": "token", "valueUri": BASE + "/token"}]}]}}]})
+
+
 @app.get("/fhir/Patient/<pid>")
+@app.get("/legacy/fhir/Patient/<pid>")
 def read_patient(pid):
     claims = bearer_claims()
     if claims is None:

@@ -143,3 +143,34 @@ async fn a_tampered_authlib_id_token_is_refused() {
     let refused = cache.verify_id_token(&http, &jwks, &changed, check("public-app")).await;
     assert!(matches!(refused, Err(Error::InvalidIdToken(_))), "a changed claim");
 }
+
+#[tokio::test]
+async fn an_older_server_is_discovered_through_its_capability_statement() {
+    let Some(authlib) = start_authlib() else { return };
+    let legacy = format!("{}/legacy/fhir", authlib.base);
+    let http = smartlaunch_client::http_client().unwrap();
+    let config = smartlaunch_client::discover(&http, &legacy).await.unwrap();
+    assert_eq!(config.source, smartlaunch_client::discovery::Source::CapabilityStatement);
+    assert_eq!(config.token_endpoint, format!("{}/token", authlib.base));
+
+    let app = SmartApp::builder("public-app", REDIRECT)
+        .scope("launch/patient patient/*.rs")
+        .allowed_issuers([legacy.clone()])
+        .build()
+        .unwrap();
+    let (url, pending) = app.standalone_launch(&legacy).await.unwrap();
+    let query = approve(&http, url.as_str()).await;
+    let session = app.complete(&pending, &query).await.unwrap();
+    assert_eq!(session.fhir().read_patient().await.unwrap()["id"], "p1");
+
+    // Such a server announces no issuer or key set: an id_token cannot be verified, and the
+    // app that asks for one is told so rather than handed unverified claims.
+    let openid =
+        SmartApp::builder("public-app", REDIRECT).scope(SCOPE).allowed_issuers([legacy.clone()]).build().unwrap();
+    let (url, pending) = openid.standalone_launch(&legacy).await.unwrap();
+    let query = approve(&http, url.as_str()).await;
+    match openid.complete(&pending, &query).await {
+        Err(Error::InvalidIdToken(why)) => assert!(why.contains("announced no issuer"), "{why}"),
+        other => panic!("{:?}", other.err()),
+    }
+}
