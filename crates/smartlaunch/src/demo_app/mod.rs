@@ -163,8 +163,8 @@ struct VitalsPage {
     banner: Option<PatientSummary>,
     patient_name: String,
     user: Option<String>,
-    vitals: Vec<ChartView>,
-    labs: Vec<ChartView>,
+    /// Vital signs, then laboratory results: heading, what to say when empty, charts.
+    sections: Vec<(&'static str, &'static str, Vec<ChartView>)>,
     seen_at: String,
     /// Why the data shown is the last seen, not fresh.
     problem: Option<String>,
@@ -194,6 +194,20 @@ impl Demo {
         h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         r
+    }
+
+    /// How to launch the app (the EHR, or a standalone launch against its server), with why
+    /// a session's data could not be shown.
+    fn welcome(&self, status: StatusCode, problem: Option<String>) -> Response {
+        let base = url::Url::parse(&self.fhir_base).map(|u| u.origin().ascii_serialization()).unwrap_or_default();
+        let iss = url::form_urlencoded::Serializer::new(String::new()).append_pair("iss", &self.fhir_base).finish();
+        let page = WelcomePage {
+            fhir_base: self.fhir_base.clone(),
+            ehr: format!("{base}/ehr"),
+            standalone: format!("/launch?{iss}"),
+            problem,
+        };
+        self.page(status, &page)
     }
 
     /// The browser's session: kept in memory, or saved before a restart and resumed.
@@ -293,14 +307,7 @@ fn views(charts: &[Chart], kind: Kind) -> Vec<ChartView> {
 /// `GET /`: the chart of the session's patient, or how to launch the app.
 async fn home(State(demo): State<Demo>, headers: HeaderMap) -> Response {
     let Some((id, session)) = demo.session(&headers).await else {
-        let base = url::Url::parse(&demo.fhir_base).map(|u| u.origin().ascii_serialization()).unwrap_or_default();
-        let standalone = format!(
-            "/launch?{}",
-            url::form_urlencoded::Serializer::new(String::new()).append_pair("iss", &demo.fhir_base).finish()
-        );
-        let page =
-            WelcomePage { fhir_base: demo.fhir_base.clone(), ehr: format!("{base}/ehr"), standalone, problem: None };
-        return demo.page(StatusCode::OK, &page);
+        return demo.welcome(StatusCode::OK, None);
     };
     let (snapshot, problem) = match read_snapshot(&session).await {
         Ok(fresh) => {
@@ -321,13 +328,7 @@ async fn home(State(demo): State<Demo>, headers: HeaderMap) -> Response {
         }
     };
     let Some(snapshot) = snapshot else {
-        let base = url::Url::parse(&demo.fhir_base).map(|u| u.origin().ascii_serialization()).unwrap_or_default();
-        let standalone = format!(
-            "/launch?{}",
-            url::form_urlencoded::Serializer::new(String::new()).append_pair("iss", &demo.fhir_base).finish()
-        );
-        let page = WelcomePage { fhir_base: demo.fhir_base.clone(), ehr: format!("{base}/ehr"), standalone, problem };
-        return demo.page(StatusCode::BAD_GATEWAY, &page);
+        return demo.welcome(StatusCode::BAD_GATEWAY, problem);
     };
     let context = session.context();
     let page = VitalsPage {
@@ -335,8 +336,10 @@ async fn home(State(demo): State<Demo>, headers: HeaderMap) -> Response {
         banner: context.need_patient_banner.then(|| snapshot.patient.clone()),
         patient_name: snapshot.patient.name.clone(),
         user: context.fhir_user().map(|u| u.reference()),
-        vitals: views(&snapshot.charts, Kind::Vital),
-        labs: views(&snapshot.charts, Kind::Lab),
+        sections: vec![
+            ("Vital signs", "No vital signs recorded.", views(&snapshot.charts, Kind::Vital)),
+            ("Laboratory results", "No laboratory results recorded.", views(&snapshot.charts, Kind::Lab)),
+        ],
         seen_at: snapshot.seen_at.clone(),
         problem,
     };
